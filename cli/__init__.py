@@ -1,0 +1,1 @@
+"""The `edgekiln` command line."""

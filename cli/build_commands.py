@@ -1,0 +1,79 @@
+"""Commands that need the compiler (torch, transformers, onnx): compile, quickstart."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from edgekiln.runtime.bench import BenchConfig, format_table
+
+from .artifact_commands import run_bench, save_bench_report
+from .parsing import int_list, positive_int
+
+
+def register(commands) -> None:
+    build = commands.add_parser("compile", help="compile a model for a target into an artifact folder")
+    build.add_argument("model", help="Hugging Face model folder, or an .onnx file")
+    build.add_argument("--target", default="host", help="profile name (see `edgekiln targets`), host, or a .toml file")
+    build.add_argument("-o", "--output", type=Path, required=True, help="artifact folder to write")
+    build.add_argument("--backend", help="onnxruntime (default: the target's first implemented preference)")
+    build.add_argument("--force", action="store_true", help="replace an existing artifact folder")
+    build.add_argument("--task", help="override the detected task: text-classification, "
+                                      "token-classification, sentence-embedding")
+    build.add_argument("--pooling", help="pooling for a bare encoder: mean, cls, max, mean-sqrt-len")
+    build.add_argument("--exporter", default="auto", help="auto (dynamo, then torchscript), dynamo, torchscript")
+    build.add_argument("--opset", type=positive_int, default=18)
+    build.add_argument("--no-cache", action="store_true", help="recompute every pass")
+    build.set_defaults(handler=cmd_compile)
+
+    quick = commands.add_parser("quickstart", help="compile, check and benchmark all-MiniLM-L6-v2 on this machine")
+    quick.add_argument("-o", "--output", type=Path, default=Path("edgekiln-out/quickstart-minilm"))
+    quick.add_argument("--batch", type=int_list, default=(1,))
+    quick.add_argument("--seq", type=int_list, default=(128,))
+    quick.add_argument("--runs", type=positive_int, default=30)
+    quick.set_defaults(handler=cmd_quickstart)
+
+
+def _progress(message: str) -> None:
+    print(f"  {message}", file=sys.stderr)
+
+
+def cmd_compile(args) -> int:
+    from edgekiln.compiler import compile
+
+    result = compile(args.model, args.target, args.output, backend=args.backend, force=args.force, task=args.task,
+                     pooling=args.pooling, exporter=args.exporter, opset=args.opset, cache=not args.no_cache,
+                     progress=_progress)
+    _print_result(result)
+    return 0
+
+
+def _print_result(result) -> None:
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    manifest = result.manifest
+    fidelity = json.loads((result.path / "reports" / "verify_fidelity.json").read_text())
+    print(f"artifact {manifest.artifact_id}: {manifest.task.value}, {manifest.backend.value}, "
+          f"{manifest.target.name}, {manifest.precision.value}")
+    print(f"fidelity vs {fidelity['reference']}: max abs diff {fidelity['max_abs_diff']:.2e}, "
+          f"min cosine {fidelity['min_cosine']:.6f}")
+    print(f"written to {result.path}")
+
+
+def cmd_quickstart(args) -> int:
+    from edgekiln.compiler.quickstart import compile_default, model_folder, sentence_fidelity
+
+    print("1/3 compiling all-MiniLM-L6-v2 for this machine", file=sys.stderr)
+    result = compile_default(args.output, _progress)
+    _print_result(result)
+    print("2/3 checking sentence embeddings against PyTorch", file=sys.stderr)
+    fidelity = sentence_fidelity(result.path, model_folder())
+    print(f"sentence embeddings vs PyTorch on {fidelity['sentences']} sentences: min cosine "
+          f"{fidelity['min_cosine']:.6f}, mean {fidelity['mean_cosine']:.6f} (need >= {fidelity['threshold']})")
+    print("3/3 benchmarking against PyTorch eager", file=sys.stderr)
+    config = BenchConfig(batches=args.batch, sequences=args.seq, runs=args.runs)
+    report = run_bench(result.path, config, threads=None, against=str(model_folder()))
+    print(format_table(report))
+    save_bench_report(result.path, report)
+    print(f"\nartifact: {result.path}\ntry:      edgekiln run {result.path} \"a sentence to embed\"")
+    return 0

@@ -1,0 +1,44 @@
+"""`edgekiln` entry point: argument parsing, dispatch, and the one-line error contract.
+
+Every user error ends as one line on stderr and exit code 2; commands that need the compiler
+import it lazily, so `run`, `bench`, `inspect` and `targets` work on a runtime-only install.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from edgekiln.runtime.errors import EdgekilnError
+
+from . import artifact_commands, build_commands
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgekiln", description="Compile models for edge devices and run them.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    build_commands.register(commands)
+    artifact_commands.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except EdgekilnError as exc:
+        print(f"edgekiln: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except ImportError as exc:
+        print(f"edgekiln: error: `edgekiln {args.command}` needs a package that is not installed ({exc.name}) "
+              f"(install the compiler: pip install 'edgekiln[compiler]')", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("edgekiln: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""`edgekiln.compiler.compile`: model + target profile -> verified artifact folder."""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from edgekiln.runtime.manifest import Backend, Manifest, Precision, Task
+from edgekiln.targets import TargetProfile, load_profile
+
+from .artifact_writer import check_output_folder, write_artifact
+from .cache import PassCache, default_cache_dir
+from .errors import CompileError
+from .passes.base import BuildState, Pass
+from .passes.check_onnx import CheckOnnx
+from .passes.export_onnx import ExportConfig, Exporter, ExportOnnx
+from .passes.ort_optimize import OrtOptimize
+from .passes.verify_fidelity import FidelityConfig, VerifyFidelity
+from .pipeline import run_passes
+from .sources import Pooling, resolve_source
+
+IMPLEMENTED_BACKENDS = (Backend.ONNXRUNTIME,)
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    path: Path
+    manifest: Manifest
+    notes: tuple[str, ...]
+
+
+def compile(model: Any, target: str | TargetProfile = "host", output: str | os.PathLike = "edgekiln-out/model", *,
+            backend: str | Backend | None = None, force: bool = False, task: str | Task | None = None,
+            pooling: str | Pooling | None = None, example_inputs: Any = None,
+            input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
+            dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+            exporter: str | Exporter = Exporter.AUTO, opset: int = 18,
+            fidelity: FidelityConfig | None = None, cache: bool = True, cache_dir: str | os.PathLike | None = None,
+            progress: Callable[[str], None] | None = None) -> CompileResult:
+    """Compile `model` (a Hugging Face folder, an .onnx file, or a torch.nn.Module with
+    `example_inputs`) for `target` into the artifact folder `output`."""
+    progress = progress or (lambda message: None)
+    out_dir = Path(output).expanduser().resolve()
+    check_output_folder(out_dir, force)
+    profile = target if isinstance(target, TargetProfile) else load_profile(str(target))
+    chosen, notes = choose_backend(profile, _enum(Backend, backend, "backend"))
+    if Precision.FP32 not in profile.precisions:
+        raise CompileError(f"target {profile.name} does not list fp32 among its precisions "
+                           f"{[p.value for p in profile.precisions]}; lower precisions come with quantization")
+    build_dir = out_dir.parent / f".{out_dir.name}.build-{uuid.uuid4().hex[:8]}"
+    build_dir.mkdir()
+    try:
+        source = resolve_source(model, work_dir=build_dir, task=_enum(Task, task, "task"),
+                                pooling=_enum(Pooling, pooling, "pooling"), example_inputs=example_inputs,
+                                input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes)
+        passes = _pass_chain(source.torch is not None, ExportConfig(exporter=_enum(Exporter, exporter, "exporter"),
+                                                                     opset=opset), fidelity)
+        store = PassCache(None if not cache else Path(cache_dir or default_cache_dir()), build_dir)
+        state, records = run_passes(passes, BuildState(source=source), store, progress)
+        manifest = write_artifact(out_dir, state=state, records=records, profile=profile, backend=chosen,
+                                  precision=Precision.FP32)
+    finally:
+        shutil.rmtree(build_dir, ignore_errors=True)
+    return CompileResult(out_dir, manifest, tuple(notes) + source.notes)
+
+
+def choose_backend(profile: TargetProfile, requested: Backend | None) -> tuple[Backend, list[str]]:
+    if requested is not None and requested not in IMPLEMENTED_BACKENDS:
+        raise CompileError(f"the {requested.value} backend is not implemented in this edgekiln version",
+                           hint=f"use --backend {IMPLEMENTED_BACKENDS[0].value}")
+    if requested is not None:
+        notes = [] if requested in profile.preferred_backends else \
+            [f"{requested.value} is not among {profile.name}'s preferred backends"]
+        return requested, notes
+    for candidate in profile.preferred_backends:
+        if candidate in IMPLEMENTED_BACKENDS:
+            skipped = profile.preferred_backends[:profile.preferred_backends.index(candidate)]
+            notes = [f"preferred backend {b.value} is not implemented yet; using {candidate.value}" for b in skipped]
+            return candidate, notes
+    raise CompileError(f"none of {profile.name}'s preferred backends "
+                       f"{[b.value for b in profile.preferred_backends]} is implemented",
+                       hint=f"pass --backend {IMPLEMENTED_BACKENDS[0].value}")
+
+
+def _pass_chain(from_torch: bool, export: ExportConfig, fidelity: FidelityConfig | None) -> list[Pass]:
+    first: Pass = ExportOnnx(export) if from_torch else CheckOnnx()
+    return [first, OrtOptimize(), VerifyFidelity(fidelity or FidelityConfig())]
+
+
+def _enum(kind, value, what: str):
+    if value is None or isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        raise CompileError(f"unknown {what} {value!r}", hint=f"use one of: {', '.join(k.value for k in kind)}") from None

@@ -1,0 +1,107 @@
+"""Writing an artifact folder atomically: everything goes into a staging folder, then one rename."""
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edgekiln.runtime.hashing import sha256_file, sha256_json
+from edgekiln.runtime.manifest import (MANIFEST_FILE, REPORTS_DIR, SCHEMA_VERSION, Backend, Manifest,
+                                       PassRecord, Precision, TargetInfo, identity_fields)
+from edgekiln.runtime.reports import write_report
+from edgekiln.targets import TargetProfile
+
+from .errors import CompileError
+from .graph_io import graph_io
+from .passes.base import MODEL_FILE, BuildState
+from .tool_versions import tool_versions
+
+
+def check_output_folder(out_dir: Path, force: bool) -> None:
+    """Refuse before any work is done: an existing folder needs --force, and only an artifact
+    (or an empty folder) is ever replaced."""
+    if not out_dir.exists():
+        if not out_dir.parent.exists():
+            raise CompileError(f"the parent folder of the output {out_dir} does not exist")
+        return
+    if not force:
+        raise CompileError(f"output folder {out_dir} already exists", hint="pass --force to replace it")
+    if not out_dir.is_dir():
+        raise CompileError(f"output path {out_dir} is a file, not a folder")
+    if any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILE).is_file():
+        raise CompileError(f"output folder {out_dir} is not empty and is not an edgekiln artifact; "
+                           "refusing to replace it even with --force", hint="choose another -o folder")
+
+
+def write_artifact(out_dir: Path, *, state: BuildState, records: list[PassRecord], profile: TargetProfile,
+                   backend: Backend, precision: Precision) -> Manifest:
+    staging = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        manifest = _fill(staging, state, records, profile, backend, precision)
+        _swap_into_place(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: TargetProfile,
+          backend: Backend, precision: Precision) -> Manifest:
+    import onnx
+
+    shutil.copyfile(state.model_path, staging / MODEL_FILE)
+    external = state.model_path.with_name(state.model_path.name + ".data")
+    if external.is_file():
+        shutil.copyfile(external, staging / external.name)
+    source = state.source
+    if source.tokenizer_file is not None:
+        shutil.copyfile(source.tokenizer_file, staging / source.tokenizer.file)
+    inputs, outputs = graph_io(onnx.load(str(staging / MODEL_FILE), load_external_data=False))
+    files = {str(path.relative_to(staging)): sha256_file(path)
+             for path in sorted(staging.rglob("*")) if path.is_file()}
+    fields = {
+        "schema_version": SCHEMA_VERSION,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "edgekiln_version": tool_versions().get("edgekiln", "unknown"),
+        "source": source.description,
+        "backend": backend,
+        "target": TargetInfo(name=profile.name, arch=profile.arch.value, threads=profile.threads,
+                             accelerator=profile.accelerator),
+        "precision": precision,
+        "task": source.task,
+        "model_file": MODEL_FILE,
+        "inputs": inputs,
+        "outputs": outputs,
+        "labels": source.labels,
+        "tokenizer": source.tokenizer,
+        "passes": tuple(records),
+        "tool_versions": tool_versions(),
+        "files": files,
+    }
+    identity = Manifest.model_construct(**fields, artifact_id="").model_dump(mode="json")
+    manifest = Manifest(**fields, artifact_id=sha256_json(identity_fields(identity))[:16])
+    (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_json_dict(), indent=2))
+    reports = staging / REPORTS_DIR
+    reports.mkdir()
+    for name, report in state.reports.items():
+        (reports / f"{name}.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    if source.notes:
+        (reports / "notes.json").write_text(json.dumps({"notes": list(source.notes)}, indent=2))
+    write_report(staging, manifest)
+    return manifest
+
+
+def _swap_into_place(staging: Path, out_dir: Path) -> None:
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    retired = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+    out_dir.rename(retired)
+    try:
+        staging.rename(out_dir)
+    except OSError:
+        retired.rename(out_dir)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)

@@ -1,0 +1,50 @@
+"""Reading ONNX files safely and describing their inputs and outputs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekiln.runtime.manifest import TensorSpec
+
+from .errors import CompileError
+
+
+def load_onnx(path: Path, *, load_external_data: bool = True):
+    import onnx
+
+    if not path.is_file():
+        raise CompileError(f"ONNX file {path} does not exist")
+    try:
+        model = onnx.load(str(path), load_external_data=load_external_data)
+    except Exception as exc:  # protobuf DecodeError, missing external data, ...
+        raise CompileError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc})",
+                           hint="the file may be truncated or not ONNX; re-export or re-download it") from None
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:  # onnx.checker.ValidationError and friends
+        raise CompileError(f"{path} is not a valid ONNX model: {str(exc).splitlines()[0]}",
+                           hint="re-export it; `python -m onnx.checker` shows the details") from None
+    if not model.graph.input or not model.graph.output:
+        raise CompileError(f"{path} has no graph inputs or outputs")
+    return model
+
+
+def graph_io(model) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Input and output specs of a graph; initializers listed as inputs are left out."""
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = tuple(_spec(value) for value in model.graph.input if value.name not in initializers)
+    outputs = tuple(_spec(value) for value in model.graph.output)
+    return inputs, outputs
+
+
+def _spec(value) -> TensorSpec:
+    import onnx
+
+    tensor_type = value.type.tensor_type
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name
+    shape = []
+    for position, dim in enumerate(tensor_type.shape.dim):
+        if dim.HasField("dim_value"):
+            shape.append(int(dim.dim_value))
+        else:
+            shape.append(dim.dim_param or f"{value.name}_dim{position}")
+    return TensorSpec(name=value.name, dtype=dtype, shape=tuple(shape))

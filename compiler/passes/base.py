@@ -1,0 +1,64 @@
+"""The pass contract: a typed config, a precondition check, and a run that writes into a folder.
+
+A pass reads the current `BuildState` and writes its outputs into the folder it is given:
+`model.onnx` when it changes the model, and a JSON-serialisable report it returns. Because a pass
+sees nothing else, the pipeline can cache its folder under a hash of (pass, version, config, input).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar, Mapping
+
+from pydantic import BaseModel, ConfigDict
+
+from edgekiln.runtime.hashing import sha256_file
+
+from ..errors import CompileError
+from ..sources import ModelSource
+
+MODEL_FILE = "model.onnx"
+
+
+class PassConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass(frozen=True)
+class BuildState:
+    source: ModelSource
+    model_path: Path | None = None  # the current ONNX model; None before export
+    reports: Mapping[str, dict] = field(default_factory=lambda: MappingProxyType({}))
+
+    def model_sha256(self) -> str:
+        if self.model_path is None:
+            raise CompileError("internal: no ONNX model yet; a pass that needs one ran before the export pass")
+        return sha256_file(self.model_path)
+
+
+class Pass(ABC):
+    name: ClassVar[str]
+    version: ClassVar[int] = 1  # bump when the output for the same input and config changes
+    Config: ClassVar[type[PassConfig]]
+    changes_model: ClassVar[bool]
+
+    def __init__(self, config: PassConfig | None = None) -> None:
+        config = config if config is not None else self.Config()
+        if not isinstance(config, self.Config):
+            raise CompileError(f"pass {self.name} takes a {self.Config.__name__}, found {type(config).__name__}")
+        self.config = config
+
+    def check_preconditions(self, state: BuildState) -> None:
+        """Raise CompileError when `state` is not something this pass can work on."""
+        if state.model_path is None:
+            raise CompileError(f"pass {self.name} needs an ONNX model; run an export pass first")
+
+    def input_key(self, state: BuildState) -> str:
+        """Hash of everything this pass reads from `state` (the cache key builds on it)."""
+        return state.model_sha256()
+
+    @abstractmethod
+    def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
+        """Do the work; write `out_dir / MODEL_FILE` if `changes_model`; return the report."""

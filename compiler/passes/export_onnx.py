@@ -1,0 +1,125 @@
+"""Trace a torch model to ONNX with dynamic batch/sequence axes."""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from ..errors import ExportError
+from .base import MODEL_FILE, BuildState, Pass, PassConfig
+from .registry import register_pass
+
+
+class Exporter(str, Enum):
+    AUTO = "auto"  # dynamo, falling back to torchscript when dynamo cannot trace the model
+    DYNAMO = "dynamo"
+    TORCHSCRIPT = "torchscript"
+
+
+class ExportConfig(PassConfig):
+    exporter: Exporter = Exporter.AUTO
+    opset: int = Field(default=18, ge=14, le=23)
+
+
+@register_pass
+class ExportOnnx(Pass):
+    name = "export_onnx"
+    Config = ExportConfig
+    changes_model = True
+
+    def check_preconditions(self, state: BuildState) -> None:
+        if state.source.torch is None:
+            raise ExportError(f"{state.source.description} is not a torch model; nothing to export")
+
+    def input_key(self, state: BuildState) -> str:
+        return state.source.content_hash
+
+    def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
+        import torch
+
+        spec = state.source.torch
+        module = spec.build()
+        example = spec.example()
+        order = [Exporter.DYNAMO, Exporter.TORCHSCRIPT] if self.config.exporter is Exporter.AUTO \
+            else [self.config.exporter]
+        failures: list[str] = []
+        for exporter in order:
+            try:
+                with _quiet(), torch.inference_mode(False), torch.no_grad():
+                    _EXPORTERS[exporter](module, example, spec, out_dir / MODEL_FILE, self.config.opset)
+            except Exception as exc:  # every exporter failure is reported with its cause
+                failures.append(f"{exporter.value}: {_summarise(exc)}")
+                continue
+            return {"exporter": exporter.value, "opset": self.config.opset, "fallback_reasons": failures,
+                    "dynamic_axes": {name: {str(k): v for k, v in axes.items()}
+                                     for name, axes in spec.dynamic_axes.items()}}
+        raise ExportError(
+            f"ONNX export of {state.source.description} failed: {' | '.join(failures)}",
+            hint="try another --exporter or --opset; if an operator is unsupported, replace that module "
+                 "or register a custom ONNX symbolic for it")
+
+
+def _export_dynamo(module, example, spec, path: Path, opset: int) -> None:
+    import torch
+    from torch.export import Dim
+
+    dims: dict[str, Any] = {}
+    shapes = tuple({axis: dims.setdefault(name, Dim(name)) for axis, name in spec.dynamic_axes[input_name].items()}
+                   for input_name in spec.input_names)
+    example = tuple(_at_least_two(tensor, spec.dynamic_axes[name]) for name, tensor in zip(spec.input_names, example))
+    torch.onnx.export(module, example, str(path), input_names=list(spec.input_names),
+                      output_names=list(spec.output_names), dynamic_shapes=shapes, opset_version=opset,
+                      dynamo=True, external_data=False, verbose=False)
+
+
+def _export_torchscript(module, example, spec, path: Path, opset: int) -> None:
+    import torch
+
+    torch.onnx.export(module, example, str(path), input_names=list(spec.input_names),
+                      output_names=list(spec.output_names), dynamic_axes=dict(spec.dynamic_axes),
+                      opset_version=min(opset, 20), dynamo=False)
+
+
+_EXPORTERS = {Exporter.DYNAMO: _export_dynamo, Exporter.TORCHSCRIPT: _export_torchscript}
+
+
+def _at_least_two(tensor, axes: dict[int, str]):
+    """torch.export specialises dynamic axes of size 1; repeat such axes to size 2 for tracing."""
+    for axis in axes:
+        if tensor.shape[axis] == 1:
+            tensor = tensor.repeat_interleave(2, dim=axis)
+    return tensor
+
+
+def _summarise(exc: Exception) -> str:
+    """The line of an exporter error that names the failing operator or module."""
+    text = f"{type(exc).__name__}: {exc}"
+    for pattern in (r"aten::[\w.]+", r"Unsupported[^\n]*", r"[\w.]+ is not supported[^\n]*"):
+        match = re.search(pattern, text)
+        if match:
+            line = next(line for line in text.splitlines() if match.group(0) in line)
+            return line.strip()[:400]
+    return text.splitlines()[0][:400] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Exporters print progress and many deprecation warnings; a compiler run shows only its own."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

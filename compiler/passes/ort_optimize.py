@@ -1,0 +1,55 @@
+"""Lowering for ONNX Runtime: apply its hardware-independent graph optimisations ahead of time."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from ..errors import CompileError
+from .base import MODEL_FILE, BuildState, Pass, PassConfig
+from .registry import register_pass
+
+
+class OrtLevel(str, Enum):
+    # "basic" rewrites (constant folding, redundant-node removal) keep the graph portable to any
+    # ONNX Runtime build; the extended, hardware-specific fusions run when the device loads it.
+    NONE = "none"
+    BASIC = "basic"
+
+
+class OrtOptimizeConfig(PassConfig):
+    level: OrtLevel = OrtLevel.BASIC
+
+
+@register_pass
+class OrtOptimize(Pass):
+    name = "ort_optimize"
+    Config = OrtOptimizeConfig
+    changes_model = True
+
+    def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
+        import onnx
+        import onnxruntime as ort
+
+        target = out_dir / MODEL_FILE
+        before = _node_count(state.model_path)
+        if self.config.level is OrtLevel.NONE:
+            onnx.save(onnx.load(str(state.model_path)), str(target))
+        else:
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            options.optimized_model_filepath = str(target)
+            options.log_severity_level = 3
+            try:
+                ort.InferenceSession(str(state.model_path), options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime's own exception types
+                raise CompileError(f"onnxruntime cannot load the exported model: {str(exc).splitlines()[0]}",
+                                   hint="the graph uses an operator or opset this onnxruntime lacks; "
+                                        "try another --opset") from None
+        return {"level": self.config.level.value, "nodes_before": before, "nodes_after": _node_count(target)}
+
+
+def _node_count(path: Path) -> int:
+    import onnx
+
+    return len(onnx.load(str(path), load_external_data=False).graph.node)

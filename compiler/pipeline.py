@@ -1,0 +1,50 @@
+"""Running a chain of passes: preconditions, cache look-up, records for the manifest."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Callable
+
+from edgekiln.runtime.hashing import sha256_file, sha256_json
+from edgekiln.runtime.manifest import PassRecord
+
+from .cache import PassCache
+from .errors import CompileError
+from .passes.base import MODEL_FILE, BuildState, Pass
+from .tool_versions import tool_versions
+
+REPORT_FILE = "report.json"
+Progress = Callable[[str], None]
+
+
+def run_passes(passes: list[Pass], state: BuildState, cache: PassCache,
+               progress: Progress = lambda message: None) -> tuple[BuildState, list[PassRecord]]:
+    records = []
+    for step in passes:
+        step.check_preconditions(state)
+        input_sha = step.input_key(state)
+        config = step.config.model_dump(mode="json")
+        key = sha256_json({"pass": step.name, "version": step.version, "config": config,
+                           "input": input_sha, "tools": tool_versions()})
+        progress(f"{step.name} …")
+        started = time.perf_counter()
+        folder, cached = cache.run(key, lambda out_dir: _run_one(step, state, out_dir))
+        seconds = time.perf_counter() - started
+        report = json.loads((folder / REPORT_FILE).read_text())
+        model_path = folder / MODEL_FILE if step.changes_model else state.model_path
+        state = replace(state, model_path=model_path,
+                        reports=MappingProxyType({**state.reports, step.name: report}))
+        output_sha = sha256_file(model_path)
+        records.append(PassRecord(name=step.name, config=config, input_sha256=input_sha,
+                                  output_sha256=output_sha, seconds=round(seconds, 3), cached=cached))
+        progress(f"{step.name} done in {seconds:.1f} s{' (cached)' if cached else ''}")
+    return state, records
+
+
+def _run_one(step: Pass, state: BuildState, out_dir) -> None:
+    report = step.run(state, out_dir)
+    if step.changes_model and not (out_dir / MODEL_FILE).is_file():
+        raise CompileError(f"internal: pass {step.name} promised a model but wrote none")
+    (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, sort_keys=True))

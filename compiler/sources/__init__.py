@@ -1,0 +1,53 @@
+"""Turning what the user passed (a folder, a file, a module) into a `ModelSource`."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from edgekiln.runtime.manifest import Task
+
+from ..errors import CompileError
+from .base import ModelSource, SourceKind, TorchSpec
+from .wrappers import Pooling
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+def resolve_source(model: Any, *, work_dir: Path, task: Task | None = None, pooling: Pooling | None = None,
+                   example_inputs: Any = None, input_names=None, output_names=None,
+                   dynamic_axes=None) -> ModelSource:
+    if _is_torch_module(model):
+        from .module import from_module
+        return from_module(model, example_inputs, input_names=input_names, output_names=output_names,
+                           dynamic_axes=dynamic_axes)
+    if not isinstance(model, (str, Path)):
+        raise CompileError(f"cannot compile a {type(model).__name__}",
+                           hint="pass a Hugging Face model folder, an .onnx file or a torch.nn.Module")
+    path = Path(model).expanduser()
+    if not path.exists():
+        if isinstance(model, str) and _HUB_ID.match(model):
+            raise CompileError(
+                f"{model!r} is not a local folder and edgekiln never downloads from the Hugging Face Hub",
+                hint=f"on a connected machine run `huggingface-cli download {model} --local-dir DIR`, "
+                     "copy DIR here and pass its path")
+        raise CompileError(f"model path {path} does not exist")
+    if path.is_file():
+        if path.suffix.lower() != ".onnx":
+            raise CompileError(f"{path} is a file but not an .onnx model",
+                               hint="pass a Hugging Face model folder or an .onnx file")
+        from .onnx_file import from_onnx_file
+        return from_onnx_file(path)
+    from .hf import load_hf_folder
+    return load_hf_folder(path, task=task, pooling=pooling, work_dir=work_dir)
+
+
+def _is_torch_module(model: Any) -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return isinstance(model, torch.nn.Module)
+
+
+__all__ = ["ModelSource", "Pooling", "SourceKind", "TorchSpec", "resolve_source"]

@@ -1,0 +1,45 @@
+"""What the compiler knows about the model it was given, whatever form it came in."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgekiln.runtime.manifest import Task, TokenizerSpec
+
+FeedMaker = Callable[[int, int, np.random.Generator], dict[str, np.ndarray]]
+
+
+class SourceKind(str, Enum):
+    HF_FOLDER = "hf-folder"
+    TORCH_MODULE = "torch-module"
+    ONNX_FILE = "onnx-file"
+
+
+@dataclass(frozen=True)
+class TorchSpec:
+    """How to trace a torch model: the wrapper to export and its inputs."""
+
+    build: Callable[[], Any]  # () -> torch.nn.Module in eval mode, returning the task's output tensor
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    dynamic_axes: dict[str, dict[int, str]]  # input name -> {axis: axis name}
+    example: Callable[[], tuple]  # () -> tuple of torch tensors in input order
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    kind: SourceKind
+    description: str
+    content_hash: str
+    task: Task
+    labels: tuple[str, ...] | None
+    make_feeds: FeedMaker  # (batch, sequence, rng) -> named numpy inputs
+    torch: TorchSpec | None = None  # None for an ONNX file
+    onnx_path: Path | None = None  # set for an ONNX file
+    tokenizer_file: Path | None = None
+    tokenizer: TokenizerSpec | None = None
+    notes: tuple[str, ...] = ()

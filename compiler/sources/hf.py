@@ -1,0 +1,182 @@
+"""A Hugging Face checkpoint folder: classifier, token classifier, or bare encoder + pooling."""
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from edgekiln.runtime.hashing import sha256_file, sha256_json
+from edgekiln.runtime.manifest import Task, TokenizerSpec
+
+from ..errors import CompileError
+from .base import ModelSource, SourceKind, TorchSpec
+from edgekiln.runtime.synthetic import make_text_feeds
+from .wrappers import Pooling
+
+_TASK_BY_SUFFIX = {
+    "ForSequenceClassification": Task.TEXT_CLASSIFICATION,
+    "ForTokenClassification": Task.TOKEN_CLASSIFICATION,
+}
+_FEEDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+_ST_POOLING = {
+    "pooling_mode_cls_token": Pooling.CLS,
+    "pooling_mode_max_tokens": Pooling.MAX,
+    "pooling_mode_mean_sqrt_len_tokens": Pooling.MEAN_SQRT_LEN,
+    "pooling_mode_mean_tokens": Pooling.MEAN,
+}
+
+
+def load_hf_folder(folder: Path, *, task: Task | None, pooling: Pooling | None, work_dir: Path) -> ModelSource:
+    config = _read_json(folder / "config.json", folder)
+    task = task or detect_task(config, folder)
+    tokenizer = _load_tokenizer(folder)
+    names = tuple(name for name in _FEEDS if name in tokenizer.model_input_names)
+    if "input_ids" not in names or "attention_mask" not in names:
+        raise CompileError(f"tokenizer in {folder} does not produce input_ids and attention_mask "
+                           f"(it produces {tokenizer.model_input_names})")
+    tokenizer_file = work_dir / "tokenizer.json"
+    tokenizer.backend_tokenizer.save(str(tokenizer_file))
+    max_length = _max_length(folder, config, tokenizer)
+    spec = TokenizerSpec(max_length=max_length, pad_id=tokenizer.pad_token_id or 0,
+                         pad_token=tokenizer.pad_token or "[PAD]", feeds={n: _FEEDS[n] for n in names})
+    notes: list[str] = []
+    normalize = False
+    if task is Task.SENTENCE_EMBEDDING:
+        declared, normalize = declared_pooling(folder)
+        if pooling is None and declared is None:
+            notes.append(f"{folder.name} declares no pooling; using mean pooling (pass --pooling to choose)")
+        pooling = pooling or declared or Pooling.MEAN
+    labels = _labels(config) if task is not Task.SENTENCE_EMBEDDING else None
+    settings = {"task": task.value, "pooling": pooling and pooling.value, "normalize": normalize,
+                "max_length": max_length, "inputs": names}
+    vocab = tokenizer.backend_tokenizer.get_vocab_size()
+    return ModelSource(
+        kind=SourceKind.HF_FOLDER,
+        description=folder.resolve().name,
+        content_hash=sha256_json({"files": folder_hashes(folder), "settings": settings}),
+        task=task,
+        labels=labels,
+        make_feeds=partial(make_text_feeds, names=names, vocab_size=vocab, pad_id=spec.pad_id,
+                           max_length=max_length),
+        torch=TorchSpec(
+            build=partial(_build_module, folder, task, pooling, normalize),
+            input_names=names,
+            output_names=("sentence_embedding",) if task is Task.SENTENCE_EMBEDDING else ("logits",),
+            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in names},
+            example=partial(_example, names, vocab),
+        ),
+        tokenizer_file=tokenizer_file,
+        tokenizer=spec,
+        notes=tuple(notes),
+    )
+
+
+def detect_task(config: dict, folder: Path) -> Task:
+    architectures = config.get("architectures") or []
+    for architecture in architectures:
+        for suffix, task in _TASK_BY_SUFFIX.items():
+            if architecture.endswith(suffix):
+                return task
+        if architecture.endswith("Model"):
+            return Task.SENTENCE_EMBEDDING
+    raise CompileError(
+        f"cannot tell the task of {folder}: config.json lists architectures {architectures}",
+        hint="supported: *ForSequenceClassification, *ForTokenClassification, or a bare encoder "
+             "(*Model) for sentence embeddings; pass --task to override")
+
+
+def declared_pooling(folder: Path) -> tuple[Pooling | None, bool]:
+    """Pooling and normalisation a sentence-transformers folder declares (modules.json)."""
+    modules_file = folder / "modules.json"
+    if not modules_file.is_file():
+        return None, False
+    modules = _read_json(modules_file, folder)
+    types = {module.get("type", "").rsplit(".", 1)[-1]: module for module in modules}
+    normalize = "Normalize" in types
+    if "Pooling" not in types:
+        return None, normalize
+    pooling_config = _read_json(folder / types["Pooling"].get("path", "") / "config.json", folder)
+    for key, pooling in _ST_POOLING.items():
+        if pooling_config.get(key):
+            return pooling, normalize
+    raise CompileError(f"{folder}: the pooling its modules.json declares is not supported "
+                       f"({pooling_config})", hint=f"pass --pooling {{{','.join(p.value for p in Pooling)}}}")
+
+
+def folder_hashes(folder: Path) -> dict[str, str]:
+    return {str(path.relative_to(folder)): sha256_file(path)
+            for path in sorted(folder.rglob("*"))
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)}
+
+
+def _read_json(path: Path, folder: Path) -> dict | list:
+    if not path.is_file():
+        raise CompileError(f"{folder} is not a Hugging Face model folder: it has no {path.relative_to(folder)}",
+                           hint="pass a folder saved with save_pretrained(), or an .onnx file")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CompileError(f"{path} is not valid JSON: {exc}") from None
+
+
+def _load_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    has_files = any((folder / name).is_file()
+                    for name in ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json", "spiece.model"))
+    if not has_files:
+        raise CompileError(f"{folder} has no tokenizer (no tokenizer.json, vocab.txt or tokenizer.model)",
+                           hint="save the tokenizer beside the model: tokenizer.save_pretrained(folder)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, use_fast=True)
+    except Exception as exc:  # transformers raises many types for broken tokenizer files
+        raise CompileError(f"cannot load the tokenizer in {folder}: {exc}",
+                           hint="re-save it with tokenizer.save_pretrained(folder)") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise CompileError(f"the tokenizer in {folder} has no fast (Rust) version, which the runtime needs",
+                           hint="save a tokenizer.json with a fast tokenizer")
+    return tokenizer
+
+
+def _max_length(folder: Path, config: dict, tokenizer) -> int:
+    limits = [config.get("max_position_embeddings", 512)]
+    if 0 < getattr(tokenizer, "model_max_length", 0) < 100_000:
+        limits.append(tokenizer.model_max_length)
+    st_config = folder / "sentence_bert_config.json"
+    if st_config.is_file():
+        limits.append(_read_json(st_config, folder).get("max_seq_length", limits[0]))
+    return int(min(limits))
+
+
+def _labels(config: dict) -> tuple[str, ...] | None:
+    id2label = config.get("id2label")
+    if not id2label:
+        return None
+    return tuple(str(id2label[key]) for key in sorted(id2label, key=int))
+
+
+def _build_module(folder: Path, task: Task, pooling: Pooling | None, normalize: bool):
+    import transformers
+
+    from .wrappers import LogitsHead, SentenceEmbedding
+
+    auto = {Task.TEXT_CLASSIFICATION: transformers.AutoModelForSequenceClassification,
+            Task.TOKEN_CLASSIFICATION: transformers.AutoModelForTokenClassification,
+            Task.SENTENCE_EMBEDDING: transformers.AutoModel}[task]
+    try:
+        model = auto.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:  # corrupt weights, unknown model_type, missing files
+        raise CompileError(f"transformers cannot load the model in {folder}: {exc}",
+                           hint="check the folder loads with from_pretrained() and its weights are complete") from None
+    wrapper = SentenceEmbedding(model, pooling, normalize) if task is Task.SENTENCE_EMBEDDING else LogitsHead(model)
+    return wrapper.eval()
+
+
+def _example(names: tuple[str, ...], vocab_size: int) -> tuple:
+    import torch
+
+    feeds = make_text_feeds(2, 16, np.random.default_rng(0), names=names, vocab_size=vocab_size,
+                            pad_id=0, max_length=16)
+    return tuple(torch.from_numpy(feeds[name]) for name in names)

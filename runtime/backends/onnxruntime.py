@@ -1,0 +1,56 @@
+"""ONNX Runtime backend: runs the artifact's ONNX file with the CPU or CUDA execution provider."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArtifactError, BackendUnavailableError
+from ..manifest import Accelerator, Manifest
+from .base import BackendOptions, Device
+
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+
+
+class OnnxRuntimeSession:
+    name = "onnxruntime"
+
+    def __init__(self, session, output_names: list[str]) -> None:
+        self._session = session
+        self._output_names = output_names
+        self.providers = session.get_providers()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self._session.run(self._output_names, feeds)
+        return dict(zip(self._output_names, values))
+
+
+def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> OnnxRuntimeSession:
+    import onnxruntime as ort
+
+    settings = ort.SessionOptions()
+    settings.intra_op_num_threads = options.threads
+    settings.inter_op_num_threads = 1
+    settings.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    settings.log_severity_level = 3
+    providers = _providers(manifest, options.device, ort.get_available_providers())
+    try:
+        session = ort.InferenceSession(str(folder / manifest.model_file), settings, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise ArtifactError(f"onnxruntime could not load {manifest.model_file}: {exc}",
+                            hint="recompile the artifact with this edgekiln version") from None
+    return OnnxRuntimeSession(session, [spec.name for spec in manifest.outputs])
+
+
+def _providers(manifest: Manifest, device: Device, available: list[str]) -> list[str]:
+    wants_cuda = device is Device.CUDA or (
+        device is Device.AUTO and manifest.target.accelerator is Accelerator.CUDA)
+    if not wants_cuda:
+        return [_CPU]
+    if _CUDA not in available:
+        raise BackendUnavailableError(
+            f"artifact targets {manifest.target.name} (CUDA) but onnxruntime here has no CUDA provider "
+            f"(available: {', '.join(available)})",
+            hint="install onnxruntime-gpu on a machine with an NVIDIA GPU, or load with device='cpu'")
+    return [_CUDA, _CPU]

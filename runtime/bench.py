@@ -1,0 +1,142 @@
+"""Latency benchmarking of an artifact, optionally side by side with another runner (PyTorch eager).
+
+Per (batch, sequence) point: warm-up runs, then a fixed number of timed runs or a time budget;
+percentiles of wall time per call, throughput in items per second, and the highest resident
+memory of the process seen during that point's runs.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import InputError
+from .manifest import Task
+from .progress import Progress
+from .session import Session
+from .synthetic import make_tensor_feeds, make_text_feeds
+
+Runner = Callable[[dict[str, np.ndarray]], Any]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    batches: tuple[int, ...] = (1,)
+    sequences: tuple[int, ...] = (128,)
+    warmup: int = 5
+    runs: int = 30
+    seconds: float | None = None  # per-point time budget; then `runs` is the minimum
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, values in (("batch", self.batches), ("sequence", self.sequences)):
+            if not values or any(not isinstance(v, int) or v < 1 for v in values):
+                raise InputError(f"{name} sizes must be positive integers, found {list(values)}")
+        if self.warmup < 0 or self.runs < 1:
+            raise InputError(f"need warmup >= 0 and runs >= 1, found warmup={self.warmup}, runs={self.runs}")
+        if self.seconds is not None and self.seconds <= 0:
+            raise InputError(f"the time budget must be positive, found {self.seconds}")
+
+
+def feeds_for(session: Session, batch: int, sequence: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Full-length synthetic inputs shaped for this artifact."""
+    if session.encoder is None or session.task is Task.RAW:
+        return make_tensor_feeds(session.manifest.inputs, batch, sequence, rng)
+    if sequence > session.encoder.max_length:
+        raise InputError(f"sequence length {sequence} exceeds the artifact's maximum {session.encoder.max_length}")
+    spec = session.manifest.tokenizer
+    return make_text_feeds(batch, sequence, rng, names=tuple(spec.feeds), vocab_size=session.encoder.vocab_size(),
+                           pad_id=spec.pad_id, max_length=spec.max_length, pad_rows=False)
+
+
+def benchmark(session: Session, config: BenchConfig, *, load_seconds: float,
+              against: tuple[str, Callable[[], Runner]] | None = None, show_progress: bool | None = None) -> dict:
+    """Benchmark the artifact at every point, then (if given) the `against` runner on the same inputs.
+
+    `against` is (name, factory); the factory is called only after the artifact's points are done,
+    so the artifact's memory figures do not include the other model.
+    """
+    rng = np.random.default_rng(config.seed)
+    grid = [(b, s) for b in config.batches for s in config.sequences]
+    inputs = {point: feeds_for(session, *point, rng) for point in grid}
+    progress = Progress(len(grid) * (2 if against else 1), "bench", enabled=show_progress)
+    points = []
+    for batch, sequence in grid:
+        stats = _measure(session.run, inputs[(batch, sequence)], config, batch)
+        points.append({"batch": batch, "seq": sequence, **stats})
+        progress.advance(f"artifact b{batch} s{sequence}: p50 {stats['p50_ms']:.2f} ms")
+    report = _header(session, config, load_seconds)
+    if against is not None:
+        name, factory = against
+        started = time.perf_counter()
+        runner = factory()
+        report["against"] = {"name": name, "load_seconds": round(time.perf_counter() - started, 3)}
+        for point in points:
+            stats = _measure(runner, inputs[(point["batch"], point["seq"])], config, point["batch"])
+            point["against"] = stats
+            point["speedup_p50"] = round(stats["p50_ms"] / point["p50_ms"], 3)
+            progress.advance(f"{name} b{point['batch']} s{point['seq']}: p50 {stats['p50_ms']:.2f} ms")
+    progress.close()
+    report["points"] = points
+    return report
+
+
+def _measure(runner: Runner, feeds: dict[str, np.ndarray], config: BenchConfig, batch: int) -> dict:
+    for _ in range(config.warmup):
+        runner(feeds)
+    times, peak = [], current_rss_mb()
+    deadline = None if config.seconds is None else time.perf_counter() + config.seconds
+    while len(times) < config.runs or (deadline is not None and time.perf_counter() < deadline):
+        started = time.perf_counter()
+        runner(feeds)
+        times.append((time.perf_counter() - started) * 1e3)
+        peak = max(peak, current_rss_mb())
+    samples = np.asarray(times)
+    p50, p90, p99 = np.percentile(samples, [50, 90, 99])
+    return {"p50_ms": round(float(p50), 4), "p90_ms": round(float(p90), 4), "p99_ms": round(float(p99), 4),
+            "mean_ms": round(float(samples.mean()), 4), "runs": len(times),
+            "throughput": round(batch * 1e3 / float(samples.mean()), 2), "peak_rss_mb": round(peak, 1)}
+
+
+def _header(session: Session, config: BenchConfig, load_seconds: float) -> dict:
+    manifest = session.manifest
+    return {"artifact_id": manifest.artifact_id, "source": manifest.source, "backend": manifest.backend.value,
+            "target": manifest.target.name, "precision": manifest.precision.value, "threads": session.threads,
+            "warmup": config.warmup, "runs": config.runs, "seconds_per_point": config.seconds,
+            "load_seconds": round(load_seconds, 3),
+            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                        "cpus": os.cpu_count()}}
+
+
+def current_rss_mb() -> float:
+    """Resident memory of this process now (Linux), else its peak so far."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        scale = 1 if platform.system() == "Darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def format_table(report: dict) -> str:
+    header = ["batch", "seq", "p50 ms", "p90 ms", "p99 ms", "mean ms", "items/s", "peak MB"]
+    with_against = "against" in report
+    if with_against:
+        header += [f"{report['against']['name']} p50", "speed-up"]
+    rows = []
+    for p in report["points"]:
+        row = [p["batch"], p["seq"], p["p50_ms"], p["p90_ms"], p["p99_ms"], p["mean_ms"], p["throughput"],
+               p["peak_rss_mb"]]
+        if with_against:
+            row += [p["against"]["p50_ms"], f"{p['speedup_p50']:.2f}x"]
+        rows.append([f"{v:.2f}" if isinstance(v, float) else str(v) for v in row])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""Text to tensors, exactly as the manifest says (tokenizers only: no transformers on the device)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ArtifactError, InputError
+from .manifest import TensorSpec, TokenizerSpec
+
+# Tokenizer outputs a manifest may route to a model input.
+_FIELDS = {
+    "ids": lambda enc: enc.ids,
+    "attention_mask": lambda enc: enc.attention_mask,
+    "type_ids": lambda enc: enc.type_ids,
+}
+
+
+class TextEncoder:
+    def __init__(self, folder: Path, spec: TokenizerSpec, inputs: Sequence[TensorSpec]) -> None:
+        from tokenizers import Tokenizer
+
+        try:
+            tokenizer = Tokenizer.from_file(str(folder / spec.file))
+        except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+            raise ArtifactError(f"cannot read tokenizer {spec.file}: {exc}",
+                                hint="recompile the artifact") from None
+        tokenizer.enable_truncation(max_length=spec.max_length)
+        tokenizer.enable_padding(pad_id=spec.pad_id, pad_token=spec.pad_token)
+        self._tokenizer = tokenizer
+        self._spec = spec
+        dtypes = {tensor.name: tensor.dtype for tensor in inputs}
+        unknown = [field for field in spec.feeds.values() if field not in _FIELDS]
+        if unknown or set(spec.feeds) - set(dtypes):
+            raise ArtifactError(f"manifest tokenizer feeds {spec.feeds} do not match the model inputs "
+                                f"{sorted(dtypes)}", hint="recompile the artifact")
+        self._dtypes = dtypes
+
+    @property
+    def max_length(self) -> int:
+        return self._spec.max_length
+
+    def encode(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], list]:
+        texts = check_texts(texts)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        feeds = {
+            name: np.asarray([_FIELDS[field](enc) for enc in encodings], dtype=self._dtypes[name])
+            for name, field in self._spec.feeds.items()
+        }
+        return feeds, encodings
+
+    def vocab_size(self) -> int:
+        return self._tokenizer.get_vocab_size()
+
+    def special_ids(self) -> tuple[int, int]:
+        """(start, end) ids the tokenizer adds around a sequence, for synthetic benchmark inputs."""
+        ids = self._tokenizer.encode("").ids
+        start = ids[0] if ids else self._spec.pad_id
+        end = ids[-1] if len(ids) > 1 else start
+        return start, end
+
+
+def check_texts(texts: Sequence[str] | str) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    texts = list(texts)
+    if not texts:
+        raise InputError("no texts given", hint="pass at least one string")
+    bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
+    if bad:
+        raise InputError(f"texts must be strings; item {bad[0]} is a {type(texts[bad[0]]).__name__}")
+    return texts

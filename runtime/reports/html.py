@@ -1,0 +1,112 @@
+"""`reports/report.html`: one self-contained page built from the artifact's JSON reports.
+
+Each `reports/<name>.json` becomes a section. Known reports have their own renderer
+(`SECTION_RENDERERS`); passes added later register theirs, and any other report is shown as a
+table of its top-level values so nothing a pass writes is hidden.
+"""
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+from typing import Any, Callable
+
+from ..manifest import REPORTS_DIR, Manifest
+from .svg import bar_chart
+
+REPORT_HTML = "report.html"
+Renderer = Callable[[dict[str, Any]], str]
+SECTION_RENDERERS: dict[str, tuple[str, Renderer]] = {}
+
+_STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}.ok{color:#2a7a2a}.bad{color:#b22}
+code{background:#f5f5f5;padding:1px 4px}"""
+
+
+def register_section(name: str, title: str) -> Callable[[Renderer], Renderer]:
+    def decorate(renderer: Renderer) -> Renderer:
+        SECTION_RENDERERS[name] = (title, renderer)
+        return renderer
+    return decorate
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{escape(str(cell))}</th>" for cell in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(cell))}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def write_report(folder: Path, manifest: Manifest) -> Path:
+    """(Re)render `reports/report.html` from `reports/*.json` and the manifest."""
+    reports_dir = folder / REPORTS_DIR
+    reports_dir.mkdir(exist_ok=True)
+    reports = {path.stem: json.loads(path.read_text()) for path in sorted(reports_dir.glob("*.json"))}
+    order = [name for name in SECTION_RENDERERS if name in reports] + \
+            [name for name in reports if name not in SECTION_RENDERERS]
+    sections = [_summary(manifest)]
+    for name in order:
+        title, render = SECTION_RENDERERS.get(name, (name.replace("_", " ").capitalize(), _generic))
+        sections.append(f"<h2>{escape(title)}</h2>{render(reports[name])}")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>edgekiln report: "
+            f"{escape(manifest.source)}</title><style>{_STYLE}</style></head><body>"
+            f"<h1>edgekiln artifact {escape(manifest.artifact_id)}</h1>{''.join(sections)}</body></html>")
+    path = reports_dir / REPORT_HTML
+    path.write_text(page)
+    return path
+
+
+def _summary(manifest: Manifest) -> str:
+    rows = [["source", manifest.source], ["task", manifest.task.value], ["backend", manifest.backend.value],
+            ["target", f"{manifest.target.name} ({manifest.target.arch}, {manifest.target.threads} threads)"],
+            ["precision", manifest.precision.value], ["created", manifest.created_at],
+            ["inputs", ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in manifest.inputs)],
+            ["outputs", ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in manifest.outputs)]]
+    if manifest.labels:
+        rows.append(["labels", ", ".join(manifest.labels)])
+    passes = table(["pass", "seconds", "cached", "output sha256"],
+                   [[p.name, p.seconds, p.cached, p.output_sha256[:16]] for p in manifest.passes])
+    return f"<h2>Summary</h2>{table(['field', 'value'], rows)}<h3>Pass chain</h3>{passes}"
+
+
+def _generic(report: dict[str, Any]) -> str:
+    return table(["key", "value"], [[key, value] for key, value in report.items()])
+
+
+@register_section("verify_fidelity", "Fidelity against the reference")
+def _fidelity(report: dict[str, Any]) -> str:
+    verdict = "ok" if report.get("passed") else "bad"
+    limits = report["thresholds"]
+    head = (f"<p class='{verdict}'>Reference: {escape(report['reference'])}. Max abs diff "
+            f"{report['max_abs_diff']:.3g} (limit {limits['max_abs_diff']:g}), min cosine "
+            f"{report['min_cosine']:.6f} (limit {limits['min_cosine']:g}).</p>")
+    rows = [[r["batch"], r["sequence"], r["max_abs_diff"], r["min_cosine"]] for r in report["shapes"]]
+    return head + table(["batch", "sequence", "max abs diff", "min cosine"], rows)
+
+
+@register_section("benchmark", "Latency benchmark")
+def _benchmark(report: dict[str, Any]) -> str:
+    points = report["points"]
+    header = ["batch", "seq", "p50 ms", "p90 ms", "p99 ms", "mean ms", "items/s", "peak RSS MB"]
+    rows = [[p["batch"], p["seq"], p["p50_ms"], p["p90_ms"], p["p99_ms"], p["mean_ms"], p["throughput"],
+             p["peak_rss_mb"]] for p in points]
+    against = [p.get("against") for p in points]
+    if all(against):
+        header += ["PyTorch p50 ms", "speed-up p50"]
+        for row, point in zip(rows, points):
+            row += [point["against"]["p50_ms"], point["speedup_p50"]]
+    series = {"artifact p50": [p["p50_ms"] for p in points]}
+    if all(against):
+        series["pytorch p50"] = [p["against"]["p50_ms"] for p in points]
+    chart = bar_chart("p50 latency", [f"batch {p['batch']} × seq {p['seq']}" for p in points], series, "ms")
+    context = (f"<p>{report['threads']} threads, {report['runs']} timed runs after {report['warmup']} warm-up "
+               f"runs per point; load time {report['load_seconds']:.2f} s.</p>")
+    return context + table(header, rows) + chart

@@ -1,0 +1,52 @@
+"""Synthetic inputs of a chosen batch and sequence size: for benchmarks, tracing and fidelity checks."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .manifest import TensorSpec
+
+BATCH_AXIS = "batch"
+SEQUENCE_AXIS = "sequence"
+
+
+def make_text_feeds(batch: int, sequence: int, rng: np.random.Generator, *, names: Sequence[str],
+                    vocab_size: int, pad_id: int, max_length: int, pad_rows: bool = True) -> dict[str, np.ndarray]:
+    """Random token ids. With `pad_rows`, every row but the first is right-padded to a random
+    length, like a real batch; without, every row is `sequence` tokens long (benchmarks)."""
+    sequence = min(sequence, max_length)
+    ids = rng.integers(low=min(1000, vocab_size // 2), high=vocab_size, size=(batch, sequence), dtype=np.int64)
+    mask = np.ones((batch, sequence), dtype=np.int64)
+    for row in range(1, batch if pad_rows else 1):
+        length = int(rng.integers(1, sequence + 1))
+        mask[row, length:] = 0
+        ids[row, length:] = pad_id
+    feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    return {name: feeds[name] for name in names}
+
+
+def make_tensor_feeds(inputs: Sequence[TensorSpec], batch: int, sequence: int,
+                      rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random tensors for raw-tensor models; `batch`/`sequence` fill the axes of those names."""
+    feeds = {}
+    for spec in inputs:
+        shape = [_axis_size(axis, size, batch, sequence) for axis, size in enumerate(spec.shape)]
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[spec.name] = np.ones(shape, dtype=dtype)
+        else:
+            feeds[spec.name] = rng.integers(0, 2, size=shape).astype(dtype)
+    return feeds
+
+
+def _axis_size(axis: int, size: int | str, batch: int, sequence: int) -> int:
+    """Fixed sizes stay; a dynamic axis named `batch`, or any dynamic first axis, gets `batch`;
+    every other dynamic axis gets `sequence`."""
+    if isinstance(size, int):
+        return size
+    if size == BATCH_AXIS or (axis == 0 and size != SEQUENCE_AXIS):
+        return batch
+    return sequence

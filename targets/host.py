@@ -1,0 +1,55 @@
+"""`--target host`: a profile for the machine edgekiln runs on, based on the closest shipped one."""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from pathlib import Path
+
+from edgekiln.runtime.manifest import Accelerator
+
+from .schema import Arch, TargetProfile
+
+_X86_FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                 "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
+_ARM_FEATURES = {"asimd": "neon", "fphp": "fp16", "asimddp": "dotprod", "i8mm": "i8mm", "bf16": "bf16"}
+
+
+def cpu_flags(cpuinfo: str) -> set[str]:
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return flags
+
+
+def detect_host() -> TargetProfile:
+    from .registry import ProfileError, load_profile
+
+    machine = platform.machine().lower()
+    arch = {"x86_64": Arch.X86_64, "amd64": Arch.X86_64, "aarch64": Arch.AARCH64, "arm64": Arch.AARCH64}.get(machine)
+    if arch is None:
+        raise ProfileError(f"cannot detect a target for this machine's architecture {machine!r}",
+                           hint="pass --target with a profile name or a .toml profile file")
+    try:
+        flags = cpu_flags(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        flags = set()
+    if arch is Arch.X86_64:
+        isa = tuple(flag.replace("sse4_2", "sse4.2") for flag in _X86_FEATURES if flag in flags)
+        base = load_profile("x86-64-avx512-vnni" if "avx512_vnni" in flags else "x86-64-avx2")
+    else:
+        isa = tuple(name for flag, name in _ARM_FEATURES.items() if flag in flags) or ("neon",)
+        base = load_profile("arm64-cortex-a76" if "dotprod" in isa else "arm64-cortex-a72")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cuda = shutil.which("nvidia-smi") is not None and Path("/dev/nvidiactl").exists()
+    return base.model_copy(update={
+        "name": "host",
+        "description": f"this machine ({machine}, {cores} cores), based on {base.name}",
+        "isa": isa,
+        "cores": cores,
+        "threads": cores,
+        "accelerator": Accelerator.CUDA if cuda else Accelerator.NONE,
+        "tvm_target": "cuda" if cuda else base.tvm_target.split(" -mcpu")[0] + " -mcpu=native",
+    })

@@ -1,0 +1,73 @@
+"""Finding, validating and listing target profiles."""
+from __future__ import annotations
+
+import tomllib
+from importlib.metadata import entry_points
+from importlib.resources import files
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from edgekiln.runtime.errors import EdgekilnError
+
+from .schema import TargetProfile
+
+HOST = "host"
+
+
+class ProfileError(EdgekilnError):
+    """A target profile is unknown or invalid."""
+
+
+def _builtin_dir() -> Path:
+    return Path(str(files("edgekiln.targets") / "profiles"))
+
+
+def _profile_files() -> dict[str, Path]:
+    """Profile name -> file: the built-in ones, then those third-party packages register."""
+    found = {path.stem: path for path in sorted(_builtin_dir().glob("*.toml"))}
+    for entry in entry_points(group="edgekiln.targets"):
+        folder = Path(entry.load()())
+        found.update({path.stem: path for path in sorted(folder.glob("*.toml"))})
+    return found
+
+
+def profile_names() -> list[str]:
+    return sorted(_profile_files())
+
+
+def load_profile(name_or_path: str) -> TargetProfile:
+    """A shipped profile by name, `host` for this machine, or a path to a TOML profile file."""
+    if name_or_path == HOST:
+        from .host import detect_host
+        return detect_host()
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml":
+        if not candidate.is_file():
+            raise ProfileError(f"target profile file {candidate} does not exist")
+        return parse_profile_file(candidate)
+    known = _profile_files()
+    if name_or_path not in known:
+        raise ProfileError(f"unknown target {name_or_path!r}",
+                           hint=f"use one of: {', '.join([HOST, *sorted(known)])}, or a path to a .toml profile")
+    return parse_profile_file(known[name_or_path])
+
+
+def parse_profile_file(path: Path) -> TargetProfile:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ProfileError(f"target profile {path} is not valid TOML: {exc}") from None
+    try:
+        return TargetProfile.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error) for error in exc.errors())
+        raise ProfileError(f"target profile {path}: {problems}",
+                           hint="see targets/schema.py for the allowed keys") from None
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key `{where}`"
+    return f"`{where}`: {error['msg']}"
