@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_libraries()
     try:
         return args.handler(args) or 0
     except EdgekilnError as exc:
@@ -38,6 +39,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgekiln: interrupted", file=sys.stderr)
         return 130
+
+
+def _quiet_libraries() -> None:
+    """The CLI prints its own progress; silence transformers' weight-loading bars if it is loaded later."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 if __name__ == "__main__":

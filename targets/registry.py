@@ -19,13 +19,13 @@ class ProfileError(EdgekilnError):
     """A target profile is unknown or invalid."""
 
 
-def _builtin_dir() -> Path:
+def builtin_profile_dir() -> Path:
     return Path(str(files("edgekiln.targets") / "profiles"))
 
 
 def _profile_files() -> dict[str, Path]:
     """Profile name -> file: the built-in ones, then those third-party packages register."""
-    found = {path.stem: path for path in sorted(_builtin_dir().glob("*.toml"))}
+    found = {path.stem: path for path in sorted(builtin_profile_dir().glob("*.toml"))}
     for entry in entry_points(group="edgekiln.targets"):
         folder = Path(entry.load()())
         found.update({path.stem: path for path in sorted(folder.glob("*.toml"))})

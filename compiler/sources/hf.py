@@ -165,11 +165,18 @@ def _build_module(folder: Path, task: Task, pooling: Pooling | None, normalize: 
     auto = {Task.TEXT_CLASSIFICATION: transformers.AutoModelForSequenceClassification,
             Task.TOKEN_CLASSIFICATION: transformers.AutoModelForTokenClassification,
             Task.SENTENCE_EMBEDDING: transformers.AutoModel}[task]
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # edgekiln reports its own progress
     try:
         model = auto.from_pretrained(str(folder), local_files_only=True)
     except Exception as exc:  # corrupt weights, unknown model_type, missing files
         raise CompileError(f"transformers cannot load the model in {folder}: {exc}",
                            hint="check the folder loads with from_pretrained() and its weights are complete") from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     wrapper = SentenceEmbedding(model, pooling, normalize) if task is Task.SENTENCE_EMBEDDING else LogitsHead(model)
     return wrapper.eval()
 

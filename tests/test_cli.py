@@ -1,0 +1,174 @@
+"""The command line: happy paths, and every bad input ending as one line with exit code 2."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgekiln.cli.main import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.startswith("edgekiln: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def out_dir(tmp_path) -> Path:
+    return tmp_path / "out"
+
+
+def test_folder_that_is_not_a_model(capsys, tmp_path, out_dir):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(capsys, "compile", str(tmp_path / "empty"), "-o", str(out_dir))
+    assert_one_line_error(code, err, "not a Hugging Face model folder", "config.json")
+    assert not out_dir.exists()
+
+
+def test_missing_tokenizer(capsys, bert_folders, tmp_path, out_dir):
+    folder = tmp_path / "no-tokenizer"
+    shutil.copytree(bert_folders["sequence"], folder)
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"):
+        (folder / name).unlink(missing_ok=True)
+    code, _, err = run_cli(capsys, "compile", str(folder), "-o", str(out_dir))
+    assert_one_line_error(code, err, "has no tokenizer")
+
+
+def test_hub_id_while_offline(capsys, out_dir):
+    code, _, err = run_cli(capsys, "compile", "sentence-transformers/all-MiniLM-L6-v2", "-o", str(out_dir))
+    assert_one_line_error(code, err, "never downloads", "huggingface-cli download")
+
+
+def test_unknown_target(capsys, bert_folders, out_dir):
+    code, _, err = run_cli(capsys, "compile", str(bert_folders["sequence"]), "--target", "pi9", "-o", str(out_dir))
+    assert_one_line_error(code, err, "unknown target 'pi9'")
+
+
+def test_unknown_profile_key(capsys, bert_folders, tmp_path, out_dir):
+    from edgekiln.targets.registry import builtin_profile_dir
+
+    profile = tmp_path / "mine.toml"
+    profile.write_text((builtin_profile_dir() / "x86-64-avx2.toml").read_text() + "turbo = true\n")
+    code, _, err = run_cli(capsys, "compile", str(bert_folders["sequence"]), "--target", str(profile),
+                           "-o", str(out_dir))
+    assert_one_line_error(code, err, "unknown key `turbo`")
+
+
+def test_corrupt_onnx(capsys, tmp_path, out_dir):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"\x08\x07garbage that is not a protobuf" * 3)
+    code, _, err = run_cli(capsys, "compile", str(bad), "-o", str(out_dir))
+    assert_one_line_error(code, err, "model.onnx is not a")
+    assert not out_dir.exists()
+
+
+def test_unimplemented_and_unknown_backends(capsys, bert_folders, out_dir):
+    code, _, err = run_cli(capsys, "compile", str(bert_folders["sequence"]), "--backend", "openvino", "-o", str(out_dir))
+    assert_one_line_error(code, err, "openvino backend is not implemented")
+    code, _, err = run_cli(capsys, "compile", str(bert_folders["sequence"]), "--backend", "tflite", "-o", str(out_dir))
+    assert_one_line_error(code, err, "unknown backend 'tflite'")
+
+
+def test_existing_output_needs_force(capsys, bert_folders, artifacts, tmp_path):
+    target = tmp_path / "existing"
+    shutil.copytree(artifacts["sequence"], target)
+    code, _, err = run_cli(capsys, "compile", str(bert_folders["encoder"]), "-o", str(target))
+    assert_one_line_error(code, err, "already exists", "--force")
+    code, out, err = run_cli(capsys, "compile", str(bert_folders["encoder"]), "-o", str(target), "--force")
+    assert code == 0, err
+    assert json.loads((target / "manifest.json").read_text())["task"] == "sentence-embedding"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]  # no staging folders left
+
+
+def test_force_never_replaces_a_folder_that_is_not_an_artifact(capsys, bert_folders, tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    code, _, err = run_cli(capsys, "compile", str(bert_folders["sequence"]), "-o", str(precious), "--force")
+    assert_one_line_error(code, err, "not an edgekiln artifact")
+    assert (precious / "thesis.tex").read_text() == "years of work"
+
+
+def test_tampered_artifact_and_newer_schema(capsys, artifacts, tmp_path):
+    copy = tmp_path / "a"
+    shutil.copytree(artifacts["sequence"], copy)
+    (copy / "tokenizer.json").write_text((copy / "tokenizer.json").read_text().replace("[UNK]", "[UNX]"))
+    code, _, err = run_cli(capsys, "run", str(copy), "hello")
+    assert_one_line_error(code, err, "tokenizer.json does not match its manifest hash")
+    shutil.rmtree(copy)
+    shutil.copytree(artifacts["sequence"], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["schema_version"] = 99
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run_cli(capsys, "run", str(copy), "hello")
+    assert_one_line_error(code, err, "schema version 99 is newer")
+
+
+def test_bad_flag_values_exit_2(capsys, artifacts):
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", str(artifacts["sequence"]), "--batch", "0"])
+    assert stop.value.code == 2
+    assert "expected positive integers" in capsys.readouterr().err
+
+
+def test_run_prints_predictions(capsys, artifacts):
+    code, out, _ = run_cli(capsys, "run", str(artifacts["sequence"]), "i love it", "i hate it", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [row["text"] for row in rows] == ["i love it", "i hate it"]
+    assert all(row["label"] in ("negative", "positive") and 0 <= row["score"] <= 1 for row in rows)
+    code, out, _ = run_cli(capsys, "run", str(artifacts["token"]), "john visited paris")
+    assert code == 0 and out.startswith("john/")
+    code, out, _ = run_cli(capsys, "run", str(artifacts["encoder"]), "a sentence", "--json")
+    assert code == 0 and len(json.loads(out)[0]["embedding"]) == 32
+
+
+def test_inspect_and_targets(capsys, artifacts):
+    code, out, _ = run_cli(capsys, "inspect", str(artifacts["token"]))
+    assert code == 0
+    for fragment in ("token-classification", "onnxruntime", "x86-64-avx2", "input_ids", "export_onnx", "B-person"):
+        assert fragment in out
+    code, out, _ = run_cli(capsys, "targets")
+    assert code == 0 and "arm64-cortex-a76" in out and "jetson-orin" in out
+
+
+def test_bench_json_and_report(capsys, artifacts, bert_folders, tmp_path):
+    artifact = tmp_path / "bench-me"
+    shutil.copytree(artifacts["sequence"], artifact)
+    out_json = tmp_path / "bench.json"
+    code, out, err = run_cli(capsys, "bench", str(artifact), "--batch", "1,2", "--seq", "8,16", "--runs", "3",
+                             "--warmup", "1", "--against", str(bert_folders["sequence"]), "--json", str(out_json))
+    assert code == 0, err
+    report = json.loads(out_json.read_text())
+    assert [(p["batch"], p["seq"]) for p in report["points"]] == [(1, 8), (1, 16), (2, 8), (2, 16)]
+    for point in report["points"]:
+        for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput", "peak_rss_mb", "speedup_p50"):
+            assert point[key] > 0, key
+        assert point["p50_ms"] <= point["p90_ms"] <= point["p99_ms"]
+        assert point["speedup_p50"] == pytest.approx(point["against"]["p50_ms"] / point["p50_ms"], rel=0.01)
+    assert report["load_seconds"] > 0 and report["against"]["name"] == "pytorch"
+    assert "speed-up" in out
+    html = (artifact / "reports" / "report.html").read_text()
+    assert "Latency benchmark" in html and "<svg" in html
+    assert main(["run", str(artifact), "still loads"]) == 0  # reports are not part of the hashed files
+
+
+def test_entry_point_error_has_no_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "edgekiln.cli.main", "run", str(tmp_path), "x"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "not an edgekiln artifact" in done.stderr

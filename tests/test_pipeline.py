@@ -1,0 +1,71 @@
+"""Pass contract, registry, cache, and the never-half-written guarantee."""
+from __future__ import annotations
+
+import pytest
+
+from edgekiln.compiler import CompileError, FidelityConfig, FidelityError, compile
+from edgekiln.compiler.cache import PassCache
+from edgekiln.compiler.passes.base import BuildState
+from edgekiln.compiler.passes.export_onnx import ExportConfig, ExportOnnx
+from edgekiln.compiler.passes.ort_optimize import OrtOptimize
+from edgekiln.compiler.passes.registry import get_pass, pass_names
+
+
+def test_registry_lists_builtin_passes_and_rejects_unknown():
+    assert {"export_onnx", "check_onnx", "ort_optimize", "verify_fidelity"} <= set(pass_names())
+    assert get_pass("export_onnx") is ExportOnnx
+    with pytest.raises(CompileError, match="unknown pass 'prune'.*export_onnx"):
+        get_pass("prune")
+
+
+def test_configs_are_frozen_and_reject_unknown_keys():
+    with pytest.raises(ValueError, match="extra"):
+        ExportConfig(opset=18, dynamic=True)
+    config = ExportConfig()
+    with pytest.raises(ValueError):
+        config.opset = 12
+    with pytest.raises(ValueError):
+        ExportConfig(opset=7)
+    with pytest.raises(CompileError, match="takes a OrtOptimizeConfig"):
+        OrtOptimize(ExportConfig())
+
+
+def test_pass_preconditions_are_checked(bert_folders):
+    from edgekiln.compiler.sources import resolve_source
+
+    source = resolve_source(str(bert_folders["sequence"]), work_dir=bert_folders["sequence"].parent)
+    with pytest.raises(CompileError, match="needs an ONNX model"):
+        OrtOptimize().check_preconditions(BuildState(source=source))
+
+
+def test_cache_computes_once_per_key(tmp_path):
+    cache = PassCache(tmp_path / "cache", tmp_path)
+    calls = []
+
+    def work(folder):
+        calls.append(folder)
+        (folder / "out.txt").write_text("x")
+
+    first, hit1 = cache.run("ab" * 32, work)
+    second, hit2 = cache.run("ab" * 32, work)
+    assert (hit1, hit2) == (False, True) and first == second and len(calls) == 1
+    assert (second / "out.txt").read_text() == "x"
+
+
+def test_failed_pass_leaves_no_cache_entry_and_no_output(tmp_path):
+    cache = PassCache(tmp_path / "cache", tmp_path)
+
+    def explode(folder):
+        (folder / "partial").write_text("half")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        cache.run("cd" * 32, explode)
+    assert not any((tmp_path / "cache").rglob("partial"))
+
+
+def test_fidelity_failure_writes_nothing(bert_folders, tmp_path):
+    impossible = FidelityConfig(max_abs_diff=1e-30, min_cosine=1.0)
+    with pytest.raises(FidelityError, match=r"max abs diff .* \(limit 1e-30\)"):
+        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "out", fidelity=impossible)
+    assert list(tmp_path.iterdir()) == []  # no artifact, no staging or build folder
