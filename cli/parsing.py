@@ -2,6 +2,25 @@
 from __future__ import annotations
 
 import argparse
+from typing import Callable, TypeVar
+
+Number = TypeVar("Number", int, float)
+
+
+def _positive(cast: Callable[[str], Number], what: str) -> Callable[[str], Number]:
+    def parse(text: str) -> Number:
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {what}, found {text!r}")
+        return value
+    return parse
+
+
+positive_int = _positive(int, "integer")
+positive_float = _positive(float, "number")
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -12,23 +31,3 @@ def int_list(text: str) -> tuple[int, ...]:
     if not values or any(value < 1 for value in values):
         raise argparse.ArgumentTypeError(f"expected positive integers, found {text!r}")
     return values
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, found {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, found {text!r}")
-    return value

@@ -114,3 +114,16 @@ def test_truncated_onnx_is_a_clear_error(onnx_file, tmp_path):
     with pytest.raises(CompileError, match="broken.onnx is not a (readable|valid) ONNX model"):
         compile(broken, "x86-64-avx2", tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.onnx"]  # nothing half-written
+
+
+class Eigenvalues(nn.Module):
+    def forward(self, x):
+        return torch.linalg.eigvals(x).real
+
+
+def test_export_failure_names_the_operator(tmp_path):
+    from edgekiln.compiler import ExportError
+
+    with pytest.raises(ExportError, match=r"dynamo: .*linalg_eig.* \| torchscript: .*aten::linalg_eigvals"):
+        compile(Eigenvalues(), "x86-64-avx2", tmp_path / "eig", example_inputs=torch.randn(2, 4, 4), cache=False)
+    assert list(tmp_path.iterdir()) == []

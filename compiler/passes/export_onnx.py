@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import re
 import warnings
 from enum import Enum
@@ -98,28 +99,51 @@ def _at_least_two(tensor, axes: dict[int, str]):
     return tensor
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CULPRITS = (r"aten[:.]{1,2}[A-Za-z_][\w.]*", r"Unsupported[^\n]*", r"[\w.]+ is not supported[^\n]*")
+
+
 def _summarise(exc: Exception) -> str:
-    """The line of an exporter error that names the failing operator or module."""
-    text = f"{type(exc).__name__}: {exc}"
-    for pattern in (r"aten::[\w.]+", r"Unsupported[^\n]*", r"[\w.]+ is not supported[^\n]*"):
-        match = re.search(pattern, text)
-        if match:
-            line = next(line for line in text.splitlines() if match.group(0) in line)
-            return line.strip()[:400]
-    return text.splitlines()[0][:400] if text else type(exc).__name__
+    """The line of an exporter error (or of its causes) that names the failing operator or module."""
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(_ANSI.sub("", f"{type(exc).__name__}: {exc}"))
+        exc = exc.__cause__ or exc.__context__
+    for pattern in _CULPRITS:
+        for text in chain:
+            match = re.search(pattern, text)
+            if match:
+                line = next(line for line in text.splitlines() if match.group(0) in line)
+                return line.strip()[:400]
+    return chain[0].splitlines()[0][:400]
 
 
 @contextlib.contextmanager
 def _quiet():
-    """Exporters print progress and many deprecation warnings; a compiler run shows only its own."""
+    """Exporters print progress, graph dumps (from C++, straight to file descriptor 2) and many
+    deprecation warnings; a compile shows only its own messages and the summarised error."""
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()), _silence_fd(1), _silence_fd(2):
             warnings.simplefilter("ignore")
             yield
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _silence_fd(fd: int):
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
