@@ -51,7 +51,7 @@ def compile(model: Any, target: str | TargetProfile = "host", output: str | os.P
         raise CompileError(f"target {profile.name} does not list fp32 among its precisions "
                            f"{[p.value for p in profile.precisions]}; lower precisions come with quantization")
     build_dir = out_dir.parent / f".{out_dir.name}.build-{uuid.uuid4().hex[:8]}"
-    build_dir.mkdir()
+    build_dir.mkdir(parents=True)
     try:
         source = resolve_source(model, work_dir=build_dir, task=_enum(Task, task, "task"),
                                 pooling=_enum(Pooling, pooling, "pooling"), example_inputs=example_inputs,

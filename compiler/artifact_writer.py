@@ -23,8 +23,8 @@ def check_output_folder(out_dir: Path, force: bool) -> None:
     """Refuse before any work is done: an existing folder needs --force, and only an artifact
     (or an empty folder) is ever replaced."""
     if not out_dir.exists():
-        if not out_dir.parent.exists():
-            raise CompileError(f"the parent folder of the output {out_dir} does not exist")
+        if out_dir.parent.exists() and not out_dir.parent.is_dir():
+            raise CompileError(f"the output's parent {out_dir.parent} is a file, not a folder")
         return
     if not force:
         raise CompileError(f"output folder {out_dir} already exists", hint="pass --force to replace it")
