@@ -9,9 +9,11 @@ import argparse
 import sys
 from typing import Sequence
 
+from pydantic import ValidationError
+
 from edgekiln.runtime.errors import EdgekilnError
 
-from . import artifact_commands, build_commands
+from . import artifact_commands, build_commands, train_commands
 
 EXIT_USER_ERROR = 2
 
@@ -21,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     build_commands.register(commands)
     artifact_commands.register(commands)
+    train_commands.register(commands)
     return parser
 
 
@@ -31,6 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args) or 0
     except EdgekilnError as exc:
         print(f"edgekiln: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except ValidationError as exc:  # a typed config rejected a flag's value
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        print(f"edgekiln: error: invalid value for {where}: {error['msg']}", file=sys.stderr)
         return EXIT_USER_ERROR
     except ImportError as exc:
         print(f"edgekiln: error: `edgekiln {args.command}` needs a package that is not installed ({exc.name}) "

@@ -44,21 +44,19 @@ class TextEncoder:
     def encode(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], list]:
         texts = check_texts(texts)
         encodings = self._tokenizer.encode_batch(list(texts))
-        feeds = {
-            name: np.asarray([_FIELDS[field](enc) for enc in encodings], dtype=self._dtypes[name])
-            for name, field in self._spec.feeds.items()
-        }
-        return feeds, encodings
+        return self._feeds(encodings), encodings
+
+    def _feeds(self, encodings: list) -> dict[str, np.ndarray]:
+        return {name: np.asarray([_FIELDS[field](enc) for enc in encodings], dtype=self._dtypes[name])
+                for name, field in self._spec.feeds.items()}
+
+    def encode_words(self, sentences: Sequence[Sequence[str]]) -> tuple[dict[str, np.ndarray], list]:
+        """Encode pre-split words (token-classification data); `word_ids` map sub-tokens back."""
+        encodings = self._tokenizer.encode_batch([list(words) for words in sentences], is_pretokenized=True)
+        return self._feeds(encodings), encodings
 
     def vocab_size(self) -> int:
         return self._tokenizer.get_vocab_size()
-
-    def special_ids(self) -> tuple[int, int]:
-        """(start, end) ids the tokenizer adds around a sequence, for synthetic benchmark inputs."""
-        ids = self._tokenizer.encode("").ids
-        start = ids[0] if ids else self._spec.pad_id
-        end = ids[-1] if len(ids) > 1 else start
-        return start, end
 
 
 def check_texts(texts: Sequence[str] | str) -> list[str]:

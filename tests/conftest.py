@@ -39,7 +39,7 @@ def make_bert_folder(folder: Path, kind: str, *, seed: int = 0) -> Path:
 
     folder.mkdir(parents=True)
     (folder / "vocab.txt").write_text("\n".join(_vocab()) + "\n")
-    tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer = transformers.BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True)
     labels = {"sequence": LABELS_TEXT, "token": LABELS_TOKENS}.get(kind, ())
     config = transformers.BertConfig(
         vocab_size=len(_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

@@ -74,6 +74,8 @@ def test_runtime_tokenizer_matches_transformers(bert_folders, artifacts):
     _, batch = _reference(bert_folders["sequence"], "sequence", TEXTS)
     for name in ("input_ids", "attention_mask", "token_type_ids"):
         np.testing.assert_array_equal(feeds[name], batch[name].numpy(), err_msg=name)
+    unknown = (feeds["input_ids"] == 1).sum() / feeds["attention_mask"].sum()
+    assert unknown < 0.1, f"{unknown:.0%} of tokens are [UNK]: the test tokenizer lost its vocabulary"
 
 
 def test_dynamic_batch_and_sequence_axes(artifacts):

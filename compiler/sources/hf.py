@@ -31,16 +31,8 @@ _ST_POOLING = {
 def load_hf_folder(folder: Path, *, task: Task | None, pooling: Pooling | None, work_dir: Path) -> ModelSource:
     config = _read_json(folder / "config.json", folder)
     task = task or detect_task(config, folder)
-    tokenizer = _load_tokenizer(folder)
-    names = tuple(name for name in _FEEDS if name in tokenizer.model_input_names)
-    if "input_ids" not in names or "attention_mask" not in names:
-        raise CompileError(f"tokenizer in {folder} does not produce input_ids and attention_mask "
-                           f"(it produces {tokenizer.model_input_names})")
-    tokenizer_file = work_dir / "tokenizer.json"
-    tokenizer.backend_tokenizer.save(str(tokenizer_file))
-    max_length = _max_length(folder, config, tokenizer)
-    spec = TokenizerSpec(max_length=max_length, pad_id=tokenizer.pad_token_id or 0,
-                         pad_token=tokenizer.pad_token or "[PAD]", feeds={n: _FEEDS[n] for n in names})
+    tokenizer_file, spec = export_tokenizer(folder, work_dir, config)
+    names, max_length = tuple(spec.feeds), spec.max_length
     notes: list[str] = []
     normalize = False
     if task is Task.SENTENCE_EMBEDDING:
@@ -51,7 +43,7 @@ def load_hf_folder(folder: Path, *, task: Task | None, pooling: Pooling | None, 
     labels = _labels(config) if task is not Task.SENTENCE_EMBEDDING else None
     settings = {"task": task.value, "pooling": pooling and pooling.value, "normalize": normalize,
                 "max_length": max_length, "inputs": names}
-    vocab = tokenizer.backend_tokenizer.get_vocab_size()
+    vocab = _vocab_size(tokenizer_file)
     return ModelSource(
         kind=SourceKind.HF_FOLDER,
         description=folder.resolve().name,
@@ -71,6 +63,28 @@ def load_hf_folder(folder: Path, *, task: Task | None, pooling: Pooling | None, 
         tokenizer=spec,
         notes=tuple(notes),
     )
+
+
+def export_tokenizer(folder: Path, work_dir: Path, config: dict | None = None) -> tuple[Path, TokenizerSpec]:
+    """Write the folder's tokenizer as one tokenizer.json into `work_dir`, and describe how its
+    outputs feed the model (the runtime re-creates it from exactly these two)."""
+    config = config if config is not None else _read_json(folder / "config.json", folder)
+    tokenizer = _load_tokenizer(folder)
+    names = tuple(name for name in _FEEDS if name in tokenizer.model_input_names)
+    if "input_ids" not in names or "attention_mask" not in names:
+        raise CompileError(f"tokenizer in {folder} does not produce input_ids and attention_mask "
+                           f"(it produces {tokenizer.model_input_names})")
+    tokenizer_file = work_dir / "tokenizer.json"
+    tokenizer.backend_tokenizer.save(str(tokenizer_file))
+    spec = TokenizerSpec(max_length=_max_length(folder, config, tokenizer), pad_id=tokenizer.pad_token_id or 0,
+                         pad_token=tokenizer.pad_token or "[PAD]", feeds={n: _FEEDS[n] for n in names})
+    return tokenizer_file, spec
+
+
+def _vocab_size(tokenizer_file: Path) -> int:
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(tokenizer_file)).get_vocab_size()
 
 
 def detect_task(config: dict, folder: Path) -> Task:

@@ -1,0 +1,76 @@
+"""Commands around labelled data: finetune, eval."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .parsing import positive_float, positive_int
+
+TASKS = ("text-classification", "token-classification")
+
+
+def register(commands) -> None:
+    tune = commands.add_parser("finetune", help="fine-tune a Hugging Face encoder on labelled data (full or LoRA)")
+    tune.add_argument("model", type=Path, help="Hugging Face model folder (an encoder such as BERT or MiniLM)")
+    tune.add_argument("--task", required=True, choices=TASKS)
+    tune.add_argument("--data", required=True, help="training data: PATH or PATH:SPLIT")
+    tune.add_argument("--eval-data", help="dev data for per-epoch evaluation (default: hold out --val-fraction)")
+    tune.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder to write")
+    tune.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the weights on save)")
+    tune.add_argument("--lora-rank", type=positive_int, default=8)
+    tune.add_argument("--epochs", type=positive_int, default=3)
+    tune.add_argument("--lr", type=positive_float, help="learning rate (default 5e-5 full, 5e-4 LoRA)")
+    tune.add_argument("--batch-size", type=positive_int, default=32)
+    tune.add_argument("--max-length", type=positive_int, default=128)
+    tune.add_argument("--max-train", type=positive_int, help="use a seeded sample of this many training examples")
+    tune.add_argument("--val-fraction", type=positive_float, default=0.1)
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--force", action="store_true", help="replace an earlier fine-tuning output")
+    _columns(tune)
+    tune.set_defaults(handler=cmd_finetune)
+
+    check = commands.add_parser("eval", help="evaluate a checkpoint or an artifact on labelled data")
+    check.add_argument("target", type=Path, help="artifact folder or Hugging Face checkpoint folder")
+    check.add_argument("--data", required=True, help="PATH or PATH:SPLIT")
+    check.add_argument("--against", type=Path, help="a second artifact or checkpoint evaluated on the same data")
+    check.add_argument("--batch-size", type=positive_int, default=32)
+    check.add_argument("--json", metavar="OUT", type=Path, help="write the results as JSON to OUT")
+    _columns(check)
+    check.set_defaults(handler=cmd_eval)
+
+
+def _columns(parser) -> None:
+    parser.add_argument("--text-column", help="text column of TSV/CSV/JSONL data (default: sentence, text, ...)")
+    parser.add_argument("--label-column", help="label column (default: label, labels, class, ...)")
+
+
+def cmd_finetune(args) -> int:
+    from edgekiln.compiler.data import DataTask, load_dataset
+    from edgekiln.compiler.finetune import FinetuneConfig, LoraSettings, finetune
+
+    task = DataTask(args.task)
+    config = FinetuneConfig(task=task, epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
+                            max_length=args.max_length, seed=args.seed, max_train_examples=args.max_train,
+                            validation_fraction=args.val_fraction,
+                            lora=LoraSettings(rank=args.lora_rank, alpha=2 * args.lora_rank) if args.lora else None)
+    columns = {"text_column": args.text_column, "label_column": args.label_column}
+    train = load_dataset(args.data, task=task, **columns)
+    dev = load_dataset(args.eval_data, task=task, **columns) if args.eval_data else None
+    result = finetune(args.model, args.output, train_data=train, eval_data=dev, config=config, force=args.force)
+    print(f"checkpoint: {result.path}\nbest dev {result.report['metric']}: {result.report['best_metric']:.4f} "
+          f"(epoch {result.report['best_epoch']})\nnext: edgekiln compile {result.path} -o ARTIFACT")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from edgekiln.compiler.data import load_dataset
+    from edgekiln.compiler.evaluate import evaluate
+    from edgekiln.compiler.evaluate.text_report import format_evaluation
+
+    dataset = load_dataset(args.data, text_column=args.text_column, label_column=args.label_column)
+    report = evaluate(args.target, dataset, against=args.against, batch_size=args.batch_size)
+    print(format_evaluation(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return 0

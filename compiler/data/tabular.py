@@ -1,0 +1,90 @@
+"""TSV, CSV and JSONL files with a text column and a label column."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Iterator
+
+from .types import DataError, Dataset, DataTask, TextExample
+
+TEXT_COLUMNS = ("sentence", "text", "content", "review", "document")
+LABEL_COLUMNS = ("label", "labels", "class", "sentiment", "category")
+
+
+def read_delimited(path: Path, *, text_column: str | None, label_column: str | None) -> Dataset:
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path} is empty", hint="a header row naming the text and label columns is expected")
+        text_at, label_at = _columns(path, header, text_column, label_column)
+        rows = ((number, row) for number, row in enumerate(reader, start=2) if any(cell.strip() for cell in row))
+        examples = tuple(_example(path, number, row, text_at, label_at, len(header)) for number, row in rows)
+    return _non_empty(path, examples)
+
+
+def read_jsonl(path: Path, *, text_column: str | None, label_column: str | None) -> Dataset:
+    examples = []
+    text_key = label_key = None
+    for number, record in _json_lines(path):
+        if text_key is None:
+            text_key = _pick(path, list(record), text_column, TEXT_COLUMNS, "text")
+            label_key = _pick(path, list(record), label_column, LABEL_COLUMNS, "label")
+        missing = [key for key in (text_key, label_key) if key not in record]
+        if missing:
+            raise DataError(f"{path}:{number}: record has no {missing[0]!r} key")
+        if not isinstance(record[text_key], str):
+            raise DataError(f"{path}:{number}: {text_key!r} must be a string, found {type(record[text_key]).__name__}")
+        examples.append(TextExample(record[text_key], str(record[label_key])))
+    return _non_empty(path, tuple(examples))
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object per line, found {type(record).__name__}")
+            yield number, record
+
+
+def _columns(path: Path, header: list[str], text_column: str | None, label_column: str | None) -> tuple[int, int]:
+    names = [name.strip() for name in header]
+    text = _pick(path, names, text_column, TEXT_COLUMNS, "text")
+    label = _pick(path, names, label_column, LABEL_COLUMNS, "label")
+    return names.index(text), names.index(label)
+
+
+def _pick(path: Path, names: list[str], chosen: str | None, defaults: tuple[str, ...], what: str) -> str:
+    if chosen is not None:
+        if chosen not in names:
+            raise DataError(f"{path} has no {what} column {chosen!r} (columns: {', '.join(names)})")
+        return chosen
+    for name in defaults:
+        if name in names:
+            return name
+    raise DataError(f"{path} has no {what} column (columns: {', '.join(names)}; looked for {', '.join(defaults)})",
+                    hint=f"name it with --{what}-column")
+
+
+def _example(path: Path, number: int, row: list[str], text_at: int, label_at: int, width: int) -> TextExample:
+    if len(row) != width:
+        raise DataError(f"{path}:{number}: expected {width} columns, found {len(row)}")
+    label = row[label_at].strip()
+    if not label:
+        raise DataError(f"{path}:{number}: empty label")
+    return TextExample(row[text_at].strip(), label)
+
+
+def _non_empty(path: Path, examples: tuple) -> Dataset:
+    if not examples:
+        raise DataError(f"{path} holds no examples")
+    return Dataset(DataTask.TEXT_CLASSIFICATION, examples, str(path))

@@ -1,0 +1,59 @@
+"""In-memory datasets: what every loader returns, whatever the file format."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from edgekiln.runtime.manifest import Task
+
+from ..errors import CompileError
+
+
+class DataError(CompileError):
+    """A dataset file is missing, empty or malformed; the message names the file (and line)."""
+
+
+class DataTask(str, Enum):
+    TEXT_CLASSIFICATION = Task.TEXT_CLASSIFICATION.value
+    TOKEN_CLASSIFICATION = Task.TOKEN_CLASSIFICATION.value
+
+
+@dataclass(frozen=True)
+class TextExample:
+    text: str
+    label: str
+
+
+@dataclass(frozen=True)
+class TokenExample:
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...]
+
+
+Example = TextExample | TokenExample
+
+
+@dataclass(frozen=True)
+class Dataset:
+    task: DataTask
+    examples: tuple[Example, ...]
+    source: str  # file or folder (and split) it came from, for messages and reports
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Label set, sorted; for token tasks the tags, with "O" first."""
+        if self.task is DataTask.TEXT_CLASSIFICATION:
+            found = {example.label for example in self.examples}
+        else:
+            found = {tag for example in self.examples for tag in example.tags}
+        return tuple(sorted(found, key=lambda label: (label != "O", _entity_type(label), label)))
+
+    def subset(self, indices, source: str) -> "Dataset":
+        return Dataset(self.task, tuple(self.examples[i] for i in indices), source)
+
+
+def _entity_type(label: str) -> str:
+    return label.split("-", 1)[1] if "-" in label else label

@@ -1,0 +1,41 @@
+"""`evaluate(target, dataset)`: the same metrics for a checkpoint and for a compiled artifact."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import Dataset, DataTask
+from .metrics import agreement, classification_metrics, entity_metrics
+from .predict import label_mapping, predict_dataset
+from .predictors import Predictor, open_predictor
+
+
+def evaluate_predictor(predictor: Predictor, dataset: Dataset, *, batch_size: int = 32) -> tuple[dict, list]:
+    """Metrics of `predictor` on `dataset`, and its predictions (in the dataset's label names)."""
+    mapping = label_mapping(dataset, predictor)
+    back = {model: data for data, model in mapping.items()}
+    raw = predict_dataset(predictor, dataset, batch_size=batch_size)
+    if dataset.task is DataTask.TEXT_CLASSIFICATION:
+        predictions = [back.get(label, label) for label in raw]
+        metrics = classification_metrics([e.label for e in dataset.examples], predictions, dataset.labels)
+    else:
+        predictions = [[back.get(tag, tag) for tag in tags] for tags in raw]
+        metrics = entity_metrics([e.tags for e in dataset.examples], predictions)
+    return {"target": predictor.name, "data": dataset.source, "task": dataset.task.value, **metrics}, predictions
+
+
+def evaluate(target: str | Path, dataset: Dataset, *, against: str | Path | None = None,
+             batch_size: int = 32) -> dict:
+    """Evaluate `target` (artifact or checkpoint); with `against`, evaluate both on the same data and
+    report the differences and how often their predictions agree."""
+    report, predictions = evaluate_predictor(open_predictor(target), dataset, batch_size=batch_size)
+    if against is None:
+        return report
+    other, other_predictions = evaluate_predictor(open_predictor(against), dataset, batch_size=batch_size)
+    report["against"] = other
+    report["agreement"] = agreement(predictions, other_predictions)
+    keys = ("accuracy", "macro_f1", "entity_f1")
+    report["difference"] = {key: report[key] - other[key] for key in keys if key in report}
+    return report
+
+
+__all__ = ["evaluate", "evaluate_predictor", "open_predictor"]

@@ -1,0 +1,63 @@
+"""Batched predictions over a dataset, through a Predictor."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..data import DataError, Dataset, DataTask
+from .predictors import Predictor
+
+Progress = Callable[[int], None]
+
+
+def label_mapping(dataset: Dataset, predictor: Predictor) -> dict[str, str]:
+    """Dataset label -> model label. Equal names match; so does "i" with a default "LABEL_i"."""
+    model = set(predictor.labels)
+    mapping = {}
+    for label in dataset.labels:
+        if label in model:
+            mapping[label] = label
+        elif f"LABEL_{label}" in model:
+            mapping[label] = f"LABEL_{label}"
+    missing = [label for label in dataset.labels if label not in mapping]
+    if missing:
+        raise DataError(f"labels {missing} in {dataset.source} are not among {predictor.name}'s labels "
+                        f"{list(predictor.labels)}", hint="evaluate with data labelled like the model's training data")
+    return mapping
+
+
+def predict_dataset(predictor: Predictor, dataset: Dataset, *, batch_size: int = 32,
+                    progress: Progress = lambda done: None) -> list:
+    """Predicted label per example (text), or predicted tag sequence per sentence (tokens)."""
+    if dataset.task.value != predictor.task.value:
+        raise DataError(f"{dataset.source} is {dataset.task.value} data but {predictor.name} does {predictor.task.value}")
+    lengths = [len(e.text) if dataset.task is DataTask.TEXT_CLASSIFICATION else len(e.tokens) for e in dataset.examples]
+    order = np.argsort(lengths, kind="stable")  # similar lengths per batch: less padding
+    results: list = [None] * len(dataset)
+    for start in range(0, len(order), batch_size):
+        chunk = [int(i) for i in order[start:start + batch_size]]
+        examples = [dataset.examples[i] for i in chunk]
+        for index, prediction in zip(chunk, _predict_batch(predictor, dataset.task, examples)):
+            results[index] = prediction
+        progress(len(chunk))
+    return results
+
+
+def _predict_batch(predictor: Predictor, task: DataTask, examples: list) -> list:
+    labels = predictor.labels
+    if task is DataTask.TEXT_CLASSIFICATION:
+        feeds, _ = predictor.encoder.encode([e.text for e in examples])
+        return [labels[i] for i in predictor.logits(feeds).argmax(-1)]
+    feeds, encodings = predictor.encoder.encode_words([e.tokens for e in examples])
+    best = predictor.logits(feeds).argmax(-1)
+    predictions = []
+    for row, (example, encoding) in enumerate(zip(examples, encodings)):
+        tags = ["O"] * len(example.tokens)  # words cut off by truncation count as O
+        seen = set()
+        for position, word in enumerate(encoding.word_ids):
+            if word is not None and word not in seen:
+                seen.add(word)
+                tags[word] = labels[best[row, position]]
+        predictions.append(tags)
+    return predictions

@@ -1,0 +1,114 @@
+"""`finetune`: a Hugging Face encoder + labelled data -> a fine-tuned checkpoint `edgekiln compile` takes."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data import DataError, Dataset, load_dataset, split_off
+from ..errors import CompileError
+from ..evaluate.predictors import make_encoder
+from ..sources.hf import export_tokenizer, folder_hashes
+from ..tool_versions import tool_versions
+from .config import FinetuneConfig, LoraSettings
+from .model import load_for_task, parameter_counts, with_lora
+from .state import BEST_DIR, open_run, partial_dir
+from .trainer import Log, Plan, stderr_log, train
+
+REPORT_FILE = "train_report.json"
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    path: Path
+    report: dict
+
+
+def finetune(model: str | os.PathLike, output: str | os.PathLike, *, train_data: str | Dataset,
+             config: FinetuneConfig, eval_data: str | Dataset | None = None, force: bool = False,
+             log: Log = stderr_log, show_progress: bool | None = None) -> FinetuneResult:
+    import torch
+
+    model_folder, out_dir = Path(model).expanduser(), Path(output).expanduser().resolve()
+    _check_output(out_dir, force)
+    if not (model_folder / "config.json").is_file():
+        raise CompileError(f"{model_folder} is not a Hugging Face model folder (no config.json)")
+    train_set, dev_set = _datasets(train_data, eval_data, config)
+    labels = train_set.labels
+    unknown = sorted(set(dev_set.labels) - set(labels))
+    if unknown:
+        raise DataError(f"{dev_set.source} has labels {unknown} that {train_set.source} never uses")
+    if len(labels) < 2:
+        raise DataError(f"{train_set.source} has a single label {labels}; classification needs two or more")
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.manual_seed(config.seed)
+    work = partial_dir(out_dir)
+    identity = {"model": folder_hashes(model_folder), "config": config.model_dump(mode="json"),
+                "train": [train_set.source, len(train_set)], "eval": [dev_set.source, len(dev_set)]}
+    resume = open_run(work, identity)
+    with tempfile.TemporaryDirectory(prefix="edgekiln-tok-") as scratch:
+        tokenizer_file, spec = export_tokenizer(model_folder, Path(scratch))
+        encoder = make_encoder(tokenizer_file, spec, config.max_length)
+    network = load_for_task(model_folder, config.task, labels)
+    if config.lora is not None:
+        network = with_lora(network, config.task, config.lora)
+    plan = Plan(config, train_set, dev_set, labels, encoder, model_folder, work)
+    log(f"fine-tuning {model_folder.name} ({'LoRA' if config.lora else 'full'}, "
+        f"{parameter_counts(network)['trainable']:,} trainable parameters) on {len(train_set)} examples, "
+        f"evaluating {plan.metric} on {len(dev_set)}")
+    started = time.perf_counter()
+    progress = train(plan, network, resume=resume, log=log, show_bar=show_progress)
+    report = {"model": str(model_folder), "method": "lora" if config.lora else "full", "task": config.task.value,
+              "config": config.model_dump(mode="json"), "labels": list(labels),
+              "train_data": {"source": train_set.source, "examples": len(train_set)},
+              "eval_data": {"source": dev_set.source, "examples": len(dev_set)},
+              "metric": plan.metric, "best_epoch": progress.best_epoch, "best_metric": progress.best_metric,
+              "epochs": progress.history, "parameters": parameter_counts(network),
+              "train_seconds": round(progress.seconds, 1),
+              "wall_seconds_this_session": round(time.perf_counter() - started, 1),
+              "resumed": resume, "tool_versions": tool_versions()}
+    (work / BEST_DIR / REPORT_FILE).write_text(json.dumps(report, indent=2))
+    _publish(work, out_dir)
+    log(f"best dev {plan.metric} {progress.best_metric:.4f} at epoch {progress.best_epoch}; saved to {out_dir}")
+    return FinetuneResult(out_dir, report)
+
+
+def _datasets(train_data, eval_data, config: FinetuneConfig) -> tuple[Dataset, Dataset]:
+    train_set = train_data if isinstance(train_data, Dataset) else load_dataset(train_data, task=config.task)
+    if train_set.task is not config.task:
+        raise DataError(f"{train_set.source} is {train_set.task.value} data, but the task is {config.task.value}")
+    if eval_data is None:
+        train_set, dev_set = split_off(train_set, config.validation_fraction, config.seed)
+    else:
+        dev_set = eval_data if isinstance(eval_data, Dataset) else load_dataset(eval_data, task=config.task)
+    if config.max_train_examples is not None and config.max_train_examples < len(train_set):
+        import numpy as np
+
+        keep = np.sort(np.random.default_rng(config.seed).permutation(len(train_set))[:config.max_train_examples])
+        train_set = train_set.subset(keep.tolist(), f"{train_set.source} ({config.max_train_examples} sampled)")
+    return train_set, dev_set
+
+
+def _check_output(out_dir: Path, force: bool) -> None:
+    if not out_dir.exists():
+        return
+    if not force:
+        raise CompileError(f"output folder {out_dir} already exists", hint="pass --force to replace it")
+    if not (out_dir / REPORT_FILE).is_file():
+        raise CompileError(f"{out_dir} exists and is not an edgekiln fine-tuning output; refusing to replace it",
+                           hint="choose another -o folder")
+
+
+def _publish(work: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    (work / BEST_DIR).rename(out_dir)
+    shutil.rmtree(work)
+
+
+__all__ = ["FinetuneConfig", "FinetuneResult", "LoraSettings", "finetune"]

@@ -1,0 +1,152 @@
+"""The training loop: AdamW, linear warm-up/decay, gradient clipping, evaluation each epoch,
+best checkpoint kept, state saved every few steps so an interrupted run resumes where it stopped."""
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgekiln.runtime.manifest import Task
+from edgekiln.runtime.preprocess import TextEncoder
+from edgekiln.runtime.progress import Progress as Bar
+
+from ..data import Dataset, DataTask
+from ..evaluate import evaluate_predictor
+from ..evaluate.predictors import Predictor
+from .batches import epoch_order, example_lengths, iterate_batches
+from .config import FinetuneConfig
+from .model import save_checkpoint
+from .state import BEST_DIR, Progress, load_state, save_state
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    config: FinetuneConfig
+    train: Dataset
+    dev: Dataset
+    labels: tuple[str, ...]
+    encoder: TextEncoder
+    model_folder: Path
+    work: Path
+
+    @property
+    def metric(self) -> str:
+        return "accuracy" if self.config.task is DataTask.TEXT_CLASSIFICATION else "entity_f1"
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train) / self.config.batch_size)
+
+
+def train(plan: Plan, model, *, resume: bool, log: Log, show_bar: bool | None) -> Progress:
+    import torch
+
+    optimizer, scheduler = _optimizer(plan, model)
+    progress = load_state(plan.work, model, optimizer, scheduler) if resume else Progress()
+    if resume:
+        log(f"resuming from epoch {progress.epoch + 1}, step {progress.step_in_epoch} ({plan.work})")
+    label_ids = {label: i for i, label in enumerate(plan.labels)}
+    config = plan.config
+    lengths = example_lengths(plan.train)
+    while progress.epoch < config.epochs:
+        started = time.perf_counter()
+        bar = Bar(plan.steps_per_epoch, f"epoch {progress.epoch + 1}/{config.epochs}", enabled=show_bar)
+        bar.done = progress.step_in_epoch
+        model.train()
+        order = epoch_order(lengths, config.batch_size, config.seed, progress.epoch)
+        for feeds, labels in iterate_batches(plan.train, plan.encoder, label_ids, order, config.batch_size,
+                                             skip=progress.step_in_epoch):
+            loss = _step(model, optimizer, scheduler, feeds, labels, config.max_grad_norm)
+            progress.step_in_epoch += 1
+            progress.global_step += 1
+            progress.running_loss += loss
+            bar.advance(f"loss {progress.running_loss / progress.step_in_epoch:.4f}")
+            if progress.global_step % config.save_every == 0:
+                progress.seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                save_state(plan.work, model, optimizer, scheduler, progress)
+        bar.close()
+        progress.seconds += time.perf_counter() - started
+        _end_epoch(plan, model, progress, log)
+        save_state(plan.work, model, optimizer, scheduler, progress)
+    return progress
+
+
+def _step(model, optimizer, scheduler, feeds: dict[str, np.ndarray], labels: np.ndarray, max_norm: float) -> float:
+    import torch
+
+    inputs = {name: torch.from_numpy(array) for name, array in feeds.items()}
+    loss = model(**inputs, labels=torch.from_numpy(labels)).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
+def _end_epoch(plan: Plan, model, progress: Progress, log: Log) -> None:
+    started = time.perf_counter()
+    report, _ = evaluate_predictor(training_predictor(plan, model), plan.dev,
+                                   batch_size=plan.config.eval_batch_size)
+    score = report[plan.metric]
+    entry = {"epoch": progress.epoch + 1, "train_loss": progress.running_loss / max(progress.step_in_epoch, 1),
+             plan.metric: score, "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+             "train_seconds": round(progress.seconds, 1), "eval_seconds": round(time.perf_counter() - started, 1)}
+    progress.history.append(entry)
+    improved = progress.best_metric is None or score > progress.best_metric
+    if improved:
+        progress.best_metric, progress.best_epoch = score, progress.epoch + 1
+        staging = plan.work / (BEST_DIR + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        save_checkpoint(model, plan.model_folder, staging)
+        shutil.rmtree(plan.work / BEST_DIR, ignore_errors=True)
+        staging.rename(plan.work / BEST_DIR)
+    log(f"epoch {entry['epoch']}/{plan.config.epochs}: train loss {entry['train_loss']:.4f}, dev {plan.metric} "
+        f"{score:.4f}{' (best so far, saved)' if improved else ''}, {progress.seconds:.0f} s training")
+    progress.epoch += 1
+    progress.step_in_epoch = 0
+    progress.running_loss = 0.0
+
+
+def training_predictor(plan: Plan, model) -> Predictor:
+    """The model being trained, seen through the same Predictor interface as artifacts and checkpoints."""
+    import torch
+
+    def logits(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        model.eval()
+        try:
+            with torch.inference_mode():
+                inputs = {name: torch.from_numpy(array) for name, array in feeds.items()}
+                return model(**inputs).logits.float().numpy()
+        finally:
+            model.train()
+    return Predictor("model in training", Task(plan.config.task.value), plan.labels, plan.encoder, logits)
+
+
+def _optimizer(plan: Plan, model):
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": plan.config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=plan.config.effective_learning_rate)
+    total = plan.steps_per_epoch * plan.config.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(total * plan.config.warmup_ratio), total)
+    return optimizer, scheduler
+
+
+def stderr_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
