@@ -43,6 +43,7 @@ def register(commands) -> None:
     inspect = commands.add_parser("inspect", help="print an artifact's manifest readably")
     inspect.add_argument("artifact", type=Path)
     inspect.add_argument("--json", action="store_true")
+    inspect.add_argument("--quantization", action="store_true", help="the ten least accurate quantized layers")
     inspect.set_defaults(handler=cmd_inspect)
 
     targets = commands.add_parser("targets", help="list the target profiles")
@@ -108,6 +109,8 @@ def save_bench_report(artifact: Path, report: dict) -> None:
 
 def cmd_inspect(args) -> int:
     manifest = read_manifest(args.artifact)
+    if args.quantization:
+        return _print_worst_layers(args.artifact)
     if args.json:
         print(json.dumps(manifest.to_json_dict(), indent=2))
         return 0
@@ -129,6 +132,20 @@ def cmd_inspect(args) -> int:
     rows += [(f"tool {name}", version) for name, version in manifest.tool_versions.items()]
     width = max(len(key) for key, _ in rows)
     print("\n".join(f"{key.ljust(width)}  {value}" for key, value in rows))
+    return 0
+
+
+def _print_worst_layers(artifact: Path) -> int:
+    path = artifact / REPORTS_DIR / "quantize.json"
+    if not path.is_file():
+        raise InputError(f"{artifact} was not quantized (no {REPORTS_DIR}/quantize.json)",
+                         hint="compile with --quantize to get per-layer diagnostics")
+    report = json.loads(path.read_text())
+    rows = sorted((r for r in report["layers"] if r["sqnr_db"] is not None), key=lambda r: r["sqnr_db"])[:10]
+    print(f"kept {report['chosen']}; accuracy drop {report['accuracy_drop']} points; speed-up {report['speedup']}x")
+    print(f"{'SQNR dB':>8}  {'kept float':>10}  {'op':8}  layer")
+    for row in rows:
+        print(f"{row['sqnr_db']:8.2f}  {str(row['kept_float']):>10}  {row['op']:8}  {row['node']}")
     return 0
 
 

@@ -24,6 +24,14 @@ def register(commands) -> None:
     build.add_argument("--exporter", default="auto", help="auto (dynamo, then torchscript), dynamo, torchscript")
     build.add_argument("--opset", type=positive_int, default=18)
     build.add_argument("--no-cache", action="store_true", help="recompute every pass")
+    quant = build.add_argument_group("quantization")
+    quant.add_argument("--quantize", default="none", help="none, dynamic, static, or auto (the fastest int8 "
+                                                         "within the budget; float if int8 is not faster)")
+    quant.add_argument("--calibration", help="calibration data: a dataset (PATH[:SPLIT]) or a .txt of text lines")
+    quant.add_argument("--calibration-samples", type=positive_int, default=128)
+    quant.add_argument("--calibration-method", default="minmax", help="minmax, percentile, entropy")
+    quant.add_argument("--accuracy-budget", type=float, help="allowed drop in points on --eval-data")
+    quant.add_argument("--eval-data", help="labelled data for the accuracy budget: PATH[:SPLIT]")
     build.set_defaults(handler=cmd_compile)
 
     quick = commands.add_parser("quickstart", help="compile, check and benchmark all-MiniLM-L6-v2 on this machine")
@@ -43,7 +51,9 @@ def cmd_compile(args) -> int:
 
     result = compile(args.model, args.target, args.output, backend=args.backend, force=args.force, task=args.task,
                      pooling=args.pooling, exporter=args.exporter, opset=args.opset, cache=not args.no_cache,
-                     progress=_progress)
+                     quantize=args.quantize, calibration=args.calibration,
+                     calibration_samples=args.calibration_samples, calibration_method=args.calibration_method,
+                     accuracy_budget=args.accuracy_budget, eval_data=args.eval_data, progress=_progress)
     _print_result(result)
     return 0
 
@@ -57,6 +67,12 @@ def _print_result(result) -> None:
           f"{manifest.target.name}, {manifest.precision.value}")
     print(f"fidelity vs {fidelity['reference']}: max abs diff {fidelity['max_abs_diff']:.2e}, "
           f"min cosine {fidelity['min_cosine']:.6f}")
+    quantized = result.path / "reports" / "quantize.json"
+    if quantized.is_file():
+        q = json.loads(quantized.read_text())
+        drop = "n/a" if q["accuracy_drop"] is None else f"{q['accuracy_drop']:.2f} points"
+        print(f"quantization: kept {q['chosen']}, accuracy drop {drop}, speed-up {q['speedup']:.2f}x over float"
+              f"{' (int8 was slower than float here)' if q['int8_slower_than_float'] else ''}")
     print(f"written to {result.path}")
 
 

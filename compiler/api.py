@@ -1,6 +1,7 @@
 """`edgekiln.compiler.compile`: model + target profile -> verified artifact folder."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -9,8 +10,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from edgekiln.runtime.manifest import Backend, Manifest, Precision, Task
-from edgekiln.targets import TargetProfile, load_profile
 
+from .data import Dataset
+from edgekiln.targets import TargetProfile, load_profile
 from .artifact_writer import check_output_folder, write_artifact
 from .cache import PassCache, default_cache_dir
 from .errors import CompileError
@@ -18,8 +20,11 @@ from .passes.base import BuildState, Pass
 from .passes.check_onnx import CheckOnnx
 from .passes.export_onnx import ExportConfig, Exporter, ExportOnnx
 from .passes.ort_optimize import OrtOptimize
+from .passes.quantize import BudgetError, QuantizeOrt, QuantizePassConfig
 from .passes.verify_fidelity import FidelityConfig, VerifyFidelity
 from .pipeline import run_passes
+from .quantization.config import CalibrationMethod, QuantMode, types_for_profile
+from .quantization.inputs import quantization_inputs
 from .sources import Pooling, resolve_source
 
 IMPLEMENTED_BACKENDS = (Backend.ONNXRUNTIME,)
@@ -38,15 +43,26 @@ def compile(model: Any, target: str | TargetProfile = "host", output: str | os.P
             input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
             dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
             exporter: str | Exporter = Exporter.AUTO, opset: int = 18,
-            fidelity: FidelityConfig | None = None, cache: bool = True, cache_dir: str | os.PathLike | None = None,
+            fidelity: FidelityConfig | None = None, quantize: str | QuantMode = QuantMode.NONE,
+            calibration: str | Dataset | None = None, calibration_samples: int = 128,
+            calibration_method: str | CalibrationMethod = CalibrationMethod.MINMAX,
+            accuracy_budget: float | None = None, eval_data: str | Dataset | None = None,
+            cache: bool = True, cache_dir: str | os.PathLike | None = None,
             progress: Callable[[str], None] | None = None) -> CompileResult:
     """Compile `model` (a Hugging Face folder, an .onnx file, or a torch.nn.Module with
-    `example_inputs`) for `target` into the artifact folder `output`."""
+    `example_inputs`) for `target` into the artifact folder `output`; optionally quantize it to
+    int8 within `accuracy_budget` points on `eval_data`."""
     progress = progress or (lambda message: None)
     out_dir = Path(output).expanduser().resolve()
     check_output_folder(out_dir, force)
     profile = target if isinstance(target, TargetProfile) else load_profile(str(target))
     chosen, notes = choose_backend(profile, _enum(Backend, backend, "backend"))
+    quant = _enum(QuantMode, quantize, "quantization mode")
+    if quant is not QuantMode.NONE and Precision.INT8 not in profile.precisions:
+        raise CompileError(f"target {profile.name} does not support int8", hint="compile without --quantize")
+    if accuracy_budget is not None and (quant is QuantMode.NONE or eval_data is None):
+        raise CompileError("--accuracy-budget applies to quantization and needs labelled data",
+                           hint="pass --quantize and --eval-data DEV with it")
     if Precision.FP32 not in profile.precisions:
         raise CompileError(f"target {profile.name} does not list fp32 among its precisions "
                            f"{[p.value for p in profile.precisions]}; lower precisions come with quantization")
@@ -58,10 +74,21 @@ def compile(model: Any, target: str | TargetProfile = "host", output: str | os.P
                                 input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes)
         passes = _pass_chain(source.torch is not None, ExportConfig(exporter=_enum(Exporter, exporter, "exporter"),
                                                                      opset=opset), fidelity)
+        if quant is not QuantMode.NONE:
+            passes.append(QuantizeOrt(QuantizePassConfig(
+                mode=quant, calibration_method=_enum(CalibrationMethod, calibration_method, "calibration method"),
+                accuracy_budget=accuracy_budget, bench_sequence=profile.sequence_buckets[-1],
+                threads=min(profile.threads, os.cpu_count() or 1), **types_for_profile(profile))))
+        start = quantization_inputs(source, calibration, calibration_samples, eval_data) \
+            if quant is not QuantMode.NONE else BuildState(source=source)
         store = PassCache(None if not cache else Path(cache_dir or default_cache_dir()), build_dir)
-        state, records = run_passes(passes, BuildState(source=source), store, progress)
-        manifest = write_artifact(out_dir, state=state, records=records, profile=profile, backend=chosen,
-                                  precision=Precision.FP32)
+        try:
+            state, records = run_passes(passes, start, store, progress)
+        except BudgetError as exc:
+            kept = out_dir.parent / f"{out_dir.name}.quantization-failed.json"
+            kept.write_text(json.dumps(exc.report, indent=2))
+            raise CompileError(f"{exc.message}; the attempts are described in {kept}", hint=exc.hint) from None
+        manifest = write_artifact(out_dir, state=state, records=records, profile=profile, backend=chosen)
     finally:
         shutil.rmtree(build_dir, ignore_errors=True)
     return CompileResult(out_dir, manifest, tuple(notes) + source.notes)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from edgekiln.runtime.hashing import sha256_file, sha256_json
 from edgekiln.runtime.manifest import (MANIFEST_FILE, REPORTS_DIR, SCHEMA_VERSION, Backend, Manifest,
-                                       PassRecord, Precision, TargetInfo, identity_fields)
+                                       PassRecord, Precision, QuantizationInfo, TargetInfo, identity_fields)
 from edgekiln.runtime.reports import write_report
 from edgekiln.targets import TargetProfile
 
+from .diagnostics.plots import write_plots
 from .errors import CompileError
 from .graph_io import graph_io
 from .passes.base import MODEL_FILE, BuildState
@@ -36,11 +37,11 @@ def check_output_folder(out_dir: Path, force: bool) -> None:
 
 
 def write_artifact(out_dir: Path, *, state: BuildState, records: list[PassRecord], profile: TargetProfile,
-                   backend: Backend, precision: Precision) -> Manifest:
+                   backend: Backend) -> Manifest:
     staging = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        manifest = _fill(staging, state, records, profile, backend, precision)
+        manifest = _fill(staging, state, records, profile, backend)
         _swap_into_place(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -48,7 +49,7 @@ def write_artifact(out_dir: Path, *, state: BuildState, records: list[PassRecord
 
 
 def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: TargetProfile,
-          backend: Backend, precision: Precision) -> Manifest:
+          backend: Backend) -> Manifest:
     import onnx
 
     shutil.copyfile(state.model_path, staging / MODEL_FILE)
@@ -59,6 +60,7 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
     if source.tokenizer_file is not None:
         shutil.copyfile(source.tokenizer_file, staging / source.tokenizer.file)
     inputs, outputs = graph_io(onnx.load(str(staging / MODEL_FILE), load_external_data=False))
+    quantization = _quantization(state.reports.get("quantize"))
     files = {str(path.relative_to(staging)): sha256_file(path)
              for path in sorted(staging.rglob("*")) if path.is_file()}
     fields = {
@@ -69,7 +71,8 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
         "backend": backend,
         "target": TargetInfo(name=profile.name, arch=profile.arch.value, threads=profile.threads,
                              accelerator=profile.accelerator),
-        "precision": precision,
+        "precision": Precision.INT8 if quantization else Precision.FP32,
+        "quantization": quantization,
         "task": source.task,
         "model_file": MODEL_FILE,
         "inputs": inputs,
@@ -89,8 +92,16 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
         (reports / f"{name}.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     if source.notes:
         (reports / "notes.json").write_text(json.dumps({"notes": list(source.notes)}, indent=2))
+    write_plots(reports)
     write_report(staging, manifest)
     return manifest
+
+
+def _quantization(report: dict | None) -> QuantizationInfo | None:
+    if report is None or report.get("chosen") in (None, "float"):
+        return None
+    return QuantizationInfo(mode=report["chosen"], kept_float=tuple(report["excluded_nodes"]),
+                            accuracy_drop_points=report["accuracy_drop"])
 
 
 def _swap_into_place(staging: Path, out_dir: Path) -> None:

@@ -67,7 +67,7 @@ def benchmark(session: Session, config: BenchConfig, *, load_seconds: float,
     progress = Progress(len(grid) * (2 if against else 1), "bench", enabled=show_progress)
     points = []
     for batch, sequence in grid:
-        stats = _measure(session.run, inputs[(batch, sequence)], config, batch)
+        stats = measure(session.run, inputs[(batch, sequence)], config, batch)
         points.append({"batch": batch, "seq": sequence, **stats})
         progress.advance(f"artifact b{batch} s{sequence}: p50 {stats['p50_ms']:.2f} ms")
     report = _header(session, config, load_seconds)
@@ -77,7 +77,7 @@ def benchmark(session: Session, config: BenchConfig, *, load_seconds: float,
         runner = factory()
         report["against"] = {"name": name, "load_seconds": round(time.perf_counter() - started, 3)}
         for point in points:
-            stats = _measure(runner, inputs[(point["batch"], point["seq"])], config, point["batch"])
+            stats = measure(runner, inputs[(point["batch"], point["seq"])], config, point["batch"])
             point["against"] = stats
             point["speedup_p50"] = round(stats["p50_ms"] / point["p50_ms"], 3)
             progress.advance(f"{name} b{point['batch']} s{point['seq']}: p50 {stats['p50_ms']:.2f} ms")
@@ -86,7 +86,7 @@ def benchmark(session: Session, config: BenchConfig, *, load_seconds: float,
     return report
 
 
-def _measure(runner: Runner, feeds: dict[str, np.ndarray], config: BenchConfig, batch: int) -> dict:
+def measure(runner: Runner, feeds: dict[str, np.ndarray], config: BenchConfig, batch: int) -> dict:
     for _ in range(config.warmup):
         runner(feeds)
     times, peak = [], current_rss_mb()

@@ -75,6 +75,14 @@ class PassRecord(_Frozen):
     cached: bool
 
 
+class QuantizationInfo(_Frozen):
+    """The mixed-precision plan: which int8 scheme, and which nodes stayed in float."""
+
+    mode: str
+    kept_float: tuple[str, ...] = ()
+    accuracy_drop_points: float | None = None
+
+
 class Manifest(_Frozen):
     schema_version: int
     artifact_id: str
@@ -90,6 +98,7 @@ class Manifest(_Frozen):
     outputs: tuple[TensorSpec, ...]
     labels: tuple[str, ...] | None = None
     tokenizer: TokenizerSpec | None = None
+    quantization: QuantizationInfo | None = None
     passes: tuple[PassRecord, ...]
     tool_versions: dict[str, str]
     files: dict[str, str]  # relative path -> sha256, every file the runtime reads
@@ -100,5 +109,6 @@ class Manifest(_Frozen):
 
 def identity_fields(manifest_fields: dict[str, Any]) -> dict[str, Any]:
     """The part of a manifest that defines what the artifact computes (its id is a hash of it)."""
-    keys = ("backend", "target", "precision", "task", "inputs", "outputs", "labels", "tokenizer", "files")
+    keys = ("backend", "target", "precision", "task", "inputs", "outputs", "labels", "tokenizer", "quantization",
+            "files")
     return {key: manifest_fields[key] for key in keys}

@@ -31,6 +31,8 @@ class BuildState:
     source: ModelSource
     model_path: Path | None = None  # the current ONNX model; None before export
     reports: Mapping[str, dict] = field(default_factory=lambda: MappingProxyType({}))
+    calibration: Any = None  # quantization.calibration.CalibrationSet, when calibration data was given
+    evaluation: Any = None  # data.Dataset with labels, when an accuracy budget was given
 
     def model_sha256(self) -> str:
         if self.model_path is None:

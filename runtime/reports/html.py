@@ -6,6 +6,7 @@ table of its top-level values so nothing a pass writes is hidden.
 """
 from __future__ import annotations
 
+import base64
 import json
 from html import escape
 from pathlib import Path
@@ -15,7 +16,7 @@ from ..manifest import REPORTS_DIR, Manifest
 from .svg import bar_chart
 
 REPORT_HTML = "report.html"
-Renderer = Callable[[dict[str, Any]], str]
+Renderer = Callable[[dict[str, Any], Path], str]  # (report, reports folder) -> HTML
 SECTION_RENDERERS: dict[str, tuple[str, Renderer]] = {}
 
 _STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em;color:#222}
@@ -55,7 +56,7 @@ def write_report(folder: Path, manifest: Manifest) -> Path:
     sections = [_summary(manifest)]
     for name in order:
         title, render = SECTION_RENDERERS.get(name, (name.replace("_", " ").capitalize(), _generic))
-        sections.append(f"<h2>{escape(title)}</h2>{render(reports[name])}")
+        sections.append(f"<h2>{escape(title)}</h2>{render(reports[name], reports_dir)}")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>edgekiln report: "
             f"{escape(manifest.source)}</title><style>{_STYLE}</style></head><body>"
             f"<h1>edgekiln artifact {escape(manifest.artifact_id)}</h1>{''.join(sections)}</body></html>")
@@ -77,12 +78,20 @@ def _summary(manifest: Manifest) -> str:
     return f"<h2>Summary</h2>{table(['field', 'value'], rows)}<h3>Pass chain</h3>{passes}"
 
 
-def _generic(report: dict[str, Any]) -> str:
+def image(path: Path, alt: str) -> str:
+    """A PNG inlined as a data URI, so the page stays one self-contained file."""
+    if not path.is_file():
+        return ""
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f"<p><img alt='{escape(alt)}' src='data:image/png;base64,{data}' style='max-width:100%'></p>"
+
+
+def _generic(report: dict[str, Any], _folder: Path) -> str:
     return table(["key", "value"], [[key, value] for key, value in report.items()])
 
 
 @register_section("verify_fidelity", "Fidelity against the reference")
-def _fidelity(report: dict[str, Any]) -> str:
+def _fidelity(report: dict[str, Any], _folder: Path) -> str:
     verdict = "ok" if report.get("passed") else "bad"
     limits = report["thresholds"]
     head = (f"<p class='{verdict}'>Reference: {escape(report['reference'])}. Max abs diff "
@@ -93,7 +102,7 @@ def _fidelity(report: dict[str, Any]) -> str:
 
 
 @register_section("benchmark", "Latency benchmark")
-def _benchmark(report: dict[str, Any]) -> str:
+def _benchmark(report: dict[str, Any], _folder: Path) -> str:
     points = report["points"]
     header = ["batch", "seq", "p50 ms", "p90 ms", "p99 ms", "mean ms", "items/s", "peak RSS MB"]
     rows = [[p["batch"], p["seq"], p["p50_ms"], p["p90_ms"], p["p99_ms"], p["mean_ms"], p["throughput"],
@@ -110,3 +119,29 @@ def _benchmark(report: dict[str, Any]) -> str:
     context = (f"<p>{report['threads']} threads, {report['runs']} timed runs after {report['warmup']} warm-up "
                f"runs per point; load time {report['load_seconds']:.2f} s.</p>")
     return context + table(header, rows) + chart
+
+
+@register_section("quantize", "Quantization")
+def _quantization(report: dict[str, Any], folder: Path) -> str:
+    chosen = report.get("chosen", "?")
+    drop = report.get("accuracy_drop")
+    head = (f"<p>Requested <code>{escape(report['requested'])}</code>; kept <b>{escape(str(chosen))}</b>. "
+            f"Accuracy drop {'n/a' if drop is None else f'{drop:.2f} points'} "
+            f"(budget {report.get('budget_points')}), speed-up {report.get('speedup', 1.0):.2f}× over float "
+            f"at batch 1, sequence {report['bench']['sequence']}, {report['bench']['threads']} threads "
+            f"(float {report['float_ms']:.2f} ms).</p>")
+    if report.get("int8_slower_than_float"):
+        head += "<p class='bad'>int8 was not faster than float on this machine.</p>"
+    attempts = table(["mode", "accuracy drop (points)", "p50 ms", "kept float", "agreement with float"],
+                     [[a["mode"], a["accuracy_drop"], a["latency_ms"], len(a["excluded_nodes"]), a["agreement"]]
+                      for a in report["attempts"]])
+    worst = sorted((row for row in report.get("layers", []) if row["sqnr_db"] is not None),
+                   key=lambda row: row["sqnr_db"])[:15]
+    layers = table(["layer", "op", "SQNR dB", "weight range", "activation range", "kept float"],
+                   [[r["node"], r["op"], r["sqnr_db"], _range(r["weight_min"], r["weight_max"]),
+                     _range(r["activation_min"], r["activation_max"]), r["kept_float"]] for r in worst])
+    return head + attempts + "<h3>Least accurate layers</h3>" + layers + image(folder / "quantize_sqnr.png", "SQNR")
+
+
+def _range(low, high) -> str:
+    return "" if low is None else f"[{low:.3g}, {high:.3g}]"

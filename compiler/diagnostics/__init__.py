@@ -1,0 +1,1 @@
+"""Plots for the artifact's report (matplotlib, compile-time only: the runtime never needs it)."""

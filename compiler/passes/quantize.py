@@ -1,0 +1,167 @@
+"""Post-training int8 quantization with ONNX Runtime, held to an accuracy budget and to speed.
+
+Each candidate mode (dynamic, static) is quantized; if its drop on the eval data exceeds the
+budget, the least accurate layers (lowest output SQNR against float) go back to float, 1, 2, 4, …
+at a time, until the budget holds. Candidates are timed against the float model side by side;
+`auto` keeps the fastest one within budget, and the float model when int8 is not faster.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from edgekiln.runtime.hashing import sha256_json
+
+from ..errors import CompileError
+from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode
+from ..quantization.evaluation import Evaluator, Score, latency_ms
+from ..quantization.ort_quantize import quantizable_nodes, quantize_model
+from ..quantization.sensitivity import layer_report
+from .base import MODEL_FILE, BuildState, Pass, PassConfig
+from .registry import register_pass
+
+
+class QuantizePassConfig(PassConfig):
+    mode: QuantMode
+    calibration_method: CalibrationMethod = CalibrationMethod.MINMAX
+    accuracy_budget: float | None = Field(default=None, ge=0, description="allowed drop in points")
+    activation_type: IntType = IntType.UINT8
+    weight_type: IntType = IntType.INT8
+    reduce_range: bool = False
+    per_channel: bool = True
+    bench_sequence: int = Field(default=128, ge=1)
+    threads: int = Field(default=1, ge=1)
+
+
+class BudgetError(CompileError):
+    """No quantized candidate met the accuracy budget; `report` holds the best attempt."""
+
+    def __init__(self, message: str, report: dict) -> None:
+        super().__init__(message, hint="raise --accuracy-budget, add calibration data, or compile without --quantize")
+        self.report = report
+
+
+@dataclass
+class Attempt:
+    mode: QuantMode
+    path: Path
+    exclude: tuple[str, ...]
+    score: Score | None
+    drop: float | None  # points lost against float on the eval data; None without eval data
+    steps: list[dict] = field(default_factory=list)
+    latency_ms: float | None = None
+
+    def row(self, float_score: Score | None) -> dict:
+        return {"mode": self.mode.value, "accuracy_drop": self.drop, "latency_ms": self.latency_ms,
+                "excluded_nodes": list(self.exclude), "steps": self.steps,
+                "agreement": None if float_score is None else Evaluator.agreement(float_score, self.score)}
+
+
+@register_pass
+class QuantizeOrt(Pass):
+    name = "quantize"
+    Config = QuantizePassConfig
+    changes_model = True
+
+    def check_preconditions(self, state: BuildState) -> None:
+        super().check_preconditions(state)
+        if self.config.mode is QuantMode.NONE:
+            raise CompileError("internal: the quantize pass was scheduled with mode none")
+        if self.config.mode is QuantMode.STATIC and state.calibration is None:
+            raise CompileError("--quantize static needs calibration data", hint="pass --calibration DATA")
+        if self.config.accuracy_budget is not None and state.evaluation is None:
+            raise CompileError("--accuracy-budget needs labelled data to measure the drop",
+                               hint="pass --eval-data DEV")
+
+    def input_key(self, state: BuildState) -> str:
+        evaluation = state.evaluation
+        return sha256_json({"model": state.model_sha256(),
+                            "calibration": state.calibration and state.calibration.sha256,
+                            "evaluation": evaluation and [evaluation.source, [str(e) for e in evaluation.examples]]})
+
+    def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
+        float_path = state.model_path
+        nodes = quantizable_nodes(float_path, QuantizeConfig(mode=QuantMode.DYNAMIC).op_types)
+        if not nodes:
+            raise CompileError(f"{state.source.description} has no quantizable layers (MatMul, Gemm or Conv)",
+                               hint="compile without --quantize")
+        evaluator = None if state.evaluation is None else Evaluator(state.source, state.evaluation, self.config.threads)
+        float_score = evaluator.score(float_path) if evaluator else None
+        attempts = [self._attempt(mode, state, out_dir, nodes, evaluator, float_score) for mode in self._modes(state)]
+        feeds = state.source.make_feeds(1, self.config.bench_sequence, np.random.default_rng(0))
+        float_ms, *timings = latency_ms([float_path] + [a.path for a in attempts], feeds, self.config.threads)
+        for attempt, timing in zip(attempts, timings):
+            attempt.latency_ms = timing
+        report = {"requested": self.config.mode.value, "budget_points": self.config.accuracy_budget,
+                  "metric": evaluator.metric if evaluator else None,
+                  "float_metric": float_score.value if float_score else None, "float_ms": float_ms,
+                  "bench": {"batch": 1, "sequence": self.config.bench_sequence, "threads": self.config.threads},
+                  "attempts": [attempt.row(float_score) for attempt in attempts]}
+        chosen = self._choose(attempts, float_ms, report)
+        shutil.copyfile(chosen.path if chosen else float_path, out_dir / MODEL_FILE)
+        report["layers"] = [] if chosen is None else [
+            {**row, "kept_float": row["node"] in chosen.exclude}
+            for row in layer_report(float_path, chosen.path, nodes, state.calibration, (feeds,))]
+        for attempt in attempts:
+            attempt.path.unlink(missing_ok=True)
+        return report
+
+    def _modes(self, state: BuildState) -> list[QuantMode]:
+        if self.config.mode is QuantMode.AUTO:
+            return [QuantMode.DYNAMIC] + ([QuantMode.STATIC] if state.calibration is not None else [])
+        return [self.config.mode]
+
+    def _config(self, mode: QuantMode, exclude: tuple[str, ...]) -> QuantizeConfig:
+        c = self.config
+        return QuantizeConfig(mode=mode, activation_type=c.activation_type, weight_type=c.weight_type,
+                              reduce_range=c.reduce_range, per_channel=c.per_channel,
+                              calibration_method=c.calibration_method, exclude=exclude)
+
+    def _attempt(self, mode, state, out_dir, nodes, evaluator, float_score) -> Attempt:
+        def build(exclude: tuple[str, ...]) -> Attempt:
+            path = out_dir / f"{mode.value}-{len(exclude)}.onnx"
+            quantize_model(state.model_path, path, self._config(mode, exclude), state.calibration, out_dir)
+            score = evaluator.score(path) if evaluator else None
+            drop = None if score is None else round((float_score.value - score.value) * 100, 3)
+            return Attempt(mode, path, exclude, score, drop)
+
+        attempt = build(())
+        steps = [{"excluded": 0, "accuracy_drop": attempt.drop}]
+        if self._fits(attempt):
+            attempt.steps = steps
+            return attempt
+        probe = (state.source.make_feeds(2, 32, np.random.default_rng(1)),)
+        ranked = sorted(layer_report(state.model_path, attempt.path, nodes, state.calibration, probe),
+                        key=lambda row: row["sqnr_db"] if row["sqnr_db"] is not None else float("inf"))
+        count = 1
+        while not self._fits(attempt) and len(attempt.exclude) < len(nodes):
+            attempt.path.unlink(missing_ok=True)
+            attempt = build(tuple(row["node"] for row in ranked[:count]))
+            steps.append({"excluded": len(attempt.exclude), "accuracy_drop": attempt.drop})
+            count = min(count * 2, len(nodes))
+        attempt.steps = steps
+        return attempt
+
+    def _fits(self, attempt: Attempt) -> bool:
+        budget = self.config.accuracy_budget
+        return budget is None or attempt.drop is None or attempt.drop <= budget + 1e-9
+
+    def _choose(self, attempts: list[Attempt], float_ms: float, report: dict) -> Attempt | None:
+        fitting = [a for a in attempts if self._fits(a)]
+        if not fitting:
+            best_drop = min(a.drop for a in attempts)
+            raise BudgetError(f"no int8 model stays within the accuracy budget of {self.config.accuracy_budget} "
+                              f"points (smallest drop {best_drop:.2f} points)", report)
+        best = min(fitting, key=lambda a: a.latency_ms)
+        report["int8_slower_than_float"] = best.latency_ms >= float_ms
+        if report["int8_slower_than_float"] and self.config.mode is QuantMode.AUTO:
+            report.update(chosen="float", accuracy_drop=0.0, speedup=1.0, excluded_nodes=[], int8_ms=best.latency_ms)
+            return None
+        report.update(chosen=best.mode.value, accuracy_drop=best.drop, speedup=round(float_ms / best.latency_ms, 3),
+                      excluded_nodes=list(best.exclude), int8_ms=best.latency_ms)
+        return best

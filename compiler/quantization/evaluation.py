@@ -1,0 +1,67 @@
+"""Scoring and timing an ONNX file during quantization: the task metric on the eval data, the
+prediction agreement with the float model, and batch-1 latency."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekiln.runtime.bench import BenchConfig, measure
+from edgekiln.runtime.manifest import Task
+
+from ..data import Dataset, DataTask
+from ..evaluate import evaluate_predictor
+from ..evaluate.metrics import agreement
+from ..evaluate.predictors import Predictor, make_encoder
+from ..sources import ModelSource
+
+
+@dataclass(frozen=True)
+class Score:
+    metric: str
+    value: float  # fraction in [0, 1]
+    predictions: list
+
+
+def ort_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class Evaluator:
+    """Scores ONNX files of one model on one labelled dataset."""
+
+    def __init__(self, source: ModelSource, dataset: Dataset, threads: int) -> None:
+        self.source, self.dataset, self.threads = source, dataset, threads
+        self.encoder = make_encoder(source.tokenizer_file, source.tokenizer)
+        self.metric = "accuracy" if dataset.task is DataTask.TEXT_CLASSIFICATION else "entity_f1"
+
+    def score(self, path: Path) -> Score:
+        session = ort_session(path, self.threads)
+        output = session.get_outputs()[0].name
+        predictor = Predictor(path.name, Task(self.source.task.value), self.source.labels, self.encoder,
+                              lambda feeds: session.run([output], feeds)[0])
+        report, predictions = evaluate_predictor(predictor, self.dataset)
+        return Score(self.metric, float(report[self.metric]), predictions)
+
+    @staticmethod
+    def agreement(first: Score, second: Score) -> float:
+        return agreement(first.predictions, second.predictions)
+
+
+def latency_ms(paths: list[Path], feeds: dict[str, np.ndarray], threads: int, rounds: int = 3) -> list[float]:
+    """Median p50 of each model, measured in interleaved rounds so drift hits all alike."""
+    sessions = [ort_session(path, threads) for path in paths]
+    config = BenchConfig(warmup=3, runs=10)
+    p50s: list[list[float]] = [[] for _ in paths]
+    for _ in range(rounds):
+        for index, session in enumerate(sessions):
+            stats = measure(lambda f, s=session: s.run(None, f), feeds, config, batch=1)
+            p50s[index].append(stats["p50_ms"])
+    return [float(np.median(values)) for values in p50s]

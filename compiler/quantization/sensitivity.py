@@ -1,0 +1,82 @@
+"""Per-layer diagnostics: SQNR of each quantized node's output against the float model on
+calibration inputs, plus weight and activation ranges. Statistics only; no rewriting here."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .calibration import CalibrationSet
+
+
+def layer_report(float_path: Path, quant_path: Path, nodes: list[str], calibration: CalibrationSet | None,
+                 fallback_feeds: tuple[dict[str, np.ndarray], ...]) -> list[dict]:
+    """One row per node: name, op, sqnr_db (higher is better), weight and activation ranges."""
+    import onnx
+
+    float_model = onnx.load(str(float_path))
+    outputs = _node_outputs(float_model, nodes)
+    feeds = calibration.feeds[:4] if calibration is not None else fallback_feeds
+    reference = _intermediates(float_path, list(outputs.values()), feeds)
+    quantized = _intermediates(quant_path, list(outputs.values()), feeds)
+    weights = _weight_ranges(float_model)
+    ops = {node.name: node.op_type for node in float_model.graph.node}
+    rows = []
+    for node, tensor in outputs.items():
+        ref, got = reference.get(tensor), quantized.get(tensor)
+        row = {"node": node, "op": ops[node], "sqnr_db": None, "activation_min": None, "activation_max": None,
+               "weight_min": weights.get(node, (None, None))[0], "weight_max": weights.get(node, (None, None))[1]}
+        if ref is not None and got is not None:
+            row.update(sqnr_db=sqnr_db(ref, got), activation_min=float(min(r.min() for r in ref)),
+                       activation_max=float(max(r.max() for r in ref)))
+        rows.append(row)
+    return rows
+
+
+def sqnr_db(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
+    signal = sum(float(np.square(r.astype(np.float64)).sum()) for r in reference)
+    noise = sum(float(np.square(r.astype(np.float64) - c).sum()) for r, c in zip(reference, candidate))
+    if noise == 0:
+        return 200.0
+    return 10 * math.log10(max(signal, 1e-30) / noise)
+
+
+def _node_outputs(model, nodes: list[str]) -> dict[str, str]:
+    wanted = set(nodes)
+    return {node.name: node.output[0] for node in model.graph.node if node.name in wanted}
+
+
+def _intermediates(path: Path, tensors: list[str], feeds) -> dict[str, list[np.ndarray]]:
+    """Values of `tensors` (those the graph still has) over every feed batch."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    existing = {v for node in model.graph.node for v in node.output}
+    present = [t for t in tensors if t in existing]
+    known = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.ValueInfoProto(name=t) for t in present if t not in known)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    collected: dict[str, list[np.ndarray]] = {t: [] for t in present}
+    for feed in feeds:
+        for name, value in zip(present, session.run(present, feed)):
+            collected[name].append(np.asarray(value, dtype=np.float32))
+    return collected
+
+
+def _weight_ranges(model) -> dict[str, tuple[float, float]]:
+    from onnx import numpy_helper
+
+    initializers = {init.name: init for init in model.graph.initializer}
+    ranges = {}
+    for node in model.graph.node:
+        for name in node.input:
+            if name in initializers and len(initializers[name].dims) >= 2:
+                array = numpy_helper.to_array(initializers[name])
+                ranges[node.name] = (float(array.min()), float(array.max()))
+                break
+    return ranges
