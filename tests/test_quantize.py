@@ -1,0 +1,148 @@
+"""int8 quantization: both modes on a tiny fine-tuned model, the budget's fallback loop, diagnostics,
+and one clear error per bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgekiln.cli.main import main
+from edgekiln.compiler import CompileError, compile
+from edgekiln.compiler.data import DataError, DataTask
+from edgekiln.compiler.finetune import FinetuneConfig, finetune
+from edgekiln.compiler.quantization.evaluation import Evaluator, Score
+from edgekiln.compiler.quantization.sensitivity import sqnr_db
+from edgekiln.runtime import Precision, load
+
+from .conftest import make_bert_folder
+from .test_finetune_eval import _sentiment
+
+TEXTS = ["i love this movie", "the plot was boring", "great acting", "terrible film", "it was fun", "bad"]
+MIN_LOGIT_SQNR_DB = 15.0
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("quant")
+    train, dev = _sentiment(root / "train.tsv", 240, 0), _sentiment(root / "dev.tsv", 60, 1)
+    config = FinetuneConfig(task=DataTask.TEXT_CLASSIFICATION, epochs=4, learning_rate=2e-3, batch_size=16)
+    folder = finetune(make_bert_folder(root / "base", "encoder", seed=1), root / "ckpt", train_data=str(train),
+                      eval_data=str(dev), config=config, log=lambda message: None).path
+    return {"root": root, "model": folder, "train": train, "dev": dev}
+
+
+@pytest.fixture(scope="module")
+def float_artifact(classifier) -> Path:
+    return compile(classifier["model"], "x86-64-avx2", classifier["root"] / "float").path
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_int8_logits_stay_close_to_float(classifier, float_artifact, mode, tmp_path):
+    result = compile(classifier["model"], "x86-64-avx2", tmp_path / mode, quantize=mode,
+                     calibration=str(classifier["train"]))
+    report = json.loads((result.path / "reports" / "quantize.json").read_text())
+    assert report["chosen"] == mode and result.manifest.precision is Precision.INT8
+    assert result.manifest.quantization.mode == mode
+    assert report["speedup"] > 0 and report["float_ms"] > 0
+    assert report["layers"] and all(row["sqnr_db"] is not None for row in report["layers"])
+    reference, quantized = load(float_artifact), load(result.path)
+    feeds, _ = reference.encoder.encode(TEXTS)
+    sqnr = sqnr_db([reference.run(feeds)["logits"]], [quantized.run(feeds)["logits"]])
+    assert sqnr >= MIN_LOGIT_SQNR_DB, f"{mode} int8 logits SQNR {sqnr:.1f} dB < {MIN_LOGIT_SQNR_DB} dB"
+    html = (result.path / "reports" / "report.html").read_text()
+    assert "<h2>Quantization</h2>" in html and "data:image/png;base64," in html
+    assert (result.path / "reports" / "quantize_sqnr.png").stat().st_size > 1000
+
+
+def _fake_scores(monkeypatch, drop_for_excluded):
+    """Replace the eval-data score by one that depends on how many layers were kept in float."""
+    def score(self, path: Path) -> Score:
+        excluded = int(path.stem.rsplit("-", 1)[1]) if "-" in path.stem else None
+        value = 0.9 if excluded is None else 0.9 - drop_for_excluded(excluded) / 100
+        return Score(self.metric, value, [])
+    monkeypatch.setattr(Evaluator, "score", score)
+    monkeypatch.setattr(Evaluator, "agreement", staticmethod(lambda a, b: 1.0))
+
+
+def test_budget_returns_the_least_accurate_layers_to_float(classifier, monkeypatch, tmp_path):
+    _fake_scores(monkeypatch, lambda excluded: max(0.0, 5.0 - excluded))
+    result = compile(classifier["model"], "x86-64-avx2", tmp_path / "budget", quantize="static",
+                     calibration=str(classifier["train"]), eval_data=str(classifier["dev"]), accuracy_budget=1.0,
+                     cache=False)
+    report = json.loads((result.path / "reports" / "quantize.json").read_text())
+    steps = report["attempts"][0]["steps"]
+    assert [s["excluded"] for s in steps] == [0, 1, 2, 4]
+    assert [s["accuracy_drop"] for s in steps] == [5.0, 4.0, 3.0, 1.0]
+    assert report["accuracy_drop"] == 1.0
+    kept = set(result.manifest.quantization.kept_float)
+    assert len(kept) == 4 and kept == {row["node"] for row in report["layers"] if row["kept_float"]}
+
+
+def test_budget_that_cannot_be_met_writes_no_artifact(classifier, monkeypatch, tmp_path):
+    _fake_scores(monkeypatch, lambda excluded: 5.0)
+    with pytest.raises(CompileError, match="no int8 model stays within the accuracy budget of 0.5 points"):
+        compile(classifier["model"], "x86-64-avx2", tmp_path / "out", quantize="dynamic",
+                eval_data=str(classifier["dev"]), accuracy_budget=0.5, cache=False)
+    assert not (tmp_path / "out").exists()
+    kept = json.loads((tmp_path / "out.quantization-failed.json").read_text())
+    assert kept["attempts"][0]["steps"][-1]["excluded"] > 0
+
+
+def test_auto_keeps_float_when_int8_is_not_faster(classifier, monkeypatch, tmp_path):
+    from edgekiln.compiler.passes import quantize as quantize_pass
+
+    monkeypatch.setattr(quantize_pass, "latency_ms", lambda paths, feeds, threads: [1.0] + [2.0] * (len(paths) - 1))
+    result = compile(classifier["model"], "x86-64-avx2", tmp_path / "auto", quantize="auto",
+                     calibration=str(classifier["train"]), cache=False)
+    report = json.loads((result.path / "reports" / "quantize.json").read_text())
+    assert [a["mode"] for a in report["attempts"]] == ["dynamic", "static"]
+    assert report["chosen"] == "float" and report["int8_slower_than_float"]
+    assert result.manifest.precision is Precision.FP32
+
+
+def test_quantization_bad_inputs(classifier, tmp_path):
+    model, train = classifier["model"], str(classifier["train"])
+    with pytest.raises(CompileError, match="--quantize static needs calibration data"):
+        compile(model, "x86-64-avx2", tmp_path / "a", quantize="static")
+    with pytest.raises(CompileError, match="needs labelled data"):
+        compile(model, "x86-64-avx2", tmp_path / "b", quantize="dynamic", accuracy_budget=0.5)
+    few = tmp_path / "few.txt"
+    few.write_text("one\ntwo\nthree\n")
+    with pytest.raises(DataError, match="has 3 examples; at least 8"):
+        compile(model, "x86-64-avx2", tmp_path / "c", quantize="static", calibration=str(few))
+    with pytest.raises(DataError, match="too few"):
+        compile(model, "x86-64-avx2", tmp_path / "d", quantize="static", calibration=train, calibration_samples=2)
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\u200b\n" * 20)
+    with pytest.raises(DataError, match="tokenizes to nothing"):
+        compile(model, "x86-64-avx2", tmp_path / "e", quantize="static", calibration=str(blank))
+    with pytest.raises(CompileError, match="unknown quantization mode 'int4'"):
+        compile(model, "x86-64-avx2", tmp_path / "f", quantize="int4")
+    assert not any(path.is_dir() for path in tmp_path.iterdir())
+
+
+class Elementwise(torch.nn.Module):
+    def forward(self, x):
+        return torch.relu(x * 2 + 1)
+
+
+def test_model_without_quantizable_layers(tmp_path):
+    with pytest.raises(CompileError, match="has no quantizable layers"):
+        compile(Elementwise(), "x86-64-avx2", tmp_path / "x", quantize="dynamic", example_inputs=torch.randn(2, 4))
+
+
+def test_cli_quantize_and_inspect(classifier, tmp_path, capsys):
+    out = tmp_path / "q"
+    assert main(["compile", str(classifier["model"]), "--target", "arm64-cortex-a76", "-o", str(out),
+                 "--quantize", "dynamic"]) == 0
+    assert "quantization: kept dynamic" in capsys.readouterr().out
+    settings = json.loads((out / "manifest.json").read_text())["passes"][-1]["config"]
+    assert settings["activation_type"] == "int8" and settings["reduce_range"] is False  # S8S8 on ARM
+    assert main(["inspect", str(out), "--quantization"]) == 0
+    assert "SQNR dB" in capsys.readouterr().out
+    assert main(["compile", str(classifier["model"]), "-o", str(tmp_path / "s"), "--quantize", "static"]) == 2
+    assert "needs calibration data" in capsys.readouterr().err
+    assert np.isfinite(load(out).predict(["great film"])[0].score)
