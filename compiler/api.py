@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from edgekiln.runtime.manifest import Backend, Manifest, Precision, Task
-
-from .data import Dataset
 from edgekiln.targets import TargetProfile, load_profile
+
 from .artifact_writer import check_output_folder, write_artifact
 from .cache import PassCache, default_cache_dir
+from .data import Dataset
 from .errors import CompileError
 from .passes.base import BuildState, Pass
 from .passes.check_onnx import CheckOnnx
@@ -58,14 +58,7 @@ def compile(model: Any, target: str | TargetProfile = "host", output: str | os.P
     profile = target if isinstance(target, TargetProfile) else load_profile(str(target))
     chosen, notes = choose_backend(profile, _enum(Backend, backend, "backend"))
     quant = _enum(QuantMode, quantize, "quantization mode")
-    if quant is not QuantMode.NONE and Precision.INT8 not in profile.precisions:
-        raise CompileError(f"target {profile.name} does not support int8", hint="compile without --quantize")
-    if accuracy_budget is not None and (quant is QuantMode.NONE or eval_data is None):
-        raise CompileError("--accuracy-budget applies to quantization and needs labelled data",
-                           hint="pass --quantize and --eval-data DEV with it")
-    if Precision.FP32 not in profile.precisions:
-        raise CompileError(f"target {profile.name} does not list fp32 among its precisions "
-                           f"{[p.value for p in profile.precisions]}; lower precisions come with quantization")
+    _check_precisions(profile, quant, accuracy_budget, eval_data)
     build_dir = out_dir.parent / f".{out_dir.name}.build-{uuid.uuid4().hex[:8]}"
     build_dir.mkdir(parents=True)
     try:
@@ -74,24 +67,45 @@ def compile(model: Any, target: str | TargetProfile = "host", output: str | os.P
                                 input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes)
         passes = _pass_chain(source.torch is not None, ExportConfig(exporter=_enum(Exporter, exporter, "exporter"),
                                                                      opset=opset), fidelity)
+        start = BuildState(source=source)
         if quant is not QuantMode.NONE:
-            passes.append(QuantizeOrt(QuantizePassConfig(
-                mode=quant, calibration_method=_enum(CalibrationMethod, calibration_method, "calibration method"),
-                accuracy_budget=accuracy_budget, bench_sequence=profile.sequence_buckets[-1],
-                threads=min(profile.threads, os.cpu_count() or 1), **types_for_profile(profile))))
-        start = quantization_inputs(source, calibration, calibration_samples, eval_data) \
-            if quant is not QuantMode.NONE else BuildState(source=source)
+            method = _enum(CalibrationMethod, calibration_method, "calibration method")
+            passes.append(_quantize_pass(profile, quant, method, accuracy_budget))
+            start = quantization_inputs(source, calibration, calibration_samples, eval_data)
         store = PassCache(None if not cache else Path(cache_dir or default_cache_dir()), build_dir)
-        try:
-            state, records = run_passes(passes, start, store, progress)
-        except BudgetError as exc:
-            kept = out_dir.parent / f"{out_dir.name}.quantization-failed.json"
-            kept.write_text(json.dumps(exc.report, indent=2))
-            raise CompileError(f"{exc.message}; the attempts are described in {kept}", hint=exc.hint) from None
+        state, records = _run(passes, start, store, progress, out_dir)
         manifest = write_artifact(out_dir, state=state, records=records, profile=profile, backend=chosen)
     finally:
         shutil.rmtree(build_dir, ignore_errors=True)
     return CompileResult(out_dir, manifest, tuple(notes) + source.notes)
+
+
+def _check_precisions(profile: TargetProfile, quant: QuantMode, budget: float | None, eval_data) -> None:
+    if Precision.FP32 not in profile.precisions:
+        raise CompileError(f"target {profile.name} does not list fp32 among its precisions "
+                           f"{[p.value for p in profile.precisions]}; lower precisions come with quantization")
+    if quant is not QuantMode.NONE and Precision.INT8 not in profile.precisions:
+        raise CompileError(f"target {profile.name} does not support int8", hint="compile without --quantize")
+    if budget is not None and (quant is QuantMode.NONE or eval_data is None):
+        raise CompileError("--accuracy-budget applies to quantization and needs labelled data",
+                           hint="pass --quantize and --eval-data DEV with it")
+
+
+def _quantize_pass(profile: TargetProfile, mode: QuantMode, method: CalibrationMethod,
+                   budget: float | None) -> QuantizeOrt:
+    """Settings from the target: its integer types, longest sequence bucket and thread count."""
+    return QuantizeOrt(QuantizePassConfig(
+        mode=mode, calibration_method=method, accuracy_budget=budget, bench_sequence=profile.sequence_buckets[-1],
+        threads=min(profile.threads, os.cpu_count() or 1), **types_for_profile(profile)))
+
+
+def _run(passes: list[Pass], start: BuildState, store: PassCache, progress, out_dir: Path):
+    try:
+        return run_passes(passes, start, store, progress)
+    except BudgetError as exc:  # keep the best attempts' report beside the (unwritten) output
+        kept = out_dir.parent / f"{out_dir.name}.quantization-failed.json"
+        kept.write_text(json.dumps(exc.report, indent=2))
+        raise CompileError(f"{exc.message}; the attempts are described in {kept}", hint=exc.hint) from None
 
 
 def choose_backend(profile: TargetProfile, requested: Backend | None) -> tuple[Backend, list[str]]:

@@ -58,7 +58,8 @@ def train(plan: Plan, model, *, resume: bool, log: Log, show_bar: bool | None) -
     lengths = example_lengths(plan.train)
     while progress.epoch < config.epochs:
         started = time.perf_counter()
-        bar = Bar(plan.steps_per_epoch, f"epoch {progress.epoch + 1}/{config.epochs}", enabled=show_bar)
+        last = f", dev {plan.metric} {progress.history[-1][plan.metric]:.4f}" if progress.history else ""
+        bar = Bar(plan.steps_per_epoch, f"epoch {progress.epoch + 1}/{config.epochs}{last}", enabled=show_bar)
         bar.done = progress.step_in_epoch
         model.train()
         order = epoch_order(lengths, config.batch_size, config.seed, progress.epoch)
