@@ -32,6 +32,7 @@ class ExportConfig(PassConfig):
 @register_pass
 class ExportOnnx(Pass):
     name = "export_onnx"
+    version = 2  # 2: nodes named after their modules
     Config = ExportConfig
     changes_model = True
 
@@ -55,6 +56,8 @@ class ExportOnnx(Pass):
             try:
                 with _quiet(), torch.inference_mode(False), torch.no_grad():
                     _EXPORTERS[exporter](module, example, spec, out_dir / MODEL_FILE, self.config.opset)
+                if exporter is Exporter.DYNAMO:
+                    name_nodes_after_modules(out_dir / MODEL_FILE)
             except Exception as exc:  # every exporter failure is reported with its cause
                 failures.append(f"{exporter.value}: {_summarise(exc)}")
                 continue
@@ -89,6 +92,31 @@ def _export_torchscript(module, example, spec, path: Path, opset: int) -> None:
 
 
 _EXPORTERS = {Exporter.DYNAMO: _export_dynamo, Exporter.TORCHSCRIPT: _export_torchscript}
+
+
+def name_nodes_after_modules(path: Path) -> None:
+    """Name each node after the module it came from ("…layer.0.attention.self.query/MatMul"), so
+    per-layer diagnostics speak the model's language, and drop the exporter's metadata (stack
+    traces with local paths would make the artifact depend on where it was built)."""
+    import ast
+
+    import onnx
+
+    model = onnx.load(str(path))
+    used: set[str] = set()
+    for node in model.graph.node:
+        scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
+        if scopes:
+            parts = [part for part in ast.literal_eval(scopes)[:-1] if part]
+            base = f"{parts[-1] if parts else 'model'}/{node.op_type}"
+            name, count = base, 1
+            while name in used:
+                count += 1
+                name = f"{base}_{count}"
+            node.name = name
+        used.add(node.name)
+        del node.metadata_props[:]
+    onnx.save(model, str(path))
 
 
 def _at_least_two(tensor, axes: dict[int, str]):
