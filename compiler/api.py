@@ -19,6 +19,7 @@ from .errors import CompileError
 from .passes.base import BuildState, Pass
 from .passes.check_onnx import CheckOnnx
 from .passes.export_onnx import ExportConfig, Exporter, ExportOnnx
+from .passes.lower_openvino import LowerOpenVino
 from .passes.ort_optimize import OrtOptimize
 from .passes.quantize import BudgetError, QuantizeOrt, QuantizePassConfig
 from .passes.verify_fidelity import FidelityConfig, VerifyFidelity
@@ -27,7 +28,7 @@ from .quantization.config import CalibrationMethod, QuantMode, types_for_profile
 from .quantization.inputs import quantization_inputs
 from .sources import Pooling, resolve_source
 
-IMPLEMENTED_BACKENDS = (Backend.ONNXRUNTIME,)
+IMPLEMENTED_BACKENDS = (Backend.ONNXRUNTIME, Backend.OPENVINO)
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,14 @@ def compile(model: Any, target: str | TargetProfile = "host", output: str | os.P
                                                                      opset=opset), fidelity)
         start = BuildState(source=source)
         if quant is not QuantMode.NONE:
+            if chosen is not Backend.ONNXRUNTIME:
+                raise CompileError(f"int8 quantization for the {chosen.value} backend (NNCF) is not implemented yet",
+                                   hint="use --backend onnxruntime with --quantize")
             method = _enum(CalibrationMethod, calibration_method, "calibration method")
             passes.append(_quantize_pass(profile, quant, method, accuracy_budget))
             start = quantization_inputs(source, calibration, calibration_samples, eval_data)
+        if chosen is Backend.OPENVINO:
+            passes.append(LowerOpenVino())
         store = PassCache(None if not cache else Path(cache_dir or default_cache_dir()), build_dir)
         state, records = _run(passes, start, store, progress, out_dir)
         manifest = write_artifact(out_dir, state=state, records=records, profile=profile, backend=chosen)

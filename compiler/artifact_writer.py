@@ -52,14 +52,14 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
           backend: Backend) -> Manifest:
     import onnx
 
-    shutil.copyfile(state.model_path, staging / MODEL_FILE)
-    external = state.model_path.with_name(state.model_path.name + ".data")
-    if external.is_file():
-        shutil.copyfile(external, staging / external.name)
+    shipped = state.lowered or (state.model_path, state.model_path.with_name(state.model_path.name + ".data"))
+    for path in shipped:
+        if path.is_file():
+            shutil.copyfile(path, staging / (MODEL_FILE if path == state.model_path else path.name))
     source = state.source
     if source.tokenizer_file is not None:
         shutil.copyfile(source.tokenizer_file, staging / source.tokenizer.file)
-    inputs, outputs = graph_io(onnx.load(str(staging / MODEL_FILE), load_external_data=False))
+    inputs, outputs = graph_io(onnx.load(str(state.model_path), load_external_data=False))
     quantization = _quantization(state.reports.get("quantize"))
     files = {str(path.relative_to(staging)): sha256_file(path)
              for path in sorted(staging.rglob("*")) if path.is_file()}
@@ -74,7 +74,7 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
         "precision": Precision.INT8 if quantization else Precision.FP32,
         "quantization": quantization,
         "task": source.task,
-        "model_file": MODEL_FILE,
+        "model_file": state.lowered[0].name if state.lowered else MODEL_FILE,
         "inputs": inputs,
         "outputs": outputs,
         "labels": source.labels,

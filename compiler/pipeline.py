@@ -34,9 +34,11 @@ def run_passes(passes: list[Pass], state: BuildState, cache: PassCache,
         seconds = time.perf_counter() - started
         report = json.loads((folder / REPORT_FILE).read_text())
         model_path = folder / MODEL_FILE if step.changes_model else state.model_path
-        state = replace(state, model_path=model_path,
+        lowered = tuple(folder / name for name in step.lowers_to) or state.lowered
+        state = replace(state, model_path=model_path, lowered=lowered,
                         reports=MappingProxyType({**state.reports, step.name: report}))
-        output_sha = sha256_file(model_path)
+        output_sha = sha256_file(model_path) if not step.lowers_to else \
+            sha256_json({path.name: sha256_file(path) for path in lowered})
         records.append(PassRecord(name=step.name, config=config, input_sha256=input_sha,
                                   output_sha256=output_sha, seconds=round(seconds, 3), cached=cached))
         progress(f"{step.name} done in {seconds:.1f} s{' (cached)' if cached else ''}")
@@ -45,6 +47,8 @@ def run_passes(passes: list[Pass], state: BuildState, cache: PassCache,
 
 def _run_one(step: Pass, state: BuildState, out_dir) -> None:
     report = step.run(state, out_dir)
-    if step.changes_model and not (out_dir / MODEL_FILE).is_file():
-        raise CompileError(f"internal: pass {step.name} promised a model but wrote none")
+    promised = ((MODEL_FILE,) if step.changes_model else ()) + step.lowers_to
+    missing = [name for name in promised if not (out_dir / name).is_file()]
+    if missing:
+        raise CompileError(f"internal: pass {step.name} promised {missing} but did not write them")
     (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, sort_keys=True))

@@ -31,6 +31,7 @@ class BuildState:
     source: ModelSource
     model_path: Path | None = None  # the current ONNX model; None before export
     reports: Mapping[str, dict] = field(default_factory=lambda: MappingProxyType({}))
+    lowered: tuple[Path, ...] = ()  # backend files, when a lowering pass ran; the first is what the runtime opens
     calibration: Any = None  # quantization.calibration.CalibrationSet, when calibration data was given
     evaluation: Any = None  # data.Dataset with labels, when an accuracy budget was given
 
@@ -45,6 +46,7 @@ class Pass(ABC):
     version: ClassVar[int] = 1  # bump when the output for the same input and config changes
     Config: ClassVar[type[PassConfig]]
     changes_model: ClassVar[bool]
+    lowers_to: ClassVar[tuple[str, ...]] = ()  # files a lowering pass writes for its backend (the model first)
 
     def __init__(self, config: PassConfig | None = None) -> None:
         config = config if config is not None else self.Config()

@@ -38,12 +38,12 @@ class VerifyFidelity(Pass):
 
     def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
         reference, reference_name = _reference(state)
-        candidate = _ort_runner(state.model_path, optimize=True)
+        candidate = ort_runner(state.model_path, optimize=True)
         rng = np.random.default_rng(self.config.seed)
         rows = []
         for batch, sequence in self.config.shapes:
             feeds = state.source.make_feeds(batch, sequence, rng)
-            rows.append(_compare(reference(feeds), candidate(feeds), batch, sequence))
+            rows.append(compare_outputs(reference(feeds), candidate(feeds), batch, sequence))
         report = {
             "reference": reference_name,
             "thresholds": {"max_abs_diff": self.config.max_abs_diff, "min_cosine": self.config.min_cosine},
@@ -66,7 +66,7 @@ class VerifyFidelity(Pass):
 def _reference(state: BuildState) -> tuple[Runner, str]:
     if state.source.torch is not None:
         return _torch_runner(state.source.torch), "pytorch"
-    return _ort_runner(state.source.onnx_path, optimize=False), "source onnx (unoptimised onnxruntime)"
+    return ort_runner(state.source.onnx_path, optimize=False), "source onnx (unoptimised onnxruntime)"
 
 
 def _torch_runner(spec) -> Runner:
@@ -82,7 +82,7 @@ def _torch_runner(spec) -> Runner:
     return run
 
 
-def _ort_runner(path: Path, *, optimize: bool) -> Runner:
+def ort_runner(path: Path, *, optimize: bool) -> Runner:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -93,7 +93,7 @@ def _ort_runner(path: Path, *, optimize: bool) -> Runner:
     return lambda feeds: [np.asarray(output, dtype=np.float32) for output in session.run(None, feeds)]
 
 
-def _compare(reference: list[np.ndarray], candidate: list[np.ndarray], batch: int, sequence: int) -> dict:
+def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray], batch: int, sequence: int) -> dict:
     if len(reference) != len(candidate):
         raise FidelityError(f"the compiled model returns {len(candidate)} outputs, the reference {len(reference)}")
     max_abs, min_cos = 0.0, 1.0

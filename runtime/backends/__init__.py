@@ -16,7 +16,8 @@ from .base import BackendOptions, BackendSession
 
 Opener = Callable[[Path, Manifest, BackendOptions], BackendSession]
 
-_BUILTIN = {Backend.ONNXRUNTIME: "edgekiln.runtime.backends.onnxruntime"}
+_BUILTIN = {Backend.ONNXRUNTIME: "edgekiln.runtime.backends.onnxruntime",
+            Backend.OPENVINO: "edgekiln.runtime.backends.openvino"}
 
 
 def open_backend(folder: Path, manifest: Manifest, options: BackendOptions) -> BackendSession:

@@ -90,6 +90,7 @@ def _generic(report: dict[str, Any], _folder: Path) -> str:
     return table(["key", "value"], [[key, value] for key, value in report.items()])
 
 
+@register_section("lower_openvino", "OpenVINO against ONNX Runtime")
 @register_section("verify_fidelity", "Fidelity against the reference")
 def _fidelity(report: dict[str, Any], _folder: Path) -> str:
     verdict = "ok" if report.get("passed") else "bad"

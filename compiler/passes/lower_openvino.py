@@ -1,0 +1,68 @@
+"""Lowering to OpenVINO: convert the verified ONNX to IR (model.xml + model.bin) and check that
+OpenVINO's outputs match ONNX Runtime's on the fidelity shapes."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from edgekiln.runtime.backends.openvino import compile_ir
+
+from ..errors import CompileError, FidelityError
+from .base import BuildState, Pass, PassConfig
+from .registry import register_pass
+from .verify_fidelity import compare_outputs, ort_runner
+
+IR_MODEL, IR_WEIGHTS = "model.xml", "model.bin"
+
+
+class LowerOpenVinoConfig(PassConfig):
+    shapes: tuple[tuple[int, int], ...] = Field(default=((1, 8), (2, 17), (4, 64)), min_length=1)
+    max_abs_diff: float = Field(default=1e-3, gt=0)
+    min_cosine: float = Field(default=0.9999, gt=0, le=1)
+
+
+@register_pass
+class LowerOpenVino(Pass):
+    name = "lower_openvino"
+    Config = LowerOpenVinoConfig
+    changes_model = False
+    lowers_to = (IR_MODEL, IR_WEIGHTS)
+
+    def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
+        ov = _openvino()
+        try:
+            model = ov.convert_model(str(state.model_path))
+        except Exception as exc:  # OpenVINO's conversion errors name the unsupported operator
+            raise CompileError(f"OpenVINO cannot convert the model: {str(exc).splitlines()[0]}",
+                               hint="use --backend onnxruntime") from None
+        ov.save_model(model, str(out_dir / IR_MODEL), compress_to_fp16=False)
+        compiled = compile_ir(out_dir / IR_MODEL, threads=1, cache_dir=None)
+        reference = ort_runner(state.model_path, optimize=True)
+        rng = np.random.default_rng(0)
+        rows = []
+        for batch, sequence in self.config.shapes:
+            feeds = state.source.make_feeds(batch, sequence, rng)
+            rows.append(compare_outputs(reference(feeds), list(compiled(feeds).values()), batch, sequence))
+        report = {"openvino": ov.get_version(), "inference_precision": "f32", "reference": "onnxruntime (same ONNX)",
+                  "shapes": rows, "max_abs_diff": max(r["max_abs_diff"] for r in rows),
+                  "min_cosine": min(r["min_cosine"] for r in rows),
+                  "thresholds": {"max_abs_diff": self.config.max_abs_diff, "min_cosine": self.config.min_cosine}}
+        report["passed"] = report["max_abs_diff"] <= self.config.max_abs_diff and \
+            report["min_cosine"] >= self.config.min_cosine
+        if not report["passed"]:
+            raise FidelityError(f"OpenVINO's outputs differ from ONNX Runtime's: max abs diff "
+                                f"{report['max_abs_diff']:.3g}, min cosine {report['min_cosine']:.6f}",
+                                hint="use --backend onnxruntime and report the model")
+        return report
+
+
+def _openvino():
+    try:
+        import openvino
+    except ImportError:
+        raise CompileError("the openvino backend needs the openvino package",
+                           hint="pip install 'edgekiln[openvino]'") from None
+    return openvino

@@ -1,0 +1,66 @@
+"""The OpenVINO backend on tiny models: IR in the artifact, outputs against PyTorch, no torch at run time."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino", reason="the openvino extra is not installed")
+
+from edgekiln.compiler import CompileError, compile  # noqa: E402
+from edgekiln.runtime import load  # noqa: E402
+
+TEXTS = ["i love this movie", "john visited paris and london", "bad"]
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def ov_artifacts(bert_folders, tmp_path_factory):
+    root = tmp_path_factory.mktemp("openvino")
+    return {kind: compile(bert_folders[kind], "x86-64-avx2", root / kind, backend="openvino").path
+            for kind in ("sequence", "encoder", "token")}
+
+
+def test_artifact_holds_ir_and_the_lowering_check(ov_artifacts):
+    manifest = json.loads((ov_artifacts["sequence"] / "manifest.json").read_text())
+    assert manifest["backend"] == "openvino" and manifest["model_file"] == "model.xml"
+    assert set(manifest["files"]) == {"model.xml", "model.bin", "tokenizer.json"}
+    assert [p["name"] for p in manifest["passes"]][-1] == "lower_openvino"
+    report = json.loads((ov_artifacts["sequence"] / "reports" / "lower_openvino.json").read_text())
+    assert report["passed"] and report["max_abs_diff"] <= ATOL
+    assert "OpenVINO against ONNX Runtime" in (ov_artifacts["sequence"] / "reports" / "report.html").read_text()
+
+
+def test_openvino_matches_onnxruntime_on_every_task(ov_artifacts, artifacts):
+    for kind in ("sequence", "encoder", "token"):
+        ov, ort = load(ov_artifacts[kind]), load(artifacts[kind])
+        feeds, _ = ort.encoder.encode(TEXTS)
+        ours, theirs = ov.run(feeds), ort.run(feeds)
+        for name in theirs:
+            np.testing.assert_allclose(ours[name], theirs[name], atol=ATOL, err_msg=f"{kind}: {name}")
+
+
+def test_results_are_not_overwritten_by_later_requests(ov_artifacts):
+    session = load(ov_artifacts["encoder"])
+    first = session.predict(["i love this movie"])
+    kept = first.copy()
+    session.predict(["the plot was boring and the acting was bad"])
+    np.testing.assert_array_equal(first, kept)
+
+
+def test_openvino_artifact_runs_without_torch(ov_artifacts):
+    script = ("import sys, edgekiln.runtime as rt\n"
+              f"rt.load({str(ov_artifacts['token'])!r}).predict(['john went to paris'])\n"
+              "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers'))))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
+
+
+def test_quantizing_for_openvino_says_it_is_not_there_yet(bert_folders, tmp_path):
+    with pytest.raises(CompileError, match="quantization for the openvino backend .* is not implemented yet"):
+        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "q", backend="openvino", quantize="dynamic")
+    assert list(tmp_path.iterdir()) == []
