@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Core-path benchmark: all-MiniLM-L6-v2 compiled to ONNX Runtime fp32 vs PyTorch eager, side by side.
+"""Core-path benchmark: all-MiniLM-L6-v2 compiled to ONNX Runtime and OpenVINO fp32 vs PyTorch eager.
 
     python benchmarks/core_path.py [--threads 2] [--batch 1] [--seq 128] [--runs 100] [--out DIR]
 
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edgekiln.cli.artifact_commands import run_bench
 from edgekiln.cli.parsing import int_list
+from edgekiln.compiler import compile
 from edgekiln.compiler.quickstart import compile_default, model_folder
 from edgekiln.runtime.bench import BenchConfig, format_table
 
@@ -51,9 +52,15 @@ def main() -> None:
     args = parser.parse_args()
 
     result = compile_default(args.out, lambda message: None)
+    openvino = compile(str(model_folder()), "host", args.out.with_name("minilm-openvino"), backend="openvino",
+                       force=True).path
     config = BenchConfig(batches=args.batch, sequences=args.seq, runs=args.runs, warmup=10)
+    ov_report = run_bench(openvino, config, threads=args.threads, against=None)
     report = run_bench(result.path, config, threads=args.threads, against=str(model_folder()))
+    print("onnxruntime fp32 vs pytorch eager:")
     print(format_table(report))
+    print("openvino fp32:")
+    print(format_table(ov_report))
     peak = fp32_peak_gflops(args.threads)
     model_config = json.loads((model_folder() / "config.json").read_text())
     for point in report["points"]:
@@ -64,6 +71,11 @@ def main() -> None:
             line += (f"; fp32 floor {floor_ms:.2f} ms at {peak:.0f} GFLOP/s -> onnxruntime "
                      f"{point['p50_ms'] / floor_ms:.2f}x floor, pytorch {point['against']['p50_ms'] / floor_ms:.2f}x")
         print(line)
+    for point, ov_point in zip(report["points"], ov_report["points"]):
+        print(f"batch {point['batch']} seq {point['seq']}: openvino p50 {ov_point['p50_ms']:.2f} ms = "
+              f"{point['against']['p50_ms'] / ov_point['p50_ms']:.2f}x pytorch, "
+              f"{point['p50_ms'] / ov_point['p50_ms']:.2f}x onnxruntime")
+    report["openvino"] = ov_report
     (args.out.parent / "core_path.json").write_text(json.dumps(report, indent=2))
     print(f"json: {args.out.parent / 'core_path.json'}")
 

@@ -6,28 +6,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
-
 from edgekiln.runtime.backends.openvino import compile_ir
 
 from ..errors import CompileError, FidelityError
-from .base import BuildState, Pass, PassConfig
+from .base import BuildState, Pass
 from .registry import register_pass
-from .verify_fidelity import compare_outputs, ort_runner
+from .verify_fidelity import FidelityConfig, compare_outputs, ort_runner
 
 IR_MODEL, IR_WEIGHTS = "model.xml", "model.bin"
-
-
-class LowerOpenVinoConfig(PassConfig):
-    shapes: tuple[tuple[int, int], ...] = Field(default=((1, 8), (2, 17), (4, 64)), min_length=1)
-    max_abs_diff: float = Field(default=1e-3, gt=0)
-    min_cosine: float = Field(default=0.9999, gt=0, le=1)
 
 
 @register_pass
 class LowerOpenVino(Pass):
     name = "lower_openvino"
-    Config = LowerOpenVinoConfig
+    Config = FidelityConfig  # the same shapes and thresholds as the ONNX check
     changes_model = False
     lowers_to = (IR_MODEL, IR_WEIGHTS)
 
@@ -41,7 +33,7 @@ class LowerOpenVino(Pass):
         ov.save_model(model, str(out_dir / IR_MODEL), compress_to_fp16=False)
         compiled = compile_ir(out_dir / IR_MODEL, threads=1, cache_dir=None)
         reference = ort_runner(state.model_path, optimize=True)
-        rng = np.random.default_rng(0)
+        rng = np.random.default_rng(self.config.seed)
         rows = []
         for batch, sequence in self.config.shapes:
             feeds = state.source.make_feeds(batch, sequence, rng)
