@@ -33,8 +33,10 @@ def main() -> None:
     args = parser.parse_args()
     calibration, dev, test = (str(DATA / split) for split in SPLITS[args.dataset])
     name = f"{args.checkpoint.name}-{args.mode}"
-    fp32 = compile(args.checkpoint, "host", args.out / f"{args.checkpoint.name}-fp32", force=True).path
-    int8 = compile(args.checkpoint, "host", args.out / name, force=True, quantize=args.mode, calibration=calibration,
+    fp32 = compile(args.checkpoint, "host", args.out / f"{args.checkpoint.name}-fp32", force=True,
+                   backend="onnxruntime").path  # int8 is compared with float of the same backend
+    int8 = compile(args.checkpoint, "host", args.out / name, force=True, backend="onnxruntime", quantize=args.mode,
+                   calibration=calibration,
                    eval_data=dev, accuracy_budget=args.budget).path
     report = json.loads((int8 / "reports" / "quantize.json").read_text())
     reported = load_dataset(test)

@@ -29,6 +29,7 @@ from .quantization.inputs import quantization_inputs
 from .sources import Pooling, resolve_source
 
 IMPLEMENTED_BACKENDS = (Backend.ONNXRUNTIME, Backend.OPENVINO)
+QUANTIZING_BACKENDS = (Backend.ONNXRUNTIME,)
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ def compile(model: Any, target: str | TargetProfile = "host", output: str | os.P
     out_dir = Path(output).expanduser().resolve()
     check_output_folder(out_dir, force)
     profile = target if isinstance(target, TargetProfile) else load_profile(str(target))
-    chosen, notes = choose_backend(profile, _enum(Backend, backend, "backend"))
     quant = _enum(QuantMode, quantize, "quantization mode")
+    chosen, notes = choose_backend(profile, _enum(Backend, backend, "backend"), quant is not QuantMode.NONE)
     _check_precisions(profile, quant, accuracy_budget, eval_data)
     build_dir = out_dir.parent / f".{out_dir.name}.build-{uuid.uuid4().hex[:8]}"
     build_dir.mkdir(parents=True)
@@ -70,9 +71,6 @@ def compile(model: Any, target: str | TargetProfile = "host", output: str | os.P
                                                                      opset=opset), fidelity)
         start = BuildState(source=source)
         if quant is not QuantMode.NONE:
-            if chosen is not Backend.ONNXRUNTIME:
-                raise CompileError(f"int8 quantization for the {chosen.value} backend (NNCF) is not implemented yet",
-                                   hint="use --backend onnxruntime with --quantize")
             method = _enum(CalibrationMethod, calibration_method, "calibration method")
             passes.append(_quantize_pass(profile, quant, method, accuracy_budget))
             start = quantization_inputs(source, calibration, calibration_samples, eval_data)
@@ -114,22 +112,28 @@ def _run(passes: list[Pass], start: BuildState, store: PassCache, progress, out_
         raise CompileError(f"{exc.message}; the attempts are described in {kept}", hint=exc.hint) from None
 
 
-def choose_backend(profile: TargetProfile, requested: Backend | None) -> tuple[Backend, list[str]]:
+def choose_backend(profile: TargetProfile, requested: Backend | None,
+                   quantize: bool = False) -> tuple[Backend, list[str]]:
+    """The requested backend, else the target's first preferred one that can do the job."""
+    usable = QUANTIZING_BACKENDS if quantize else IMPLEMENTED_BACKENDS
     if requested is not None and requested not in IMPLEMENTED_BACKENDS:
         raise CompileError(f"the {requested.value} backend is not implemented in this edgekiln version",
-                           hint=f"use --backend {IMPLEMENTED_BACKENDS[0].value}")
+                           hint=f"use --backend {' or '.join(b.value for b in IMPLEMENTED_BACKENDS)}")
+    if requested is not None and requested not in usable:
+        raise CompileError(f"int8 quantization for the {requested.value} backend (NNCF) is not implemented yet",
+                           hint=f"use --backend {usable[0].value} with --quantize")
     if requested is not None:
         notes = [] if requested in profile.preferred_backends else \
             [f"{requested.value} is not among {profile.name}'s preferred backends"]
         return requested, notes
     for candidate in profile.preferred_backends:
-        if candidate in IMPLEMENTED_BACKENDS:
+        if candidate in usable:
             skipped = profile.preferred_backends[:profile.preferred_backends.index(candidate)]
-            notes = [f"preferred backend {b.value} is not implemented yet; using {candidate.value}" for b in skipped]
-            return candidate, notes
+            reason = "cannot quantize yet" if quantize else "is not implemented yet"
+            return candidate, [f"preferred backend {b.value} {reason}; using {candidate.value}" for b in skipped]
     raise CompileError(f"none of {profile.name}'s preferred backends "
                        f"{[b.value for b in profile.preferred_backends]} is implemented",
-                       hint=f"pass --backend {IMPLEMENTED_BACKENDS[0].value}")
+                       hint=f"pass --backend {usable[0].value}")
 
 
 def _pass_chain(from_torch: bool, export: ExportConfig, fidelity: FidelityConfig | None) -> list[Pass]:

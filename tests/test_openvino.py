@@ -64,3 +64,25 @@ def test_quantizing_for_openvino_says_it_is_not_there_yet(bert_folders, tmp_path
     with pytest.raises(CompileError, match="quantization for the openvino backend .* is not implemented yet"):
         compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "q", backend="openvino", quantize="dynamic")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_compiled_model_is_cached_for_the_next_load(ov_artifacts):
+    import os
+    from pathlib import Path
+
+    session = load(ov_artifacts["sequence"])
+    cache = Path(os.environ["EDGEKILN_CACHE"]) / "openvino" / session.manifest.artifact_id
+    assert cache.is_dir() and any(cache.iterdir()), "OpenVINO wrote no compiled blob to the cache"
+
+
+def test_backend_choice_follows_the_profile_and_the_job():
+    from edgekiln.compiler.api import choose_backend
+    from edgekiln.runtime import Backend
+    from edgekiln.targets import load_profile
+
+    server = load_profile("x86-64-avx512-vnni")  # prefers openvino
+    assert choose_backend(server, None) == (Backend.OPENVINO, [])
+    backend, notes = choose_backend(server, None, quantize=True)
+    assert backend is Backend.ONNXRUNTIME and "openvino cannot quantize yet" in notes[0]
+    with pytest.raises(CompileError, match="tvm backend is not implemented"):
+        choose_backend(server, Backend.TVM)

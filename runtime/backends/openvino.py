@@ -23,8 +23,11 @@ def compile_ir(path: Path, *, threads: int, cache_dir: Path | None) -> Compiled:
     core = ov.Core()
     config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
     if cache_dir is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        config["CACHE_DIR"] = str(cache_dir)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            config["CACHE_DIR"] = str(cache_dir)
+        except OSError:  # a read-only home on a device: run without the compiled-model cache
+            pass
     compiled = core.compile_model(str(path), "CPU", config)
     request = compiled.create_infer_request()
     outputs = [(port, port.get_any_name()) for port in compiled.outputs]
