@@ -143,9 +143,10 @@ def _print_worst_layers(artifact: Path) -> int:
     report = json.loads(path.read_text())
     rows = sorted((r for r in report["layers"] if r["sqnr_db"] is not None), key=lambda r: r["sqnr_db"])[:10]
     print(f"kept {report['chosen']}; accuracy drop {report['accuracy_drop']} points; speed-up {report['speedup']}x")
-    print(f"{'SQNR dB':>8}  {'kept float':>10}  {'op':8}  layer")
+    print(f"{'SQNR dB':>8}  {'int8':>5}  {'kept float':>10}  {'op':8}  layer")
     for row in rows:
-        print(f"{row['sqnr_db']:8.2f}  {str(row['kept_float']):>10}  {row['op']:8}  {row['node']}")
+        print(f"{row['sqnr_db']:8.2f}  {str(row.get('int8')):>5}  {str(row['kept_float']):>10}  {row['op']:8}  "
+              f"{row['node']}")
     return 0
 
 

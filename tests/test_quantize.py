@@ -48,6 +48,8 @@ def test_int8_logits_stay_close_to_float(classifier, float_artifact, mode, tmp_p
     assert result.manifest.quantization.mode == mode
     assert report["speedup"] > 0 and report["float_ms"] > 0
     assert report["layers"] and all(row["sqnr_db"] is not None for row in report["layers"])
+    weighted = [row for row in report["layers"] if row["weight_min"] is not None]
+    assert weighted and all(row["int8"] for row in weighted), "a MatMul with weights was left in float"
     reference, quantized = load(float_artifact), load(result.path)
     feeds, _ = reference.encoder.encode(TEXTS)
     sqnr = sqnr_db([reference.run(feeds)["logits"]], [quantized.run(feeds)["logits"]])
@@ -79,6 +81,7 @@ def test_budget_returns_the_least_accurate_layers_to_float(classifier, monkeypat
     assert report["accuracy_drop"] == 1.0
     kept = set(result.manifest.quantization.kept_float)
     assert len(kept) == 4 and kept == {row["node"] for row in report["layers"] if row["kept_float"]}
+    assert not any(row["int8"] for row in report["layers"] if row["kept_float"])
 
 
 def test_budget_that_cannot_be_met_writes_no_artifact(classifier, monkeypatch, tmp_path):

@@ -25,12 +25,13 @@ def sqnr_plot(layers: list[dict], path: Path) -> Path:
 
     names = [row["node"] for row in layers]
     values = [row["sqnr_db"] if row["sqnr_db"] is not None else 0.0 for row in layers]
-    colours = ["#b22222" if row.get("kept_float") else "#3b6ea8" for row in layers]
+    colours = ["#b22222" if row.get("kept_float") else "#3b6ea8" if row.get("int8", True) else "#9a9a9a"
+               for row in layers]
     figure, axis = plt.subplots(figsize=(max(6.0, 0.18 * len(layers) + 2), 3.6), dpi=110)
     axis.bar(range(len(values)), values, color=colours)
     axis.set_xticks(range(len(names)), [_short(name) for name in names], rotation=90, fontsize=6)
     axis.set_ylabel("output SQNR vs float (dB)")
-    axis.set_title("Per-layer quantization error (red: kept in float)")
+    axis.set_title("Output SQNR per layer vs float (blue: int8, red: returned to float, grey: left float)")
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)

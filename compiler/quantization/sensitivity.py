@@ -22,16 +22,31 @@ def layer_report(float_path: Path, quant_path: Path, nodes: list[str], calibrati
     quantized = _intermediates(quant_path, list(outputs.values()), feeds)
     weights = _weight_ranges(float_model)
     ops = {node.name: node.op_type for node in float_model.graph.node}
+    integer = integer_nodes(onnx.load(str(quant_path), load_external_data=False), nodes)
     rows = []
     for node, tensor in outputs.items():
         ref, got = reference.get(tensor), quantized.get(tensor)
-        row = {"node": node, "op": ops[node], "sqnr_db": None, "activation_min": None, "activation_max": None,
+        row = {"node": node, "op": ops[node], "int8": node in integer, "sqnr_db": None,
+               "activation_min": None, "activation_max": None,
                "weight_min": weights.get(node, (None, None))[0], "weight_max": weights.get(node, (None, None))[1]}
         if ref is not None and got is not None:
             row.update(sqnr_db=sqnr_db(ref, got), activation_min=float(min(r.min() for r in ref)),
                        activation_max=float(max(r.max() for r in ref)))
         rows.append(row)
     return rows
+
+
+def integer_nodes(quantized_model, nodes: list[str]) -> set[str]:
+    """Which of `nodes` the quantizer turned into integer arithmetic: replaced outright (dynamic
+    mode renames them), or fed only by DequantizeLinear (QDQ mode keeps the float node)."""
+    producers = {out: node.op_type for node in quantized_model.graph.node for out in node.output}
+    remaining = {node.name: node for node in quantized_model.graph.node}
+    found = set()
+    for name in nodes:
+        node = remaining.get(name)
+        if node is None or (node.input and all(producers.get(i) == "DequantizeLinear" for i in node.input if i)):
+            found.add(name)
+    return found
 
 
 def sqnr_db(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:

@@ -138,10 +138,13 @@ def _quantization(report: dict[str, Any], folder: Path) -> str:
                       for a in report["attempts"]])
     worst = sorted((row for row in report.get("layers", []) if row["sqnr_db"] is not None),
                    key=lambda row: row["sqnr_db"])[:15]
-    layers = table(["layer", "op", "SQNR dB", "weight range", "activation range", "kept float"],
-                   [[r["node"], r["op"], r["sqnr_db"], _range(r["weight_min"], r["weight_max"]),
+    layers = table(["layer", "op", "int8", "SQNR dB", "weight range", "activation range", "kept float"],
+                   [[r["node"], r["op"], r.get("int8"), r["sqnr_db"], _range(r["weight_min"], r["weight_max"]),
                      _range(r["activation_min"], r["activation_max"]), r["kept_float"]] for r in worst])
-    return head + attempts + "<h3>Least accurate layers</h3>" + layers + image(folder / "quantize_sqnr.png", "SQNR")
+    note = ("<p>SQNR is measured at each layer's output against the float model with everything "
+            "upstream quantized too, so it accumulates with depth.</p>")
+    return head + attempts + "<h3>Least accurate layers</h3>" + note + layers + \
+        image(folder / "quantize_sqnr.png", "SQNR")
 
 
 def _range(low, high) -> str:
