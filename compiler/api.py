@@ -60,7 +60,7 @@ def compile(model: Any, target: str | TargetProfile = "host", output: str | os.P
     profile = target if isinstance(target, TargetProfile) else load_profile(str(target))
     quant = _enum(QuantMode, quantize, "quantization mode")
     chosen, notes = choose_backend(profile, _enum(Backend, backend, "backend"), quant is not QuantMode.NONE)
-    _check_precisions(profile, quant, accuracy_budget, eval_data)
+    _check_request(profile, quant, accuracy_budget, eval_data, calibration)
     build_dir = out_dir.parent / f".{out_dir.name}.build-{uuid.uuid4().hex[:8]}"
     build_dir.mkdir(parents=True)
     try:
@@ -84,7 +84,8 @@ def compile(model: Any, target: str | TargetProfile = "host", output: str | os.P
     return CompileResult(out_dir, manifest, tuple(notes) + source.notes)
 
 
-def _check_precisions(profile: TargetProfile, quant: QuantMode, budget: float | None, eval_data) -> None:
+def _check_request(profile: TargetProfile, quant: QuantMode, budget: float | None, eval_data, calibration) -> None:
+    """Refuse contradictory requests before any work is done."""
     if Precision.FP32 not in profile.precisions:
         raise CompileError(f"target {profile.name} does not list fp32 among its precisions "
                            f"{[p.value for p in profile.precisions]}; lower precisions come with quantization")
@@ -93,6 +94,8 @@ def _check_precisions(profile: TargetProfile, quant: QuantMode, budget: float | 
     if budget is not None and (quant is QuantMode.NONE or eval_data is None):
         raise CompileError("--accuracy-budget applies to quantization and needs labelled data",
                            hint="pass --quantize and --eval-data DEV with it")
+    if quant is QuantMode.STATIC and calibration is None:
+        raise CompileError("--quantize static needs calibration data", hint="pass --calibration DATA")
 
 
 def _quantize_pass(profile: TargetProfile, mode: QuantMode, method: CalibrationMethod,

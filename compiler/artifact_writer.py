@@ -15,6 +15,7 @@ from edgekiln.targets import TargetProfile
 
 from .diagnostics.plots import write_plots
 from .errors import CompileError
+from .folders import move_into_place
 from .graph_io import graph_io
 from .passes.base import MODEL_FILE, BuildState
 from .tool_versions import tool_versions
@@ -42,7 +43,7 @@ def write_artifact(out_dir: Path, *, state: BuildState, records: list[PassRecord
     staging.mkdir()
     try:
         manifest = _fill(staging, state, records, profile, backend)
-        _swap_into_place(staging, out_dir)
+        move_into_place(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
@@ -102,17 +103,3 @@ def _quantization(report: dict | None) -> QuantizationInfo | None:
         return None
     return QuantizationInfo(mode=report["chosen"], kept_float=tuple(report["excluded_nodes"]),
                             accuracy_drop_points=report["accuracy_drop"])
-
-
-def _swap_into_place(staging: Path, out_dir: Path) -> None:
-    if not out_dir.exists():
-        staging.rename(out_dir)
-        return
-    retired = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-    out_dir.rename(retired)
-    try:
-        staging.rename(out_dir)
-    except OSError:
-        retired.rename(out_dir)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)

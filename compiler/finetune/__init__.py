@@ -12,6 +12,7 @@ from pathlib import Path
 from ..data import DataError, Dataset, load_dataset, split_off
 from ..errors import CompileError
 from ..evaluate.predictors import make_encoder
+from ..folders import move_into_place
 from ..sources.hf import export_tokenizer, folder_hashes
 from ..tool_versions import tool_versions
 from .config import FinetuneConfig, LoraSettings
@@ -104,10 +105,7 @@ def _check_output(out_dir: Path, force: bool) -> None:
 
 
 def _publish(work: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    (work / BEST_DIR).rename(out_dir)
+    move_into_place(work / BEST_DIR, out_dir)
     shutil.rmtree(work)
 
 
