@@ -28,24 +28,27 @@ def main() -> None:
     parser.add_argument("dataset", choices=sorted(SPLITS))
     parser.add_argument("--budget", type=float, default=0.5)
     parser.add_argument("--mode", default="auto")
+    parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("edgekiln-out/bench"))
     args = parser.parse_args()
     calibration, dev, test = (str(DATA / split) for split in SPLITS[args.dataset])
-    name = f"{args.checkpoint.name}-{args.mode}"
-    fp32 = compile(args.checkpoint, "host", args.out / f"{args.checkpoint.name}-fp32", force=True,
-                   backend="onnxruntime").path  # int8 is compared with float of the same backend
-    int8 = compile(args.checkpoint, "host", args.out / name, force=True, backend="onnxruntime", quantize=args.mode,
+    name = f"{args.checkpoint.name}-{args.backend}-{args.mode}"
+    fp32 = compile(args.checkpoint, "host", args.out / f"{args.checkpoint.name}-{args.backend}-fp32", force=True,
+                   backend=args.backend).path  # int8 is compared with float of the same backend
+    int8 = compile(args.checkpoint, "host", args.out / name, force=True, backend=args.backend, quantize=args.mode,
                    calibration=calibration,
                    eval_data=dev, accuracy_budget=args.budget).path
-    report = json.loads((int8 / "reports" / "quantize.json").read_text())
+    report_name = "quantize_openvino.json" if args.backend == "openvino" else "quantize.json"
+    report = json.loads((int8 / "reports" / report_name).read_text())
     reported = load_dataset(test)
     scores = evaluate(int8, reported, against=fp32)
     metric = "accuracy" if "entity_f1" not in scores else "entity_f1"
     config = BenchConfig(batches=(1,), sequences=(128,), runs=100, warmup=10)
     float_bench = run_bench(fp32, config, threads=args.threads, against=None)["points"][0]
     int8_bench = run_bench(int8, config, threads=args.threads, against=None)["points"][0]
-    summary = {"checkpoint": str(args.checkpoint), "mode_requested": args.mode, "chosen": report["chosen"],
+    summary = {"checkpoint": str(args.checkpoint), "backend": args.backend, "mode_requested": args.mode,
+               "chosen": report["chosen"],
                "budget_points": args.budget, "kept_float_layers": len(report["excluded_nodes"]),
                "dev_drop_points": report["accuracy_drop"], "reported_split": test.rsplit("/", 1)[-1],
                f"fp32_{metric}": scores["against"][metric], f"int8_{metric}": scores[metric],

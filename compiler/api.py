@@ -20,6 +20,7 @@ from .passes.base import BuildState, Pass
 from .passes.check_onnx import CheckOnnx
 from .passes.export_onnx import ExportConfig, Exporter, ExportOnnx
 from .passes.lower_openvino import LowerOpenVino
+from .passes.quantize_openvino import QuantizeOpenVino, QuantizeOpenVinoConfig
 from .passes.ort_optimize import OrtOptimize
 from .passes.quantize import BudgetError, QuantizeOrt, QuantizePassConfig
 from .passes.verify_fidelity import FidelityConfig, VerifyFidelity
@@ -29,7 +30,10 @@ from .quantization.inputs import quantization_inputs
 from .sources import Pooling, resolve_source
 
 IMPLEMENTED_BACKENDS = (Backend.ONNXRUNTIME, Backend.OPENVINO)
-QUANTIZING_BACKENDS = (Backend.ONNXRUNTIME,)
+# Which backends can run each quantization mode (OpenVINO's NNCF is static, with calibration data).
+QUANTIZING_BACKENDS = {QuantMode.NONE: IMPLEMENTED_BACKENDS, QuantMode.DYNAMIC: (Backend.ONNXRUNTIME,),
+                       QuantMode.STATIC: (Backend.ONNXRUNTIME, Backend.OPENVINO),
+                       QuantMode.AUTO: (Backend.ONNXRUNTIME, Backend.OPENVINO)}
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,10 @@ def compile(model: Any, target: str | TargetProfile = "host", output: str | os.P
     check_output_folder(out_dir, force)
     profile = target if isinstance(target, TargetProfile) else load_profile(str(target))
     quant = _enum(QuantMode, quantize, "quantization mode")
-    chosen, notes = choose_backend(profile, _enum(Backend, backend, "backend"), quant is not QuantMode.NONE)
+    usable = QUANTIZING_BACKENDS[quant]
+    if quant is QuantMode.AUTO and calibration is None:
+        usable = (Backend.ONNXRUNTIME,)  # without calibration data only dynamic int8 is possible
+    chosen, notes = choose_backend(profile, _enum(Backend, backend, "backend"), usable)
     _check_request(profile, quant, accuracy_budget, eval_data, calibration)
     build_dir = out_dir.parent / f".{out_dir.name}.build-{uuid.uuid4().hex[:8]}"
     build_dir.mkdir(parents=True)
@@ -70,12 +77,12 @@ def compile(model: Any, target: str | TargetProfile = "host", output: str | os.P
         passes = _pass_chain(source.torch is not None, ExportConfig(exporter=_enum(Exporter, exporter, "exporter"),
                                                                      opset=opset), fidelity)
         start = BuildState(source=source)
-        if quant is not QuantMode.NONE:
-            method = _enum(CalibrationMethod, calibration_method, "calibration method")
-            passes.append(_quantize_pass(profile, quant, method, accuracy_budget))
-            start = quantization_inputs(source, calibration, calibration_samples, eval_data)
         if chosen is Backend.OPENVINO:
             passes.append(LowerOpenVino())
+        if quant is not QuantMode.NONE:
+            method = _enum(CalibrationMethod, calibration_method, "calibration method")
+            passes.append(_quantize_pass(profile, chosen, quant, method, accuracy_budget))
+            start = quantization_inputs(source, calibration, calibration_samples, eval_data)
         store = PassCache(None if not cache else Path(cache_dir or default_cache_dir()), build_dir)
         state, records = _run(passes, start, store, progress, out_dir)
         manifest = write_artifact(out_dir, state=state, records=records, profile=profile, backend=chosen)
@@ -98,12 +105,14 @@ def _check_request(profile: TargetProfile, quant: QuantMode, budget: float | Non
         raise CompileError("--quantize static needs calibration data", hint="pass --calibration DATA")
 
 
-def _quantize_pass(profile: TargetProfile, mode: QuantMode, method: CalibrationMethod,
-                   budget: float | None) -> QuantizeOrt:
+def _quantize_pass(profile: TargetProfile, backend: Backend, mode: QuantMode, method: CalibrationMethod,
+                   budget: float | None) -> Pass:
     """Settings from the target: its integer types, longest sequence bucket and thread count."""
-    return QuantizeOrt(QuantizePassConfig(
-        mode=mode, calibration_method=method, accuracy_budget=budget, bench_sequence=profile.sequence_buckets[-1],
-        threads=min(profile.threads, os.cpu_count() or 1), **types_for_profile(profile)))
+    common = dict(mode=mode, accuracy_budget=budget, bench_sequence=profile.sequence_buckets[-1],
+                  threads=min(profile.threads, os.cpu_count() or 1))
+    if backend is Backend.OPENVINO:
+        return QuantizeOpenVino(QuantizeOpenVinoConfig(**common))
+    return QuantizeOrt(QuantizePassConfig(calibration_method=method, **common, **types_for_profile(profile)))
 
 
 def _run(passes: list[Pass], start: BuildState, store: PassCache, progress, out_dir: Path):
@@ -116,15 +125,15 @@ def _run(passes: list[Pass], start: BuildState, store: PassCache, progress, out_
 
 
 def choose_backend(profile: TargetProfile, requested: Backend | None,
-                   quantize: bool = False) -> tuple[Backend, list[str]]:
-    """The requested backend, else the target's first preferred one that can do the job."""
-    usable = QUANTIZING_BACKENDS if quantize else IMPLEMENTED_BACKENDS
+                   usable: tuple[Backend, ...] = IMPLEMENTED_BACKENDS) -> tuple[Backend, list[str]]:
+    """The requested backend, else the target's first preferred one among those `usable` for the job."""
     if requested is not None and requested not in IMPLEMENTED_BACKENDS:
         raise CompileError(f"the {requested.value} backend is not implemented in this edgekiln version",
                            hint=f"use --backend {' or '.join(b.value for b in IMPLEMENTED_BACKENDS)}")
     if requested is not None and requested not in usable:
-        raise CompileError(f"int8 quantization for the {requested.value} backend (NNCF) is not implemented yet",
-                           hint=f"use --backend {usable[0].value} with --quantize")
+        raise CompileError(f"the {requested.value} backend cannot run this quantization mode "
+                           "(OpenVINO quantizes statically, from calibration data)",
+                           hint=f"use --backend {usable[0].value}, or --quantize static with --calibration DATA")
     if requested is not None:
         notes = [] if requested in profile.preferred_backends else \
             [f"{requested.value} is not among {profile.name}'s preferred backends"]
@@ -132,10 +141,10 @@ def choose_backend(profile: TargetProfile, requested: Backend | None,
     for candidate in profile.preferred_backends:
         if candidate in usable:
             skipped = profile.preferred_backends[:profile.preferred_backends.index(candidate)]
-            reason = "cannot quantize yet" if quantize else "is not implemented yet"
-            return candidate, [f"preferred backend {b.value} {reason}; using {candidate.value}" for b in skipped]
+            return candidate, [f"preferred backend {b.value} cannot do this job; using {candidate.value}"
+                               for b in skipped]
     raise CompileError(f"none of {profile.name}'s preferred backends "
-                       f"{[b.value for b in profile.preferred_backends]} is implemented",
+                       f"{[b.value for b in profile.preferred_backends]} can do this job",
                        hint=f"pass --backend {usable[0].value}")
 
 

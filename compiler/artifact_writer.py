@@ -61,7 +61,7 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
     if source.tokenizer_file is not None:
         shutil.copyfile(source.tokenizer_file, staging / source.tokenizer.file)
     inputs, outputs = graph_io(onnx.load(str(state.model_path), load_external_data=False))
-    quantization = _quantization(state.reports.get("quantize"))
+    quantization = _quantization(state.reports.get("quantize") or state.reports.get("quantize_openvino"))
     files = {str(path.relative_to(staging)): sha256_file(path)
              for path in sorted(staging.rglob("*")) if path.is_file()}
     fields = {

@@ -149,3 +149,20 @@ def test_cli_quantize_and_inspect(classifier, tmp_path, capsys):
     assert main(["compile", str(classifier["model"]), "-o", str(tmp_path / "s"), "--quantize", "static"]) == 2
     assert "needs calibration data" in capsys.readouterr().err
     assert np.isfinite(load(out).predict(["great film"])[0].score)
+
+
+def test_openvino_int8_through_nncf(classifier, float_artifact, tmp_path):
+    pytest.importorskip("nncf", reason="NNCF is not installed (pip install 'edgekiln[openvino]')")
+    result = compile(classifier["model"], "x86-64-avx2", tmp_path / "ov-int8", backend="openvino",
+                     quantize="static", calibration=str(classifier["train"]), eval_data=str(classifier["dev"]),
+                     accuracy_budget=5.0)
+    manifest = result.manifest
+    assert manifest.backend.value == "openvino" and manifest.precision is Precision.INT8
+    assert [p.name for p in manifest.passes][-2:] == ["lower_openvino", "quantize_openvino"]
+    report = json.loads((result.path / "reports" / "quantize_openvino.json").read_text())
+    assert report["chosen"] == "nncf-int8" and report["accuracy_drop"] <= 5.0 and report["speedup"] > 0
+    reference, quantized = load(float_artifact), load(result.path)
+    feeds, _ = reference.encoder.encode(TEXTS)
+    sqnr = sqnr_db([reference.run(feeds)["logits"]], [quantized.run(feeds)["logits"]])
+    assert sqnr >= MIN_LOGIT_SQNR_DB, f"NNCF int8 logits SQNR {sqnr:.1f} dB < {MIN_LOGIT_SQNR_DB} dB"
+    assert "Quantization (OpenVINO, NNCF)" in (result.path / "reports" / "report.html").read_text()

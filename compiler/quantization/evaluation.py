@@ -34,6 +34,18 @@ def ort_session(path: Path, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def model_runner(path: Path, threads: int):
+    """feeds -> first output, for an ONNX file (ONNX Runtime) or an OpenVINO IR (.xml)."""
+    if path.suffix == ".xml":
+        from edgekiln.runtime.backends.openvino import compile_ir
+
+        run = compile_ir(path, threads=threads, cache_dir=None)
+        return lambda feeds: next(iter(run(feeds).values()))
+    session = ort_session(path, threads)
+    output = session.get_outputs()[0].name
+    return lambda feeds: session.run([output], feeds)[0]
+
+
 class Evaluator:
     """Scores ONNX files of one model on one labelled dataset."""
 
@@ -43,10 +55,10 @@ class Evaluator:
         self.metric = "accuracy" if dataset.task is DataTask.TEXT_CLASSIFICATION else "entity_f1"
 
     def score(self, path: Path) -> Score:
-        session = ort_session(path, self.threads)
-        output = session.get_outputs()[0].name
-        predictor = Predictor(path.name, Task(self.source.task.value), self.source.labels, self.encoder,
-                              lambda feeds: session.run([output], feeds)[0])
+        return self.score_runner(path.name, model_runner(path, self.threads))
+
+    def score_runner(self, name: str, logits) -> Score:
+        predictor = Predictor(name, Task(self.source.task.value), self.source.labels, self.encoder, logits)
         report, predictions = evaluate_predictor(predictor, self.dataset)
         return Score(self.metric, float(report[self.metric]), predictions)
 
@@ -57,11 +69,11 @@ class Evaluator:
 
 def latency_ms(paths: list[Path], feeds: dict[str, np.ndarray], threads: int, rounds: int = 3) -> list[float]:
     """Median p50 of each model, measured in interleaved rounds so drift hits all alike."""
-    sessions = [ort_session(path, threads) for path in paths]
+    runners = [model_runner(path, threads) for path in paths]
     config = BenchConfig(warmup=3, runs=10)
     p50s: list[list[float]] = [[] for _ in paths]
     for _ in range(rounds):
-        for index, session in enumerate(sessions):
-            stats = measure(lambda f, s=session: s.run(None, f), feeds, config, batch=1)
+        for index, runner in enumerate(runners):
+            stats = measure(runner, feeds, config, batch=1)
             p50s[index].append(stats["p50_ms"])
     return [float(np.median(values)) for values in p50s]

@@ -122,6 +122,7 @@ def _benchmark(report: dict[str, Any], _folder: Path) -> str:
     return context + table(header, rows) + chart
 
 
+@register_section("quantize_openvino", "Quantization (OpenVINO, NNCF)")
 @register_section("quantize", "Quantization")
 def _quantization(report: dict[str, Any], folder: Path) -> str:
     chosen = report.get("chosen", "?")

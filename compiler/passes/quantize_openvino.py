@@ -1,0 +1,112 @@
+"""int8 for the OpenVINO backend: NNCF post-training quantization of the IR with the same
+calibration data; with an accuracy budget, NNCF's accuracy control returns the layers that cost
+the most accuracy to float until the drop fits. Speed is measured against the float IR."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from edgekiln.runtime.hashing import sha256_file, sha256_json
+from edgekiln.runtime.manifest import Task
+
+from ..errors import CompileError
+from ..quantization.config import QuantMode
+from ..quantization.evaluation import Evaluator, latency_ms
+from .base import BuildState, Pass, PassConfig
+from .lower_openvino import IR_MODEL, IR_WEIGHTS
+from .quantize import BudgetError
+from .registry import register_pass
+
+
+class QuantizeOpenVinoConfig(PassConfig):
+    mode: QuantMode
+    accuracy_budget: float | None = Field(default=None, ge=0, description="allowed drop in points")
+    bench_sequence: int = Field(default=128, ge=1)
+    threads: int = Field(default=1, ge=1)
+
+
+@register_pass
+class QuantizeOpenVino(Pass):
+    name = "quantize_openvino"
+    Config = QuantizeOpenVinoConfig
+    changes_model = False
+    lowers_to = (IR_MODEL, IR_WEIGHTS)
+
+    def check_preconditions(self, state: BuildState) -> None:
+        if not state.lowered or state.lowered[0].suffix != ".xml":
+            raise CompileError("internal: quantize_openvino needs an OpenVINO IR; run lower_openvino first")
+        if self.config.mode is QuantMode.DYNAMIC:
+            raise CompileError("OpenVINO quantizes statically (NNCF); there is no dynamic mode",
+                               hint="use --quantize static or auto with --calibration DATA")
+        if state.calibration is None:
+            raise CompileError("NNCF quantization needs calibration data", hint="pass --calibration DATA")
+        if self.config.accuracy_budget is not None and state.evaluation is None:
+            raise CompileError("--accuracy-budget needs labelled data", hint="pass --eval-data DEV")
+
+    def input_key(self, state: BuildState) -> str:
+        evaluation = state.evaluation
+        return sha256_json({"ir": [sha256_file(path) for path in state.lowered],
+                            "calibration": state.calibration.sha256,
+                            "evaluation": evaluation and [evaluation.source, [str(e) for e in evaluation.examples]]})
+
+    def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
+        import openvino as ov
+
+        float_ir = state.lowered[0]
+        staging = out_dir / "int8"
+        staging.mkdir()
+        evaluator = None if state.evaluation is None else Evaluator(state.source, state.evaluation,
+                                                                    self.config.threads)
+        quantized = self._quantize(ov.Core().read_model(str(float_ir)), state, evaluator)
+        ov.save_model(quantized, str(staging / IR_MODEL), compress_to_fp16=False)
+        float_score = evaluator.score(float_ir) if evaluator else None
+        int8_score = evaluator.score(staging / IR_MODEL) if evaluator else None
+        drop = None if evaluator is None else round((float_score.value - int8_score.value) * 100, 3)
+        feeds = state.source.make_feeds(1, self.config.bench_sequence, np.random.default_rng(0))
+        float_ms, int8_ms = latency_ms([float_ir, staging / IR_MODEL], feeds, self.config.threads)
+        budget = self.config.accuracy_budget
+        if budget is not None and drop > budget + 1e-9:
+            raise BudgetError(f"NNCF's int8 model loses {drop:.2f} points, over the budget of {budget}",
+                              {"attempts": [{"mode": "nncf", "accuracy_drop": drop, "latency_ms": int8_ms}]})
+        keep_float = int8_ms >= float_ms and self.config.mode is QuantMode.AUTO
+        source = float_ir.parent if keep_float else staging
+        for name in self.lowers_to:
+            shutil.copyfile(source / name, out_dir / name)
+        shutil.rmtree(staging)
+        return {"requested": self.config.mode.value, "backend": "openvino (NNCF)", "budget_points": budget,
+                "metric": evaluator.metric if evaluator else None,
+                "float_metric": float_score.value if float_score else None,
+                "chosen": "float" if keep_float else "nncf-int8", "accuracy_drop": 0.0 if keep_float else drop,
+                "speedup": 1.0 if keep_float else round(float_ms / int8_ms, 3), "float_ms": float_ms,
+                "int8_ms": int8_ms, "int8_slower_than_float": int8_ms >= float_ms, "excluded_nodes": [],
+                "bench": {"batch": 1, "sequence": self.config.bench_sequence, "threads": self.config.threads},
+                "attempts": [{"mode": "nncf", "accuracy_drop": drop, "latency_ms": int8_ms, "excluded_nodes": [],
+                              "agreement": Evaluator.agreement(float_score, int8_score) if evaluator else None}],
+                "layers": []}
+
+    def _quantize(self, model, state: BuildState, evaluator: Evaluator | None):
+        try:
+            import nncf
+        except ImportError:
+            raise CompileError("int8 for the OpenVINO backend needs NNCF", hint="pip install 'edgekiln[openvino]'") \
+                from None
+        calibration = nncf.Dataset(list(state.calibration.feeds))
+        model_type = nncf.ModelType.TRANSFORMER if state.source.task is not Task.RAW else None
+        options = dict(model_type=model_type, subset_size=len(state.calibration.feeds))  # batches, not rows
+        if evaluator is None or self.config.accuracy_budget is None:
+            return nncf.quantize(model, calibration, **options)
+
+        def validate(compiled, _items) -> tuple[float, None]:
+            request = compiled.create_infer_request()
+            output = compiled.outputs[0]
+            score = evaluator.score_runner("candidate", lambda feeds: np.array(
+                request.infer(feeds, share_inputs=False, share_outputs=False)[output], copy=True))
+            return score.value, None
+
+        return nncf.quantize_with_accuracy_control(
+            model, calibration, nncf.Dataset([0]), validate, max_drop=self.config.accuracy_budget / 100,
+            drop_type=nncf.DropType.ABSOLUTE, **options)
