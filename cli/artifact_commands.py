@@ -136,11 +136,16 @@ def cmd_inspect(args) -> int:
 
 
 def _print_worst_layers(artifact: Path) -> int:
-    path = artifact / REPORTS_DIR / "quantize.json"
-    if not path.is_file():
+    found = [p for p in (artifact / REPORTS_DIR / name for name in ("quantize.json", "quantize_openvino.json"))
+             if p.is_file()]
+    if not found:
         raise InputError(f"{artifact} was not quantized (no {REPORTS_DIR}/quantize.json)",
                          hint="compile with --quantize to get per-layer diagnostics")
-    report = json.loads(path.read_text())
+    report = json.loads(found[0].read_text())
+    if not report["layers"]:
+        print(f"kept {report['chosen']}; accuracy drop {report['accuracy_drop']} points; speed-up "
+              f"{report['speedup']}x; no per-layer table for this backend")
+        return 0
     rows = sorted((r for r in report["layers"] if r["sqnr_db"] is not None), key=lambda r: r["sqnr_db"])[:10]
     print(f"kept {report['chosen']}; accuracy drop {report['accuracy_drop']} points; speed-up {report['speedup']}x")
     print(f"{'SQNR dB':>8}  {'int8':>5}  {'kept float':>10}  {'op':8}  layer")
