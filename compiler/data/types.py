@@ -51,6 +51,12 @@ class Dataset:
             found = {tag for example in self.examples for tag in example.tags}
         return tuple(sorted(found, key=lambda label: (label != "O", _entity_type(label), label)))
 
+    def fingerprint(self) -> str:
+        """Hash of the examples and where they came from (for cache keys)."""
+        from edgekiln.runtime.hashing import sha256_json
+
+        return sha256_json([self.source, [str(example) for example in self.examples]])
+
     def subset(self, indices, source: str) -> "Dataset":
         return Dataset(self.task, tuple(self.examples[i] for i in indices), source)
 

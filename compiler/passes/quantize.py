@@ -79,10 +79,9 @@ class QuantizeOrt(Pass):
                                hint="pass --eval-data DEV")
 
     def input_key(self, state: BuildState) -> str:
-        evaluation = state.evaluation
         return sha256_json({"model": state.model_sha256(),
                             "calibration": state.calibration and state.calibration.sha256,
-                            "evaluation": evaluation and [evaluation.source, [str(e) for e in evaluation.examples]]})
+                            "evaluation": state.evaluation and state.evaluation.fingerprint()})
 
     def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
         float_path = state.model_path

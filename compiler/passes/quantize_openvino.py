@@ -48,10 +48,9 @@ class QuantizeOpenVino(Pass):
             raise CompileError("--accuracy-budget needs labelled data", hint="pass --eval-data DEV")
 
     def input_key(self, state: BuildState) -> str:
-        evaluation = state.evaluation
         return sha256_json({"ir": [sha256_file(path) for path in state.lowered],
                             "calibration": state.calibration.sha256,
-                            "evaluation": evaluation and [evaluation.source, [str(e) for e in evaluation.examples]]})
+                            "evaluation": state.evaluation and state.evaluation.fingerprint()})
 
     def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
         import openvino as ov

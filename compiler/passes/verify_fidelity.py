@@ -14,6 +14,7 @@ from pydantic import Field
 from edgekiln.runtime.hashing import sha256_json
 
 from ..errors import FidelityError
+from ..ort_sessions import cpu_session
 from .base import BuildState, Pass, PassConfig
 from .registry import register_pass
 
@@ -83,13 +84,7 @@ def _torch_runner(spec) -> Runner:
 
 
 def ort_runner(path: Path, *, optimize: bool) -> Runner:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(path, optimize=optimize)
     return lambda feeds: [np.asarray(output, dtype=np.float32) for output in session.run(None, feeds)]
 
 

@@ -14,6 +14,7 @@ from ..data import Dataset, DataTask
 from ..evaluate import evaluate_predictor
 from ..evaluate.metrics import agreement
 from ..evaluate.predictors import Predictor, make_encoder
+from ..ort_sessions import cpu_session
 from ..sources import ModelSource
 
 
@@ -24,16 +25,6 @@ class Score:
     predictions: list
 
 
-def ort_session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def model_runner(path: Path, threads: int):
     """feeds -> first output, for an ONNX file (ONNX Runtime) or an OpenVINO IR (.xml)."""
     if path.suffix == ".xml":
@@ -41,7 +32,7 @@ def model_runner(path: Path, threads: int):
 
         run = compile_ir(path, threads=threads, cache_dir=None)
         return lambda feeds: next(iter(run(feeds).values()))
-    session = ort_session(path, threads)
+    session = cpu_session(path, threads=threads)
     output = session.get_outputs()[0].name
     return lambda feeds: session.run([output], feeds)[0]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ort_sessions import cpu_session
 from .calibration import CalibrationSet
 
 
@@ -65,17 +66,13 @@ def _node_outputs(model, nodes: list[str]) -> dict[str, str]:
 def _intermediates(path: Path, tensors: list[str], feeds) -> dict[str, list[np.ndarray]]:
     """Values of `tensors` (those the graph still has) over every feed batch."""
     import onnx
-    import onnxruntime as ort
 
     model = onnx.load(str(path))
     existing = {v for node in model.graph.node for v in node.output}
     present = [t for t in tensors if t in existing]
     known = {o.name for o in model.graph.output}
     model.graph.output.extend(onnx.ValueInfoProto(name=t) for t in present if t not in known)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(model.SerializeToString(), optimize=False)
     collected: dict[str, list[np.ndarray]] = {t: [] for t in present}
     for feed in feeds:
         for name, value in zip(present, session.run(present, feed)):

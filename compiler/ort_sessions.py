@@ -1,0 +1,19 @@
+"""ONNX Runtime CPU sessions for the compiler's own checks (fidelity, scoring, diagnostics)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def cpu_session(model: Path | bytes, *, threads: int | None = None, optimize: bool = True):
+    """A quiet CPU session; `optimize=False` runs the graph exactly as written (a reference)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
