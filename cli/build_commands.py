@@ -16,7 +16,8 @@ def register(commands) -> None:
     build.add_argument("model", help="Hugging Face model folder, or an .onnx file")
     build.add_argument("--target", default="host", help="profile name (see `edgekiln targets`), host, or a .toml file")
     build.add_argument("-o", "--output", type=Path, required=True, help="artifact folder to write")
-    build.add_argument("--backend", help="onnxruntime (default: the target's first implemented preference)")
+    build.add_argument("--backend", help="onnxruntime, openvino or tvm (default: the target's first preference "
+                                         "that can do the job)")
     build.add_argument("--force", action="store_true", help="replace an existing artifact folder")
     build.add_argument("--task", help="override the detected task: text-classification, "
                                       "token-classification, sentence-embedding")
@@ -24,6 +25,26 @@ def register(commands) -> None:
     build.add_argument("--exporter", default="auto", help="auto (dynamo, then torchscript), dynamo, torchscript")
     build.add_argument("--opset", type=positive_int, default=18)
     build.add_argument("--no-cache", action="store_true", help="recompute every pass")
+    build.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                       help="float precision: bf16 runs OpenVINO in bf16 on CPUs with AVX-512 BF16 or AMX")
+    tvm = build.add_argument_group("tvm")
+    tvm.add_argument("--sequence-buckets", type=int_list, help="sequence lengths to compile (default: the "
+                                                              "profile's, e.g. 32,64,128); requests are padded up")
+    tvm.add_argument("--tune-trials", type=int, default=0, help="MetaSchedule trials to tune kernels on this "
+                                                                "machine (0: untuned); the database is cached")
+    prune = build.add_argument_group("structured pruning (fine-tuned BERT-family classifiers)")
+    prune.add_argument("--prune-heads", type=float, help="fraction of attention heads to remove, e.g. 0.3")
+    prune.add_argument("--prune-ffn", type=float, help="fraction of FFN neurons to remove, e.g. 0.4")
+    prune.add_argument("--prune-flops", type=float, help="fraction of encoder FLOPs to remove (sets both ratios)")
+    prune.add_argument("--prune-importance", default="taylor", choices=["taylor", "taylor-label-free", "magnitude"],
+                       help="head/neuron scores: taylor (needs --data), taylor-label-free, magnitude")
+    prune.add_argument("--recover", action="store_true", help="fine-tune the pruned model on --data, distilling "
+                                                              "from the unpruned one; accuracy on --eval-data")
+    prune.add_argument("--recover-epochs", type=positive_int, default=1)
+    prune.add_argument("--recover-examples", type=positive_int, default=20000,
+                       help="training examples sampled for recovery (default 20000)")
+    prune.add_argument("--recover-lora", action="store_true", help="recover with LoRA instead of all weights")
+    prune.add_argument("--data", help="labelled training data for importance scores and recovery: PATH[:SPLIT]")
     quant = build.add_argument_group("quantization")
     quant.add_argument("--quantize", default="none", help="none, dynamic, static, or auto (the fastest int8 "
                                                          "within the budget; float if int8 is not faster)")
@@ -53,9 +74,29 @@ def cmd_compile(args) -> int:
                      pooling=args.pooling, exporter=args.exporter, opset=args.opset, cache=not args.no_cache,
                      quantize=args.quantize, calibration=args.calibration,
                      calibration_samples=args.calibration_samples, calibration_method=args.calibration_method,
-                     accuracy_budget=args.accuracy_budget, eval_data=args.eval_data, progress=_progress)
+                     accuracy_budget=args.accuracy_budget, eval_data=args.eval_data, tune_trials=args.tune_trials,
+                     sequence_buckets=args.sequence_buckets, prune=_prune_config(args),
+                     recover=_recovery_config(args), train_data=args.data, precision=args.precision,
+                     progress=_progress)
     _print_result(result)
     return 0
+
+
+def _prune_config(args):
+    from edgekiln.compiler.pruning.config import Importance, PruneConfig
+
+    if args.prune_heads is None and args.prune_ffn is None and args.prune_flops is None:
+        return None
+    return PruneConfig(heads=args.prune_heads, ffn=args.prune_ffn, flops=args.prune_flops,
+                       importance=Importance(args.prune_importance))
+
+
+def _recovery_config(args):
+    from edgekiln.compiler.pruning.config import RecoveryConfig
+
+    if not args.recover:
+        return None
+    return RecoveryConfig(epochs=args.recover_epochs, max_train_examples=args.recover_examples, lora=args.recover_lora)
 
 
 def _print_result(result) -> None:
@@ -67,6 +108,16 @@ def _print_result(result) -> None:
           f"{manifest.target.name}, {manifest.precision.value}")
     print(f"fidelity vs {fidelity['reference']}: max abs diff {fidelity['max_abs_diff']:.2e}, "
           f"min cosine {fidelity['min_cosine']:.6f}")
+    pruned = result.path / "reports" / "pruning.json"
+    if pruned.is_file():
+        p = json.loads(pruned.read_text())
+        drop = "n/a (no --eval-data)" if p["accuracy_drop"] is None else f"{p['accuracy_drop']:.2f} points"
+        print(f"pruning: encoder FLOPs -{p['flops_reduction']:.1%}, {p.get('metric', 'accuracy')} drop {drop}")
+    lowered = result.path / "reports" / "lower_tvm.json"
+    if lowered.is_file():
+        t = json.loads(lowered.read_text())
+        print(f"tvm: buckets (batch, sequence) {[tuple(b) for b in t['buckets']]}, {t['tune_trials']} tuning trials; "
+              f"max abs diff {t['max_abs_diff']:.2e} vs onnxruntime, checked on {t['checked_on']}")
     quantized = result.path / "reports" / "quantize.json"
     if quantized.is_file():
         q = json.loads(quantized.read_text())

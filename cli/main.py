@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from edgekiln.runtime.errors import EdgekilnError
 
-from . import artifact_commands, build_commands, train_commands
+from . import artifact_commands, build_commands, train_commands, verify_command
 
 EXIT_USER_ERROR = 2
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     build_commands.register(commands)
     artifact_commands.register(commands)
     train_commands.register(commands)
+    verify_command.register(commands)
     return parser
 
 

@@ -1,9 +1,20 @@
-"""edgekiln compiler: trace, verify and lower a model into an artifact for a target profile."""
-from .api import CompileResult, compile
-from .errors import CompileError, ExportError, FidelityError
-from .passes.export_onnx import Exporter
-from .passes.verify_fidelity import FidelityConfig
-from .sources import Pooling
+"""edgekiln compiler: trace, verify and lower a model into an artifact for a target profile.
 
-__all__ = ["CompileError", "CompileResult", "ExportError", "Exporter", "FidelityConfig", "FidelityError",
-           "Pooling", "compile"]
+Names are imported on first use, so that a light submodule (a TVM build worker imports
+`edgekiln.compiler.tvm_build.tuning`) does not pay for the whole compiler.
+"""
+from importlib import import_module
+
+_EXPORTS = {
+    "CompileResult": ".api", "compile": ".api",
+    "CompileError": ".errors", "ExportError": ".errors", "FidelityError": ".errors",
+    "Exporter": ".passes.export_onnx", "FidelityConfig": ".passes.verify_fidelity", "Pooling": ".sources",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name], __name__), name)

@@ -18,6 +18,7 @@ from .errors import CompileError
 from .folders import move_into_place
 from .graph_io import graph_io
 from .passes.base import MODEL_FILE, BuildState
+from .reference_outputs import write_reference
 from .tool_versions import tool_versions
 
 
@@ -58,6 +59,11 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
         if path.is_file():
             shutil.copyfile(path, staging / (MODEL_FILE if path == state.model_path else path.name))
     source = state.source
+    longest = _longest_sequence(state)
+    tokenizer = source.tokenizer
+    if tokenizer is not None and longest is not None and longest < tokenizer.max_length:
+        tokenizer = tokenizer.model_copy(update={"max_length": longest})  # fixed-shape backends: the longest bucket
+    reference = write_reference(staging, state, longest or (tokenizer.max_length if tokenizer else None))
     if source.tokenizer_file is not None:
         shutil.copyfile(source.tokenizer_file, staging / source.tokenizer.file)
     inputs, outputs = graph_io(onnx.load(str(state.model_path), load_external_data=False))
@@ -72,14 +78,15 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
         "backend": backend,
         "target": TargetInfo(name=profile.name, arch=profile.arch.value, threads=profile.threads,
                              accelerator=profile.accelerator),
-        "precision": Precision.INT8 if quantization else Precision.FP32,
+        "precision": Precision.INT8 if quantization else _float_precision(state),
         "quantization": quantization,
         "task": source.task,
         "model_file": state.lowered[0].name if state.lowered else MODEL_FILE,
         "inputs": inputs,
         "outputs": outputs,
         "labels": source.labels,
-        "tokenizer": source.tokenizer,
+        "tokenizer": tokenizer,
+        "reference": reference,
         "passes": tuple(records),
         "tool_versions": tool_versions(),
         "files": files,
@@ -96,6 +103,17 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
     write_plots(reports)
     write_report(staging, manifest)
     return manifest
+
+
+def _float_precision(state: BuildState) -> Precision:
+    lowered = state.reports.get("lower_openvino", {})
+    return Precision.BF16 if lowered.get("inference_precision") == "bf16" else Precision.FP32
+
+
+def _longest_sequence(state: BuildState) -> int | None:
+    buckets = state.reports.get("lower_tvm", {}).get("buckets")
+    lengths = [sequence for _, sequence in buckets or () if sequence]
+    return max(lengths) if lengths else None
 
 
 def _quantization(report: dict | None) -> QuantizationInfo | None:

@@ -34,7 +34,7 @@ def run_passes(passes: list[Pass], state: BuildState, cache: PassCache,
         seconds = time.perf_counter() - started
         report = json.loads((folder / REPORT_FILE).read_text())
         model_path = folder / MODEL_FILE if step.changes_model else state.model_path
-        lowered = tuple(folder / name for name in step.lowers_to) or state.lowered
+        lowered = _lowered_files(step, folder) or state.lowered
         state = replace(state, model_path=model_path, lowered=lowered,
                         reports=MappingProxyType({**state.reports, step.name: report}))
         output_sha = sha256_file(model_path) if not step.lowers_to else \
@@ -43,6 +43,18 @@ def run_passes(passes: list[Pass], state: BuildState, cache: PassCache,
                                   output_sha256=output_sha, seconds=round(seconds, 3), cached=cached))
         progress(f"{step.name} done in {seconds:.1f} s{' (cached)' if cached else ''}")
     return state, records
+
+
+def _lowered_files(step: Pass, folder) -> tuple:
+    """A lowering pass's declared files (the runtime's entry file first), then any others it wrote
+    (TVM writes one library per shape bucket)."""
+    if not step.lowers_to:
+        return ()
+    declared = [folder / name for name in step.lowers_to]
+    extra = sorted(path for path in folder.iterdir()
+                   if path.is_file() and not path.name.startswith(".")  # the cache's own markers
+                   and path.name not in (*step.lowers_to, REPORT_FILE, MODEL_FILE))
+    return tuple(declared + extra)
 
 
 def _run_one(step: Pass, state: BuildState, out_dir) -> None:

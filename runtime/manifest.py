@@ -99,6 +99,7 @@ class Manifest(_Frozen):
     labels: tuple[str, ...] | None = None
     tokenizer: TokenizerSpec | None = None
     quantization: QuantizationInfo | None = None
+    reference: str | None = None  # inputs and the build machine's outputs, for `edgekiln verify`
     passes: tuple[PassRecord, ...]
     tool_versions: dict[str, str]
     files: dict[str, str]  # relative path -> sha256, every file the runtime reads

@@ -6,9 +6,9 @@ import platform
 import shutil
 from pathlib import Path
 
-from edgekiln.runtime.manifest import Accelerator
+from edgekiln.runtime.manifest import Accelerator, Precision
 
-from .schema import Arch, TargetProfile
+from .schema import Arch, TargetProfile, TvmKind, TvmTarget
 
 _X86_FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
                  "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
@@ -44,12 +44,16 @@ def detect_host() -> TargetProfile:
         base = load_profile("arm64-cortex-a76" if "dotprod" in isa else "arm64-cortex-a72")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     cuda = shutil.which("nvidia-smi") is not None and Path("/dev/nvidiactl").exists()
+    precisions = base.precisions
+    if arch is Arch.X86_64 and {"avx512_bf16", "amx_bf16"} & flags and Precision.BF16 not in precisions:
+        precisions = (*precisions, Precision.BF16)
     return base.model_copy(update={
+        "precisions": precisions,
         "name": "host",
         "description": f"this machine ({machine}, {cores} cores), based on {base.name}",
         "isa": isa,
         "cores": cores,
         "threads": cores,
         "accelerator": Accelerator.CUDA if cuda else Accelerator.NONE,
-        "tvm_target": "cuda" if cuda else base.tvm_target.split(" -mcpu")[0] + " -mcpu=native",
+        "tvm_target": TvmTarget(kind=TvmKind.CUDA) if cuda else TvmTarget(kind=TvmKind.LLVM, mcpu="native"),
     })

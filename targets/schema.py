@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgekiln.runtime.manifest import Accelerator, Backend, Precision
 
@@ -11,6 +11,32 @@ from edgekiln.runtime.manifest import Accelerator, Backend, Precision
 class Arch(str, Enum):
     X86_64 = "x86_64"
     AARCH64 = "aarch64"
+
+
+class TvmKind(str, Enum):
+    LLVM = "llvm"
+    CUDA = "cuda"
+
+
+class TvmTarget(BaseModel):
+    """TVM's target for this device, in TVM 0.27's dict form (a `[tvm_target]` table in the profile).
+    For CUDA, the host code is built for the profile's CPU architecture."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: TvmKind
+    mtriple: str | None = Field(default=None, description="LLVM triple, e.g. aarch64-linux-gnu; None: this machine's")
+    mcpu: str | None = Field(default=None, description="LLVM CPU name, e.g. cortex-a72; 'native' for this machine")
+    mattr: tuple[str, ...] = Field(default=(), description="LLVM features, e.g. ['+neon']")
+    arch: str | None = Field(default=None, pattern=r"^sm_\d+$", description="CUDA compute capability, e.g. sm_87")
+
+    @model_validator(mode="after")
+    def _fields_match_kind(self) -> "TvmTarget":
+        if self.kind is TvmKind.LLVM and self.arch is not None:
+            raise ValueError("'arch' is a CUDA setting; an llvm target takes mtriple/mcpu/mattr")
+        if self.kind is TvmKind.CUDA and (self.mtriple or self.mcpu or self.mattr):
+            raise ValueError("a cuda target takes only 'arch'; the host CPU comes from the profile's arch")
+        return self
 
 
 class TargetProfile(BaseModel):
@@ -25,8 +51,12 @@ class TargetProfile(BaseModel):
     accelerator: Accelerator = Accelerator.NONE
     precisions: tuple[Precision, ...] = Field(min_length=1)
     preferred_backends: tuple[Backend, ...] = Field(min_length=1)
-    tvm_target: str = Field(description="TVM target string for this device")
+    tvm_target: TvmTarget
+    # Backends that need fixed shapes (TVM) compile one model per (batch, sequence) bucket.
     sequence_buckets: tuple[int, ...] = Field(default=(32, 64, 128), min_length=1)
+    batch_buckets: tuple[int, ...] = Field(default=(1,), min_length=1)
+    # Structured pruning rounds FFN widths (and conv channels) to a multiple of this (SIMD width).
+    prune_multiple: int = Field(default=8, ge=1)
 
     @field_validator("threads")
     @classmethod
@@ -36,9 +66,17 @@ class TargetProfile(BaseModel):
             raise ValueError(f"threads ({threads}) exceeds cores ({cores})")
         return threads
 
-    @field_validator("sequence_buckets")
+    @field_validator("sequence_buckets", "batch_buckets")
     @classmethod
-    def _buckets_sorted(cls, buckets: tuple[int, ...]) -> tuple[int, ...]:
+    def _buckets_sorted(cls, buckets: tuple[int, ...], info) -> tuple[int, ...]:
         if list(buckets) != sorted(set(buckets)) or buckets[0] < 1:
-            raise ValueError(f"sequence_buckets must be increasing positive lengths, found {list(buckets)}")
+            raise ValueError(f"{info.field_name} must be increasing positive sizes, found {list(buckets)}")
         return buckets
+
+    @model_validator(mode="after")
+    def _accelerator_matches_tvm(self) -> "TargetProfile":
+        cuda = self.tvm_target.kind is TvmKind.CUDA
+        if cuda != (self.accelerator is Accelerator.CUDA):
+            raise ValueError(f"tvm_target kind {self.tvm_target.kind.value} does not fit accelerator "
+                             f"{self.accelerator.value}")
+        return self

@@ -97,7 +97,7 @@ def test_manifest_records_the_contract(artifacts):
     for record in manifest["passes"]:
         assert len(record["input_sha256"]) == 64 and len(record["output_sha256"]) == 64
         assert record["seconds"] >= 0
-    assert set(manifest["files"]) == {"model.onnx", "tokenizer.json"}
+    assert set(manifest["files"]) == {"model.onnx", "tokenizer.json", "reference.npz"}
     fidelity = json.loads((artifacts["sequence"] / "reports" / "verify_fidelity.json").read_text())
     assert fidelity["passed"] and fidelity["max_abs_diff"] <= fidelity["thresholds"]["max_abs_diff"]
     assert len(fidelity["shapes"]) >= 3

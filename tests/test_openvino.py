@@ -27,7 +27,7 @@ def ov_artifacts(bert_folders, tmp_path_factory):
 def test_artifact_holds_ir_and_the_lowering_check(ov_artifacts):
     manifest = json.loads((ov_artifacts["sequence"] / "manifest.json").read_text())
     assert manifest["backend"] == "openvino" and manifest["model_file"] == "model.xml"
-    assert set(manifest["files"]) == {"model.xml", "model.bin", "tokenizer.json"}
+    assert set(manifest["files"]) == {"model.xml", "model.bin", "tokenizer.json", "reference.npz"}
     assert [p["name"] for p in manifest["passes"]][-1] == "lower_openvino"
     report = json.loads((ov_artifacts["sequence"] / "reports" / "lower_openvino.json").read_text())
     assert report["passed"] and report["max_abs_diff"] <= ATOL
@@ -84,5 +84,24 @@ def test_backend_choice_follows_the_profile_and_the_job():
     assert choose_backend(server, None) == (Backend.OPENVINO, [])
     backend, notes = choose_backend(server, None, (Backend.ONNXRUNTIME,))  # e.g. dynamic int8
     assert backend is Backend.ONNXRUNTIME and "openvino cannot do this job" in notes[0]
-    with pytest.raises(CompileError, match="tvm backend is not implemented"):
-        choose_backend(server, Backend.TVM)
+    assert choose_backend(server, Backend.TVM) == (Backend.TVM, [])  # third preference, asked for
+
+
+def test_bf16_precision_on_a_cpu_that_has_it(bert_folders, artifacts, tmp_path):
+    from edgekiln.runtime import Precision
+    from edgekiln.targets.host import detect_host
+
+    with pytest.raises(CompileError, match="x86-64-avx2 does not list bf16"):
+        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "no", backend="openvino", precision="bf16")
+    with pytest.raises(CompileError, match="OpenVINO's float mode"):
+        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "no", backend="onnxruntime", precision="bf16")
+    if Precision.BF16 not in detect_host().precisions:
+        pytest.skip("this CPU has neither AVX-512 BF16 nor AMX")
+    path = compile(bert_folders["encoder"], "host", tmp_path / "bf16", backend="openvino", precision="bf16").path
+    session = load(path)
+    assert session.manifest.precision is Precision.BF16
+    report = json.loads((path / "reports" / "lower_openvino.json").read_text())
+    assert report["inference_precision"] == "bf16" and report["min_cosine"] >= 0.99
+    ours, theirs = session.predict(TEXTS), load(artifacts["encoder"]).predict(TEXTS)
+    cosine = (ours * theirs).sum(axis=1)  # unit-norm embeddings
+    assert cosine.min() >= 0.99, f"bf16 embeddings' cosine to fp32 is {cosine.min():.4f}"

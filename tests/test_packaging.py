@@ -29,6 +29,10 @@ def test_wheel_contents(wheel):
                      "edgekiln/targets/schema.py", "edgekiln/targets/profiles/arm64-cortex-a72.toml"):
         assert expected in names, expected
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
+    for folder in ("compiler", "runtime", "targets", "cli"):  # every subpackage of the checkout is shipped
+        for init in (ROOT / folder).rglob("__init__.py"):
+            shipped = f"edgekiln/{init.relative_to(ROOT).as_posix()}"
+            assert shipped in names, f"{shipped} is missing from the wheel (add it to pyproject's packages)"
 
 
 def test_installed_wheel_runs_an_artifact(wheel, artifacts, tmp_path):

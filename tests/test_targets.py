@@ -41,7 +41,7 @@ def test_unknown_target_names_the_choices():
 def _write(tmp_path: Path, extra: str) -> Path:
     text = (builtin_profile_dir() / "x86-64-avx2.toml").read_text()
     path = tmp_path / "custom.toml"
-    path.write_text(text + extra)
+    path.write_text(extra + text)  # top-level keys go before the [tvm_target] table
     return path
 
 

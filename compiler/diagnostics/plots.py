@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 SQNR_PLOT = "quantize_sqnr.png"
+PRUNING_PLOT = "pruning_layers.png"
 
 
 def write_plots(reports_dir: Path) -> list[Path]:
@@ -14,7 +15,39 @@ def write_plots(reports_dir: Path) -> list[Path]:
         layers = json.loads(quantize.read_text()).get("layers") or []
         if layers:
             written.append(sqnr_plot(layers, reports_dir / SQNR_PLOT))
+    pruning = reports_dir / "pruning.json"
+    if pruning.is_file():
+        report = json.loads(pruning.read_text())
+        if report.get("kind") != "conv-channels":
+            written.append(pruning_plot(report["layers"], reports_dir / PRUNING_PLOT))
     return written
+
+
+def pruning_plot(layers: list[dict], path: Path) -> Path:
+    """Kept heads and FFN neurons per layer, as fractions of the original, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    index = list(range(len(layers)))
+    heads = [row["heads"][1] / row["heads"][0] for row in layers]
+    ffn = [row["ffn"][1] / row["ffn"][0] for row in layers]
+    figure, axis = plt.subplots(figsize=(max(5.0, 0.6 * len(layers) + 2), 3.2), dpi=110)
+    axis.bar([i - 0.2 for i in index], heads, width=0.4, label="attention heads kept", color="#3b6ea8")
+    axis.bar([i + 0.2 for i in index], ffn, width=0.4, label="FFN neurons kept", color="#d08c2f")
+    for i, row in enumerate(layers):
+        axis.text(i - 0.2, heads[i] + 0.02, str(row["heads"][1]), ha="center", fontsize=7)
+        axis.text(i + 0.2, ffn[i] + 0.02, str(row["ffn"][1]), ha="center", fontsize=7)
+    axis.set_xticks(index, [f"layer {row['layer']}" for row in layers], fontsize=7)
+    axis.set_ylim(0, 1.15)
+    axis.set_ylabel("fraction kept")
+    axis.set_title("Structured pruning: what each layer keeps")
+    axis.legend(fontsize=7, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
 
 
 def sqnr_plot(layers: list[dict], path: Path) -> Path:

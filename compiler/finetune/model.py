@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..data import DataTask
 from ..errors import CompileError
+from ..pruning.loading import load_pretrained, save_pretrained
 from .config import LoraSettings
 
 
@@ -33,8 +34,8 @@ def load_for_task(folder: Path, task: DataTask, labels: tuple[str, ...]):
             else transformers.AutoModelForTokenClassification)
     try:
         with quiet_transformers():
-            return auto.from_pretrained(
-                str(folder), local_files_only=True, num_labels=len(labels),
+            return load_pretrained(
+                auto, folder, num_labels=len(labels),
                 id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
                 ignore_mismatched_sizes=True)
     except Exception as exc:  # unknown architecture, corrupt weights, missing files
@@ -57,7 +58,7 @@ def save_checkpoint(model, tokenizer_source: Path, folder: Path) -> None:
 
     plain = copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model
     with quiet_transformers():
-        plain.save_pretrained(str(folder))
+        save_pretrained(plain, folder)
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_source), local_files_only=True)
         tokenizer.save_pretrained(str(folder))
 

@@ -36,6 +36,7 @@ class Plan:
     encoder: TextEncoder
     model_folder: Path
     work: Path
+    loss: Callable | None = None  # (model, inputs, labels) -> loss; None: the model's own task loss
 
     @property
     def metric(self) -> str:
@@ -47,8 +48,6 @@ class Plan:
 
 
 def train(plan: Plan, model, *, resume: bool, log: Log, show_bar: bool | None) -> Progress:
-    import torch
-
     optimizer, scheduler = _optimizer(plan, model)
     progress = load_state(plan.work, model, optimizer, scheduler) if resume else Progress()
     if resume:
@@ -65,7 +64,7 @@ def train(plan: Plan, model, *, resume: bool, log: Log, show_bar: bool | None) -
         order = epoch_order(lengths, config.batch_size, config.seed, progress.epoch)
         for feeds, labels in iterate_batches(plan.train, plan.encoder, label_ids, order, config.batch_size,
                                              skip=progress.step_in_epoch):
-            loss = _step(model, optimizer, scheduler, feeds, labels, config.max_grad_norm)
+            loss = _step(model, optimizer, scheduler, feeds, labels, config.max_grad_norm, plan.loss)
             progress.step_in_epoch += 1
             progress.global_step += 1
             progress.running_loss += loss
@@ -81,11 +80,13 @@ def train(plan: Plan, model, *, resume: bool, log: Log, show_bar: bool | None) -
     return progress
 
 
-def _step(model, optimizer, scheduler, feeds: dict[str, np.ndarray], labels: np.ndarray, max_norm: float) -> float:
+def _step(model, optimizer, scheduler, feeds: dict[str, np.ndarray], labels: np.ndarray, max_norm: float,
+          loss_fn: Callable | None) -> float:
     import torch
 
     inputs = {name: torch.from_numpy(array) for name, array in feeds.items()}
-    loss = model(**inputs, labels=torch.from_numpy(labels)).loss
+    target = torch.from_numpy(labels)
+    loss = loss_fn(model, inputs, target) if loss_fn else model(**inputs, labels=target).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
     optimizer.step()

@@ -32,7 +32,7 @@ class ExportConfig(PassConfig):
 @register_pass
 class ExportOnnx(Pass):
     name = "export_onnx"
-    version = 2  # 2: nodes named after their modules
+    version = 3  # 2: nodes named after their modules; 3: embedding normalisation TVM can import
     Config = ExportConfig
     changes_model = True
 

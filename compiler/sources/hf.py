@@ -174,6 +174,7 @@ def _labels(config: dict) -> tuple[str, ...] | None:
 def _build_module(folder: Path, task: Task, pooling: Pooling | None, normalize: bool):
     import transformers
 
+    from ..pruning.loading import load_pretrained
     from .wrappers import LogitsHead, SentenceEmbedding
 
     auto = {Task.TEXT_CLASSIFICATION: transformers.AutoModelForSequenceClassification,
@@ -184,7 +185,7 @@ def _build_module(folder: Path, task: Task, pooling: Pooling | None, normalize: 
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # edgekiln reports its own progress
     try:
-        model = auto.from_pretrained(str(folder), local_files_only=True)
+        model = load_pretrained(auto, folder)
     except Exception as exc:  # corrupt weights, unknown model_type, missing files
         raise CompileError(f"transformers cannot load the model in {folder}: {exc}",
                            hint="check the folder loads with from_pretrained() and its weights are complete") from None

@@ -44,7 +44,9 @@ class SentenceEmbedding(nn.Module):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         pooled = pool(hidden, attention_mask, self.pooling)
         if self.normalize:
-            pooled = nn.functional.normalize(pooled, p=2.0, dim=1)
+            # F.normalize's math, written with plain broadcasting: its expand_as exports a Shape-of
+            # chain that TVM's importer cannot resolve to a static shape.
+            pooled = pooled / pooled.norm(p=2.0, dim=1, keepdim=True).clamp_min(1e-12)
         return pooled
 
 

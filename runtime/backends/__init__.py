@@ -17,7 +17,8 @@ from .base import BackendOptions, BackendSession
 Opener = Callable[[Path, Manifest, BackendOptions], BackendSession]
 
 _BUILTIN = {Backend.ONNXRUNTIME: "edgekiln.runtime.backends.onnxruntime",
-            Backend.OPENVINO: "edgekiln.runtime.backends.openvino"}
+            Backend.OPENVINO: "edgekiln.runtime.backends.openvino",
+            Backend.TVM: "edgekiln.runtime.backends.tvm"}
 
 
 def open_backend(folder: Path, manifest: Manifest, options: BackendOptions) -> BackendSession:

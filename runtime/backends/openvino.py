@@ -1,6 +1,7 @@
 """OpenVINO backend: compiles the artifact's IR for the CPU with the target's thread count and a
-latency hint, in f32 (OpenVINO would otherwise pick bf16 on CPUs that have it), caching the
-compiled blob so the second load is fast."""
+latency hint, in the artifact's precision: f32 unless it was compiled for bf16 (OpenVINO would
+otherwise pick bf16 by itself on CPUs that have it), caching the compiled blob so the second load
+is fast."""
 from __future__ import annotations
 
 import os
@@ -10,18 +11,19 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ArtifactError, BackendUnavailableError
-from ..manifest import Accelerator, Manifest
+from ..manifest import Accelerator, Manifest, Precision
 from .base import BackendOptions, Device
 
 Compiled = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-def compile_ir(path: Path, *, threads: int, cache_dir: Path | None) -> Compiled:
-    """The IR compiled for the CPU, as a function of named arrays returning arrays the caller owns."""
+def compile_ir(path: Path, *, threads: int, cache_dir: Path | None, precision: str = "f32") -> Compiled:
+    """The IR compiled for the CPU, as a function of named arrays returning arrays the caller owns.
+    `precision` is OpenVINO's inference precision: f32, or bf16 on CPUs with AVX-512 BF16 or AMX."""
     import openvino as ov
 
     core = ov.Core()
-    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
     if cache_dir is not None:
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +63,9 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
     cache = Path(os.environ.get("EDGEKILN_CACHE") or Path.home() / ".cache" / "edgekiln") / "openvino" / \
         manifest.artifact_id
     try:
-        return OpenVinoSession(compile_ir(folder / manifest.model_file, threads=options.threads, cache_dir=cache))
+        precision = "bf16" if manifest.precision is Precision.BF16 else "f32"  # int8 IR: f32 for the rest
+        return OpenVinoSession(compile_ir(folder / manifest.model_file, threads=options.threads, cache_dir=cache,
+                                          precision=precision))
     except RuntimeError as exc:  # OpenVINO reports bad IR as RuntimeError
         raise ArtifactError(f"OpenVINO cannot load {manifest.model_file}: {str(exc).splitlines()[0]}",
                             hint="recompile the artifact with this edgekiln version") from None

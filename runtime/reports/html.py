@@ -150,3 +150,37 @@ def _quantization(report: dict[str, Any], folder: Path) -> str:
 
 def _range(low, high) -> str:
     return "" if low is None else f"[{low:.3g}, {high:.3g}]"
+
+
+@register_section("pruning", "Structured pruning")
+def _pruning(report: dict[str, Any], folder: Path) -> str:
+    drop = report.get("accuracy_drop")
+    if report.get("kind") == "conv-channels":
+        head = (f"<p>Conv channels pruned: MACs {report['macs']['before']:,} → {report['macs']['after']:,} "
+                f"(−{report['flops_reduction']:.1%}), parameters {report['parameters']['before']:,} → "
+                f"{report['parameters']['after']:,}.</p>")
+        return head + table(["layer", "channels before", "channels after"],
+                            [[r["layer"], *r["channels"]] for r in report["layers"]])
+    metric = report.get("metric", "accuracy")
+    flops, params = report["encoder_flops"], report["encoder_parameters"]
+    head = (f"<p>Encoder FLOPs at sequence {flops['sequence']}: {flops['before']:,} → {flops['after']:,} "
+            f"(−{report['flops_reduction']:.1%}); encoder parameters {params['before']:,} → {params['after']:,}. "
+            f"Dev {metric} (points): before pruning {_fmt(report.get('accuracy_before'))}, after pruning "
+            f"{_fmt(report.get('accuracy_after_pruning'))}, after recovery "
+            f"{_fmt(report.get('accuracy_after_recovery'))}"
+            f"; drop {'n/a' if drop is None else f'{drop:.2f} points'}.</p>")
+    layers = table(["layer", "heads kept", "FFN width kept", "kept head indices"],
+                   [[r["layer"], f"{r['heads'][1]} / {r['heads'][0]}", f"{r['ffn'][1]} / {r['ffn'][0]}",
+                     ", ".join(map(str, r["kept_heads"]))] for r in report["layers"]])
+    return head + layers + image(folder / "pruning_layers.png", "kept heads and FFN neurons per layer")
+
+
+@register_section("lower_tvm", "TVM lowering")
+def _tvm(report: dict[str, Any], _folder: Path) -> str:
+    buckets = ", ".join(f"{b}×{s}" if s else f"batch {b}" for b, s in report["buckets"])
+    head = (f"<p>TVM {escape(report['tvm'])}, target <code>{escape(str(report['target']))}</code>; buckets "
+            f"(batch × sequence) {escape(buckets)}; {report['tune_trials']} MetaSchedule trials. Checked against "
+            f"{escape(report['reference'])} on {escape(report['checked_on'])}: max abs diff "
+            f"{report['max_abs_diff']:.3g}, min cosine {report['min_cosine']:.6f}.</p>")
+    rows = [[r["batch"], r["sequence"], r["max_abs_diff"], r["min_cosine"]] for r in report["shapes"]]
+    return head + table(["batch", "sequence (padded to a bucket)", "max abs diff", "min cosine"], rows)

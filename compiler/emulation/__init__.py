@@ -1,0 +1,1 @@
+"""Running artifacts for another CPU architecture here: a Debian sysroot driven by qemu-user."""

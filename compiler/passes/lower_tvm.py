@@ -1,0 +1,126 @@
+"""Lowering to TVM: one shared library per (batch, sequence) bucket, weights stored once, checked
+against ONNX Runtime through the runtime's own bucket dispatch (padding included). A build for
+another machine (aarch64, CUDA) is checked through a twin built for this machine's CPU."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgekiln.runtime.backends.base import BackendOptions
+from edgekiln.runtime.backends.tvm import host_arch, open_buckets
+from edgekiln.runtime.backends.tvm_index import INDEX_FILE, PARAMS_FILE, Bucket, TvmIndex
+from pydantic import Field
+
+from ..errors import FidelityError
+from ..graph_io import graph_io
+from ..tvm_build import build as tvm_build
+from ..tvm_build.importer import import_fixed, param_key
+from ..tvm_build.shapes import BucketAxes, bucket_axes, sequence_buckets
+from ..tvm_build.target import HOST_TWIN
+from ..tvm_build.tuning import tune
+from .base import BuildState, Pass, PassConfig
+from .registry import register_pass
+from .verify_fidelity import FidelityConfig, compare_outputs, ort_runner
+
+
+class LowerTvmConfig(PassConfig):
+    target: dict  # TVM target in dict form (tvm_build.target.target_dict)
+    arch: str  # CPU architecture the libraries run on
+    sequence_buckets: tuple[int, ...] = (32, 64, 128)
+    batch_buckets: tuple[int, ...] = (1,)
+    tune_trials: int = Field(default=0, ge=0)
+    tuning_database: str | None = None  # folder of the MetaSchedule database (in the build cache)
+    fidelity: FidelityConfig = FidelityConfig(max_abs_diff=1e-4)
+
+
+@register_pass
+class LowerTvm(Pass):
+    name = "lower_tvm"
+    Config = LowerTvmConfig
+    changes_model = False
+    lowers_to = (INDEX_FILE, PARAMS_FILE)
+
+    def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
+        import tvm
+
+        cfg = self.config
+        index, tuned = self._build_all(state, out_dir, cfg.target, cfg.arch, tune_trials=cfg.tune_trials)
+        report = {"tvm": tvm.__version__, "target": cfg.target, "arch": cfg.arch, "tune_trials": tuned,
+                  "buckets": [[b.batch, b.sequence] for b in index.buckets]}
+        if cfg.arch == host_arch() and index.device == "cpu":
+            rows = self._check(state, out_dir, index)
+            report["checked_on"] = "this build"
+        else:
+            with tempfile.TemporaryDirectory(prefix="edgekiln-tvm-twin-") as twin:
+                twin_index, _ = self._build_all(state, Path(twin), HOST_TWIN, host_arch(), tune_trials=0)
+                rows = self._check(state, Path(twin), twin_index)
+            report["checked_on"] = f"a build of the same Relax modules for this machine's CPU ({host_arch()})"
+        report.update(shapes=rows, max_abs_diff=max(r["max_abs_diff"] for r in rows),
+                      min_cosine=min(r["min_cosine"] for r in rows), reference="onnxruntime (same ONNX)")
+        return report
+
+    def _build_all(self, state: BuildState, out_dir: Path, target: dict, arch: str, *,
+                   tune_trials: int) -> tuple[TvmIndex, int]:
+        inputs, outputs = graph_io(_onnx(state.model_path))
+        axes = bucket_axes(inputs, outputs)
+        tokenizer = state.source.tokenizer
+        lengths = (None,) if axes.sequence_name is None else \
+            sequence_buckets(self.config.sequence_buckets, tokenizer.max_length if tokenizer else None)
+        shapes = [(b, s) for s in lengths for b in self.config.batch_buckets]
+        per_bucket = tune_trials // len(shapes)
+        weights: dict[str, np.ndarray] = {}
+        buckets = []
+        for batch, sequence in shapes:
+            mod, params = import_fixed(state.model_path, {spec.name: axes.shape(spec, batch, sequence)
+                                                          for spec in inputs})
+            database = None
+            if per_bucket:
+                database = Path(self.config.tuning_database)
+                tune(mod, target, database, per_bucket, workers=os.cpu_count() or 1)
+            library = f"tvm_b{batch}" + (f"_s{sequence}" if sequence else "") + ".so"
+            tvm_build.export(tvm_build.build(mod, target, tuned_database=database), out_dir / library, arch)
+            keys = tuple(param_key(p) for p in params)
+            weights.update(zip(keys, params))
+            buckets.append(Bucket(batch=batch, sequence=sequence, library=library, params=keys))
+        np.savez(out_dir / PARAMS_FILE, **weights)
+        index = _index(state, inputs, axes, target, arch, buckets)
+        (out_dir / INDEX_FILE).write_text(index.model_dump_json(indent=2))
+        return index, per_bucket * len(shapes)
+
+    def _check(self, state: BuildState, folder: Path, index: TvmIndex) -> list[dict]:
+        reference = ort_runner(state.model_path, optimize=True)
+        output_names = [o.name for o in _onnx(state.model_path).graph.output]
+        session = open_buckets(folder, index, output_names, BackendOptions(threads=2))
+        longest = max(b.sequence or 0 for b in index.buckets) or None
+        rng = np.random.default_rng(self.config.fidelity.seed)
+        rows = []
+        for batch, sequence in self.config.fidelity.shapes:
+            sequence = min(sequence, longest) if longest else sequence
+            feeds = state.source.make_feeds(batch, sequence, rng)
+            rows.append(compare_outputs(reference(feeds), list(session.run(feeds).values()), batch, sequence))
+        worst = max(rows, key=lambda row: row["max_abs_diff"])
+        limit = self.config.fidelity
+        if worst["max_abs_diff"] > limit.max_abs_diff or min(r["min_cosine"] for r in rows) < limit.min_cosine:
+            raise FidelityError(f"TVM's outputs differ from ONNX Runtime's: max abs diff {worst['max_abs_diff']:.3g} "
+                                f"(limit {limit.max_abs_diff:g}) at batch {worst['batch']}, sequence "
+                                f"{worst['sequence']}; padding to a bucket may change this model's results",
+                                hint="use --backend onnxruntime, or --sequence-buckets with the exact lengths you use")
+        return rows
+
+
+def _index(state: BuildState, inputs, axes: BucketAxes, target: dict, arch: str, buckets: list[Bucket]) -> TvmIndex:
+    tokenizer = state.source.tokenizer
+    pad_values = {spec.name: (tokenizer.pad_id if tokenizer and tokenizer.feeds.get(spec.name) == "ids" else 0)
+                  for spec in inputs}
+    return TvmIndex(arch=arch, device="cuda" if target["kind"] == "cuda" else "cpu", target=target,
+                    inputs=tuple(spec.name for spec in inputs), sequence_axes=axes.sequence_axes,
+                    pad_values=pad_values, output_sequence_axes=axes.output_sequence_axes, buckets=tuple(buckets))
+
+
+def _onnx(path: Path):
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False)

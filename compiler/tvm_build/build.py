@@ -1,0 +1,81 @@
+"""Relax module -> executable -> shared library, for the CPU (LLVM) or CUDA, native or cross."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from edgekiln.runtime.backends.tvm import host_arch
+
+from ..errors import CompileError
+from .target import CROSS_COMPILERS
+
+
+def build(mod, target: dict, *, tuned_database: Path | None = None):
+    """Compile `mod` for `target`: GPU kernels get dlight's default schedules; CPU kernels the records
+    of a MetaSchedule database when one is given, else TVM's default lowering."""
+    import tvm
+    from tvm import relax
+
+    tvm_target = tvm.target.Target(target)
+    if target["kind"] == "cuda":
+        mod = _gpu_schedules(mod, tvm_target)
+    elif tuned_database is not None:
+        mod = _apply_database(mod, tvm_target, tuned_database)
+    try:
+        return relax.build(mod, target=tvm_target)
+    except Exception as exc:  # TVM's errors: name the target and the first line
+        raise CompileError(f"TVM could not build for {target}: {_first_line(exc)}",
+                           hint=_build_hint(target)) from None
+
+
+def export(executable, path: Path, arch: str) -> None:
+    """Write the shared library, linking with the cross compiler for `arch` when it is not this machine's."""
+    from tvm.support import cc
+
+    options = {}
+    if arch != host_arch():
+        compiler = CROSS_COMPILERS.get(arch)
+        if compiler is None:
+            raise CompileError(f"edgekiln knows no cross compiler for {arch} on {host_arch()}",
+                               hint=f"compile on a {arch} machine")
+        if shutil.which(compiler) is None:
+            raise CompileError(f"cross-compiling for {arch} needs {compiler}, which is not installed",
+                               hint="apt-get install gcc-aarch64-linux-gnu (Debian/Ubuntu)")
+        options["fcompile"] = cc.cross_compiler(compiler)
+    try:
+        executable.export_library(str(path), **options)
+    except Exception as exc:
+        raise CompileError(f"linking the TVM library for {arch} failed: {_first_line(exc)}") from None
+
+
+def _gpu_schedules(mod, tvm_target):
+    import tvm
+    from tvm import relax
+    from tvm.s_tir import dlight as dl
+
+    with tvm_target:
+        mod = tvm.transform.Sequential([relax.get_pipeline("zero"), dl.ApplyDefaultSchedule(
+            dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback())])(mod)
+    return mod
+
+
+def _apply_database(mod, tvm_target, database: Path):
+    import tvm
+    from tvm import relax
+    from tvm.relax import transform
+
+    with tvm_target, tvm.transform.PassContext(opt_level=3):
+        return tvm.transform.Sequential([transform.DecomposeOpsForInference(), transform.CanonicalizeBindings(),
+                                         relax.get_pipeline("zero"),
+                                         transform.MetaScheduleApplyDatabase(str(database))])(mod)
+
+
+def _build_hint(target: dict) -> str:
+    if target["kind"] == "cuda" and shutil.which("nvcc") is None:
+        return "building CUDA kernels needs nvcc (the CUDA toolkit) on this machine"
+    return "use --backend onnxruntime for this model, and report it"
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

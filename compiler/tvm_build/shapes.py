@@ -1,0 +1,68 @@
+"""Which input axes become shape buckets: axis 0 is the batch, one other named axis the sequence."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgekiln.runtime.manifest import TensorSpec
+
+from ..errors import CompileError
+
+
+@dataclass(frozen=True)
+class BucketAxes:
+    sequence_name: str | None  # the named dynamic axis shared by the inputs, e.g. "sequence"
+    sequence_axes: dict[str, int]  # input -> axis
+    output_sequence_axes: dict[str, int]
+
+    def shape(self, spec: TensorSpec, batch: int, sequence: int | None) -> list[int]:
+        dims = []
+        for axis, size in enumerate(spec.shape):
+            if isinstance(size, int):
+                dims.append(size)
+            elif axis == 0:
+                dims.append(batch)
+            else:
+                dims.append(sequence)
+        return dims
+
+
+def bucket_axes(inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -> BucketAxes:
+    names = {size for spec in inputs for size in spec.shape[1:] if isinstance(size, str)}
+    if len(names) > 1:
+        raise CompileError(f"TVM compiles fixed shapes and buckets only the batch and one sequence axis; "
+                           f"the inputs have several dynamic axes {sorted(names)}",
+                           hint="export the model with fixed sizes for all but the batch and sequence axes")
+    name = names.pop() if names else None
+    return BucketAxes(name, _axes_named(inputs, name), _output_axes(outputs, name))
+
+
+def _axes_named(specs: tuple[TensorSpec, ...], name: str | None) -> dict[str, int]:
+    if name is None:
+        return {}
+    axes = {}
+    for spec in specs:
+        found = [axis for axis, size in enumerate(spec.shape) if axis > 0 and size == name]
+        if found:
+            axes[spec.name] = found[0]
+    return axes
+
+
+def _output_axes(outputs: tuple[TensorSpec, ...], name: str | None) -> dict[str, int]:
+    """Outputs' sequence axes: named like the inputs' (dynamo export), or else the one dynamic
+    non-batch axis (the TorchScript exporter names output axes after the output)."""
+    axes = _axes_named(outputs, name)
+    if name is None:
+        return axes
+    for spec in outputs:
+        dynamic = [axis for axis, size in enumerate(spec.shape) if axis > 0 and isinstance(size, str)]
+        if spec.name not in axes and len(dynamic) == 1:
+            axes[spec.name] = dynamic[0]
+    return axes
+
+
+def sequence_buckets(requested: tuple[int, ...], max_length: int | None) -> tuple[int, ...]:
+    """The requested lengths the model can take; the model's own limit added when all exceed it."""
+    if max_length is None:
+        return requested
+    kept = tuple(length for length in requested if length <= max_length)
+    return kept or (max_length,)

@@ -1,0 +1,47 @@
+"""The profile's TVM target in TVM 0.27's dict form, and whether it runs on this machine."""
+from __future__ import annotations
+
+from edgekiln.runtime.backends.tvm import host_arch
+from edgekiln.targets import TargetProfile
+from edgekiln.targets.schema import Arch, TvmKind
+
+_TRIPLES = {Arch.X86_64: "x86_64-linux-gnu", Arch.AARCH64: "aarch64-linux-gnu"}
+CROSS_COMPILERS = {"aarch64": "aarch64-linux-gnu-gcc"}  # by target arch, from an x86-64 machine
+
+
+def target_dict(profile: TargetProfile, *, cores: int | None = None) -> dict:
+    spec = profile.tvm_target
+    host = _llvm(profile, cores)
+    if spec.kind is TvmKind.CUDA:
+        cuda = {"kind": "cuda", "host": host}
+        if spec.arch:
+            cuda["arch"] = spec.arch
+        return cuda
+    return host
+
+
+def _llvm(profile: TargetProfile, cores: int | None) -> dict:
+    spec = profile.tvm_target
+    llvm: dict = {"kind": "llvm", "num-cores": cores or profile.cores}
+    is_native = profile.arch.value == host_arch()
+    if spec.kind is TvmKind.LLVM and spec.mcpu:
+        llvm["mcpu"] = _native_cpu() if spec.mcpu == "native" else spec.mcpu
+    if spec.kind is TvmKind.LLVM and spec.mattr:
+        llvm["mattr"] = list(spec.mattr)
+    if not is_native or (spec.kind is TvmKind.LLVM and spec.mtriple):
+        llvm["mtriple"] = (spec.mtriple if spec.kind is TvmKind.LLVM else None) or _TRIPLES[profile.arch]
+    return llvm
+
+
+# This machine's CPU: checks a cross-compiled or GPU build's numerics here, before the device does.
+HOST_TWIN = {"kind": "llvm"}
+
+
+def runs_here(profile: TargetProfile) -> bool:
+    return profile.arch.value == host_arch() and profile.tvm_target.kind is TvmKind.LLVM
+
+
+def _native_cpu() -> str:
+    from tvm.target import codegen
+
+    return codegen.llvm_get_system_cpu()

@@ -1,0 +1,32 @@
+"""The TVM part of an artifact: `tvm.json` lists the compiled shape buckets, each a shared library
+that takes the model inputs followed by its weights, stored once for all buckets in `tvm_params.npz`."""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+INDEX_FILE = "tvm.json"
+PARAMS_FILE = "tvm_params.npz"
+INDEX_FORMAT = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Bucket(_Frozen):
+    batch: int = Field(gt=0)
+    sequence: int | None = Field(default=None, gt=0)  # None: the model has no sequence axis
+    library: str  # file name in the artifact folder
+    params: tuple[str, ...]  # keys in PARAMS_FILE, in the order the library's `main` takes them
+
+
+class TvmIndex(_Frozen):
+    format: int = INDEX_FORMAT
+    arch: str  # CPU architecture the libraries were compiled for (platform.machine() spelling)
+    device: str = Field(pattern="^(cpu|cuda)$")
+    target: dict  # the TVM target, for people and for `inspect`
+    inputs: tuple[str, ...]  # model inputs, in the order `main` takes them
+    sequence_axes: dict[str, int] = {}  # input name -> its sequence axis (padded to the bucket)
+    pad_values: dict[str, int] = {}  # value that pads each input (0 masks a position in attention_mask)
+    output_sequence_axes: dict[str, int] = {}  # output name -> axis cut back to the request's length
+    buckets: tuple[Bucket, ...] = Field(min_length=1)

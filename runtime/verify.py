@@ -1,0 +1,80 @@
+"""`edgekiln verify`: run an artifact on its stored reference inputs and compare with the outputs the
+build machine computed. Runs wherever the runtime runs (a device, or an emulated one)."""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ArtifactError
+from .manifest import Precision
+
+REFERENCE_FILE = "reference.npz"
+FLOAT_MAX_ABS_DIFF = 1e-4  # float artifacts: same math, different kernels
+QUANTIZED_MIN_COSINE = 0.99  # int8 and bf16 artifacts: compared by direction, the fp32 reference is not exact
+
+
+def verify_artifact(folder: str | Path, *, threads: int | None = None) -> dict:
+    from .session import load
+
+    session = load(folder, threads=threads)
+    manifest = session.manifest
+    if manifest.reference is None:
+        raise ArtifactError(f"{folder} stores no reference outputs (compiled before edgekiln stored them)",
+                            hint="recompile the artifact")
+    with np.load(Path(folder) / manifest.reference) as stored:
+        cases = _cases({key: stored[key] for key in stored.files})
+    rows = []
+    for number, (feeds, expected) in sorted(cases.items()):
+        got = session.run(feeds)
+        rows.append(_compare(number, expected, got))
+    report = {"artifact": manifest.artifact_id, "machine": platform.machine(), "backend": manifest.backend.value,
+              "precision": manifest.precision.value,
+              "cases": rows, "max_abs_diff": max(r["max_abs_diff"] for r in rows),
+              "min_cosine": min(r["min_cosine"] for r in rows)}
+    if manifest.precision is Precision.FP32:
+        report["threshold"] = {"max_abs_diff": FLOAT_MAX_ABS_DIFF}
+        report["passed"] = report["max_abs_diff"] <= FLOAT_MAX_ABS_DIFF
+    else:
+        report["threshold"] = {"min_cosine": QUANTIZED_MIN_COSINE}
+        report["passed"] = report["min_cosine"] >= QUANTIZED_MIN_COSINE
+    return report
+
+
+def _cases(arrays: dict[str, np.ndarray]) -> dict[int, tuple[dict, dict]]:
+    cases: dict[int, tuple[dict, dict]] = {}
+    for key, value in arrays.items():
+        number, kind, name = key.split("/", 2)
+        feeds, outputs = cases.setdefault(int(number), ({}, {}))
+        (feeds if kind == "input" else outputs)[name] = value
+    return cases
+
+
+def _compare(number: int, expected: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict:
+    max_abs, min_cos = 0.0, 1.0
+    for name, reference in expected.items():
+        value = np.asarray(got[name], dtype=np.float64)
+        reference = reference.astype(np.float64)
+        if value.shape != reference.shape:
+            raise ArtifactError(f"output {name} has shape {list(value.shape)}, the reference {list(reference.shape)}")
+        max_abs = max(max_abs, float(np.abs(value - reference).max(initial=0.0)))
+        a, b = value.reshape(value.shape[0], -1), reference.reshape(reference.shape[0], -1)
+        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        cosine = np.where(norms == 0, 1.0, (a * b).sum(axis=1) / np.where(norms == 0, 1.0, norms))
+        min_cos = min(min_cos, float(cosine.min(initial=1.0)))
+    shape = next(iter(expected.values())).shape
+    return {"case": number, "output_shape": list(shape), "max_abs_diff": max_abs, "min_cosine": min_cos}
+
+
+def main(argv: list[str]) -> int:
+    """`python -m edgekiln.runtime.verify ARTIFACT`: print the report as JSON (used under emulation)."""
+    report = verify_artifact(argv[0])
+    print(json.dumps(report))
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

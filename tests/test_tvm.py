@@ -1,0 +1,142 @@
+"""The TVM backend on tiny models: shape buckets against ONNX Runtime, padding and chunking in the
+runtime, aarch64 cross-compilation, a CUDA build without a GPU, and the flags' errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tvm", reason="the tvm extra is not installed")
+
+from edgekiln.compiler import CompileError, compile  # noqa: E402
+from edgekiln.runtime import BackendUnavailableError, InputError, load  # noqa: E402
+
+TEXTS = ["i love this movie", "john visited paris and london and the film was great fun", "bad"]
+ATOL = 1e-4
+BUCKETS = (16, 32)
+ELF_MACHINE = {183: "aarch64", 62: "x86_64"}
+
+
+def elf_machine(path) -> str:
+    header = path.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF", f"{path.name} is not an ELF file"
+    return ELF_MACHINE.get(int.from_bytes(header[18:20], "little"), "other")
+
+
+@pytest.fixture(scope="module")
+def tvm_artifacts(bert_folders, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tvm")
+    return {kind: compile(bert_folders[kind], "x86-64-avx2", root / kind, backend="tvm",
+                          sequence_buckets=BUCKETS).path for kind in ("sequence", "encoder", "token")}
+
+
+def test_artifact_holds_one_library_per_bucket(tvm_artifacts):
+    manifest = json.loads((tvm_artifacts["sequence"] / "manifest.json").read_text())
+    assert manifest["backend"] == "tvm" and manifest["model_file"] == "tvm.json"
+    assert set(manifest["files"]) == {"tvm.json", "tvm_params.npz", "tvm_b1_s16.so", "tvm_b1_s32.so",
+                                      "reference.npz", "tokenizer.json"}
+    assert manifest["tokenizer"]["max_length"] == BUCKETS[-1], "the tokenizer must truncate to the longest bucket"
+    report = json.loads((tvm_artifacts["sequence"] / "reports" / "lower_tvm.json").read_text())
+    assert report["buckets"] == [[1, 16], [1, 32]] and report["checked_on"] == "this build"
+    assert report["max_abs_diff"] <= ATOL, f"max abs diff {report['max_abs_diff']:.3g} vs onnxruntime"
+    assert elf_machine(tvm_artifacts["sequence"] / "tvm_b1_s16.so") == "x86_64"
+
+
+@pytest.mark.parametrize("kind", ["sequence", "encoder", "token"])
+def test_tvm_matches_onnxruntime_at_every_length(kind, tvm_artifacts, artifacts):
+    """Lengths below, at and between the buckets, and a batch of 3 run as chunks of the batch-1 bucket."""
+    ours, theirs = load(tvm_artifacts[kind]), load(artifacts[kind])
+    rng = np.random.default_rng(0)
+    for batch, length in ((1, 5), (1, 16), (3, 17), (2, 32)):
+        feeds = {"input_ids": rng.integers(5, 60, (batch, length)), "attention_mask": np.ones((batch, length), int),
+                 "token_type_ids": np.zeros((batch, length), int)}
+        feeds["attention_mask"][1:, length // 2:] = 0
+        got, want = ours.run(feeds), theirs.run(feeds)
+        for name in want:
+            assert got[name].shape == want[name].shape, f"{kind} {batch}x{length}: {name} shape"
+            np.testing.assert_allclose(got[name], want[name], atol=ATOL, err_msg=f"{kind} {batch}x{length}: {name}")
+
+
+def test_predict_truncates_to_the_longest_bucket(tvm_artifacts, artifacts):
+    long_text = " ".join(["the movie was great fun"] * 20)
+    ours, theirs = load(tvm_artifacts["token"]), load(artifacts["token"])
+    tags = ours.predict([long_text])[0]
+    assert tags and len(tags) < len(theirs.predict([long_text])[0]), "TVM tags must stop at the longest bucket"
+
+
+def test_a_request_longer_than_every_bucket_is_refused(tvm_artifacts):
+    session = load(tvm_artifacts["sequence"])
+    feeds = {name: np.ones((1, 40), dtype=np.int64) for name in ("input_ids", "attention_mask", "token_type_ids")}
+    with pytest.raises(InputError, match="exceeds the longest compiled bucket"):
+        session.run(feeds)
+
+
+def test_tvm_artifact_runs_without_torch(tvm_artifacts):
+    """As on a device where they are not installed: importing torch, transformers or onnx fails (tvm_ffi
+    imports torch whenever it can, so merely checking sys.modules would not show the runtime's needs)."""
+    script = ("import sys, importlib.abc\n"
+              "class Absent(importlib.abc.MetaPathFinder):\n"
+              "    def find_spec(self, name, path=None, target=None):\n"
+              "        if name.split('.')[0] in ('torch', 'transformers', 'onnx', 'onnxslim'):\n"
+              "            raise ModuleNotFoundError(name)\n"
+              "sys.meta_path.insert(0, Absent())\n"
+              "import edgekiln.runtime as rt\n"
+              f"print(rt.load({str(tvm_artifacts['token'])!r}).predict(['john went to paris'])[0][0].word)\n"
+              "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+              "('torch', 'transformers', 'onnx', 'onnxslim'))))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={"TVM_USE_RUNTIME_LIB": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["john", ""], done.stdout
+
+
+def test_verify_passes_on_the_build_machine(tvm_artifacts):
+    from edgekiln.runtime.verify import verify_artifact
+
+    report = verify_artifact(tvm_artifacts["encoder"])
+    assert report["passed"], f"max abs diff {report['max_abs_diff']:.3g} vs the stored reference"
+
+
+def test_aarch64_profile_cross_compiles(bert_folders, tmp_path):
+    if not __import__("shutil").which("aarch64-linux-gnu-gcc"):
+        pytest.skip("gcc-aarch64-linux-gnu is not installed (.ci/run installs it)")
+    path = compile(bert_folders["sequence"], "arm64-cortex-a72", tmp_path / "arm", backend="tvm",
+                   sequence_buckets=(16,)).path
+    assert elf_machine(path / "tvm_b1_s16.so") == "aarch64"
+    report = json.loads((path / "reports" / "lower_tvm.json").read_text())
+    assert report["target"]["mtriple"] == "aarch64-linux-gnu" and report["max_abs_diff"] <= ATOL
+    assert "this machine's CPU" in report["checked_on"]
+    with pytest.raises(BackendUnavailableError, match="compiled for aarch64; this machine is x86_64"):
+        load(path)
+
+
+def test_cuda_profile_builds_and_fails_clearly_without_a_gpu(bert_folders, tmp_path):
+    if not __import__("shutil").which("nvcc"):
+        pytest.skip("building CUDA kernels needs nvcc (the CUDA toolkit), which is not installed here")
+    path = compile(bert_folders["sequence"], "nvidia-cuda", tmp_path / "cuda", backend="tvm",
+                   sequence_buckets=(16,)).path
+    index = json.loads((path / "tvm.json").read_text())
+    assert index["device"] == "cuda" and index["target"]["kind"] == "cuda"
+    import tvm
+
+    if tvm.cuda(0).exist:
+        pytest.skip("a GPU is present: the no-GPU error cannot be checked here")
+    with pytest.raises(BackendUnavailableError, match="no CUDA GPU is visible"):
+        load(path)
+
+
+def test_bad_tvm_requests_fail_before_any_work(bert_folders, tmp_path):
+    cases = [
+        (dict(target="x86-64-avx2", backend="onnxruntime", tune_trials=8), "applies to the tvm backend"),
+        (dict(target="arm64-cortex-a72", backend="tvm", tune_trials=8), "tuning measures kernels on the machine"),
+        (dict(target="x86-64-avx2", backend="tvm", sequence_buckets=(64, 32)), "bad sequence buckets"),
+        (dict(target="x86-64-avx2", backend="tvm", quantize="dynamic"), "cannot run this quantization mode"),
+        (dict(target="x86-64-avx2", backend="tvm", tune_trials=-1), "whole number >= 0"),
+    ]
+    for options, message in cases:
+        with pytest.raises(CompileError, match=message):
+            compile(bert_folders["sequence"], output=tmp_path / "out", **options)
+        assert list(tmp_path.iterdir()) == [], f"{options} left files behind"
