@@ -14,7 +14,11 @@ from .config import PruneConfig
 def prune_channels(module, example_inputs: Any, config: PruneConfig):
     """(a pruned copy of `module`, the report)."""
     import torch
-    import torch_pruning as tp
+
+    try:
+        import torch_pruning as tp
+    except ImportError:
+        raise CompileError("conv-channel pruning needs torch-pruning", hint="pip install 'edgekiln[compiler]'") from None
 
     convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
     if not convs:

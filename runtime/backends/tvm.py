@@ -69,8 +69,7 @@ def open_buckets(folder: Path, index: TvmIndex, output_names: list[str], options
             hint="run it on the target device, or check it here with `edgekiln verify ARTIFACT --emulate`")
     tvm = _tvm()
     device = _device(tvm, index, options.device)
-    tvm_ffi = __import__("tvm_ffi")
-    tvm_ffi.get_global_func("runtime.config_threadpool")(0, options.threads)
+    tvm.get_global_func("runtime.config_threadpool")(0, options.threads)
     with np.load(folder / PARAMS_FILE) as stored:
         params = {key: tvm.runtime.tensor(stored[key], device) for key in stored.files}
     machines = {}
