@@ -114,6 +114,18 @@ def test_flops_target_and_recovery(lora, bert_folders, data, tmp_path):
     assert report["accuracy_drop"] == pytest.approx(report["accuracy_before"] - report["accuracy_after_recovery"])
 
 
+def test_recovery_from_unlabelled_text(bert_folders, data, tmp_path):
+    """No labels: label-free scores, and recovery on text the unpruned model labels (pure distillation)."""
+    text = tmp_path / "unlabelled.txt"
+    text.write_text("\n".join(line.split("\t")[0] for line in open(data["train"]).read().splitlines()[1:]) + "\n")
+    result = compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "art", backend="onnxruntime",
+                     prune=PruneConfig(flops=0.3, importance=Importance.TAYLOR_LABEL_FREE),
+                     recover=RecoveryConfig(epochs=1), calibration=str(text), eval_data=data["dev"])
+    report = json.loads((result.path / "reports" / "pruning.json").read_text())
+    assert "labelled by the unpruned model" in report["recovery"]["train"]
+    assert report["recovery"]["config"]["alpha"] == 1.0 and report["accuracy_after_recovery"] is not None
+
+
 def test_token_classifier_prunes_with_label_free_scores(bert_folders, data, tmp_path):
     result = compile(bert_folders["token"], "x86-64-avx2", tmp_path / "tok", backend="onnxruntime",
                      prune=PruneConfig(heads=0.25, ffn=0.25, importance=Importance.TAYLOR_LABEL_FREE),
@@ -175,7 +187,7 @@ def test_bad_pruning_requests_are_one_clear_error(bert_folders, data, tmp_path, 
         (["--prune-heads", "1.0", "--data", data["train"]], "must be a fraction in [0, 1)"),
         (["--prune-flops", "0.99", "--data", data["train"]], "cannot be met"),
         (["--prune-heads", "0.3"], "needs labelled calibration data"),
-        (["--prune-heads", "0.3", "--data", data["train"], "--recover"], "--recover fine-tunes on labelled data"),
+        (["--prune-heads", "0.3", "--prune-importance", "magnitude", "--recover"], "--recover needs training text"),
         (["--prune-flops", "0.3", "--prune-heads", "0.2"], "sets the head and FFN ratios itself"),
         (["--recover"], "--recover fine-tunes after pruning"),
     ]

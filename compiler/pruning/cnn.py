@@ -18,7 +18,8 @@ def prune_channels(module, example_inputs: Any, config: PruneConfig):
     try:
         import torch_pruning as tp
     except ImportError:
-        raise CompileError("conv-channel pruning needs torch-pruning", hint="pip install 'edgekiln[compiler]'") from None
+        raise CompileError("conv-channel pruning needs torch-pruning",
+                           hint="pip install 'edgekiln[compiler]'") from None
 
     convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
     if not convs:

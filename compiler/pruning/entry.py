@@ -31,7 +31,7 @@ def prune_model(model: Any, example_inputs: Any, config: PruneConfig, recovery: 
         raise CompileError(f"head/FFN pruning takes a fine-tuned Hugging Face folder; found {type(model).__name__}",
                            hint="pass the checkpoint folder (edgekiln finetune writes one)")
     task, _ = task_of(folder)
-    loaded = {name: _dataset(value, task) for name, value in data.items()}
+    loaded = {name: _dataset(value, task, unlabelled=name == "calibration") for name, value in data.items()}
     job = PruneJob(config, recovery, loaded.get("train"), loaded.get("dev"), loaded.get("calibration"))
     pruned, report, cached = prune_folder(folder, job, store, say)
     record = PassRecord(name="prune", config=config.model_dump(mode="json"),
@@ -54,7 +54,11 @@ def _prune_module(model, example_inputs, config: PruneConfig, started: float):
     return pruned, report, record
 
 
-def _dataset(value, task) -> Dataset | None:
+def _dataset(value, task, *, unlabelled: bool) -> Dataset | None:
     if value is None or isinstance(value, Dataset):
         return value
+    if unlabelled:  # any dataset, or a .txt of text lines
+        from ..quantization.calibration import read_calibration_examples
+
+        return read_calibration_examples(str(value))
     return load_dataset(value, task=task)

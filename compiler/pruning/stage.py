@@ -58,9 +58,9 @@ def _check(job: PruneJob) -> None:
                                 "or --prune-importance magnitude")
     if config.importance is Importance.TAYLOR_LABEL_FREE and job.train is None and job.calibration is None:
         raise CompileError("label-free importance needs calibration text", hint="pass --calibration or --data")
-    if job.recovery is not None and (job.train is None or job.dev is None):
-        raise CompileError("--recover fine-tunes on labelled data and reports accuracy",
-                           hint="pass --data TRAIN and --eval-data DEV")
+    if job.recovery is not None and job.train is None and job.calibration is None:
+        raise CompileError("--recover needs training text: labelled --data, or unlabelled --calibration text "
+                           "(then labelled by the unpruned model)", hint="pass --data TRAIN or --calibration TEXT")
 
 
 def _prune(folder: Path, job: PruneJob, work: Path, say) -> None:
@@ -89,17 +89,35 @@ def _prune(folder: Path, job: PruneJob, work: Path, say) -> None:
         from .recovery import recover
 
         say(f"prune: recovery fine-tune, distilling from the unpruned model ({job.recovery.epochs} epoch(s))")
-        progress = recover(model, teacher, train_set=job.train, dev_set=job.dev, labels=labels, encoder=encoder,
-                           model_folder=folder, work=work / "recovery", config=job.recovery, log=say)
-        recovered = progress.best_metric * 100
+        train_set, dev_set, recovery = _recovery_data(job, teacher, labels, encoder)
+        progress = recover(model, teacher, train_set=train_set, dev_set=dev_set, labels=labels, encoder=encoder,
+                           model_folder=folder, work=work / "recovery", config=recovery, log=say)
+        recovered = progress.best_metric * 100 if job.dev is not None else None
         recovery_info = {"epochs": progress.history, "seconds": round(progress.seconds, 1),
-                         "config": job.recovery.model_dump(mode="json")}
+                         "config": recovery.model_dump(mode="json"), "train": train_set.source,
+                         "selected_on": dev_set.source}
         (work / "recovery" / "best").rename(work / MODEL_DIR)
     else:
         save_checkpoint(model, folder, work / MODEL_DIR)
     report = _report(model.config, full, plan, job, (before, after, recovered), recovery_info, task)
     report["seconds"] = round(time.perf_counter() - started, 1)
     (work / REPORT).write_text(json.dumps(report, indent=2))
+
+
+def _recovery_data(job: PruneJob, teacher, labels, encoder):
+    """Labelled data as given; otherwise the calibration text labelled by the unpruned model, with a
+    held-out part for choosing the best epoch, and pure distillation."""
+    if job.train is not None and job.dev is not None:
+        return job.train, job.dev, job.recovery
+    if job.train is not None:
+        from ..data import split_off
+
+        train, held_out = split_off(job.train, 0.1, job.config.seed)
+        return train, held_out, job.recovery
+    from .pseudo_labels import pseudo_labelled
+
+    train, held_out = pseudo_labelled(job.calibration, teacher, labels, encoder, job.config.seed)
+    return train, job.dev or held_out, job.recovery.model_copy(update={"alpha": 1.0})
 
 
 def _plan(model, scores, config: PruneConfig):
