@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--flops", type=float, default=0.4)
     parser.add_argument("--recover-epochs", type=int, default=1)
-    parser.add_argument("--recover-examples", type=int, default=20000)
+    parser.add_argument("--recover-examples", type=int, default=60000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("edgekiln-out/bench/prune"))
     parser.add_argument("--reuse", action="store_true", help="measure the artifacts already in --out")

@@ -41,8 +41,8 @@ def register(commands) -> None:
     prune.add_argument("--recover", action="store_true", help="fine-tune the pruned model on --data, distilling "
                                                               "from the unpruned one; accuracy on --eval-data")
     prune.add_argument("--recover-epochs", type=positive_int, default=1)
-    prune.add_argument("--recover-examples", type=positive_int, default=20000,
-                       help="training examples sampled for recovery (default 20000)")
+    prune.add_argument("--recover-examples", type=positive_int, default=60000,
+                       help="training examples sampled for recovery (default 60000)")
     prune.add_argument("--recover-lora", action="store_true", help="recover with LoRA instead of all weights")
     prune.add_argument("--data", help="labelled training data for importance scores and recovery: PATH[:SPLIT]")
     quant = build.add_argument_group("quantization")
