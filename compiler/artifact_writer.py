@@ -63,10 +63,11 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
     tokenizer = source.tokenizer
     if tokenizer is not None and longest is not None and longest < tokenizer.max_length:
         tokenizer = tokenizer.model_copy(update={"max_length": longest})  # fixed-shape backends: the longest bucket
-    reference = write_reference(staging, state, longest or (tokenizer.max_length if tokenizer else None))
+    inputs, outputs = graph_io(onnx.load(str(state.model_path), load_external_data=False))
+    reference = write_reference(staging, state, [spec.name for spec in outputs],
+                                longest or (tokenizer.max_length if tokenizer else None))
     if source.tokenizer_file is not None:
         shutil.copyfile(source.tokenizer_file, staging / source.tokenizer.file)
-    inputs, outputs = graph_io(onnx.load(str(state.model_path), load_external_data=False))
     quantization = _quantization(state.reports.get("quantize") or state.reports.get("quantize_openvino"))
     files = {str(path.relative_to(staging)): sha256_file(path)
              for path in sorted(staging.rglob("*")) if path.is_file()}

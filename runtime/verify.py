@@ -61,12 +61,19 @@ def _compare(number: int, expected: dict[str, np.ndarray], got: dict[str, np.nda
         if value.shape != reference.shape:
             raise ArtifactError(f"output {name} has shape {list(value.shape)}, the reference {list(reference.shape)}")
         max_abs = max(max_abs, float(np.abs(value - reference).max(initial=0.0)))
-        a, b = value.reshape(value.shape[0], -1), reference.reshape(reference.shape[0], -1)
-        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-        cosine = np.where(norms == 0, 1.0, (a * b).sum(axis=1) / np.where(norms == 0, 1.0, norms))
-        min_cos = min(min_cos, float(cosine.min(initial=1.0)))
+        min_cos = min(min_cos, min_row_cosine(reference, value))
     shape = next(iter(expected.values())).shape
     return {"case": number, "output_shape": list(shape), "max_abs_diff": max_abs, "min_cosine": min_cos}
+
+
+def min_row_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """The lowest cosine similarity between matching rows (axis 0) of two arrays; 1 for two zero rows."""
+    a = reference.reshape(reference.shape[0], -1).astype(np.float64) if reference.ndim else reference.reshape(1, 1)
+    b = candidate.reshape(a.shape).astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    both_zero = norms == 0
+    cosine = np.where(both_zero, 1.0, (a * b).sum(axis=1) / np.where(both_zero, 1.0, norms))
+    return float(cosine.min(initial=1.0))
 
 
 def main(argv: list[str]) -> int:

@@ -53,7 +53,8 @@ class LowerOpenVino(Pass):
         limits = BF16_CHECK if precision == "bf16" else {"max_abs_diff": self.config.max_abs_diff,
                                                          "min_cosine": self.config.min_cosine}
         report = {"openvino": ov.get_version(), "inference_precision": precision,
-                  "reference": "onnxruntime (same ONNX)", "shapes": rows, "max_abs_diff": max(r["max_abs_diff"] for r in rows),
+                  "reference": "onnxruntime (same ONNX)", "shapes": rows,
+                  "max_abs_diff": max(r["max_abs_diff"] for r in rows),
                   "min_cosine": min(r["min_cosine"] for r in rows), "thresholds": limits}
         report["passed"] = report["max_abs_diff"] <= limits["max_abs_diff"] and \
             report["min_cosine"] >= limits["min_cosine"]

@@ -47,24 +47,25 @@ class LowerTvm(Pass):
         import tvm
 
         cfg = self.config
-        index, tuned = self._build_all(state, out_dir, cfg.target, cfg.arch, tune_trials=cfg.tune_trials)
+        io = graph_io(_onnx(state.model_path))  # read once: both builds and the check use it
+        index, tuned = self._build_all(state, io, out_dir, cfg.target, cfg.arch, tune_trials=cfg.tune_trials)
         report = {"tvm": tvm.__version__, "target": cfg.target, "arch": cfg.arch, "tune_trials": tuned,
                   "buckets": [[b.batch, b.sequence] for b in index.buckets]}
         if cfg.arch == host_arch() and index.device == "cpu":
-            rows = self._check(state, out_dir, index)
+            rows = self._check(state, io, out_dir, index)
             report["checked_on"] = "this build"
         else:
             with tempfile.TemporaryDirectory(prefix="edgekiln-tvm-twin-") as twin:
-                twin_index, _ = self._build_all(state, Path(twin), HOST_TWIN, host_arch(), tune_trials=0)
-                rows = self._check(state, Path(twin), twin_index)
+                twin_index, _ = self._build_all(state, io, Path(twin), HOST_TWIN, host_arch(), tune_trials=0)
+                rows = self._check(state, io, Path(twin), twin_index)
             report["checked_on"] = f"a build of the same Relax modules for this machine's CPU ({host_arch()})"
         report.update(shapes=rows, max_abs_diff=max(r["max_abs_diff"] for r in rows),
                       min_cosine=min(r["min_cosine"] for r in rows), reference="onnxruntime (same ONNX)")
         return report
 
-    def _build_all(self, state: BuildState, out_dir: Path, target: dict, arch: str, *,
+    def _build_all(self, state: BuildState, io, out_dir: Path, target: dict, arch: str, *,
                    tune_trials: int) -> tuple[TvmIndex, int]:
-        inputs, outputs = graph_io(_onnx(state.model_path))
+        inputs, outputs = io
         axes = bucket_axes(inputs, outputs)
         tokenizer = state.source.tokenizer
         lengths = (None,) if axes.sequence_name is None else \
@@ -90,9 +91,9 @@ class LowerTvm(Pass):
         (out_dir / INDEX_FILE).write_text(index.model_dump_json(indent=2))
         return index, per_bucket * len(shapes)
 
-    def _check(self, state: BuildState, folder: Path, index: TvmIndex) -> list[dict]:
+    def _check(self, state: BuildState, io, folder: Path, index: TvmIndex) -> list[dict]:
         reference = ort_runner(state.model_path, optimize=True)
-        output_names = [o.name for o in _onnx(state.model_path).graph.output]
+        output_names = [spec.name for spec in io[1]]
         session = open_buckets(folder, index, output_names, BackendOptions(threads=2))
         longest = max(b.sequence or 0 for b in index.buckets) or None
         rng = np.random.default_rng(self.config.fidelity.seed)

@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from edgekiln.runtime.hashing import sha256_json
+from edgekiln.runtime.verify import min_row_cosine
 
 from ..errors import FidelityError
 from ..ort_sessions import cpu_session
@@ -97,14 +98,5 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray], ba
             raise FidelityError(f"output shape {list(out.shape)} differs from the reference's {list(ref.shape)} "
                                 f"at batch {batch}, sequence {sequence}")
         max_abs = max(max_abs, float(np.abs(ref - out).max(initial=0.0)))
-        min_cos = min(min_cos, _min_row_cosine(ref, out))
+        min_cos = min(min_cos, min_row_cosine(ref, out))
     return {"batch": batch, "sequence": sequence, "max_abs_diff": max_abs, "min_cosine": min_cos}
-
-
-def _min_row_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
-    a = reference.reshape(reference.shape[0], -1).astype(np.float64) if reference.ndim else reference.reshape(1, 1)
-    b = candidate.reshape(a.shape).astype(np.float64)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    both_zero = norms == 0
-    cosine = np.where(both_zero, 1.0, (a * b).sum(axis=1) / np.where(both_zero, 1.0, norms))
-    return float(cosine.min(initial=1.0))

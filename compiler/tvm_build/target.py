@@ -23,13 +23,13 @@ def target_dict(profile: TargetProfile, *, cores: int | None = None) -> dict:
 def _llvm(profile: TargetProfile, cores: int | None) -> dict:
     spec = profile.tvm_target
     llvm: dict = {"kind": "llvm", "num-cores": cores or profile.cores}
-    is_native = profile.arch.value == host_arch()
     if spec.kind is TvmKind.LLVM and spec.mcpu:
         llvm["mcpu"] = _native_cpu() if spec.mcpu == "native" else spec.mcpu
     if spec.kind is TvmKind.LLVM and spec.mattr:
         llvm["mattr"] = list(spec.mattr)
-    if not is_native or (spec.kind is TvmKind.LLVM and spec.mtriple):
-        llvm["mtriple"] = (spec.mtriple if spec.kind is TvmKind.LLVM else None) or _TRIPLES[profile.arch]
+    triple = spec.mtriple if spec.kind is TvmKind.LLVM else None  # a CUDA host is the profile's CPU
+    if triple or profile.arch.value != host_arch():
+        llvm["mtriple"] = triple or _TRIPLES[profile.arch]
     return llvm
 
 

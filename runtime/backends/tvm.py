@@ -42,7 +42,6 @@ class TvmSession:
         self._machines = machines
         self._output_names = output_names
         self._device = device
-        self.buckets = [(b.batch, b.sequence) for b in index.buckets]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return run_bucketed(self._index, feeds, self._output_names, self._run_bucket)
