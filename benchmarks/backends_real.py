@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from core_path import encoder_gflop, fp32_peak_gflops  # noqa: E402
 from interleave import measure  # noqa: E402
 
-from edgekiln.compiler import compile  # noqa: E402
+from edgekiln.compiler import Recipe, compile  # noqa: E402
 from edgekiln.compiler.quickstart import model_folder  # noqa: E402
 from edgekiln.compiler.reference import pytorch_runner  # noqa: E402
 from edgekiln.runtime import load  # noqa: E402
@@ -33,13 +33,12 @@ from edgekiln.runtime.backends.openvino import compile_ir  # noqa: E402
 
 def build(out: Path, trials: int, seq: int) -> dict:
     model, built = str(model_folder()), {}
-    common = dict(target="host", force=True)
     for name, options in (("onnxruntime", {}), ("openvino", {"backend": "openvino"}),
                           ("tvm-untuned", {"backend": "tvm", "sequence_buckets": (seq,), "cache": False}),
                           ("tvm-tuned", {"backend": "tvm", "sequence_buckets": (seq,), "tune_trials": trials,
-                                         "cache_dir": out / "cache"})):
+                                         "cache_dir": str(out / "cache")})):
         started = time.perf_counter()
-        built[name] = {"path": str(compile(model, output=out / name, **common, **options).path),
+        built[name] = {"path": str(compile(model, "host", out / name, Recipe.from_flags(**options), force=True).path),
                        "build_s": round(time.perf_counter() - started, 1)}
         print(f"built {name} in {built[name]['build_s']} s", flush=True)
     return built

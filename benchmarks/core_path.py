@@ -20,6 +20,7 @@ from pathlib import Path
 from edgekiln.cli.artifact_commands import run_bench
 from edgekiln.cli.parsing import int_list
 from edgekiln.compiler import compile
+from edgekiln.compiler import Recipe
 from edgekiln.compiler.quickstart import compile_default, model_folder
 from edgekiln.runtime.bench import BenchConfig, format_table
 
@@ -52,8 +53,7 @@ def main() -> None:
     args = parser.parse_args()
 
     result = compile_default(args.out, lambda message: None)
-    openvino = compile(str(model_folder()), "host", args.out.with_name("minilm-openvino"), backend="openvino",
-                       force=True).path
+    openvino = compile(str(model_folder()), "host", args.out.with_name("minilm-openvino"), force=True, recipe=Recipe.from_flags(backend="openvino")).path
     config = BenchConfig(batches=args.batch, sequences=args.seq, runs=args.runs, warmup=10)
     ov_report = run_bench(openvino, config, threads=args.threads, against=None)
     report = run_bench(result.path, config, threads=args.threads, against=str(model_folder()))

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from interleave import measure  # noqa: E402
 
 from edgekiln.compiler import compile  # noqa: E402
+from edgekiln.compiler import Recipe
 from edgekiln.compiler.data import load_dataset
 from edgekiln.compiler.evaluate import evaluate
 from edgekiln.compiler.pruning.config import PruneConfig, RecoveryConfig
@@ -33,20 +34,18 @@ def build(args) -> dict:
     prune = PruneConfig(flops=args.flops)
     recover = RecoveryConfig(epochs=args.recover_epochs, max_train_examples=args.recover_examples,
                              threads=args.threads)
-    common = dict(target="host", force=True)
-    started = time.perf_counter()
-    paths = {"pruned-onnxruntime": compile(args.checkpoint, output=args.out / "pruned-ort", backend="onnxruntime",
-                                           prune=prune, recover=recover, train_data=train, eval_data=dev,
-                                           progress=print, **common).path}
-    prune_seconds = time.perf_counter() - started
-    pruned_folder_options = dict(prune=prune, recover=recover, train_data=train, eval_data=dev)  # cached stage
-    paths["pruned-openvino"] = compile(args.checkpoint, output=args.out / "pruned-ov", backend="openvino",
-                                       **pruned_folder_options, **common).path
-    paths["pruned-int8-onnxruntime"] = compile(
-        args.checkpoint, output=args.out / "pruned-int8", backend="onnxruntime", quantize="dynamic",
-        calibration=train, accuracy_budget=1.0, **pruned_folder_options, **common).path
-    paths["onnxruntime"] = compile(args.checkpoint, output=args.out / "ort", backend="onnxruntime", **common).path
-    paths["openvino"] = compile(args.checkpoint, output=args.out / "ov", backend="openvino", **common).path
+    pruned = Recipe.from_flags(prune=prune, recover=recover, train_data=train, eval_data=dev)  # a cached stage
+    builds = {"pruned-onnxruntime": pruned.with_overrides({"backend.name": "onnxruntime"}),
+              "pruned-openvino": pruned.with_overrides({"backend.name": "openvino"}),
+              "pruned-int8-onnxruntime": Recipe.from_flags(pruned, backend="onnxruntime", quantize="dynamic",
+                                                           calibration=train, accuracy_budget=1.0),
+              "onnxruntime": Recipe.from_flags(backend="onnxruntime"),
+              "openvino": Recipe.from_flags(backend="openvino")}
+    paths, prune_seconds = {}, 0.0
+    for name, recipe in builds.items():
+        started = time.perf_counter()
+        paths[name] = compile(args.checkpoint, "host", args.out / name, recipe, force=True, progress=print).path
+        prune_seconds = prune_seconds or time.perf_counter() - started  # the first build prunes and recovers
     return {"paths": {k: str(v) for k, v in paths.items()}, "prune_and_recover_seconds": round(prune_seconds, 1)}
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgekiln.cli.artifact_commands import run_bench
 from edgekiln.compiler import compile
+from edgekiln.compiler import Recipe
 from edgekiln.compiler.data import load_dataset
 from edgekiln.compiler.evaluate import evaluate
 from edgekiln.runtime.bench import BenchConfig
@@ -34,11 +35,8 @@ def main() -> None:
     args = parser.parse_args()
     calibration, dev, test = (str(DATA / split) for split in SPLITS[args.dataset])
     name = f"{args.checkpoint.name}-{args.backend}-{args.mode}"
-    fp32 = compile(args.checkpoint, "host", args.out / f"{args.checkpoint.name}-{args.backend}-fp32", force=True,
-                   backend=args.backend).path  # int8 is compared with float of the same backend
-    int8 = compile(args.checkpoint, "host", args.out / name, force=True, backend=args.backend, quantize=args.mode,
-                   calibration=calibration,
-                   eval_data=dev, accuracy_budget=args.budget).path
+    fp32 = compile(args.checkpoint, "host", args.out / f"{args.checkpoint.name}-{args.backend}-fp32", force=True, recipe=Recipe.from_flags(backend=args.backend)).path  # int8 is compared with float of the same backend
+    int8 = compile(args.checkpoint, "host", args.out / name, force=True, recipe=Recipe.from_flags(backend=args.backend, quantize=args.mode, calibration=calibration, eval_data=dev, accuracy_budget=args.budget)).path
     report_name = "quantize_openvino.json" if args.backend == "openvino" else "quantize.json"
     report = json.loads((int8 / "reports" / report_name).read_text())
     reported = load_dataset(test)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekiln.runtime import load
+from edgekiln.runtime.backends import backend_names, backend_spec
 from edgekiln.runtime.artifact import read_manifest
 from edgekiln.runtime.bench import BenchConfig, benchmark, format_table
 from edgekiln.runtime.errors import InputError
@@ -116,7 +117,7 @@ def cmd_inspect(args) -> int:
         return 0
     rows = [("artifact", f"{manifest.artifact_id} (schema {manifest.schema_version}, edgekiln "
                          f"{manifest.edgekiln_version}, {manifest.created_at})"),
-            ("source", manifest.source), ("task", manifest.task.value), ("backend", manifest.backend.value),
+            ("source", manifest.source), ("task", manifest.task.value), ("backend", manifest.backend),
             ("target", f"{manifest.target.name} ({manifest.target.arch}, {manifest.target.threads} threads, "
                        f"accelerator {manifest.target.accelerator.value})"),
             ("precision", manifest.precision.value)]
@@ -136,22 +137,20 @@ def cmd_inspect(args) -> int:
 
 
 def _print_worst_layers(artifact: Path) -> int:
-    found = [p for p in (artifact / REPORTS_DIR / name for name in ("quantize.json", "quantize_openvino.json"))
-             if p.is_file()]
-    if not found:
-        raise InputError(f"{artifact} was not quantized (no {REPORTS_DIR}/quantize.json)",
+    from edgekiln.runtime.reports.schema import read_reports
+
+    report = read_reports(artifact).quantization
+    if report is None:
+        raise InputError(f"{artifact} was not quantized (it has no quantization report)",
                          hint="compile with --quantize to get per-layer diagnostics")
-    report = json.loads(found[0].read_text())
-    if not report["layers"]:
-        print(f"kept {report['chosen']}; accuracy drop {report['accuracy_drop']} points; speed-up "
-              f"{report['speedup']}x; no per-layer table for this backend")
+    print(report.summary())
+    if not report.layers:
+        print("no per-layer table for this quantizer")
         return 0
-    rows = sorted((r for r in report["layers"] if r["sqnr_db"] is not None), key=lambda r: r["sqnr_db"])[:10]
-    print(f"kept {report['chosen']}; accuracy drop {report['accuracy_drop']} points; speed-up {report['speedup']}x")
+    rows = sorted((r for r in report.layers if r.sqnr_db is not None), key=lambda r: r.sqnr_db)[:10]
     print(f"{'SQNR dB':>8}  {'int8':>5}  {'kept float':>10}  {'op':8}  layer")
     for row in rows:
-        print(f"{row['sqnr_db']:8.2f}  {str(row.get('int8')):>5}  {str(row['kept_float']):>10}  {row['op']:8}  "
-              f"{row['node']}")
+        print(f"{row.sqnr_db:8.2f}  {str(row.int8):>5}  {str(row.kept_float):>10}  {row.op:8}  {row.node}")
     return 0
 
 
@@ -160,10 +159,22 @@ def cmd_targets(args) -> int:
 
     profiles = [load_profile(name) for name in profile_names()]
     if args.json:
-        print(json.dumps([p.model_dump(mode="json") for p in profiles], indent=2))
+        print(json.dumps({"targets": [p.model_dump(mode="json") for p in profiles],
+                          "backends": [_spec_json(backend_spec(name)) for name in backend_names()]}, indent=2))
         return 0
     for p in profiles:
         print(f"{p.name:20s} {p.arch.value:8s} {p.cores:2d} cores  {','.join(x.value for x in p.precisions):16s} "
-              f"backends {','.join(b.value for b in p.preferred_backends):26s} {p.description}")
+              f"backends {','.join(p.preferred_backends):26s} {p.description}")
     print(f"{'host':20s} detected at compile time from this machine")
+    print("\nbackends installed here:")
+    for name in backend_names():
+        spec = backend_spec(name)
+        modes = ", ".join(spec.quantize_modes()) or "none"
+        print(f"  {name:12s} precisions {','.join(spec.precisions):10s} int8 modes {modes:22s} {spec.description}")
     return 0
+
+
+def _spec_json(spec) -> dict:
+    return {"name": spec.name, "description": spec.description, "precisions": list(spec.precisions),
+            "quantize_modes": list(spec.quantize_modes()), "target_fields": list(spec.target_fields),
+            "emulation": spec.emulation_wheels is not None}

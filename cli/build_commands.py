@@ -1,56 +1,64 @@
 """Commands that need the compiler (torch, transformers, onnx): compile, quickstart."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from edgekiln.runtime.bench import BenchConfig, format_table
 
 from .artifact_commands import run_bench, save_bench_report
-from .parsing import int_list, positive_int
+from .parsing import int_list, key_value, positive_int
 
 
 def register(commands) -> None:
-    build = commands.add_parser("compile", help="compile a model for a target into an artifact folder")
+    build = commands.add_parser("compile", help="compile a model for a target into an artifact folder",
+                                description="Settings come from --recipe FILE (TOML/JSON/YAML), then the flags; "
+                                            "every artifact stores its recipe as recipe.toml.")
     build.add_argument("model", help="Hugging Face model folder, or an .onnx file")
     build.add_argument("--target", default="host", help="profile name (see `edgekiln targets`), host, or a .toml file")
-    build.add_argument("-o", "--output", type=Path, required=True, help="artifact folder to write")
-    build.add_argument("--backend", help="onnxruntime, openvino or tvm (default: the target's first preference "
-                                         "that can do the job)")
+    build.add_argument("-o", "--output", type=Path, help="artifact folder to write (needed unless only "
+                                                         "--save-recipe is wanted)")
     build.add_argument("--force", action="store_true", help="replace an existing artifact folder")
+    build.add_argument("--recipe", type=Path, help="build recipe to start from (e.g. ARTIFACT/recipe.toml); "
+                                                  "flags override it")
+    build.add_argument("--save-recipe", type=Path, help="write the resulting recipe to this .toml/.json/.yaml file")
+    build.add_argument("--backend", help="a backend name from `edgekiln targets` (default: the target's first "
+                                         "preference that can do the job)")
+    build.add_argument("--backend-option", dest="backend_options", action="append", type=key_value,
+                       help="KEY=VALUE for the backend's own options (repeatable; VALUE is read as JSON if it can be)")
     build.add_argument("--task", help="override the detected task: text-classification, "
                                       "token-classification, sentence-embedding")
     build.add_argument("--pooling", help="pooling for a bare encoder: mean, cls, max, mean-sqrt-len")
-    build.add_argument("--exporter", default="auto", help="auto (dynamo, then torchscript), dynamo, torchscript")
-    build.add_argument("--opset", type=positive_int, default=18)
-    build.add_argument("--no-cache", action="store_true", help="recompute every pass")
-    build.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+    build.add_argument("--exporter", help="auto (dynamo, then torchscript; default), dynamo, torchscript")
+    build.add_argument("--opset", type=positive_int, help="ONNX opset of the export (default 18)")
+    build.add_argument("--no-cache", dest="cache", action="store_const", const=False, help="recompute every pass")
+    build.add_argument("--precision", choices=["fp32", "bf16"],
                        help="float precision: bf16 runs OpenVINO in bf16 on CPUs with AVX-512 BF16 or AMX")
-    tvm = build.add_argument_group("tvm")
+    tvm = build.add_argument_group("tvm (backend options)")
     tvm.add_argument("--sequence-buckets", type=int_list, help="sequence lengths to compile (default: the "
                                                               "profile's, e.g. 32,64,128); requests are padded up")
-    tvm.add_argument("--tune-trials", type=int, default=0, help="MetaSchedule trials to tune kernels on this "
-                                                                "machine (0: untuned); the database is cached")
+    tvm.add_argument("--tune-trials", type=int, help="MetaSchedule trials to tune kernels on this "
+                                                     "machine (default 0: untuned); the database is cached")
     prune = build.add_argument_group("structured pruning (fine-tuned BERT-family classifiers)")
     prune.add_argument("--prune-heads", type=float, help="fraction of attention heads to remove, e.g. 0.3")
     prune.add_argument("--prune-ffn", type=float, help="fraction of FFN neurons to remove, e.g. 0.4")
     prune.add_argument("--prune-flops", type=float, help="fraction of encoder FLOPs to remove (sets both ratios)")
-    prune.add_argument("--prune-importance", default="taylor", choices=["taylor", "taylor-label-free", "magnitude"],
-                       help="head/neuron scores: taylor (needs --data), taylor-label-free, magnitude")
-    prune.add_argument("--recover", action="store_true", help="fine-tune the pruned model on --data, distilling "
-                                                              "from the unpruned one; accuracy on --eval-data")
-    prune.add_argument("--recover-epochs", type=positive_int, default=1)
-    prune.add_argument("--recover-examples", type=positive_int, default=60000,
+    prune.add_argument("--prune-importance", choices=["taylor", "taylor-label-free", "magnitude"],
+                       help="head/neuron scores: taylor (default; needs --data), taylor-label-free, magnitude")
+    prune.add_argument("--recover", action="store_const", const={}, help="fine-tune the pruned model on --data, "
+                                                                         "distilling from the unpruned one")
+    prune.add_argument("--recover-epochs", type=positive_int)
+    prune.add_argument("--recover-examples", type=positive_int,
                        help="training examples sampled for recovery (default 60000)")
-    prune.add_argument("--recover-lora", action="store_true", help="recover with LoRA instead of all weights")
+    prune.add_argument("--recover-lora", action="store_const", const=True, help="recover with LoRA instead of "
+                                                                                "all weights")
     prune.add_argument("--data", help="labelled training data for importance scores and recovery: PATH[:SPLIT]")
     quant = build.add_argument_group("quantization")
-    quant.add_argument("--quantize", default="none", help="none, dynamic, static, or auto (the fastest int8 "
-                                                         "within the budget; float if int8 is not faster)")
+    quant.add_argument("--quantize", help="none (default), dynamic, static, or auto (the fastest int8 "
+                                          "within the budget; float if int8 is not faster)")
     quant.add_argument("--calibration", help="calibration data: a dataset (PATH[:SPLIT]) or a .txt of text lines")
-    quant.add_argument("--calibration-samples", type=positive_int, default=128)
-    quant.add_argument("--calibration-method", default="minmax", help="minmax, percentile, entropy")
+    quant.add_argument("--calibration-samples", type=positive_int, help="default 128")
+    quant.add_argument("--calibration-method", help="minmax (default), percentile, entropy")
     quant.add_argument("--accuracy-budget", type=float, help="allowed drop in points on --eval-data")
     quant.add_argument("--eval-data", help="labelled data for the accuracy budget: PATH[:SPLIT]")
     build.set_defaults(handler=cmd_compile)
@@ -69,62 +77,55 @@ def _progress(message: str) -> None:
 
 def cmd_compile(args) -> int:
     from edgekiln.compiler import compile
+    from edgekiln.compiler.errors import CompileError
 
-    result = compile(args.model, args.target, args.output, backend=args.backend, force=args.force, task=args.task,
-                     pooling=args.pooling, exporter=args.exporter, opset=args.opset, cache=not args.no_cache,
-                     quantize=args.quantize, calibration=args.calibration,
-                     calibration_samples=args.calibration_samples, calibration_method=args.calibration_method,
-                     accuracy_budget=args.accuracy_budget, eval_data=args.eval_data, tune_trials=args.tune_trials,
-                     sequence_buckets=args.sequence_buckets, prune=_prune_config(args),
-                     recover=_recovery_config(args), train_data=args.data, precision=args.precision,
-                     progress=_progress)
+    recipe = recipe_from_args(args)
+    if args.save_recipe is not None:
+        print(f"recipe written to {recipe.save(args.save_recipe)}", file=sys.stderr)
+        if args.output is None:
+            return 0
+    if args.output is None:
+        raise CompileError("compile needs an output folder", hint="pass -o DIR (or only --save-recipe FILE)")
+    result = compile(args.model, args.target, args.output, recipe, force=args.force, progress=_progress)
     _print_result(result)
     return 0
 
 
-def _prune_config(args):
-    from edgekiln.compiler.pruning.config import Importance, PruneConfig
+def recipe_from_args(args):
+    """--recipe FILE (or the defaults), then every flag the user gave, through the recipe's one flag table."""
+    from edgekiln.compiler.recipe import FLAGS, Recipe
 
-    if args.prune_heads is None and args.prune_ffn is None and args.prune_flops is None:
-        return None
-    return PruneConfig(heads=args.prune_heads, ffn=args.prune_ffn, flops=args.prune_flops,
-                       importance=Importance(args.prune_importance))
-
-
-def _recovery_config(args):
-    from edgekiln.compiler.pruning.config import RecoveryConfig
-
-    if not args.recover:
-        return None
-    return RecoveryConfig(epochs=args.recover_epochs, max_train_examples=args.recover_examples, lora=args.recover_lora)
+    base = Recipe.from_file(args.recipe) if args.recipe is not None else None
+    flags = {name: getattr(args, name) for name in FLAGS if getattr(args, name, None) is not None}
+    if "backend_options" in flags:
+        flags["backend_options"] = dict(flags["backend_options"])
+    return Recipe.from_flags(base, **flags)
 
 
 def _print_result(result) -> None:
+    from edgekiln.runtime.reports.schema import read_reports
+
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     manifest = result.manifest
-    fidelity = json.loads((result.path / "reports" / "verify_fidelity.json").read_text())
-    print(f"artifact {manifest.artifact_id}: {manifest.task.value}, {manifest.backend.value}, "
+    reports = read_reports(result.path, [p.name for p in manifest.passes])
+    print(f"artifact {manifest.artifact_id}: {manifest.task.value}, {manifest.backend}, "
           f"{manifest.target.name}, {manifest.precision.value}")
-    print(f"fidelity vs {fidelity['reference']}: max abs diff {fidelity['max_abs_diff']:.2e}, "
-          f"min cosine {fidelity['min_cosine']:.6f}")
-    pruned = result.path / "reports" / "pruning.json"
-    if pruned.is_file():
-        p = json.loads(pruned.read_text())
-        drop = "n/a (no --eval-data)" if p["accuracy_drop"] is None else f"{p['accuracy_drop']:.2f} points"
-        print(f"pruning: encoder FLOPs -{p['flops_reduction']:.1%}, {p.get('metric', 'accuracy')} drop {drop}")
-    lowered = result.path / "reports" / "lower_tvm.json"
-    if lowered.is_file():
-        t = json.loads(lowered.read_text())
-        print(f"tvm: buckets (batch, sequence) {[tuple(b) for b in t['buckets']]}, {t['tune_trials']} tuning trials; "
-              f"max abs diff {t['max_abs_diff']:.2e} vs onnxruntime, checked on {t['checked_on']}")
-    quantized = result.path / "reports" / "quantize.json"
-    if quantized.is_file():
-        q = json.loads(quantized.read_text())
-        drop = "n/a" if q["accuracy_drop"] is None else f"{q['accuracy_drop']:.2f} points"
-        print(f"quantization: kept {q['chosen']}, accuracy drop {drop}, speed-up {q['speedup']:.2f}x over float"
-              f"{' (int8 was slower than float here)' if q['int8_slower_than_float'] else ''}")
-    print(f"written to {result.path}")
+    built = reports.built_fidelity()
+    if built is not None:
+        print(f"fidelity: {built.summary()}")
+    pruned = reports.other.get("pruning")
+    if pruned is not None:
+        drop = "n/a (no --eval-data)" if pruned.get("accuracy_drop") is None else f"{pruned['accuracy_drop']:.2f} points"
+        print(f"pruning: FLOPs -{pruned['flops_reduction']:.1%}, {pruned.get('metric', 'accuracy')} drop {drop}")
+    tvm = reports.fidelity.get("lower_tvm")
+    if tvm is not None:
+        details = tvm.details
+        print(f"tvm: buckets (batch, sequence) {[tuple(b) for b in details['buckets']]}, {details['tune_trials']} "
+              f"tuning trials; checked on {details['checked_on']}")
+    if reports.quantization is not None:
+        print(reports.quantization.summary())
+    print(f"written to {result.path} (recipe: {result.path / 'recipe.toml'})")
 
 
 def cmd_quickstart(args) -> int:

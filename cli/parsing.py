@@ -31,3 +31,16 @@ def int_list(text: str) -> tuple[int, ...]:
     if not values or any(value < 1 for value in values):
         raise argparse.ArgumentTypeError(f"expected positive integers, found {text!r}")
     return values
+
+
+def key_value(text: str) -> tuple[str, object]:
+    """KEY=VALUE, the value read as JSON when it parses (numbers, lists, booleans), else kept as text."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, found {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value

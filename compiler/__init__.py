@@ -8,7 +8,7 @@ from importlib import import_module
 _EXPORTS = {
     "CompileResult": ".api", "compile": ".api",
     "CompileError": ".errors", "ExportError": ".errors", "FidelityError": ".errors",
-    "Exporter": ".passes.export_onnx", "FidelityConfig": ".passes.verify_fidelity", "Pooling": ".sources",
+    "Exporter": ".passes.export_onnx", "FidelityConfig": ".fidelity", "Recipe": ".recipe", "Pooling": ".sources",
 }
 
 __all__ = sorted(_EXPORTS)

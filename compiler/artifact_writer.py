@@ -8,9 +8,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgekiln.runtime.hashing import sha256_file, sha256_json
-from edgekiln.runtime.manifest import (MANIFEST_FILE, REPORTS_DIR, SCHEMA_VERSION, Backend, Manifest,
-                                       PassRecord, Precision, QuantizationInfo, TargetInfo, identity_fields)
+from edgekiln.runtime.manifest import (MANIFEST_FILE, REPORTS_DIR, SCHEMA_VERSION, Manifest, PassRecord, Precision,
+                                       QuantizationInfo, TargetInfo, identity_fields)
 from edgekiln.runtime.reports import write_report
+from edgekiln.runtime.reports.schema import QuantizationReport, parse_report
 from edgekiln.targets import TargetProfile
 
 from .diagnostics.plots import write_plots
@@ -18,6 +19,7 @@ from .errors import CompileError
 from .folders import move_into_place
 from .graph_io import graph_io
 from .passes.base import MODEL_FILE, BuildState
+from .recipe import RECIPE_FILE, Recipe
 from .reference_outputs import write_reference
 from .tool_versions import tool_versions
 
@@ -39,11 +41,11 @@ def check_output_folder(out_dir: Path, force: bool) -> None:
 
 
 def write_artifact(out_dir: Path, *, state: BuildState, records: list[PassRecord], profile: TargetProfile,
-                   backend: Backend) -> Manifest:
+                   backend: str, recipe: Recipe) -> Manifest:
     staging = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        manifest = _fill(staging, state, records, profile, backend)
+        manifest = _fill(staging, state, records, profile, backend, recipe)
         move_into_place(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -51,7 +53,7 @@ def write_artifact(out_dir: Path, *, state: BuildState, records: list[PassRecord
 
 
 def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: TargetProfile,
-          backend: Backend) -> Manifest:
+          backend: str, recipe: Recipe) -> Manifest:
     import onnx
 
     shipped = state.lowered or (state.model_path, state.model_path.with_name(state.model_path.name + ".data"))
@@ -68,7 +70,8 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
                                 longest or (tokenizer.max_length if tokenizer else None))
     if source.tokenizer_file is not None:
         shutil.copyfile(source.tokenizer_file, staging / source.tokenizer.file)
-    quantization = _quantization(state.reports.get("quantize") or state.reports.get("quantize_openvino"))
+    (staging / RECIPE_FILE).write_text(recipe.to_toml())  # hashed with the rest: the exact build
+    quantization = _quantization(state.reports)
     files = {str(path.relative_to(staging)): sha256_file(path)
              for path in sorted(staging.rglob("*")) if path.is_file()}
     fields = {
@@ -79,7 +82,7 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
         "backend": backend,
         "target": TargetInfo(name=profile.name, arch=profile.arch.value, threads=profile.threads,
                              accelerator=profile.accelerator),
-        "precision": Precision.INT8 if quantization else _float_precision(state),
+        "precision": Precision.INT8 if quantization else recipe.precision,
         "quantization": quantization,
         "task": source.task,
         "model_file": state.lowered[0].name if state.lowered else MODEL_FILE,
@@ -106,19 +109,16 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
     return manifest
 
 
-def _float_precision(state: BuildState) -> Precision:
-    lowered = state.reports.get("lower_openvino", {})
-    return Precision.BF16 if lowered.get("inference_precision") == "bf16" else Precision.FP32
-
-
 def _longest_sequence(state: BuildState) -> int | None:
-    buckets = state.reports.get("lower_tvm", {}).get("buckets")
+    buckets = state.reports.get("lower_tvm", {}).get("details", {}).get("buckets")
     lengths = [sequence for _, sequence in buckets or () if sequence]
     return max(lengths) if lengths else None
 
 
-def _quantization(report: dict | None) -> QuantizationInfo | None:
-    if report is None or report.get("chosen") in (None, "float"):
+def _quantization(reports) -> QuantizationInfo | None:
+    typed = [report for report in map(parse_report, reports.values()) if isinstance(report, QuantizationReport)]
+    if not typed or typed[-1].chosen == "float":
         return None
-    return QuantizationInfo(mode=report["chosen"], kept_float=tuple(report["excluded_nodes"]),
-                            accuracy_drop_points=report["accuracy_drop"])
+    report = typed[-1]
+    return QuantizationInfo(mode=report.chosen, kept_float=report.excluded_nodes,
+                            accuracy_drop_points=report.accuracy_drop)

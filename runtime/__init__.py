@@ -2,10 +2,10 @@
 own runtime only. Nothing here imports torch, transformers or `edgekiln.compiler`.
 """
 from .errors import ArtifactError, BackendUnavailableError, EdgekilnError, InputError
-from .manifest import SCHEMA_VERSION, Backend, Manifest, Precision, Task
+from .manifest import SCHEMA_VERSION, Manifest, Precision, Task
 from .session import Classification, Session, TokenTag, load
 
 __all__ = [
-    "ArtifactError", "Backend", "BackendUnavailableError", "Classification", "EdgekilnError",
+    "ArtifactError", "BackendUnavailableError", "Classification", "EdgekilnError",
     "InputError", "Manifest", "Precision", "SCHEMA_VERSION", "Session", "Task", "TokenTag", "load",
 ]

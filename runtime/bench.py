@@ -105,7 +105,7 @@ def measure(runner: Runner, feeds: dict[str, np.ndarray], config: BenchConfig, b
 
 def _header(session: Session, config: BenchConfig, load_seconds: float) -> dict:
     manifest = session.manifest
-    return {"artifact_id": manifest.artifact_id, "source": manifest.source, "backend": manifest.backend.value,
+    return {"artifact_id": manifest.artifact_id, "source": manifest.source, "backend": manifest.backend,
             "target": manifest.target.name, "precision": manifest.precision.value, "threads": session.threads,
             "warmup": config.warmup, "runs": config.runs, "seconds_per_point": config.seconds,
             "load_seconds": round(load_seconds, 3),

@@ -6,7 +6,7 @@ the same schema. Unknown keys are rejected, so a typo or a newer field never pas
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,10 +22,9 @@ class Task(str, Enum):
     RAW = "raw"  # tensors in, tensors out: no tokenizer, no post-processing
 
 
-class Backend(str, Enum):
-    ONNXRUNTIME = "onnxruntime"
-    OPENVINO = "openvino"
-    TVM = "tvm"
+# Backends are found by name in a registry (runtime/backends), so plugins can add their own.
+BACKEND_NAME_PATTERN = r"^[a-z][a-z0-9_\-]{0,31}$"
+BackendName = Annotated[str, Field(pattern=BACKEND_NAME_PATTERN)]
 
 
 class Precision(str, Enum):
@@ -89,7 +88,7 @@ class Manifest(_Frozen):
     created_at: str
     edgekiln_version: str
     source: str  # what the user compiled, for people (a folder name, a class name, a file name)
-    backend: Backend
+    backend: BackendName
     target: TargetInfo
     precision: Precision
     task: Task

@@ -12,8 +12,9 @@ from .backends import BackendOptions, BackendSession, open_backend
 from .backends.base import Device
 from .errors import InputError
 from .manifest import Manifest, Task
-from .postprocess import Classification, TokenTag, classify, tag_tokens
-from .preprocess import TextEncoder, check_texts
+from .postprocess import Classification, TokenTag
+from .preprocess import TextEncoder
+from .tasks import task_spec
 
 
 class Session:
@@ -25,6 +26,7 @@ class Session:
         self.encoder = encoder
         self.threads = threads
         self._inputs = {spec.name: spec for spec in manifest.inputs}
+        self.task_spec = task_spec(manifest.task)
 
     @property
     def task(self) -> Task:
@@ -34,21 +36,9 @@ class Session:
         """Run the model on named arrays; dtypes are converted to the manifest's, names and ranks checked."""
         return self.backend.run(self._check_feeds(feeds))
 
-    def predict(self, texts: Sequence[str] | str):
-        """Classifications, per-word tags, or a float32 array [n, dim] of embeddings, by task."""
-        if self.encoder is None:
-            raise InputError(f"this artifact's task is {self.task.value}: it has no tokenizer",
-                             hint="call run(feeds) with arrays for its inputs "
-                                  f"{[spec.name for spec in self.manifest.inputs]}")
-        texts = check_texts(texts)
-        feeds, encodings = self.encoder.encode(texts)
-        output = next(iter(self.backend.run(feeds).values()))
-        if self.task is Task.SENTENCE_EMBEDDING:
-            return np.asarray(output, dtype=np.float32)
-        labels = self.manifest.labels or tuple(str(i) for i in range(output.shape[-1]))
-        if self.task is Task.TEXT_CLASSIFICATION:
-            return classify(output, labels)
-        return tag_tokens(output, labels, encodings, texts)
+    def predict(self, items: Sequence[str] | str):
+        """Answers by task: Classifications, per-word tags, or a float32 array [n, dim] of embeddings."""
+        return self.task_spec.predict(self, items)
 
     def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = sorted(set(self._inputs) - set(feeds))
@@ -84,9 +74,7 @@ def load(path: str | os.PathLike, *, threads: int | None = None, device: str | D
     except ValueError:
         raise InputError(f"unknown device {device!r}", hint=f"use one of {[d.value for d in Device]}") from None
     backend = open_backend(folder, manifest, BackendOptions(threads=threads, device=device))
-    encoder = None
-    if manifest.tokenizer is not None:
-        encoder = TextEncoder(folder, manifest.tokenizer, manifest.inputs)
+    encoder = task_spec(manifest.task).preprocessor(folder, manifest)
     return Session(folder, manifest, backend, encoder, threads)
 
 

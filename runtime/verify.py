@@ -31,7 +31,7 @@ def verify_artifact(folder: str | Path, *, threads: int | None = None) -> dict:
     for number, (feeds, expected) in sorted(cases.items()):
         got = session.run(feeds)
         rows.append(_compare(number, expected, got))
-    report = {"artifact": manifest.artifact_id, "machine": platform.machine(), "backend": manifest.backend.value,
+    report = {"artifact": manifest.artifact_id, "machine": platform.machine(), "backend": manifest.backend,
               "precision": manifest.precision.value,
               "cases": rows, "max_abs_diff": max(r["max_abs_diff"] for r in rows),
               "min_cosine": min(r["min_cosine"] for r in rows)}

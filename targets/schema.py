@@ -5,7 +5,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edgekiln.runtime.manifest import Accelerator, Backend, Precision
+from edgekiln.runtime.manifest import Accelerator, BackendName, Precision
 
 
 class Arch(str, Enum):
@@ -50,8 +50,9 @@ class TargetProfile(BaseModel):
     threads: int = Field(gt=0, description="default inference threads")
     accelerator: Accelerator = Accelerator.NONE
     precisions: tuple[Precision, ...] = Field(min_length=1)
-    preferred_backends: tuple[Backend, ...] = Field(min_length=1)
-    tvm_target: TvmTarget
+    # Backend names, in order of preference (see `edgekiln targets` for the installed ones).
+    preferred_backends: tuple[BackendName, ...] = Field(min_length=1)
+    tvm_target: TvmTarget | None = None  # needed by the tvm backend only
     # Backends that need fixed shapes (TVM) compile one model per (batch, sequence) bucket.
     sequence_buckets: tuple[int, ...] = Field(default=(32, 64, 128), min_length=1)
     batch_buckets: tuple[int, ...] = Field(default=(1,), min_length=1)
@@ -73,8 +74,17 @@ class TargetProfile(BaseModel):
             raise ValueError(f"{info.field_name} must be increasing positive sizes, found {list(buckets)}")
         return buckets
 
+    @field_validator("preferred_backends")
+    @classmethod
+    def _no_repeats(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"preferred_backends lists a backend twice: {list(names)}")
+        return names
+
     @model_validator(mode="after")
     def _accelerator_matches_tvm(self) -> "TargetProfile":
+        if self.tvm_target is None:
+            return self
         cuda = self.tvm_target.kind is TvmKind.CUDA
         if cuda != (self.accelerator is Accelerator.CUDA):
             raise ValueError(f"tvm_target kind {self.tvm_target.kind.value} does not fit accelerator "

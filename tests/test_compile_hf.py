@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from edgekiln.runtime.reports.schema import read_reports
 
 from edgekiln.compiler import compile
+from edgekiln.compiler import Recipe
 from edgekiln.runtime import Task, load
 
 TEXTS = ["i love this movie", "the plot was boring and the acting was bad!", "paris", "john visited london"]
@@ -97,10 +99,13 @@ def test_manifest_records_the_contract(artifacts):
     for record in manifest["passes"]:
         assert len(record["input_sha256"]) == 64 and len(record["output_sha256"]) == 64
         assert record["seconds"] >= 0
-    assert set(manifest["files"]) == {"model.onnx", "tokenizer.json", "reference.npz"}
-    fidelity = json.loads((artifacts["sequence"] / "reports" / "verify_fidelity.json").read_text())
-    assert fidelity["passed"] and fidelity["max_abs_diff"] <= fidelity["thresholds"]["max_abs_diff"]
-    assert len(fidelity["shapes"]) >= 3
+    assert set(manifest["files"]) == {"model.onnx", "tokenizer.json", "reference.npz", "recipe.toml"}
+    fidelity = read_reports(artifacts["sequence"]).fidelity["verify_fidelity"]  # a classifier: judged by top-1
+    assert fidelity.passed and fidelity.output_kind == "classifier" and fidelity.argmax_agreement == 1.0
+    assert fidelity.max_relative_error <= fidelity.thresholds["max_relative_error"]
+    assert len(fidelity.shapes) >= 3
+    encoder = read_reports(artifacts["encoder"]).fidelity["verify_fidelity"]  # embeddings: by abs diff and cosine
+    assert encoder.output_kind == "dense" and encoder.max_abs_diff <= encoder.thresholds["max_abs_diff"]
     html = (artifacts["sequence"] / "reports" / "report.html").read_text()
     assert "Fidelity against the reference" in html and manifest["artifact_id"] in html
 
@@ -110,6 +115,14 @@ def test_recompile_hits_the_cache_and_gives_the_same_artifact(bert_folders, arti
     again = compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "again")
     assert all(record.cached for record in again.manifest.passes)
     assert again.manifest.artifact_id == first["artifact_id"]
+
+
+def test_stored_recipe_rebuilds_the_same_artifact(bert_folders, artifacts, tmp_path):
+    stored = Recipe.from_file(artifacts["sequence"] / "recipe.toml")
+    assert stored == Recipe()  # the defaults, written down
+    again = compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "rebuilt", stored)
+    assert again.manifest.artifact_id == json.loads((artifacts["sequence"] / "manifest.json").read_text())["artifact_id"]
+    assert again.manifest.files == load(artifacts["sequence"]).manifest.files
 
 
 def test_changed_weights_miss_the_cache(bert_folders, tmp_path):
@@ -126,7 +139,7 @@ def test_changed_weights_miss_the_cache(bert_folders, tmp_path):
 
 
 def test_torchscript_exporter_also_works(bert_folders, tmp_path):
-    result = compile(bert_folders["token"], "arm64-cortex-a72", tmp_path / "ts", exporter="torchscript", cache=False)
+    result = compile(bert_folders["token"], "arm64-cortex-a72", tmp_path / "ts", recipe=Recipe.from_flags(exporter="torchscript", cache=False))
     export = json.loads((result.path / "reports" / "export_onnx.json").read_text())
     assert export["exporter"] == "torchscript"
     assert result.manifest.target.arch == "aarch64"

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from edgekiln.compiler import CompileError, compile
+from edgekiln.compiler import Recipe
 from edgekiln.runtime import InputError, Task, load
 
 ATOL = 1e-4
@@ -39,8 +40,7 @@ def cnn_artifact(tmp_path_factory):
     torch.manual_seed(0)
     model = TinyCNN().eval()
     out = tmp_path_factory.mktemp("cnn") / "artifact"
-    result = compile(model, "x86-64-avx2", out, example_inputs=torch.randn(1, 3, 16, 16), input_names=["image"],
-                     output_names=["logits"])
+    result = compile(model, "x86-64-avx2", out, example_inputs=torch.randn(1, 3, 16, 16), recipe=Recipe.from_flags(input_names=["image"], output_names=["logits"]))
     return model, result
 
 
@@ -71,7 +71,7 @@ def test_module_with_dict_inputs_and_two_outputs(tmp_path):
     torch.manual_seed(0)
     model = TwoInputs().eval()
     example = {"x": torch.randn(4, 6), "y": torch.randn(4, 3)}
-    result = compile(model, "x86-64-avx2", tmp_path / "two", example_inputs=example, output_names=["h", "s"])
+    result = compile(model, "x86-64-avx2", tmp_path / "two", example_inputs=example, recipe=Recipe.from_flags(output_names=["h", "s"]))
     x, y = np.ones((7, 6), np.float32), np.full((7, 3), 0.5, np.float32)
     out = load(result.path).run({"x": x, "y": y})
     with torch.inference_mode():
@@ -125,5 +125,5 @@ def test_export_failure_names_the_operator(tmp_path):
     from edgekiln.compiler import ExportError
 
     with pytest.raises(ExportError, match=r"dynamo: .*linalg_eig.* \| torchscript: .*aten::linalg_eigvals"):
-        compile(Eigenvalues(), "x86-64-avx2", tmp_path / "eig", example_inputs=torch.randn(2, 4, 4), cache=False)
+        compile(Eigenvalues(), "x86-64-avx2", tmp_path / "eig", example_inputs=torch.randn(2, 4, 4), recipe=Recipe.from_flags(cache=False))
     assert list(tmp_path.iterdir()) == []

@@ -3,6 +3,8 @@ match the reference outputs the build machine stored in them. `.ci/run` installs
 from __future__ import annotations
 
 import json
+
+from edgekiln.compiler import Recipe
 import os
 import shutil
 
@@ -25,8 +27,7 @@ def test_aarch64_artifact_passes_under_emulation(backend, bert_folders, tmp_path
     pytest.importorskip("tvm", reason="the tvm extra is not installed")
     from edgekiln.compiler import compile
 
-    path = compile(bert_folders["token"], "arm64-cortex-a72", tmp_path / backend, backend=backend,
-                   sequence_buckets=(16, 32)).path
+    path = compile(bert_folders["token"], "arm64-cortex-a72", tmp_path / backend, recipe=Recipe.from_flags(backend=backend, sequence_buckets=(16, 32))).path
     capsys.readouterr()
     assert main(["verify", str(path), "--emulate", "--json"]) == 0, capsys.readouterr().err
     report = json.loads(capsys.readouterr().out)

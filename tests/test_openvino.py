@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("openvino", reason="the openvino extra is not installed")
 
 from edgekiln.compiler import CompileError, compile  # noqa: E402
+from edgekiln.compiler import Recipe
 from edgekiln.runtime import load  # noqa: E402
 
 TEXTS = ["i love this movie", "john visited paris and london", "bad"]
@@ -20,14 +21,14 @@ ATOL = 1e-4
 @pytest.fixture(scope="module")
 def ov_artifacts(bert_folders, tmp_path_factory):
     root = tmp_path_factory.mktemp("openvino")
-    return {kind: compile(bert_folders[kind], "x86-64-avx2", root / kind, backend="openvino").path
+    return {kind: compile(bert_folders[kind], "x86-64-avx2", root / kind, recipe=Recipe.from_flags(backend="openvino")).path
             for kind in ("sequence", "encoder", "token")}
 
 
 def test_artifact_holds_ir_and_the_lowering_check(ov_artifacts):
     manifest = json.loads((ov_artifacts["sequence"] / "manifest.json").read_text())
     assert manifest["backend"] == "openvino" and manifest["model_file"] == "model.xml"
-    assert set(manifest["files"]) == {"model.xml", "model.bin", "tokenizer.json", "reference.npz"}
+    assert set(manifest["files"]) == {"model.xml", "model.bin", "tokenizer.json", "reference.npz", "recipe.toml"}
     assert [p["name"] for p in manifest["passes"]][-1] == "lower_openvino"
     report = json.loads((ov_artifacts["sequence"] / "reports" / "lower_openvino.json").read_text())
     assert report["passed"] and report["max_abs_diff"] <= ATOL
@@ -62,7 +63,7 @@ def test_openvino_artifact_runs_without_torch(ov_artifacts):
 
 def test_openvino_has_no_dynamic_quantization(bert_folders, tmp_path):
     with pytest.raises(CompileError, match="openvino backend cannot run this quantization mode"):
-        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "q", backend="openvino", quantize="dynamic")
+        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "q", recipe=Recipe.from_flags(backend="openvino", quantize="dynamic"))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -76,32 +77,32 @@ def test_compiled_model_is_cached_for_the_next_load(ov_artifacts):
 
 
 def test_backend_choice_follows_the_profile_and_the_job():
-    from edgekiln.compiler.api import choose_backend
-    from edgekiln.runtime import Backend
+    from edgekiln.compiler.planning import choose_backend
     from edgekiln.targets import load_profile
 
     server = load_profile("x86-64-avx512-vnni")  # prefers openvino
-    assert choose_backend(server, None) == (Backend.OPENVINO, [])
-    backend, notes = choose_backend(server, None, (Backend.ONNXRUNTIME,))  # e.g. dynamic int8
-    assert backend is Backend.ONNXRUNTIME and "openvino cannot do this job" in notes[0]
-    assert choose_backend(server, Backend.TVM) == (Backend.TVM, [])  # third preference, asked for
-
+    spec, notes = choose_backend(server, Recipe())
+    assert (spec.name, notes) == ("openvino", [])
+    spec, notes = choose_backend(server, Recipe.from_flags(quantize="dynamic"))  # NNCF is static only
+    assert spec.name == "onnxruntime" and "openvino cannot do this job" in notes[0]
+    spec, notes = choose_backend(server, Recipe.from_flags(backend="tvm"))  # third preference, asked for
+    assert (spec.name, notes) == ("tvm", [])
 
 def test_bf16_precision_on_a_cpu_that_has_it(bert_folders, artifacts, tmp_path):
     from edgekiln.runtime import Precision
     from edgekiln.targets.host import detect_host
 
     with pytest.raises(CompileError, match="x86-64-avx2 does not list bf16"):
-        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "no", backend="openvino", precision="bf16")
+        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "no", recipe=Recipe.from_flags(backend="openvino", precision="bf16"))
     with pytest.raises(CompileError, match="OpenVINO's float mode"):
-        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "no", backend="onnxruntime", precision="bf16")
+        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "no", recipe=Recipe.from_flags(backend="onnxruntime", precision="bf16"))
     if Precision.BF16 not in detect_host().precisions:
         pytest.skip("this CPU has neither AVX-512 BF16 nor AMX")
-    path = compile(bert_folders["encoder"], "host", tmp_path / "bf16", backend="openvino", precision="bf16").path
+    path = compile(bert_folders["encoder"], "host", tmp_path / "bf16", recipe=Recipe.from_flags(backend="openvino", precision="bf16")).path
     session = load(path)
     assert session.manifest.precision is Precision.BF16
     report = json.loads((path / "reports" / "lower_openvino.json").read_text())
-    assert report["inference_precision"] == "bf16" and report["min_cosine"] >= 0.99
+    assert report["details"]["inference_precision"] == "bf16" and report["min_cosine"] >= 0.99
     ours, theirs = session.predict(TEXTS), load(artifacts["encoder"]).predict(TEXTS)
     cosine = (ours * theirs).sum(axis=1)  # unit-norm embeddings
     assert cosine.min() >= 0.99, f"bf16 embeddings' cosine to fp32 is {cosine.min():.4f}"

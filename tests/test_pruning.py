@@ -13,6 +13,7 @@ import transformers
 
 from edgekiln.cli.main import main
 from edgekiln.compiler import CompileError, compile
+from edgekiln.compiler import Recipe
 from edgekiln.compiler.pruning.apply import apply_plan
 from edgekiln.compiler.pruning.config import Importance, PruneConfig, RecoveryConfig
 from edgekiln.compiler.pruning.importance import importance_scores
@@ -44,8 +45,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pruned(bert_folders, data, tmp_path_factory):
     out = tmp_path_factory.mktemp("pruned") / "art"
-    return compile(bert_folders["sequence"], "x86-64-avx2", out, backend="onnxruntime",
-                   prune=PruneConfig(heads=0.5, ffn=0.5), train_data=data["train"], eval_data=data["dev"]).path
+    return compile(bert_folders["sequence"], "x86-64-avx2", out, recipe=Recipe.from_flags(backend="onnxruntime", prune=PruneConfig(heads=0.5, ffn=0.5), train_data=data["train"], eval_data=data["dev"])).path
 
 
 def _model(folder):
@@ -105,9 +105,7 @@ def test_artifact_report_and_shapes(pruned):
 
 @pytest.mark.parametrize("lora", [False, True])
 def test_flops_target_and_recovery(lora, bert_folders, data, tmp_path):
-    result = compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "art", backend="onnxruntime",
-                     prune=PruneConfig(flops=0.4), recover=RecoveryConfig(epochs=1, lora=lora),
-                     train_data=data["train"], eval_data=data["dev"])
+    result = compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "art", recipe=Recipe.from_flags(backend="onnxruntime", prune=PruneConfig(flops=0.4), recover=RecoveryConfig(epochs=1, lora=lora), train_data=data["train"], eval_data=data["dev"]))
     report = json.loads((result.path / "reports" / "pruning.json").read_text())
     assert report["flops_reduction"] >= 0.4, f"asked for 0.4, got {report['flops_reduction']:.3f}"
     assert report["recovery"]["epochs"] and report["accuracy_after_recovery"] is not None
@@ -118,18 +116,14 @@ def test_recovery_from_unlabelled_text(bert_folders, data, tmp_path):
     """No labels: label-free scores, and recovery on text the unpruned model labels (pure distillation)."""
     text = tmp_path / "unlabelled.txt"
     text.write_text("\n".join(line.split("\t")[0] for line in open(data["train"]).read().splitlines()[1:]) + "\n")
-    result = compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "art", backend="onnxruntime",
-                     prune=PruneConfig(flops=0.3, importance=Importance.TAYLOR_LABEL_FREE),
-                     recover=RecoveryConfig(epochs=1), calibration=str(text), eval_data=data["dev"])
+    result = compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "art", recipe=Recipe.from_flags(backend="onnxruntime", prune=PruneConfig(flops=0.3, importance=Importance.TAYLOR_LABEL_FREE), recover=RecoveryConfig(epochs=1), calibration=str(text), eval_data=data["dev"]))
     report = json.loads((result.path / "reports" / "pruning.json").read_text())
     assert "labelled by the unpruned model" in report["recovery"]["train"]
     assert report["recovery"]["config"]["alpha"] == 1.0 and report["accuracy_after_recovery"] is not None
 
 
 def test_token_classifier_prunes_with_label_free_scores(bert_folders, data, tmp_path):
-    result = compile(bert_folders["token"], "x86-64-avx2", tmp_path / "tok", backend="onnxruntime",
-                     prune=PruneConfig(heads=0.25, ffn=0.25, importance=Importance.TAYLOR_LABEL_FREE),
-                     train_data=data["tags_train"], eval_data=data["tags_dev"])
+    result = compile(bert_folders["token"], "x86-64-avx2", tmp_path / "tok", recipe=Recipe.from_flags(backend="onnxruntime", prune=PruneConfig(heads=0.25, ffn=0.25, importance=Importance.TAYLOR_LABEL_FREE), train_data=data["tags_train"], eval_data=data["tags_dev"]))
     report = json.loads((result.path / "reports" / "pruning.json").read_text())
     assert report["metric"] == "entity_f1"
     assert load(result.path).predict(["john visited paris"])[0]
@@ -138,9 +132,7 @@ def test_token_classifier_prunes_with_label_free_scores(bert_folders, data, tmp_
 @pytest.mark.parametrize("backend", ["openvino", "tvm"])
 def test_pruned_model_lowers_to_other_backends(backend, bert_folders, data, pruned, tmp_path):
     pytest.importorskip(backend, reason=f"the {backend} extra is not installed")
-    other = compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / backend, backend=backend,
-                    prune=PruneConfig(heads=0.5, ffn=0.5), train_data=data["train"], eval_data=data["dev"],
-                    sequence_buckets=(16,) if backend == "tvm" else None).path
+    other = compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / backend, recipe=Recipe.from_flags(backend=backend, prune=PruneConfig(heads=0.5, ffn=0.5), train_data=data["train"], eval_data=data["dev"], sequence_buckets=(16,) if backend == "tvm" else None)).path
     feeds = {"input_ids": np.array([[2, 40, 41, 42, 3]]), "attention_mask": np.ones((1, 5), np.int64),
              "token_type_ids": np.zeros((1, 5), np.int64)}
     np.testing.assert_allclose(load(other).run(feeds)["logits"], load(pruned).run(feeds)["logits"], atol=1e-4)
@@ -170,8 +162,7 @@ def test_cnn_channels_are_pruned_with_dependencies_fixed(tmp_path):
     net = SmallCnn().eval()
     parameters = sum(p.numel() for p in net.parameters())
     example = torch.randn(2, 3, 16, 16)
-    result = compile(net, "x86-64-avx2", tmp_path / "cnn", example_inputs=(example,), backend="onnxruntime",
-                     prune=PruneConfig(channels=0.5))
+    result = compile(net, "x86-64-avx2", tmp_path / "cnn", example_inputs=(example,), recipe=Recipe.from_flags(backend="onnxruntime", prune=PruneConfig(channels=0.5)))
     report = json.loads((result.path / "reports" / "pruning.json").read_text())
     assert report["flops_reduction"] > 0.5, f"MACs reduced by {report['flops_reduction']:.2f} only"
     assert all(after < before for _, (before, after) in ((r["layer"], r["channels"]) for r in report["layers"]))

@@ -11,6 +11,8 @@ import torch
 
 from edgekiln.cli.main import main
 from edgekiln.compiler import CompileError, compile
+from edgekiln.compiler import Recipe
+from edgekiln.runtime.reports.schema import read_reports
 from edgekiln.compiler.data import DataError, DataTask
 from edgekiln.compiler.finetune import FinetuneConfig, finetune
 from edgekiln.compiler.quantization.evaluation import Evaluator, Score
@@ -41,8 +43,7 @@ def float_artifact(classifier) -> Path:
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
 def test_int8_logits_stay_close_to_float(classifier, float_artifact, mode, tmp_path):
-    result = compile(classifier["model"], "x86-64-avx2", tmp_path / mode, quantize=mode,
-                     calibration=str(classifier["train"]))
+    result = compile(classifier["model"], "x86-64-avx2", tmp_path / mode, recipe=Recipe.from_flags(quantize=mode, calibration=str(classifier["train"])))
     report = json.loads((result.path / "reports" / "quantize.json").read_text())
     assert report["chosen"] == mode and result.manifest.precision is Precision.INT8
     assert result.manifest.quantization.mode == mode
@@ -71,9 +72,7 @@ def _fake_scores(monkeypatch, drop_for_excluded):
 
 def test_budget_returns_the_least_accurate_layers_to_float(classifier, monkeypatch, tmp_path):
     _fake_scores(monkeypatch, lambda excluded: max(0.0, 5.0 - excluded))
-    result = compile(classifier["model"], "x86-64-avx2", tmp_path / "budget", quantize="static",
-                     calibration=str(classifier["train"]), eval_data=str(classifier["dev"]), accuracy_budget=1.0,
-                     cache=False)
+    result = compile(classifier["model"], "x86-64-avx2", tmp_path / "budget", recipe=Recipe.from_flags(quantize="static", calibration=str(classifier["train"]), eval_data=str(classifier["dev"]), accuracy_budget=1.0, cache=False))
     report = json.loads((result.path / "reports" / "quantize.json").read_text())
     steps = report["attempts"][0]["steps"]
     assert [s["excluded"] for s in steps] == [0, 1, 2, 4]
@@ -87,8 +86,7 @@ def test_budget_returns_the_least_accurate_layers_to_float(classifier, monkeypat
 def test_budget_that_cannot_be_met_writes_no_artifact(classifier, monkeypatch, tmp_path):
     _fake_scores(monkeypatch, lambda excluded: 5.0)
     with pytest.raises(CompileError, match="no int8 model stays within the accuracy budget of 0.5 points"):
-        compile(classifier["model"], "x86-64-avx2", tmp_path / "out", quantize="dynamic",
-                eval_data=str(classifier["dev"]), accuracy_budget=0.5, cache=False)
+        compile(classifier["model"], "x86-64-avx2", tmp_path / "out", recipe=Recipe.from_flags(quantize="dynamic", eval_data=str(classifier["dev"]), accuracy_budget=0.5, cache=False))
     assert not (tmp_path / "out").exists()
     kept = json.loads((tmp_path / "out.quantization-failed.json").read_text())
     assert kept["attempts"][0]["steps"][-1]["excluded"] > 0
@@ -98,8 +96,7 @@ def test_auto_keeps_float_when_int8_is_not_faster(classifier, monkeypatch, tmp_p
     from edgekiln.compiler.passes import quantize as quantize_pass
 
     monkeypatch.setattr(quantize_pass, "latency_ms", lambda paths, feeds, threads: [1.0] + [2.0] * (len(paths) - 1))
-    result = compile(classifier["model"], "x86-64-avx2", tmp_path / "auto", quantize="auto",
-                     calibration=str(classifier["train"]), cache=False)
+    result = compile(classifier["model"], "x86-64-avx2", tmp_path / "auto", recipe=Recipe.from_flags(quantize="auto", calibration=str(classifier["train"]), cache=False))
     report = json.loads((result.path / "reports" / "quantize.json").read_text())
     assert [a["mode"] for a in report["attempts"]] == ["dynamic", "static"]
     assert report["chosen"] == "float" and report["int8_slower_than_float"]
@@ -109,21 +106,21 @@ def test_auto_keeps_float_when_int8_is_not_faster(classifier, monkeypatch, tmp_p
 def test_quantization_bad_inputs(classifier, tmp_path):
     model, train = classifier["model"], str(classifier["train"])
     with pytest.raises(CompileError, match="--quantize static needs calibration data"):
-        compile(model, "x86-64-avx2", tmp_path / "a", quantize="static")
+        compile(model, "x86-64-avx2", tmp_path / "a", recipe=Recipe.from_flags(quantize="static"))
     with pytest.raises(CompileError, match="needs labelled data"):
-        compile(model, "x86-64-avx2", tmp_path / "b", quantize="dynamic", accuracy_budget=0.5)
+        compile(model, "x86-64-avx2", tmp_path / "b", recipe=Recipe.from_flags(quantize="dynamic", accuracy_budget=0.5))
     few = tmp_path / "few.txt"
     few.write_text("one\ntwo\nthree\n")
     with pytest.raises(DataError, match="has 3 examples; at least 8"):
-        compile(model, "x86-64-avx2", tmp_path / "c", quantize="static", calibration=str(few))
+        compile(model, "x86-64-avx2", tmp_path / "c", recipe=Recipe.from_flags(quantize="static", calibration=str(few)))
     with pytest.raises(DataError, match="too few"):
-        compile(model, "x86-64-avx2", tmp_path / "d", quantize="static", calibration=train, calibration_samples=2)
+        compile(model, "x86-64-avx2", tmp_path / "d", recipe=Recipe.from_flags(quantize="static", calibration=train, calibration_samples=2))
     blank = tmp_path / "blank.txt"
     blank.write_text("\u200b\n" * 20)
     with pytest.raises(DataError, match="tokenizes to nothing"):
-        compile(model, "x86-64-avx2", tmp_path / "e", quantize="static", calibration=str(blank))
-    with pytest.raises(CompileError, match="unknown quantization mode 'int4'"):
-        compile(model, "x86-64-avx2", tmp_path / "f", quantize="int4")
+        compile(model, "x86-64-avx2", tmp_path / "e", recipe=Recipe.from_flags(quantize="static", calibration=str(blank)))
+    with pytest.raises(CompileError, match="invalid `quantize.mode` 'int4'"):
+        compile(model, "x86-64-avx2", tmp_path / "f", recipe=Recipe.from_flags(quantize="int4"))
     assert not any(path.is_dir() for path in tmp_path.iterdir())
 
 
@@ -134,14 +131,16 @@ class Elementwise(torch.nn.Module):
 
 def test_model_without_quantizable_layers(tmp_path):
     with pytest.raises(CompileError, match="has no quantizable layers"):
-        compile(Elementwise(), "x86-64-avx2", tmp_path / "x", quantize="dynamic", example_inputs=torch.randn(2, 4))
+        compile(Elementwise(), "x86-64-avx2", tmp_path / "x", example_inputs=torch.randn(2, 4), recipe=Recipe.from_flags(quantize="dynamic"))
 
 
 def test_cli_quantize_and_inspect(classifier, tmp_path, capsys):
     out = tmp_path / "q"
     assert main(["compile", str(classifier["model"]), "--target", "arm64-cortex-a76", "-o", str(out),
                  "--quantize", "dynamic"]) == 0
-    assert "quantization: kept dynamic" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "quantization (onnxruntime): kept dynamic" in printed
+    assert "fidelity: int8 (dynamic) vs the float model: top-1 agreement" in printed  # what was built, not float
     settings = json.loads((out / "manifest.json").read_text())["passes"][-1]["config"]
     assert settings["activation_type"] == "int8" and settings["reduce_range"] is False  # S8S8 on ARM
     assert main(["inspect", str(out), "--quantization"]) == 0
@@ -153,16 +152,16 @@ def test_cli_quantize_and_inspect(classifier, tmp_path, capsys):
 
 def test_openvino_int8_through_nncf(classifier, float_artifact, tmp_path):
     pytest.importorskip("nncf", reason="NNCF is not installed (pip install 'edgekiln[openvino]')")
-    result = compile(classifier["model"], "x86-64-avx2", tmp_path / "ov-int8", backend="openvino",
-                     quantize="static", calibration=str(classifier["train"]), eval_data=str(classifier["dev"]),
-                     accuracy_budget=5.0)
+    result = compile(classifier["model"], "x86-64-avx2", tmp_path / "ov-int8", recipe=Recipe.from_flags(backend="openvino", quantize="static", calibration=str(classifier["train"]), eval_data=str(classifier["dev"]), accuracy_budget=5.0))
     manifest = result.manifest
-    assert manifest.backend.value == "openvino" and manifest.precision is Precision.INT8
+    assert manifest.backend == "openvino" and manifest.precision is Precision.INT8
     assert [p.name for p in manifest.passes][-2:] == ["lower_openvino", "quantize_openvino"]
-    report = json.loads((result.path / "reports" / "quantize_openvino.json").read_text())
-    assert report["chosen"] == "nncf-int8" and report["accuracy_drop"] <= 5.0 and report["speedup"] > 0
+    report = read_reports(result.path).quantization  # the same typed report as ONNX Runtime's quantizer
+    assert report.backend == "openvino" and report.method == "nncf"
+    assert report.chosen == "nncf-int8" and report.accuracy_drop <= 5.0 and report.speedup > 0
+    assert report.fidelity is not None and report.fidelity.candidate == "int8 (NNCF)"
     reference, quantized = load(float_artifact), load(result.path)
     feeds, _ = reference.encoder.encode(TEXTS)
     sqnr = sqnr_db([reference.run(feeds)["logits"]], [quantized.run(feeds)["logits"]])
     assert sqnr >= MIN_LOGIT_SQNR_DB, f"NNCF int8 logits SQNR {sqnr:.1f} dB < {MIN_LOGIT_SQNR_DB} dB"
-    assert "Quantization (OpenVINO, NNCF)" in (result.path / "reports" / "report.html").read_text()
+    assert "openvino (nncf): requested" in (result.path / "reports" / "report.html").read_text()

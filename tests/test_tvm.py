@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("tvm", reason="the tvm extra is not installed")
 
 from edgekiln.compiler import CompileError, compile  # noqa: E402
+from edgekiln.compiler import Recipe
 from edgekiln.runtime import BackendUnavailableError, InputError, load  # noqa: E402
 
 TEXTS = ["i love this movie", "john visited paris and london and the film was great fun", "bad"]
@@ -29,18 +30,18 @@ def elf_machine(path) -> str:
 @pytest.fixture(scope="module")
 def tvm_artifacts(bert_folders, tmp_path_factory):
     root = tmp_path_factory.mktemp("tvm")
-    return {kind: compile(bert_folders[kind], "x86-64-avx2", root / kind, backend="tvm",
-                          sequence_buckets=BUCKETS).path for kind in ("sequence", "encoder", "token")}
+    return {kind: compile(bert_folders[kind], "x86-64-avx2", root / kind, recipe=Recipe.from_flags(backend="tvm", sequence_buckets=BUCKETS)).path for kind in ("sequence", "encoder", "token")}
 
 
 def test_artifact_holds_one_library_per_bucket(tvm_artifacts):
     manifest = json.loads((tvm_artifacts["sequence"] / "manifest.json").read_text())
     assert manifest["backend"] == "tvm" and manifest["model_file"] == "tvm.json"
     assert set(manifest["files"]) == {"tvm.json", "tvm_params.npz", "tvm_b1_s16.so", "tvm_b1_s32.so",
-                                      "reference.npz", "tokenizer.json"}
+                                      "reference.npz", "tokenizer.json", "recipe.toml"}
     assert manifest["tokenizer"]["max_length"] == BUCKETS[-1], "the tokenizer must truncate to the longest bucket"
     report = json.loads((tvm_artifacts["sequence"] / "reports" / "lower_tvm.json").read_text())
-    assert report["buckets"] == [[1, 16], [1, 32]] and report["checked_on"] == "this build"
+    details = report["details"]
+    assert details["buckets"] == [[1, 16], [1, 32]] and details["checked_on"] == "this build"
     assert report["max_abs_diff"] <= ATOL, f"max abs diff {report['max_abs_diff']:.3g} vs onnxruntime"
     assert elf_machine(tvm_artifacts["sequence"] / "tvm_b1_s16.so") == "x86_64"
 
@@ -103,12 +104,11 @@ def test_verify_passes_on_the_build_machine(tvm_artifacts):
 def test_aarch64_profile_cross_compiles(bert_folders, tmp_path):
     if not __import__("shutil").which("aarch64-linux-gnu-gcc"):
         pytest.skip("gcc-aarch64-linux-gnu is not installed (.ci/run installs it)")
-    path = compile(bert_folders["sequence"], "arm64-cortex-a72", tmp_path / "arm", backend="tvm",
-                   sequence_buckets=(16,)).path
+    path = compile(bert_folders["sequence"], "arm64-cortex-a72", tmp_path / "arm", recipe=Recipe.from_flags(backend="tvm", sequence_buckets=(16,))).path
     assert elf_machine(path / "tvm_b1_s16.so") == "aarch64"
     report = json.loads((path / "reports" / "lower_tvm.json").read_text())
-    assert report["target"]["mtriple"] == "aarch64-linux-gnu" and report["max_abs_diff"] <= ATOL
-    assert "this machine's CPU" in report["checked_on"]
+    assert report["details"]["target"]["mtriple"] == "aarch64-linux-gnu" and report["max_abs_diff"] <= ATOL
+    assert "this machine's CPU" in report["details"]["checked_on"]
     with pytest.raises(BackendUnavailableError, match="compiled for aarch64; this machine is x86_64"):
         load(path)
 
@@ -116,8 +116,7 @@ def test_aarch64_profile_cross_compiles(bert_folders, tmp_path):
 def test_cuda_profile_builds_and_fails_clearly_without_a_gpu(bert_folders, tmp_path):
     if not __import__("shutil").which("nvcc"):
         pytest.skip("building CUDA kernels needs nvcc (the CUDA toolkit), which is not installed here")
-    path = compile(bert_folders["sequence"], "nvidia-cuda", tmp_path / "cuda", backend="tvm",
-                   sequence_buckets=(16,)).path
+    path = compile(bert_folders["sequence"], "nvidia-cuda", tmp_path / "cuda", recipe=Recipe.from_flags(backend="tvm", sequence_buckets=(16,))).path
     index = json.loads((path / "tvm.json").read_text())
     assert index["device"] == "cuda" and index["target"]["kind"] == "cuda"
     import tvm
@@ -130,7 +129,8 @@ def test_cuda_profile_builds_and_fails_clearly_without_a_gpu(bert_folders, tmp_p
 
 def test_bad_tvm_requests_fail_before_any_work(bert_folders, tmp_path):
     cases = [
-        (dict(target="x86-64-avx2", backend="onnxruntime", tune_trials=8), "applies to the tvm backend"),
+        (dict(target="x86-64-avx2", backend="onnxruntime", tune_trials=8), "do not apply to the onnxruntime backend"),
+        (dict(target="x86-64-avx2", tune_trials=8), "need a backend"),
         (dict(target="arm64-cortex-a72", backend="tvm", tune_trials=8), "tuning measures kernels on the machine"),
         (dict(target="x86-64-avx2", backend="tvm", sequence_buckets=(64, 32)), "bad sequence buckets"),
         (dict(target="x86-64-avx2", backend="tvm", quantize="dynamic"), "cannot run this quantization mode"),
@@ -138,5 +138,6 @@ def test_bad_tvm_requests_fail_before_any_work(bert_folders, tmp_path):
     ]
     for options, message in cases:
         with pytest.raises(CompileError, match=message):
-            compile(bert_folders["sequence"], output=tmp_path / "out", **options)
+            target = options.pop("target")
+            compile(bert_folders["sequence"], target, tmp_path / "out", Recipe.from_flags(**options))
         assert list(tmp_path.iterdir()) == [], f"{options} left files behind"

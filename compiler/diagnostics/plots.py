@@ -4,17 +4,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgekiln.runtime.reports.schema import read_reports
+
 SQNR_PLOT = "quantize_sqnr.png"
 PRUNING_PLOT = "pruning_layers.png"
 
 
 def write_plots(reports_dir: Path) -> list[Path]:
     written = []
-    quantize = reports_dir / "quantize.json"
-    if quantize.is_file():
-        layers = json.loads(quantize.read_text()).get("layers") or []
-        if layers:
-            written.append(sqnr_plot(layers, reports_dir / SQNR_PLOT))
+    quantization = read_reports(reports_dir.parent).quantization
+    if quantization is not None and quantization.layers:
+        written.append(sqnr_plot([row.model_dump() for row in quantization.layers], reports_dir / SQNR_PLOT))
     pruning = reports_dir / "pruning.json"
     if pruning.is_file():
         report = json.loads(pruning.read_text())

@@ -43,7 +43,7 @@ def verify_emulated(artifact: Path, cache_root: Path, say: Callable[[str], None]
         command = [qemu, "-L", str(sysroot), "-E", f"PYTHONPATH={scratch}:{site}", "-E", "TVM_USE_RUNTIME_LIB=1",
                    "-E", "PYTHONDONTWRITEBYTECODE=1", "-E", f"HOME={scratch}",
                    str(sysroot / PYTHON), "-m", "edgekiln.runtime.verify", str(artifact)]
-        say(f"running {manifest.artifact_id} ({manifest.backend.value}) under {Path(qemu).name} …")
+        say(f"running {manifest.artifact_id} ({manifest.backend}) under {Path(qemu).name} …")
         started = time.perf_counter()
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S,

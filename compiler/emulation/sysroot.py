@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable
 
-from edgekiln.runtime.manifest import Backend
+from edgekiln.runtime.backends import BackendSpec, backend_spec
 from edgekiln.runtime.progress import Progress
 
 from ..errors import CompileError
@@ -22,7 +22,6 @@ SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
 DEB_PACKAGES = ("python3.11", "libstdc++6", "libgomp1")
 PYTHON = "usr/bin/python3.11"  # Debian bookworm's Python: the wheels are cp311
 COMMON_WHEELS = ("numpy", "pydantic", "tokenizers")
-BACKEND_WHEELS = {Backend.TVM: ("apache-tvm", "apache-tvm-ffi"), Backend.ONNXRUNTIME: ("onnxruntime",)}
 # Versions that differ from this machine's for the emulated run: onnxruntime 1.32.0's aarch64 wheel
 # dies with SIGSEGV at import under qemu-user 7.2 (Debian bookworm), whatever -cpu is set; 1.20.1
 # imports and runs. The artifact's ONNX (opset 18) is what is checked, not the wheel.
@@ -56,13 +55,13 @@ def ensure_sysroot(cache_root: Path, say: Say) -> Path:
     return root
 
 
-def ensure_site(cache_root: Path, backend: Backend, say: Say) -> Path:
+def ensure_site(cache_root: Path, backend: str, say: Say) -> Path:
     """The runtime's aarch64 wheels, pinned to the versions installed here."""
-    check_backend(backend)
+    spec = check_backend(backend)
     pins = [f"{name}=={EMULATION_VERSIONS.get(name) or _installed(name)}"
-            for name in COMMON_WHEELS + BACKEND_WHEELS[backend]]
+            for name in COMMON_WHEELS + spec.emulation_wheels]
     key = hashlib.sha256(" ".join(pins).encode()).hexdigest()[:12]
-    site = cache_root / "emulation" / f"site-aarch64-{backend.value}-{key}"
+    site = cache_root / "emulation" / f"site-aarch64-{backend}-{key}"
     if (site / COMPLETE).exists():
         return site
     partial = site.with_name(f"{site.name}.partial-{uuid.uuid4().hex[:8]}")
@@ -79,10 +78,13 @@ def ensure_site(cache_root: Path, backend: Backend, say: Say) -> Path:
     return site
 
 
-def check_backend(backend: Backend) -> None:
-    if backend not in BACKEND_WHEELS:
-        raise CompileError(f"{backend.value} artifacts are not checked under emulation: OpenVINO's CPU plugin "
-                           "did not start under qemu-user", hint="run `edgekiln verify ARTIFACT` on the device")
+def check_backend(backend: str) -> BackendSpec:
+    """The backend's spec, when its artifacts can run under emulation (its spec lists aarch64 wheels)."""
+    spec = backend_spec(backend)
+    if spec.emulation_wheels is None:
+        raise CompileError(f"{backend} artifacts are not checked under emulation: {spec.emulation_refusal}",
+                           hint="run `edgekiln verify ARTIFACT` on the device")
+    return spec
 
 
 def _unpack_debs(root: Path) -> None:

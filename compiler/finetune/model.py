@@ -8,6 +8,7 @@ from pathlib import Path
 from ..data import DataTask
 from ..errors import CompileError
 from ..pruning.loading import load_pretrained, save_pretrained
+from ..tasks import auto_model_class, compiler_task
 from .config import LoraSettings
 
 
@@ -28,10 +29,8 @@ def quiet_transformers():
 
 
 def load_for_task(folder: Path, task: DataTask, labels: tuple[str, ...]):
-    import transformers
 
-    auto = (transformers.AutoModelForSequenceClassification if task is DataTask.TEXT_CLASSIFICATION
-            else transformers.AutoModelForTokenClassification)
+    auto = auto_model_class(task)
     try:
         with quiet_transformers():
             return load_pretrained(
@@ -47,7 +46,7 @@ def with_lora(model, task: DataTask, settings: LoraSettings):
     from peft import LoraConfig, TaskType, get_peft_model
 
     config = LoraConfig(
-        task_type=TaskType.SEQ_CLS if task is DataTask.TEXT_CLASSIFICATION else TaskType.TOKEN_CLS,
+        task_type=getattr(TaskType, compiler_task(task).peft_task_type),
         r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules="all-linear")
     return get_peft_model(model, config)
 

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-
 from edgekiln.runtime.manifest import Task
 from edgekiln.runtime.preprocess import TextEncoder
 from edgekiln.runtime.progress import Progress as Bar
 
-from ..data import Dataset, DataTask
+from ..data import Dataset
 from ..evaluate import evaluate_predictor
 from ..evaluate.predictors import Predictor
+from ..tasks import compiler_task
 from .batches import epoch_order, example_lengths, iterate_batches
 from .config import FinetuneConfig
 from .model import save_checkpoint
@@ -40,7 +40,7 @@ class Plan:
 
     @property
     def metric(self) -> str:
-        return "accuracy" if self.config.task is DataTask.TEXT_CLASSIFICATION else "entity_f1"
+        return compiler_task(self.config.task).metric
 
     @property
     def steps_per_epoch(self) -> int:

@@ -14,7 +14,7 @@ from edgekiln.runtime.backends.tvm import host_arch, open_buckets
 from edgekiln.runtime.backends.tvm_index import INDEX_FILE, PARAMS_FILE, Bucket, TvmIndex
 from pydantic import Field
 
-from ..errors import FidelityError
+from ..fidelity import FidelityConfig, check, fidelity_feeds, is_classifier, require
 from ..graph_io import graph_io
 from ..tvm_build import build as tvm_build
 from ..tvm_build.importer import import_fixed, param_key
@@ -23,7 +23,7 @@ from ..tvm_build.target import HOST_TWIN
 from ..tvm_build.tuning import tune
 from .base import BuildState, Pass, PassConfig
 from .registry import register_pass
-from .verify_fidelity import FidelityConfig, compare_outputs, ort_runner
+from .verify_fidelity import ort_runner
 
 
 class LowerTvmConfig(PassConfig):
@@ -49,19 +49,16 @@ class LowerTvm(Pass):
         cfg = self.config
         io = graph_io(_onnx(state.model_path))  # read once: both builds and the check use it
         index, tuned = self._build_all(state, io, out_dir, cfg.target, cfg.arch, tune_trials=cfg.tune_trials)
-        report = {"tvm": tvm.__version__, "target": cfg.target, "arch": cfg.arch, "tune_trials": tuned,
-                  "buckets": [[b.batch, b.sequence] for b in index.buckets]}
+        details = {"tvm": tvm.__version__, "target": cfg.target, "arch": cfg.arch, "tune_trials": tuned,
+                   "buckets": [[b.batch, b.sequence] for b in index.buckets]}
         if cfg.arch == host_arch() and index.device == "cpu":
-            rows = self._check(state, io, out_dir, index)
-            report["checked_on"] = "this build"
+            report = self._check(state, io, out_dir, index, details | {"checked_on": "this build"})
         else:
             with tempfile.TemporaryDirectory(prefix="edgekiln-tvm-twin-") as twin:
                 twin_index, _ = self._build_all(state, io, Path(twin), HOST_TWIN, host_arch(), tune_trials=0)
-                rows = self._check(state, io, Path(twin), twin_index)
-            report["checked_on"] = f"a build of the same Relax modules for this machine's CPU ({host_arch()})"
-        report.update(shapes=rows, max_abs_diff=max(r["max_abs_diff"] for r in rows),
-                      min_cosine=min(r["min_cosine"] for r in rows), reference="onnxruntime (same ONNX)")
-        return report
+                report = self._check(state, io, Path(twin), twin_index, details | {
+                    "checked_on": f"a build of the same Relax modules for this machine's CPU ({host_arch()})"})
+        return report.model_dump(mode="json")
 
     def _build_all(self, state: BuildState, io, out_dir: Path, target: dict, arch: str, *,
                    tune_trials: int) -> tuple[TvmIndex, int]:
@@ -91,25 +88,15 @@ class LowerTvm(Pass):
         (out_dir / INDEX_FILE).write_text(index.model_dump_json(indent=2))
         return index, per_bucket * len(shapes)
 
-    def _check(self, state: BuildState, io, folder: Path, index: TvmIndex) -> list[dict]:
-        reference = ort_runner(state.model_path, optimize=True)
+    def _check(self, state: BuildState, io, folder: Path, index: TvmIndex, details: dict):
         output_names = [spec.name for spec in io[1]]
         session = open_buckets(folder, index, output_names, BackendOptions(threads=2))
         longest = max(b.sequence or 0 for b in index.buckets) or None
-        rng = np.random.default_rng(self.config.fidelity.seed)
-        rows = []
-        for batch, sequence in self.config.fidelity.shapes:
-            sequence = min(sequence, longest) if longest else sequence
-            feeds = state.source.make_feeds(batch, sequence, rng)
-            rows.append(compare_outputs(reference(feeds), list(session.run(feeds).values()), batch, sequence))
-        worst = max(rows, key=lambda row: row["max_abs_diff"])
-        limit = self.config.fidelity
-        if worst["max_abs_diff"] > limit.max_abs_diff or min(r["min_cosine"] for r in rows) < limit.min_cosine:
-            raise FidelityError(f"TVM's outputs differ from ONNX Runtime's: max abs diff {worst['max_abs_diff']:.3g} "
-                                f"(limit {limit.max_abs_diff:g}) at batch {worst['batch']}, sequence "
-                                f"{worst['sequence']}; padding to a bucket may change this model's results",
-                                hint="use --backend onnxruntime, or --sequence-buckets with the exact lengths you use")
-        return rows
+        report = check(ort_runner(state.model_path, optimize=True), lambda feeds: list(session.run(feeds).values()),
+                       fidelity_feeds(state, self.config.fidelity, longest), self.config.fidelity,
+                       classifier=is_classifier(state), names=("onnxruntime (same ONNX)", "TVM"), details=details)
+        return require(report, hint="use --backend onnxruntime, or --sequence-buckets with the exact lengths you "
+                                    "use; padding to a bucket may change this model's results")
 
 
 def _index(state: BuildState, inputs, axes: BucketAxes, target: dict, arch: str, buckets: list[Bucket]) -> TvmIndex:

@@ -7,6 +7,7 @@ at a time, until the budget holds. Candidates are timed against the float model 
 """
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +18,17 @@ from pydantic import Field
 
 from edgekiln.runtime.hashing import sha256_json
 
+from edgekiln.runtime.reports.schema import QuantizationReport
+
 from ..errors import CompileError
-from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode
+from ..fidelity import int8_fidelity
+from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode, types_for_profile
 from ..quantization.evaluation import Evaluator, Score, latency_ms
 from ..quantization.ort_quantize import quantizable_nodes, quantize_model
 from ..quantization.sensitivity import layer_report
 from .base import MODEL_FILE, BuildState, Pass, PassConfig
 from .registry import register_pass
+from .verify_fidelity import ort_runner
 
 
 class QuantizePassConfig(PassConfig):
@@ -106,9 +111,12 @@ class QuantizeOrt(Pass):
         report["layers"] = [] if chosen is None else [
             {**row, "kept_float": row["node"] in chosen.exclude}
             for row in layer_report(float_path, chosen.path, nodes, state.calibration, (feeds,))]
+        report["fidelity"] = None if chosen is None else int8_fidelity(
+            state, ort_runner(float_path, optimize=True), ort_runner(out_dir / MODEL_FILE, optimize=True),
+            f"int8 ({chosen.mode.value})")
         for attempt in attempts:
             attempt.path.unlink(missing_ok=True)
-        return report
+        return QuantizationReport(backend="onnxruntime", method="onnxruntime", **report).model_dump(mode="json")
 
     def _modes(self, state: BuildState) -> list[QuantMode]:
         if self.config.mode is QuantMode.AUTO:
@@ -164,3 +172,16 @@ class QuantizeOrt(Pass):
         report.update(chosen=best.mode.value, accuracy_drop=best.drop, speedup=round(float_ms / best.latency_ms, 3),
                       excluded_nodes=list(best.exclude), int8_ms=best.latency_ms)
         return best
+
+
+def bench_settings(profile) -> dict:
+    """Where a quantizer times float against int8: the target's longest sequence bucket and its threads."""
+    return {"bench_sequence": profile.sequence_buckets[-1], "threads": min(profile.threads, os.cpu_count() or 1)}
+
+
+def make_quantizer(context) -> QuantizeOrt:
+    """The ONNX Runtime quantize pass for `context` (planning.BuildContext): the target's integer types."""
+    recipe, profile = context.recipe.quantize, context.profile
+    return QuantizeOrt(QuantizePassConfig(mode=recipe.mode, calibration_method=recipe.calibration_method,
+                                          accuracy_budget=recipe.accuracy_budget, **bench_settings(profile),
+                                          **types_for_profile(profile)))

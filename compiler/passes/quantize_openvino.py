@@ -13,12 +13,16 @@ from pydantic import Field
 from edgekiln.runtime.hashing import sha256_file, sha256_json
 from edgekiln.runtime.manifest import Task
 
+from edgekiln.runtime.backends.openvino import compile_ir
+from edgekiln.runtime.reports.schema import QuantizationReport
+
 from ..errors import CompileError
+from ..fidelity import int8_fidelity
 from ..quantization.config import QuantMode
 from ..quantization.evaluation import Evaluator, latency_ms
 from .base import BuildState, Pass, PassConfig
 from .lower_openvino import IR_MODEL, IR_WEIGHTS
-from .quantize import BudgetError
+from .quantize import BudgetError, bench_settings
 from .registry import register_pass
 
 
@@ -72,11 +76,15 @@ class QuantizeOpenVino(Pass):
             raise BudgetError(f"NNCF's int8 model loses {drop:.2f} points, over the budget of {budget}",
                               {"attempts": [{"mode": "nncf", "accuracy_drop": drop, "latency_ms": int8_ms}]})
         keep_float = int8_ms >= float_ms and self.config.mode is QuantMode.AUTO
+        fidelity = None if keep_float else int8_fidelity(state, _ir_runner(float_ir), _ir_runner(staging / IR_MODEL),
+                                                         "int8 (NNCF)")
         source = float_ir.parent if keep_float else staging
         for name in self.lowers_to:
             shutil.copyfile(source / name, out_dir / name)
         shutil.rmtree(staging)
-        return {"requested": self.config.mode.value, "backend": "openvino (NNCF)", "budget_points": budget,
+        return QuantizationReport(**{
+                "backend": "openvino", "method": "nncf", "fidelity": fidelity,
+                "requested": self.config.mode.value, "budget_points": budget,
                 "metric": evaluator.metric if evaluator else None,
                 "float_metric": float_score.value if float_score else None,
                 "chosen": "float" if keep_float else "nncf-int8", "accuracy_drop": 0.0 if keep_float else drop,
@@ -85,7 +93,7 @@ class QuantizeOpenVino(Pass):
                 "bench": {"batch": 1, "sequence": self.config.bench_sequence, "threads": self.config.threads},
                 "attempts": [{"mode": "nncf", "accuracy_drop": drop, "latency_ms": int8_ms, "excluded_nodes": [],
                               "agreement": Evaluator.agreement(float_score, int8_score) if evaluator else None}],
-                "layers": []}
+                "layers": []}).model_dump(mode="json")
 
     def _quantize(self, model, state: BuildState, evaluator: Evaluator | None):
         try:
@@ -109,3 +117,15 @@ class QuantizeOpenVino(Pass):
         return nncf.quantize_with_accuracy_control(
             model, calibration, nncf.Dataset([0]), validate, max_drop=self.config.accuracy_budget / 100,
             drop_type=nncf.DropType.ABSOLUTE, **options)
+
+
+def make_quantizer(context) -> QuantizeOpenVino:
+    """The NNCF quantize pass for `context` (planning.BuildContext)."""
+    recipe = context.recipe.quantize
+    return QuantizeOpenVino(QuantizeOpenVinoConfig(mode=recipe.mode, accuracy_budget=recipe.accuracy_budget,
+                                                   **bench_settings(context.profile)))
+
+
+def _ir_runner(path: Path):
+    compiled = compile_ir(path, threads=1, cache_dir=None)
+    return lambda feeds: list(compiled(feeds).values())

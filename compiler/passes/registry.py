@@ -38,5 +38,5 @@ def pass_names() -> list[str]:
 
 
 def _load_builtins() -> None:
-    from . import (check_onnx, export_onnx, lower_openvino, ort_optimize, quantize, quantize_openvino,  # noqa: F401
-                   verify_fidelity)  # (importing registers them)
+    from . import (check_onnx, export_onnx, lower_openvino, lower_tvm, ort_optimize,  # noqa: F401
+                   quantize, quantize_openvino, verify_fidelity)  # (importing registers them; none imports its tool)

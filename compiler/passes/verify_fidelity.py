@@ -6,27 +6,18 @@ without graph optimisations. The candidate runs in ONNX Runtime as the device wi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from edgekiln.runtime.hashing import sha256_json
-from edgekiln.runtime.verify import min_row_cosine
 
-from ..errors import FidelityError
+from ..fidelity import FidelityConfig, Runner, check, fidelity_feeds, is_classifier, require
 from ..ort_sessions import cpu_session
-from .base import BuildState, Pass, PassConfig
+from .base import BuildState, Pass
 from .registry import register_pass
 
-Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
-
-
-class FidelityConfig(PassConfig):
-    shapes: tuple[tuple[int, int], ...] = Field(default=((1, 8), (2, 17), (4, 64)), min_length=1)
-    max_abs_diff: float = Field(default=1e-3, gt=0)
-    min_cosine: float = Field(default=0.9999, gt=0, le=1)
-    seed: int = 0
+__all__ = ["FidelityConfig", "VerifyFidelity", "ort_runner"]
 
 
 @register_pass
@@ -41,28 +32,10 @@ class VerifyFidelity(Pass):
     def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
         reference, reference_name = _reference(state)
         candidate = ort_runner(state.model_path, optimize=True)
-        rng = np.random.default_rng(self.config.seed)
-        rows = []
-        for batch, sequence in self.config.shapes:
-            feeds = state.source.make_feeds(batch, sequence, rng)
-            rows.append(compare_outputs(reference(feeds), candidate(feeds), batch, sequence))
-        report = {
-            "reference": reference_name,
-            "thresholds": {"max_abs_diff": self.config.max_abs_diff, "min_cosine": self.config.min_cosine},
-            "shapes": rows,
-            "max_abs_diff": max(row["max_abs_diff"] for row in rows),
-            "min_cosine": min(row["min_cosine"] for row in rows),
-        }
-        report["passed"] = bool(report["max_abs_diff"] <= self.config.max_abs_diff
-                                and report["min_cosine"] >= self.config.min_cosine)
-        if not report["passed"]:
-            worst = max(rows, key=lambda row: row["max_abs_diff"])
-            raise FidelityError(
-                f"compiled model differs from {reference_name}: max abs diff {report['max_abs_diff']:.3g} "
-                f"(limit {self.config.max_abs_diff:g}), min cosine {report['min_cosine']:.6f} "
-                f"(limit {self.config.min_cosine:g}); worst at batch {worst['batch']}, sequence {worst['sequence']}",
-                hint="try another --exporter or --opset; report the model if it persists")
-        return report
+        report = check(reference, candidate, fidelity_feeds(state, self.config), self.config,
+                       classifier=is_classifier(state), names=(reference_name, "the compiled ONNX"))
+        require(report, hint="try another --exporter or --opset; report the model if it persists")
+        return report.model_dump(mode="json")
 
 
 def _reference(state: BuildState) -> tuple[Runner, str]:
@@ -87,16 +60,3 @@ def _torch_runner(spec) -> Runner:
 def ort_runner(path: Path, *, optimize: bool) -> Runner:
     session = cpu_session(path, optimize=optimize)
     return lambda feeds: [np.asarray(output, dtype=np.float32) for output in session.run(None, feeds)]
-
-
-def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray], batch: int, sequence: int) -> dict:
-    if len(reference) != len(candidate):
-        raise FidelityError(f"the compiled model returns {len(candidate)} outputs, the reference {len(reference)}")
-    max_abs, min_cos = 0.0, 1.0
-    for ref, out in zip(reference, candidate):
-        if ref.shape != out.shape:
-            raise FidelityError(f"output shape {list(out.shape)} differs from the reference's {list(ref.shape)} "
-                                f"at batch {batch}, sequence {sequence}")
-        max_abs = max(max_abs, float(np.abs(ref - out).max(initial=0.0)))
-        min_cos = min(min_cos, min_row_cosine(ref, out))
-    return {"batch": batch, "sequence": sequence, "max_abs_diff": max_abs, "min_cosine": min_cos}

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from edgekiln.runtime.manifest import Task
 
 from ..data import DataError, Dataset, DataTask
 from ..errors import CompileError
+from ..tasks import compiler_task
 
 BATCH = 32
 
@@ -76,4 +76,4 @@ def accuracy_points(model, dev: Dataset | None, labels: tuple[str, ...], encoder
 
     task = Task(dev.task.value)
     report, _ = evaluate_predictor(Predictor("pruned model", task, labels, encoder, logits), dev, batch_size=64)
-    return 100 * report["accuracy" if dev.task is DataTask.TEXT_CLASSIFICATION else "entity_f1"]
+    return 100 * report[compiler_task(dev.task).metric]

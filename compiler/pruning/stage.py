@@ -15,8 +15,15 @@ from ..cache import PassCache
 from ..data import Dataset, DataTask
 from ..errors import CompileError
 from ..sources.hf import folder_hashes
+from ..tasks import compiler_task
 from .config import Importance, PruneConfig, RecoveryConfig
-from .evaluation import accuracy_points, check_labels, encoder_for, importance_batches, task_of
+from .evaluation import (
+    accuracy_points,
+    check_labels,
+    encoder_for,
+    importance_batches,
+    task_of,
+)
 from .flops import encoder_flops, encoder_parameters
 from .importance import importance_scores
 from .plan import check_flops_target, plan_flops, plan_ratios
@@ -135,7 +142,7 @@ def _report(model_config, full, plan, job: PruneJob, accuracy, recovery, task: D
     flops = [encoder_flops(s, hidden, size, sequence) for s in (full, plan.shape)]
     params = [encoder_parameters(s, hidden, size) for s in (full, plan.shape)]
     before, after, recovered = accuracy
-    metric = "accuracy" if task is DataTask.TEXT_CLASSIFICATION else "entity_f1"
+    metric = compiler_task(task).metric
     return {
         "flops_reduction": 1 - flops[1] / flops[0],
         "accuracy_drop": None if before is None or recovered is None else before - recovered,

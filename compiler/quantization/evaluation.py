@@ -6,16 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from edgekiln.runtime.bench import BenchConfig, measure
 from edgekiln.runtime.manifest import Task
 
-from ..data import Dataset, DataTask
+from ..data import Dataset
 from ..evaluate import evaluate_predictor
 from ..evaluate.metrics import agreement
 from ..evaluate.predictors import Predictor, make_encoder
 from ..ort_sessions import cpu_session
 from ..sources import ModelSource
+from ..tasks import compiler_task
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Evaluator:
     def __init__(self, source: ModelSource, dataset: Dataset, threads: int) -> None:
         self.source, self.dataset, self.threads = source, dataset, threads
         self.encoder = make_encoder(source.tokenizer_file, source.tokenizer)
-        self.metric = "accuracy" if dataset.task is DataTask.TEXT_CLASSIFICATION else "entity_f1"
+        self.metric = compiler_task(dataset.task).metric
 
     def score(self, path: Path) -> Score:
         return self.score_runner(path.name, model_runner(path, self.threads))

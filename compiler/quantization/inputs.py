@@ -1,19 +1,19 @@
 """Loading the data quantization needs: calibration batches and labelled eval data."""
 from __future__ import annotations
 
-from edgekiln.runtime.manifest import Task
-
 from ..data import DataError, Dataset, DataTask, load_dataset
 from ..errors import CompileError
 from ..evaluate.predictors import make_encoder
 from ..passes.base import BuildState
 from ..sources import ModelSource
+from ..tasks import compiler_task
 from .calibration import build_calibration, read_calibration_examples
 
 
 def quantization_inputs(source: ModelSource, calibration: str | Dataset | None, samples: int,
                         eval_data: str | Dataset | None) -> BuildState:
-    text_task = source.task in (Task.TEXT_CLASSIFICATION, Task.TOKEN_CLASSIFICATION, Task.SENTENCE_EMBEDDING)
+    spec = compiler_task(source.task)
+    text_task = spec.text_input
     if (calibration is not None or eval_data is not None) and (not text_task or source.tokenizer is None):
         raise CompileError(f"{source.description} takes raw tensors; calibration and eval data are text",
                            hint="use --quantize dynamic, or the Python API with a text model")
@@ -24,7 +24,7 @@ def quantization_inputs(source: ModelSource, calibration: str | Dataset | None, 
         calibration_set = build_calibration(examples, encoder, samples)
     evaluation = None
     if eval_data is not None:
-        if source.task not in (Task.TEXT_CLASSIFICATION, Task.TOKEN_CLASSIFICATION):
+        if not spec.labelled:
             raise CompileError(f"an accuracy budget needs a classifier; {source.description} is {source.task.value}")
         evaluation = eval_data if isinstance(eval_data, Dataset) else load_dataset(
             str(eval_data), task=DataTask(source.task.value))

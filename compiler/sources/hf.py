@@ -6,19 +6,15 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-
 from edgekiln.runtime.hashing import sha256_file, sha256_json
 from edgekiln.runtime.manifest import Task, TokenizerSpec
+from edgekiln.runtime.synthetic import make_text_feeds
 
 from ..errors import CompileError
+from ..tasks import all_tasks, auto_model_class
 from .base import ModelSource, SourceKind, TorchSpec
-from edgekiln.runtime.synthetic import make_text_feeds
 from .wrappers import Pooling
 
-_TASK_BY_SUFFIX = {
-    "ForSequenceClassification": Task.TEXT_CLASSIFICATION,
-    "ForTokenClassification": Task.TOKEN_CLASSIFICATION,
-}
 _FEEDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
 _ST_POOLING = {
     "pooling_mode_cls_token": Pooling.CLS,
@@ -89,12 +85,11 @@ def _vocab_size(tokenizer_file: Path) -> int:
 
 def detect_task(config: dict, folder: Path) -> Task:
     architectures = config.get("architectures") or []
+    heads = [spec for spec in all_tasks() if spec.head_suffix]
     for architecture in architectures:
-        for suffix, task in _TASK_BY_SUFFIX.items():
-            if architecture.endswith(suffix):
-                return task
-        if architecture.endswith("Model"):
-            return Task.SENTENCE_EMBEDDING
+        for spec in heads:  # the "Model" suffix (a bare encoder) comes last, after the heads
+            if architecture.endswith(spec.head_suffix):
+                return spec.task
     raise CompileError(
         f"cannot tell the task of {folder}: config.json lists architectures {architectures}",
         hint="supported: *ForSequenceClassification, *ForTokenClassification, or a bare encoder "
@@ -172,14 +167,11 @@ def _labels(config: dict) -> tuple[str, ...] | None:
 
 
 def _build_module(folder: Path, task: Task, pooling: Pooling | None, normalize: bool):
-    import transformers
 
     from ..pruning.loading import load_pretrained
     from .wrappers import LogitsHead, SentenceEmbedding
 
-    auto = {Task.TEXT_CLASSIFICATION: transformers.AutoModelForSequenceClassification,
-            Task.TOKEN_CLASSIFICATION: transformers.AutoModelForTokenClassification,
-            Task.SENTENCE_EMBEDDING: transformers.AutoModel}[task]
+    auto = auto_model_class(task)
     from transformers.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()

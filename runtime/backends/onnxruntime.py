@@ -8,6 +8,7 @@ import numpy as np
 from ..errors import ArtifactError, BackendUnavailableError
 from ..manifest import Accelerator, Manifest
 from .base import BackendOptions, Device
+from .spec import BackendSpec, QuantizerSpec
 
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
@@ -54,3 +55,16 @@ def _providers(manifest: Manifest, device: Device, available: list[str]) -> list
             f"(available: {', '.join(available)})",
             hint="install onnxruntime-gpu on a machine with an NVIDIA GPU, or load with device='cpu'")
     return [_CUDA, _CPU]
+
+
+_QUANTIZER = "edgekiln.compiler.passes.quantize:make_quantizer"
+SPEC = BackendSpec(
+    name="onnxruntime",
+    description="ONNX Runtime: the ONNX file as it is, CPU or CUDA; int8 dynamic or static (QDQ)",
+    runtime="edgekiln.runtime.backends.onnxruntime:open_session",
+    quantizers={"dynamic": QuantizerSpec(_QUANTIZER, needs_calibration=False),
+                "static": QuantizerSpec(_QUANTIZER, needs_calibration=True),
+                "auto": QuantizerSpec(_QUANTIZER, needs_calibration=False)},
+    precisions=("fp32",),
+    emulation_wheels=("onnxruntime",),
+)

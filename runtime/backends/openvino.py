@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import ArtifactError, BackendUnavailableError
 from ..manifest import Accelerator, Manifest, Precision
 from .base import BackendOptions, Device
+from .spec import BackendSpec, QuantizerSpec
 
 Compiled = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -69,3 +70,16 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
     except RuntimeError as exc:  # OpenVINO reports bad IR as RuntimeError
         raise ArtifactError(f"OpenVINO cannot load {manifest.model_file}: {str(exc).splitlines()[0]}",
                             hint="recompile the artifact with this edgekiln version") from None
+
+
+_QUANTIZER = "edgekiln.compiler.passes.quantize_openvino:make_quantizer"
+SPEC = BackendSpec(
+    name="openvino",
+    description="OpenVINO IR on the CPU, f32 or bf16; int8 through NNCF (static, with calibration data)",
+    runtime="edgekiln.runtime.backends.openvino:open_session",
+    lowering="edgekiln.compiler.passes.lower_openvino:make_lowering",
+    quantizers={"static": QuantizerSpec(_QUANTIZER, needs_calibration=True),
+                "auto": QuantizerSpec(_QUANTIZER, needs_calibration=True)},
+    precisions=("fp32", "bf16"),
+    emulation_refusal="OpenVINO's CPU plugin did not start under qemu-user",
+)

@@ -12,6 +12,7 @@ from ..errors import ArtifactError, BackendUnavailableError
 from ..manifest import Manifest
 from .base import BackendOptions, Device
 from .buckets import run_bucketed
+from .spec import BackendSpec
 from .tvm_index import INDEX_FORMAT, PARAMS_FILE, Bucket, TvmIndex
 
 _MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
@@ -107,3 +108,15 @@ def _device(tvm, index: TvmIndex, requested: Device):
         raise BackendUnavailableError("this TVM artifact was compiled for CUDA, and no CUDA GPU is visible here",
                                       hint="run it on a machine with an NVIDIA GPU and its driver")
     return device
+
+
+SPEC = BackendSpec(
+    name="tvm",
+    description="TVM (Relax): one shared library per shape bucket, cross-compiled for the target; float only",
+    runtime="edgekiln.runtime.backends.tvm:open_session",
+    lowering="edgekiln.compiler.passes.lower_tvm_setup:make_lowering",
+    precisions=("fp32",),
+    target_fields=("tvm_target",),
+    options="edgekiln.compiler.passes.lower_tvm_setup:TvmOptions",
+    emulation_wheels=("apache-tvm", "apache-tvm-ffi"),
+)

@@ -1,8 +1,9 @@
 """`reports/report.html`: one self-contained page built from the artifact's JSON reports.
 
-Each `reports/<name>.json` becomes a section. Known reports have their own renderer
-(`SECTION_RENDERERS`); passes added later register theirs, and any other report is shown as a
-table of its top-level values so nothing a pass writes is hidden.
+Each `reports/<name>.json` becomes a section, in the order the passes ran. Typed reports (schema.py)
+are rendered by their kind, whatever pass wrote them; other known reports have a renderer of their
+own (`SECTION_RENDERERS`), and any other report is shown as a table of its top-level values so
+nothing a pass writes is hidden.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..manifest import REPORTS_DIR, Manifest
+from .schema import FidelityReport, QuantizationReport
 from .svg import bar_chart
 
 REPORT_HTML = "report.html"
@@ -51,11 +53,15 @@ def write_report(folder: Path, manifest: Manifest) -> Path:
     reports_dir = folder / REPORTS_DIR
     reports_dir.mkdir(exist_ok=True)
     reports = {path.stem: json.loads(path.read_text()) for path in sorted(reports_dir.glob("*.json"))}
-    order = [name for name in SECTION_RENDERERS if name in reports] + \
-            [name for name in reports if name not in SECTION_RENDERERS]
+    ran = [p.name for p in manifest.passes]
+    order = sorted(reports, key=lambda name: ran.index(name) if name in ran else len(ran))
     sections = [_summary(manifest)]
     for name in order:
-        title, render = SECTION_RENDERERS.get(name, (name.replace("_", " ").capitalize(), _generic))
+        kind = reports[name].get("kind") if isinstance(reports[name], dict) else None
+        title, render = SECTION_RENDERERS.get(name) or SECTION_RENDERERS.get(f"kind:{kind}") or \
+            (name.replace("_", " ").capitalize(), _generic)
+        if kind == "fidelity":
+            title = FIDELITY_TITLES.get(name, f"{name}: numerical check")
         sections.append(f"<h2>{escape(title)}</h2>{render(reports[name], reports_dir)}")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>edgekiln report: "
             f"{escape(manifest.source)}</title><style>{_STYLE}</style></head><body>"
@@ -66,7 +72,7 @@ def write_report(folder: Path, manifest: Manifest) -> Path:
 
 
 def _summary(manifest: Manifest) -> str:
-    rows = [["source", manifest.source], ["task", manifest.task.value], ["backend", manifest.backend.value],
+    rows = [["source", manifest.source], ["task", manifest.task.value], ["backend", manifest.backend],
             ["target", f"{manifest.target.name} ({manifest.target.arch}, {manifest.target.threads} threads)"],
             ["precision", manifest.precision.value], ["created", manifest.created_at],
             ["inputs", ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in manifest.inputs)],
@@ -90,16 +96,24 @@ def _generic(report: dict[str, Any], _folder: Path) -> str:
     return table(["key", "value"], [[key, value] for key, value in report.items()])
 
 
-@register_section("lower_openvino", "OpenVINO against ONNX Runtime")
-@register_section("verify_fidelity", "Fidelity against the reference")
-def _fidelity(report: dict[str, Any], _folder: Path) -> str:
-    verdict = "ok" if report.get("passed") else "bad"
-    limits = report["thresholds"]
-    head = (f"<p class='{verdict}'>Reference: {escape(report['reference'])}. Max abs diff "
-            f"{report['max_abs_diff']:.3g} (limit {limits['max_abs_diff']:g}), min cosine "
-            f"{report['min_cosine']:.6f} (limit {limits['min_cosine']:g}).</p>")
-    rows = [[r["batch"], r["sequence"], r["max_abs_diff"], r["min_cosine"]] for r in report["shapes"]]
-    return head + table(["batch", "sequence", "max abs diff", "min cosine"], rows)
+FIDELITY_TITLES = {"verify_fidelity": "Fidelity against the reference", "lower_openvino": "OpenVINO against ONNX "
+                   "Runtime", "lower_tvm": "TVM lowering"}
+
+
+@register_section("kind:fidelity", "Numerical check")
+def _fidelity(raw: dict[str, Any], _folder: Path) -> str:
+    report = FidelityReport.model_validate(raw)
+    verdict = "ok" if report.passed else "bad"
+    limits = ", ".join(f"{key.replace('_', ' ')} {value:g}" for key, value in report.thresholds.items())
+    head = f"<p class='{verdict}'>{escape(report.summary())}. Limits: {escape(limits)}.</p>"
+    if report.details:
+        head += table(["detail", "value"], [[key, value] for key, value in report.details.items()])
+    header = ["batch", "sequence", "max abs diff", "min cosine"]
+    rows = [[r.batch, r.sequence, r.max_abs_diff, r.min_cosine] for r in report.shapes]
+    if report.output_kind == "classifier":
+        header += ["top-1 agreement", "max error / logit range"]
+        rows = [row + [r.argmax_agreement, r.max_relative_error] for row, r in zip(rows, report.shapes)]
+    return head + table(header, rows)
 
 
 @register_section("benchmark", "Latency benchmark")
@@ -122,28 +136,29 @@ def _benchmark(report: dict[str, Any], _folder: Path) -> str:
     return context + table(header, rows) + chart
 
 
-@register_section("quantize_openvino", "Quantization (OpenVINO, NNCF)")
-@register_section("quantize", "Quantization")
-def _quantization(report: dict[str, Any], folder: Path) -> str:
-    chosen = report.get("chosen", "?")
-    drop = report.get("accuracy_drop")
-    head = (f"<p>Requested <code>{escape(report['requested'])}</code>; kept <b>{escape(str(chosen))}</b>. "
-            f"Accuracy drop {'n/a' if drop is None else f'{drop:.2f} points'} "
-            f"(budget {report.get('budget_points')}), speed-up {report.get('speedup', 1.0):.2f}× over float "
-            f"at batch 1, sequence {report['bench']['sequence']}, {report['bench']['threads']} threads "
-            f"(float {report['float_ms']:.2f} ms).</p>")
-    if report.get("int8_slower_than_float"):
+@register_section("kind:quantization", "Quantization")
+def _quantization(raw: dict[str, Any], folder: Path) -> str:
+    report = QuantizationReport.model_validate(raw)
+    drop = report.accuracy_drop
+    head = (f"<p>{escape(report.backend)} ({escape(report.method)}): requested <code>{escape(report.requested)}"
+            f"</code>; kept <b>{escape(report.chosen)}</b>. Accuracy drop {'n/a' if drop is None else f'{drop:.2f} points'}"
+            f" (budget {report.budget_points}), speed-up {report.speedup:.2f}× over float at batch 1, sequence "
+            f"{report.bench['sequence']}, {report.bench['threads']} threads (float {report.float_ms:.2f} ms).</p>")
+    if report.int8_slower_than_float:
         head += "<p class='bad'>int8 was not faster than float on this machine.</p>"
+    if report.fidelity is not None:
+        head += f"<p>{escape(report.fidelity.summary())} (random inputs, the fidelity shapes).</p>"
     attempts = table(["mode", "accuracy drop (points)", "p50 ms", "kept float", "agreement with float"],
-                     [[a["mode"], a["accuracy_drop"], a["latency_ms"], len(a["excluded_nodes"]), a["agreement"]]
-                      for a in report["attempts"]])
-    worst = sorted((row for row in report.get("layers", []) if row["sqnr_db"] is not None),
-                   key=lambda row: row["sqnr_db"])[:15]
+                     [[a.mode, a.accuracy_drop, a.latency_ms, len(a.excluded_nodes), a.agreement]
+                      for a in report.attempts])
+    worst = sorted((row for row in report.layers if row.sqnr_db is not None), key=lambda row: row.sqnr_db)[:15]
     layers = table(["layer", "op", "int8", "SQNR dB", "weight range", "activation range", "kept float"],
-                   [[r["node"], r["op"], r.get("int8"), r["sqnr_db"], _range(r["weight_min"], r["weight_max"]),
-                     _range(r["activation_min"], r["activation_max"]), r["kept_float"]] for r in worst])
+                   [[r.node, r.op, r.int8, r.sqnr_db, _range(r.weight_min, r.weight_max),
+                     _range(r.activation_min, r.activation_max), r.kept_float] for r in worst])
     note = ("<p>SQNR is measured at each layer's output against the float model with everything "
             "upstream quantized too, so it accumulates with depth.</p>")
+    if not report.layers:
+        return head + attempts + "<p>No per-layer table for this quantizer.</p>"
     return head + attempts + "<h3>Least accurate layers</h3>" + note + layers + \
         image(folder / "quantize_sqnr.png", "SQNR")
 
@@ -173,14 +188,3 @@ def _pruning(report: dict[str, Any], folder: Path) -> str:
                    [[r["layer"], f"{r['heads'][1]} / {r['heads'][0]}", f"{r['ffn'][1]} / {r['ffn'][0]}",
                      ", ".join(map(str, r["kept_heads"]))] for r in report["layers"]])
     return head + layers + image(folder / "pruning_layers.png", "kept heads and FFN neurons per layer")
-
-
-@register_section("lower_tvm", "TVM lowering")
-def _tvm(report: dict[str, Any], _folder: Path) -> str:
-    buckets = ", ".join(f"{b}×{s}" if s else f"batch {b}" for b, s in report["buckets"])
-    head = (f"<p>TVM {escape(report['tvm'])}, target <code>{escape(str(report['target']))}</code>; buckets "
-            f"(batch × sequence) {escape(buckets)}; {report['tune_trials']} MetaSchedule trials. Checked against "
-            f"{escape(report['reference'])} on {escape(report['checked_on'])}: max abs diff "
-            f"{report['max_abs_diff']:.3g}, min cosine {report['min_cosine']:.6f}.</p>")
-    rows = [[r["batch"], r["sequence"], r["max_abs_diff"], r["min_cosine"]] for r in report["shapes"]]
-    return head + table(["batch", "sequence (padded to a bucket)", "max abs diff", "min cosine"], rows)

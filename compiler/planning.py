@@ -1,0 +1,146 @@
+"""From a recipe and a target to a backend and its passes, through the backend registry.
+
+The rules that need the target profile or the registry live here once: which backend can do the
+job, which precisions and quantization modes it has, which profile fields it needs, and its own
+options (validated by the model its `BackendSpec` names).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from edgekiln.runtime.backends import BackendSpec, backend_names, backend_spec
+from edgekiln.runtime.backends.spec import load_object
+from edgekiln.runtime.errors import BackendUnavailableError
+from edgekiln.runtime.manifest import Precision
+from edgekiln.targets import TargetProfile
+
+from .errors import CompileError
+from .passes.base import Pass
+from .quantization.config import QuantMode
+from .recipe import Recipe
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a backend's factories see: the target, the whole recipe, the cache and its own options."""
+
+    profile: TargetProfile
+    recipe: Recipe
+    cache_root: Path
+    options: BaseModel | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: BackendSpec
+    context: BuildContext
+    notes: tuple[str, ...]
+
+    @property
+    def backend(self) -> str:
+        return self.spec.name
+
+    def lowering(self) -> Pass | None:
+        return None if self.spec.lowering is None else load_object(self.spec.lowering)(self.context)
+
+    def quantizer(self) -> Pass | None:
+        mode = self.context.recipe.quantize.mode
+        if mode is QuantMode.NONE:
+            return None
+        return load_object(self.spec.quantizers[mode.value].factory)(self.context)
+
+
+def plan_build(profile: TargetProfile, recipe: Recipe, cache_root: Path) -> Plan:
+    spec, notes = choose_backend(profile, recipe)
+    _check_target(profile, recipe)
+    options = _options(spec, recipe)
+    return Plan(spec, BuildContext(profile, recipe, cache_root, options), tuple(notes))
+
+
+def choose_backend(profile: TargetProfile, recipe: Recipe) -> tuple[BackendSpec, list[str]]:
+    """The requested backend, else the target's first preferred one that can do the job."""
+    requested = recipe.backend.name
+    if requested is not None:
+        spec = backend_spec(requested)
+        problem = _cannot(spec, profile, recipe)
+        if problem is not None:
+            raise CompileError(f"the {spec.name} backend {problem[0]}", hint=problem[1])
+        notes = [] if requested in profile.preferred_backends else \
+            [f"{requested} is not among {profile.name}'s preferred backends"]
+        return spec, notes
+    notes = []
+    for name in profile.preferred_backends:
+        try:
+            spec = backend_spec(name)
+        except BackendUnavailableError:
+            notes.append(f"preferred backend {name} is not installed here")
+            continue
+        problem = _cannot(spec, profile, recipe)
+        if problem is None:
+            return spec, notes
+        notes.append(f"preferred backend {name} cannot do this job ({problem[0]}); trying the next")
+    usable = [name for name in backend_names() if _cannot(backend_spec(name), profile, recipe) is None]
+    raise CompileError(f"none of {profile.name}'s preferred backends {list(profile.preferred_backends)} can do "
+                       "this job", hint=f"pass --backend {usable[0]}" if usable else "compile without --quantize")
+
+
+def _cannot(spec: BackendSpec, profile: TargetProfile, recipe: Recipe) -> tuple[str, str] | None:
+    """Why `spec` cannot build `recipe` for `profile` (message, hint), or None."""
+    mode = recipe.quantize.mode
+    if mode is not QuantMode.NONE:
+        quantizer = spec.quantizers.get(mode.value)
+        if quantizer is None:
+            modes = ", ".join(spec.quantize_modes()) or "none: it compiles float models only"
+            return (f"cannot run this quantization mode ({mode.value}; its modes: {modes})",
+                    f"use --backend {_first_with_mode(mode)}, or another --quantize mode")
+        if quantizer.needs_calibration and recipe.quantize.calibration is None:
+            return (f"quantizes {mode.value} from calibration data", "pass --calibration DATA, or "
+                    "--backend onnxruntime for dynamic int8")
+    if recipe.precision.value not in spec.precisions:
+        return (f"does not compile {recipe.precision.value} (it compiles {', '.join(spec.precisions)})",
+                "--precision bf16 is OpenVINO's float mode: use --backend openvino without --quantize"
+                if recipe.precision is Precision.BF16 else "use --precision fp32")
+    missing = [field for field in spec.target_fields if getattr(profile, field, None) is None]
+    if missing:
+        return (f"needs {', '.join(missing)} in the target profile, which {profile.name} does not have",
+                f"add a [{missing[0]}] table to the profile, or choose another --backend")
+    return None
+
+
+def _first_with_mode(mode: QuantMode) -> str:
+    names = [name for name in backend_names() if mode.value in backend_spec(name).quantizers]
+    return " or ".join(names) if names else "onnxruntime"
+
+
+def _check_target(profile: TargetProfile, recipe: Recipe) -> None:
+    if Precision.FP32 not in profile.precisions:
+        raise CompileError(f"target {profile.name} does not list fp32 among its precisions "
+                           f"{[p.value for p in profile.precisions]}; lower precisions come with quantization")
+    if recipe.quantize.mode is not QuantMode.NONE and Precision.INT8 not in profile.precisions:
+        raise CompileError(f"target {profile.name} does not support int8", hint="compile without --quantize")
+    if recipe.precision is Precision.BF16 and Precision.BF16 not in profile.precisions:
+        raise CompileError(f"target {profile.name} does not list bf16 (it needs AVX-512 BF16 or AMX)",
+                           hint="use --target host on such a CPU, or a profile that lists bf16")
+
+
+def _options(spec: BackendSpec, recipe: Recipe) -> BaseModel | None:
+    given = recipe.backend.options
+    if spec.options is None:
+        if given:
+            raise CompileError(f"backend option(s) {sorted(given)} do not apply to the {spec.name} backend "
+                               "(it takes none)", hint="drop them, or choose the backend they belong to")
+        return None
+    model: type[BaseModel] = load_object(spec.options)
+    unknown = sorted(set(given) - set(model.model_fields))
+    if unknown:
+        raise CompileError(f"backend option(s) {unknown} do not apply to the {spec.name} backend",
+                           hint=f"its options: {', '.join(model.model_fields)}")
+    try:
+        return model.model_validate(given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise CompileError(f"{spec.name} option `{where}`: {error['msg']}") from None

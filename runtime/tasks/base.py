@@ -1,0 +1,56 @@
+"""What a task is to the runtime: how inputs become tensors and how outputs become answers.
+
+One module per task defines `SPEC`, a `TaskSpec`; `Session.predict` dispatches through it. The
+compiler's side of a task (model heads, metrics, data) is in `edgekiln.compiler.tasks`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..manifest import Manifest, Task
+from ..preprocess import TextEncoder, check_texts
+
+
+class TaskSpec(ABC):
+    task: Task
+    description: str
+
+    def preprocessor(self, folder: Path, manifest: Manifest) -> Any | None:
+        """What turns user inputs into feeds (a TextEncoder for text tasks), or None for raw tensors."""
+        return None
+
+    @abstractmethod
+    def predict(self, session, items: Any) -> Any:
+        """Answers for `items` (texts, for the text tasks), through the session's encoder and backend."""
+
+
+class TextTask(TaskSpec):
+    """A task whose inputs are texts, tokenized as the manifest says."""
+
+    def preprocessor(self, folder: Path, manifest: Manifest) -> TextEncoder | None:
+        if manifest.tokenizer is None:
+            return None
+        return TextEncoder(folder, manifest.tokenizer, manifest.inputs)
+
+    def predict(self, session, items: Sequence[str] | str) -> Any:
+        if session.encoder is None:
+            raise InputError(f"this {self.task.value} artifact has no tokenizer",
+                             hint="call run(feeds) with arrays for its inputs "
+                                  f"{[spec.name for spec in session.manifest.inputs]}")
+        texts = check_texts(items)
+        feeds, encodings = session.encoder.encode(texts)
+        output = next(iter(session.backend.run(feeds).values()))
+        return self.decode(output, session.manifest, encodings, texts)
+
+    @abstractmethod
+    def decode(self, output: np.ndarray, manifest: Manifest, encodings: list, texts: list[str]) -> Any:
+        """The first model output, as this task's answers."""
+
+
+def labels_of(manifest: Manifest, output: np.ndarray) -> tuple[str, ...]:
+    return manifest.labels or tuple(str(i) for i in range(output.shape[-1]))
