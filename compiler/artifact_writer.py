@@ -17,6 +17,7 @@ from .diagnostics.plots import write_plots
 from .errors import CompileError
 from .folders import move_into_place
 from .graph_io import graph_io
+from .onnx_external import copy_model
 from .passes.base import MODEL_FILE, BuildState
 from .reference_outputs import write_reference
 from .tool_versions import tool_versions
@@ -54,10 +55,10 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
           backend: Backend) -> Manifest:
     import onnx
 
-    shipped = state.lowered or (state.model_path, state.model_path.with_name(state.model_path.name + ".data"))
-    for path in shipped:
-        if path.is_file():
-            shutil.copyfile(path, staging / (MODEL_FILE if path == state.model_path else path.name))
+    for path in state.lowered:
+        shutil.copyfile(path, staging / path.name)
+    if not state.lowered:  # model.onnx, and model.onnx.data beside it when the weights are external
+        copy_model(state.model_path, staging / MODEL_FILE)
     source = state.source
     longest = _longest_sequence(state)
     tokenizer = source.tokenizer

@@ -1,7 +1,9 @@
 """Check the compiled ONNX numerically against the reference on several batch/sequence shapes.
 
 The reference is the torch model when there is one, otherwise the user's original ONNX file run
-without graph optimisations. The candidate runs in ONNX Runtime as the device will run it.
+without graph optimisations (or, where ONNX Runtime can no longer run it, its upgraded graph; and
+the file's own `test_data_set_*` where it ships them: see `onnx_reference`). The candidate runs in
+ONNX Runtime as the device will run it.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from edgekiln.runtime.hashing import sha256_json
 from edgekiln.runtime.verify import min_row_cosine
 
 from ..errors import FidelityError
+from ..onnx_reference import check_shipped, session_runner, shipped_cases, source_reference
 from ..ort_sessions import cpu_session
 from .base import BuildState, Pass, PassConfig
 from .registry import register_pass
@@ -55,20 +58,34 @@ class VerifyFidelity(Pass):
         }
         report["passed"] = bool(report["max_abs_diff"] <= self.config.max_abs_diff
                                 and report["min_cosine"] >= self.config.min_cosine)
+        cases = shipped_cases(state.source.onnx_path) if state.source.onnx_path is not None else []
+        if cases:
+            report["test_data"] = check_shipped(cases, candidate, self.config.max_abs_diff)
+            if not report["test_data"]["passed"]:
+                worst = max(report["test_data"]["cases"], key=lambda row: row["max_abs_diff"])
+                raise FidelityError(f"compiled model differs from the outputs stored in {worst['case']} beside "
+                                    f"{state.source.description}: max abs diff {worst['max_abs_diff']:.3g}",
+                                    hint=_hint(state))
         if not report["passed"]:
             worst = max(rows, key=lambda row: row["max_abs_diff"])
             raise FidelityError(
                 f"compiled model differs from {reference_name}: max abs diff {report['max_abs_diff']:.3g} "
                 f"(limit {self.config.max_abs_diff:g}), min cosine {report['min_cosine']:.6f} "
                 f"(limit {self.config.min_cosine:g}); worst at batch {worst['batch']}, sequence {worst['sequence']}",
-                hint="try another --exporter or --opset; report the model if it persists")
+                hint=_hint(state))
         return report
+
+
+def _hint(state: BuildState) -> str:
+    if state.source.torch is None:  # a user's file: exporter and opset are not ours to choose
+        return f"`edgekiln inspect {state.source.description}` shows what the compile converts; report the model"
+    return "try another --exporter or --opset; report the model if it persists"
 
 
 def _reference(state: BuildState) -> tuple[Runner, str]:
     if state.source.torch is not None:
         return _torch_runner(state.source.torch), "pytorch"
-    return ort_runner(state.source.onnx_path, optimize=False), "source onnx (unoptimised onnxruntime)"
+    return source_reference(state.source.onnx_path)
 
 
 def _torch_runner(spec) -> Runner:
@@ -85,8 +102,7 @@ def _torch_runner(spec) -> Runner:
 
 
 def ort_runner(path: Path, *, optimize: bool) -> Runner:
-    session = cpu_session(path, optimize=optimize)
-    return lambda feeds: [np.asarray(output, dtype=np.float32) for output in session.run(None, feeds)]
+    return session_runner(cpu_session(path, optimize=optimize))
 
 
 def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray], batch: int, sequence: int) -> dict:
