@@ -123,7 +123,12 @@ def copy_model(source: Path, path: Path) -> None:
     if not external_tensors(model):
         shutil.copyfile(source, path)
         return
-    data_files(source, model)  # refuses locations outside the folder
+    files = data_files(source, model)  # refuses locations outside the folder
+    canonical = source.with_name(source.name + DATA_SUFFIX)
+    if files == [canonical.resolve()] and path.name == source.name:  # already one model.onnx.data: byte copies
+        shutil.copyfile(source, path)
+        shutil.copyfile(canonical, path.with_name(canonical.name))
+        return
     save_streaming(model, source.parent, path)
 
 

@@ -34,7 +34,8 @@ class ExportConfig(PassConfig):
 @register_pass
 class ExportOnnx(Pass):
     name = "export_onnx"
-    version = 3  # 2: nodes named after their modules; 3: embedding normalisation TVM can import
+    version = 4  # 2: nodes named after their modules; 3: embedding normalisation TVM can import;
+    # 4: past 2 GB the dynamo export is kept (nodes renamed in the graph only), weights in one model.onnx.data
     Config = ExportConfig
     changes_model = True
 
