@@ -41,8 +41,8 @@ def register(commands) -> None:
     bench.add_argument("--no-save", action="store_true", help="do not add the results to the artifact's report")
     bench.set_defaults(handler=cmd_bench)
 
-    inspect = commands.add_parser("inspect", help="print an artifact's manifest readably")
-    inspect.add_argument("artifact", type=Path)
+    inspect = commands.add_parser("inspect", help="print an artifact's manifest readably, or describe an .onnx file")
+    inspect.add_argument("artifact", type=Path, help="an artifact folder, or an .onnx file")
     inspect.add_argument("--json", action="store_true")
     inspect.add_argument("--quantization", action="store_true", help="the ten least accurate quantized layers")
     inspect.set_defaults(handler=cmd_inspect)
@@ -109,6 +109,9 @@ def save_bench_report(artifact: Path, report: dict) -> None:
 
 
 def cmd_inspect(args) -> int:
+    if args.artifact.suffix.lower() == ".onnx" and args.artifact.is_file():
+        from edgekiln.compiler.onnx_inspect import print_description  # needs the compiler's onnx package
+        return print_description(args.artifact, as_json=args.json)
     manifest = read_manifest(args.artifact)
     if args.quantization:
         return _print_worst_layers(args.artifact)

@@ -18,6 +18,7 @@ from .diagnostics.plots import write_plots
 from .errors import CompileError
 from .folders import move_into_place
 from .graph_io import graph_io
+from .onnx_external import copy_model
 from .passes.base import MODEL_FILE, BuildState
 from .recipe import RECIPE_FILE, Recipe
 from .reference_outputs import write_reference
@@ -56,10 +57,10 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
           backend: str, recipe: Recipe) -> Manifest:
     import onnx
 
-    shipped = state.lowered or (state.model_path, state.model_path.with_name(state.model_path.name + ".data"))
-    for path in shipped:
-        if path.is_file():
-            shutil.copyfile(path, staging / (MODEL_FILE if path == state.model_path else path.name))
+    for path in state.lowered:
+        shutil.copyfile(path, staging / path.name)
+    if not state.lowered:  # model.onnx, and model.onnx.data beside it when the weights are external
+        copy_model(state.model_path, staging / MODEL_FILE)
     source = state.source
     longest = _longest_sequence(state)
     tokenizer = source.tokenizer

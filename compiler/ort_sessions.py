@@ -4,8 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def cpu_session(model: Path | bytes, *, threads: int | None = None, optimize: bool = True):
-    """A quiet CPU session; `optimize=False` runs the graph exactly as written (a reference)."""
+def cpu_session(model: Path | bytes, *, threads: int | None = None, optimize: bool = True,
+                data_folder: Path | None = None):
+    """A quiet CPU session; `optimize=False` runs the graph exactly as written (a reference);
+    `data_folder`: where a model given as bytes finds its external-data files."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -15,5 +17,7 @@ def cpu_session(model: Path | bytes, *, threads: int | None = None, optimize: bo
         options.inter_op_num_threads = 1
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if data_folder is not None:
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(data_folder))
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

@@ -37,7 +37,7 @@ def run_passes(passes: list[Pass], state: BuildState, cache: PassCache,
         lowered = _lowered_files(step, folder) or state.lowered
         state = replace(state, model_path=model_path, lowered=lowered,
                         reports=MappingProxyType({**state.reports, step.name: report}))
-        output_sha = sha256_file(model_path) if not step.lowers_to else \
+        output_sha = state.model_sha256() if not step.lowers_to else \
             sha256_json({path.name: sha256_file(path) for path in lowered})
         records.append(PassRecord(name=step.name, config=config, input_sha256=input_sha,
                                   output_sha256=output_sha, seconds=round(seconds, 3), cached=cached))

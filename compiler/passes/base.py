@@ -1,8 +1,9 @@
 """The pass contract: a typed config, a precondition check, and a run that writes into a folder.
 
 A pass reads the current `BuildState` and writes its outputs into the folder it is given:
-`model.onnx` when it changes the model, and a JSON-serialisable report it returns. Because a pass
-sees nothing else, the pipeline can cache its folder under a hash of (pass, version, config, input).
+`model.onnx` when it changes the model (with its weights in `model.onnx.data` beside it when they
+are stored externally: the folder is self-contained), and a JSON-serialisable report it returns.
+Because a pass sees nothing else, the pipeline can cache its folder under a hash of (pass, version, config, input).
 """
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ from typing import Any, ClassVar, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
-from edgekiln.runtime.hashing import sha256_file
-
 from ..errors import CompileError
+from ..onnx_external import model_sha256
 from ..sources import ModelSource
 
 MODEL_FILE = "model.onnx"
@@ -38,7 +38,7 @@ class BuildState:
     def model_sha256(self) -> str:
         if self.model_path is None:
             raise CompileError("internal: no ONNX model yet; a pass that needs one ran before the export pass")
-        return sha256_file(self.model_path)
+        return model_sha256(self.model_path)  # with its external-data files, if any
 
 
 class Pass(ABC):

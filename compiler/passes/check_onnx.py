@@ -1,4 +1,7 @@
-"""Take a user's ONNX file into the build: validate it, infer shapes, store it as one file."""
+"""Take a user's ONNX file into the build: validate it, carry old graphs forward (initializers
+listed as inputs become constants, old opsets are upgraded; see `onnx_upgrade`), infer shapes,
+and store it as `model.onnx` with its weights in one `model.onnx.data` beside it when they are
+stored outside the protobuf."""
 from __future__ import annotations
 
 from collections import Counter
@@ -7,10 +10,10 @@ from typing import Any
 
 from ..errors import CompileError
 from ..graph_io import load_onnx
+from ..onnx_external import PROTOBUF_LIMIT, external_bytes, external_tensors, save_model, save_streaming
+from ..onnx_upgrade import apply, plan
 from .base import MODEL_FILE, BuildState, Pass, PassConfig
 from .registry import register_pass
-
-_TWO_GB = 2_000_000_000
 
 
 class CheckOnnxConfig(PassConfig):
@@ -20,6 +23,7 @@ class CheckOnnxConfig(PassConfig):
 @register_pass
 class CheckOnnx(Pass):
     name = "check_onnx"
+    version = 2  # 2: IR-3 inputs stripped, old opsets upgraded, external data kept in one file
     Config = CheckOnnxConfig
     changes_model = True
 
@@ -31,16 +35,41 @@ class CheckOnnx(Pass):
         return state.source.content_hash
 
     def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
-        import onnx
-
-        model = load_onnx(state.source.onnx_path)
-        try:
-            model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-        except Exception:  # shape inference is best effort; the checker already passed
-            pass
-        external = model.ByteSize() > _TWO_GB
-        onnx.save(model, str(out_dir / MODEL_FILE), save_as_external_data=external,
-                  location=MODEL_FILE + ".data" if external else None)
+        path = state.source.onnx_path
+        model = load_onnx(path, load_external_data=False)
+        conversion = plan(model)
+        external = bool(external_tensors(model))
+        if conversion.to_opset is not None and external:
+            model = _with_weights(model, path)
+            external = False
+        model = _infer_shapes(apply(model, conversion, path.name))
+        if external:  # the weights stay on disk: streamed into model.onnx.data
+            save_streaming(model, path.parent, out_dir / MODEL_FILE)
+        else:
+            save_model(model, out_dir / MODEL_FILE)
         opsets = {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
-        return {"opsets": opsets, "nodes": len(model.graph.node),
+        return {"opsets": opsets, "nodes": len(model.graph.node), "external_data": external_tensors(model) != [],
+                "conversion": conversion.report(),
                 "op_types": dict(Counter(node.op_type for node in model.graph.node).most_common(10))}
+
+
+def _with_weights(model, path: Path):
+    """Upgrading an opset reads the weights; the converter takes one protobuf, under 2 GB."""
+    import onnx
+
+    size = external_bytes(model)
+    if size + model.ByteSize() >= PROTOBUF_LIMIT:
+        raise CompileError(f"{path.name} needs an opset upgrade (opset below 10), and its {size / 1e9:.1f} GB of "
+                           "weights are too large for ONNX's version converter",
+                           hint="re-export the model at opset 10 or later")
+    onnx.load_external_data_for_model(model, str(path.parent))
+    return model
+
+
+def _infer_shapes(model):
+    import onnx
+
+    try:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # shape inference is best effort; the checker already passed
+        return model

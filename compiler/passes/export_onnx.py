@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import re
+import shutil
 import warnings
 from enum import Enum
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 from pydantic import Field
 
 from ..errors import ExportError
+from ..onnx_external import consolidate
 from .base import MODEL_FILE, BuildState, Pass, PassConfig
 from .registry import register_pass
 
@@ -32,7 +34,8 @@ class ExportConfig(PassConfig):
 @register_pass
 class ExportOnnx(Pass):
     name = "export_onnx"
-    version = 3  # 2: nodes named after their modules; 3: embedding normalisation TVM can import
+    version = 4  # 2: nodes named after their modules; 3: embedding normalisation TVM can import;
+    # 4: past 2 GB the dynamo export is kept (nodes renamed in the graph only), weights in one model.onnx.data
     Config = ExportConfig
     changes_model = True
 
@@ -53,11 +56,13 @@ class ExportOnnx(Pass):
             else [self.config.exporter]
         failures: list[str] = []
         for exporter in order:
+            _empty(out_dir)  # a failed attempt may have left weights behind
             try:
                 with _quiet(), torch.inference_mode(False), torch.no_grad():
                     _EXPORTERS[exporter](module, example, spec, out_dir / MODEL_FILE, self.config.opset)
                 if exporter is Exporter.DYNAMO:
                     name_nodes_after_modules(out_dir / MODEL_FILE)
+                consolidate(out_dir / MODEL_FILE)  # past 2 GB: the weights in one model.onnx.data
             except Exception as exc:  # every exporter failure is reported with its cause
                 failures.append(f"{exporter.value}: {_summarise(exc)}")
                 continue
@@ -102,7 +107,7 @@ def name_nodes_after_modules(path: Path) -> None:
 
     import onnx
 
-    model = onnx.load(str(path))
+    model = onnx.load(str(path), load_external_data=False)  # the graph only: external weights stay as written
     used: set[str] = set()
     for node in model.graph.node:
         scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
@@ -117,6 +122,14 @@ def name_nodes_after_modules(path: Path) -> None:
         used.add(node.name)
         del node.metadata_props[:]
     onnx.save(model, str(path))
+
+
+def _empty(folder: Path) -> None:
+    for entry in folder.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _at_least_two(tensor, axes: dict[int, str]):

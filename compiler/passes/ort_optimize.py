@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CompileError
+from ..onnx_external import DATA_SUFFIX, copy_model, data_files
 from .base import MODEL_FILE, BuildState, Pass, PassConfig
 from .registry import register_pass
 
@@ -28,25 +29,35 @@ class OrtOptimize(Pass):
     changes_model = True
 
     def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
-        import onnx
         import onnxruntime as ort
 
         target = out_dir / MODEL_FILE
         before = _node_count(state.model_path)
         if self.config.level is OrtLevel.NONE:
-            onnx.save(onnx.load(str(state.model_path)), str(target))
+            copy_model(state.model_path, target)
         else:
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
             options.optimized_model_filepath = str(target)
             options.log_severity_level = 3
+            if data_files(state.model_path):  # large weights stay external, in one file beside the model
+                options.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                                 MODEL_FILE + DATA_SUFFIX)
+                options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
+                                                 "1024")
             try:
                 ort.InferenceSession(str(state.model_path), options, providers=["CPUExecutionProvider"])
             except Exception as exc:  # onnxruntime's own exception types
-                raise CompileError(f"onnxruntime cannot load the exported model: {str(exc).splitlines()[0]}",
-                                   hint="the graph uses an operator or opset this onnxruntime lacks; "
-                                        "try another --opset") from None
+                raise CompileError(f"onnxruntime {ort.__version__} cannot load the model: "
+                                   f"{str(exc).splitlines()[0]}", hint=_load_hint(state)) from None
         return {"level": self.config.level.value, "nodes_before": before, "nodes_after": _node_count(target)}
+
+
+def _load_hint(state: BuildState) -> str:
+    if state.source.torch is None:  # a user's file: its opset is not ours to choose
+        return (f"the file uses an operator or opset this onnxruntime lacks; `edgekiln inspect "
+                f"{state.source.description}` lists its opsets; upgrade onnxruntime or re-export the model")
+    return "the graph uses an operator or opset this onnxruntime lacks; try another --opset"
 
 
 def _node_count(path: Path) -> int:

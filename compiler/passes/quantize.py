@@ -8,7 +8,6 @@ at a time, until the budget holds. Candidates are timed against the float model 
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from edgekiln.runtime.reports.schema import QuantizationReport
 
 from ..errors import CompileError
 from ..fidelity import int8_fidelity
+from ..onnx_external import copy_compact, remove_model
 from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode, types_for_profile
 from ..quantization.evaluation import Evaluator, Score, latency_ms
 from ..quantization.ort_quantize import quantizable_nodes, quantize_model
@@ -107,7 +107,8 @@ class QuantizeOrt(Pass):
                   "bench": {"batch": 1, "sequence": self.config.bench_sequence, "threads": self.config.threads},
                   "attempts": [attempt.row(float_score) for attempt in attempts]}
         chosen = self._choose(attempts, float_ms, report)
-        shutil.copyfile(chosen.path if chosen else float_path, out_dir / MODEL_FILE)
+        # int8 weights are a quarter of float ones: a model past 2 GB becomes one file again where it fits
+        copy_compact(chosen.path if chosen else float_path, out_dir / MODEL_FILE)
         report["layers"] = [] if chosen is None else [
             {**row, "kept_float": row["node"] in chosen.exclude}
             for row in layer_report(float_path, chosen.path, nodes, state.calibration, (feeds,))]
@@ -115,7 +116,7 @@ class QuantizeOrt(Pass):
             state, ort_runner(float_path, optimize=True), ort_runner(out_dir / MODEL_FILE, optimize=True),
             f"int8 ({chosen.mode.value})")
         for attempt in attempts:
-            attempt.path.unlink(missing_ok=True)
+            remove_model(attempt.path)
         return QuantizationReport(backend="onnxruntime", method="onnxruntime", **report).model_dump(mode="json")
 
     def _modes(self, state: BuildState) -> list[QuantMode]:
@@ -147,7 +148,7 @@ class QuantizeOrt(Pass):
                         key=lambda row: row["sqnr_db"] if row["sqnr_db"] is not None else float("inf"))
         count = 1
         while not self._fits(attempt) and len(attempt.exclude) < len(nodes):
-            attempt.path.unlink(missing_ok=True)
+            remove_model(attempt.path)
             attempt = build(tuple(row["node"] for row in ranked[:count]))
             steps.append({"excluded": len(attempt.exclude), "accuracy_drop": attempt.drop})
             count = min(count * 2, len(nodes))

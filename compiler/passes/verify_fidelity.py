@@ -1,7 +1,8 @@
 """Check the compiled ONNX numerically against the reference on several batch/sequence shapes.
 
 The reference is the torch model when there is one, otherwise the user's original ONNX file run
-without graph optimisations. The candidate runs in ONNX Runtime as the device will run it.
+without graph optimisations (or, where ONNX Runtime no longer runs the original, its upgraded graph
+and any test data shipped beside it). The candidate runs in ONNX Runtime as the device will run it.
 """
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import numpy as np
 
 from edgekiln.runtime.hashing import sha256_json
 
+from ..errors import FidelityError
 from ..fidelity import FidelityConfig, Runner, check, fidelity_feeds, is_classifier, require
+from ..onnx_reference import check_shipped, session_runner, shipped_cases, source_reference
 from ..ort_sessions import cpu_session
 from .base import BuildState, Pass
 from .registry import register_pass
@@ -32,16 +35,31 @@ class VerifyFidelity(Pass):
     def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
         reference, reference_name = _reference(state)
         candidate = ort_runner(state.model_path, optimize=True)
+        details = {}
+        cases = shipped_cases(state.source.onnx_path) if state.source.onnx_path is not None else []
+        if cases:
+            details["test_data"] = check_shipped(cases, candidate, self.config.max_abs_diff)
+            if not details["test_data"]["passed"]:
+                worst = max(details["test_data"]["cases"], key=lambda row: row["max_abs_diff"])
+                raise FidelityError(f"compiled model differs from the outputs stored in {worst['case']} beside "
+                                    f"{state.source.description}: max abs diff {worst['max_abs_diff']:.3g}",
+                                    hint=_hint(state))
         report = check(reference, candidate, fidelity_feeds(state, self.config), self.config,
-                       classifier=is_classifier(state), names=(reference_name, "the compiled ONNX"))
-        require(report, hint="try another --exporter or --opset; report the model if it persists")
+                       classifier=is_classifier(state), names=(reference_name, "the compiled ONNX"), details=details)
+        require(report, hint=_hint(state))
         return report.model_dump(mode="json")
+
+
+def _hint(state: BuildState) -> str:
+    if state.source.torch is None:  # a user's file: exporter and opset are not ours to choose
+        return f"`edgekiln inspect {state.source.description}` shows what the compile converts; report the model"
+    return "try another --exporter or --opset; report the model if it persists"
 
 
 def _reference(state: BuildState) -> tuple[Runner, str]:
     if state.source.torch is not None:
         return _torch_runner(state.source.torch), "pytorch"
-    return ort_runner(state.source.onnx_path, optimize=False), "source onnx (unoptimised onnxruntime)"
+    return source_reference(state.source.onnx_path)
 
 
 def _torch_runner(spec) -> Runner:
@@ -58,5 +76,4 @@ def _torch_runner(spec) -> Runner:
 
 
 def ort_runner(path: Path, *, optimize: bool) -> Runner:
-    session = cpu_session(path, optimize=optimize)
-    return lambda feeds: [np.asarray(output, dtype=np.float32) for output in session.run(None, feeds)]
+    return session_runner(cpu_session(path, optimize=optimize))

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from ..errors import CompileError
+from ..onnx_external import data_files
 from .calibration import CalibrationSet
 from .config import CalibrationMethod, IntType, QuantizeConfig, QuantMode
 
@@ -25,7 +26,8 @@ def quantize_model(float_path: Path, out_path: Path, config: QuantizeConfig,
     types = {IntType.INT8: q.QuantType.QInt8, IntType.UINT8: q.QuantType.QUInt8}
     common = dict(op_types_to_quantize=list(config.op_types), per_channel=config.per_channel,
                   reduce_range=config.reduce_range, weight_type=types[config.weight_type],
-                  nodes_to_exclude=list(config.exclude))
+                  nodes_to_exclude=list(config.exclude),
+                  use_external_data_format=bool(data_files(float_path)))  # weights past 2 GB stay external
     with _quiet():
         if config.mode is QuantMode.DYNAMIC:
             q.quantize_dynamic(str(float_path), str(out_path), **common)

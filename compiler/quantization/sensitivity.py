@@ -16,12 +16,12 @@ def layer_report(float_path: Path, quant_path: Path, nodes: list[str], calibrati
     """One row per node: name, op, sqnr_db (higher is better), weight and activation ranges."""
     import onnx
 
-    float_model = onnx.load(str(float_path))
+    float_model = onnx.load(str(float_path), load_external_data=False)  # weights read one tensor at a time
     outputs = _node_outputs(float_model, nodes)
     feeds = calibration.feeds[:4] if calibration is not None else fallback_feeds
     reference = _intermediates(float_path, list(outputs.values()), feeds)
     quantized = _intermediates(quant_path, list(outputs.values()), feeds)
-    weights = _weight_ranges(float_model)
+    weights = _weight_ranges(float_model, float_path.parent)
     ops = {node.name: node.op_type for node in float_model.graph.node}
     integer = integer_nodes(onnx.load(str(quant_path), load_external_data=False), nodes)
     rows = []
@@ -67,12 +67,12 @@ def _intermediates(path: Path, tensors: list[str], feeds) -> dict[str, list[np.n
     """Values of `tensors` (those the graph still has) over every feed batch."""
     import onnx
 
-    model = onnx.load(str(path))
+    model = onnx.load(str(path), load_external_data=False)
     existing = {v for node in model.graph.node for v in node.output}
     present = [t for t in tensors if t in existing]
     known = {o.name for o in model.graph.output}
     model.graph.output.extend(onnx.ValueInfoProto(name=t) for t in present if t not in known)
-    session = cpu_session(model.SerializeToString(), optimize=False)
+    session = cpu_session(model.SerializeToString(), optimize=False, data_folder=path.parent)  # weights stay on disk
     collected: dict[str, list[np.ndarray]] = {t: [] for t in present}
     for feed in feeds:
         for name, value in zip(present, session.run(present, feed)):
@@ -80,7 +80,7 @@ def _intermediates(path: Path, tensors: list[str], feeds) -> dict[str, list[np.n
     return collected
 
 
-def _weight_ranges(model) -> dict[str, tuple[float, float]]:
+def _weight_ranges(model, folder: Path) -> dict[str, tuple[float, float]]:
     from onnx import numpy_helper
 
     initializers = {init.name: init for init in model.graph.initializer}
@@ -88,7 +88,7 @@ def _weight_ranges(model) -> dict[str, tuple[float, float]]:
     for node in model.graph.node:
         for name in node.input:
             if name in initializers and len(initializers[name].dims) >= 2:
-                array = numpy_helper.to_array(initializers[name])
+                array = numpy_helper.to_array(initializers[name], base_dir=str(folder))
                 ranges[node.name] = (float(array.min()), float(array.max()))
                 break
     return ranges

@@ -3,18 +3,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekiln.runtime.hashing import sha256_json
+from edgekiln.runtime.hashing import sha256_file, sha256_json
 from edgekiln.runtime.manifest import Task
 from edgekiln.runtime.synthetic import make_tensor_feeds
 
 from ..graph_io import graph_io, load_onnx
+from ..onnx_external import model_files, model_sha256
+from ..onnx_reference import test_data_files
+from ..onnx_upgrade import plan
 from .base import ModelSource, SourceKind
 
 
 def from_onnx_file(path: Path) -> ModelSource:
-    model = load_onnx(path)
-    inputs, _ = graph_io(model)
-    files = {"model": _hash_with_external_data(path)}
+    model = load_onnx(path, load_external_data=False)  # the weights stay on disk; their files are hashed
+    inputs, _ = graph_io(model)  # initializers listed as inputs (IR 3) are constants, not inputs
+    files = {"model": model_sha256(path), "files": [file.name for file in model_files(path)],
+             "test_data": {file.relative_to(path.parent).as_posix(): sha256_file(file) for file in test_data_files(path)}}
     return ModelSource(
         kind=SourceKind.ONNX_FILE,
         description=path.name,
@@ -23,13 +27,5 @@ def from_onnx_file(path: Path) -> ModelSource:
         labels=None,
         make_feeds=lambda batch, sequence, rng: make_tensor_feeds(inputs, batch, sequence, rng),
         onnx_path=path,
+        notes=plan(model).notes(),
     )
-
-
-def _hash_with_external_data(path: Path) -> dict[str, str]:
-    from edgekiln.runtime.hashing import sha256_file
-
-    hashes = {path.name: sha256_file(path)}
-    for sibling in sorted(path.parent.glob(path.name + ".data")):
-        hashes[sibling.name] = sha256_file(sibling)
-    return hashes
