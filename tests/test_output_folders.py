@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -139,15 +140,15 @@ def test_output_lock_is_exclusive_across_processes(tmp_path):
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(CompileError, match=rf"another edgekiln build is writing .*out \(pid {holder.pid} holds"):
-            with output_lock(target):
-                pass
+        busy = rf"another edgekiln build is writing .*out \(pid {holder.pid} holds"
+        with pytest.raises(CompileError, match=busy), output_lock(target):
+            pass
     finally:
         holder.communicate("\n", timeout=60)
     assert holder.returncode == 0
     assert not lock_path(target).exists()
     with output_lock(target) as path:  # free again once the holder is done
-        assert path == lock_path(target) and path.read_text() == str(__import__("os").getpid())
+        assert path == lock_path(target) and path.read_text() == str(os.getpid())
     with output_lock(target):  # and released on exit
         pass
 
@@ -156,13 +157,11 @@ def test_output_lock_refuses_a_symlink_and_a_file_parent(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("keep")
     lock_path(tmp_path / "out").symlink_to(victim)
-    with pytest.raises(CompileError, match="cannot use .*lock file"):
-        with output_lock(tmp_path / "out"):
-            pass
+    with pytest.raises(CompileError, match="cannot use .*lock file"), output_lock(tmp_path / "out"):
+        pass
     assert victim.read_text() == "keep"
-    with pytest.raises(CompileError, match="victim.txt is a file, not a folder"):
-        with output_lock(victim / "out"):
-            pass
+    with pytest.raises(CompileError, match="victim.txt is a file, not a folder"), output_lock(victim / "out"):
+        pass
 
 
 def test_pass_cache_checks_every_file_on_a_hit(tmp_path):
@@ -181,8 +180,8 @@ def test_pass_cache_checks_every_file_on_a_hit(tmp_path):
     again, cached = cache.run("ab" * 32, work, say=said.append)
     assert not cached and len(calls) == 2 and again == folder
     assert (folder / "weights.bin").read_bytes() == bytes(range(256))
-    assert said == [f"cached result {'ab' * 6} is not usable (weights.bin does not match its stored sha256): "
-                    "removed it, computing it again"]
+    assert said == [(f"cached result {'ab' * 6} is not usable (weights.bin does not match its stored sha256): "
+                     "removed it, computing it again")]
     (folder / "sub" / "extra.txt").write_text("x")
     assert entry_problem(folder) == "sub/extra.txt was added after it was stored"
     (folder / ".complete").write_text("")  # an entry from an edgekiln without hashes
