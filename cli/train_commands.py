@@ -1,9 +1,9 @@
 """Commands around labelled data: finetune, eval."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from .artifact_commands import write_json
 from .parsing import positive_float, positive_int
 
 TASKS = ("text-classification", "token-classification")
@@ -74,6 +74,5 @@ def cmd_eval(args) -> int:
     report = evaluate(args.target, dataset, against=args.against, batch_size=args.batch_size)
     print(format_evaluation(report))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, report)
     return 0
