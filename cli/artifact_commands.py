@@ -78,6 +78,8 @@ def cmd_run(args) -> int:
 
 def _stdin_lines() -> Iterator[str]:
     """stdin one line at a time (never read whole), each checked to be UTF-8."""
+    if sys.stdin is None:  # started with stdin closed
+        raise InputError("'-' reads texts from stdin, which is closed", hint="pipe one text per line into it")
     stream = getattr(sys.stdin, "buffer", None)
     if stream is None:  # a text stream with no bytes underneath
         yield from (line.rstrip("\n") for line in sys.stdin)

@@ -119,5 +119,5 @@ def split_off(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Da
             dataset.subset(held, f"{dataset.source} (held-out {fraction:.0%}, seed {seed})"))
 
 
-__all__ = ["DataError", "DataFormat", "DataTask", "Dataset", "TextExample", "TokenExample", "load_dataset", "parse_spec",
-           "split_off"]
+__all__ = ["DataError", "DataFormat", "DataTask", "Dataset", "TextExample", "TokenExample", "load_dataset",
+           "parse_spec", "split_off"]
