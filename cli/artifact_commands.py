@@ -1,9 +1,12 @@
 """Commands that need only the runtime: run, bench, inspect, targets."""
 from __future__ import annotations
 
+import itertools
 import json
 import sys
+import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,8 @@ def register(commands) -> None:
     run.add_argument("artifact", type=Path)
     run.add_argument("texts", nargs="+", help="texts to predict on; '-' reads one text per line from stdin")
     run.add_argument("--json", action="store_true", help="print JSON instead of a readable listing")
+    run.add_argument("--batch-size", type=positive_int, default=32,
+                     help="texts run together; stdin is read and printed one batch at a time (default 32)")
     run.add_argument("--threads", type=positive_int)
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     run.set_defaults(handler=cmd_run)
@@ -53,11 +58,49 @@ def register(commands) -> None:
 
 
 def cmd_run(args) -> int:
-    texts = [line.rstrip("\n") for line in sys.stdin] if args.texts == ["-"] else args.texts
-    if not texts:
-        raise InputError("no texts on stdin")
+    texts = _stdin_lines() if args.texts == ["-"] else iter(args.texts)
+    batches = _batches(texts, args.batch_size)
+    first = next(batches, None)
+    if first is None:
+        raise InputError("no texts on stdin", hint="give one text per line, e.g. edgekiln run ART - < texts.txt")
     session = load(args.artifact, threads=args.threads, device=args.device)
-    predictions = session.predict(texts)
+    sys.stdout.write("[\n" if args.json else "")
+    for index, batch in enumerate(itertools.chain([first], batches)):
+        items, lines = _describe(batch, session.predict(batch))
+        if args.json:  # the same text as json.dumps(all items, indent=2), written a batch at a time
+            sys.stdout.write((",\n" if index else "") + ",\n".join(
+                textwrap.indent(json.dumps(item, indent=2), "  ") for item in items))
+        else:
+            sys.stdout.write("".join(line + "\n" for line in lines))
+        sys.stdout.flush()
+    sys.stdout.write("\n]\n" if args.json else "")
+    return 0
+
+
+def _stdin_lines() -> Iterator[str]:
+    """stdin one line at a time (never read whole), each checked to be UTF-8."""
+    if sys.stdin is None:  # started with stdin closed
+        raise InputError("'-' reads texts from stdin, which is closed", hint="pipe one text per line into it")
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text stream with no bytes underneath
+        yield from (line.rstrip("\n") for line in sys.stdin)
+        return
+    for number, raw in enumerate(stream, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"stdin line {number} is not valid UTF-8 (byte {raw[exc.start]:#04x} at offset "
+                             f"{exc.start})", hint="convert the text to UTF-8, e.g. with iconv -t utf-8") from None
+        yield line.rstrip("\n").removesuffix("\r")
+
+
+def _batches(texts: Iterator[str], size: int) -> Iterator[list[str]]:
+    while batch := list(itertools.islice(texts, size)):
+        yield batch
+
+
+def _describe(texts: list[str], predictions) -> tuple[list[dict], list[str]]:
+    """(JSON items, readable lines) for one batch of texts and their predictions."""
     if isinstance(predictions, np.ndarray):
         items = [{"text": t, "embedding": row.tolist()} for t, row in zip(texts, predictions)]
         lines = [f"[{len(row)}] norm {np.linalg.norm(row):.4f}  {' '.join(f'{v:+.4f}' for v in row[:4])} …  {t}"
@@ -68,8 +111,7 @@ def cmd_run(args) -> int:
     else:
         items = [{"text": t, **p.to_dict()} for t, p in zip(texts, predictions)]
         lines = [f"{p.label}\t{p.score:.4f}\t{t}" for t, p in zip(texts, predictions)]
-    print(json.dumps(items, indent=2) if args.json else "\n".join(lines))
-    return 0
+    return items, lines
 
 
 def cmd_bench(args) -> int:
@@ -78,11 +120,19 @@ def cmd_bench(args) -> int:
     report = run_bench(args.artifact, config, threads=args.threads, against=args.against)
     print(format_table(report))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, report)
     if not args.no_save:
         save_bench_report(args.artifact, report)
     return 0
+
+
+def write_json(path: Path, report: dict) -> None:
+    """`--json OUT`: a path that cannot be written is the user's to fix, not a crash."""
+    try:
+        path.write_text(json.dumps(report, indent=2))
+    except OSError as exc:
+        raise InputError(f"cannot write {path} ({exc.strerror})", hint="choose a writable --json path") from None
+    print(f"wrote {path}")
 
 
 def run_bench(artifact: Path, config: BenchConfig, *, threads: int | None, against: str | None) -> dict:

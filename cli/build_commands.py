@@ -30,7 +30,9 @@ def register(commands) -> None:
                                       "token-classification, sentence-embedding")
     build.add_argument("--pooling", help="pooling for a bare encoder: mean, cls, max, mean-sqrt-len")
     build.add_argument("--exporter", help="auto (dynamo, then torchscript; default), dynamo, torchscript")
-    build.add_argument("--opset", type=positive_int, help="ONNX opset of the export (default 18)")
+    build.add_argument("--opset", type=positive_int, help="ONNX opset of the export (default 18; torch and Hugging "
+                                                          "Face models only: an ONNX file keeps its own, upgraded "
+                                                          "if below 10)")
     build.add_argument("--no-cache", dest="cache", action="store_const", const=False, help="recompute every pass")
     build.add_argument("--precision", choices=["fp32", "bf16"],
                        help="float precision: bf16 runs OpenVINO in bf16 on CPUs with AVX-512 BF16 or AMX")
@@ -53,6 +55,8 @@ def register(commands) -> None:
     prune.add_argument("--recover-lora", action="store_const", const=True, help="recover with LoRA instead of "
                                                                                 "all weights")
     prune.add_argument("--data", help="labelled training data for importance scores and recovery: PATH[:SPLIT]")
+    build.add_argument("--data-format", choices=["tsv", "csv", "jsonl", "conll", "hf-disk"],
+                       help="force the reader of every data file given (default: by extension, then by content)")
     quant = build.add_argument_group("quantization")
     quant.add_argument("--quantize", help="none (default), dynamic, static, or auto (the fastest int8 "
                                           "within the budget; float if int8 is not faster)")

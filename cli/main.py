@@ -1,6 +1,7 @@
 """`edgekiln` entry point: argument parsing, dispatch, and the one-line error contract.
 
-Every user error ends as one line on stderr and exit code 2; commands that need the compiler
+Every user error ends as one line on stderr and exit code 2; anything unexpected as one line, a
+log file holding the traceback and exit code 3 (see guard.py). Commands that need the compiler
 import it lazily, so `run`, `bench`, `inspect` and `targets` work on a runtime-only install.
 """
 from __future__ import annotations
@@ -14,12 +15,14 @@ from pydantic import ValidationError
 from edgekiln.runtime.errors import EdgekilnError
 
 from . import artifact_commands, build_commands, train_commands, verify_command
+from .guard import not_utf8, one_line, quiet_broken_pipe, report_crash
 
 EXIT_USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgekiln", description="Compile models for edge devices and run them.")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     build_commands.register(commands)
     artifact_commands.register(commands)
@@ -29,25 +32,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    bad = not_utf8(argv)
+    if bad is not None:
+        print(f"edgekiln: error: {bad}", file=sys.stderr)
+        return EXIT_USER_ERROR
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     try:
-        return args.handler(args) or 0
+        code = args.handler(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
     except EdgekilnError as exc:
-        print(f"edgekiln: error: {exc}", file=sys.stderr)
+        print(f"edgekiln: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except ValidationError as exc:  # a typed config rejected a flag's value
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
-        print(f"edgekiln: error: invalid value for {where}: {error['msg']}", file=sys.stderr)
+        print(f"edgekiln: error: invalid value for {where}: {one_line(error['msg'])}", file=sys.stderr)
         return EXIT_USER_ERROR
     except ImportError as exc:
         print(f"edgekiln: error: `edgekiln {args.command}` needs a package that is not installed ({exc.name}) "
               f"(install the compiler: pip install 'edgekiln[compiler]')", file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:
+        return quiet_broken_pipe()
     except KeyboardInterrupt:
         print("edgekiln: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug, not a user error: one line, the traceback in a log
+        return report_crash(args.command, exc, argv, debug=args.debug)
 
 
 def _quiet_libraries() -> None:

@@ -1,9 +1,9 @@
 """Commands around labelled data: finetune, eval."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from .artifact_commands import write_json
 from .parsing import positive_float, positive_int
 
 TASKS = ("text-classification", "token-classification")
@@ -42,6 +42,8 @@ def register(commands) -> None:
 def _columns(parser) -> None:
     parser.add_argument("--text-column", help="text column of TSV/CSV/JSONL data (default: sentence, text, ...)")
     parser.add_argument("--label-column", help="label column (default: label, labels, class, ...)")
+    parser.add_argument("--data-format", help="tsv, csv, jsonl, conll or hf-disk, for data whose name does not "
+                                              "say (default: the extension, else the first lines)")
 
 
 def cmd_finetune(args) -> int:
@@ -53,7 +55,7 @@ def cmd_finetune(args) -> int:
                             max_length=args.max_length, seed=args.seed, max_train_examples=args.max_train,
                             validation_fraction=args.val_fraction,
                             lora=LoraSettings(rank=args.lora_rank, alpha=2 * args.lora_rank) if args.lora else None)
-    columns = {"text_column": args.text_column, "label_column": args.label_column}
+    columns = {"text_column": args.text_column, "label_column": args.label_column, "format": args.data_format}
     train = load_dataset(args.data, task=task, **columns)
     dev = load_dataset(args.eval_data, task=task, **columns) if args.eval_data else None
     result = finetune(args.model, args.output, train_data=train, eval_data=dev, config=config, force=args.force)
@@ -67,10 +69,10 @@ def cmd_eval(args) -> int:
     from edgekiln.compiler.evaluate import evaluate
     from edgekiln.compiler.evaluate.text_report import format_evaluation
 
-    dataset = load_dataset(args.data, text_column=args.text_column, label_column=args.label_column)
+    dataset = load_dataset(args.data, text_column=args.text_column, label_column=args.label_column,
+                           format=args.data_format)
     report = evaluate(args.target, dataset, against=args.against, batch_size=args.batch_size)
     print(format_evaluation(report))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, report)
     return 0

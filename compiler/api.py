@@ -14,8 +14,9 @@ from edgekiln.runtime.manifest import Manifest
 from edgekiln.targets import TargetProfile, load_profile
 
 from .artifact_writer import check_output_folder, write_artifact
+from .folders import output_lock
 from .cache import PassCache, default_cache_dir
-from .data import Dataset, parse_spec
+from .data import Dataset, load_dataset, parse_spec
 from .errors import CompileError
 from .passes.base import BuildState, Pass
 from .passes.check_onnx import CheckOnnx
@@ -24,8 +25,9 @@ from .passes.ort_optimize import OrtOptimize
 from .passes.quantize import BudgetError
 from .passes.verify_fidelity import VerifyFidelity
 from .pipeline import run_passes
-from .planning import plan_build
+from .planning import Plan, plan_build
 from .pruning.entry import prune_model
+from .quantization.config import QuantMode
 from .quantization.inputs import quantization_inputs
 from .recipe import MEMORY_PREFIX, Recipe
 from .sources import ModelSource, resolve_source
@@ -52,33 +54,52 @@ def compile(model: Any, target: str | TargetProfile = "host", output: str | os.P
     progress = progress or (lambda message: None)
     recipe = _absolute_data(_with_datasets(recipe or Recipe(), datasets or {}))
     out_dir = Path(output).expanduser().resolve()
-    check_output_folder(out_dir, force)
-    profile = target if isinstance(target, TargetProfile) else load_profile(str(target))
-    cache_root = Path(recipe.cache.dir).expanduser() if recipe.cache.dir else default_cache_dir()
-    plan = plan_build(profile, recipe, cache_root)
-    lowering, quantizer = plan.lowering(), plan.quantizer()  # their own checks, before any work
-    data = _DataRoles(recipe, datasets or {})
+    with output_lock(out_dir):  # held for the whole compile: a second one to the same -o fails at once
+        check_output_folder(out_dir, force)
+        profile = target if isinstance(target, TargetProfile) else load_profile(str(target))
+        cache_root = Path(recipe.cache.dir).expanduser() if recipe.cache.dir else default_cache_dir()
+        plan = plan_build(profile, recipe, cache_root)
+        lowering, quantizer = plan.lowering(), plan.quantizer()  # their own checks, before any work
+        job = _Job(profile, recipe, plan, _DataRoles(recipe, datasets or {}), out_dir, force, progress)
+        manifest, notes = _build(job, model, example_inputs, [step for step in (lowering, quantizer) if step])
+    return CompileResult(out_dir, manifest, plan.notes + notes, recipe)
+
+
+@dataclass(frozen=True)
+class _Job:
+    profile: TargetProfile
+    recipe: Recipe
+    plan: Plan
+    data: _DataRoles
+    out_dir: Path
+    force: bool
+    progress: Callable[[str], None]
+
+
+def _build(job: _Job, model: Any, example_inputs: Any, backend_passes: list[Pass]) -> tuple[Manifest, tuple]:
+    """Prune (if asked), resolve the source, run the pass chain and write the artifact, in a build folder
+    beside the output that is removed whatever happens."""
+    recipe, out_dir = job.recipe, job.out_dir
     build_dir = out_dir.parent / f".{out_dir.name}.build-{uuid.uuid4().hex[:8]}"
     build_dir.mkdir(parents=True)
     try:
-        store = PassCache(cache_root if recipe.cache.enabled else None, build_dir)
+        store = PassCache(job.plan.context.cache_root if recipe.cache.enabled else None, build_dir)
         reports, records = {}, []
         if recipe.prune is not None:
-            model, reports["pruning"], record = _prune_first(model, example_inputs, profile, recipe, store,
-                                                             progress, data)
+            model, reports["pruning"], record = _prune_first(model, example_inputs, job, store)
             records.append(record)
         source = _source(model, recipe, build_dir, example_inputs)
-        passes = _front_passes(source, recipe) + [step for step in (lowering, quantizer) if step is not None]
         start = BuildState(source=source)
-        if quantizer is not None:
-            start = quantization_inputs(source, data.get("calibration"), recipe.quantize.calibration_samples,
-                                        data.get("eval"))
-        state, chain = _run(passes, replace(start, reports=MappingProxyType(reports)), store, progress, out_dir)
-        manifest = write_artifact(out_dir, state=state, records=records + chain, profile=profile,
-                                  backend=plan.backend, recipe=recipe)
+        if recipe.quantize.mode is not QuantMode.NONE:
+            start = quantization_inputs(source, job.data.get("calibration"), recipe.quantize.calibration_samples,
+                                        job.data.get("eval"))
+        passes = _front_passes(source, recipe) + backend_passes
+        state, chain = _run(passes, replace(start, reports=MappingProxyType(reports)), store, job.progress, out_dir)
+        manifest = write_artifact(out_dir, state=state, records=records + chain, profile=job.profile,
+                                  backend=job.plan.backend, recipe=recipe, force=job.force)
     finally:
         shutil.rmtree(build_dir, ignore_errors=True)
-    return CompileResult(out_dir, manifest, plan.notes + source.notes, recipe)
+    return manifest, source.notes
 
 
 class _DataRoles:
@@ -87,9 +108,12 @@ class _DataRoles:
     def __init__(self, recipe: Recipe, datasets: Mapping[str, Dataset]) -> None:
         self._refs = recipe.data_refs()
         self._datasets = datasets
+        self._format = recipe.data.format
 
     def get(self, role: str) -> str | Dataset | None:
         ref = self._refs[role]
+        if ref is not None and self._format is not None and not ref.startswith(MEMORY_PREFIX):
+            return load_dataset(ref, format=self._format)  # the recipe forces a reader
         if ref is None or not ref.startswith(MEMORY_PREFIX):
             return ref
         dataset = self._datasets.get(role)
@@ -133,15 +157,14 @@ def _source(model: Any, recipe: Recipe, build_dir: Path, example_inputs: Any) ->
                           output_names=spec.output_names, dynamic_axes=spec.dynamic_axes)
 
 
-def _prune_first(model, example_inputs, profile: TargetProfile, recipe: Recipe, store: PassCache, progress,
-                 data: _DataRoles):
+def _prune_first(model, example_inputs, job: _Job, store: PassCache):
     """(the pruned model or folder, its report, its manifest record); widths rounded for the target."""
-    prune = recipe.prune
+    prune = job.recipe.prune
     if prune.multiple_of is None:
-        prune = prune.model_copy(update={"multiple_of": profile.prune_multiple})
-    return prune_model(model, example_inputs, prune, recipe.recover, store=store, say=progress,
-                       data={"train": data.get("train"), "dev": data.get("eval"),
-                             "calibration": data.get("calibration")})
+        prune = prune.model_copy(update={"multiple_of": job.profile.prune_multiple})
+    return prune_model(model, example_inputs, prune, job.recipe.recover, store=store, say=job.progress,
+                       data={"train": job.data.get("train"), "dev": job.data.get("eval"),
+                             "calibration": job.data.get("calibration")})
 
 
 def _run(passes: list[Pass], start: BuildState, store: PassCache, progress, out_dir: Path):

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from edgekiln.runtime.artifact import read_manifest
+from edgekiln.runtime.errors import ArtifactError
 from edgekiln.runtime.hashing import sha256_file, sha256_json
 from edgekiln.runtime.manifest import (MANIFEST_FILE, REPORTS_DIR, SCHEMA_VERSION, Manifest, PassRecord, Precision,
                                        QuantizationInfo, TargetInfo, identity_fields)
@@ -16,7 +19,7 @@ from edgekiln.targets import TargetProfile
 
 from .diagnostics.plots import write_plots
 from .errors import CompileError
-from .folders import move_into_place
+from .folders import check_parent, move_into_place
 from .graph_io import graph_io
 from .onnx_external import copy_model
 from .passes.base import MODEL_FILE, BuildState
@@ -25,29 +28,84 @@ from .reference_outputs import write_reference
 from .tool_versions import tool_versions
 
 
+SIGNATURE_FILE = "signature.json"  # written beside the manifest when an artifact is signed
+
+
 def check_output_folder(out_dir: Path, force: bool) -> None:
     """Refuse before any work is done: an existing folder needs --force, and only an artifact
     (or an empty folder) is ever replaced."""
-    if not out_dir.exists():
-        if out_dir.parent.exists() and not out_dir.parent.is_dir():
-            raise CompileError(f"the output's parent {out_dir.parent} is a file, not a folder")
+    check_parent(out_dir)
+    if not out_dir.exists() and not out_dir.is_symlink():
         return
     if not force:
         raise CompileError(f"output folder {out_dir} already exists", hint="pass --force to replace it")
     if not out_dir.is_dir():
-        raise CompileError(f"output path {out_dir} is a file, not a folder")
-    if any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILE).is_file():
-        raise CompileError(f"output folder {out_dir} is not empty and is not an edgekiln artifact; "
-                           "refusing to replace it even with --force", hint="choose another -o folder")
+        raise CompileError(f"output path {out_dir} is a file, not a folder", hint="choose another -o folder")
+    reason = replacement_problem(out_dir)
+    if reason is not None:
+        raise CompileError(f"output folder {out_dir} {reason}; refusing to replace it even with --force",
+                           hint="choose another -o folder, or remove it yourself")
+
+
+def replacement_problem(folder: Path) -> str | None:
+    """None when `folder` is empty or provably an edgekiln artifact: a schema-valid manifest whose
+    `files` (each matching its hash), plus the manifest, a signature and the files in reports/, are
+    all it holds. Otherwise why not, as words that follow the folder's name."""
+    if not folder.is_dir() or folder.is_symlink():
+        return "is not a folder"
+    if not any(folder.iterdir()):
+        return None
+    if not (folder / MANIFEST_FILE).is_file():
+        return f"is not empty and is not an edgekiln artifact (it has no {MANIFEST_FILE})"
+    try:
+        manifest = read_manifest(folder)
+    except ArtifactError as exc:
+        return f"is not an edgekiln artifact ({exc.message})"
+    for relative, kind in _entries(folder):
+        if kind != "a file" or not _written_by_edgekiln(relative, manifest):
+            return f"is not an edgekiln artifact alone: it also holds {kind} {relative} that its manifest does not list"
+    for relative, expected in manifest.files.items():
+        path = folder / relative
+        if path.is_file() and sha256_file(path) != expected:
+            return f"holds {relative}, which differs from its manifest hash (changed after the build)"
+    return None
+
+
+def _entries(folder: Path):
+    """(relative path, kind) of everything under `folder` that a replacement would lose; symlinks are
+    not followed, and a folder counts through what it holds (or as itself when empty)."""
+    for root, dirs, files in os.walk(folder):
+        base = Path(root)
+        for name in sorted(dirs + files):
+            path = base / name
+            relative = path.relative_to(folder).as_posix()
+            if path.is_symlink():
+                yield relative, "a symlink"
+            elif path.is_dir():
+                if not any(path.iterdir()):
+                    yield relative, "an empty folder"
+            elif path.is_file():
+                yield relative, "a file"
+            else:
+                yield relative, "a special file"
+
+
+def _written_by_edgekiln(relative: str, manifest: Manifest) -> bool:
+    if relative in manifest.files or relative in (MANIFEST_FILE, SIGNATURE_FILE):
+        return True
+    return PurePosixPath(relative).parent == PurePosixPath(REPORTS_DIR)
 
 
 def write_artifact(out_dir: Path, *, state: BuildState, records: list[PassRecord], profile: TargetProfile,
-                   backend: str, recipe: Recipe) -> Manifest:
+                   backend: str, recipe: Recipe, force: bool) -> Manifest:
+    """Fill a staging folder, then rename it to `out_dir`. A folder found at `out_dir` then is
+    replaced only with `force` and only if it is (still) an artifact; with `force=False` (what
+    compile() passes without --force) nothing there is ever replaced."""
     staging = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
         manifest = _fill(staging, state, records, profile, backend, recipe)
-        move_into_place(staging, out_dir)
+        move_into_place(staging, out_dir, replaceable=replacement_problem if force else None)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest

@@ -30,7 +30,7 @@ def run_passes(passes: list[Pass], state: BuildState, cache: PassCache,
                            "input": input_sha, "tools": tool_versions()})
         progress(f"{step.name} …")
         started = time.perf_counter()
-        folder, cached = cache.run(key, lambda out_dir: _run_one(step, state, out_dir))
+        folder, cached = cache.run(key, lambda out_dir: _run_one(step, state, out_dir), say=progress)
         seconds = time.perf_counter() - started
         report = json.loads((folder / REPORT_FILE).read_text())
         model_path = folder / MODEL_FILE if step.changes_model else state.model_path

@@ -18,6 +18,7 @@ from pydantic_core import to_jsonable_python
 
 from edgekiln.runtime.manifest import BackendName, Precision, Task
 
+from .data.types import DataFormat
 from .errors import CompileError
 from .passes.export_onnx import Exporter
 from .fidelity import FidelityConfig
@@ -52,6 +53,8 @@ class DataRecipe(_Section):
 
     train: str | None = None
     eval: str | None = None
+    format: DataFormat | None = Field(default=None, description="force a reader for every data file (train, eval, "
+                                                                "calibration); None: by extension, then by content")
 
 
 class QuantizeRecipe(_Section):
@@ -186,7 +189,7 @@ FLAGS = {
     "task": "source.task", "pooling": "source.pooling", "input_names": "source.input_names",
     "output_names": "source.output_names", "dynamic_axes": "source.dynamic_axes",
     "exporter": "export.exporter", "opset": "export.opset",
-    "train_data": "data.train", "data": "data.train", "eval_data": "data.eval",
+    "train_data": "data.train", "data": "data.train", "eval_data": "data.eval", "data_format": "data.format",
     "prune": "prune", "prune_heads": "prune.heads", "prune_ffn": "prune.ffn", "prune_flops": "prune.flops",
     "prune_importance": "prune.importance",
     "recover": "recover", "recover_epochs": "recover.epochs", "recover_examples": "recover.max_train_examples",

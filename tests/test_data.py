@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from edgekiln.compiler.data import DataError, DataTask, load_dataset, split_off
+from edgekiln.compiler.data import DataError, DataFormat, DataTask, load_dataset, split_off
 from edgekiln.compiler.data.conll import to_bio
 
 from .conftest import SHARED_DATA
@@ -107,3 +107,60 @@ def test_real_sst2_and_wnut17_load_as_published():
     assert {label[2:] for label in train.labels if label != "O"} == {
         "person", "location", "group", "creative-work", "corporation", "product"}
     assert len(load_dataset(f"{SHARED_DATA / 'wnut17'}:test")) == 1287
+
+
+CONLL_2003 = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP I-ORG
+rejects VBZ B-VP O
+German JJ B-NP I-MISC
+call NN I-NP O
+. . O O
+
+Peter NNP B-NP I-PER
+Blackburn NNP I-NP I-PER
+
+"""
+
+
+def test_conll2003_files_are_recognised_by_their_content(tmp_path):
+    for name in ("eng.train", "eng.testa", "eng.testb"):
+        (tmp_path / name).write_text(CONLL_2003)
+    data = load_dataset(tmp_path / "eng.train")
+    assert data.task is DataTask.TOKEN_CLASSIFICATION and len(data) == 2
+    assert data.examples[0].tokens == ("EU", "rejects", "German", "call", ".")
+    assert data.examples[0].tags == ("B-ORG", "O", "B-MISC", "O", "O")  # IOB1 -> BIO
+    assert data.examples[1].tags == ("B-PER", "I-PER")
+    assert load_dataset(f"{tmp_path}:testa").source == str(tmp_path / "eng.testa")  # the folder's splits too
+    assert len(load_dataset(f"{tmp_path}:train", task=DataTask.TOKEN_CLASSIFICATION)) == 2
+
+
+def test_content_sniffing_and_a_forced_format(tmp_path):
+    (tmp_path / "reviews.dat").write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
+    assert load_dataset(tmp_path / "reviews.dat").labels == ("0", "1")
+    (tmp_path / "reviews.data").write_text('text,label\n"good, really",1\n')
+    assert load_dataset(tmp_path / "reviews.data").examples[0].text == "good, really"
+    (tmp_path / "records").write_text(json.dumps({"text": "fine", "label": "pos"}) + "\n")
+    assert load_dataset(tmp_path / "records").labels == ("pos",)
+    (tmp_path / "table.txt").write_text("sentence\tlabel\ngood\t1\n")  # .txt reads as CoNLL unless told
+    with pytest.raises(DataError, match="table.txt:1: tag 'label' is not O"):
+        load_dataset(tmp_path / "table.txt")
+    assert load_dataset(tmp_path / "table.txt", format="tsv").examples[0].label == "1"
+    assert load_dataset(f"{tmp_path / 'records'}", format=DataFormat.JSONL).task is DataTask.TEXT_CLASSIFICATION
+    with pytest.raises(DataError, match="unknown data format 'parquet'.*tsv, csv, jsonl, conll, hf-disk"):
+        load_dataset(tmp_path / "records", format="parquet")
+    with pytest.raises(DataError, match="hf-disk format is a folder"):
+        load_dataset(tmp_path / "records", format="hf-disk")
+    (tmp_path / "words").write_text("just some words\n")
+    with pytest.raises(DataError, match="cannot tell the format of .*words.*--data-format"):
+        load_dataset(tmp_path / "words")
+
+
+@pytest.mark.parametrize("name, body", [
+    ("long.tsv", "sentence\tlabel\nshort\t1\n" + "x" * 200_000 + "\t0\n"),
+    ("long.csv", 'sentence,label\nshort,1\n"unclosed quote,0\n' + "more text,1\n" * 20_000),
+])
+def test_a_field_over_128_kib_is_one_clear_error(tmp_path, name, body):
+    (tmp_path / name).write_text(body)
+    with pytest.raises(DataError, match=rf"{name}:\d+: a (TSV|CSV) field is longer than 128 KiB"):
+        load_dataset(tmp_path / name)

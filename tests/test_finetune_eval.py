@@ -16,6 +16,7 @@ from edgekiln.compiler.data import DataError, DataTask, load_dataset
 from edgekiln.compiler.errors import CompileError
 from edgekiln.compiler.evaluate import evaluate
 from edgekiln.compiler.finetune import FinetuneConfig, LoraSettings, finetune
+from edgekiln.compiler.finetune.state import STATE_FILE
 
 from .conftest import make_bert_folder
 
@@ -131,7 +132,9 @@ def test_interrupted_run_resumes_to_the_same_result(encoder_folder, sentiment_da
     with pytest.raises(KeyboardInterrupt):
         finetune(encoder_folder, out, train_data=str(sentiment_data[0]), eval_data=str(sentiment_data[1]),
                  config=config, log=interrupt)
-    assert (tmp_path / "resumed.partial" / "state.pt").is_file() and not out.exists()
+    saved = tmp_path / "resumed.partial"
+    assert (saved / STATE_FILE).is_file() and not out.exists()
+    assert not list(saved.glob("*.pt")) and len(list(saved.glob("*.safetensors"))) == 1  # no pickle, one state
     messages = []
     result = finetune(encoder_folder, out, train_data=str(sentiment_data[0]), eval_data=str(sentiment_data[1]),
                       config=config, log=messages.append)

@@ -1,47 +1,69 @@
-"""Dataset loading: `load_dataset("PATH[:split]")` for TSV/CSV, JSONL, CoNLL and `datasets` folders."""
+"""Dataset loading: `load_dataset("PATH[:split]")` for TSV/CSV, JSONL, CoNLL and `datasets` folders.
+The format comes from `format=`, else the file's extension, else its first lines."""
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
 
 from .conll import read_conll
 from .hf_disk import is_saved_dataset, read_saved_dataset
+from .sniff import sniff_format
 from .tabular import read_delimited, read_jsonl
-from .types import DataError, Dataset, DataTask, TextExample, TokenExample
+from .types import DataError, DataFormat, Dataset, DataTask, TextExample, TokenExample
 
-_READERS = {".tsv": "delimited", ".tab": "delimited", ".csv": "delimited", ".jsonl": "jsonl", ".json": "jsonl",
-            ".conll": "conll", ".bio": "conll", ".iob": "conll", ".txt": "conll"}
+_READERS = {".tsv": DataFormat.TSV, ".tab": DataFormat.TSV, ".csv": DataFormat.CSV, ".jsonl": DataFormat.JSONL,
+            ".json": DataFormat.JSONL, ".conll": DataFormat.CONLL, ".bio": DataFormat.CONLL,
+            ".iob": DataFormat.CONLL, ".txt": DataFormat.CONLL}
+_FORMATS = ", ".join(f.value for f in DataFormat)
 _SPLIT_ALIASES = {"validation": ("validation", "dev", "valid", "val"), "dev": ("dev", "validation", "valid", "val"),
                   "test": ("test",), "train": ("train",)}
 
 
 def load_dataset(spec: str | Path, *, text_column: str | None = None, label_column: str | None = None,
-                 task: DataTask | None = None) -> Dataset:
-    """Load `PATH` or `PATH:SPLIT` (a split of a `datasets` folder, or the file SPLIT.* in a folder)."""
+                 task: DataTask | None = None, format: DataFormat | str | None = None) -> Dataset:
+    """Load `PATH` or `PATH:SPLIT` (a split of a `datasets` folder, or the file SPLIT.* in a folder);
+    `format` (tsv, csv, jsonl, conll, hf-disk) forces a reader, whatever the file is called."""
+    chosen = _format(format)
     path, split = parse_spec(str(spec))
     if path.is_dir():
-        if is_saved_dataset(path):
+        if chosen is DataFormat.HF_DISK or (chosen is None and is_saved_dataset(path)):
             dataset = read_saved_dataset(path, split, text_column=text_column, label_column=label_column)
         else:
-            dataset = _read_file(_split_file(path, split), text_column, label_column)
+            dataset = _read_file(_split_file(path, split), text_column, label_column, chosen)
     elif split is not None:
         raise DataError(f"{path} is a file; ':{split}' selects a split only in a folder",
                         hint="pass the file alone, or the folder holding SPLIT.tsv/.jsonl/.conll files")
+    elif chosen is DataFormat.HF_DISK:
+        raise DataError(f"{path} is a file; the hf-disk format is a folder written by datasets' save_to_disk")
     else:
-        dataset = _read_file(path, text_column, label_column)
+        dataset = _read_file(path, text_column, label_column, chosen)
     if task is not None and dataset.task is not task:
         raise DataError(f"{dataset.source} is {dataset.task.value} data, but the task is {task.value}")
     return dataset
 
 
+def _format(value: DataFormat | str | None) -> DataFormat | None:
+    try:
+        return None if value is None else DataFormat(value)
+    except ValueError:
+        raise DataError(f"unknown data format {value!r}", hint=f"use one of: {_FORMATS}") from None
+
+
 def parse_spec(spec: str) -> tuple[Path, str | None]:
-    if Path(spec).exists() or ":" not in spec:
-        path, split = Path(spec), None
-    else:
-        head, split = spec.rsplit(":", 1)
-        path = Path(head)
-    if not path.exists():
+    if "\0" in spec:
+        raise DataError(f"dataset path {spec!r} holds a NUL character")
+    try:
+        if Path(spec).exists() or ":" not in spec:
+            path, split = Path(spec), None
+        else:
+            head, split = spec.rsplit(":", 1)
+            path = Path(head)
+        found = path.exists()
+    except OSError as exc:  # a name too long, a permission denied on the way
+        raise DataError(f"cannot look up dataset {spec[:200]!r} ({exc.strerror})") from None
+    if not found:
         raise DataError(f"dataset {path} does not exist")
     return path, split or None
 
@@ -49,7 +71,9 @@ def parse_spec(spec: str) -> tuple[Path, str | None]:
 def _split_file(folder: Path, split: str | None) -> Path:
     if split is None:
         raise DataError(f"{folder} is a folder; choose a split file as {folder}:SPLIT (e.g. {folder}:train)")
-    candidates = [folder / f"{name}{suffix}" for name in _SPLIT_ALIASES.get(split, (split,)) for suffix in _READERS]
+    names = _SPLIT_ALIASES.get(split, (split,))
+    candidates = [folder / f"{name}{suffix}" for name in names for suffix in _READERS]
+    candidates += sorted(path for name in names for path in folder.glob(f"*.{name}"))  # CoNLL-2003: eng.train
     found = [path for path in candidates if path.is_file()]
     if not found:
         present = sorted(p.name for p in folder.iterdir() if p.suffix in _READERS)
@@ -57,20 +81,29 @@ def _split_file(folder: Path, split: str | None) -> Path:
     return found[0]
 
 
-def _read_file(path: Path, text_column: str | None, label_column: str | None) -> Dataset:
-    kind = _READERS.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(f"cannot tell the format of {path}",
-                        hint=f"use one of {', '.join(sorted(_READERS))}, or a datasets folder")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path} is empty")
+def _read_file(path: Path, text_column: str | None, label_column: str | None,
+               chosen: DataFormat | None = None) -> Dataset:
     try:
-        if kind == "conll":
+        if path.stat().st_size == 0:
+            raise DataError(f"{path} is empty")
+        kind = chosen or _READERS.get(path.suffix.lower()) or sniff_format(path)
+        if kind is None:
+            raise DataError(f"cannot tell the format of {path}: neither its name nor its first lines say",
+                            hint=f"name it .tsv/.csv/.jsonl/.conll, or force one with --data-format ({_FORMATS})")
+        if kind is DataFormat.CONLL:
             return read_conll(path)
-        reader = read_delimited if kind == "delimited" else read_jsonl
-        return reader(path, text_column=text_column, label_column=label_column)
+        if kind is DataFormat.JSONL:
+            return read_jsonl(path, text_column=text_column, label_column=label_column)
+        return read_delimited(path, text_column=text_column, label_column=label_column,
+                              delimiter="\t" if kind is DataFormat.TSV else ",")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:  # read_delimited names the line; this is a fallback
+        raise DataError(f"{path} is not well-formed delimited text ({exc})") from None
+    except RecursionError:
+        raise DataError(f"{path} nests data too deeply to read") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path} ({exc.strerror})") from None
 
 
 def split_off(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
@@ -86,5 +119,5 @@ def split_off(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Da
             dataset.subset(held, f"{dataset.source} (held-out {fraction:.0%}, seed {seed})"))
 
 
-__all__ = ["DataError", "DataTask", "Dataset", "TextExample", "TokenExample", "load_dataset", "parse_spec",
-           "split_off"]
+__all__ = ["DataError", "DataFormat", "DataTask", "Dataset", "TextExample", "TokenExample", "load_dataset",
+           "parse_spec", "split_off"]

@@ -12,18 +12,35 @@ TEXT_COLUMNS = ("sentence", "text", "content", "review", "document")
 LABEL_COLUMNS = ("label", "labels", "class", "sentiment", "category")
 
 
-def read_delimited(path: Path, *, text_column: str | None, label_column: str | None) -> Dataset:
-    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+def read_delimited(path: Path, *, text_column: str | None, label_column: str | None,
+                   delimiter: str | None = None) -> Dataset:
+    """TSV (tab, no quoting) or CSV (comma, quoted fields); by default the extension decides which."""
+    if delimiter is None:
+        delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{path} is empty", hint="a header row naming the text and label columns is expected")
-        text_at, label_at = _columns(path, header, text_column, label_column)
-        rows = ((number, row) for number, row in enumerate(reader, start=2) if any(cell.strip() for cell in row))
-        examples = tuple(_example(path, number, row, text_at, label_at, len(header)) for number, row in rows)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path} is empty",
+                                hint="a header row naming the text and label columns is expected")
+            text_at, label_at = _columns(path, header, text_column, label_column)
+            rows = ((number, row) for number, row in enumerate(reader, start=2) if any(cell.strip() for cell in row))
+            examples = tuple(_example(path, number, row, text_at, label_at, len(header)) for number, row in rows)
+        except csv.Error as exc:
+            raise _csv_error(path, reader.line_num, exc, delimiter) from None
     return _non_empty(path, examples)
+
+
+def _csv_error(path: Path, line: int, exc: csv.Error, delimiter: str) -> DataError:
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    if "field limit" in str(exc):
+        limit = csv.field_size_limit() // 1024
+        return DataError(f"{path}:{line}: a {kind} field is longer than {limit} KiB",
+                         hint="an unclosed quote makes the rest of a CSV file one field; check the quoting"
+                         if kind == "CSV" else "split the text, or check that the file is really TSV")
+    return DataError(f"{path}:{line}: not well-formed {kind} ({exc})")
 
 
 def read_jsonl(path: Path, *, text_column: str | None, label_column: str | None) -> Dataset:
@@ -51,6 +68,8 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep
+                raise DataError(f"{path}:{number}: cannot read this JSON ({exc or 'nested too deeply'})") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{number}: expected a JSON object per line, found {type(record).__name__}")
             yield number, record

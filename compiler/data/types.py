@@ -18,6 +18,15 @@ class DataTask(str, Enum):
     TOKEN_CLASSIFICATION = Task.TOKEN_CLASSIFICATION.value
 
 
+class DataFormat(str, Enum):
+    """What `load_dataset(..., format=)` and `--data-format` accept, to force a reader."""
+    TSV = "tsv"
+    CSV = "csv"
+    JSONL = "jsonl"
+    CONLL = "conll"
+    HF_DISK = "hf-disk"
+
+
 @dataclass(frozen=True)
 class TextExample:
     text: str

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..data import DataError, Dataset, load_dataset, split_off
 from ..errors import CompileError
 from ..evaluate.predictors import make_encoder
-from ..folders import move_into_place
+from ..folders import check_parent, move_into_place
 from ..sources.hf import export_tokenizer, folder_hashes
 from ..tool_versions import tool_versions
 from .config import FinetuneConfig, LoraSettings
@@ -73,7 +73,7 @@ def finetune(model: str | os.PathLike, output: str | os.PathLike, *, train_data:
               "wall_seconds_this_session": round(time.perf_counter() - started, 1),
               "resumed": resume, "tool_versions": tool_versions()}
     (work / BEST_DIR / REPORT_FILE).write_text(json.dumps(report, indent=2))
-    _publish(work, out_dir)
+    _publish(work, out_dir, force)
     log(f"best dev {plan.metric} {progress.best_metric:.4f} at epoch {progress.best_epoch}; saved to {out_dir}")
     return FinetuneResult(out_dir, report)
 
@@ -95,6 +95,7 @@ def _datasets(train_data, eval_data, config: FinetuneConfig) -> tuple[Dataset, D
 
 
 def _check_output(out_dir: Path, force: bool) -> None:
+    check_parent(out_dir)
     if not out_dir.exists():
         return
     if not force:
@@ -104,8 +105,13 @@ def _check_output(out_dir: Path, force: bool) -> None:
                            hint="choose another -o folder")
 
 
-def _publish(work: Path, out_dir: Path) -> None:
-    move_into_place(work / BEST_DIR, out_dir)
+def _replaceable(folder: Path) -> str | None:
+    return None if (folder / REPORT_FILE).is_file() else "is not an edgekiln fine-tuning output"
+
+
+def _publish(work: Path, out_dir: Path, force: bool) -> None:
+    """Only with --force, and only a folder that is (still) a fine-tuning output, is replaced."""
+    move_into_place(work / BEST_DIR, out_dir, replaceable=_replaceable if force else None)
     shutil.rmtree(work)
 
 

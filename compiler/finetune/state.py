@@ -1,14 +1,18 @@
-"""Resumable training state in `<OUT>.partial/`: written atomically every few steps."""
+"""Resumable training state in `<OUT>.partial/`: written atomically every few steps, as JSON (the
+structure) plus safetensors (the tensors it names), so resuming never unpickles anything."""
 from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import CompileError
 
-STATE_FILE = "state.pt"
+STATE_FILE = "state.json"  # written last: it names the tensor file, so the two always agree
+TENSORS_PREFIX = "state-"
 RUN_FILE = "run.json"
 BEST_DIR = "best"
 
@@ -44,20 +48,72 @@ def open_run(work: Path, identity: dict) -> bool:
 
 def save_state(work: Path, model, optimizer, scheduler, progress: Progress) -> None:
     import torch
+    from safetensors.torch import save_file
 
-    trainable = {name: tensor for name, tensor in model.state_dict().items()}
+    tensors: dict[str, Any] = {}
+    structure = _encode({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()}, tensors, set())
+    tensor_file = f"{TENSORS_PREFIX}{uuid.uuid4().hex[:12]}.safetensors"
+    save_file(tensors, str(work / tensor_file))
     temporary = work / (STATE_FILE + ".tmp")
-    torch.save({"model": trainable, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "progress": asdict(progress), "torch_rng": torch.get_rng_state()}, temporary)
+    temporary.write_text(json.dumps({"tensors": tensor_file, "state": structure, "progress": asdict(progress)}))
     os.replace(temporary, work / STATE_FILE)
+    for old in work.glob(f"{TENSORS_PREFIX}*.safetensors"):
+        if old.name != tensor_file:
+            old.unlink(missing_ok=True)
 
 
 def load_state(work: Path, model, optimizer, scheduler) -> Progress:
     import torch
+    from safetensors.torch import load_file
 
-    state = torch.load(work / STATE_FILE, map_location="cpu", weights_only=False)
+    try:
+        saved = json.loads((work / STATE_FILE).read_text())
+        tensor_file = work / Path(saved["tensors"]).name
+        state = _decode(saved["state"], load_file(str(tensor_file), device="cpu"))
+        progress = Progress(**saved["progress"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # safetensors raises its own ValueError-like errors
+        raise CompileError(f"cannot resume from the interrupted run in {work} ({type(exc).__name__}: {exc})",
+                           hint="delete the folder to start afresh") from None
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
-    return Progress(**state["progress"])
+    return progress
+
+
+def _encode(value: Any, tensors: dict, storages: set) -> Any:
+    """JSON for a state dict: tensors become {"tensor": name} (stored in `tensors`), tuples and
+    dicts with non-string keys (the optimizer's parameter ids) are marked so they come back as they were."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        storage = tensor.untyped_storage().data_ptr()
+        if storage in storages:  # safetensors refuses tensors sharing memory (tied weights)
+            tensor = tensor.clone()
+        storages.add(tensor.untyped_storage().data_ptr())
+        name = f"t{len(tensors)}"
+        tensors[name] = tensor
+        return {"tensor": name}
+    if isinstance(value, dict):
+        return {"items": [[_encode(k, tensors, storages), _encode(v, tensors, storages)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return {"tuple" if isinstance(value, tuple) else "list": [_encode(v, tensors, storages) for v in value]}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"value": value}
+    raise TypeError(f"internal: training state holds a {type(value).__name__}, which edgekiln cannot store")
+
+
+def _decode(value: dict, tensors: dict) -> Any:
+    (kind, content), = value.items()
+    if kind == "tensor":
+        return tensors[content]
+    if kind == "items":
+        return {_decode(k, tensors): _decode(v, tensors) for k, v in content}
+    if kind in ("list", "tuple"):
+        items = [_decode(v, tensors) for v in content]
+        return tuple(items) if kind == "tuple" else items
+    if kind == "value":
+        return content
+    raise ValueError(f"unknown entry {kind!r} in the saved training state")

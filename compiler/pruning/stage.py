@@ -51,7 +51,7 @@ def prune_folder(folder: Path, job: PruneJob, store: PassCache,
                        "config": job.config.model_dump(mode="json"),
                        "recovery": job.recovery.model_dump(mode="json") if job.recovery else None,
                        "data": [d.fingerprint() if d else None for d in (job.train, job.dev, job.calibration)]})
-    out, cached = store.run(key, lambda work: _prune(folder, job, work, say))
+    out, cached = store.run(key, lambda work: _prune(folder, job, work, say), say=say)
     if cached:
         say("prune (cached)")
     return out / MODEL_DIR, json.loads((out / REPORT).read_text()), cached

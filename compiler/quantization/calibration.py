@@ -31,7 +31,10 @@ def read_calibration_examples(spec: str) -> Dataset:
     except DataError:
         if path.suffix.lower() != ".txt" or not path.is_file():
             raise
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"calibration file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not lines:
         raise DataError(f"calibration file {path} holds no text lines")
     return Dataset(DataTask.TEXT_CLASSIFICATION, tuple(TextExample(line, "") for line in lines), str(path))

@@ -9,6 +9,8 @@ from edgekiln.runtime.backends.tvm import host_arch
 from ..errors import CompileError
 from .target import CROSS_COMPILERS
 
+CROSS_PACKAGES = "gcc-aarch64-linux-gnu libc6-dev-arm64-cross"  # the compiler and the target's C library
+
 
 def build(mod, target: dict, *, tuned_database: Path | None = None):
     """Compile `mod` for `target`: GPU kernels get dlight's default schedules; CPU kernels the records
@@ -40,12 +42,13 @@ def export(executable, path: Path, arch: str) -> None:
                                hint=f"compile on a {arch} machine")
         if shutil.which(compiler) is None:
             raise CompileError(f"cross-compiling for {arch} needs {compiler}, which is not installed",
-                               hint="apt-get install gcc-aarch64-linux-gnu (Debian/Ubuntu)")
+                               hint=f"apt-get install {CROSS_PACKAGES} (Debian/Ubuntu)")
         options["fcompile"] = cc.cross_compiler(compiler)
     try:
         executable.export_library(str(path), **options)
     except Exception as exc:
-        raise CompileError(f"linking the TVM library for {arch} failed: {_first_line(exc)}") from None
+        cause = link_cause(str(exc))
+        raise CompileError(f"linking the TVM library for {arch} failed: {cause}", hint=_link_hint(cause)) from None
 
 
 def _gpu_schedules(mod, tvm_target):
@@ -74,6 +77,28 @@ def _build_hint(target: dict) -> str:
     if target["kind"] == "cuda" and shutil.which("nvcc") is None:
         return "building CUDA kernels needs nvcc (the CUDA toolkit) on this machine"
     return "use --backend onnxruntime for this model, and report it"
+
+
+def link_cause(message: str) -> str:
+    """The cause in a failed link's message (TVM's is a header, the compiler's output, then the whole
+    command line): the first line that says error (not collect2's closing summary) or names what
+    the linker could not find, else the output's last line."""
+    lines = [line.strip() for line in message.splitlines()
+             if line.strip() and not line.startswith("Command line:")
+             and line.strip() not in ("Compilation error:", "AR error:")]
+    for line in lines:
+        lowered = line.lower()
+        if "ld returned" in lowered and "exit status" in lowered:
+            continue
+        if "error" in lowered or "cannot find" in lowered or "undefined reference" in lowered:
+            return line
+    return lines[-1] if lines else "no output from the compiler"
+
+
+def _link_hint(cause: str) -> str | None:
+    if "crti.o" in cause or "cannot find -lc" in cause:
+        return f"the cross compiler has no C library for the target: apt-get install {CROSS_PACKAGES}"
+    return None
 
 
 def _first_line(exc: Exception) -> str:
