@@ -7,7 +7,7 @@ from pathlib import Path
 from edgekiln.runtime.bench import BenchConfig, format_table
 
 from .artifact_commands import run_bench, save_bench_report
-from .parsing import int_list, key_value, positive_int
+from .parsing import int_list, key_value, name_list, positive_int
 
 
 def register(commands) -> None:
@@ -23,7 +23,8 @@ def register(commands) -> None:
                                                   "flags override it")
     build.add_argument("--save-recipe", type=Path, help="write the resulting recipe to this .toml/.json/.yaml file")
     build.add_argument("--backend", help="a backend name from `edgekiln targets` (default: the target's first "
-                                         "preference that can do the job)")
+                                         "preference that can do the job), or auto: build the candidates, "
+                                         "measure them here, keep the best (needs --eval-data)")
     build.add_argument("--backend-option", dest="backend_options", action="append", type=key_value,
                        help="KEY=VALUE for the backend's own options (repeatable; VALUE is read as JSON if it can be)")
     build.add_argument("--task", help="override the detected task: text-classification, "
@@ -65,6 +66,12 @@ def register(commands) -> None:
     quant.add_argument("--calibration-method", help="minmax (default), percentile, entropy")
     quant.add_argument("--accuracy-budget", type=float, help="allowed drop in points on --eval-data")
     quant.add_argument("--eval-data", help="labelled data for the accuracy budget: PATH[:SPLIT]")
+    auto = build.add_argument_group("--backend auto (measured selection)")
+    auto.add_argument("--latency-budget", type=float, help="keep the most accurate candidate under this p50 (ms) "
+                                                           "instead of the fastest within --accuracy-budget")
+    auto.add_argument("--auto-backends", type=name_list, help="backends to try (default: the target's preferred "
+                                                              "ones that need no on-device tuning)")
+    auto.add_argument("--auto-sequence", type=positive_int, default=128, help="sequence length timed (default 128)")
     build.set_defaults(handler=cmd_compile)
 
     quick = commands.add_parser("quickstart", help="compile, check and benchmark all-MiniLM-L6-v2 on this machine")
@@ -83,6 +90,8 @@ def cmd_compile(args) -> int:
     from edgekiln.compiler import compile
     from edgekiln.compiler.errors import CompileError
 
+    if args.backend == "auto":
+        return _compile_auto(args)
     recipe = recipe_from_args(args)
     if args.save_recipe is not None:
         print(f"recipe written to {recipe.save(args.save_recipe)}", file=sys.stderr)
@@ -92,6 +101,27 @@ def cmd_compile(args) -> int:
         raise CompileError("compile needs an output folder", hint="pass -o DIR (or only --save-recipe FILE)")
     result = compile(args.model, args.target, args.output, recipe, force=args.force, progress=_progress)
     _print_result(result)
+    return 0
+
+
+def _compile_auto(args) -> int:
+    from edgekiln.compiler.errors import CompileError
+    from edgekiln.compiler.selection import SelectionConfig, select_build
+    from edgekiln.targets import load_profile
+
+    if args.output is None or args.save_recipe is not None:
+        raise CompileError("--backend auto builds and measures candidates into -o DIR",
+                           hint="pass -o DIR; the winner's recipe is stored as DIR/recipe.toml")
+    budget, args.backend, args.accuracy_budget = args.accuracy_budget, None, None
+    full = recipe_from_args(args)  # pruning and recovery become candidate levels, not the base
+    base = full.model_copy(update={"prune": None, "recover": None})
+    config = SelectionConfig(accuracy_budget=budget, latency_budget_ms=args.latency_budget,
+                             backends=args.auto_backends, sequence=args.auto_sequence, recover=full.recover,
+                             prune_levels=(full.prune.flops,) if full.prune is not None and full.prune.flops else ())
+    result, winner = select_build(args.model, load_profile(args.target), args.output, base, config,
+                                  force=args.force, progress=_progress)
+    _print_result(result)
+    print(f"auto: kept {winner.name} of the candidates in {result.path / 'reports' / 'selection.json'}")
     return 0
 
 

@@ -65,7 +65,7 @@ def choose_backend(profile: TargetProfile, recipe: Recipe) -> tuple[BackendSpec,
     requested = recipe.backend.name
     if requested is not None:
         spec = backend_spec(requested)
-        problem = _cannot(spec, profile, recipe)
+        problem = cannot_build(spec, profile, recipe)
         if problem is not None:
             raise CompileError(f"the {spec.name} backend {problem[0]}", hint=problem[1])
         notes = [] if requested in profile.preferred_backends else \
@@ -78,16 +78,16 @@ def choose_backend(profile: TargetProfile, recipe: Recipe) -> tuple[BackendSpec,
         except BackendUnavailableError:
             notes.append(f"preferred backend {name} is not installed here")
             continue
-        problem = _cannot(spec, profile, recipe)
+        problem = cannot_build(spec, profile, recipe)
         if problem is None:
             return spec, notes
         notes.append(f"preferred backend {name} cannot do this job ({problem[0]}); trying the next")
-    usable = [name for name in backend_names() if _cannot(backend_spec(name), profile, recipe) is None]
+    usable = [name for name in backend_names() if cannot_build(backend_spec(name), profile, recipe) is None]
     raise CompileError(f"none of {profile.name}'s preferred backends {list(profile.preferred_backends)} can do "
                        "this job", hint=f"pass --backend {usable[0]}" if usable else "compile without --quantize")
 
 
-def _cannot(spec: BackendSpec, profile: TargetProfile, recipe: Recipe) -> tuple[str, str] | None:
+def cannot_build(spec: BackendSpec, profile: TargetProfile, recipe: Recipe) -> tuple[str, str] | None:
     """Why `spec` cannot build `recipe` for `profile` (message, hint), or None."""
     mode = recipe.quantize.mode
     if mode is not QuantMode.NONE:

@@ -165,3 +165,41 @@ def test_openvino_int8_through_nncf(classifier, float_artifact, tmp_path):
     sqnr = sqnr_db([reference.run(feeds)["logits"]], [quantized.run(feeds)["logits"]])
     assert sqnr >= MIN_LOGIT_SQNR_DB, f"NNCF int8 logits SQNR {sqnr:.1f} dB < {MIN_LOGIT_SQNR_DB} dB"
     assert "openvino (nncf): requested" in (result.path / "reports" / "report.html").read_text()
+
+
+def test_backend_auto_measures_the_candidates_and_keeps_the_fastest_within_budget(classifier, tmp_path, capsys):
+    out = tmp_path / "auto"
+    code = main(["compile", str(classifier["model"]), "--target", "x86-64-avx2", "--backend", "auto",
+                 "--accuracy-budget", "5", "--eval-data", str(classifier["dev"]), "--calibration",
+                 str(classifier["train"]), "--auto-sequence", "32", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "reports" / "selection.json").read_text())
+    names = {row["name"] for row in report["candidates"]}
+    assert {"onnxruntime-fp32", "onnxruntime-int8-dynamic", "onnxruntime-int8-static", "openvino-fp32",
+            "openvino-int8-static"} <= names
+    built = [row for row in report["candidates"] if row["error"] is None]
+    fitting = [row for row in built if row["accuracy_drop"] <= 5]
+    winner = next(row for row in built if row["name"] == report["winner"])
+    assert winner["p50_ms"] == min(row["p50_ms"] for row in fitting)
+    assert Recipe.from_file(out / "recipe.toml") == Recipe.model_validate(winner["recipe"])  # rebuildable as is
+    assert report["winner"] in report["pareto"]
+    assert "Build selection" in (out / "reports" / "report.html").read_text()
+    assert (out / "reports" / "selection_pareto.png").is_file()
+
+
+def test_selection_rules_without_timing():
+    from edgekiln.compiler.selection import Candidate, SelectionConfig, choose, pareto
+
+    def candidate(name, metric, p50):
+        return Candidate(name, Recipe(), metric=metric, drop=round(90 - metric, 3), p50_ms=p50)
+
+    pool = [candidate("fp32", 90, 10.0), candidate("int8", 89.5, 4.0), candidate("pruned-int8", 87, 2.0),
+            candidate("slow-worse", 88, 12.0)]
+    assert choose(pool, SelectionConfig(accuracy_budget=1.0))[0].name == "int8"
+    assert choose(pool, SelectionConfig(accuracy_budget=5.0))[0].name == "pruned-int8"
+    assert choose(pool, SelectionConfig(latency_budget_ms=5.0))[0].name == "int8"
+    assert pareto(pool) == ["fp32", "int8", "pruned-int8"]
+    with pytest.raises(CompileError, match="no candidate runs under 1.0 ms"):
+        choose(pool, SelectionConfig(latency_budget_ms=1.0))
+    with pytest.raises(CompileError, match="chooses by one goal"):
+        SelectionConfig(accuracy_budget=1.0, latency_budget_ms=3.0)

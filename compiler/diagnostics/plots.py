@@ -74,3 +74,38 @@ def sqnr_plot(layers: list[dict], path: Path) -> Path:
 
 def _short(name: str) -> str:
     return name if len(name) <= 28 else "…" + name[-27:]
+
+
+SELECTION_PLOT = "selection_pareto.png"
+
+
+def selection_plot(report: dict, reports_dir: Path) -> Path | None:
+    """Latency against accuracy for every built candidate of `--backend auto`, the Pareto front joined,
+    the winner ringed."""
+    rows = [row for row in report["candidates"] if row["error"] is None]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    front = sorted((row for row in rows if row["name"] in report["pareto"]), key=lambda row: row["p50_ms"])
+    axis.plot([row["p50_ms"] for row in front], [row["metric"] for row in front], color="#999", zorder=1,
+              label="Pareto front")
+    for row in rows:
+        winner = row["name"] == report["winner"]
+        axis.scatter(row["p50_ms"], row["metric"], s=70 if winner else 30, zorder=2,
+                     color="#c0392b" if winner else "#3b6ea8", edgecolors="black" if winner else "none")
+        axis.annotate(row["name"], (row["p50_ms"], row["metric"]), fontsize=7, xytext=(4, 3),
+                      textcoords="offset points")
+    axis.set_xlabel("p50 latency (ms), this machine")
+    axis.set_ylabel("accuracy on the eval data (points)")
+    axis.set_title("--backend auto: candidates")
+    axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    path = reports_dir / SELECTION_PLOT
+    figure.savefig(path)
+    plt.close(figure)
+    return path

@@ -116,6 +116,16 @@ def _fidelity(raw: dict[str, Any], _folder: Path) -> str:
     return head + table(header, rows)
 
 
+@register_section("selection", "Build selection (--backend auto)")
+def _selection(report: dict[str, Any], folder: Path) -> str:
+    head = f"<p>Chosen: <b>{escape(report['winner'])}</b>, {escape(report['reason'])}.</p>"
+    rows = [[row["name"], row["metric"], row["accuracy_drop"], row["p50_ms"], row["p99_ms"], row["size_mb"],
+             row["build_s"], "yes" if row["name"] in report["pareto"] else "", row["error"] or ""]
+            for row in report["candidates"]]
+    return head + table(["candidate", "accuracy", "drop (points)", "p50 ms", "p99 ms", "MB", "build s", "Pareto",
+                         "not built because"], rows) + image(folder / "selection_pareto.png", "latency vs accuracy")
+
+
 @register_section("benchmark", "Latency benchmark")
 def _benchmark(report: dict[str, Any], _folder: Path) -> str:
     points = report["points"]

@@ -1,0 +1,220 @@
+"""`--backend auto`: build the candidates a target allows, measure each, keep the best.
+
+Candidates are recipes: every installed backend that can run on the target × its float precisions
+(fp32; bf16 where the target has it) × its int8 modes (dynamic; static with calibration data) ×
+pruning levels (none, and each `--prune-flops` level when training data is given). Each is built
+(shared pass outputs come from the cache), evaluated on the eval data, and timed on this machine with
+every artifact in its own process, interleaved. The winner is the fastest within the accuracy budget
+(or, with a latency budget, the most accurate under it); its recipe is compiled into the output, so
+the artifact stores the plain recipe of the choice and rebuilds without the search.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edgekiln.runtime.backends import backend_names, backend_spec
+from edgekiln.runtime.manifest import REPORTS_DIR, Precision
+
+from .errors import CompileError
+from .planning import cannot_build
+from .pruning.config import RecoveryConfig
+from .recipe import Recipe
+
+SELECTION_REPORT = "selection.json"
+
+
+class SelectionConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    accuracy_budget: float | None = Field(default=None, ge=0, description="allowed drop in points vs fp32")
+    latency_budget_ms: float | None = Field(default=None, gt=0, description="instead: the most accurate under this")
+    backends: tuple[str, ...] | None = Field(default=None, description="None: the target's preferred backends "
+                                                                       "that need no on-device tuning")
+    prune_levels: tuple[float, ...] = ()
+    recover: RecoveryConfig | None = None  # applied to each pruned candidate
+    batch: int = Field(default=1, ge=1)
+    sequence: int = Field(default=128, ge=1)
+    rounds: int = Field(default=6, ge=1)
+
+    @model_validator(mode="after")
+    def _one_goal(self) -> "SelectionConfig":
+        if (self.accuracy_budget is None) == (self.latency_budget_ms is None):
+            raise CompileError("--backend auto chooses by one goal", hint="pass --accuracy-budget POINTS (the fastest "
+                               "within it) or --latency-budget MS (the most accurate under it), not both")
+        return self
+
+
+@dataclass
+class Candidate:
+    name: str
+    recipe: Recipe
+    path: Path | None = None
+    build_s: float | None = None
+    metric: float | None = None
+    drop: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    size_mb: float | None = None
+    error: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {"name": self.name, "recipe": self.recipe.model_dump(mode="json", exclude_none=True),
+                "build_s": self.build_s, "metric": self.metric, "accuracy_drop": self.drop, "p50_ms": self.p50_ms,
+                "p99_ms": self.p99_ms, "size_mb": self.size_mb, "error": self.error}
+
+
+def candidates(profile, base: Recipe, config: SelectionConfig) -> list[Candidate]:
+    """Every (backend, precision or int8 mode, pruning level) the target and the data allow."""
+    names = config.backends or tuple(name for name in profile.preferred_backends if name in backend_names()
+                                     and not backend_spec(name).target_fields)  # tvm: tuned on the board only
+    found = []
+    for backend in names:
+        spec = backend_spec(backend)
+        variants = [("fp32", {"precision": "fp32"})]
+        if "bf16" in spec.precisions and Precision.BF16 in profile.precisions:
+            variants.append(("bf16", {"precision": "bf16"}))
+        for mode in ("dynamic", "static"):
+            if mode in spec.quantizers and (base.quantize.calibration or not spec.quantizers[mode].needs_calibration):
+                variants.append((f"int8-{mode}", {"quantize": mode, "accuracy_budget": config.accuracy_budget}))
+        for level in (0.0, *config.prune_levels):
+            pruned = {"prune_flops": level, "recover": config.recover} if level else {}
+            for label, flags in variants:
+                recipe = Recipe.from_flags(base, backend=backend, **flags, **pruned)
+                if cannot_build(spec, profile, recipe) is None:
+                    found.append(Candidate(f"{backend}-{label}" + (f"-pruned{level:g}" if level else ""), recipe))
+    return found
+
+
+def select_build(model: Any, profile, output: Path, base: Recipe, config: SelectionConfig, *, force: bool = False,
+                 progress: Callable[[str], None] = lambda message: None):
+    """Build, evaluate and time every candidate; compile the winner into `output` with selection.json."""
+    from .api import compile
+
+    if base.data.eval is None:
+        raise CompileError("--backend auto compares candidates on labelled data", hint="pass --eval-data DEV")
+    output = Path(output).expanduser().resolve()
+    work = output.parent / f".{output.name}.candidates-{uuid.uuid4().hex[:8]}"
+    pool = candidates(profile, base, config)
+    try:
+        for candidate in pool:
+            _build(candidate, model, profile, work, progress)
+        built = [c for c in pool if c.error is None]
+        if not built:
+            raise CompileError(f"no candidate could be built: {pool[0].error if pool else 'none fits the target'}")
+        _evaluate(built, base, progress)
+        _time(built, config)
+        winner, reason = choose(built, config)
+        progress(f"auto: {winner.name} ({reason})")
+        result = compile(model, profile, output, winner.recipe, force=force, progress=progress)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _write_report(result.path, pool, winner, reason, config)
+    return result, winner
+
+
+def _build(candidate: Candidate, model, profile, work: Path, progress) -> None:
+    import time
+
+    from .api import compile
+
+    progress(f"auto: building {candidate.name} …")
+    started = time.perf_counter()
+    try:
+        result = compile(model, profile, work / candidate.name, candidate.recipe, force=True)
+    except CompileError as exc:  # e.g. int8 over the budget: the candidate is out, with its reason
+        candidate.error = exc.message
+        return
+    candidate.path, candidate.build_s = result.path, round(time.perf_counter() - started, 1)
+    candidate.size_mb = round(sum(p.stat().st_size for p in result.path.rglob("*") if p.is_file()) / 1e6, 2)
+
+
+def _evaluate(built: list[Candidate], base: Recipe, progress) -> None:
+    from edgekiln.runtime import load
+
+    from .data import DataTask, load_dataset
+    from .evaluate import evaluate
+    from .tasks import compiler_task
+
+    task = load(built[0].path, verify=False).manifest.task
+    metric = compiler_task(task).metric
+    if metric is None:
+        raise CompileError(f"--backend auto compares accuracy; a {task.value} model has no labelled metric",
+                           hint="pick the backend yourself with --backend NAME")
+    dataset = load_dataset(base.data.eval, task=DataTask(task.value), format=base.data.format)
+    for candidate in built:
+        progress(f"auto: evaluating {candidate.name} …")
+        candidate.metric = round(100 * evaluate(candidate.path, dataset)[metric], 3)
+    reference = next((c for c in built if c.name.endswith("-fp32")), built[0]).metric
+    for candidate in built:
+        candidate.drop = round(reference - candidate.metric, 3)
+
+
+def _time(built: list[Candidate], config: SelectionConfig) -> None:
+    from edgekiln.runtime import load
+    from edgekiln.runtime.bench import feeds_for
+    from edgekiln.runtime.interleave import measure
+
+    session = load(built[0].path, verify=False)
+    sequence = min(config.sequence, session.encoder.max_length) if session.encoder else config.sequence
+    feeds = feeds_for(session, config.batch, sequence, np.random.default_rng(0))
+    times = measure(open_artifact, {c.name: str(c.path) for c in built}, feeds, rounds=config.rounds)
+    for candidate in built:
+        runs = sorted(times[candidate.name])
+        candidate.p50_ms = round(statistics.median(runs), 3)
+        candidate.p99_ms = round(runs[min(len(runs) - 1, int(0.99 * len(runs)))], 3)
+
+
+def open_artifact(_name: str, path: str):
+    """Module-level (spawned processes import it): an artifact's run function."""
+    from edgekiln.runtime import load
+
+    return load(path).run
+
+
+def choose(built: list[Candidate], config: SelectionConfig) -> tuple[Candidate, str]:
+    if config.accuracy_budget is not None:
+        fitting = [c for c in built if c.drop <= config.accuracy_budget + 1e-9]
+        if not fitting:
+            best = min(built, key=lambda c: c.drop)
+            raise CompileError(f"no candidate stays within {config.accuracy_budget} points (smallest drop "
+                               f"{best.drop:.2f}, {best.name})", hint="raise --accuracy-budget")
+        winner = min(fitting, key=lambda c: c.p50_ms)
+        return winner, (f"fastest within {config.accuracy_budget} points: p50 {winner.p50_ms:.2f} ms, drop "
+                        f"{winner.drop:.2f} points")
+    fitting = [c for c in built if c.p50_ms <= config.latency_budget_ms]
+    if not fitting:
+        fastest = min(built, key=lambda c: c.p50_ms)
+        raise CompileError(f"no candidate runs under {config.latency_budget_ms} ms (fastest {fastest.p50_ms:.2f} ms, "
+                           f"{fastest.name})", hint="raise --latency-budget")
+    winner = max(fitting, key=lambda c: (c.metric, -c.p50_ms))
+    return winner, f"most accurate under {config.latency_budget_ms} ms: {winner.metric:.2f}, p50 {winner.p50_ms:.2f} ms"
+
+
+def pareto(built: list[Candidate]) -> list[str]:
+    """Candidates no other one beats on both latency and accuracy."""
+    return [c.name for c in built if not any(o.p50_ms <= c.p50_ms and o.metric >= c.metric and
+                                             (o.p50_ms < c.p50_ms or o.metric > c.metric) for o in built)]
+
+
+def _write_report(folder: Path, pool: list[Candidate], winner: Candidate, reason: str, config: SelectionConfig) -> None:
+    from edgekiln.runtime.artifact import read_manifest
+    from edgekiln.runtime.reports import write_report
+
+    from .diagnostics.plots import selection_plot
+
+    built = [c for c in pool if c.error is None]
+    report = {"goal": config.model_dump(mode="json"), "winner": winner.name, "reason": reason,
+              "pareto": pareto(built), "candidates": [c.row() for c in pool]}
+    reports = folder / REPORTS_DIR
+    (reports / SELECTION_REPORT).write_text(json.dumps(report, indent=2))
+    selection_plot(report, reports)
+    write_report(folder, read_manifest(folder))

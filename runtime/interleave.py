@@ -1,0 +1,66 @@
+"""Interleaved latency measurement with one process per runner.
+
+Runtimes' worker threads spin for a while after each call; in one shared process they steal the
+cores from whichever runner is timed next (PyTorch measured 933 ms instead of 25 ms that way).
+Each runner therefore lives in its own process, and the runners are timed in alternating rounds,
+one process at a time, so machine noise falls on all of them alike.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import time
+from typing import Any, Callable
+
+Factory = Callable[[str, Any], Callable]  # (name, spec) -> run(feeds); must be a module-level function
+__all__ = ["Factory", "measure"]
+
+
+TIMEOUT_S = 600.0  # one round of one runner; a runner that died or hangs is reported, not waited for
+
+
+def _worker(factory: Factory, name: str, spec: Any, feeds: dict, pipe) -> None:
+    try:
+        run = factory(name, spec)
+        for _ in range(3):
+            run(feeds)
+        while (calls := pipe.recv()) > 0:
+            times = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                run(feeds)
+                times.append((time.perf_counter() - started) * 1e3)
+            pipe.send(times)
+    except Exception as exc:  # reported to the parent as the runner's failure
+        pipe.send(f"{type(exc).__name__}: {exc}")
+
+
+def _receive(pipe, name: str) -> list[float]:
+    if not pipe.poll(TIMEOUT_S):
+        raise RuntimeError(f"runner {name} gave no timing within {TIMEOUT_S:.0f} s")
+    answer = pipe.recv()
+    if isinstance(answer, str):
+        raise RuntimeError(f"runner {name} failed: {answer}")
+    return answer
+
+
+def measure(factory: Factory, specs: dict[str, Any], feeds: dict, *, rounds: int = 10,
+            per_round: int = 10) -> dict[str, list[float]]:
+    """Milliseconds per call for each runner; one slower than 0.5 s a call gets one call per round."""
+    context = multiprocessing.get_context("spawn")
+    pipes = {}
+    for name, spec in specs.items():
+        mine, theirs = context.Pipe()
+        context.Process(target=_worker, args=(factory, name, spec, feeds, theirs), daemon=True).start()
+        pipes[name] = mine
+    calls = {}
+    for name, pipe in pipes.items():
+        pipe.send(1)
+        calls[name] = 1 if _receive(pipe, name)[0] > 500 else per_round
+    times: dict[str, list[float]] = {name: [] for name in specs}
+    for _ in range(rounds):
+        for name, pipe in pipes.items():
+            pipe.send(calls[name])
+            times[name].extend(_receive(pipe, name))
+    for pipe in pipes.values():
+        pipe.send(0)
+    return times
