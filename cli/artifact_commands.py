@@ -44,6 +44,9 @@ def register(commands) -> None:
     bench.add_argument("--seconds", type=positive_float, help="time budget per point")
     bench.add_argument("--json", metavar="OUT", type=Path, help="write the results as JSON to OUT")
     bench.add_argument("--no-save", action="store_true", help="do not add the results to the artifact's report")
+    bench.add_argument("--profile", action="store_true", help="instead of latency: time per operator and per layer "
+                                                            "from the backend's own profiler (first --batch/--seq)")
+    bench.add_argument("--top", type=positive_int, default=15, help="nodes listed with --profile (default 15)")
     bench.set_defaults(handler=cmd_bench)
 
     inspect = commands.add_parser("inspect", help="print an artifact's manifest readably, or describe an .onnx file")
@@ -115,6 +118,8 @@ def _describe(texts: list[str], predictions) -> tuple[list[dict], list[str]]:
 
 
 def cmd_bench(args) -> int:
+    if args.profile:
+        return _profile(args)
     config = BenchConfig(batches=args.batch, sequences=args.seq, warmup=args.warmup, runs=args.runs,
                          seconds=args.seconds)
     report = run_bench(args.artifact, config, threads=args.threads, against=args.against)
@@ -123,6 +128,26 @@ def cmd_bench(args) -> int:
         write_json(args.json, report)
     if not args.no_save:
         save_bench_report(args.artifact, report)
+    return 0
+
+
+def _profile(args) -> int:
+    from edgekiln.runtime.bench import feeds_for
+    from edgekiln.runtime.profile import format_profile, profile_ops, summarize
+
+    session = load(args.artifact, threads=args.threads)
+    batch, sequence = args.batch[0], args.seq[0]
+    feeds = feeds_for(session, batch, sequence, np.random.default_rng(0))
+    ops = profile_ops(args.artifact, session.manifest, feeds, runs=args.runs, threads=session.threads)
+    report = {"backend": session.manifest.backend, "batch": batch, "sequence": sequence, "runs": args.runs,
+              "threads": session.threads, **summarize(ops, args.top)}
+    print(f"{session.manifest.backend}, batch {batch} x sequence {sequence}, {args.runs} runs, "
+          f"{session.threads} threads")
+    print(format_profile(report, args.top))
+    if args.json:
+        write_json(args.json, report)
+    if not args.no_save:
+        save_report(args.artifact, "profile.json", report)
     return 0
 
 
@@ -147,10 +172,14 @@ def run_bench(artifact: Path, config: BenchConfig, *, threads: int | None, again
 
 
 def save_bench_report(artifact: Path, report: dict) -> None:
-    """Add the results to reports/ (not hashed: reports describe, they are not run)."""
+    save_report(artifact, "benchmark.json", report)
+
+
+def save_report(artifact: Path, name: str, report: dict) -> None:
+    """Add a report to reports/ (not hashed: reports describe, they are not run) and re-render the page."""
     try:
         (artifact / REPORTS_DIR).mkdir(exist_ok=True)
-        (artifact / REPORTS_DIR / "benchmark.json").write_text(json.dumps(report, indent=2))
+        (artifact / REPORTS_DIR / name).write_text(json.dumps(report, indent=2))
         path = write_report(artifact, read_manifest(artifact))
     except OSError as exc:
         print(f"note: could not update the artifact's report ({exc})", file=sys.stderr)

@@ -65,6 +65,7 @@ SPEC = BackendSpec(
     quantizers={"dynamic": QuantizerSpec(_QUANTIZER, needs_calibration=False),
                 "static": QuantizerSpec(_QUANTIZER, needs_calibration=True),
                 "auto": QuantizerSpec(_QUANTIZER, needs_calibration=False)},
+    profiler="edgekiln.runtime.profile.onnxruntime:profile",
     precisions=("fp32",),
     emulation_wheels=("onnxruntime",),
 )

@@ -80,6 +80,7 @@ SPEC = BackendSpec(
     lowering="edgekiln.compiler.passes.lower_openvino:make_lowering",
     quantizers={"static": QuantizerSpec(_QUANTIZER, needs_calibration=True),
                 "auto": QuantizerSpec(_QUANTIZER, needs_calibration=True)},
+    profiler="edgekiln.runtime.profile.openvino:profile",
     precisions=("fp32", "bf16"),
     emulation_refusal="OpenVINO's CPU plugin did not start under qemu-user",
 )

@@ -126,6 +126,20 @@ def _selection(report: dict[str, Any], folder: Path) -> str:
                          "not built because"], rows) + image(folder / "selection_pareto.png", "latency vs accuracy")
 
 
+@register_section("profile", "Where the time goes (bench --profile)")
+def _profile(report: dict[str, Any], _folder: Path) -> str:
+    head = (f"<p>{escape(report['backend'])}, batch {report['batch']} × sequence {report['sequence']}, "
+            f"{report['runs']} runs, {report['threads']} threads: {report['total_ms']:.3f} ms of operator time per "
+            f"run, {report['matmul_share']:.1%} in matrix products.</p>")
+    layers = bar_chart("time per layer", [row["layer"] for row in report["layers"]],
+                       {"ms per run": [row["ms"] for row in report["layers"]]}, "ms")
+    nodes = table(["node", "op", "ms", "share"], [[r["node"], r["op_type"], r["ms"], f"{r['share']:.1%}"]
+                                                  for r in report["top_nodes"]])
+    types = table(["op type", "ms", "share"], [[r["op_type"], r["ms"], f"{r['share']:.1%}"]
+                                               for r in report["op_types"][:12]])
+    return head + layers + "<h3>Slowest nodes</h3>" + nodes + "<h3>By operator type</h3>" + types
+
+
 @register_section("benchmark", "Latency benchmark")
 def _benchmark(report: dict[str, Any], _folder: Path) -> str:
     points = report["points"]
