@@ -10,9 +10,9 @@ PRUNING_PLOT = "pruning_layers.png"
 
 def write_plots(reports_dir: Path) -> list[Path]:
     written = []
-    quantize = reports_dir / "quantize.json"
-    if quantize.is_file():
-        layers = json.loads(quantize.read_text()).get("layers") or []
+    for name in ("quantize.json", "quantize_openvino.json"):  # ONNX Runtime's and NNCF's, same rows
+        quantize = reports_dir / name
+        layers = json.loads(quantize.read_text()).get("layers") if quantize.is_file() else None
         if layers:
             written.append(sqnr_plot(layers, reports_dir / SQNR_PLOT))
     pruning = reports_dir / "pruning.json"
