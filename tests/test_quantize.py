@@ -161,6 +161,7 @@ def test_openvino_int8_through_nncf(classifier, float_artifact, tmp_path):
     assert [p.name for p in manifest.passes][-2:] == ["lower_openvino", "quantize_openvino"]
     report = json.loads((result.path / "reports" / "quantize_openvino.json").read_text())
     assert report["chosen"] == "nncf-int8" and report["accuracy_drop"] <= 5.0 and report["speedup"] > 0
+    assert report["layers"] and report["excluded_nodes"] == [r["node"] for r in report["layers"] if r["kept_float"]]
     reference, quantized = load(float_artifact), load(result.path)
     feeds, _ = reference.encoder.encode(TEXTS)
     sqnr = sqnr_db([reference.run(feeds)["logits"]], [quantized.run(feeds)["logits"]])
