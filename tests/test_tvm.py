@@ -14,6 +14,8 @@ pytest.importorskip("tvm", reason="the tvm extra is not installed")
 from edgekiln.compiler import CompileError, compile  # noqa: E402
 from edgekiln.runtime import BackendUnavailableError, InputError, load  # noqa: E402
 
+from .conftest import LABELS_TEXT, _vocab  # noqa: E402
+
 TEXTS = ["i love this movie", "john visited paris and london and the film was great fun", "bad"]
 ATOL = 1e-4
 BUCKETS = (16, 32)
@@ -126,6 +128,40 @@ def test_cuda_profile_builds_and_fails_clearly_without_a_gpu(bert_folders, tmp_p
         pytest.skip("a GPU is present: the no-GPU error cannot be checked here")
     with pytest.raises(BackendUnavailableError, match="no CUDA GPU is visible"):
         load(path)
+
+
+def _distilbert_with_bert_tokenizer(folder):
+    """A tiny random DistilBERT classifier saved with a BERT WordPiece tokenizer, as many DistilBERT
+    fine-tunes ship: the tokenizer produces token_type_ids, which DistilBERT never reads."""
+    import torch
+    import transformers
+
+    folder.mkdir(parents=True)
+    (folder / "vocab.txt").write_text("\n".join(_vocab()) + "\n")
+    tokenizer = transformers.BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True)
+    config = transformers.DistilBertConfig(
+        vocab_size=len(_vocab()), dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64,
+        id2label=dict(enumerate(LABELS_TEXT)), label2id={label: i for i, label in enumerate(LABELS_TEXT)})
+    torch.manual_seed(0)
+    transformers.DistilBertForSequenceClassification(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_model_without_token_type_ids_compiles_and_matches_onnxruntime(tmp_path):
+    """The export keeps the tokenizer's token_type_ids as an input only shape arithmetic reads; TVM's
+    fixed-shape import drops it, so the runtime must pass only the inputs `main` takes (issue 17:
+    "gfunc.num_args == args.size() (37 vs. 38)")."""
+    folder = _distilbert_with_bert_tokenizer(tmp_path / "distilbert")
+    ours = compile(folder, "x86-64-avx2", tmp_path / "tvm", backend="tvm", sequence_buckets=(16,)).path
+    theirs = compile(folder, "x86-64-avx2", tmp_path / "ort").path
+    assert json.loads((ours / "tvm.json").read_text())["inputs"] == ["input_ids", "attention_mask"]
+    ours, theirs = load(ours), load(theirs)
+    assert "token_type_ids" in {spec.name for spec in ours.manifest.inputs}  # accepted, as ONNX Runtime does
+    feeds, _ = theirs.encoder.encode(TEXTS)
+    got, want = ours.run(feeds), theirs.run(feeds)
+    np.testing.assert_allclose(got["logits"], want["logits"], atol=ATOL)
+    assert [p.label for p in ours.predict(TEXTS)] == [p.label for p in theirs.predict(TEXTS)]
 
 
 def test_bad_tvm_requests_fail_before_any_work(bert_folders, tmp_path):
