@@ -95,6 +95,25 @@ def test_rows_match_numpy_on_a_hand_built_ir_pair(weights):
     assert rows["head"]["activation_max"] == pytest.approx(float(max(r.max() for r in head_ref)), rel=1e-5)
 
 
+def test_embedding_lookups_are_layers_and_a_token_selection_is_seen_through(weights):
+    """int8 weights into a Gather make the Gather a quantized layer (an embedding lookup); a FakeQuantize
+    before the Gather of the first token (as NNCF quantizes a pooler) belongs to the MatMul after it."""
+    from openvino import opset13 as ops
+
+    w1, _, _ = weights
+    ids = ops.parameter([2, 3], np.int64, name="ids")
+    q, scale = _int8_weights(w1)
+    embed = ops.gather(ops.multiply(ops.convert(ops.constant(q), "f32"), ops.constant(scale)), ids,
+                       ops.constant(np.int64(0)))
+    embed.set_friendly_name("embed")
+    low, high = ops.constant(np.float32(-RANGE)), ops.constant(np.float32(RANGE))
+    first = ops.gather(ops.fake_quantize(embed, low, high, low, high, 256), ops.constant(np.int64(0)),
+                       ops.constant(np.int64(1)))
+    pool = ops.matmul(first, ops.constant(w1[:6]), False, False)
+    pool.set_friendly_name("pool")
+    assert quantized_layers(ov.Model([pool], [ids], "pooler")) == {"embed": "Gather", "pool": "MatMul"}
+
+
 def test_a_layer_whose_name_is_not_in_the_float_ir_gets_no_sqnr(weights):
     w1, w2, feeds = weights
     int8 = _ir(w1, w2, quantize=(True, True), names=("dense", "renamed"))

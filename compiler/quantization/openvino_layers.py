@@ -17,6 +17,10 @@ from .sensitivity import sqnr_from_energy
 
 # Ops that only move or retype data: a FakeQuantize seen through them still feeds the next layer.
 PASS_THROUGH = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Convert"})
+# Ops that select part of a quantized activation (NNCF puts the pooler's FakeQuantize before the
+# Gather of the first token): the layer is the op after them. Integer weights into a Gather make
+# the Gather itself the quantized layer (an embedding lookup).
+SELECTING = frozenset({"Gather", "Slice", "StridedSlice", "Split", "VariadicSplit"})
 NOT_LAYERS = frozenset({"ShapeOf", "Result"})  # read shapes or end the graph: nothing quantized there
 LOW_PRECISION = frozenset({"i4", "u4", "i8", "u8"})
 MAX_BATCHES = 4  # as many calibration batches as the ONNX Runtime report reads
@@ -51,7 +55,8 @@ def quantized_layers(model) -> dict[str, str]:
     found = {}
     for op in ops:
         if op.get_type_name() == "FakeQuantize" or (op.get_type_name() == "Constant" and _low_precision(op)):
-            for layer in _first_layers(op, constant):
+            through = PASS_THROUGH if op.get_name() in constant else PASS_THROUGH | SELECTING
+            for layer in _first_layers(op, constant, through):
                 found[layer.get_friendly_name()] = layer.get_type_name()
     order = {op.get_friendly_name(): i for i, op in enumerate(ops)}
     return dict(sorted(found.items(), key=lambda item: order[item[0]]))
@@ -149,7 +154,7 @@ def _constant_derived(ops) -> set[str]:
     return derived
 
 
-def _first_layers(start, constant: set[str]) -> list:
+def _first_layers(start, constant: set[str], through: frozenset[str]) -> list:
     """The first consumers of `start` that are neither pass-through ops nor weight arithmetic."""
     found, stack, seen = [], [start], set()
     while stack:
@@ -161,7 +166,7 @@ def _first_layers(start, constant: set[str]) -> list:
                 if name in seen or consumer.get_type_name() in NOT_LAYERS:
                     continue
                 seen.add(name)
-                if consumer.get_type_name() in PASS_THROUGH or name in constant:
+                if consumer.get_type_name() in through or name in constant:
                     stack.append(consumer)
                 else:
                     found.append(consumer)
