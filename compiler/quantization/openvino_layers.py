@@ -75,7 +75,6 @@ def openvino_layer_report(float_model, int8_model, feeds: Iterable[dict[str, np.
     run in f32 apart from the int8 layers, as the runtime runs the artifact; `threads` None: all cores."""
     current = quantized_layers(int8_model)
     plain = current if plain_int8_model is None else quantized_layers(plain_int8_model)
-    kept = set(kept_float_layers(int8_model, plain_int8_model)) if plain_int8_model is not None else set()
     names = list(plain) + [name for name in current if name not in plain]
     float_nodes, int8_nodes = _unique_nodes(float_model), _unique_nodes(int8_model)
     measured = [name for name in names if name in float_nodes and name in int8_nodes
@@ -86,19 +85,18 @@ def openvino_layer_report(float_model, int8_model, feeds: Iterable[dict[str, np.
         group = measured[start:start + FLOAT_GROUP]
         for name, reference in zip(group, _outputs_of(float_model, group, batches, threads)):
             energy[name] = _compare(reference, _outputs_of(int8_model, [name], batches, threads)[0])
-    rows = []
-    for name in names:
-        node = float_nodes.get(name)
-        weights = _weight_range(node) if node is not None else None
-        row = {"node": name, "op": current.get(name) or plain[name], "int8": name in current, "sqnr_db": None,
-               "activation_min": None, "activation_max": None, "weight_min": weights and weights[0],
-               "weight_max": weights and weights[1], "kept_float": name in kept}
-        sums = energy.get(name)
-        if sums is not None and batches:
-            row.update(sqnr_db=sqnr_from_energy(sums.signal, sums.noise), activation_min=sums.low,
-                       activation_max=sums.high)
-        rows.append(row)
-    return rows
+    return [_row(name, current.get(name) or plain[name], name in current, name in plain and name not in current,
+                 float_nodes.get(name), energy.get(name) if batches else None) for name in names]
+
+
+def _row(name: str, op: str, int8: bool, kept_float: bool, float_node, sums: _Energy | None) -> dict[str, Any]:
+    weights = _weight_range(float_node) if float_node is not None else None
+    row = {"node": name, "op": op, "int8": int8, "sqnr_db": None, "activation_min": None, "activation_max": None,
+           "weight_min": weights and weights[0], "weight_max": weights and weights[1], "kept_float": kept_float}
+    if sums is not None:
+        row.update(sqnr_db=sqnr_from_energy(sums.signal, sums.noise), activation_min=sums.low,
+                   activation_max=sums.high)
+    return row
 
 
 def _compare(reference: list[np.ndarray], candidate: list[np.ndarray]) -> _Energy | None:
