@@ -160,6 +160,7 @@ def test_openvino_int8_through_nncf(classifier, float_artifact, tmp_path):
     assert report.backend == "openvino" and report.method == "nncf"
     assert report.chosen == "nncf-int8" and report.accuracy_drop <= 5.0 and report.speedup > 0
     assert report.fidelity is not None and report.fidelity.candidate == "int8 (NNCF)"
+    assert report.layers and report.excluded_nodes == tuple(r.node for r in report.layers if r.kept_float)
     reference, quantized = load(float_artifact), load(result.path)
     feeds, _ = reference.encoder.encode(TEXTS)
     sqnr = sqnr_db([reference.run(feeds)["logits"]], [quantized.run(feeds)["logits"]])

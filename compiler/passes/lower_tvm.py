@@ -14,10 +14,10 @@ from edgekiln.runtime.backends.tvm import host_arch, open_buckets
 from edgekiln.runtime.backends.tvm_index import INDEX_FILE, PARAMS_FILE, Bucket, TvmIndex
 from pydantic import Field
 
-from ..fidelity import FidelityConfig, check, fidelity_feeds, is_classifier, require
+from ..errors import CompileError
 from ..graph_io import graph_io
 from ..tvm_build import build as tvm_build
-from ..tvm_build.importer import import_fixed, param_key
+from ..tvm_build.importer import import_fixed, main_inputs, param_key
 from ..tvm_build.shapes import BucketAxes, bucket_axes, sequence_buckets
 from ..tvm_build.target import HOST_TWIN
 from ..tvm_build.tuning import tune
@@ -70,10 +70,11 @@ class LowerTvm(Pass):
         shapes = [(b, s) for s in lengths for b in self.config.batch_buckets]
         per_bucket = tune_trials // len(shapes)
         weights: dict[str, np.ndarray] = {}
-        buckets = []
+        buckets, taken = [], set()
         for batch, sequence in shapes:
             mod, params = import_fixed(state.model_path, {spec.name: axes.shape(spec, batch, sequence)
                                                           for spec in inputs})
+            taken.add(main_inputs(mod))
             database = None
             if per_bucket:
                 database = Path(self.config.tuning_database)
@@ -84,7 +85,11 @@ class LowerTvm(Pass):
             weights.update(zip(keys, params))
             buckets.append(Bucket(batch=batch, sequence=sequence, library=library, params=keys))
         np.savez(out_dir / PARAMS_FILE, **weights)
-        index = _index(state, inputs, axes, target, arch, buckets)
+        if len(taken) != 1:
+            raise CompileError(f"internal: TVM's buckets take different inputs: {sorted(taken)}",
+                               hint="compile with one --sequence-buckets entry, or use --backend onnxruntime")
+        specs = {spec.name: spec for spec in inputs}
+        index = _index(state, [specs[name] for name in taken.pop()], axes, target, arch, buckets)
         (out_dir / INDEX_FILE).write_text(index.model_dump_json(indent=2))
         return index, per_bucket * len(shapes)
 
@@ -103,8 +108,9 @@ def _index(state: BuildState, inputs, axes: BucketAxes, target: dict, arch: str,
     tokenizer = state.source.tokenizer
     pad_values = {spec.name: (tokenizer.pad_id if tokenizer and tokenizer.feeds.get(spec.name) == "ids" else 0)
                   for spec in inputs}
-    return TvmIndex(arch=arch, device="cuda" if target["kind"] == "cuda" else "cpu", target=target,
-                    inputs=tuple(spec.name for spec in inputs), sequence_axes=axes.sequence_axes,
+    names = tuple(spec.name for spec in inputs)  # those `main` takes: the runtime passes no others
+    return TvmIndex(arch=arch, device="cuda" if target["kind"] == "cuda" else "cpu", target=target, inputs=names,
+                    sequence_axes={name: axis for name, axis in axes.sequence_axes.items() if name in names},
                     pad_values=pad_values, output_sequence_axes=axes.output_sequence_axes, buckets=tuple(buckets))
 
 

@@ -14,12 +14,13 @@ from edgekiln.runtime.hashing import sha256_file, sha256_json
 from edgekiln.runtime.manifest import Task
 
 from edgekiln.runtime.backends.openvino import compile_ir
-from edgekiln.runtime.reports.schema import QuantizationReport
+from edgekiln.runtime.reports.schema import LayerRow, QuantizationReport
 
 from ..errors import CompileError
 from ..fidelity import int8_fidelity
 from ..quantization.config import QuantMode
 from ..quantization.evaluation import Evaluator, latency_ms
+from ..quantization.openvino_layers import kept_float_layers, openvino_layer_report
 from .base import BuildState, Pass, PassConfig
 from .lower_openvino import IR_MODEL, IR_WEIGHTS
 from .quantize import BudgetError, bench_settings
@@ -36,6 +37,7 @@ class QuantizeOpenVinoConfig(PassConfig):
 @register_pass
 class QuantizeOpenVino(Pass):
     name = "quantize_openvino"
+    version = 3  # 2: per-layer SQNR rows and the layers returned to float; 3: no SmoothQuant under a budget
     Config = QuantizeOpenVinoConfig
     changes_model = False
     lowers_to = (IR_MODEL, IR_WEIGHTS)
@@ -64,7 +66,7 @@ class QuantizeOpenVino(Pass):
         staging.mkdir()
         evaluator = None if state.evaluation is None else Evaluator(state.source, state.evaluation,
                                                                     self.config.threads)
-        quantized = self._quantize(ov.Core().read_model(str(float_ir)), state, evaluator)
+        quantized, plain = self._quantize(ov.Core().read_model(str(float_ir)), state, evaluator)
         ov.save_model(quantized, str(staging / IR_MODEL), compress_to_fp16=False)
         float_score = evaluator.score(float_ir) if evaluator else None
         int8_score = evaluator.score(staging / IR_MODEL) if evaluator else None
@@ -76,26 +78,30 @@ class QuantizeOpenVino(Pass):
             raise BudgetError(f"NNCF's int8 model loses {drop:.2f} points, over the budget of {budget}",
                               {"attempts": [{"mode": "nncf", "accuracy_drop": drop, "latency_ms": int8_ms}]})
         keep_float = int8_ms >= float_ms and self.config.mode is QuantMode.AUTO
-        fidelity = None if keep_float else int8_fidelity(state, _ir_runner(float_ir), _ir_runner(staging / IR_MODEL),
-                                                         "int8 (NNCF)")
-        source = float_ir.parent if keep_float else staging
+        kept = kept_float_layers(quantized, plain)
+        report = QuantizationReport(
+            backend="openvino", method="nncf", requested=self.config.mode.value, budget_points=budget,
+            metric=evaluator.metric if evaluator else None, float_metric=float_score.value if float_score else None,
+            chosen="float" if keep_float else "nncf-int8", accuracy_drop=0.0 if keep_float else drop,
+            speedup=1.0 if keep_float else round(float_ms / int8_ms, 3), float_ms=float_ms, int8_ms=int8_ms,
+            int8_slower_than_float=int8_ms >= float_ms, excluded_nodes=() if keep_float else kept,
+            bench={"batch": 1, "sequence": self.config.bench_sequence, "threads": self.config.threads},
+            attempts=({"mode": "nncf", "accuracy_drop": drop, "latency_ms": int8_ms, "excluded_nodes": kept,
+                       "agreement": Evaluator.agreement(float_score, int8_score) if evaluator else None},))
+        if not keep_float:  # what was kept, against float: per layer, and at the outputs
+            report = report.model_copy(update={
+                "layers": tuple(LayerRow(**row) for row in openvino_layer_report(
+                    ov.Core().read_model(str(float_ir)), quantized, state.calibration.feeds,
+                    plain_int8_model=plain, threads=self.config.threads)),
+                "fidelity": int8_fidelity(state, _ir_runner(float_ir), _ir_runner(staging / IR_MODEL), "int8 (NNCF)")})
         for name in self.lowers_to:
-            shutil.copyfile(source / name, out_dir / name)
+            shutil.copyfile((float_ir.parent if keep_float else staging) / name, out_dir / name)
         shutil.rmtree(staging)
-        return QuantizationReport(**{
-                "backend": "openvino", "method": "nncf", "fidelity": fidelity,
-                "requested": self.config.mode.value, "budget_points": budget,
-                "metric": evaluator.metric if evaluator else None,
-                "float_metric": float_score.value if float_score else None,
-                "chosen": "float" if keep_float else "nncf-int8", "accuracy_drop": 0.0 if keep_float else drop,
-                "speedup": 1.0 if keep_float else round(float_ms / int8_ms, 3), "float_ms": float_ms,
-                "int8_ms": int8_ms, "int8_slower_than_float": int8_ms >= float_ms, "excluded_nodes": [],
-                "bench": {"batch": 1, "sequence": self.config.bench_sequence, "threads": self.config.threads},
-                "attempts": [{"mode": "nncf", "accuracy_drop": drop, "latency_ms": int8_ms, "excluded_nodes": [],
-                              "agreement": Evaluator.agreement(float_score, int8_score) if evaluator else None}],
-                "layers": []}).model_dump(mode="json")
+        return report.model_dump(mode="json")
 
     def _quantize(self, model, state: BuildState, evaluator: Evaluator | None):
+        """The int8 model and NNCF's plain quantize of the same model (the same model without accuracy
+        control): layers the plain one quantizes and the int8 model does not were returned to float."""
         try:
             import nncf
         except ImportError:
@@ -105,7 +111,9 @@ class QuantizeOpenVino(Pass):
         model_type = nncf.ModelType.TRANSFORMER if state.source.task is not Task.RAW else None
         options = dict(model_type=model_type, subset_size=len(state.calibration.feeds))  # batches, not rows
         if evaluator is None or self.config.accuracy_budget is None:
-            return nncf.quantize(model, calibration, **options)
+            quantized = nncf.quantize(model, calibration, **options)
+            return quantized, quantized
+        plain = nncf.quantize(model.clone(), calibration, **options)
 
         def validate(compiled, _items) -> tuple[float, None]:
             request = compiled.create_infer_request()
@@ -116,7 +124,15 @@ class QuantizeOpenVino(Pass):
 
         return nncf.quantize_with_accuracy_control(
             model, calibration, nncf.Dataset([0]), validate, max_drop=self.config.accuracy_budget / 100,
-            drop_type=nncf.DropType.ABSOLUTE, **options)
+            drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=_without_smooth_quant(), **options), plain
+
+
+def _without_smooth_quant():
+    """NNCF 3.4's accuracy control returns a layer's weights to float but leaves SmoothQuant's scaling on
+    its input, so each layer it reverts makes the drop worse: under a budget, quantize without SmoothQuant."""
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    return AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1))
 
 
 def make_quantizer(context) -> QuantizeOpenVino:

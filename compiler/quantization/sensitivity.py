@@ -53,6 +53,11 @@ def integer_nodes(quantized_model, nodes: list[str]) -> set[str]:
 def sqnr_db(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
     signal = sum(float(np.square(r.astype(np.float64)).sum()) for r in reference)
     noise = sum(float(np.square(r.astype(np.float64) - c).sum()) for r, c in zip(reference, candidate))
+    return sqnr_from_energy(signal, noise)
+
+
+def sqnr_from_energy(signal: float, noise: float) -> float:
+    """SQNR in dB from summed squares of the reference and of the error (200 dB when exact)."""
     if noise == 0:
         return 200.0
     return 10 * math.log10(max(signal, 1e-30) / noise)

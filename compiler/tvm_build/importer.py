@@ -33,6 +33,14 @@ def import_fixed(onnx_path: Path, shapes: dict[str, list[int]]):
     return mod, [p.numpy() for p in params.get("main", [])]
 
 
+def main_inputs(mod) -> tuple[str, ...]:
+    """The graph inputs Relax `main` takes, in its order, before the weights. Simplifying at fixed
+    shapes drops an input only shape arithmetic read (a tokenizer's `token_type_ids` that DistilBERT
+    or MPNet never uses), so this can be fewer than the ONNX file's inputs."""
+    main = mod["main"]
+    return tuple(str(param.name) for param in main.params[:int(main.attrs["num_input"])])
+
+
 def param_key(array: np.ndarray) -> str:
     """Content address of a weight, so identical weights of different buckets are stored once."""
     import hashlib
