@@ -7,9 +7,9 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgekiln.runtime.hashing import sha256_file, sha256_json
+from edgekiln.runtime.hashing import sha256_file
 from edgekiln.runtime.manifest import (MANIFEST_FILE, REPORTS_DIR, SCHEMA_VERSION, Backend, Manifest,
-                                       PassRecord, Precision, QuantizationInfo, TargetInfo, identity_fields)
+                                       PassRecord, Precision, QuantizationInfo, TargetInfo, artifact_identity)
 from edgekiln.runtime.reports import write_report
 from edgekiln.targets import TargetProfile
 
@@ -68,6 +68,7 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
                                 longest or (tokenizer.max_length if tokenizer else None))
     if source.tokenizer_file is not None:
         shutil.copyfile(source.tokenizer_file, staging / source.tokenizer.file)
+        tokenizer = tokenizer.model_copy(update={"vocab_size": _vocab_size(staging / source.tokenizer.file)})
     quantization = _quantization(state.reports.get("quantize") or state.reports.get("quantize_openvino"))
     files = {str(path.relative_to(staging)): sha256_file(path)
              for path in sorted(staging.rglob("*")) if path.is_file()}
@@ -93,7 +94,7 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
         "files": files,
     }
     identity = Manifest.model_construct(**fields, artifact_id="").model_dump(mode="json")
-    manifest = Manifest(**fields, artifact_id=sha256_json(identity_fields(identity))[:16])
+    manifest = Manifest(**fields, artifact_id=artifact_identity(identity))
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_json_dict(), indent=2))
     reports = staging / REPORTS_DIR
     reports.mkdir()
@@ -104,6 +105,13 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
     write_plots(reports)
     write_report(staging, manifest)
     return manifest
+
+
+def _vocab_size(tokenizer_file: Path) -> int:
+    """Token ids the runtime accepts lie below this (it checks them before the backend sees them)."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(tokenizer_file)).get_vocab_size(with_added_tokens=True)
 
 
 def _float_precision(state: BuildState) -> Precision:

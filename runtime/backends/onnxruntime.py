@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import ArtifactError, BackendUnavailableError
 from ..manifest import Accelerator, Manifest
+from ..paths import inside
 from .base import BackendOptions, Device
 
 _CUDA = "CUDAExecutionProvider"
@@ -36,11 +37,22 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
     settings.log_severity_level = 3
     providers = _providers(manifest, options.device, ort.get_available_providers())
     try:
-        session = ort.InferenceSession(str(folder / manifest.model_file), settings, providers=providers)
+        session = ort.InferenceSession(str(inside(folder, manifest.model_file)), settings, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         raise ArtifactError(f"onnxruntime could not load {manifest.model_file}: {exc}",
                             hint="recompile the artifact with this edgekiln version") from None
+    _check_io(session, manifest)
     return OnnxRuntimeSession(session, [spec.name for spec in manifest.outputs])
+
+
+def _check_io(session, manifest: Manifest) -> None:
+    """The manifest's inputs and outputs must be the model's, or every run would fail inside onnxruntime."""
+    for what, declared, actual in (("inputs", manifest.inputs, session.get_inputs()),
+                                   ("outputs", manifest.outputs, session.get_outputs())):
+        names = sorted(spec.name for spec in declared)
+        if names != sorted(node.name for node in actual):
+            raise ArtifactError(f"the manifest's {what} {names} are not {manifest.model_file}'s "
+                                f"{sorted(node.name for node in actual)}", hint="recompile the artifact")
 
 
 def _providers(manifest: Manifest, device: Device, available: list[str]) -> list[str]:
