@@ -16,6 +16,7 @@ from edgekiln.runtime.manifest import REPORTS_DIR
 from edgekiln.runtime.reports import write_report
 
 from .parsing import int_list, positive_float, positive_int
+from .signing_commands import add_trusted_key_option
 
 
 def register(commands) -> None:
@@ -25,6 +26,7 @@ def register(commands) -> None:
     run.add_argument("--json", action="store_true", help="print JSON instead of a readable listing")
     run.add_argument("--threads", type=positive_int)
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    add_trusted_key_option(run)
     run.set_defaults(handler=cmd_run)
 
     bench = commands.add_parser("bench", help="measure an artifact's latency, optionally against PyTorch")
@@ -38,6 +40,7 @@ def register(commands) -> None:
     bench.add_argument("--seconds", type=positive_float, help="time budget per point")
     bench.add_argument("--json", metavar="OUT", type=Path, help="write the results as JSON to OUT")
     bench.add_argument("--no-save", action="store_true", help="do not add the results to the artifact's report")
+    add_trusted_key_option(bench)
     bench.set_defaults(handler=cmd_bench)
 
     inspect = commands.add_parser("inspect", help="print an artifact's manifest readably")
@@ -55,7 +58,7 @@ def cmd_run(args) -> int:
     texts = [line.rstrip("\n") for line in sys.stdin] if args.texts == ["-"] else args.texts
     if not texts:
         raise InputError("no texts on stdin")
-    session = load(args.artifact, threads=args.threads, device=args.device)
+    session = load(args.artifact, threads=args.threads, device=args.device, trusted_keys=args.trusted_key)
     predictions = session.predict(texts)
     if isinstance(predictions, np.ndarray):
         items = [{"text": t, "embedding": row.tolist()} for t, row in zip(texts, predictions)]
@@ -74,7 +77,8 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     config = BenchConfig(batches=args.batch, sequences=args.seq, warmup=args.warmup, runs=args.runs,
                          seconds=args.seconds)
-    report = run_bench(args.artifact, config, threads=args.threads, against=args.against)
+    report = run_bench(args.artifact, config, threads=args.threads, against=args.against,
+                       trusted_keys=args.trusted_key)
     print(format_table(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
@@ -84,9 +88,10 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def run_bench(artifact: Path, config: BenchConfig, *, threads: int | None, against: str | None) -> dict:
+def run_bench(artifact: Path, config: BenchConfig, *, threads: int | None, against: str | None,
+              trusted_keys: list[Path] | None = None) -> dict:
     started = time.perf_counter()
-    session = load(artifact, threads=threads)
+    session = load(artifact, threads=threads, trusted_keys=trusted_keys)
     load_seconds = time.perf_counter() - started
     factory = None
     if against:

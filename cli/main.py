@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from edgekiln.runtime.errors import EdgekilnError
 
-from . import artifact_commands, build_commands, train_commands, verify_command
+from . import artifact_commands, build_commands, signing_commands, train_commands, verify_command
 
 EXIT_USER_ERROR = 2
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     artifact_commands.register(commands)
     train_commands.register(commands)
     verify_command.register(commands)
+    signing_commands.register(commands)
     return parser
 
 
