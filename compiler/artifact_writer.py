@@ -68,7 +68,8 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
                                 longest or (tokenizer.max_length if tokenizer else None))
     if source.tokenizer_file is not None:
         shutil.copyfile(source.tokenizer_file, staging / source.tokenizer.file)
-        tokenizer = tokenizer.model_copy(update={"vocab_size": _vocab_size(staging / source.tokenizer.file)})
+        vocab = _vocab_size(staging / source.tokenizer.file)
+        tokenizer = tokenizer.model_copy(update={"vocab_size": min(vocab, tokenizer.vocab_size or vocab)})
     quantization = _quantization(state.reports.get("quantize") or state.reports.get("quantize_openvino"))
     files = {str(path.relative_to(staging)): sha256_file(path)
              for path in sorted(staging.rglob("*")) if path.is_file()}

@@ -97,10 +97,16 @@ def _check_token_inputs(arrays: dict[str, np.ndarray], specs: dict[str, TensorSp
     for name, field in tokenizer.feeds.items():
         if name not in arrays:
             continue
-        high = {"ids": tokenizer.vocab_size, "attention_mask": 2}.get(field)
+        high = token_limit(tokenizer, name)
         low_found, high_found = arrays[name].min(), arrays[name].max()
         if low_found < 0 or (high is not None and high_found >= high):
             allowed = f"0..{high - 1}" if high is not None else ">= 0"
             what = "token ids" if field == "ids" else f"{field} values"
             raise InputError(f"input {name} holds {what} {low_found}..{high_found}; allowed {allowed}",
                              hint="encode text with this artifact's tokenizer (predict) or check the ids")
+
+
+def token_limit(tokenizer: TokenizerSpec, name: str) -> int | None:
+    """Values of the tokenizer-fed input `name` lie in 0..limit-1 (None: no known upper limit)."""
+    field = tokenizer.feeds.get(name)
+    return {"ids": tokenizer.vocab_size, "attention_mask": 2, "type_ids": tokenizer.type_vocab_size}.get(field)

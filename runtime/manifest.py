@@ -65,7 +65,10 @@ class TokenizerSpec(_Frozen):
     pad_token: str
     # Which tokenizer outputs feed which model inputs, e.g. {"input_ids": "ids"}.
     feeds: dict[str, str]
-    vocab_size: int | None = Field(default=None, gt=0)  # token ids must lie below it (the runtime checks)
+    # Token ids and token type ids must lie below these (the runtime checks, as TVM's gather does not):
+    # the tokenizer's vocabulary, or the model's embedding rows where they are fewer; the type vocabulary.
+    vocab_size: int | None = Field(default=None, gt=0)
+    type_vocab_size: int | None = Field(default=None, gt=0)
 
 
 class TargetInfo(_Frozen):

@@ -230,6 +230,14 @@ def test_a_tvm_library_symlinked_outside_or_unlisted_is_refused(backend_artifact
         load(path)
 
 
+def test_a_tvm_pad_value_outside_the_vocabulary_is_refused(backend_artifacts, copy_of):
+    """Padding goes through the embedding gather like any id: a huge one crashed the process."""
+    path = tvm_copy(backend_artifacts, copy_of)
+    _rewrite_index(path, lambda index: index["pad_values"].update(input_ids=10**11))
+    with pytest.raises(ArtifactError, match="pad value 100000000000 is not a valid value of input input_ids"):
+        load(path)
+
+
 PARAMS_DAMAGE = {
     "an object array": lambda a: a.update({next(iter(a)): np.array([{"a": 1}], dtype=object)}),
     "a missing weight": lambda a: a.pop(next(iter(a))),

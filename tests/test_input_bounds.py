@@ -1,5 +1,5 @@
 """`Session.run` checks what it is given before any backend sees it: one InputError per bad input,
-on every backend (TVM's gather would read out of bounds on a bad token id)."""
+on every backend (TVM's gather reads out of bounds on a bad token or type id: the process crashed)."""
 from __future__ import annotations
 
 import os
@@ -27,6 +27,8 @@ BAD = {
     "a token id at the vocabulary size": (changed(input_ids=np.full((2, 8), 96)), r"token ids 96\.\.96; allowed 0\.\.95"),
     "a negative token id": (changed(input_ids=np.full((2, 8), -1)), r"token ids -1\.\.-1"),
     "an attention mask of 2": (changed(attention_mask=np.full((2, 8), 2)), r"attention_mask values 2\.\.2"),
+    "a token type beyond the type vocabulary": (changed(token_type_ids=np.full((2, 8), 2)),
+                                                r"type_ids values 2\.\.2; allowed 0\.\.1"),
     "strings of digits": (changed(input_ids=np.full((2, 8), "7")), "dtype <U1; it takes numbers"),
     "objects": (changed(input_ids=np.full((2, 8), 7, dtype=object)), "dtype object"),
     "non-integral floats": (changed(input_ids=np.full((2, 8), 7.5)), "non-integral values"),
@@ -48,7 +50,7 @@ def test_each_bad_input_is_one_input_error_on_every_backend(backend, backend_art
     if backend not in backend_artifacts:
         pytest.skip(f"the {backend} extra is not installed")
     session = load(backend_artifacts[backend])
-    assert session.manifest.tokenizer.vocab_size == 96
+    assert (session.manifest.tokenizer.vocab_size, session.manifest.tokenizer.type_vocab_size) == (96, 2)
     for case, (given, message) in BAD.items():
         if backend == "tvm" and case.startswith("sequence longer"):
             given = feeds(1, 17)  # the TVM artifact's longest bucket is 16

@@ -46,13 +46,15 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
 
 
 def _check_io(session, manifest: Manifest) -> None:
-    """The manifest's inputs and outputs must be the model's, or every run would fail inside onnxruntime."""
+    """The manifest's inputs and outputs (names and ranks) must be the model's, or runs would fail
+    inside onnxruntime."""
     for what, declared, actual in (("inputs", manifest.inputs, session.get_inputs()),
                                    ("outputs", manifest.outputs, session.get_outputs())):
-        names = sorted(spec.name for spec in declared)
-        if names != sorted(node.name for node in actual):
-            raise ArtifactError(f"the manifest's {what} {names} are not {manifest.model_file}'s "
-                                f"{sorted(node.name for node in actual)}", hint="recompile the artifact")
+        ours = {spec.name: len(spec.shape) for spec in declared}
+        theirs = {node.name: len(node.shape) for node in actual}
+        if ours != theirs:
+            raise ArtifactError(f"the manifest's {what} {ours} (name: rank) are not {manifest.model_file}'s {theirs}",
+                                hint="recompile the artifact")
 
 
 def _providers(manifest: Manifest, device: Device, available: list[str]) -> list[str]:

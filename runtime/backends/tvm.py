@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from ..artifact import first_error
 from ..errors import ArtifactError, BackendUnavailableError
+from ..feeds import token_limit
 from ..manifest import Manifest
 from ..npz import read_arrays
 from ..paths import inside
@@ -98,8 +99,16 @@ def check_index(index: TvmIndex, manifest: Manifest) -> None:
         problems += [f"{what} names {name}:{axis}, which is not an axis after the batch axis"
                      for name, axis in axes.items() if not 1 <= axis < known.get(name, 0)]
     problems += [f"pad_values names {name}, not an input" for name in index.pad_values if name not in ranks]
+    problems += [f"pad value {value} is not a valid value of input {name}"
+                 for name, value in index.pad_values.items() if name in ranks and not _pad_fits(manifest, name, value)]
     if problems:
         raise ArtifactError(f"tvm.json does not match the manifest: {problems[0]}", hint=_RECOMPILE)
+
+
+def _pad_fits(manifest: Manifest, name: str, value: int) -> bool:
+    """Padding goes through the same gathers as ids: it must be a valid value of its input."""
+    limit = token_limit(manifest.tokenizer, name) if manifest.tokenizer is not None else None
+    return 0 <= value and (limit is None or value < limit) and value < 2**31
 
 
 def open_buckets(folder: Path, index: TvmIndex, output_names: list[str], options: BackendOptions) -> TvmSession:
