@@ -109,10 +109,11 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
 
 
 def _vocab_size(tokenizer_file: Path) -> int:
-    """Token ids the runtime accepts lie below this (it checks them before the backend sees them)."""
+    """Token ids the tokenizer produces lie below this; the runtime checks ids against it."""
     from tokenizers import Tokenizer
 
-    return Tokenizer.from_file(str(tokenizer_file)).get_vocab_size(with_added_tokens=True)
+    vocab = Tokenizer.from_file(str(tokenizer_file)).get_vocab(with_added_tokens=True)
+    return max(vocab.values(), default=0) + 1  # ids need not be dense: get_vocab_size() can be smaller
 
 
 def _float_precision(state: BuildState) -> Precision:

@@ -13,8 +13,9 @@ NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def feeds(batch: int = 2, length: int = 8) -> dict[str, np.ndarray]:
+    """Valid feeds: the tiny BERT's vocab.txt has 98 lines (ids 0..97)."""
     rng = np.random.default_rng(batch * 100 + length)
-    return {"input_ids": rng.integers(5, 90, (batch, length)), "attention_mask": np.ones((batch, length), np.int64),
+    return {"input_ids": rng.integers(5, 98, (batch, length)), "attention_mask": np.ones((batch, length), np.int64),
             "token_type_ids": np.zeros((batch, length), np.int64)}
 
 
@@ -24,7 +25,7 @@ def changed(**arrays) -> dict:
 
 BAD = {
     "sequence longer than the model's maximum": (feeds(1, 65), "sequence length 65; this model takes at most 64"),
-    "a token id at the vocabulary size": (changed(input_ids=np.full((2, 8), 96)), r"token ids 96\.\.96; allowed 0\.\.95"),
+    "a token id at the vocabulary size": (changed(input_ids=np.full((2, 8), 98)), r"token ids 98\.\.98; allowed 0\.\.97"),
     "a negative token id": (changed(input_ids=np.full((2, 8), -1)), r"token ids -1\.\.-1"),
     "an attention mask of 2": (changed(attention_mask=np.full((2, 8), 2)), r"attention_mask values 2\.\.2"),
     "a token type beyond the type vocabulary": (changed(token_type_ids=np.full((2, 8), 2)),
@@ -50,7 +51,7 @@ def test_each_bad_input_is_one_input_error_on_every_backend(backend, backend_art
     if backend not in backend_artifacts:
         pytest.skip(f"the {backend} extra is not installed")
     session = load(backend_artifacts[backend])
-    assert (session.manifest.tokenizer.vocab_size, session.manifest.tokenizer.type_vocab_size) == (96, 2)
+    assert (session.manifest.tokenizer.vocab_size, session.manifest.tokenizer.type_vocab_size) == (98, 2)
     for case, (given, message) in BAD.items():
         if backend == "tvm" and case.startswith("sequence longer"):
             given = feeds(1, 17)  # the TVM artifact's longest bucket is 16

@@ -26,7 +26,7 @@ def requests(longest: int) -> list[list[dict[str, np.ndarray]]]:
             batch, length = int(rng.integers(1, 5)), int(rng.integers(1, longest + 1))
             mask = np.ones((batch, length), np.int64)
             mask[0, int(rng.integers(1, length + 1)):] = 0
-            calls.append({"input_ids": rng.integers(5, 96, (batch, length)), "attention_mask": mask,
+            calls.append({"input_ids": rng.integers(5, 98, (batch, length)), "attention_mask": mask,
                           "token_type_ids": np.zeros((batch, length), np.int64)})
         per_thread.append(calls)
     return per_thread
