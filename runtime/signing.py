@@ -93,6 +93,12 @@ def sign_artifact(folder: str | os.PathLike, private_key_path: str | os.PathLike
     return path
 
 
+def check_private_key(path: str | os.PathLike) -> None:
+    """InputError unless `path` holds an unencrypted Ed25519 private key: check it before a long compile."""
+    ed25519, serialization, _ = _crypto()
+    _private_key(Path(path), ed25519, serialization)
+
+
 def _private_key(path: Path, ed25519, serialization):
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)

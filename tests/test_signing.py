@@ -13,7 +13,8 @@ pytest.importorskip("cryptography", reason="the sign extra is not installed")
 
 from edgekiln.cli.main import main  # noqa: E402
 from edgekiln.runtime import ArtifactError, InputError, load  # noqa: E402
-from edgekiln.runtime.signing import SIGNATURE_FILE, generate_key, public_key_bytes, sign_artifact  # noqa: E402
+from edgekiln.runtime.signing import (SIGNATURE_FILE, check_private_key, generate_key,  # noqa: E402
+                                      public_key_bytes, sign_artifact)
 
 from .artifact_tools import edit_manifest  # noqa: E402
 
@@ -88,6 +89,10 @@ def test_signing_refuses_a_tampered_artifact_and_a_bad_key(signed, tmp_path):
     path, owner, owner_pub, _ = signed
     with pytest.raises(InputError, match="not an unencrypted PEM private key"):
         sign_artifact(path, owner_pub)
+    check_private_key(owner)  # what `compile --sign KEY` checks before compiling
+    for bad in (owner_pub, tmp_path / "absent"):
+        with pytest.raises(InputError, match="not an unencrypted PEM private key|cannot read private key"):
+            check_private_key(bad)
     edit_manifest(path, lambda m: m.update(labels=["a", "b"]))
     with pytest.raises(ArtifactError, match="edited after the build"):
         sign_artifact(path, owner)
