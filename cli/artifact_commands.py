@@ -20,6 +20,7 @@ from edgekiln.runtime.manifest import REPORTS_DIR
 from edgekiln.runtime.reports import write_report
 
 from .parsing import int_list, positive_float, positive_int
+from .signing_commands import add_trusted_key_option
 
 
 def register(commands) -> None:
@@ -31,6 +32,7 @@ def register(commands) -> None:
                      help="texts run together; stdin is read and printed one batch at a time (default 32)")
     run.add_argument("--threads", type=positive_int)
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    add_trusted_key_option(run)
     run.set_defaults(handler=cmd_run)
 
     bench = commands.add_parser("bench", help="measure an artifact's latency, optionally against PyTorch")
@@ -47,6 +49,7 @@ def register(commands) -> None:
     bench.add_argument("--profile", action="store_true", help="instead of latency: time per operator and per layer "
                                                             "from the backend's own profiler (first --batch/--seq)")
     bench.add_argument("--top", type=positive_int, default=15, help="nodes listed with --profile (default 15)")
+    add_trusted_key_option(bench)
     bench.set_defaults(handler=cmd_bench)
 
     inspect = commands.add_parser("inspect", help="print an artifact's manifest readably, or describe an .onnx file")
@@ -66,7 +69,7 @@ def cmd_run(args) -> int:
     first = next(batches, None)
     if first is None:
         raise InputError("no texts on stdin", hint="give one text per line, e.g. edgekiln run ART - < texts.txt")
-    session = load(args.artifact, threads=args.threads, device=args.device)
+    session = load(args.artifact, threads=args.threads, device=args.device, trusted_keys=args.trusted_key)
     sys.stdout.write("[\n" if args.json else "")
     for index, batch in enumerate(itertools.chain([first], batches)):
         items, lines = _describe(batch, session.predict(batch))
@@ -122,7 +125,8 @@ def cmd_bench(args) -> int:
         return _profile(args)
     config = BenchConfig(batches=args.batch, sequences=args.seq, warmup=args.warmup, runs=args.runs,
                          seconds=args.seconds)
-    report = run_bench(args.artifact, config, threads=args.threads, against=args.against)
+    report = run_bench(args.artifact, config, threads=args.threads, against=args.against,
+                       trusted_keys=args.trusted_key)
     print(format_table(report))
     if args.json:
         write_json(args.json, report)
@@ -135,7 +139,7 @@ def _profile(args) -> int:
     from edgekiln.runtime.bench import feeds_for
     from edgekiln.runtime.profile import format_profile, profile_ops, summarize
 
-    session = load(args.artifact, threads=args.threads)
+    session = load(args.artifact, threads=args.threads, trusted_keys=args.trusted_key)
     batch, sequence = args.batch[0], args.seq[0]
     feeds = feeds_for(session, batch, sequence, np.random.default_rng(0))
     ops = profile_ops(args.artifact, session.manifest, feeds, runs=args.runs, threads=session.threads)
@@ -160,9 +164,10 @@ def write_json(path: Path, report: dict) -> None:
     print(f"wrote {path}")
 
 
-def run_bench(artifact: Path, config: BenchConfig, *, threads: int | None, against: str | None) -> dict:
+def run_bench(artifact: Path, config: BenchConfig, *, threads: int | None, against: str | None,
+              trusted_keys: list[Path] | None = None) -> dict:
     started = time.perf_counter()
-    session = load(artifact, threads=threads)
+    session = load(artifact, threads=threads, trusted_keys=trusted_keys)
     load_seconds = time.perf_counter() - started
     factory = None
     if against:

@@ -19,6 +19,9 @@ def register(commands) -> None:
     build.add_argument("-o", "--output", type=Path, help="artifact folder to write (needed unless only "
                                                          "--save-recipe is wanted)")
     build.add_argument("--force", action="store_true", help="replace an existing artifact folder")
+    build.add_argument("--sign", type=Path, metavar="KEY", help="sign the artifact with this Ed25519 private key "
+                                                                "(`edgekiln keygen` makes one); devices check it with "
+                                                                "--trusted-key")
     build.add_argument("--recipe", type=Path, help="build recipe to start from (e.g. ARTIFACT/recipe.toml); "
                                                   "flags override it")
     build.add_argument("--save-recipe", type=Path, help="write the resulting recipe to this .toml/.json/.yaml file")
@@ -90,6 +93,9 @@ def cmd_compile(args) -> int:
     from edgekiln.compiler import compile
     from edgekiln.compiler.errors import CompileError
 
+    if args.sign is not None:
+        from edgekiln.runtime.signing import check_private_key
+        check_private_key(args.sign)  # a bad key fails before the build, not after it
     if args.backend == "auto":
         return _compile_auto(args)
     recipe = recipe_from_args(args)
@@ -101,7 +107,14 @@ def cmd_compile(args) -> int:
         raise CompileError("compile needs an output folder", hint="pass -o DIR (or only --save-recipe FILE)")
     result = compile(args.model, args.target, args.output, recipe, force=args.force, progress=_progress)
     _print_result(result)
+    _sign(args, result.path)
     return 0
+
+
+def _sign(args, folder: Path) -> None:
+    if args.sign is not None:
+        from edgekiln.runtime.signing import sign_artifact
+        print(f"signed: {sign_artifact(folder, args.sign)}")
 
 
 def _compile_auto(args) -> int:
@@ -122,6 +135,7 @@ def _compile_auto(args) -> int:
                                   force=args.force, progress=_progress)
     _print_result(result)
     print(f"auto: kept {winner.name} of the candidates in {result.path / 'reports' / 'selection.json'}")
+    _sign(args, result.path)
     return 0
 
 

@@ -6,10 +6,12 @@ import json
 import sys
 from pathlib import Path
 
+from edgekiln.runtime.artifact import check_artifact, read_manifest
 from edgekiln.runtime.errors import EdgekilnError
 from edgekiln.runtime.verify import verify_artifact
 
 from .parsing import positive_int
+from .signing_commands import add_trusted_key_option
 
 
 class VerifyFailed(EdgekilnError):
@@ -24,18 +26,22 @@ def register(commands) -> None:
                              "sysroot is built once into the cache)")
     verify.add_argument("--threads", type=positive_int)
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_trusted_key_option(verify)
     verify.set_defaults(handler=cmd_verify)
 
 
 def cmd_verify(args) -> int:
     if args.emulate:
         from edgekiln.compiler.cache import default_cache_dir
+
+        if args.trusted_key:  # the emulated runtime gets no keys: check the signature here first
+            check_artifact(args.artifact, read_manifest(args.artifact, trusted_keys=args.trusted_key))
         from edgekiln.compiler.emulation.emulate import verify_emulated
 
         report = verify_emulated(args.artifact, default_cache_dir(),
                                  lambda message: print(f"  {message}", file=sys.stderr))
     else:
-        report = verify_artifact(args.artifact, threads=args.threads)
+        report = verify_artifact(args.artifact, threads=args.threads, trusted_keys=args.trusted_key)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

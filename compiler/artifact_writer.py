@@ -10,9 +10,9 @@ from pathlib import Path, PurePosixPath
 
 from edgekiln.runtime.artifact import read_manifest
 from edgekiln.runtime.errors import ArtifactError
-from edgekiln.runtime.hashing import sha256_file, sha256_json
+from edgekiln.runtime.hashing import sha256_file
 from edgekiln.runtime.manifest import (MANIFEST_FILE, REPORTS_DIR, SCHEMA_VERSION, Manifest, PassRecord, Precision,
-                                       QuantizationInfo, TargetInfo, identity_fields)
+                                       QuantizationInfo, TargetInfo, artifact_identity)
 from edgekiln.runtime.reports import write_report
 from edgekiln.runtime.reports.schema import QuantizationReport, parse_report
 from edgekiln.targets import TargetProfile
@@ -129,6 +129,8 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
                                 longest or (tokenizer.max_length if tokenizer else None))
     if source.tokenizer_file is not None:
         shutil.copyfile(source.tokenizer_file, staging / source.tokenizer.file)
+        vocab = _vocab_size(staging / source.tokenizer.file)
+        tokenizer = tokenizer.model_copy(update={"vocab_size": min(vocab, tokenizer.vocab_size or vocab)})
     (staging / RECIPE_FILE).write_text(recipe.to_toml())  # hashed with the rest: the exact build
     quantization = _quantization(state.reports)
     files = {str(path.relative_to(staging)): sha256_file(path)
@@ -155,7 +157,7 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
         "files": files,
     }
     identity = Manifest.model_construct(**fields, artifact_id="").model_dump(mode="json")
-    manifest = Manifest(**fields, artifact_id=sha256_json(identity_fields(identity))[:16])
+    manifest = Manifest(**fields, artifact_id=artifact_identity(identity))
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_json_dict(), indent=2))
     reports = staging / REPORTS_DIR
     reports.mkdir()
@@ -166,6 +168,14 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
     write_plots(reports)
     write_report(staging, manifest)
     return manifest
+
+
+def _vocab_size(tokenizer_file: Path) -> int:
+    """Token ids the tokenizer produces lie below this; the runtime checks ids against it."""
+    from tokenizers import Tokenizer
+
+    vocab = Tokenizer.from_file(str(tokenizer_file)).get_vocab(with_added_tokens=True)
+    return max(vocab.values(), default=0) + 1  # ids need not be dense: get_vocab_size() can be smaller
 
 
 def _longest_sequence(state: BuildState) -> int | None:

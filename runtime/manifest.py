@@ -10,9 +10,17 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+from .hashing import sha256_json
+from .paths import RelativePath
+
+SCHEMA_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 REPORTS_DIR = "reports"
+ARTIFACT_ID_PATTERN = "^[0-9a-f]{16}$"
+SHA256_PATTERN = "^[0-9a-f]{64}$"
+# Not part of the identity: they differ between two builds of the same recipe (or are the identity).
+_NOT_IDENTITY = ("artifact_id", "created_at", "signature")
+_PASS_NOT_IDENTITY = ("seconds", "cached")
 
 
 class Task(str, Enum):
@@ -50,12 +58,16 @@ class TensorSpec(_Frozen):
 
 
 class TokenizerSpec(_Frozen):
-    file: str = "tokenizer.json"
+    file: RelativePath = "tokenizer.json"
     max_length: int = Field(gt=0)
     pad_id: int = Field(ge=0)
     pad_token: str
     # Which tokenizer outputs feed which model inputs, e.g. {"input_ids": "ids"}.
     feeds: dict[str, str]
+    # Token ids and token type ids must lie below these (the runtime checks, as TVM's gather does not):
+    # the tokenizer's vocabulary, or the model's embedding rows where they are fewer; the type vocabulary.
+    vocab_size: int | None = Field(default=None, gt=0)
+    type_vocab_size: int | None = Field(default=None, gt=0)
 
 
 class TargetInfo(_Frozen):
@@ -84,7 +96,7 @@ class QuantizationInfo(_Frozen):
 
 class Manifest(_Frozen):
     schema_version: int
-    artifact_id: str
+    artifact_id: str = Field(pattern=ARTIFACT_ID_PATTERN)  # also a cache folder name: hex only
     created_at: str
     edgekiln_version: str
     source: str  # what the user compiled, for people (a folder name, a class name, a file name)
@@ -92,23 +104,26 @@ class Manifest(_Frozen):
     target: TargetInfo
     precision: Precision
     task: Task
-    model_file: str
+    model_file: RelativePath
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     labels: tuple[str, ...] | None = None
     tokenizer: TokenizerSpec | None = None
     quantization: QuantizationInfo | None = None
-    reference: str | None = None  # inputs and the build machine's outputs, for `edgekiln verify`
+    reference: RelativePath | None = None  # inputs and the build machine's outputs, for `edgekiln verify`
     passes: tuple[PassRecord, ...]
     tool_versions: dict[str, str]
-    files: dict[str, str]  # relative path -> sha256, every file the runtime reads
+    files: dict[RelativePath, Annotated[str, Field(pattern=SHA256_PATTERN)]]  # path -> sha256 of all it reads
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
 
-def identity_fields(manifest_fields: dict[str, Any]) -> dict[str, Any]:
-    """The part of a manifest that defines what the artifact computes (its id is a hash of it)."""
-    keys = ("backend", "target", "precision", "task", "inputs", "outputs", "labels", "tokenizer", "quantization",
-            "files")
-    return {key: manifest_fields[key] for key in keys}
+def artifact_identity(manifest_fields: dict[str, Any]) -> str:
+    """The artifact id: a hash of every manifest field (JSON form) except the id itself, the build
+    time, a signature, and each pass's seconds and cache hit, so one edited field changes it and
+    two builds of the same recipe share it."""
+    fields = {key: value for key, value in manifest_fields.items() if key not in _NOT_IDENTITY}
+    fields["passes"] = [{key: value for key, value in record.items() if key not in _PASS_NOT_IDENTITY}
+                        for record in fields.get("passes") or ()]
+    return sha256_json(fields)[:16]

@@ -8,6 +8,7 @@ import numpy as np
 
 from .errors import ArtifactError, InputError
 from .manifest import TensorSpec, TokenizerSpec
+from .paths import inside
 
 # Tokenizer outputs a manifest may route to a model input.
 _FIELDS = {
@@ -21,8 +22,9 @@ class TextEncoder:
     def __init__(self, folder: Path, spec: TokenizerSpec, inputs: Sequence[TensorSpec]) -> None:
         from tokenizers import Tokenizer
 
+        path = inside(folder, spec.file)
         try:
-            tokenizer = Tokenizer.from_file(str(folder / spec.file))
+            tokenizer = Tokenizer.from_file(str(path))
         except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
             raise ArtifactError(f"cannot read tokenizer {spec.file}: {exc}",
                                 hint="recompile the artifact") from None
@@ -32,7 +34,7 @@ class TextEncoder:
         self._spec = spec
         dtypes = {tensor.name: tensor.dtype for tensor in inputs}
         unknown = [field for field in spec.feeds.values() if field not in _FIELDS]
-        if unknown or set(spec.feeds) - set(dtypes):
+        if unknown or set(spec.feeds) != set(dtypes):
             raise ArtifactError(f"manifest tokenizer feeds {spec.feeds} do not match the model inputs "
                                 f"{sorted(dtypes)}", hint="recompile the artifact")
         self._dtypes = dtypes

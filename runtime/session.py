@@ -1,16 +1,19 @@
 """A loaded artifact: `predict(texts)` for text tasks and `run(feeds)` for raw tensors."""
 from __future__ import annotations
 
+import operator
 import os
+import warnings
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .artifact import read_manifest, verify_files
+from .artifact import check_artifact, read_manifest
 from .backends import BackendOptions, BackendSession, open_backend
 from .backends.base import Device
 from .errors import InputError
+from .feeds import check_feeds
 from .manifest import Manifest, Task
 from .postprocess import Classification, TokenTag
 from .preprocess import TextEncoder
@@ -25,7 +28,6 @@ class Session:
         self.backend = backend
         self.encoder = encoder
         self.threads = threads
-        self._inputs = {spec.name: spec for spec in manifest.inputs}
         self.task_spec = task_spec(manifest.task)
 
     @property
@@ -41,33 +43,17 @@ class Session:
         return self.task_spec.predict(self, items)
 
     def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = sorted(set(self._inputs) - set(feeds))
-        unknown = sorted(set(feeds) - set(self._inputs))
-        if missing or unknown:
-            raise InputError(f"feeds do not match the model inputs: missing {missing}, unexpected {unknown}",
-                             hint=f"expected exactly {sorted(self._inputs)}")
-        checked = {}
-        for name, spec in self._inputs.items():
-            array = np.asarray(feeds[name])
-            if array.ndim != len(spec.shape):
-                raise InputError(f"input {name} has {array.ndim} dimensions, expected {len(spec.shape)} "
-                                 f"(shape {list(spec.shape)})")
-            fixed = [(axis, size) for axis, size in enumerate(spec.shape)
-                     if isinstance(size, int) and array.shape[axis] != size]
-            if fixed:
-                axis, size = fixed[0]
-                raise InputError(f"input {name} has size {array.shape[axis]} on axis {axis}, expected {size}")
-            checked[name] = np.ascontiguousarray(array, dtype=spec.dtype)
-        return checked
+        return check_feeds(feeds, self.manifest.inputs, self.manifest.tokenizer)
 
 
 def load(path: str | os.PathLike, *, threads: int | None = None, device: str | Device = Device.AUTO,
-         verify: bool = True) -> Session:
-    """Load an artifact folder: check its schema and every file's hash, then open its backend."""
+         verify: bool = True, trusted_keys: Iterable[str | os.PathLike | bytes] | None = None) -> Session:
+    """Load an artifact folder: check its schema, its artifact_id and every file's hash (all but the
+    hashes even with verify=False), then open its backend. With `trusted_keys` (PEM public key files,
+    or PEM or raw Ed25519 key bytes) it must be signed by one of them."""
     folder = Path(path)
-    manifest = read_manifest(folder)
-    if verify:
-        verify_files(folder, manifest)
+    manifest = read_manifest(folder, trusted_keys=trusted_keys)
+    check_artifact(folder, manifest, hashes=verify)
     threads = _threads(threads, manifest)
     try:
         device = Device(device)
@@ -79,11 +65,19 @@ def load(path: str | os.PathLike, *, threads: int | None = None, device: str | D
 
 
 def _threads(threads: int | None, manifest: Manifest) -> int:
+    cores = os.cpu_count() or 1
     if threads is None:
-        return min(manifest.target.threads, os.cpu_count() or 1)
-    if not isinstance(threads, int) or threads < 1:
+        return min(manifest.target.threads, cores)
+    try:
+        count = operator.index(threads) if not isinstance(threads, bool) else None
+    except TypeError:
+        count = None
+    if count is None or count < 1:
         raise InputError(f"threads must be a positive integer, found {threads!r}")
-    return threads
+    if count > cores:
+        warnings.warn(f"threads={count} is more than this machine's {cores} CPUs; using {cores}", stacklevel=3)
+        return cores
+    return count
 
 
 __all__ = ["Classification", "Session", "TokenTag", "load"]

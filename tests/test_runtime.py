@@ -12,6 +12,8 @@ import pytest
 
 from edgekiln.runtime import ArtifactError, BackendUnavailableError, SCHEMA_VERSION, load
 
+from .artifact_tools import edit_manifest
+
 RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime"
 
 
@@ -73,9 +75,7 @@ def test_path_outside_the_artifact_is_refused(artifact_copy):
 
 
 def test_cuda_artifact_without_a_gpu_fails_clearly(artifact_copy):
-    manifest = json.loads((artifact_copy / "manifest.json").read_text())
-    manifest["target"]["accelerator"] = "cuda"
-    (artifact_copy / "manifest.json").write_text(json.dumps(manifest))
+    edit_manifest(artifact_copy, lambda manifest: manifest["target"].update(accelerator="cuda"), reseal=True)
     import onnxruntime
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():

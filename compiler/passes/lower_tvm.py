@@ -15,6 +15,7 @@ from edgekiln.runtime.backends.tvm_index import INDEX_FILE, PARAMS_FILE, Bucket,
 from pydantic import Field
 
 from ..errors import CompileError
+from ..fidelity import FidelityConfig, check, fidelity_feeds, is_classifier, require
 from ..graph_io import graph_io
 from ..tvm_build import build as tvm_build
 from ..tvm_build.importer import import_fixed, main_inputs, param_key

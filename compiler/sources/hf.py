@@ -73,8 +73,14 @@ def export_tokenizer(folder: Path, work_dir: Path, config: dict | None = None) -
     tokenizer_file = work_dir / "tokenizer.json"
     tokenizer.backend_tokenizer.save(str(tokenizer_file))
     spec = TokenizerSpec(max_length=_max_length(folder, config, tokenizer), pad_id=tokenizer.pad_token_id or 0,
-                         pad_token=tokenizer.pad_token or "[PAD]", feeds={n: _FEEDS[n] for n in names})
+                         pad_token=tokenizer.pad_token or "[PAD]", feeds={n: _FEEDS[n] for n in names},
+                         vocab_size=_positive(config.get("vocab_size")),  # the model's rows; the writer caps it
+                         type_vocab_size=_positive(config.get("type_vocab_size")))
     return tokenizer_file, spec
+
+
+def _positive(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _vocab_size(tokenizer_file: Path) -> int:

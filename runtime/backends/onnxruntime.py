@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import ArtifactError, BackendUnavailableError
 from ..manifest import Accelerator, Manifest
+from ..paths import inside
 from .base import BackendOptions, Device
 from .spec import BackendSpec, QuantizerSpec
 
@@ -37,11 +38,24 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
     settings.log_severity_level = 3
     providers = _providers(manifest, options.device, ort.get_available_providers())
     try:
-        session = ort.InferenceSession(str(folder / manifest.model_file), settings, providers=providers)
+        session = ort.InferenceSession(str(inside(folder, manifest.model_file)), settings, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         raise ArtifactError(f"onnxruntime could not load {manifest.model_file}: {exc}",
                             hint="recompile the artifact with this edgekiln version") from None
+    _check_io(session, manifest)
     return OnnxRuntimeSession(session, [spec.name for spec in manifest.outputs])
+
+
+def _check_io(session, manifest: Manifest) -> None:
+    """The manifest's inputs and outputs (names and ranks) must be the model's, or runs would fail
+    inside onnxruntime."""
+    for what, declared, actual in (("inputs", manifest.inputs, session.get_inputs()),
+                                   ("outputs", manifest.outputs, session.get_outputs())):
+        ours = {spec.name: len(spec.shape) for spec in declared}
+        theirs = {node.name: len(node.shape) for node in actual}
+        if ours != theirs:
+            raise ArtifactError(f"the manifest's {what} {ours} (name: rank) are not {manifest.model_file}'s {theirs}",
+                                hint="recompile the artifact")
 
 
 def _providers(manifest: Manifest, device: Device, available: list[str]) -> list[str]:
@@ -57,11 +71,18 @@ def _providers(manifest: Manifest, device: Device, available: list[str]) -> list
     return [_CUDA, _CPU]
 
 
+def opened_files(folder: Path, manifest: Manifest) -> list[str]:
+    """Besides the model: its external weights, where the compiler wrote them."""
+    data = f"{manifest.model_file}.data"
+    return [data] if (folder / data).exists() else []
+
+
 _QUANTIZER = "edgekiln.compiler.passes.quantize:make_quantizer"
 SPEC = BackendSpec(
     name="onnxruntime",
     description="ONNX Runtime: the ONNX file as it is, CPU or CUDA; int8 dynamic or static (QDQ)",
     runtime="edgekiln.runtime.backends.onnxruntime:open_session",
+    opened_files="edgekiln.runtime.backends.onnxruntime:opened_files",
     quantizers={"dynamic": QuantizerSpec(_QUANTIZER, needs_calibration=False),
                 "static": QuantizerSpec(_QUANTIZER, needs_calibration=True),
                 "auto": QuantizerSpec(_QUANTIZER, needs_calibration=False)},

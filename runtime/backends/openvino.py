@@ -1,10 +1,13 @@
 """OpenVINO backend: compiles the artifact's IR for the CPU with the target's thread count and a
 latency hint, in the artifact's precision: f32 unless it was compiled for bf16 (OpenVINO would
 otherwise pick bf16 by itself on CPUs that have it), caching the compiled blob so the second load
-is fast."""
+is fast. An infer request serves one call at a time, so a session shared between threads takes
+one from a pool for each call."""
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -12,8 +15,10 @@ import numpy as np
 
 from ..errors import ArtifactError, BackendUnavailableError
 from ..manifest import Accelerator, Manifest, Precision
+from ..paths import inside
 from .base import BackendOptions, Device
 from .spec import BackendSpec, QuantizerSpec
+from .pool import Pool
 
 Compiled = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -32,15 +37,26 @@ def compile_ir(path: Path, *, threads: int, cache_dir: Path | None, precision: s
         except OSError:  # a read-only home on a device: run without the compiled-model cache
             pass
     compiled = core.compile_model(str(path), "CPU", config)
-    request = compiled.create_infer_request()
+    requests = Pool(compiled.create_infer_request)
+    requests.prime()
     outputs = [(port, port.get_any_name()) for port in compiled.outputs]
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # Copy in and out: by default OpenVINO shares numpy memory both ways, so a later request
         # would overwrite arrays an earlier caller still holds.
-        results = request.infer(feeds, share_inputs=False, share_outputs=False)
-        return {name: np.array(results[port], copy=True) for port, name in outputs}
+        with requests.take() as request:
+            results = request.infer(feeds, share_inputs=False, share_outputs=False)
+            return {name: np.array(results[port], copy=True) for port, name in outputs}
     return run
+
+
+def cache_folder(artifact_id: str) -> Path:
+    """Where OpenVINO caches this artifact's compiled blob: a folder named by the id when it is
+    plain hex (as the manifest schema requires), else by its hash, always inside the cache root."""
+    root = Path(os.environ.get("EDGEKILN_CACHE") or Path.home() / ".cache" / "edgekiln") / "openvino"
+    name = artifact_id if re.fullmatch("[0-9a-f]{1,64}", artifact_id) else \
+        hashlib.sha256(artifact_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return root / name
 
 
 class OpenVinoSession:
@@ -61,15 +77,19 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
                                       hint="pip install 'edgekiln[openvino]'") from None
     if options.device is Device.CUDA or manifest.target.accelerator is Accelerator.CUDA:
         raise BackendUnavailableError("OpenVINO artifacts run on the CPU here; CUDA targets use onnxruntime or tvm")
-    cache = Path(os.environ.get("EDGEKILN_CACHE") or Path.home() / ".cache" / "edgekiln") / "openvino" / \
-        manifest.artifact_id
+    cache = cache_folder(manifest.artifact_id)
     try:
         precision = "bf16" if manifest.precision is Precision.BF16 else "f32"  # int8 IR: f32 for the rest
-        return OpenVinoSession(compile_ir(folder / manifest.model_file, threads=options.threads, cache_dir=cache,
+        return OpenVinoSession(compile_ir(inside(folder, manifest.model_file), threads=options.threads, cache_dir=cache,
                                           precision=precision))
     except RuntimeError as exc:  # OpenVINO reports bad IR as RuntimeError
         raise ArtifactError(f"OpenVINO cannot load {manifest.model_file}: {str(exc).splitlines()[0]}",
                             hint="recompile the artifact with this edgekiln version") from None
+
+
+def opened_files(folder: Path, manifest: Manifest) -> list[str]:
+    """Besides the IR's .xml: its weights."""
+    return [str(Path(manifest.model_file).with_suffix(".bin"))]
 
 
 _QUANTIZER = "edgekiln.compiler.passes.quantize_openvino:make_quantizer"
@@ -77,6 +97,7 @@ SPEC = BackendSpec(
     name="openvino",
     description="OpenVINO IR on the CPU, f32 or bf16; int8 through NNCF (static, with calibration data)",
     runtime="edgekiln.runtime.backends.openvino:open_session",
+    opened_files="edgekiln.runtime.backends.openvino:opened_files",
     lowering="edgekiln.compiler.passes.lower_openvino:make_lowering",
     quantizers={"static": QuantizerSpec(_QUANTIZER, needs_calibration=True),
                 "auto": QuantizerSpec(_QUANTIZER, needs_calibration=True)},

@@ -38,6 +38,7 @@ class BackendSpec:
     precisions: tuple[str, ...] = ("fp32",)  # float precisions it compiles (int8 comes from `quantizers`)
     target_fields: tuple[str, ...] = ()  # target-profile fields it needs, e.g. ("tvm_target",)
     options: str | None = None  # "module:Class": the pydantic model of its own recipe options
+    opened_files: str | None = None  # "module:function(folder, manifest)": files it opens besides model_file
     profiler: str | None = None  # "module:function" -> per-operator times (runtime/profile), for bench --profile
     emulation_wheels: tuple[str, ...] | None = None  # aarch64 packages to emulate it; None: cannot be emulated
     emulation_refusal: str = "this backend cannot be checked under emulation"

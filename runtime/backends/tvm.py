@@ -1,19 +1,32 @@
 """TVM backend: the artifact's shape buckets, each a shared library run by the Relax virtual
-machine from TVM's runtime alone (no compiler library needed on the device)."""
+machine from TVM's runtime alone (no compiler library needed on the device).
+
+Every library path is checked to lie inside the artifact folder before any library is loaded. A
+Relax VM is not thread-safe, so each bucket keeps a pool of VMs over the one loaded library and the
+shared weights: concurrent calls each take their own. TVM's worker pool is per calling thread, so
+each thread that runs the session gets the session's thread count."""
 from __future__ import annotations
 
 import platform
+import threading
 from pathlib import Path
 
 import numpy as np
 from pydantic import ValidationError
 
+from ..artifact import first_error
 from ..errors import ArtifactError, BackendUnavailableError
+from ..feeds import token_limit
 from ..manifest import Manifest
+from ..npz import read_arrays
+from ..paths import inside
 from .base import BackendOptions, Device
 from .buckets import run_bucketed
 from .spec import BackendSpec
+from .pool import Pool
 from .tvm_index import INDEX_FORMAT, PARAMS_FILE, Bucket, TvmIndex
+
+_RECOMPILE = "recompile the artifact with this edgekiln version"
 
 _MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
 
@@ -25,10 +38,12 @@ def host_arch() -> str:
 
 def read_index(path: Path) -> TvmIndex:
     try:
-        index = TvmIndex.model_validate_json(path.read_text())
-    except (OSError, ValidationError) as exc:
-        raise ArtifactError(f"{path.name} is not a valid TVM bucket index: {str(exc).splitlines()[0]}",
-                            hint="recompile the artifact with this edgekiln version") from None
+        index = TvmIndex.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {path.name} ({exc.strerror or exc})", hint=_RECOMPILE) from None
+    except ValidationError as exc:
+        raise ArtifactError(f"{path.name} is not a valid TVM bucket index: {first_error(exc)}",
+                            hint=_RECOMPILE) from None
     if index.format != INDEX_FORMAT:
         raise ArtifactError(f"{path.name} has format {index.format}; this runtime reads format {INDEX_FORMAT}",
                             hint="use the edgekiln version that compiled the artifact")
@@ -38,11 +53,14 @@ def read_index(path: Path) -> TvmIndex:
 class TvmSession:
     name = "tvm"
 
-    def __init__(self, index: TvmIndex, machines: dict[Bucket, tuple], output_names: list[str], device) -> None:
+    def __init__(self, index: TvmIndex, machines: dict[Bucket, tuple[Pool, list]], output_names: list[str],
+                 device, threads: int) -> None:
         self._index = index
         self._machines = machines
         self._output_names = output_names
         self._device = device
+        self._threads = threads
+        self._configured = threading.local()
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return run_bucketed(self._index, feeds, self._output_names, self._run_bucket)
@@ -50,15 +68,48 @@ class TvmSession:
     def _run_bucket(self, bucket: Bucket, arrays: list[np.ndarray]) -> list[np.ndarray]:
         import tvm
 
-        main, weights = self._machines[bucket]
-        result = main(*[tvm.runtime.tensor(a, self._device) for a in arrays], *weights)
-        values = [result] if hasattr(result, "numpy") else list(result)  # one tensor, or a tuple of them
-        return [np.array(v.numpy(), copy=True) for v in values]
+        if not getattr(self._configured, "done", False):  # TVM's worker pool belongs to the calling thread
+            tvm.get_global_func("runtime.config_threadpool")(0, self._threads)
+            self._configured.done = True
+        pool, weights = self._machines[bucket]
+        with pool.take() as main:
+            try:
+                result = main(*[tvm.runtime.tensor(a, self._device) for a in arrays], *weights)
+                values = [result] if hasattr(result, "numpy") else list(result)  # one tensor, or a tuple
+                return [np.array(v.numpy(), copy=True) for v in values]
+            except Exception as exc:  # TVM's own error types: a library that does not fit its index
+                raise ArtifactError(f"TVM failed running {bucket.library}: {_first_line(exc)}",
+                                    hint=_RECOMPILE) from None
 
 
 def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> TvmSession:
-    index = read_index(folder / manifest.model_file)
+    index = read_index(inside(folder, manifest.model_file))
+    check_index(index, manifest)
     return open_buckets(folder, index, [spec.name for spec in manifest.outputs], options)
+
+
+def check_index(index: TvmIndex, manifest: Manifest) -> None:
+    """The index must describe the manifest's model: same inputs, axes that exist."""
+    ranks = {spec.name: len(spec.shape) for spec in manifest.inputs}
+    out_ranks = {spec.name: len(spec.shape) for spec in manifest.outputs}
+    problems = []
+    if sorted(index.inputs) != sorted(ranks):
+        problems.append(f"inputs {list(index.inputs)} are not the model's {sorted(ranks)}")
+    for what, axes, known in (("sequence_axes", index.sequence_axes, ranks),
+                              ("output_sequence_axes", index.output_sequence_axes, out_ranks)):
+        problems += [f"{what} names {name}:{axis}, which is not an axis after the batch axis"
+                     for name, axis in axes.items() if not 1 <= axis < known.get(name, 0)]
+    problems += [f"pad_values names {name}, not an input" for name in index.pad_values if name not in ranks]
+    problems += [f"pad value {value} is not a valid value of input {name}"
+                 for name, value in index.pad_values.items() if name in ranks and not _pad_fits(manifest, name, value)]
+    if problems:
+        raise ArtifactError(f"tvm.json does not match the manifest: {problems[0]}", hint=_RECOMPILE)
+
+
+def _pad_fits(manifest: Manifest, name: str, value: int) -> bool:
+    """Padding goes through the same gathers as ids: it must be a valid value of its input."""
+    limit = token_limit(manifest.tokenizer, name) if manifest.tokenizer is not None else None
+    return 0 <= value and (limit is None or value < limit) and value < 2**31
 
 
 def open_buckets(folder: Path, index: TvmIndex, output_names: list[str], options: BackendOptions) -> TvmSession:
@@ -67,21 +118,31 @@ def open_buckets(folder: Path, index: TvmIndex, output_names: list[str], options
         raise BackendUnavailableError(
             f"this TVM artifact was compiled for {index.arch}; this machine is {host_arch()}",
             hint="run it on the target device, or check it here with `edgekiln verify ARTIFACT --emulate`")
+    libraries = {bucket: inside(folder, bucket.library) for bucket in index.buckets}  # all, before loading any
+    stored = read_arrays(inside(folder, PARAMS_FILE), PARAMS_FILE)
+    missing = sorted({key for bucket in index.buckets for key in bucket.params} - set(stored))
+    if missing:
+        raise ArtifactError(f"{PARAMS_FILE} lacks weights {missing[:3]} that tvm.json names", hint=_RECOMPILE)
     tvm = _tvm()
     device = _device(tvm, index, options.device)
     tvm.get_global_func("runtime.config_threadpool")(0, options.threads)
-    with np.load(folder / PARAMS_FILE) as stored:
-        params = {key: tvm.runtime.tensor(stored[key], device) for key in stored.files}
+    params = {key: tvm.runtime.tensor(stored[key], device) for key in stored}
     machines = {}
-    for bucket in index.buckets:
+    for bucket, path in libraries.items():
         try:
-            library = tvm.runtime.load_module(str(folder / bucket.library))
+            library = tvm.runtime.load_module(str(path))
+            pool = Pool(lambda library=library: tvm.runtime.vm.VirtualMachine(library, device)["main"])
+            pool.prime()  # the first VM now, so a library that is not a Relax VM fails at load
         except Exception as exc:  # TVM raises its own error types for a bad library
-            raise ArtifactError(f"TVM cannot load {bucket.library}: {str(exc).splitlines()[0]}",
+            raise ArtifactError(f"TVM cannot load {bucket.library}: {_first_line(exc)}",
                                 hint="recompile the artifact for this machine") from None
-        vm = tvm.runtime.vm.VirtualMachine(library, device)
-        machines[bucket] = (vm["main"], [params[key] for key in bucket.params])
-    return TvmSession(index, machines, output_names, device)
+        machines[bucket] = (pool, [params[key] for key in bucket.params])
+    return TvmSession(index, machines, output_names, device, options.threads)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _tvm():
@@ -110,10 +171,19 @@ def _device(tvm, index: TvmIndex, requested: Device):
     return device
 
 
+def opened_files(folder: Path, manifest: Manifest) -> list[str]:
+    """Besides the index: the weights and every bucket's library (read from the index, not loaded)."""
+    from ..paths import inside
+
+    index = read_index(inside(folder, manifest.model_file))
+    return [PARAMS_FILE, *(bucket.library for bucket in index.buckets)]
+
+
 SPEC = BackendSpec(
     name="tvm",
     description="TVM (Relax): one shared library per shape bucket, cross-compiled for the target; float only",
     runtime="edgekiln.runtime.backends.tvm:open_session",
+    opened_files="edgekiln.runtime.backends.tvm:opened_files",
     lowering="edgekiln.compiler.passes.lower_tvm_setup:make_lowering",
     precisions=("fp32",),
     target_fields=("tvm_target",),

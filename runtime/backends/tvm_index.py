@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..paths import RelativePath
+
 INDEX_FILE = "tvm.json"
 PARAMS_FILE = "tvm_params.npz"
 INDEX_FORMAT = 1
@@ -16,7 +18,7 @@ class _Frozen(BaseModel):
 class Bucket(_Frozen):
     batch: int = Field(gt=0)
     sequence: int | None = Field(default=None, gt=0)  # None: the model has no sequence axis
-    library: str  # file name in the artifact folder
+    library: RelativePath  # file name in the artifact folder (never an absolute path or `..`)
     params: tuple[str, ...]  # keys in PARAMS_FILE, in the order the library's `main` takes them
 
 

@@ -26,7 +26,7 @@ class TaskSpec(ABC):
 
     @abstractmethod
     def predict(self, session, items: Any) -> Any:
-        """Answers for `items` (texts, for the text tasks), through the session's encoder and backend."""
+        """Answers for `items` (texts, for the text tasks), through the session's encoder and checked run."""
 
 
 class TextTask(TaskSpec):
@@ -44,7 +44,7 @@ class TextTask(TaskSpec):
                                   f"{[spec.name for spec in session.manifest.inputs]}")
         texts = check_texts(items)
         feeds, encodings = session.encoder.encode(texts)
-        output = next(iter(session.backend.run(feeds).values()))
+        output = next(iter(session.run(feeds).values()))  # checked like any feeds (lengths, id ranges)
         return self.decode(output, session.manifest, encodings, texts)
 
     @abstractmethod

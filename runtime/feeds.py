@@ -1,0 +1,112 @@
+"""Checking the arrays given to `Session.run` before any backend sees them.
+
+Names, ranks and fixed sizes as the manifest declares; numbers only (no strings or objects that
+numpy would parse); floats for integer inputs only when they are whole numbers; values that fit
+the input's dtype; every named axis (batch, sequence) the same size in every input; sequences no
+longer than the model's maximum; token ids inside the vocabulary. Each failure is one InputError.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from .errors import InputError
+from .manifest import TensorSpec, TokenizerSpec
+
+_NUMBERS = "biuf"  # bool, signed and unsigned integers, floats
+_SEQUENCE_AXIS = "sequence"
+
+
+def check_feeds(feeds: Mapping[str, np.ndarray], inputs: tuple[TensorSpec, ...],
+                tokenizer: TokenizerSpec | None) -> dict[str, np.ndarray]:
+    """The feeds as contiguous arrays of the manifest's dtypes, or InputError naming the first problem."""
+    specs = {spec.name: spec for spec in inputs}
+    if not isinstance(feeds, Mapping):
+        raise InputError(f"feeds must be a mapping of input name to array, found {type(feeds).__name__}",
+                         hint=f"pass a dict with keys {sorted(specs)}")
+    missing = sorted(set(specs) - set(feeds))
+    unknown = sorted(str(name) for name in set(feeds) - set(specs))
+    if missing or unknown:
+        raise InputError(f"feeds do not match the model inputs: missing {missing}, unexpected {unknown}",
+                         hint=f"expected exactly {sorted(specs)}")
+    checked = {name: _check_array(name, feeds[name], spec) for name, spec in specs.items()}
+    _check_named_axes(checked, specs)
+    if tokenizer is not None:
+        _check_token_inputs(checked, specs, tokenizer)
+    return checked
+
+
+def _check_array(name: str, value, spec: TensorSpec) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise InputError(f"input {name} is not a rectangular array ({exc})") from None
+    if array.dtype.kind not in _NUMBERS:
+        raise InputError(f"input {name} has dtype {array.dtype}; it takes numbers ({spec.dtype})",
+                         hint="convert strings to numbers yourself, or use predict(texts) for text")
+    if array.ndim != len(spec.shape):
+        raise InputError(f"input {name} has {array.ndim} dimensions, expected {len(spec.shape)} "
+                         f"(shape {list(spec.shape)})")
+    for axis, size in enumerate(spec.shape):
+        if array.shape[axis] == 0:
+            raise InputError(f"input {name} is empty on axis {axis} (shape {list(array.shape)})")
+        if isinstance(size, int) and array.shape[axis] != size:
+            raise InputError(f"input {name} has size {array.shape[axis]} on axis {axis}, expected {size}")
+    target = np.dtype(spec.dtype)
+    if target.kind in "iu":
+        _check_integral(name, array, target)
+    return np.ascontiguousarray(array, dtype=target)
+
+
+def _check_integral(name: str, array: np.ndarray, target: np.dtype) -> None:
+    """Values converted to an integer dtype must be whole numbers that fit it."""
+    if array.dtype.kind == "f" and not (np.isfinite(array).all() and (array == np.round(array)).all()):
+        raise InputError(f"input {name} takes {target} and holds non-integral values (dtype {array.dtype})",
+                         hint="pass integers")
+    if array.dtype.kind == "b" or np.can_cast(array.dtype, target):
+        return
+    limits = np.iinfo(target)
+    low, high = array.min(), array.max()
+    if low < limits.min or high > limits.max:
+        raise InputError(f"input {name} takes {target}; its values {low}..{high} do not fit")
+
+
+def _check_named_axes(arrays: dict[str, np.ndarray], specs: dict[str, TensorSpec]) -> None:
+    """Axes sharing a name (every input's batch, every token input's sequence) must agree."""
+    seen: dict[str, tuple[str, int]] = {}
+    for name, spec in specs.items():
+        for axis, size in enumerate(spec.shape):
+            if isinstance(size, int):
+                continue
+            first = seen.setdefault(size, (name, arrays[name].shape[axis]))
+            if first[1] != arrays[name].shape[axis]:
+                raise InputError(f"inputs disagree on the {size} size: {first[0]} has {first[1]}, "
+                                 f"{name} has {arrays[name].shape[axis]}")
+
+
+def _check_token_inputs(arrays: dict[str, np.ndarray], specs: dict[str, TensorSpec],
+                        tokenizer: TokenizerSpec) -> None:
+    """Sequence length against the model's maximum; ids, masks and type ids against their ranges."""
+    for name, spec in specs.items():
+        if _SEQUENCE_AXIS in spec.shape:
+            length = arrays[name].shape[spec.shape.index(_SEQUENCE_AXIS)]
+            if length > tokenizer.max_length:
+                raise InputError(f"input {name} has sequence length {length}; this model takes at most "
+                                 f"{tokenizer.max_length}", hint="truncate the input")
+    for name, field in tokenizer.feeds.items():
+        if name not in arrays:
+            continue
+        high = token_limit(tokenizer, name)
+        low_found, high_found = arrays[name].min(), arrays[name].max()
+        if low_found < 0 or (high is not None and high_found >= high):
+            allowed = f"0..{high - 1}" if high is not None else ">= 0"
+            what = "token ids" if field == "ids" else f"{field} values"
+            raise InputError(f"input {name} holds {what} {low_found}..{high_found}; allowed {allowed}",
+                             hint="encode text with this artifact's tokenizer (predict) or check the ids")
+
+
+def token_limit(tokenizer: TokenizerSpec, name: str) -> int | None:
+    """Values of the tokenizer-fed input `name` lie in 0..limit-1 (None: no known upper limit)."""
+    field = tokenizer.feeds.get(name)
+    return {"ids": tokenizer.vocab_size, "attention_mask": 2, "type_ids": tokenizer.type_vocab_size}.get(field)
