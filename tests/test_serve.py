@@ -296,3 +296,15 @@ def test_load_32_clients(artifacts, sessions, max_batch):
 def _metric(text: bytes, name: str) -> float:
     line = next(line for line in text.decode().splitlines() if line.startswith(name + " "))
     return float(line.split()[-1])
+
+
+def test_cli_refuses_bad_artifacts_in_one_line(artifacts, tmp_path, capsys):
+    from edgekiln.cli.main import main
+
+    assert main(["serve", str(tmp_path), "--port", "0"]) == 2
+    assert "not an edgekiln artifact" in capsys.readouterr().err
+    assert main(["serve", str(artifacts["sequence"]), str(artifacts["sequence"]), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "two artifacts would both be served as model 'sequence'" in err and "NAME1=ART1" in err
+    assert main(["serve", f"bad name={artifacts['sequence']}", "--port", "0"]) == 2  # not a NAME=: a path
+    assert "does not exist" in capsys.readouterr().err
