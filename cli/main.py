@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from edgekiln.runtime.errors import EdgekilnError
 
-from . import artifact_commands, build_commands, signing_commands, train_commands, verify_command
+from . import artifact_commands, build_commands, serve_command, signing_commands, train_commands, verify_command
 from .guard import not_utf8, one_line, quiet_broken_pipe, report_crash
 
 EXIT_USER_ERROR = 2
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_commands.register(commands)
     verify_command.register(commands)
     signing_commands.register(commands)
+    serve_command.register(commands)
     return parser
 
 

@@ -1,0 +1,238 @@
+"""The ASGI app: Open Inference Protocol v2 routes, `/predict`, `/metrics`, and JSON errors only.
+
+Handlers run on the event loop and never call a model: they decode and check a request, hand it
+to the model's worker thread (batching.py) and await its answer. Every refusal is a ServeError,
+sent as `{"error": "..."}` with its status; anything unexpected is a 500 with one line, no traceback.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import EdgekilnError, InputError
+from .batching import Job, ModelWorker
+from .config import ServeConfig
+from .errors import ServeError
+from .metrics import Metrics
+from .models import ServedModel
+from .tensors import HEADER_LENGTH, encode_infer_response, json_body, parse_infer_request
+
+log = logging.getLogger("edgekiln.serve")
+
+
+class Server:
+    """The served models, their workers and metrics; `app` is what uvicorn runs."""
+
+    def __init__(self, models: list[ServedModel], config: ServeConfig) -> None:
+        names = [model.name for model in models]
+        duplicate = next((name for name in names if names.count(name) > 1), None)
+        if duplicate:
+            raise InputError(f"two artifacts would both be served as model {duplicate!r}",
+                             hint="name them: edgekiln serve NAME1=ART1 NAME2=ART2")
+        self.config = config
+        self.models = {model.name: model for model in models}
+        self.metrics = Metrics(config.max_batch)
+        self.workers = {}
+        for model in models:
+            worker = ModelWorker(model.name, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
+                                 max_queue=config.max_queue, on_batch=self.metrics.batch_observer(model.name))
+            self.metrics.watch_queue(model.name, lambda worker=worker: worker.depth)
+            self.workers[model.name] = worker
+        self.app = Starlette(routes=_routes(self), lifespan=self._lifespan, exception_handlers={
+            ServeError: _serve_error, HTTPException: _http_error, Exception: _internal_error})
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app):
+        for worker in self.workers.values():
+            worker.start()
+        yield
+        # uvicorn has stopped accepting and waited for the requests in flight: end the workers
+        for worker in self.workers.values():
+            worker.stop(self.config.graceful_seconds)
+
+    def model(self, request: Request) -> ServedModel:
+        name = request.path_params["name"]
+        version = request.path_params.get("version")
+        model = self.models.get(name)
+        if model is None:
+            raise ServeError(404, f"model {name!r} is not served here; served: {sorted(self.models)}")
+        if version is not None and version != "1":
+            raise ServeError(404, f"model {name} has only version 1, not {version!r}")
+        return model
+
+    async def body(self, request: Request) -> bytes:
+        """The request body, refused with 413 once it passes --max-body-bytes."""
+        limit = self.config.max_body_bytes
+        encoding = request.headers.get("content-encoding", "identity").lower()
+        if encoding != "identity":
+            raise ServeError(415, f"Content-Encoding {encoding} is not supported; send the body uncompressed")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise ServeError(413, f"the body has {declared} bytes, more than the limit {limit} (--max-body-bytes)")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ServeError(413, f"the body is larger than the limit {limit} bytes (--max-body-bytes)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def run(self, model: ServedModel, runner, payload: Any, rows: int, key) -> Any:
+        """Hand a request to the model's worker and await its share of the merged call."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+
+        def done(result: Any, error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, future, result, error)
+
+        self.workers[model.name].submit(Job(runner, payload, rows, key, done))
+        try:
+            return await future
+        except EdgekilnError as exc:
+            raise ServeError(400, exc.message if exc.hint is None else f"{exc.message} ({exc.hint})") from None
+        except ServeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a backend failure: one line, logged with its traceback
+            log.exception("model %s failed", model.name)
+            raise ServeError(500, f"model {model.name} failed: {type(exc).__name__}: {_first_line(exc)}") from None
+
+    async def measured(self, request: Request, endpoint: str, handler) -> Response:
+        """Count, time and label a model endpoint's request (errors by status)."""
+        name = request.path_params["name"]
+        label = name if name in self.models else "(unknown)"
+        self.metrics.requests.labels(label, endpoint).inc()
+        started = time.perf_counter()
+        try:
+            return await handler(self.model(request))
+        except ServeError as exc:
+            self.metrics.errors.labels(label, endpoint, str(exc.status)).inc()
+            raise
+        finally:
+            self.metrics.latency.labels(label, endpoint).observe(time.perf_counter() - started)
+
+
+def _routes(server: Server) -> list[Route]:
+    async def live(request):
+        return JSONResponse({"live": True})
+
+    async def ready(request):
+        return JSONResponse({"ready": True})
+
+    async def server_metadata(request):
+        return JSONResponse({"name": "edgekiln", "version": _version(), "extensions": ["binary_tensor_data"]})
+
+    async def model_metadata(request):
+        return JSONResponse(server.model(request).metadata())
+
+    async def model_ready(request):
+        return JSONResponse({"name": server.model(request).name, "ready": True})
+
+    async def infer(request):
+        async def handle(model: ServedModel) -> Response:
+            parsed = parse_infer_request(await server.body(request), request.headers.get(HEADER_LENGTH))
+            rows = model.check_inputs(parsed.inputs)
+            requested = None if parsed.outputs is None else [name for name, _ in parsed.outputs]
+            names = model.output_names(requested)
+            binary = dict(parsed.outputs) if parsed.outputs is not None else {n: parsed.binary_outputs for n in names}
+            outputs = await server.run(model, model.run_infer, parsed.inputs, rows, model.infer_key(parsed.inputs))
+            body, header = encode_infer_response(model.name, parsed.id, {n: outputs[n] for n in names}, binary)
+            if header is None:
+                return Response(body, media_type="application/json")
+            return Response(body, media_type="application/octet-stream",
+                            headers={"Inference-Header-Content-Length": str(header)})
+        return await server.measured(request, "infer", handle)
+
+    async def predict(request):
+        async def handle(model: ServedModel) -> Response:
+            texts = _texts(json_body(await server.body(request)), server.config.max_text_chars)
+            if model.session.encoder is None:
+                raise ServeError(400, f"model {model.name} ({model.session.task.value}) takes tensors, not texts; "
+                                      f"use POST /v2/models/{model.name}/infer")
+            answers = await server.run(model, model.run_predict, texts, len(texts), "predict")
+            return JSONResponse({"model_name": model.name, "task": model.session.task.value,
+                                 "predictions": _answers_json(answers)})
+        return await server.measured(request, "predict", handle)
+
+    async def metrics(request):
+        return Response(server.metrics.render(), media_type=server.metrics.content_type)
+
+    model = "/v2/models/{name}"
+    version = "/v2/models/{name}/versions/{version}"
+    return [
+        Route("/v2/health/live", live), Route("/v2/health/ready", ready), Route("/v2", server_metadata),
+        Route(model, model_metadata), Route(version, model_metadata),
+        Route(f"{model}/ready", model_ready), Route(f"{version}/ready", model_ready),
+        Route(f"{model}/infer", infer, methods=["POST"]), Route(f"{version}/infer", infer, methods=["POST"]),
+        Route(f"{model}/predict", predict, methods=["POST"]), Route("/metrics", metrics),
+    ]
+
+
+def _texts(payload: dict[str, Any], max_chars: int) -> list[str]:
+    texts = payload.get("texts")
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list) or not texts:
+        raise ServeError(400, 'the body must be {"texts": ["...", ...]} with at least one text')
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ServeError(400, f"texts[{index}] is a {type(text).__name__}, not a string")
+        if len(text) > max_chars:
+            raise ServeError(422, f"texts[{index}] has {len(text)} characters, more than the limit {max_chars} "
+                                  "(--max-text-chars)")
+    return texts
+
+
+def _answers_json(answers: Any) -> list[Any]:
+    """Classifications, per-word tags or embedding rows, as JSON values."""
+    if isinstance(answers, np.ndarray):
+        return answers.tolist()
+    return [[tag.to_dict() for tag in item] if isinstance(item, list) else item.to_dict() for item in answers]
+
+
+def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    if future.done():  # the client went away and the handler was cancelled
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else "(no message)"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("edgekiln")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+async def _serve_error(request: Request, exc: ServeError) -> Response:
+    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    message = {404: f"no such endpoint: {request.method} {request.url.path}",
+               405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("internal error on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    return JSONResponse({"error": f"internal error: {type(exc).__name__}: {_first_line(exc)}"}, status_code=500)
