@@ -308,3 +308,14 @@ def test_cli_refuses_bad_artifacts_in_one_line(artifacts, tmp_path, capsys):
     assert "two artifacts would both be served as model 'sequence'" in err and "NAME1=ART1" in err
     assert main(["serve", f"bad name={artifacts['sequence']}", "--port", "0"]) == 2  # not a NAME=: a path
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_openapi_document_and_page(served):
+    status, _, spec = request(served.port, "GET", "/openapi.json")
+    assert status == 200 and spec["openapi"].startswith("3.")
+    assert {"/v2/models/{model_name}/infer", "/v2/models/{model_name}/predict", "/v2/health/ready"} <= set(spec["paths"])
+    infer = spec["paths"]["/v2/models/{model_name}/infer"]["post"]
+    assert set(infer["parameters"][0]["schema"]["enum"]) == set(KINDS)
+    assert "413" in infer["responses"] and "503" in infer["responses"]
+    status, headers, page = request(served.port, "GET", "/docs")
+    assert status == 200 and headers["content-type"].startswith("text/html") and b"/v2/models/{model_name}/infer" in page

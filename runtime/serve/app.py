@@ -16,7 +16,7 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import EdgekilnError, InputError
@@ -25,6 +25,7 @@ from .config import ServeConfig
 from .errors import ServeError
 from .metrics import Metrics
 from .models import ServedModel
+from .openapi import docs_page, openapi
 from .tensors import HEADER_LENGTH, encode_infer_response, json_body, parse_infer_request
 
 log = logging.getLogger("edgekiln.serve")
@@ -166,6 +167,14 @@ def _routes(server: Server) -> list[Route]:
     async def metrics(request):
         return Response(server.metrics.render(), media_type=server.metrics.content_type)
 
+    spec = openapi(sorted(server.models), _version())
+
+    async def openapi_json(request):
+        return JSONResponse(spec)
+
+    async def docs(request):
+        return HTMLResponse(docs_page(spec))
+
     model = "/v2/models/{name}"
     version = "/v2/models/{name}/versions/{version}"
     return [
@@ -174,6 +183,7 @@ def _routes(server: Server) -> list[Route]:
         Route(f"{model}/ready", model_ready), Route(f"{version}/ready", model_ready),
         Route(f"{model}/infer", infer, methods=["POST"]), Route(f"{version}/infer", infer, methods=["POST"]),
         Route(f"{model}/predict", predict, methods=["POST"]), Route("/metrics", metrics),
+        Route("/openapi.json", openapi_json), Route("/docs", docs),
     ]
 
 
