@@ -58,7 +58,7 @@ def register(commands) -> None:
     inspect.add_argument("--quantization", action="store_true", help="the ten least accurate quantized layers")
     inspect.set_defaults(handler=cmd_inspect)
 
-    targets = commands.add_parser("targets", help="list the target profiles")
+    targets = commands.add_parser("targets", help="list the target profiles and the installed backends")
     targets.add_argument("--json", action="store_true")
     targets.set_defaults(handler=cmd_targets)
 
