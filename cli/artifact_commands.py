@@ -23,9 +23,11 @@ from .parsing import int_list, positive_float, positive_int
 
 
 def register(commands) -> None:
-    run = commands.add_parser("run", help="run an artifact on texts and print predictions")
+    run = commands.add_parser("run", help="run an artifact on texts (or image files) and print predictions")
     run.add_argument("artifact", type=Path)
-    run.add_argument("texts", nargs="+", help="texts to predict on; '-' reads one text per line from stdin")
+    run.add_argument("texts", nargs="+", help="texts to predict on, or image files for an image classifier; '-' "
+                                              "reads one per line from stdin")
+    run.add_argument("--top", type=positive_int, help="image classification: the best N labels (default 5)")
     run.add_argument("--json", action="store_true", help="print JSON instead of a readable listing")
     run.add_argument("--batch-size", type=positive_int, default=32,
                      help="texts run together; stdin is read and printed one batch at a time (default 32)")
@@ -64,9 +66,11 @@ def cmd_run(args) -> int:
     if first is None:
         raise InputError("no texts on stdin", hint="give one text per line, e.g. edgekiln run ART - < texts.txt")
     session = load(args.artifact, threads=args.threads, device=args.device)
+    options = {} if args.top is None else {"top": args.top}
     sys.stdout.write("[\n" if args.json else "")
     for index, batch in enumerate(itertools.chain([first], batches)):
-        items, lines = _describe(batch, session.predict(batch))
+        predictions = session.predict(batch, **options)
+        items, lines = session.task_spec.describe(batch, predictions) or _describe(batch, predictions)
         if args.json:  # the same text as json.dumps(all items, indent=2), written a batch at a time
             sys.stdout.write((",\n" if index else "") + ",\n".join(
                 textwrap.indent(json.dumps(item, indent=2), "  ") for item in items))

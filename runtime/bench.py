@@ -45,7 +45,7 @@ class BenchConfig:
 
 def feeds_for(session: Session, batch: int, sequence: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Full-length synthetic inputs shaped for this artifact."""
-    if session.encoder is None or session.task is Task.RAW:
+    if session.manifest.tokenizer is None or session.task is Task.RAW:  # raw and image tensors
         return make_tensor_feeds(session.manifest.inputs, batch, sequence, rng)
     if sequence > session.encoder.max_length:
         raise InputError(f"sequence length {sequence} exceeds the artifact's maximum {session.encoder.max_length}")

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .images.spec import ImagePreprocessSpec
+
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 REPORTS_DIR = "reports"
@@ -19,6 +21,7 @@ class Task(str, Enum):
     TEXT_CLASSIFICATION = "text-classification"
     TOKEN_CLASSIFICATION = "token-classification"
     SENTENCE_EMBEDDING = "sentence-embedding"
+    IMAGE_CLASSIFICATION = "image-classification"
     RAW = "raw"  # tensors in, tensors out: no tokenizer, no post-processing
 
 
@@ -97,6 +100,7 @@ class Manifest(_Frozen):
     outputs: tuple[TensorSpec, ...]
     labels: tuple[str, ...] | None = None
     tokenizer: TokenizerSpec | None = None
+    image: ImagePreprocessSpec | None = None  # how an image becomes the input tensor (image tasks)
     quantization: QuantizationInfo | None = None
     reference: str | None = None  # inputs and the build machine's outputs, for `edgekiln verify`
     passes: tuple[PassRecord, ...]
@@ -110,5 +114,5 @@ class Manifest(_Frozen):
 def identity_fields(manifest_fields: dict[str, Any]) -> dict[str, Any]:
     """The part of a manifest that defines what the artifact computes (its id is a hash of it)."""
     keys = ("backend", "target", "precision", "task", "inputs", "outputs", "labels", "tokenizer", "quantization",
-            "files")
-    return {key: manifest_fields[key] for key in keys}
+            "files", "image")
+    return {key: manifest_fields[key] for key in keys if key != "image" or manifest_fields.get(key) is not None}
