@@ -94,8 +94,11 @@ def _open(item: Any, name: str) -> Any:
     except Image.UnidentifiedImageError:
         raise InputError(f"{name} is not an image Pillow can read",
                          hint="pass a JPEG, PNG, GIF, BMP, TIFF or WebP file") from None
-    except OSError as exc:
-        raise InputError(f"cannot read image {name} ({_first_line(exc)})") from None
+    except (PermissionError, IsADirectoryError) as exc:
+        raise InputError(f"cannot read image {name} ({exc.strerror})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # a header cut short or malformed
+        raise InputError(f"{name} is truncated or corrupt ({_first_line(exc)})",
+                         hint="re-encode or re-download the image") from None
 
 
 def _from_array(array: np.ndarray, name: str) -> Any:
