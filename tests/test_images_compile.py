@@ -154,3 +154,46 @@ def test_static_int8_calibrates_on_an_unlabelled_folder(folders, tmp_path):
     assert result.manifest.precision.value == "int8"
     predictions = load(result.path).predict([photo("chelsea.png")])
     assert predictions[0].label in LABELS
+
+
+def test_a_torch_module_with_a_declared_preprocessing(tmp_path):
+    """An NHWC module (the layout a TensorFlow port takes), its spec and labels from the recipe."""
+    import torch
+    from torch import nn
+
+    from edgekiln.runtime.images.spec import ImagePreprocessSpec
+
+    class NhwcNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, stride=2)
+            self.head = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.head(self.conv(x.permute(0, 3, 1, 2)).relu().mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    module = NhwcNet().eval()
+    spec = ImagePreprocessSpec(input="images", resize="shortest-edge", size=(40,), interpolation="bicubic",
+                               crop=(32, 32), rescale=1.0, mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0),
+                               layout="NHWC")
+    recipe = Recipe.from_flags(backend="onnxruntime", image=spec, labels=("a", "b", "c"))
+    result = compile(module, "host", tmp_path / "art", recipe)
+    assert result.manifest.image == spec and result.manifest.labels == ("a", "b", "c")
+    assert Recipe.from_file(result.path / "recipe.toml").source.image == spec
+    session = load(result.path)
+    feeds, _ = session.encoder.encode(photos())
+    assert feeds["images"].shape == (len(photos()), 32, 32, 3)
+    with torch.inference_mode():
+        expected = module(torch.from_numpy(feeds["images"])).numpy()
+    predictions = session.predict(photos(), top=1)
+    assert [p.label for p in predictions] == [("a", "b", "c")[i] for i in expected.argmax(-1)]
+
+
+def test_declared_preprocessing_needs_a_torch_module(folders, tmp_path):
+    from edgekiln.compiler.errors import CompileError
+    from edgekiln.runtime.images.spec import ImagePreprocessSpec
+
+    spec = ImagePreprocessSpec(input="pixel_values", size=(32, 32))
+    with pytest.raises(CompileError, match="apply to a torch.nn.Module"):
+        compile(folders["vit"], "host", tmp_path / "art", Recipe.from_flags(image=spec))

@@ -77,7 +77,7 @@ def image_spec(folder: Path) -> ImagePreprocessSpec:
     try:
         return ImagePreprocessSpec(
             input=INPUT, resize=resize, size=sizes, interpolation=_RESAMPLE[resample], crop=crop,
-            rescale=float(processor.rescale_factor) if getattr(processor, "do_rescale", False) else None,
+            rescale=float(processor.rescale_factor) if getattr(processor, "do_rescale", False) else 1.0,
             mean=_triple(processor.image_mean) if normalize else None,
             std=_triple(processor.image_std) if normalize else None,
             channel_order=ChannelOrder.BGR if getattr(processor, "do_flip_channel_order", False) else ChannelOrder.RGB)

@@ -98,8 +98,7 @@ def center_crop(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def normalise(pixels: np.ndarray, spec: ImagePreprocessSpec) -> np.ndarray:
     """uint8 [H, W, 3] RGB -> float32, rescaled, normalised, in the spec's channel order and layout."""
-    values = pixels.astype(np.float64) * spec.rescale if spec.rescale is not None else pixels.astype(np.float64)
-    values = values.astype(np.float32)
+    values = (pixels.astype(np.float64) * spec.rescale).astype(np.float32)
     if spec.mean is not None:
         values = (values - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     if spec.channel_order is ChannelOrder.BGR:

@@ -48,7 +48,7 @@ class ImagePreprocessSpec(BaseModel):
     size: tuple[int, ...] = Field(default=(224, 224), description="shortest-edge: (edge,); exact: (height, width)")
     interpolation: Interpolation = Interpolation.BILINEAR
     crop: tuple[int, int] | None = Field(default=None, description="centre crop (height, width) after the resize")
-    rescale: float | None = Field(default=1 / 255, gt=0, description="multiplies the 0-255 pixel values")
+    rescale: float = Field(default=1 / 255, gt=0, description="multiplies the 0-255 pixel values (1: none)")
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     channel_order: ChannelOrder = ChannelOrder.RGB
