@@ -182,6 +182,8 @@ def cmd_inspect(args) -> int:
     rows += [(f"output {t.name}", f"{t.dtype} {list(t.shape)}") for t in manifest.outputs]
     if manifest.labels:
         rows.append(("labels", ", ".join(manifest.labels)))
+    if manifest.image:
+        rows.append(("image", " ".join(f"{k}={v}" for k, v in manifest.image.model_dump(mode="json").items())))
     if manifest.tokenizer:
         rows.append(("tokenizer", f"{manifest.tokenizer.file}, max length {manifest.tokenizer.max_length}"))
     rows += [(f"pass {i + 1}", f"{p.name} {json.dumps(p.config)} {p.seconds:.2f} s{' cached' if p.cached else ''}")
