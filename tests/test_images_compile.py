@@ -138,9 +138,14 @@ def test_eval_reads_a_csv_of_paths(capsys, vit_artifact, tmp_path):
 
 
 def test_bench_on_an_image_artifact(capsys, vit_artifact):
-    code, out, err = run_cli(capsys, "bench", str(vit_artifact), "--batch", "1,2", "--runs", "3", "--no-save")
+    report_file = vit_artifact.parent / "bench.json"
+    code, out, err = run_cli(capsys, "bench", str(vit_artifact), "--batch", "1,2", "--runs", "3", "--no-save",
+                             "--json", str(report_file))
     assert code == 0, err
-    assert len(out.strip().splitlines()) == 3
+    report = json.loads(report_file.read_text())
+    assert [point["batch"] for point in report["points"]] == [1, 2]
+    assert report["preprocess"]["runs"] >= 3 and report["preprocess"]["p50_ms"] > 0  # decode + preprocess, apart
+    assert "decode + preprocess" in out
 
 
 def test_static_int8_calibrates_on_an_unlabelled_folder(folders, tmp_path):
