@@ -24,9 +24,11 @@ from .signing_commands import add_trusted_key_option
 
 
 def register(commands) -> None:
-    run = commands.add_parser("run", help="run an artifact on texts and print predictions")
+    run = commands.add_parser("run", help="run an artifact on texts (or image files) and print predictions")
     run.add_argument("artifact", type=Path)
-    run.add_argument("texts", nargs="+", help="texts to predict on; '-' reads one text per line from stdin")
+    run.add_argument("texts", nargs="+", help="texts to predict on, or image files for an image classifier; '-' "
+                                              "reads one per line from stdin")
+    run.add_argument("--top", type=positive_int, help="image classification: the best N labels (default 5)")
     run.add_argument("--json", action="store_true", help="print JSON instead of a readable listing")
     run.add_argument("--batch-size", type=positive_int, default=32,
                      help="texts run together; stdin is read and printed one batch at a time (default 32)")
@@ -70,9 +72,11 @@ def cmd_run(args) -> int:
     if first is None:
         raise InputError("no texts on stdin", hint="give one text per line, e.g. edgekiln run ART - < texts.txt")
     session = load(args.artifact, threads=args.threads, device=args.device, trusted_keys=args.trusted_key)
+    options = {} if args.top is None else {"top": args.top}
     sys.stdout.write("[\n" if args.json else "")
     for index, batch in enumerate(itertools.chain([first], batches)):
-        items, lines = _describe(batch, session.predict(batch))
+        predictions = session.predict(batch, **options)
+        items, lines = session.task_spec.describe(batch, predictions) or _describe(batch, predictions)
         if args.json:  # the same text as json.dumps(all items, indent=2), written a batch at a time
             sys.stdout.write((",\n" if index else "") + ",\n".join(
                 textwrap.indent(json.dumps(item, indent=2), "  ") for item in items))
@@ -212,6 +216,8 @@ def cmd_inspect(args) -> int:
     rows += [(f"output {t.name}", f"{t.dtype} {list(t.shape)}") for t in manifest.outputs]
     if manifest.labels:
         rows.append(("labels", ", ".join(manifest.labels)))
+    if manifest.image:
+        rows.append(("image", " ".join(f"{k}={v}" for k, v in manifest.image.model_dump(mode="json").items())))
     if manifest.tokenizer:
         rows.append(("tokenizer", f"{manifest.tokenizer.file}, max length {manifest.tokenizer.max_length}"))
     rows += [(f"pass {i + 1}", f"{p.name} {json.dumps(p.config)} {p.seconds:.2f} s{' cached' if p.cached else ''}")

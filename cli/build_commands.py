@@ -59,7 +59,7 @@ def register(commands) -> None:
     prune.add_argument("--recover-lora", action="store_const", const=True, help="recover with LoRA instead of "
                                                                                 "all weights")
     prune.add_argument("--data", help="labelled training data for importance scores and recovery: PATH[:SPLIT]")
-    build.add_argument("--data-format", choices=["tsv", "csv", "jsonl", "conll", "hf-disk"],
+    build.add_argument("--data-format", choices=["tsv", "csv", "jsonl", "conll", "hf-disk", "image-folder"],
                        help="force the reader of every data file given (default: by extension, then by content)")
     quant = build.add_argument_group("quantization")
     quant.add_argument("--quantize", help="none (default), dynamic, static, or auto (the fastest int8 "

@@ -31,7 +31,8 @@ def register(commands) -> None:
 
     check = commands.add_parser("eval", help="evaluate a checkpoint or an artifact on labelled data")
     check.add_argument("target", type=Path, help="artifact folder or Hugging Face checkpoint folder")
-    check.add_argument("--data", required=True, help="PATH or PATH:SPLIT")
+    check.add_argument("--data", required=True, help="PATH or PATH:SPLIT (images: a folder of class folders, or a "
+                                                     "CSV/TSV with path and label columns)")
     check.add_argument("--against", type=Path, help="a second artifact or checkpoint evaluated on the same data")
     check.add_argument("--batch-size", type=positive_int, default=32)
     check.add_argument("--json", metavar="OUT", type=Path, help="write the results as JSON to OUT")
@@ -42,8 +43,8 @@ def register(commands) -> None:
 def _columns(parser) -> None:
     parser.add_argument("--text-column", help="text column of TSV/CSV/JSONL data (default: sentence, text, ...)")
     parser.add_argument("--label-column", help="label column (default: label, labels, class, ...)")
-    parser.add_argument("--data-format", help="tsv, csv, jsonl, conll or hf-disk, for data whose name does not "
-                                              "say (default: the extension, else the first lines)")
+    parser.add_argument("--data-format", help="tsv, csv, jsonl, conll, hf-disk or image-folder, for data whose name "
+                                              "does not say (default: the extension, else the first lines)")
 
 
 def cmd_finetune(args) -> int:

@@ -154,7 +154,8 @@ def _source(model: Any, recipe: Recipe, build_dir: Path, example_inputs: Any) ->
     spec = recipe.source
     return resolve_source(model, work_dir=build_dir, task=spec.task, pooling=spec.pooling,
                           example_inputs=example_inputs, input_names=spec.input_names,
-                          output_names=spec.output_names, dynamic_axes=spec.dynamic_axes)
+                          output_names=spec.output_names, dynamic_axes=spec.dynamic_axes, image=spec.image,
+                          labels=spec.labels)
 
 
 def _prune_first(model, example_inputs, job: _Job, store: PassCache):

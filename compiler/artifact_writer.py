@@ -151,6 +151,7 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
         "outputs": outputs,
         "labels": source.labels,
         "tokenizer": tokenizer,
+        "image": source.image,
         "reference": reference,
         "passes": tuple(records),
         "tool_versions": tool_versions(),

@@ -22,7 +22,7 @@ from .errors import FidelityError
 from .passes.base import BuildState, PassConfig
 
 Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
-CLASSIFIER_TASKS = (Task.TEXT_CLASSIFICATION, Task.TOKEN_CLASSIFICATION)
+CLASSIFIER_TASKS = (Task.TEXT_CLASSIFICATION, Task.TOKEN_CLASSIFICATION, Task.IMAGE_CLASSIFICATION)
 
 
 class FidelityConfig(PassConfig):

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import to_jsonable_python
 
+from edgekiln.runtime.images.spec import ImagePreprocessSpec
 from edgekiln.runtime.manifest import BackendName, Precision, Task
 
 from .data.types import DataFormat
@@ -41,6 +42,9 @@ class SourceRecipe(_Section):
     input_names: tuple[str, ...] | None = None
     output_names: tuple[str, ...] | None = None
     dynamic_axes: dict[str, dict[int, str]] | None = None
+    image: ImagePreprocessSpec | None = Field(default=None, description="a torch module's image preprocessing "
+                                                                        "(an image classifier)")
+    labels: tuple[str, ...] | None = Field(default=None, description="a torch module's class names, in output order")
 
 
 class ExportRecipe(_Section):
@@ -188,6 +192,7 @@ class Recipe(_Section):
 FLAGS = {
     "task": "source.task", "pooling": "source.pooling", "input_names": "source.input_names",
     "output_names": "source.output_names", "dynamic_axes": "source.dynamic_axes",
+    "image": "source.image", "labels": "source.labels",
     "exporter": "export.exporter", "opset": "export.opset",
     "train_data": "data.train", "data": "data.train", "eval_data": "data.eval", "data_format": "data.format",
     "prune": "prune", "prune_heads": "prune.heads", "prune_ffn": "prune.ffn", "prune_flops": "prune.flops",

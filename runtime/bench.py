@@ -45,7 +45,7 @@ class BenchConfig:
 
 def feeds_for(session: Session, batch: int, sequence: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Full-length synthetic inputs shaped for this artifact."""
-    if session.encoder is None or session.task is Task.RAW:
+    if session.manifest.tokenizer is None or session.task is Task.RAW:  # raw and image tensors
         return make_tensor_feeds(session.manifest.inputs, batch, sequence, rng)
     if sequence > session.encoder.max_length:
         raise InputError(f"sequence length {sequence} exceeds the artifact's maximum {session.encoder.max_length}")
@@ -81,6 +81,9 @@ def benchmark(session: Session, config: BenchConfig, *, load_seconds: float,
             point["against"] = stats
             point["speedup_p50"] = round(stats["p50_ms"] / point["p50_ms"], 3)
             progress.advance(f"{name} b{point['batch']} s{point['seq']}: p50 {stats['p50_ms']:.2f} ms")
+    if session.manifest.image is not None and session.encoder is not None:  # decode + preprocess, apart
+        from .images.bench import measure_front_end
+        report["preprocess"] = measure_front_end(session.encoder, config, rng, measure)
     progress.close()
     report["points"] = points
     return report
@@ -139,4 +142,8 @@ def format_table(report: dict) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
+    front = report.get("preprocess")
+    if front is not None:
+        lines.append(f"decode + preprocess ({front['image']}, per image, apart from the model): "
+                     f"p50 {front['p50_ms']:.2f} ms, p90 {front['p90_ms']:.2f} ms")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .hashing import sha256_json
+from .images.spec import ImagePreprocessSpec
 from .paths import RelativePath
 
 SCHEMA_VERSION = 2
@@ -27,6 +28,7 @@ class Task(str, Enum):
     TEXT_CLASSIFICATION = "text-classification"
     TOKEN_CLASSIFICATION = "token-classification"
     SENTENCE_EMBEDDING = "sentence-embedding"
+    IMAGE_CLASSIFICATION = "image-classification"
     RAW = "raw"  # tensors in, tensors out: no tokenizer, no post-processing
 
 
@@ -109,6 +111,7 @@ class Manifest(_Frozen):
     outputs: tuple[TensorSpec, ...]
     labels: tuple[str, ...] | None = None
     tokenizer: TokenizerSpec | None = None
+    image: ImagePreprocessSpec | None = None  # how an image becomes the input tensor (image tasks)
     quantization: QuantizationInfo | None = None
     reference: RelativePath | None = None  # inputs and the build machine's outputs, for `edgekiln verify`
     passes: tuple[PassRecord, ...]

@@ -38,9 +38,10 @@ class Session:
         """Run the model on named arrays; dtypes are converted to the manifest's, names and ranks checked."""
         return self.backend.run(self._check_feeds(feeds))
 
-    def predict(self, items: Sequence[str] | str):
-        """Answers by task: Classifications, per-word tags, or a float32 array [n, dim] of embeddings."""
-        return self.task_spec.predict(self, items)
+    def predict(self, items: Sequence[str] | str, **options):
+        """Answers by task: Classifications, per-word tags, or a float32 array [n, dim] of embeddings.
+        Images (paths, bytes, PIL images, uint8 arrays) for an image classifier, which takes `top=5`."""
+        return self.task_spec.predict(self, items, **options)
 
     def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return check_feeds(feeds, self.manifest.inputs, self.manifest.tokenizer)

@@ -9,9 +9,10 @@ import numpy as np
 
 from .conll import read_conll
 from .hf_disk import is_saved_dataset, read_saved_dataset
+from .images import read_image_data
 from .sniff import sniff_format
 from .tabular import read_delimited, read_jsonl
-from .types import DataError, DataFormat, Dataset, DataTask, TextExample, TokenExample
+from .types import DataError, DataFormat, Dataset, DataTask, ImageExample, TextExample, TokenExample
 
 _READERS = {".tsv": DataFormat.TSV, ".tab": DataFormat.TSV, ".csv": DataFormat.CSV, ".jsonl": DataFormat.JSONL,
             ".json": DataFormat.JSONL, ".conll": DataFormat.CONLL, ".bio": DataFormat.CONLL,
@@ -24,10 +25,15 @@ _SPLIT_ALIASES = {"validation": ("validation", "dev", "valid", "val"), "dev": ("
 def load_dataset(spec: str | Path, *, text_column: str | None = None, label_column: str | None = None,
                  task: DataTask | None = None, format: DataFormat | str | None = None) -> Dataset:
     """Load `PATH` or `PATH:SPLIT` (a split of a `datasets` folder, or the file SPLIT.* in a folder);
-    `format` (tsv, csv, jsonl, conll, hf-disk) forces a reader, whatever the file is called."""
+    `format` (tsv, csv, jsonl, conll, hf-disk, image-folder) forces a reader, whatever the file is called.
+    Image data (see images.py): a folder of class folders of images (PATH:SPLIT: its SPLIT sub-folder),
+    a folder of images (unlabelled), or a CSV/TSV with a path column."""
     chosen = _format(format)
     path, split = parse_spec(str(spec))
-    if path.is_dir():
+    images = read_image_data(path, split, chosen)  # a folder of class folders, or a CSV/TSV of image paths
+    if images is not None:
+        dataset = images
+    elif path.is_dir():
         if chosen is DataFormat.HF_DISK or (chosen is None and is_saved_dataset(path)):
             dataset = read_saved_dataset(path, split, text_column=text_column, label_column=label_column)
         else:
@@ -119,5 +125,5 @@ def split_off(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Da
             dataset.subset(held, f"{dataset.source} (held-out {fraction:.0%}, seed {seed})"))
 
 
-__all__ = ["DataError", "DataFormat", "DataTask", "Dataset", "TextExample", "TokenExample", "load_dataset",
-           "parse_spec", "split_off"]
+__all__ = ["DataError", "DataFormat", "DataTask", "Dataset", "ImageExample", "TextExample", "TokenExample",
+           "load_dataset",           "parse_spec", "split_off"]

@@ -16,6 +16,7 @@ class DataError(CompileError):
 class DataTask(str, Enum):
     TEXT_CLASSIFICATION = Task.TEXT_CLASSIFICATION.value
     TOKEN_CLASSIFICATION = Task.TOKEN_CLASSIFICATION.value
+    IMAGE_CLASSIFICATION = Task.IMAGE_CLASSIFICATION.value
 
 
 class DataFormat(str, Enum):
@@ -25,6 +26,7 @@ class DataFormat(str, Enum):
     JSONL = "jsonl"
     CONLL = "conll"
     HF_DISK = "hf-disk"
+    IMAGE_FOLDER = "image-folder"
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,13 @@ class TokenExample:
     tags: tuple[str, ...]
 
 
-Example = TextExample | TokenExample
+@dataclass(frozen=True)
+class ImageExample:
+    path: str  # decoded when the model runs
+    label: str  # "" when unlabelled (calibration)
+
+
+Example = TextExample | TokenExample | ImageExample
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,7 @@ class Dataset:
     @property
     def labels(self) -> tuple[str, ...]:
         """Label set, sorted; for token tasks the tags, with "O" first."""
-        if self.task is DataTask.TEXT_CLASSIFICATION:
+        if self.task is not DataTask.TOKEN_CLASSIFICATION:
             found = {example.label for example in self.examples}
         else:
             found = {tag for example in self.examples for tag in example.tags}

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import Dataset, DataTask
+from ..data import DataError, Dataset, DataTask
+from .images import evaluate_images
 from .metrics import agreement, classification_metrics, entity_metrics
 from .predict import label_mapping, predict_dataset
 from .predictors import Predictor, open_predictor
@@ -11,6 +12,11 @@ from .predictors import Predictor, open_predictor
 
 def evaluate_predictor(predictor: Predictor, dataset: Dataset, *, batch_size: int = 32) -> tuple[dict, list]:
     """Metrics of `predictor` on `dataset`, and its predictions (in the dataset's label names)."""
+    if dataset.task is DataTask.IMAGE_CLASSIFICATION:
+        if predictor.task.value != dataset.task.value:
+            raise DataError(f"{dataset.source} is image data but {predictor.name} does {predictor.task.value}")
+        metrics, predictions = evaluate_images(predictor, dataset, batch_size=batch_size)
+        return {"target": predictor.name, "data": dataset.source, "task": dataset.task.value, **metrics}, predictions
     mapping = label_mapping(dataset, predictor)
     back = {model: data for data, model in mapping.items()}
     raw = predict_dataset(predictor, dataset, batch_size=batch_size)
@@ -33,7 +39,7 @@ def evaluate(target: str | Path, dataset: Dataset, *, against: str | Path | None
     other, other_predictions = evaluate_predictor(open_predictor(against), dataset, batch_size=batch_size)
     report["against"] = other
     report["agreement"] = agreement(predictions, other_predictions)
-    keys = ("accuracy", "macro_f1", "entity_f1")
+    keys = ("accuracy", "top5_accuracy", "macro_f1", "entity_f1")
     report["difference"] = {key: report[key] - other[key] for key in keys if key in report}
     return report
 

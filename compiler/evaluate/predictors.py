@@ -10,6 +10,8 @@ from typing import Callable
 import numpy as np
 
 from edgekiln.runtime import load
+from edgekiln.runtime.images.preprocess import ImagePreprocessor
+from edgekiln.runtime.images.spec import ImagePreprocessSpec, Layout
 from edgekiln.runtime.manifest import MANIFEST_FILE, Task, TensorSpec, TokenizerSpec
 from edgekiln.runtime.preprocess import TextEncoder
 
@@ -23,7 +25,7 @@ class Predictor:
     name: str
     task: Task
     labels: tuple[str, ...]
-    encoder: TextEncoder
+    encoder: TextEncoder | ImagePreprocessor
     logits: Logits  # feeds -> [batch, labels] or [batch, seq, labels]
 
 
@@ -49,7 +51,8 @@ def checkpoint_predictor(folder: Path) -> Predictor:
     with tempfile.TemporaryDirectory(prefix="edgekiln-eval-") as work_dir:
         source = resolve_source(str(folder), work_dir=Path(work_dir))
         _check_task(folder, source.task)
-        encoder = make_encoder(source.tokenizer_file, source.tokenizer)
+        encoder = make_encoder(source.tokenizer_file, source.tokenizer) if source.image is None \
+            else image_encoder(source.image)
     module = source.torch.build()
     return Predictor(f"checkpoint {folder.name}", source.task, _labels(source.labels, folder), encoder,
                      torch_logits(module, source.torch.input_names))
@@ -62,6 +65,12 @@ def make_encoder(tokenizer_file: Path, spec: TokenizerSpec, max_length: int | No
     return TextEncoder(tokenizer_file.parent, spec.model_copy(update={"file": tokenizer_file.name}), inputs)
 
 
+def image_encoder(spec: ImagePreprocessSpec) -> ImagePreprocessor:
+    height, width = spec.output_size()
+    shape = ("batch", 3, height, width) if spec.layout is Layout.NCHW else ("batch", height, width, 3)
+    return ImagePreprocessor(spec, [TensorSpec(name=spec.input, dtype="float32", shape=shape)])
+
+
 def torch_logits(module, input_names: tuple[str, ...]) -> Logits:
     import torch
 
@@ -72,8 +81,8 @@ def torch_logits(module, input_names: tuple[str, ...]) -> Logits:
 
 
 def _check_task(path: Path, task: Task) -> None:
-    if task not in (Task.TEXT_CLASSIFICATION, Task.TOKEN_CLASSIFICATION):
-        raise CompileError(f"{path} is a {task.value} model; evaluation covers text and token classification")
+    if task not in (Task.TEXT_CLASSIFICATION, Task.TOKEN_CLASSIFICATION, Task.IMAGE_CLASSIFICATION):
+        raise CompileError(f"{path} is a {task.value} model; evaluation covers text, token and image classification")
 
 
 def _labels(labels: tuple[str, ...] | None, path: Path) -> tuple[str, ...]:

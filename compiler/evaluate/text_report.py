@@ -25,6 +25,8 @@ def _one(report: dict) -> str:
                      for row in report["per_class"]])
     lines.append(f"{'accuracy':>16} {'':9} {'':9} {report['accuracy']:9.4f}")
     lines.append(f"{'macro f1':>16} {'':9} {'':9} {report['macro_f1']:9.4f}")
+    if "top5_accuracy" in report:
+        lines.append(f"{'top-5 accuracy':>16} {'':9} {'':9} {report['top5_accuracy']:9.4f}")
     return "\n".join(lines)
 
 

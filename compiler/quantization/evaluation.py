@@ -12,7 +12,7 @@ from edgekiln.runtime.manifest import Task
 from ..data import Dataset
 from ..evaluate import evaluate_predictor
 from ..evaluate.metrics import agreement
-from ..evaluate.predictors import Predictor, make_encoder
+from ..evaluate.predictors import Predictor, image_encoder, make_encoder
 from ..ort_sessions import cpu_session
 from ..sources import ModelSource
 from ..tasks import compiler_task
@@ -42,7 +42,8 @@ class Evaluator:
 
     def __init__(self, source: ModelSource, dataset: Dataset, threads: int) -> None:
         self.source, self.dataset, self.threads = source, dataset, threads
-        self.encoder = make_encoder(source.tokenizer_file, source.tokenizer)
+        self.encoder = make_encoder(source.tokenizer_file, source.tokenizer) if source.image is None \
+            else image_encoder(source.image)
         self.metric = compiler_task(dataset.task).metric
 
     def score(self, path: Path) -> Score:

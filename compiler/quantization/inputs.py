@@ -14,6 +14,8 @@ def quantization_inputs(source: ModelSource, calibration: str | Dataset | None, 
                         eval_data: str | Dataset | None) -> BuildState:
     spec = compiler_task(source.task)
     text_task = spec.text_input
+    if source.image is not None:
+        return _image_inputs(source, calibration, samples, eval_data)
     if (calibration is not None or eval_data is not None) and (not text_task or source.tokenizer is None):
         raise CompileError(f"{source.description} takes raw tensors; calibration and eval data are text",
                            hint="use --quantize dynamic, or the Python API with a text model")
@@ -28,6 +30,22 @@ def quantization_inputs(source: ModelSource, calibration: str | Dataset | None, 
             raise CompileError(f"an accuracy budget needs a classifier; {source.description} is {source.task.value}")
         evaluation = eval_data if isinstance(eval_data, Dataset) else load_dataset(
             str(eval_data), task=DataTask(source.task.value))
+        if not source.labels:
+            raise DataError(f"{source.description} has no label names to compare {evaluation.source} with")
+    return BuildState(source=source, calibration=calibration_set, evaluation=evaluation)
+
+
+def _image_inputs(source: ModelSource, calibration: str | Dataset | None, samples: int,
+                  eval_data: str | Dataset | None) -> BuildState:
+    from .image_calibration import build_image_calibration, read_image_calibration
+
+    calibration_set = None
+    if calibration is not None:
+        calibration_set = build_image_calibration(read_image_calibration(calibration), source.image, samples)
+    evaluation = None
+    if eval_data is not None:
+        evaluation = eval_data if isinstance(eval_data, Dataset) else load_dataset(
+            str(eval_data), task=DataTask.IMAGE_CLASSIFICATION)
         if not source.labels:
             raise DataError(f"{source.description} has no label names to compare {evaluation.source} with")
     return BuildState(source=source, calibration=calibration_set, evaluation=evaluation)

@@ -16,7 +16,13 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 def resolve_source(model: Any, *, work_dir: Path, task: Task | None = None, pooling: Pooling | None = None,
                    example_inputs: Any = None, input_names=None, output_names=None,
-                   dynamic_axes=None) -> ModelSource:
+                   dynamic_axes=None, image=None, labels=None) -> ModelSource:
+    if _is_torch_module(model) and image is not None:
+        from .module_image import from_image_module
+        return from_image_module(model, image, labels, task, output_names)
+    if image is not None or labels is not None:
+        raise CompileError("a declared image preprocessing and labels apply to a torch.nn.Module image classifier",
+                           hint="a Hugging Face folder brings its own (preprocessor_config.json, id2label)")
     if _is_torch_module(model):
         from .module import from_module
         return from_module(model, example_inputs, input_names=input_names, output_names=output_names,

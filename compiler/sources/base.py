@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgekiln.runtime.images.spec import ImagePreprocessSpec
 from edgekiln.runtime.manifest import Task, TokenizerSpec
 
 FeedMaker = Callable[[int, int, np.random.Generator], dict[str, np.ndarray]]
@@ -42,4 +43,5 @@ class ModelSource:
     onnx_path: Path | None = None  # set for an ONNX file
     tokenizer_file: Path | None = None
     tokenizer: TokenizerSpec | None = None
+    image: ImagePreprocessSpec | None = None  # image tasks: how an image becomes the input tensor
     notes: tuple[str, ...] = ()

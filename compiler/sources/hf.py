@@ -11,7 +11,7 @@ from edgekiln.runtime.manifest import Task, TokenizerSpec
 from edgekiln.runtime.synthetic import make_text_feeds
 
 from ..errors import CompileError
-from ..tasks import all_tasks, auto_model_class
+from ..tasks import all_tasks, auto_model_class, compiler_task
 from .base import ModelSource, SourceKind, TorchSpec
 from .wrappers import Pooling
 
@@ -27,6 +27,9 @@ _ST_POOLING = {
 def load_hf_folder(folder: Path, *, task: Task | None, pooling: Pooling | None, work_dir: Path) -> ModelSource:
     config = _read_json(folder / "config.json", folder)
     task = task or detect_task(config, folder)
+    if not compiler_task(task).text_input:
+        from .hf_image import load_hf_image_folder
+        return load_hf_image_folder(folder, config, task, _labels(config))
     tokenizer_file, spec = export_tokenizer(folder, work_dir, config)
     names, max_length = tuple(spec.feeds), spec.max_length
     notes: list[str] = []
@@ -98,8 +101,8 @@ def detect_task(config: dict, folder: Path) -> Task:
                 return spec.task
     raise CompileError(
         f"cannot tell the task of {folder}: config.json lists architectures {architectures}",
-        hint="supported: *ForSequenceClassification, *ForTokenClassification, or a bare encoder "
-             "(*Model) for sentence embeddings; pass --task to override")
+        hint="supported: *ForSequenceClassification, *ForTokenClassification, *ForImageClassification, or a bare "
+             "encoder (*Model) for sentence embeddings; pass --task to override")
 
 
 def declared_pooling(folder: Path) -> tuple[Pooling | None, bool]:
@@ -173,25 +176,29 @@ def _labels(config: dict) -> tuple[str, ...] | None:
 
 
 def _build_module(folder: Path, task: Task, pooling: Pooling | None, normalize: bool):
-
-    from ..pruning.loading import load_pretrained
     from .wrappers import LogitsHead, SentenceEmbedding
 
-    auto = auto_model_class(task)
+    model = load_model(auto_model_class(task), folder)
+    wrapper = SentenceEmbedding(model, pooling, normalize) if task is Task.SENTENCE_EMBEDDING else LogitsHead(model)
+    return wrapper.eval()
+
+
+def load_model(auto, folder: Path):
+    """The folder's weights through the transformers Auto class `auto`; failures are one CompileError."""
     from transformers.utils import logging as hf_logging
+
+    from ..pruning.loading import load_pretrained
 
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # edgekiln reports its own progress
     try:
-        model = load_pretrained(auto, folder)
+        return load_pretrained(auto, folder)
     except Exception as exc:  # corrupt weights, unknown model_type, missing files
         raise CompileError(f"transformers cannot load the model in {folder}: {exc}",
                            hint="check the folder loads with from_pretrained() and its weights are complete") from None
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-    wrapper = SentenceEmbedding(model, pooling, normalize) if task is Task.SENTENCE_EMBEDDING else LogitsHead(model)
-    return wrapper.eval()
 
 
 def _example(names: tuple[str, ...], vocab_size: int) -> tuple:

@@ -30,6 +30,17 @@ class LogitsHead(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
 
 
+class ImageLogits(nn.Module):
+    """Image classification: `pixel_values` in, `logits` out."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        return self.model(pixel_values=pixel_values).logits
+
+
 class SentenceEmbedding(nn.Module):
     """Bare encoder + pooling (+ L2 normalisation), as a sentence-transformers folder declares."""
 

@@ -8,7 +8,8 @@ from edgekiln.runtime.manifest import Task
 from .base import CompilerTaskSpec
 
 _MODULES = {Task.TEXT_CLASSIFICATION: "text_classification", Task.TOKEN_CLASSIFICATION: "token_classification",
-            Task.SENTENCE_EMBEDDING: "sentence_embedding", Task.RAW: "raw"}
+            Task.SENTENCE_EMBEDDING: "sentence_embedding", Task.IMAGE_CLASSIFICATION: "image_classification",
+            Task.RAW: "raw"}
 
 
 def compiler_task(task: Task | str) -> CompilerTaskSpec:

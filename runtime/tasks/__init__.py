@@ -7,7 +7,8 @@ from ..manifest import Task
 from .base import TaskSpec
 
 _MODULES = {Task.TEXT_CLASSIFICATION: "text_classification", Task.TOKEN_CLASSIFICATION: "token_classification",
-            Task.SENTENCE_EMBEDDING: "sentence_embedding", Task.RAW: "raw"}
+            Task.SENTENCE_EMBEDDING: "sentence_embedding", Task.IMAGE_CLASSIFICATION: "image_classification",
+            Task.RAW: "raw"}
 
 
 def task_spec(task: Task) -> TaskSpec:

@@ -28,6 +28,10 @@ class TaskSpec(ABC):
     def predict(self, session, items: Any) -> Any:
         """Answers for `items` (texts, for the text tasks), through the session's encoder and checked run."""
 
+    def describe(self, items: list, predictions: Any) -> tuple[list[dict], list[str]] | None:
+        """(JSON records, readable lines) for `edgekiln run`; None: the CLI's text listing."""
+        return None
+
 
 class TextTask(TaskSpec):
     """A task whose inputs are texts, tokenized as the manifest says."""
@@ -37,7 +41,10 @@ class TextTask(TaskSpec):
             return None
         return TextEncoder(folder, manifest.tokenizer, manifest.inputs)
 
-    def predict(self, session, items: Sequence[str] | str) -> Any:
+    def predict(self, session, items: Sequence[str] | str, **options) -> Any:
+        if options:
+            raise InputError(f"{self.task.value} predictions take no options (given: {', '.join(options)})",
+                             hint="--top applies to image classification")
         if session.encoder is None:
             raise InputError(f"this {self.task.value} artifact has no tokenizer",
                              hint="call run(feeds) with arrays for its inputs "

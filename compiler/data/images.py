@@ -1,0 +1,90 @@
+"""Image datasets: a folder with one sub-folder per class (torchvision's ImageFolder layout), a
+folder of images with no classes (calibration), or a CSV/TSV with a path column and a label column.
+
+Only paths are read here; pixels are decoded when the model runs, by the runtime's decoder (so a
+bad image is one error naming its file, and memory holds one batch of pixels at a time).
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from .types import DataError, DataFormat, Dataset, DataTask, ImageExample
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+PATH_COLUMNS = ("path", "image", "file", "filename", "image_path", "filepath")
+LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
+
+
+def read_image_data(path: Path, split: str | None, chosen: DataFormat | None) -> Dataset | None:
+    """The image dataset at `path` (and `split`), or None when it is not image data."""
+    if chosen not in (None, DataFormat.IMAGE_FOLDER, DataFormat.CSV, DataFormat.TSV):
+        return None
+    if path.is_dir():
+        folder = path / split if split is not None else path
+        if split is not None and not folder.is_dir():
+            return None
+        if chosen is DataFormat.IMAGE_FOLDER or _holds_images(folder):
+            return read_image_folder(folder)
+        return None
+    if split is None and chosen is not DataFormat.IMAGE_FOLDER and path.suffix.lower() in (".csv", ".tsv", ".tab"):
+        return read_image_table(path)
+    if chosen is DataFormat.IMAGE_FOLDER:
+        raise DataError(f"{path} is a file; the image-folder format is a folder of class sub-folders")
+    return None
+
+
+def read_image_folder(folder: Path) -> Dataset:
+    """Labelled by sub-folder name, or (no sub-folders with images) every image unlabelled."""
+    classes = sorted(child for child in folder.iterdir() if child.is_dir() and not child.name.startswith("."))
+    examples = [ImageExample(str(image), child.name) for child in classes for image in _images(child)]
+    if not examples:
+        examples = [ImageExample(str(image), "") for image in _images(folder)]
+    if not examples:
+        raise DataError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})",
+                        hint="lay it out as FOLDER/CLASS/IMAGE.jpg, or put the images directly in it (unlabelled)")
+    return Dataset(DataTask.IMAGE_CLASSIFICATION, tuple(examples), str(folder))
+
+
+def read_image_table(path: Path) -> Dataset | None:
+    """A CSV/TSV whose header names a path column; None when it names none (then it is text data)."""
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle, delimiter=delimiter)
+            header = [name.strip().lower() for name in next(reader, [])]
+            path_column = next((header.index(name) for name in PATH_COLUMNS if name in header), None)
+            if path_column is None:
+                return None  # not an image table: the text readers take it
+            rows = [header, *reader]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (OSError, csv.Error) as exc:
+        raise DataError(f"cannot read {path} ({exc})") from None
+    label_column = next((header.index(name) for name in LABEL_COLUMNS if name in header), None)
+    examples = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{path} line {line} has {len(row)} fields, its header {len(header)}")
+        image = Path(row[path_column].strip())
+        image = image if image.is_absolute() else path.parent / image
+        if not image.is_file():
+            raise DataError(f"{path} line {line}: image {image} does not exist",
+                            hint="paths are read relative to the CSV/TSV file's folder")
+        examples.append(ImageExample(str(image), row[label_column].strip() if label_column is not None else ""))
+    if not examples:
+        raise DataError(f"{path} lists no images")
+    return Dataset(DataTask.IMAGE_CLASSIFICATION, tuple(examples), str(path))
+
+
+def _holds_images(folder: Path) -> bool:
+    if any(_images(folder)):
+        return True
+    return any(any(_images(child)) for child in folder.iterdir() if child.is_dir() and not child.name.startswith("."))
+
+
+def _images(folder: Path):
+    return (path for path in sorted(folder.iterdir())
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."))

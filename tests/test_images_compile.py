@@ -1,0 +1,204 @@
+"""Image classifiers end to end: tiny random-weight transformers ViT, ConvNeXt and ResNet compiled
+for ONNX Runtime and OpenVINO match PyTorch on real photos; `edgekiln run`, `eval` and `bench` on an
+image artifact through the CLI; calibration from an unlabelled image folder."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edgekiln.compiler import compile
+from edgekiln.compiler.recipe import Recipe
+from edgekiln.runtime import load
+
+from .image_helpers import LABELS, make_image_folder, photo, photos
+from .test_cli import assert_one_line_error, run_cli
+
+pytest.importorskip("PIL")
+LOGITS_ABS = 1e-4
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("image-models")
+    return {kind: make_image_folder(root / kind, kind) for kind in ("vit", "convnext", "resnet")}
+
+
+@pytest.fixture(scope="module")
+def vit_artifact(folders, tmp_path_factory):
+    return compile(folders["vit"], "host", tmp_path_factory.mktemp("art") / "vit",
+                   Recipe.from_flags(backend="onnxruntime")).path
+
+
+def _torch_logits(folder, images):
+    import torch
+    import transformers
+
+    processor = transformers.AutoImageProcessor.from_pretrained(str(folder))
+    model = transformers.AutoModelForImageClassification.from_pretrained(str(folder)).eval()
+    with torch.inference_mode():
+        pixels = torch.from_numpy(processor(images=images, return_tensors="np")["pixel_values"])
+        return model(pixel_values=pixels).logits.numpy()
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("kind", ["vit", "convnext", "resnet"])
+def test_compiled_classifier_matches_pytorch_on_photos(kind, backend, folders, tmp_path):
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    from edgekiln.runtime.images.decode import load_rgb
+
+    result = compile(folders[kind], "host", tmp_path / "art", Recipe.from_flags(backend=backend))
+    manifest = result.manifest
+    assert manifest.task.value == "image-classification" and manifest.labels == LABELS
+    assert manifest.image is not None and manifest.inputs[0].shape[0] == "batch"
+    assert [p.name for p in manifest.passes][:3] == ["export_onnx", "ort_optimize", "verify_fidelity"]
+    session = load(result.path)
+    paths = photos()
+    expected = _torch_logits(folders[kind], [load_rgb(path) for path in paths])
+    feeds, _ = session.encoder.encode(paths)
+    got = session.run(feeds)["logits"]
+    assert np.abs(got - expected).max() <= LOGITS_ABS
+    np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
+    predictions = session.predict(paths, top=3)
+    assert [p.label for p in predictions] == [LABELS[i] for i in expected.argmax(-1)]
+    assert all(len(p.scores) == 3 and list(p.scores)[0] == p.label for p in predictions)
+
+
+def test_run_prints_the_top_labels(capsys, vit_artifact, folders):
+    cat = photo("chelsea.png")
+    code, out, err = run_cli(capsys, "run", str(vit_artifact), str(cat), str(photo("rocket.jpg")), "--top", "2")
+    assert code == 0, err
+    blocks = out.strip().split("\n")
+    assert blocks[0] == str(cat) and len(blocks) == 6
+    code, out, _ = run_cli(capsys, "run", str(vit_artifact), str(cat), "--json")
+    record = json.loads(out)[0]
+    best = LABELS[int(_torch_logits(folders["vit"], [_rgb(cat)]).argmax())]
+    assert record["image"] == str(cat) and record["label"] == best and len(record["scores"]) == 5
+
+
+def _rgb(path):
+    from edgekiln.runtime.images.decode import load_rgb
+
+    return load_rgb(path)
+
+
+def test_run_on_a_bad_image_is_one_error(capsys, vit_artifact, tmp_path):
+    bad = tmp_path / "cat.png"
+    bad.write_bytes(photo("chelsea.png").read_bytes()[:5000])
+    code, _, err = run_cli(capsys, "run", str(vit_artifact), str(bad))
+    assert_one_line_error(code, err, str(bad), "truncated or corrupt")
+    code, _, err = run_cli(capsys, "run", str(vit_artifact), str(tmp_path / "none.jpg"))
+    assert_one_line_error(code, err, "does not exist")
+
+
+def test_top_on_a_text_artifact_is_one_error(capsys, artifacts):
+    code, _, err = run_cli(capsys, "run", str(artifacts["sequence"]), "a good film", "--top", "2")
+    assert_one_line_error(code, err, "take no options")
+
+
+def _image_folder(root, with_labels=True):
+    """A class-per-sub-folder layout of real photos, labelled with the tiny model's label names."""
+    names = {"cat": ["chelsea.png", "coffee.png"], "rocket": ["rocket.jpg", "astronaut.png", "motorcycle_left.png"]}
+    for label, files in names.items():
+        (root / label).mkdir(parents=True)
+        for name in files:
+            shutil.copy(photo(name), root / label / name)
+    return root
+
+
+def test_eval_on_an_image_folder_and_against_the_checkpoint(capsys, vit_artifact, folders, tmp_path):
+    data = _image_folder(tmp_path / "data")
+    report_file = tmp_path / "report.json"
+    code, out, err = run_cli(capsys, "eval", str(vit_artifact), "--data", str(data), "--against", str(folders["vit"]),
+                             "--json", str(report_file))
+    assert code == 0, err
+    report = json.loads(report_file.read_text())
+    expected = _torch_logits(folders["vit"], [_rgb(p) for p in sorted((data / "cat").iterdir())
+                                              + sorted((data / "rocket").iterdir())])
+    gold = [0, 0, 2, 2, 2]
+    assert report["examples"] == 5 and report["agreement"] == 1.0
+    assert report["accuracy"] == pytest.approx(np.mean(expected.argmax(-1) == gold))
+    top5 = np.argsort(-expected, axis=1)[:, :5]
+    assert report["top5_accuracy"] == pytest.approx(np.mean([g in row for g, row in zip(gold, top5)]))
+    assert [row["label"] for row in report["per_class"]] == ["cat", "rocket"]
+    assert "top-5 accuracy" in out
+
+
+def test_eval_reads_a_csv_of_paths(capsys, vit_artifact, tmp_path):
+    data = _image_folder(tmp_path / "data")
+    table = tmp_path / "images.csv"
+    rows = [f"{path.relative_to(tmp_path)},{path.parent.name}" for path in sorted(data.rglob("*.*"))]
+    table.write_text("path,label\n" + "\n".join(rows) + "\n")
+    code, out, err = run_cli(capsys, "eval", str(vit_artifact), "--data", str(table))
+    assert code == 0, err
+    assert "(5 examples)" in out
+
+
+def test_bench_on_an_image_artifact(capsys, vit_artifact):
+    report_file = vit_artifact.parent / "bench.json"
+    code, out, err = run_cli(capsys, "bench", str(vit_artifact), "--batch", "1,2", "--runs", "3", "--no-save",
+                             "--json", str(report_file))
+    assert code == 0, err
+    report = json.loads(report_file.read_text())
+    assert [point["batch"] for point in report["points"]] == [1, 2]
+    assert report["preprocess"]["runs"] >= 3 and report["preprocess"]["p50_ms"] > 0  # decode + preprocess, apart
+    assert "decode + preprocess" in out
+
+
+def test_static_int8_calibrates_on_an_unlabelled_folder(folders, tmp_path):
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for path in photos()[:10]:
+        shutil.copy(path, calibration / path.name)
+    recipe = Recipe.from_flags(backend="onnxruntime", quantize="static", calibration=str(calibration),
+                               calibration_samples=10)
+    result = compile(folders["resnet"], "host", tmp_path / "int8", recipe)
+    assert result.manifest.precision.value == "int8"
+    predictions = load(result.path).predict([photo("chelsea.png")])
+    assert predictions[0].label in LABELS
+
+
+def test_a_torch_module_with_a_declared_preprocessing(tmp_path):
+    """An NHWC module (the layout a TensorFlow port takes), its spec and labels from the recipe."""
+    import torch
+    from torch import nn
+
+    from edgekiln.runtime.images.spec import ImagePreprocessSpec
+
+    class NhwcNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, stride=2)
+            self.head = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.head(self.conv(x.permute(0, 3, 1, 2)).relu().mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    module = NhwcNet().eval()
+    spec = ImagePreprocessSpec(input="images", resize="shortest-edge", size=(40,), interpolation="bicubic",
+                               crop=(32, 32), rescale=1.0, mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0),
+                               layout="NHWC")
+    recipe = Recipe.from_flags(backend="onnxruntime", image=spec, labels=("a", "b", "c"))
+    result = compile(module, "host", tmp_path / "art", recipe)
+    assert result.manifest.image == spec and result.manifest.labels == ("a", "b", "c")
+    assert Recipe.from_file(result.path / "recipe.toml").source.image == spec
+    session = load(result.path)
+    feeds, _ = session.encoder.encode(photos())
+    assert feeds["images"].shape == (len(photos()), 32, 32, 3)
+    with torch.inference_mode():
+        expected = module(torch.from_numpy(feeds["images"])).numpy()
+    predictions = session.predict(photos(), top=1)
+    assert [p.label for p in predictions] == [("a", "b", "c")[i] for i in expected.argmax(-1)]
+
+
+def test_declared_preprocessing_needs_a_torch_module(folders, tmp_path):
+    from edgekiln.compiler.errors import CompileError
+    from edgekiln.runtime.images.spec import ImagePreprocessSpec
+
+    spec = ImagePreprocessSpec(input="pixel_values", size=(32, 32))
+    with pytest.raises(CompileError, match="apply to a torch.nn.Module"):
+        compile(folders["vit"], "host", tmp_path / "art", Recipe.from_flags(image=spec))

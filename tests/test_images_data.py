@@ -1,0 +1,94 @@
+"""Image datasets: class folders (and their splits), unlabelled folders, CSV/TSV of paths; bad layouts
+are one DataError naming the file or folder. The runtime decodes images without importing torch."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from edgekiln.compiler.data import DataError, DataTask, load_dataset, split_off
+
+from .image_helpers import photo, photos
+
+pytest.importorskip("PIL")
+
+
+def _folder(root, layout):
+    for label, names in layout.items():
+        (root / label).mkdir(parents=True)
+        for name in names:
+            shutil.copy(photo(name), root / label / name)
+    return root
+
+
+def test_class_folders_and_their_splits(tmp_path):
+    _folder(tmp_path / "data" / "train", {"cat": ["chelsea.png"], "rocket": ["rocket.jpg", "coffee.png"]})
+    _folder(tmp_path / "data" / "val", {"cat": ["astronaut.png"]})
+    train = load_dataset(f"{tmp_path / 'data'}:train")
+    assert train.task is DataTask.IMAGE_CLASSIFICATION and train.labels == ("cat", "rocket")
+    assert [(os.path.basename(e.path), e.label) for e in train.examples] == [
+        ("chelsea.png", "cat"), ("coffee.png", "rocket"), ("rocket.jpg", "rocket")]
+    assert len(load_dataset(f"{tmp_path / 'data'}:val")) == 1
+    rest, held = split_off(train, 1 / 3, seed=0)
+    assert len(rest) == 2 and len(held) == 1
+
+
+def test_an_unlabelled_folder(tmp_path):
+    for path in photos()[:3]:
+        shutil.copy(path, tmp_path / path.name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    dataset = load_dataset(tmp_path)
+    assert len(dataset) == 3 and {e.label for e in dataset.examples} == {""}
+
+
+def test_a_tsv_of_paths_relative_to_itself(tmp_path):
+    _folder(tmp_path / "img", {"cat": ["chelsea.png"]})
+    table = tmp_path / "list.tsv"
+    table.write_text("image\tclass\nimg/cat/chelsea.png\tcat\n\n")
+    dataset = load_dataset(table)
+    assert [(e.path, e.label) for e in dataset.examples] == [(str(tmp_path / "img/cat/chelsea.png"), "cat")]
+
+
+def test_a_text_csv_is_still_text(tmp_path):
+    table = tmp_path / "text.csv"
+    table.write_text("text,label\na good film,positive\n")
+    assert load_dataset(table).task is DataTask.TEXT_CLASSIFICATION
+
+
+@pytest.mark.parametrize("content, message", [
+    ("path,label\nmissing.png,cat\n", "line 2: image .*missing.png does not exist"),
+    ("path,label\nx.png\n", "line 2 has 1 fields, its header 2"),
+    ("path,label\n", "lists no images"),
+])
+def test_bad_tables_are_one_error(tmp_path, content, message):
+    table = tmp_path / "images.csv"
+    table.write_text(content)
+    with pytest.raises(DataError, match=message):
+        load_dataset(table)
+
+
+def test_a_folder_without_images_is_one_error(tmp_path):
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "readme.md").write_text("nothing here")
+    with pytest.raises(DataError, match="holds no images"):
+        load_dataset(tmp_path, format="image-folder")
+
+
+def test_the_runtime_decodes_and_predicts_without_torch(tmp_path):
+    """A runtime process that runs an image artifact never imports torch or transformers."""
+    from edgekiln.compiler import Recipe, compile
+
+    from .image_helpers import make_image_folder
+
+    folder = make_image_folder(tmp_path / "vit", "vit")
+    art = compile(folder, "host", tmp_path / "art", Recipe.from_flags(backend="onnxruntime")).path
+    script = ("import sys\nfrom edgekiln.runtime import load\n"
+              "print(load(sys.argv[1]).predict([sys.argv[2]], top=2)[0].label)\n"
+              "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'\n")
+    done = subprocess.run([sys.executable, "-c", script, str(art), str(photo("chelsea.png"))],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith(("cat", "coffee", "rocket", "astronaut", "other"))

@@ -1,0 +1,98 @@
+"""Image preprocessing run by the runtime, against the model's own transformers image processor on
+real photos: identical tensors (transformers' Pillow backend, the one it uses without torchvision)."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from edgekiln.compiler.evaluate.predictors import image_encoder
+from edgekiln.compiler.sources.hf_image import image_spec
+from edgekiln.runtime.images.decode import load_rgb
+from edgekiln.runtime.images.spec import ChannelOrder, Layout
+
+from .image_helpers import make_image_folder, photo, photos
+
+pytest.importorskip("PIL")
+tf = pytest.importorskip("transformers")
+PARITY = 1e-5
+
+PROCESSORS = {
+    "vit-bilinear": lambda: tf.ViTImageProcessor(),
+    "vit-bicubic-exact-non-square": lambda: tf.ViTImageProcessor(resample=3, size={"height": 160, "width": 200}),
+    "vit-nearest": lambda: tf.ViTImageProcessor(resample=0, size={"height": 96, "width": 96}),
+    "convnext-crop-pct": lambda: tf.ConvNextImageProcessor(size={"shortest_edge": 224}),
+    "convnext-384-warp": lambda: tf.ConvNextImageProcessor(size={"shortest_edge": 384}),
+    "mobilenet-v2": lambda: tf.MobileNetV2ImageProcessor(),
+    "deit": lambda: tf.DeiTImageProcessor(),
+    "bit": lambda: tf.BitImageProcessor(),
+}
+
+
+@pytest.fixture(scope="module")
+def rgb_photos():
+    return [(path.name, load_rgb(path)) for path in photos()]
+
+
+@pytest.mark.parametrize("name", sorted(PROCESSORS))
+def test_tensors_match_the_models_processor(name, tmp_path, rgb_photos):
+    processor = PROCESSORS[name]()
+    processor.save_pretrained(tmp_path)
+    encoder = image_encoder(image_spec(tmp_path))
+    assert len(rgb_photos) >= 15
+    for photo_name, image in rgb_photos:
+        expected = processor(images=image, return_tensors="np")["pixel_values"][0]
+        got = encoder.tensor(image)
+        assert got.shape == expected.shape, photo_name
+        assert np.abs(got - expected).max() <= PARITY, (name, photo_name)
+
+
+def test_layout_and_channel_order_follow_the_spec(tmp_path):
+    tf.ViTImageProcessor(size={"height": 48, "width": 40}).save_pretrained(tmp_path)
+    spec = image_spec(tmp_path)
+    image = load_rgb(photo("coffee.png"))
+    nchw = image_encoder(spec).tensor(image)
+    nhwc_bgr = image_encoder(spec.model_copy(update={"layout": Layout.NHWC, "channel_order": ChannelOrder.BGR}))
+    assert nchw.shape == (3, 48, 40)
+    np.testing.assert_array_equal(nhwc_bgr.tensor(image), nchw.transpose(1, 2, 0)[..., ::-1])
+
+
+def test_every_input_kind_gives_the_same_tensor(tmp_path):
+    from PIL import Image
+
+    tf.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    encoder = image_encoder(image_spec(tmp_path))
+    path = photo("astronaut.png")
+    pil = Image.open(path)
+    kinds = [path, str(path), path.read_bytes(), pil, np.asarray(pil.convert("RGB"))]
+    batch = encoder.encode(kinds)[0]["pixel_values"]
+    assert batch.shape == (len(kinds), 3, 32, 32)
+    for row in batch[1:]:
+        np.testing.assert_array_equal(row, batch[0])
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG")
+    np.testing.assert_array_equal(encoder.encode(buffer.getvalue())[0]["pixel_values"][0], batch[0])
+
+
+def test_same_top1_as_the_model_on_its_processors_tensors(tmp_path, rgb_photos):
+    import torch
+
+    folder = make_image_folder(tmp_path / "convnext", "convnext", size=64)
+    processor = tf.AutoImageProcessor.from_pretrained(str(folder))
+    model = tf.AutoModelForImageClassification.from_pretrained(str(folder)).eval()
+    encoder = image_encoder(image_spec(folder))
+    images = [image for _, image in rgb_photos]
+    with torch.inference_mode():
+        theirs = model(pixel_values=torch.from_numpy(processor(images=images, return_tensors="np")["pixel_values"]))
+        ours = model(pixel_values=torch.from_numpy(encoder.encode(images)[0]["pixel_values"]))
+    np.testing.assert_array_equal(ours.logits.argmax(-1).numpy(), theirs.logits.argmax(-1).numpy())
+    assert np.abs(ours.logits.numpy() - theirs.logits.numpy()).max() <= 1e-5
+
+
+def test_an_unsupported_processor_is_refused(tmp_path):
+    from edgekiln.compiler.errors import CompileError
+
+    tf.LevitImageProcessor().save_pretrained(tmp_path)
+    with pytest.raises(CompileError, match="LevitImageProcessor is not one edgekiln reproduces"):
+        image_spec(tmp_path)
