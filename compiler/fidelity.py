@@ -18,6 +18,8 @@ from edgekiln.runtime.verify import min_row_cosine
 
 from pydantic import Field
 
+from edgekiln.runtime.errors import EdgekilnError
+
 from .errors import FidelityError
 from .passes.base import BuildState, PassConfig
 
@@ -43,6 +45,10 @@ def is_classifier(state: BuildState) -> bool:
 def fidelity_feeds(state: BuildState, config: FidelityConfig, longest: int | None = None) -> list[tuple]:
     """(batch, sequence, feeds) for each of the config's shapes; sequences capped at `longest`."""
     rng = np.random.default_rng(config.seed)
+    plan = state.source.shape_plan
+    if plan is not None and plan.has_ranges:  # declared ranges: their smallest, middle and largest shapes
+        from .input_shapes import shape_cases
+        return shape_cases(plan, config.shapes, rng)
     cases = []
     for batch, sequence in config.shapes:
         sequence = min(sequence, longest) if longest else sequence
@@ -51,10 +57,12 @@ def fidelity_feeds(state: BuildState, config: FidelityConfig, longest: int | Non
 
 
 def check(reference: Runner, candidate: Runner, cases: list[tuple], config: FidelityConfig, *, classifier: bool,
-          names: tuple[str, str], details: dict | None = None) -> FidelityReport:
-    """Run both on every case and judge the outputs against `config`'s limits (nothing is raised)."""
-    rows = [compare(reference(feeds), candidate(feeds), batch, sequence, classifier=classifier,
-                    tolerance=config.max_relative_error) for batch, sequence, feeds in cases]
+          names: tuple[str, str], details: dict | None = None, shape_hint: str | None = None) -> FidelityReport:
+    """Run both on every case and judge the outputs against `config`'s limits (nothing is raised, but
+    a model that cannot run a case's shapes is one error naming them and `shape_hint`, the flags to pass)."""
+    rows = [compare(_run(reference, feeds, names[0], shape_hint), _run(candidate, feeds, names[1], shape_hint),
+                    batch, sequence, classifier=classifier, tolerance=config.max_relative_error)
+            for batch, sequence, feeds in cases]
     if classifier:
         limits = {"min_agreement": config.min_agreement, "max_relative_error": config.max_relative_error}
     else:
@@ -67,6 +75,16 @@ def check(reference: Runner, candidate: Runner, cases: list[tuple], config: Fide
         max_relative_error=max(r.max_relative_error for r in rows) if classifier else None,
         thresholds=limits, passed=False, details=details or {})
     return report.model_copy(update={"passed": _within(report, limits)})
+
+
+def _run(runner: Runner, feeds: dict[str, np.ndarray], who: str, shape_hint: str | None) -> list[np.ndarray]:
+    try:
+        return runner(feeds)
+    except EdgekilnError:
+        raise
+    except Exception as exc:  # onnxruntime, OpenVINO and TVM each raise their own types
+        from .input_shapes import run_failure
+        raise run_failure(exc, feeds, who, shape_hint) from None
 
 
 def require(report: FidelityReport, hint: str) -> FidelityReport:
@@ -129,4 +147,5 @@ INT8_REPORT_LIMITS = FidelityConfig(max_abs_diff=1e6, min_cosine=0.99, min_agree
 
 def int8_fidelity(state: BuildState, float_model: Runner, int8_model: Runner, name: str) -> FidelityReport:
     return check(float_model, int8_model, fidelity_feeds(state, INT8_REPORT_LIMITS), INT8_REPORT_LIMITS,
-                 classifier=is_classifier(state), names=("the float model", name))
+                 classifier=is_classifier(state), names=("the float model", name),
+                 shape_hint=getattr(state.source.shape_plan, "suggestion", lambda: None)())

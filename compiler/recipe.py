@@ -22,6 +22,7 @@ from .data.types import DataFormat
 from .errors import CompileError
 from .passes.export_onnx import Exporter
 from .fidelity import FidelityConfig
+from .input_shapes import Dim
 from .pruning.config import PruneConfig, RecoveryConfig
 from .quantization.config import CalibrationMethod, QuantMode
 from .sources.wrappers import Pooling
@@ -41,6 +42,9 @@ class SourceRecipe(_Section):
     input_names: tuple[str, ...] | None = None
     output_names: tuple[str, ...] | None = None
     dynamic_axes: dict[str, dict[int, str]] | None = None
+    input_shapes: dict[str, tuple[Dim, ...]] | None = Field(
+        default=None, description="raw-tensor models: per input, each dimension a size or a range "
+                                  "'MIN..MAX:MULTIPLE'; None: the model's own shapes")
 
 
 class ExportRecipe(_Section):
@@ -188,6 +192,7 @@ class Recipe(_Section):
 FLAGS = {
     "task": "source.task", "pooling": "source.pooling", "input_names": "source.input_names",
     "output_names": "source.output_names", "dynamic_axes": "source.dynamic_axes",
+    "input_shapes": "source.input_shapes",
     "exporter": "export.exporter", "opset": "export.opset",
     "train_data": "data.train", "data": "data.train", "eval_data": "data.eval", "data_format": "data.format",
     "prune": "prune", "prune_heads": "prune.heads", "prune_ffn": "prune.ffn", "prune_flops": "prune.flops",

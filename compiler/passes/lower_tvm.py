@@ -16,6 +16,7 @@ from pydantic import Field
 
 from ..fidelity import FidelityConfig, check, fidelity_feeds, is_classifier, require
 from ..graph_io import graph_io
+from ..input_shapes import suggestion
 from ..tvm_build import build as tvm_build
 from ..tvm_build.importer import import_fixed, param_key
 from ..tvm_build.shapes import BucketAxes, bucket_axes, sequence_buckets
@@ -94,7 +95,8 @@ class LowerTvm(Pass):
         longest = max(b.sequence or 0 for b in index.buckets) or None
         report = check(ort_runner(state.model_path, optimize=True), lambda feeds: list(session.run(feeds).values()),
                        fidelity_feeds(state, self.config.fidelity, longest), self.config.fidelity,
-                       classifier=is_classifier(state), names=("onnxruntime (same ONNX)", "TVM"), details=details)
+                       classifier=is_classifier(state), names=("onnxruntime (same ONNX)", "TVM"), details=details,
+                       shape_hint=suggestion(state))
         return require(report, hint="use --backend onnxruntime, or --sequence-buckets with the exact lengths you "
                                     "use; padding to a bucket may change this model's results")
 

@@ -43,3 +43,4 @@ class ModelSource:
     tokenizer_file: Path | None = None
     tokenizer: TokenizerSpec | None = None
     notes: tuple[str, ...] = ()
+    shape_plan: Any = None  # input_shapes.ShapePlan of a raw-tensor (ONNX file) model
