@@ -199,7 +199,7 @@ def plan_shapes(inputs: tuple[TensorSpec, ...], declared: InputShapes | None) ->
         if len(given) != len(spec.shape):
             raise CompileError(f"{FLAG} gives input {spec.name!r} {len(given)} dimensions; the model's has "
                                f"{len(spec.shape)} {list(spec.shape)}", hint="give one size or range per dimension")
-        for axis, (model_dim, dim) in enumerate(zip(spec.shape, given)):
+        for axis, (model_dim, dim) in enumerate(zip(spec.shape, given, strict=True)):
             if isinstance(model_dim, int) and dim != model_dim:
                 raise CompileError(f"{FLAG} sets dimension {axis} of {spec.name!r} to {dim}; the model fixes it "
                                    f"at {model_dim}", hint=f"use {model_dim} there")

@@ -21,7 +21,7 @@ def declare_inputs(model, declared: InputShapes | None) -> None:
         if dims is None:
             continue
         shape = value.type.tensor_type.shape
-        for axis, (proto, dim) in enumerate(zip(shape.dim, dims)):
+        for axis, (proto, dim) in enumerate(zip(shape.dim, dims, strict=False)):
             base = proto.dim_param or f"{value.name}_dim{axis}"
             if isinstance(dim, DimRange):
                 proto.Clear()
@@ -70,7 +70,7 @@ def _dims(value) -> list | None:
 def _wrong(declared: list | None, inferred: list) -> bool:
     if declared is None or len(declared) != len(inferred):
         return True
-    return any(a is not None and b is not None and a != b for a, b in zip(declared, inferred))
+    return any(a is not None and b is not None and a != b for a, b in zip(declared, inferred, strict=True))
 
 
 def outputs_from_runs(path: Path, plan: ShapePlan, names: list[str]) -> dict[str, list]:
@@ -83,8 +83,8 @@ def outputs_from_runs(path: Path, plan: ShapePlan, names: list[str]) -> dict[str
     session = cpu_session(path, optimize=False)
     wanted = [output.name for output in session.get_outputs()]
     try:
-        first = dict(zip(wanted, session.run(None, plan_feeds(plan, 1, 8, rng, "min"))))
-        second = dict(zip(wanted, session.run(None, plan_feeds(plan, 2, 17, rng, "max"))))
+        first = dict(zip(wanted, session.run(None, plan_feeds(plan, 1, 8, rng, "min")), strict=True))
+        second = dict(zip(wanted, session.run(None, plan_feeds(plan, 2, 17, rng, "max")), strict=True))
     except Exception as exc:  # onnxruntime's errors: the shape was not one the model takes
         raise CompileError(f"the file declares no shape for output(s) {names}, and running it to measure them "
                            f"failed: {str(exc).splitlines()[0][:200]}", hint=plan.suggestion()) from None
@@ -94,8 +94,8 @@ def outputs_from_runs(path: Path, plan: ShapePlan, names: list[str]) -> dict[str
         if small.ndim != large.ndim:
             shapes[name] = [None] * small.ndim
             continue
-        shapes[name] = [a if a == b else f"{name}_dim{axis}" for axis, (a, b) in enumerate(zip(small.shape,
-                                                                                               large.shape))]
+        pairs = enumerate(zip(small.shape, large.shape, strict=True))
+        shapes[name] = [a if a == b else f"{name}_dim{axis}" for axis, (a, b) in pairs]
     return shapes
 
 

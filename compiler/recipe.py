@@ -102,7 +102,9 @@ class Recipe(_Section):
         if self.recover is not None and self.prune is None:
             raise CompileError("--recover fine-tunes after pruning", hint="pass --prune-flops (or -heads/-ffn) with it")
         quantize = self.quantize
-        if quantize.accuracy_budget is not None and (quantize.mode is QuantMode.NONE or self.data.eval is None):
+        tensors = quantize.calibration is not None and _tensor_data(quantize.calibration)
+        if quantize.accuracy_budget is not None and (quantize.mode is QuantMode.NONE or
+                                                     (self.data.eval is None and not tensors)):
             raise CompileError("--accuracy-budget applies to quantization and needs labelled data",
                                hint="pass --quantize and --eval-data DEV with it")
         if quantize.mode is QuantMode.STATIC and quantize.calibration is None:
@@ -239,3 +241,10 @@ def _parse_text(text: str, path: Path) -> Any:
         return yaml.safe_load(text)
     except Exception as exc:  # tomllib, json and yaml each raise their own error types
         raise CompileError(f"recipe {path} is not valid {suffix[1:].upper()}: {str(exc).splitlines()[0]}") from None
+
+
+def _tensor_data(spec: str) -> bool:
+    """.npz calibration tensors double as the eval set of a raw-tensor model's budget."""
+    from .quantization.tensors import is_tensor_data
+
+    return is_tensor_data(spec)

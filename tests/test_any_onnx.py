@@ -62,7 +62,7 @@ def _matches_ort(artifact, model, feeds, atol=1e-4):
     from edgekiln.compiler.ort_sessions import cpu_session
     expected = cpu_session(model, optimize=False).run(None, feeds)
     got = list(load(artifact).run(feeds).values())
-    for want, have in zip(expected, got):
+    for want, have in zip(expected, got, strict=True):
         np.testing.assert_allclose(have, want, atol=atol, rtol=1e-4)
 
 
@@ -211,3 +211,55 @@ def test_preflight_names_what_each_backend_lacks(tmp_path):
     for backend in ("openvino", "tvm"):
         if rows[backend]["available"]:
             assert rows[backend]["lacking"] == ["Det"] and rows[backend]["supported"] == ["Relu"]
+
+
+# --- calibrated int8 from .npz tensors ----------------------------------------------------------------
+def tiny_cnn(path):
+    nodes = [h.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), h.make_node("Relu", ["c1"], ["r1"]),
+             h.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             h.make_node("Relu", ["c2"], ["r2"]), h.make_node("GlobalAveragePool", ["r2"], ["p"]),
+             h.make_node("Flatten", ["p"], ["f"]), h.make_node("Gemm", ["f", "w3", "b3"], ["logits"], transB=1)]
+    weights = [_weights("w1", (16, 3, 3, 3)), _weights("b1", (16,)), _weights("w2", (32, 16, 3, 3)),
+               _weights("b2", (32,)), _weights("w3", (10, 32)), _weights("b3", (10,))]
+    return _save(path, nodes, [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, 32, 32])],
+                 [h.make_tensor_value_info("logits", T.FLOAT, ["N", 10])], weights)
+
+
+def _images(count, seed):
+    """Smooth random images (low-frequency noise upsampled), closer to photos than white noise."""
+    coarse = np.random.default_rng(seed).standard_normal((count, 3, 8, 8)).astype(np.float32)
+    return np.repeat(np.repeat(coarse, 4, axis=2), 4, axis=3)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_static_int8_from_npz_calibration_stays_close_to_float(tmp_path, backend):
+    pytest.importorskip(backend)
+    if backend == "openvino":
+        pytest.importorskip("nncf")
+    model = tiny_cnn(tmp_path / "cnn.onnx")
+    np.savez(tmp_path / "calib.npz", x=_images(64, 1))
+    np.savez(tmp_path / "eval.npz", x=_images(96, 2))
+    result = _compile(model, tmp_path / "out", backend, quantize="static", calibration=str(tmp_path / "calib.npz"),
+                      eval_data=str(tmp_path / "eval.npz"), accuracy_budget=10.0)
+    assert result.manifest.precision.value == "int8"
+    from edgekiln.runtime.reports.schema import read_reports
+    report = read_reports(result.path).quantization
+    assert report.metric == "top1_agreement" and report.float_metric == 1.0  # agreement with itself
+    images = _images(96, 3)
+    from edgekiln.compiler.ort_sessions import cpu_session
+    want = cpu_session(model, optimize=False).run(None, {"x": images})[0]
+    got = load(result.path).run({"x": images})["logits"]
+    assert np.mean(want.argmax(1) == got.argmax(1)) >= 0.9
+    assert np.abs(got - want).max() < 0.25 * (want.max() - want.min())
+
+
+def test_tensor_calibration_errors_are_one_line(tmp_path):
+    model = tiny_cnn(tmp_path / "cnn.onnx")
+    np.savez(tmp_path / "wrong.npz", images=_images(16, 1))
+    with pytest.raises(CompileError) as caught:
+        _compile(model, tmp_path / "a", "onnxruntime", quantize="static", calibration=str(tmp_path / "wrong.npz"))
+    assert "lacks input(s) ['x']" in _one_line(caught.value)
+    (tmp_path / "texts.txt").write_text("a\nb\n")
+    with pytest.raises(CompileError) as caught:
+        _compile(model, tmp_path / "b", "onnxruntime", quantize="static", calibration=str(tmp_path / "texts.txt"))
+    assert ".npz" in _one_line(caught.value)
