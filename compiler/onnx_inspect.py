@@ -8,7 +8,7 @@ from pathlib import Path
 from .graph_io import graph_io, load_onnx
 from .onnx_external import data_files
 from .onnx_upgrade import plan
-from .preflight import estimate_flops, format_preflight, preflight
+from .preflight import estimate_flops, format_preflight, preflight, weight_shapes
 
 
 def describe_onnx(path: Path) -> dict:
@@ -23,7 +23,7 @@ def describe_onnx(path: Path) -> dict:
         "producer": " ".join(part for part in (model.producer_name, model.producer_version) if part) or None,
         "inputs": [spec.model_dump(mode="json") for spec in inputs],
         "outputs": [spec.model_dump(mode="json") for spec in outputs],
-        "parameters": sum(math.prod(init.dims) for init in model.graph.initializer),
+        "parameters": sum(math.prod(dims) for dims in weight_shapes(model).values()),
         "nodes": len(model.graph.node),
         "external_data": [{"file": file.relative_to(folder).as_posix(), "bytes": file.stat().st_size}
                           for file in data_files(path, model)],

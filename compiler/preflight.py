@@ -51,7 +51,8 @@ def _onnxruntime(path: Path, ops: Counter, opset: int, producers: dict[str, str]
         if kernel.provider == "CPUExecutionProvider":
             op = kernel.op_name if kernel.domain in ("", DEFAULT_DOMAIN) else f"{kernel.domain}:{kernel.op_name}"
             kernels.setdefault(op, []).append(tuple(kernel.version_range))
-    no_kernel = [op for op in ops if not any(start <= opset for start, _ in kernels.get(op, []))]
+    no_kernel = [op for op in ops if op != "Constant" and  # folded at load, no kernel
+                 not any(start <= opset for start, _ in kernels.get(op, []))]
     from .ort_sessions import cpu_session
 
     try:
@@ -135,7 +136,7 @@ def estimate_flops(model) -> int | None:
     shapes = {value.name: [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
                            for d in value.type.tensor_type.shape.dim]
               for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
-    shapes.update({init.name: list(init.dims) for init in model.graph.initializer})
+    shapes.update({name: list(dims) for name, dims in weight_shapes(model).items()})
     total, known = 0, False
     for node in inferred.graph.node:
         if node.op_type not in ("Conv", "MatMul", "Gemm") or node.output[0] not in shapes:
@@ -143,14 +144,31 @@ def estimate_flops(model) -> int | None:
         weight = shapes.get(node.input[1])
         if weight is None:
             continue
-        out = shapes[node.output[0]]
-        if node.op_type == "Conv":
-            per_output = _prod(weight[1:])
-        else:
-            per_output = weight[0] if node.op_type == "MatMul" or not _transposed(node) else weight[1]
-        total += 2 * _prod(out) * per_output
+        total += 2 * _prod(shapes[node.output[0]]) * _per_output(node, weight)
         known = True
     return total if known else None
+
+
+def weight_shapes(model) -> dict[str, tuple[int, ...]]:
+    """Initializers and the tensors of Constant nodes (paddle2onnx and tf2onnx keep weights there)."""
+    shapes = {init.name: tuple(init.dims) for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for attribute in node.attribute:
+                if attribute.name == "value" and attribute.HasField("t"):
+                    shapes[node.output[0]] = tuple(attribute.t.dims)
+    return shapes
+
+
+def _per_output(node, weight: list[int]) -> int:
+    """Multiply-adds per output element: the reduced size of the weight."""
+    if node.op_type == "Conv":
+        return _prod(weight[1:])
+    if len(weight) < 2:
+        return weight[0] if weight else 1
+    if node.op_type == "MatMul":
+        return weight[-2]
+    return weight[1] if _transposed(node) else weight[0]
 
 
 def _prod(values) -> int:
