@@ -61,7 +61,8 @@ def check(reference: Runner, candidate: Runner, cases: list[tuple], config: Fide
     """Run both on every case and judge the outputs against `config`'s limits (nothing is raised, but
     a model that cannot run a case's shapes is one error naming them and `shape_hint`, the flags to pass)."""
     rows = [compare(_run(reference, feeds, names[0], shape_hint), _run(candidate, feeds, names[1], shape_hint),
-                    batch, sequence, classifier=classifier, tolerance=config.max_relative_error)
+                    batch, sequence, classifier=classifier, tolerance=config.max_relative_error,
+                    cosine_floor=config.max_abs_diff)
             for batch, sequence, feeds in cases]
     if classifier:
         limits = {"min_agreement": config.min_agreement, "max_relative_error": config.max_relative_error}
@@ -105,7 +106,9 @@ def require(report: FidelityReport, hint: str) -> FidelityReport:
 
 
 def compare(reference: list[np.ndarray], candidate: list[np.ndarray], batch: int, sequence: int | None, *,
-            classifier: bool, tolerance: float) -> FidelityRow:
+            classifier: bool, tolerance: float, cosine_floor: float = 0.0) -> FidelityRow:
+    """One shape's measures. Rows whose reference RMS is below `cosine_floor` (the absolute limit) have
+    no meaningful direction (a detector's near-zero map on random inputs): max abs diff judges them."""
     if len(reference) != len(candidate):
         raise FidelityError(f"the compiled model returns {len(candidate)} outputs, the reference {len(reference)}")
     max_abs, min_cos = 0.0, 1.0
@@ -115,12 +118,20 @@ def compare(reference: list[np.ndarray], candidate: list[np.ndarray], batch: int
             raise FidelityError(f"output shape {list(out.shape)} differs from the reference's {list(ref.shape)} "
                                 f"at batch {batch}, sequence {sequence}")
         max_abs = max(max_abs, float(np.abs(ref - out).max(initial=0.0)))
-        min_cos = min(min_cos, min_row_cosine(ref, out))
+        min_cos = min(min_cos, _min_cosine(ref, out, cosine_floor))
     row = {"batch": batch, "sequence": sequence, "max_abs_diff": max_abs, "min_cosine": min_cos}
     if classifier:
         row.update(_classifier_measures(np.asarray(reference[0], np.float32), np.asarray(candidate[0], np.float32),
                                         tolerance))
     return FidelityRow(**row)
+
+
+def _min_cosine(ref: np.ndarray, out: np.ndarray, floor: float) -> float:
+    if not floor or ref.ndim == 0:
+        return min_row_cosine(ref, out)
+    rows = ref.reshape(ref.shape[0], -1)
+    kept = np.sqrt(np.mean(np.square(rows, dtype=np.float64), axis=1)) >= floor if rows.size else []
+    return min_row_cosine(ref[kept], out[kept]) if np.any(kept) else 1.0
 
 
 def _classifier_measures(ref: np.ndarray, out: np.ndarray, tolerance: float) -> dict:

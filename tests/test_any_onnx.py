@@ -263,3 +263,27 @@ def test_tensor_calibration_errors_are_one_line(tmp_path):
     with pytest.raises(CompileError) as caught:
         _compile(model, tmp_path / "b", "onnxruntime", quantize="static", calibration=str(tmp_path / "texts.txt"))
     assert ".npz" in _one_line(caught.value)
+
+
+def test_runtime_feeds_stay_inside_declared_ranges():
+    """`bench` and `verify` make feeds from the manifest: a range axis takes sizes inside it."""
+    from edgekiln.runtime.synthetic import make_tensor_feeds
+    spec = TensorSpec(name="x", dtype="float32", shape=(1, 3, "H[320..1280:32]", "W[64..96:32]", -1))
+    feeds = make_tensor_feeds([spec], 4, 128, np.random.default_rng(0))
+    assert feeds["x"].shape == (1, 3, 320, 96, 128)  # 128 brought up to 320, down to 96; -1 is dynamic
+    big = make_tensor_feeds([spec], 4, 1000, np.random.default_rng(0))
+    assert big["x"].shape[2] == 992
+
+
+def test_near_zero_rows_are_judged_by_abs_diff_not_direction():
+    """A detector's probability map on random inputs is ~1e-6 everywhere: float noise turns its
+    direction, but within the absolute limit it matches; a real difference still fails."""
+    from edgekiln.compiler.fidelity import compare
+    tiny = np.full((2, 100), 1e-6, np.float32)
+    noisy = tiny + np.random.default_rng(0).normal(0, 2e-7, tiny.shape).astype(np.float32)
+    assert compare([tiny], [noisy], 1, None, classifier=False, tolerance=1e-3).min_cosine < 0.99
+    assert compare([tiny], [noisy], 1, None, classifier=False, tolerance=1e-3, cosine_floor=1e-3).min_cosine == 1.0
+    flipped = np.ones((2, 100), np.float32)
+    flipped[1, :50] = -1
+    assert compare([np.ones((2, 100), np.float32)], [flipped], 1, None, classifier=False, tolerance=1e-3,
+                   cosine_floor=1e-3).min_cosine == 0.0

@@ -97,6 +97,9 @@ class LowerTvm(Pass):
                        fidelity_feeds(state, self.config.fidelity, longest), self.config.fidelity,
                        classifier=is_classifier(state), names=("onnxruntime (same ONNX)", "TVM"), details=details,
                        shape_hint=suggestion(state))
+        if all(bucket.sequence is None for bucket in index.buckets):  # fixed shapes: no padding involved
+            return require(report, hint="use --backend onnxruntime or openvino, or loosen the recipe's [fidelity] "
+                                        "max_abs_diff if the outputs are large (e.g. box coordinates in pixels)")
         return require(report, hint="use --backend onnxruntime, or --sequence-buckets with the exact lengths you "
                                     "use; padding to a bucket may change this model's results")
 
