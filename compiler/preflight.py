@@ -19,11 +19,20 @@ _ORT_MISSING = re.compile(r"(?:Could not find an implementation for |:)(\w+)\(\d
 
 def preflight(path: Path, model) -> list[dict]:
     """One row per backend: {backend, available, supported, lacking, note}."""
-    ops = Counter(_op(node) for node in model.graph.node)
+    ops = Counter(_op(node) for node in all_nodes(model.graph))
     opset = next((entry.version for entry in model.opset_import if entry.domain in ("", DEFAULT_DOMAIN)), 1)
-    producers = {name: _op(node) for node in model.graph.node for name in (*node.output, node.name) if name}
+    producers = {name: _op(node) for node in all_nodes(model.graph) for name in (*node.output, node.name) if name}
     return [_row(name, check, path, ops, opset, producers) for name, check in
             (("onnxruntime", _onnxruntime), ("openvino", _openvino), ("tvm", _tvm))]
+
+
+def all_nodes(graph):
+    """The graph's nodes and those of its subgraphs (If branches, Loop and Scan bodies)."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                yield from all_nodes(sub)
 
 
 def _op(node) -> str:
@@ -68,18 +77,24 @@ def _openvino(path: Path, ops: Counter, opset: int, producers: dict[str, str]) -
 
     frontend = ov.frontend.FrontEndManager().load_by_framework("onnx")
     converted = frontend.convert_partially(frontend.load(str(path)))
-    lacking = []
+    no_rule, failed = [], []
     for op in converted.get_ordered_ops():
         kind = op.get_type_name()
-        if kind == "NotSupportedONNXNode":  # it names the ONNX operator
+        if kind == "NotSupportedONNXNode":  # a conversion rule that failed here; it names the ONNX operator
             attributes = op.get_attributes()
             domain = attributes.get("ONNX_META_domain") or DEFAULT_DOMAIN
             name = attributes.get("ONNX_META_type", "?")
-            lacking.append(name if domain == DEFAULT_DOMAIN else f"{domain}:{name}")
-        elif kind == "ONNXFrameworkNode":  # left unconverted: named after the ONNX node's output
-            lacking.append(producers.get(op.get_friendly_name(), op.get_friendly_name()))
-    if lacking:
-        return lacking, "the ONNX frontend has no conversion rule for these"
+            failed.append(name if domain == DEFAULT_DOMAIN else f"{domain}:{name}")
+        elif kind == "ONNXFrameworkNode":  # no conversion rule: named after the ONNX node's output
+            no_rule.append(producers.get(op.get_friendly_name(), op.get_friendly_name()))
+    notes = []
+    if no_rule:
+        notes.append("no conversion rule for " + ", ".join(sorted(set(no_rule))))
+    if failed:
+        notes.append("conversion failed for " + ", ".join(sorted(set(failed))) + " at the file's shapes and types "
+                     "(declared --input-shape sizes may help)")
+    if notes:
+        return no_rule + failed, "; ".join(notes)
     unsupported = _cpu_unsupported(ov, converted)
     return [], ("CPU plugin lacks OpenVINO ops " + ", ".join(unsupported)) if unsupported else "converts; CPU runs all"
 

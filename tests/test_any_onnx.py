@@ -287,3 +287,16 @@ def test_near_zero_rows_are_judged_by_abs_diff_not_direction():
     flipped[1, :50] = -1
     assert compare([np.ones((2, 100), np.float32)], [flipped], 1, None, classifier=False, tolerance=1e-3,
                    cosine_floor=1e-3).min_cosine == 0.0
+
+
+def test_preflight_counts_operators_inside_subgraphs(tmp_path):
+    branch = [h.make_graph([h.make_node("Det", ["x"], [f"d{i}"])], f"b{i}", [],
+                           [h.make_tensor_value_info(f"d{i}", T.FLOAT, [2])]) for i in range(2)]
+    nodes = [h.make_node("If", ["c"], ["y"], then_branch=branch[0], else_branch=branch[1])]
+    model = _save(tmp_path / "if.onnx", nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 4, 4]),
+                                                h.make_tensor_value_info("c", T.BOOL, [])],
+                  [h.make_tensor_value_info("y", T.FLOAT, [2])])
+    rows = {row["backend"]: row for row in describe_onnx(model)["preflight"]}
+    assert rows["onnxruntime"]["supported"] == ["Det", "If"]
+    if rows["tvm"]["available"]:
+        assert "Det" in rows["tvm"]["lacking"]
