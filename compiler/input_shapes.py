@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from edgekiln.runtime.manifest import TensorSpec
 from edgekiln.runtime.synthetic import BATCH_AXIS, SEQUENCE_AXIS, range_of
@@ -117,8 +117,11 @@ def _parse_dim(token: str, text: str) -> Dim:
     if token.startswith("[") and token.endswith("]"):
         try:
             return DimRange.model_validate(token)
-        except ValueError as exc:
-            reason = str(exc).splitlines()[-1].split(", input_value")[0]
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            reason = error["msg"].removeprefix("Value error, ")
+            if error["loc"]:
+                reason = f"{error['loc'][0]}: {reason}"
             raise CompileError(f"{FLAG} {text!r}: {token} {reason}", hint="e.g. [320..1280:32]") from None
     raise CompileError(f"{FLAG} {text!r}: dimension {token!r} is neither a positive size nor a range",
                        hint=f"e.g. {FLAG} images:1x3x[320..1280:32]x[320..1280:32]")

@@ -300,3 +300,17 @@ def test_preflight_counts_operators_inside_subgraphs(tmp_path):
     assert rows["onnxruntime"]["supported"] == ["Det", "If"]
     if rows["tvm"]["available"]:
         assert "Det" in rows["tvm"]["lacking"]
+
+
+def test_cli_input_shape_flags_land_in_the_recipe(tmp_path, capsys):
+    from edgekiln.cli.main import main
+    model = unet(tmp_path / "unet.onnx")
+    code = main(["compile", str(model), "--save-recipe", str(tmp_path / "r.toml"), "--input-shape", RANGE_32])
+    assert code == 0
+    capsys.readouterr()
+    assert Recipe.from_file(tmp_path / "r.toml").source.input_shapes == {
+        "x": (1, 3, DimRange(min=64, max=160, multiple=32), DimRange(min=64, max=160, multiple=32))}
+    code = main(["compile", str(model), "--save-recipe", str(tmp_path / "bad.toml"), "--input-shape", "x:1x3"
+                 "x[64..16]x64"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--input-shape" in err[0] and "pydantic" not in err[0]
