@@ -32,6 +32,9 @@ def register(commands) -> None:
                        help="KEY=VALUE for the backend's own options (repeatable; VALUE is read as JSON if it can be)")
     build.add_argument("--task", help="override the detected task: text-classification, "
                                       "token-classification, sentence-embedding")
+    build.add_argument("--input-shape", dest="input_shapes", action="append", metavar="NAME:SHAPE",
+                       help="raw-tensor models: an input's shape, e.g. images:1x3x640x640, with ranges for dynamic "
+                            "axes: images:1x3x[320..1280:32]x[320..1280:32] (repeatable, one per input)")
     build.add_argument("--pooling", help="pooling for a bare encoder: mean, cls, max, mean-sqrt-len")
     build.add_argument("--exporter", help="auto (dynamo, then torchscript; default), dynamo, torchscript")
     build.add_argument("--opset", type=positive_int, help="ONNX opset of the export (default 18; torch and Hugging "
@@ -64,11 +67,13 @@ def register(commands) -> None:
     quant = build.add_argument_group("quantization")
     quant.add_argument("--quantize", help="none (default), dynamic, static, or auto (the fastest int8 "
                                           "within the budget; float if int8 is not faster)")
-    quant.add_argument("--calibration", help="calibration data: a dataset (PATH[:SPLIT]) or a .txt of text lines")
+    quant.add_argument("--calibration", help="calibration data: a dataset (PATH[:SPLIT]), a .txt of text lines, or for "
+                                            "raw-tensor models an .npz of named input arrays (or a folder of them)")
     quant.add_argument("--calibration-samples", type=positive_int, help="default 128")
     quant.add_argument("--calibration-method", help="minmax (default), percentile, entropy")
     quant.add_argument("--accuracy-budget", type=float, help="allowed drop in points on --eval-data")
-    quant.add_argument("--eval-data", help="labelled data for the accuracy budget: PATH[:SPLIT]")
+    quant.add_argument("--eval-data", help="labelled data for the accuracy budget: PATH[:SPLIT]; raw-tensor models: an "
+                                           ".npz of inputs, judged by agreement with the float outputs")
     auto = build.add_argument_group("--backend auto (measured selection)")
     auto.add_argument("--latency-budget", type=float, help="keep the most accurate candidate under this p50 (ms) "
                                                            "instead of the fastest within --accuracy-budget")
@@ -147,6 +152,9 @@ def recipe_from_args(args):
     flags = {name: getattr(args, name) for name in FLAGS if getattr(args, name, None) is not None}
     if "backend_options" in flags:
         flags["backend_options"] = dict(flags["backend_options"])
+    if "input_shapes" in flags:
+        from edgekiln.compiler.input_shapes import shapes_from_flags
+        flags["input_shapes"] = shapes_from_flags(flags["input_shapes"])
     return Recipe.from_flags(base, **flags)
 
 

@@ -19,7 +19,7 @@ from .cache import PassCache, default_cache_dir
 from .data import Dataset, load_dataset, parse_spec
 from .errors import CompileError
 from .passes.base import BuildState, Pass
-from .passes.check_onnx import CheckOnnx
+from .passes.check_onnx import CheckOnnx, CheckOnnxConfig
 from .passes.export_onnx import ExportConfig, ExportOnnx
 from .passes.ort_optimize import OrtOptimize
 from .passes.quantize import BudgetError
@@ -155,7 +155,7 @@ def _source(model: Any, recipe: Recipe, build_dir: Path, example_inputs: Any) ->
     return resolve_source(model, work_dir=build_dir, task=spec.task, pooling=spec.pooling,
                           example_inputs=example_inputs, input_names=spec.input_names,
                           output_names=spec.output_names, dynamic_axes=spec.dynamic_axes, image=spec.image,
-                          labels=spec.labels)
+                          labels=spec.labels, input_shapes=spec.input_shapes)
 
 
 def _prune_first(model, example_inputs, job: _Job, store: PassCache):
@@ -180,5 +180,6 @@ def _run(passes: list[Pass], start: BuildState, store: PassCache, progress, out_
 def _front_passes(source: ModelSource, recipe: Recipe) -> list[Pass]:
     """Export (or check the given ONNX), optimise, and check the numerics against the reference."""
     export = ExportConfig(exporter=recipe.export.exporter, opset=recipe.export.opset)
-    first: Pass = ExportOnnx(export) if source.torch is not None else CheckOnnx()
+    first: Pass = ExportOnnx(export) if source.torch is not None else \
+        CheckOnnx(CheckOnnxConfig(input_shapes=recipe.source.input_shapes))
     return [first, OrtOptimize(), VerifyFidelity(recipe.fidelity)]

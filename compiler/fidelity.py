@@ -18,6 +18,8 @@ from edgekiln.runtime.verify import min_row_cosine
 
 from pydantic import Field
 
+from edgekiln.runtime.errors import EdgekilnError
+
 from .errors import FidelityError
 from .passes.base import BuildState, PassConfig
 
@@ -43,6 +45,10 @@ def is_classifier(state: BuildState) -> bool:
 def fidelity_feeds(state: BuildState, config: FidelityConfig, longest: int | None = None) -> list[tuple]:
     """(batch, sequence, feeds) for each of the config's shapes; sequences capped at `longest`."""
     rng = np.random.default_rng(config.seed)
+    plan = state.source.shape_plan
+    if plan is not None and plan.has_ranges:  # declared ranges: their smallest, middle and largest shapes
+        from .input_shapes import shape_cases
+        return shape_cases(plan, config.shapes, rng)
     cases = []
     for batch, sequence in config.shapes:
         sequence = min(sequence, longest) if longest else sequence
@@ -51,10 +57,11 @@ def fidelity_feeds(state: BuildState, config: FidelityConfig, longest: int | Non
 
 
 def check(reference: Runner, candidate: Runner, cases: list[tuple], config: FidelityConfig, *, classifier: bool,
-          names: tuple[str, str], details: dict | None = None) -> FidelityReport:
-    """Run both on every case and judge the outputs against `config`'s limits (nothing is raised)."""
-    rows = [compare(reference(feeds), candidate(feeds), batch, sequence, classifier=classifier,
-                    tolerance=config.max_relative_error) for batch, sequence, feeds in cases]
+          names: tuple[str, str], details: dict | None = None, shape_hint: str | None = None) -> FidelityReport:
+    """Run both on every case and judge the outputs against `config`'s limits (nothing is raised, but
+    a model that cannot run a case's shapes is one error naming them and `shape_hint`, the flags to pass)."""
+    rows = [_compare_case(reference, candidate, feeds, batch, sequence, config, classifier, names, shape_hint)
+            for batch, sequence, feeds in cases]
     if classifier:
         limits = {"min_agreement": config.min_agreement, "max_relative_error": config.max_relative_error}
     else:
@@ -67,6 +74,34 @@ def check(reference: Runner, candidate: Runner, cases: list[tuple], config: Fide
         max_relative_error=max(r.max_relative_error for r in rows) if classifier else None,
         thresholds=limits, passed=False, details=details or {})
     return report.model_copy(update={"passed": _within(report, limits)})
+
+
+def _compare_case(reference: Runner, candidate: Runner, feeds: dict[str, np.ndarray], batch: int,
+                  sequence: int | None, config: FidelityConfig, classifier: bool, names: tuple[str, str],
+                  shape_hint: str | None) -> FidelityRow:
+    expected, got = _run(reference, feeds, names[0], shape_hint), _run(candidate, feeds, names[1], shape_hint)
+    try:
+        return compare(expected, got, batch, sequence, classifier=classifier, tolerance=config.max_relative_error,
+                       cosine_floor=config.max_abs_diff)
+    except FidelityError as exc:
+        if shape_hint is None or "shape" not in exc.message:
+            raise
+        # an output shape that differs (OpenVINO's [0, 0, N] where ONNX Runtime gives [1, 1, N]) comes from
+        # input sizes the model does not really take: name them and the flag that declares the right ones
+        shapes = ", ".join(f"{name} {list(np.shape(value))}" for name, value in feeds.items())
+        raise FidelityError(f"{names[1]}: {exc.message.split(' at batch')[0]} on inputs {shapes}, probably sizes "
+                            f"the model does not take", hint=f"declare the shapes it takes, e.g. {shape_hint}") \
+            from None
+
+
+def _run(runner: Runner, feeds: dict[str, np.ndarray], who: str, shape_hint: str | None) -> list[np.ndarray]:
+    try:
+        return runner(feeds)
+    except EdgekilnError:
+        raise
+    except Exception as exc:  # onnxruntime, OpenVINO and TVM each raise their own types
+        from .input_shapes import run_failure
+        raise run_failure(exc, feeds, who, shape_hint) from None
 
 
 def require(report: FidelityReport, hint: str) -> FidelityReport:
@@ -87,7 +122,9 @@ def require(report: FidelityReport, hint: str) -> FidelityReport:
 
 
 def compare(reference: list[np.ndarray], candidate: list[np.ndarray], batch: int, sequence: int | None, *,
-            classifier: bool, tolerance: float) -> FidelityRow:
+            classifier: bool, tolerance: float, cosine_floor: float = 0.0) -> FidelityRow:
+    """One shape's measures. Rows whose reference RMS is below `cosine_floor` (the absolute limit) have
+    no meaningful direction (a detector's near-zero map on random inputs): max abs diff judges them."""
     if len(reference) != len(candidate):
         raise FidelityError(f"the compiled model returns {len(candidate)} outputs, the reference {len(reference)}")
     max_abs, min_cos = 0.0, 1.0
@@ -97,12 +134,20 @@ def compare(reference: list[np.ndarray], candidate: list[np.ndarray], batch: int
             raise FidelityError(f"output shape {list(out.shape)} differs from the reference's {list(ref.shape)} "
                                 f"at batch {batch}, sequence {sequence}")
         max_abs = max(max_abs, float(np.abs(ref - out).max(initial=0.0)))
-        min_cos = min(min_cos, min_row_cosine(ref, out))
+        min_cos = min(min_cos, _min_cosine(ref, out, cosine_floor))
     row = {"batch": batch, "sequence": sequence, "max_abs_diff": max_abs, "min_cosine": min_cos}
     if classifier:
         row.update(_classifier_measures(np.asarray(reference[0], np.float32), np.asarray(candidate[0], np.float32),
                                         tolerance))
     return FidelityRow(**row)
+
+
+def _min_cosine(ref: np.ndarray, out: np.ndarray, floor: float) -> float:
+    if not floor or ref.ndim == 0:
+        return min_row_cosine(ref, out)
+    rows = ref.reshape(ref.shape[0], -1)
+    kept = np.sqrt(np.mean(np.square(rows, dtype=np.float64), axis=1)) >= floor if rows.size else []
+    return min_row_cosine(ref[kept], out[kept]) if np.any(kept) else 1.0
 
 
 def _classifier_measures(ref: np.ndarray, out: np.ndarray, tolerance: float) -> dict:
@@ -129,4 +174,5 @@ INT8_REPORT_LIMITS = FidelityConfig(max_abs_diff=1e6, min_cosine=0.99, min_agree
 
 def int8_fidelity(state: BuildState, float_model: Runner, int8_model: Runner, name: str) -> FidelityReport:
     return check(float_model, int8_model, fidelity_feeds(state, INT8_REPORT_LIMITS), INT8_REPORT_LIMITS,
-                 classifier=is_classifier(state), names=("the float model", name))
+                 classifier=is_classifier(state), names=("the float model", name),
+                 shape_hint=getattr(state.source.shape_plan, "suggestion", lambda: None)())

@@ -43,8 +43,9 @@ def _spec(value) -> TensorSpec:
     dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name
     shape = []
     for position, dim in enumerate(tensor_type.shape.dim):
-        if dim.HasField("dim_value"):
+        if dim.HasField("dim_value") and dim.dim_value >= 0:  # -1 (some exporters): dynamic
             shape.append(int(dim.dim_value))
         else:
-            shape.append(dim.dim_param or f"{value.name}_dim{position}")
+            named = dim.dim_param if dim.dim_param not in ("", "?") else None  # paddle2onnx writes "?"
+            shape.append(named or f"{value.name}_dim{position}")
     return TensorSpec(name=value.name, dtype=dtype, shape=tuple(shape))

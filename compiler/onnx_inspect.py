@@ -8,6 +8,7 @@ from pathlib import Path
 from .graph_io import graph_io, load_onnx
 from .onnx_external import data_files
 from .onnx_upgrade import plan
+from .preflight import estimate_flops, format_preflight, preflight, weight_shapes
 
 
 def describe_onnx(path: Path) -> dict:
@@ -22,11 +23,13 @@ def describe_onnx(path: Path) -> dict:
         "producer": " ".join(part for part in (model.producer_name, model.producer_version) if part) or None,
         "inputs": [spec.model_dump(mode="json") for spec in inputs],
         "outputs": [spec.model_dump(mode="json") for spec in outputs],
-        "parameters": sum(math.prod(init.dims) for init in model.graph.initializer),
+        "parameters": sum(math.prod(dims) for dims in weight_shapes(model).values()),
         "nodes": len(model.graph.node),
         "external_data": [{"file": file.relative_to(folder).as_posix(), "bytes": file.stat().st_size}
                           for file in data_files(path, model)],
         "conversion": {**conversion.report(), "notes": list(conversion.notes())},
+        "flops": estimate_flops(model),
+        "preflight": preflight(path, model),
     }
 
 
@@ -40,6 +43,9 @@ def format_description(report: dict) -> str:
     rows += [(f"output {t['name']}", f"{t['dtype']} {t['shape']}") for t in report["outputs"]]
     rows += [(f"data {d['file']}", f"{d['bytes'] / 1e6:,.1f} MB") for d in report["external_data"]]
     rows += [("compile would", note) for note in conversion["notes"]] or [("compile would", "take the graph as it is")]
+    if report.get("flops") is not None:
+        rows.append(("flops", f"~{report['flops'] / 1e9:,.3f} GFLOPs at the model's fixed sizes (batch 1)"))
+    rows += format_preflight(report.get("preflight", []))
     width = max(len(key) for key, _ in rows)
     return "\n".join(f"{key.ljust(width)}  {value}" for key, value in rows)
 

@@ -11,7 +11,7 @@ def cpu_session(model: Path | bytes, *, threads: int | None = None, optimize: bo
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # errors come back as exceptions (one line each); not logged as well
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

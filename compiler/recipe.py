@@ -23,6 +23,7 @@ from .data.types import DataFormat
 from .errors import CompileError
 from .passes.export_onnx import Exporter
 from .fidelity import FidelityConfig
+from .input_shapes import Dim
 from .pruning.config import PruneConfig, RecoveryConfig
 from .quantization.config import CalibrationMethod, QuantMode
 from .sources.wrappers import Pooling
@@ -45,6 +46,9 @@ class SourceRecipe(_Section):
     image: ImagePreprocessSpec | None = Field(default=None, description="a torch module's image preprocessing "
                                                                         "(an image classifier)")
     labels: tuple[str, ...] | None = Field(default=None, description="a torch module's class names, in output order")
+    input_shapes: dict[str, tuple[Dim, ...]] | None = Field(
+        default=None, description="raw-tensor models: per input, each dimension a size or a range "
+                                  "'MIN..MAX:MULTIPLE'; None: the model's own shapes")
 
 
 class ExportRecipe(_Section):
@@ -102,7 +106,9 @@ class Recipe(_Section):
         if self.recover is not None and self.prune is None:
             raise CompileError("--recover fine-tunes after pruning", hint="pass --prune-flops (or -heads/-ffn) with it")
         quantize = self.quantize
-        if quantize.accuracy_budget is not None and (quantize.mode is QuantMode.NONE or self.data.eval is None):
+        tensors = quantize.calibration is not None and _tensor_data(quantize.calibration)
+        if quantize.accuracy_budget is not None and (quantize.mode is QuantMode.NONE or
+                                                     (self.data.eval is None and not tensors)):
             raise CompileError("--accuracy-budget applies to quantization and needs labelled data",
                                hint="pass --quantize and --eval-data DEV with it")
         if quantize.mode is QuantMode.STATIC and quantize.calibration is None:
@@ -193,6 +199,7 @@ FLAGS = {
     "task": "source.task", "pooling": "source.pooling", "input_names": "source.input_names",
     "output_names": "source.output_names", "dynamic_axes": "source.dynamic_axes",
     "image": "source.image", "labels": "source.labels",
+    "input_shapes": "source.input_shapes",
     "exporter": "export.exporter", "opset": "export.opset",
     "train_data": "data.train", "data": "data.train", "eval_data": "data.eval", "data_format": "data.format",
     "prune": "prune", "prune_heads": "prune.heads", "prune_ffn": "prune.ffn", "prune_flops": "prune.flops",
@@ -239,3 +246,10 @@ def _parse_text(text: str, path: Path) -> Any:
         return yaml.safe_load(text)
     except Exception as exc:  # tomllib, json and yaml each raise their own error types
         raise CompileError(f"recipe {path} is not valid {suffix[1:].upper()}: {str(exc).splitlines()[0]}") from None
+
+
+def _tensor_data(spec: str) -> bool:
+    """.npz calibration tensors double as the eval set of a raw-tensor model's budget."""
+    from .quantization.tensors import is_tensor_data
+
+    return is_tensor_data(spec)

@@ -1,6 +1,7 @@
 """Synthetic inputs of a chosen batch and sequence size: for benchmarks, tracing and fidelity checks."""
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import numpy as np
@@ -9,6 +10,7 @@ from .manifest import TensorSpec
 
 BATCH_AXIS = "batch"
 SEQUENCE_AXIS = "sequence"
+_RANGE_AXIS = re.compile(r"\[(\d+)\.\.(\d+)(?::(\d+))?\]$")  # an axis named NAME[MIN..MAX:MULTIPLE]
 
 
 def make_text_feeds(batch: int, sequence: int, rng: np.random.Generator, *, names: Sequence[str],
@@ -45,8 +47,21 @@ def make_tensor_feeds(inputs: Sequence[TensorSpec], batch: int, sequence: int,
 def _axis_size(axis: int, size: int | str, batch: int, sequence: int) -> int:
     """Fixed sizes stay; a dynamic axis named `batch`, or any dynamic first axis, gets `batch`;
     every other dynamic axis gets `sequence`."""
-    if isinstance(size, int):
+    if isinstance(size, int) and size >= 0:
         return size
+    size = size if isinstance(size, str) else f"dim{axis}"  # -1: dynamic
+    bounds = range_of(size)
+    if bounds is not None:  # a declared range: the requested size, brought into it
+        low, high, multiple = bounds
+        wanted = batch if axis == 0 else sequence
+        first, last = -(-low // multiple) * multiple, high // multiple * multiple
+        return min(max(wanted // multiple * multiple, first), last)
     if size == BATCH_AXIS or (axis == 0 and size != SEQUENCE_AXIS):
         return batch
     return sequence
+
+
+def range_of(axis_name: str) -> tuple[int, int, int] | None:
+    """(min, max, multiple) of an axis the compiler named after a declared range, else None."""
+    match = _RANGE_AXIS.search(axis_name)
+    return None if match is None else (int(match[1]), int(match[2]), int(match[3] or 1))

@@ -10,6 +10,8 @@ from typing import Any
 
 from ..errors import CompileError
 from ..graph_io import load_onnx
+from ..input_shapes import Dim
+from ..onnx_shapes import declare_inputs, outputs_from_runs, recompute_outputs, write_output_shapes
 from ..onnx_external import PROTOBUF_LIMIT, external_bytes, external_tensors, save_model, save_streaming
 from ..onnx_upgrade import apply, plan
 from .base import MODEL_FILE, BuildState, Pass, PassConfig
@@ -17,13 +19,14 @@ from .registry import register_pass
 
 
 class CheckOnnxConfig(PassConfig):
-    pass
+    input_shapes: dict[str, tuple[Dim, ...]] | None = None  # the recipe's source.input_shapes
 
 
 @register_pass
 class CheckOnnx(Pass):
     name = "check_onnx"
-    version = 2  # 2: IR-3 inputs stripped, old opsets upgraded, external data kept in one file
+    version = 3  # 2: IR-3 inputs stripped, old opsets upgraded, external data kept in one file; 3: declared
+    # input shapes written in, output shapes recomputed
     Config = CheckOnnxConfig
     changes_model = True
 
@@ -42,14 +45,20 @@ class CheckOnnx(Pass):
         if conversion.to_opset is not None and external:
             model = _with_weights(model, path)
             external = False
-        model = _infer_shapes(apply(model, conversion, path.name))
+        model = apply(model, conversion, path.name)
+        declare_inputs(model, self.config.input_shapes)
+        model, unknown = recompute_outputs(model)
+        model = _infer_shapes(model)
         if external:  # the weights stay on disk: streamed into model.onnx.data
             save_streaming(model, path.parent, out_dir / MODEL_FILE)
         else:
             save_model(model, out_dir / MODEL_FILE)
+        measured = outputs_from_runs(out_dir / MODEL_FILE, state.source.shape_plan, unknown) if unknown else {}
+        if measured:
+            write_output_shapes(out_dir / MODEL_FILE, measured)
         opsets = {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
         return {"opsets": opsets, "nodes": len(model.graph.node), "external_data": external_tensors(model) != [],
-                "conversion": conversion.report(),
+                "conversion": conversion.report(), "output_shapes_measured": measured,
                 "op_types": dict(Counter(node.op_type for node in model.graph.node).most_common(10))}
 
 

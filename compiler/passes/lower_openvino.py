@@ -9,6 +9,7 @@ from edgekiln.runtime.backends.openvino import compile_ir
 
 from ..errors import CompileError
 from ..fidelity import FidelityConfig, check, fidelity_feeds, is_classifier, require
+from ..input_shapes import DimRange, suggestion
 from .base import BuildState, Pass
 from .registry import register_pass
 from .verify_fidelity import ort_runner
@@ -42,6 +43,7 @@ class LowerOpenVino(Pass):
         except Exception as exc:  # OpenVINO's conversion errors name the unsupported operator
             raise CompileError(f"OpenVINO cannot convert the model: {str(exc).splitlines()[0]}",
                                hint="use --backend onnxruntime") from None
+        _bound_ranges(ov, model, state.source.shape_plan)
         ov.save_model(model, str(out_dir / IR_MODEL), compress_to_fp16=False)
         precision = OV_PRECISION[self.config.precision]
         compiled = compile_ir(out_dir / IR_MODEL, threads=1, cache_dir=None, precision=precision)
@@ -49,9 +51,27 @@ class LowerOpenVino(Pass):
         report = check(ort_runner(state.model_path, optimize=True), lambda feeds: list(compiled(feeds).values()),
                        fidelity_feeds(state, self.config), limits, classifier=is_classifier(state),
                        names=("onnxruntime (same ONNX)", f"OpenVINO {precision}"),
-                       details={"openvino": ov.get_version(), "inference_precision": precision})
+                       details={"openvino": ov.get_version(), "inference_precision": precision},
+                       shape_hint=suggestion(state))
         require(report, hint="use --backend onnxruntime and report the model")
         return report.model_dump(mode="json")
+
+
+def _bound_ranges(ov, model, plan) -> None:
+    """Declared ranges become bounded dynamic dimensions (fixed sizes are already in the ONNX graph)."""
+    if plan is None or not plan.has_ranges:
+        return
+    shapes = {}
+    for name, dims in plan.dims.items():
+        if any(isinstance(dim, DimRange) for dim in dims):
+            shapes[name] = ov.PartialShape([ov.Dimension(d.smallest(), d.largest()) if isinstance(d, DimRange)
+                                            else ov.Dimension(d) if isinstance(d, int) else ov.Dimension()
+                                            for d in dims])
+    try:
+        model.reshape(shapes)
+    except Exception as exc:  # OpenVINO's shape inference names the node that cannot take the bounds
+        raise CompileError(f"OpenVINO cannot give the model the declared input ranges: {str(exc).splitlines()[0]}",
+                           hint="declare fixed sizes with --input-shape, or use --backend onnxruntime") from None
 
 
 def _openvino():

@@ -17,6 +17,7 @@ from pydantic import Field
 from ..errors import CompileError
 from ..fidelity import FidelityConfig, check, fidelity_feeds, is_classifier, require
 from ..graph_io import graph_io
+from ..input_shapes import suggestion
 from ..tvm_build import build as tvm_build
 from ..tvm_build.importer import import_fixed, main_inputs, param_key
 from ..tvm_build.shapes import BucketAxes, bucket_axes, sequence_buckets
@@ -100,7 +101,11 @@ class LowerTvm(Pass):
         longest = max(b.sequence or 0 for b in index.buckets) or None
         report = check(ort_runner(state.model_path, optimize=True), lambda feeds: list(session.run(feeds).values()),
                        fidelity_feeds(state, self.config.fidelity, longest), self.config.fidelity,
-                       classifier=is_classifier(state), names=("onnxruntime (same ONNX)", "TVM"), details=details)
+                       classifier=is_classifier(state), names=("onnxruntime (same ONNX)", "TVM"), details=details,
+                       shape_hint=suggestion(state))
+        if all(bucket.sequence is None for bucket in index.buckets):  # fixed shapes: no padding involved
+            return require(report, hint="use --backend onnxruntime or openvino, or loosen the recipe's [fidelity] "
+                                        "max_abs_diff if the outputs are large (e.g. box coordinates in pixels)")
         return require(report, hint="use --backend onnxruntime, or --sequence-buckets with the exact lengths you "
                                     "use; padding to a bucket may change this model's results")
 

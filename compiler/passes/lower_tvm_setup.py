@@ -42,6 +42,13 @@ def make_lowering(context) -> LowerTvm:
         import tvm  # noqa: F401
     except ImportError:
         raise CompileError("the tvm backend needs apache-tvm", hint="pip install 'edgekiln[tvm]'") from None
+    ranges = {name: str(dim) for name, dims in (context.recipe.source.input_shapes or {}).items()
+              for dim in dims if not isinstance(dim, int)}
+    if ranges:
+        name, dim = next(iter(ranges.items()))
+        raise CompileError(f"TVM compiles one library per fixed shape; --input-shape gives {name!r} the range {dim}",
+                           hint=f"give {name!r} fixed sizes (e.g. the largest of the range), or use --backend "
+                                "onnxruntime or openvino for ranges")
     profile, options = context.profile, context.options or TvmOptions()
     if options.tune_trials and not runs_here(profile):
         raise CompileError(f"tuning measures kernels on the machine that runs them; {profile.name} is not this "

@@ -26,6 +26,7 @@ from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, Qu
 from ..quantization.evaluation import Evaluator, Score, latency_ms
 from ..quantization.ort_quantize import quantizable_nodes, quantize_model
 from ..quantization.sensitivity import layer_report
+from ..quantization.tensors import make_evaluator
 from .base import MODEL_FILE, BuildState, Pass, PassConfig
 from .registry import register_pass
 from .verify_fidelity import ort_runner
@@ -94,7 +95,7 @@ class QuantizeOrt(Pass):
         if not nodes:
             raise CompileError(f"{state.source.description} has no quantizable layers (MatMul, Gemm or Conv)",
                                hint="compile without --quantize")
-        evaluator = None if state.evaluation is None else Evaluator(state.source, state.evaluation, self.config.threads)
+        evaluator = None if state.evaluation is None else make_evaluator(state, self.config.threads)
         float_score = evaluator.score(float_path) if evaluator else None
         attempts = [self._attempt(mode, state, out_dir, nodes, evaluator, float_score) for mode in self._modes(state)]
         feeds = state.source.make_feeds(1, self.config.bench_sequence, np.random.default_rng(0))

@@ -21,6 +21,7 @@ from ..fidelity import int8_fidelity
 from ..quantization.config import QuantMode
 from ..quantization.evaluation import Evaluator, latency_ms
 from ..quantization.openvino_layers import kept_float_layers, openvino_layer_report
+from ..quantization.tensors import make_evaluator
 from .base import BuildState, Pass, PassConfig
 from .lower_openvino import IR_MODEL, IR_WEIGHTS
 from .quantize import BudgetError, bench_settings
@@ -64,8 +65,7 @@ class QuantizeOpenVino(Pass):
         float_ir = state.lowered[0]
         staging = out_dir / "int8"
         staging.mkdir()
-        evaluator = None if state.evaluation is None else Evaluator(state.source, state.evaluation,
-                                                                    self.config.threads)
+        evaluator = None if state.evaluation is None else make_evaluator(state, self.config.threads)
         quantized, plain = self._quantize(ov.Core().read_model(str(float_ir)), state, evaluator)
         ov.save_model(quantized, str(staging / IR_MODEL), compress_to_fp16=False)
         float_score = evaluator.score(float_ir) if evaluator else None

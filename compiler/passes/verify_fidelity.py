@@ -15,6 +15,7 @@ from edgekiln.runtime.hashing import sha256_json
 
 from ..errors import FidelityError
 from ..fidelity import FidelityConfig, Runner, check, fidelity_feeds, is_classifier, require
+from ..input_shapes import suggestion
 from ..onnx_reference import check_shipped, session_runner, shipped_cases, source_reference
 from ..ort_sessions import cpu_session
 from .base import BuildState, Pass
@@ -45,7 +46,8 @@ class VerifyFidelity(Pass):
                                     f"{state.source.description}: max abs diff {worst['max_abs_diff']:.3g}",
                                     hint=_hint(state))
         report = check(reference, candidate, fidelity_feeds(state, self.config), self.config,
-                       classifier=is_classifier(state), names=(reference_name, "the compiled ONNX"), details=details)
+                       classifier=is_classifier(state), names=(reference_name, "the compiled ONNX"), details=details,
+                       shape_hint=suggestion(state))
         require(report, hint=_hint(state))
         return report.model_dump(mode="json")
 

@@ -8,6 +8,7 @@ from ..passes.base import BuildState
 from ..sources import ModelSource
 from ..tasks import compiler_task
 from .calibration import build_calibration, read_calibration_examples
+from .tensors import TensorSet, is_tensor_data, read_tensors, tensor_calibration
 
 
 def quantization_inputs(source: ModelSource, calibration: str | Dataset | None, samples: int,
@@ -16,9 +17,11 @@ def quantization_inputs(source: ModelSource, calibration: str | Dataset | None, 
     text_task = spec.text_input
     if source.image is not None:
         return _image_inputs(source, calibration, samples, eval_data)
+    if not text_task and source.shape_plan is not None:
+        return tensor_inputs(source, calibration, samples, eval_data)
     if (calibration is not None or eval_data is not None) and (not text_task or source.tokenizer is None):
         raise CompileError(f"{source.description} takes raw tensors; calibration and eval data are text",
-                           hint="use --quantize dynamic, or the Python API with a text model")
+                           hint="use --quantize dynamic, or compile it from an .onnx file with .npz tensors")
     calibration_set = None
     if calibration is not None:
         examples = calibration if isinstance(calibration, Dataset) else read_calibration_examples(str(calibration))
@@ -48,4 +51,20 @@ def _image_inputs(source: ModelSource, calibration: str | Dataset | None, sample
             str(eval_data), task=DataTask.IMAGE_CLASSIFICATION)
         if not source.labels:
             raise DataError(f"{source.description} has no label names to compare {evaluation.source} with")
+    return BuildState(source=source, calibration=calibration_set, evaluation=evaluation)
+
+
+def tensor_inputs(source: ModelSource, calibration, samples: int, eval_data) -> BuildState:
+    """Raw-tensor models: calibration and eval data are .npz files of named input arrays; eval data
+    defaults to the calibration set (the budget is agreement with the float model, no labels)."""
+    inputs = source.shape_plan.inputs
+    for role, spec in (("calibration", calibration), ("eval", eval_data)):
+        if spec is not None and (not isinstance(spec, str) or not is_tensor_data(spec)):
+            raise CompileError(f"{source.description} takes raw tensors; its {role} data must be an .npz of named "
+                               f"input arrays (or a folder of them), not {spec}",
+                               hint=f"save them with numpy.savez(FILE, {inputs[0].name}=ARRAY, ...)")
+    calibration_data = read_tensors(calibration, inputs, "calibration") if calibration is not None else None
+    evaluation: TensorSet | None = read_tensors(eval_data, inputs, "eval") if eval_data is not None else \
+        calibration_data
+    calibration_set = tensor_calibration(calibration_data, inputs, samples) if calibration_data else None
     return BuildState(source=source, calibration=calibration_set, evaluation=evaluation)

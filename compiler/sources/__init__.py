@@ -16,7 +16,10 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 def resolve_source(model: Any, *, work_dir: Path, task: Task | None = None, pooling: Pooling | None = None,
                    example_inputs: Any = None, input_names=None, output_names=None,
-                   dynamic_axes=None, image=None, labels=None) -> ModelSource:
+                   dynamic_axes=None, image=None, labels=None, input_shapes=None) -> ModelSource:
+    if input_shapes and not (isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx")):
+        raise CompileError("--input-shape declares the shapes of an ONNX file's inputs",
+                           hint="drop it: torch and Hugging Face models are exported with their own shapes")
     if _is_torch_module(model) and image is not None:
         from .module_image import from_image_module
         return from_image_module(model, image, labels, task, output_names)
@@ -43,7 +46,7 @@ def resolve_source(model: Any, *, work_dir: Path, task: Task | None = None, pool
             raise CompileError(f"{path} is a file but not an .onnx model",
                                hint="pass a Hugging Face model folder or an .onnx file")
         from .onnx_file import from_onnx_file
-        return from_onnx_file(path)
+        return from_onnx_file(path, input_shapes)
     from .hf import load_hf_folder
     return load_hf_folder(path, task=task, pooling=pooling, work_dir=work_dir)
 

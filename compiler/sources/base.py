@@ -45,3 +45,4 @@ class ModelSource:
     tokenizer: TokenizerSpec | None = None
     image: ImagePreprocessSpec | None = None  # image tasks: how an image becomes the input tensor
     notes: tuple[str, ...] = ()
+    shape_plan: Any = None  # input_shapes.ShapePlan of a raw-tensor (ONNX file) model

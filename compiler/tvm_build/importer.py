@@ -23,7 +23,8 @@ def import_fixed(onnx_path: Path, shapes: dict[str, list[int]]):
     described = ", ".join(f"{name}:{','.join(map(str, dims))}" for name, dims in shapes.items())
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            model = onnxslim.slim(model, input_shapes=[f"{n}:{','.join(map(str, d))}" for n, d in shapes.items()])
+            model = onnxslim.slim(model, input_shapes=[f"{n}:{','.join(map(str, d))}" for n, d in shapes.items()
+                                                       if d])  # a scalar input has no dimension to fix
         mod = from_onnx(model, keep_params_in_input=True)
     except Exception as exc:  # onnxslim and TVM raise many types; name the stage and the shapes
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__

@@ -31,7 +31,8 @@ def bucket_axes(inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...])
     if len(names) > 1:
         raise CompileError(f"TVM compiles fixed shapes and buckets only the batch and one sequence axis; "
                            f"the inputs have several dynamic axes {sorted(names)}",
-                           hint="export the model with fixed sizes for all but the batch and sequence axes")
+                           hint="declare fixed sizes with --input-shape NAME:SHAPE (e.g. images:1x3x640x640), or "
+                                "export the model with fixed sizes for all but the batch and sequence axes")
     name = names.pop() if names else None
     return BucketAxes(name, _axes_named(inputs, name), _output_axes(outputs, name))
 
