@@ -8,6 +8,7 @@ candidate's choice lower by more than the allowed relative error (a near-tie may
 """
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import numpy as np
@@ -53,7 +54,8 @@ def fidelity_feeds(state: BuildState, config: FidelityConfig, longest: int | Non
 def check(reference: Runner, candidate: Runner, cases: list[tuple], config: FidelityConfig, *, classifier: bool,
           names: tuple[str, str], details: dict | None = None) -> FidelityReport:
     """Run both on every case and judge the outputs against `config`'s limits (nothing is raised)."""
-    rows = [compare(reference(feeds), candidate(feeds), batch, sequence, classifier=classifier,
+    rows = [compare(_outputs(reference, feeds, names[0], batch, sequence),
+                    _outputs(candidate, feeds, names[1], batch, sequence), batch, sequence, classifier=classifier,
                     tolerance=config.max_relative_error) for batch, sequence, feeds in cases]
     if classifier:
         limits = {"min_agreement": config.min_agreement, "max_relative_error": config.max_relative_error}
@@ -67,6 +69,18 @@ def check(reference: Runner, candidate: Runner, cases: list[tuple], config: Fide
         max_relative_error=max(r.max_relative_error for r in rows) if classifier else None,
         thresholds=limits, passed=False, details=details or {})
     return report.model_copy(update={"passed": _within(report, limits)})
+
+
+def _outputs(runner: Runner, feeds, name: str, batch: int, sequence: int | None) -> list[np.ndarray]:
+    """The runner's outputs, or one FidelityError line when it cannot run this shape at all."""
+    try:
+        return runner(feeds)
+    except Exception as exc:  # a runtime's own error types (ONNX Runtime, OpenVINO, TVM, torch)
+        text = re.sub(r"\x1b\[[0-9;]*m|\[ONNXRuntimeError\] : \d+ : \w+ : ", "", str(exc)).strip()
+        raise FidelityError(f"{name} fails at batch {batch}, sequence {sequence}: "
+                            f"{(text.splitlines() or [type(exc).__name__])[0][:300]}",
+                            hint="the graph holds a size fixed at the tracing shape, or an operator the runtime "
+                                 "lacks; report the model") from None
 
 
 def require(report: FidelityReport, hint: str) -> FidelityReport:
