@@ -58,8 +58,12 @@ def _cell(result: dict | None, reasons: dict[str, int], counts: dict, note: bool
 
 
 def _clean(reason: str) -> str:
-    reason = re.sub(r"/tmp/\S+", "…", reason)
-    return reason.replace("|", "/").strip()
+    """The error line without its hint and run-specific names, so one cause gets one number."""
+    reason = re.sub(r" \((?:[^()]|\([^()]*\))*\)$", "", reason.strip())  # the hint the CLI prints apart
+    reason = re.sub(r"Name:'[^']*'\s*|Status Message:.*|/tmp/\S+", "", reason)
+    reason = re.sub(r"ONNX export of \S+ failed", "ONNX export failed", reason)
+    reason = re.sub(r"This is step 1/3 of exporting the model to ONNX\. Next steps: ", "", reason)
+    return reason.replace("|", "/").strip()[:220]
 
 
 def main(argv: list[str]) -> int:

@@ -119,5 +119,5 @@ def test_cell(family, kind, backend, family_folder, coverage_results, tmp_path):
         coverage_results[key] = _check_cell(family, kind, backend, family_folder(family, kind), tmp_path / "art")
     except BaseException as exc:
         line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        coverage_results[key] = {"status": "known-bug" if bug else "fail", "reason": bug or line[:200]}
+        coverage_results[key] = {"status": "known-bug" if bug else "fail", "reason": bug or line}
         raise

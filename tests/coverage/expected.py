@@ -7,7 +7,16 @@ from __future__ import annotations
 from fnmatch import fnmatch
 
 # (family, task, backend) glob -> a fragment of the one-line error the compile raises
-UNSUPPORTED: dict[tuple[str, str, str], str] = {}
+UNSUPPORTED: dict[tuple[str, str, str], str] = {
+    # transformers computes Funnel's relative positions with Python lists of the traced length
+    ("funnel", "*", "*"): "fails at batch 1, sequence 8: .*GatherElements",
+    # the sliding-window chunking is traced at the export's length (16 tokens: two windows of 8)
+    ("longformer", "*", "*"): "fails at batch 1, sequence 8: .*Gather",
+    # Nyströmformer takes only sequences of exactly segment_means_seq_len tokens: no trace is dynamic
+    ("nystromformer", "*", "*"): "ONNX export of .* failed",
+    # the token head drifts 0.5 % of the logit range from PyTorch (sequence logits and embeddings match)
+    ("modernbert", "token", "*"): "differs from pytorch",
+}
 
 # (family, task, backend) glob -> why it fails today
 KNOWN_BUGS: dict[tuple[str, str, str], str] = {}
