@@ -8,7 +8,8 @@ Linear back to it, both outside the Q/K/V module. Every other Linear of the laye
 head-sliced projection of the same shape (DeBERTa's positional projections, Longformer's global
 ones). BERT, RoBERTa, ELECTRA, DistilBERT, DeBERTa-v2, MPNet, ALBERT (one shared layer, pruned once
 for all) and others have this shape; fused Q/K/V (ModernBERT, DeBERTa v1), gated FFNs, bottlenecks
-and convolutions do not, and are refused with the reason. transformers 5 removed `prune_heads`; `prune_linear_layer` remains."""
+and convolutions do not, and are refused with the reason. transformers 5 removed `prune_heads`;
+`prune_linear_layer` remains."""
 from __future__ import annotations
 
 from dataclasses import dataclass
