@@ -16,10 +16,20 @@ UNSUPPORTED: dict[tuple[str, str, str], str] = {
     ("nystromformer", "*", "*"): "ONNX export of .* failed",
     # the token head drifts 0.5 % of the logit range from PyTorch (sequence logits and embeddings match)
     ("modernbert", "token", "*"): "differs from pytorch",
+    # TVM's Relax importer cannot infer a static shape through XLM's embeddings
+    ("xlm", "*", "tvm"): "TVM cannot import the model at shapes",
+    # TVM's convolution kernels drift 0.1-0.8 % from ONNX Runtime on ConvBERT's span convolution
+    ("convbert", "token", "tvm"): "TVM differs from onnxruntime",
+    ("convbert", "encoder", "tvm"): "TVM differs from onnxruntime",
 }
 
 # (family, task, backend) glob -> why it fails today
-KNOWN_BUGS: dict[tuple[str, str, str], str] = {}
+KNOWN_BUGS: dict[tuple[str, str, str], str] = {
+    ("deberta", "*", "tvm"): "TVM: an input the export dropped (token_type_ids, unused with type_vocab_size 0) is "
+                             "still passed to Relax main (gfunc.num_args == args.size()); fixed on the TVM branch",
+    ("deberta-v2", "*", "tvm"): "TVM: an input the export dropped (token_type_ids, unused with type_vocab_size 0) is "
+                                "still passed to Relax main (gfunc.num_args == args.size()); fixed on the TVM branch",
+}
 
 # family -> fragment of the reason structured pruning refuses it
 PRUNE_REFUSED: dict[str, str] = {
