@@ -8,6 +8,7 @@ candidate's choice lower by more than the allowed relative error (a near-tie may
 """
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import numpy as np
@@ -99,9 +100,15 @@ def _run(runner: Runner, feeds: dict[str, np.ndarray], who: str, shape_hint: str
         return runner(feeds)
     except EdgekilnError:
         raise
-    except Exception as exc:  # onnxruntime, OpenVINO and TVM each raise their own types
-        from .input_shapes import run_failure
-        raise run_failure(exc, feeds, who, shape_hint) from None
+    except Exception as exc:  # onnxruntime, OpenVINO, TVM and torch each raise their own types
+        if shape_hint is not None:  # a raw-tensor file: name the shapes tried and the flag to declare them
+            from .input_shapes import run_failure
+            raise run_failure(exc, feeds, who, shape_hint) from None
+        sizes = ", ".join(f"{name} {list(np.shape(value))}" for name, value in feeds.items())
+        text = re.sub(r"\x1b\[[0-9;]*m|\[ONNXRuntimeError\] : \d+ : \w+ : ", "", str(exc)).strip()
+        raise FidelityError(f"{who} fails at {sizes}: {(text.splitlines() or [type(exc).__name__])[0][:300]}",
+                            hint="the graph holds a size fixed at the tracing shape, or an operator the runtime "
+                                 "lacks; report the model") from None
 
 
 def require(report: FidelityReport, hint: str) -> FidelityReport:

@@ -32,7 +32,7 @@ def elf_machine(path) -> str:
 @pytest.fixture(scope="module")
 def tvm_artifacts(bert_folders, tmp_path_factory):
     root = tmp_path_factory.mktemp("tvm")
-    return {kind: compile(bert_folders[kind], "x86-64-avx2", root / kind, recipe=Recipe.from_flags(recipe=Recipe.from_flags(backend="tvm", sequence_buckets=BUCKETS))).path for kind in ("sequence", "encoder", "token")}
+    return {kind: compile(bert_folders[kind], "x86-64-avx2", root / kind, recipe=Recipe.from_flags(backend="tvm", sequence_buckets=BUCKETS)).path for kind in ("sequence", "encoder", "token")}
 
 
 def test_artifact_holds_one_library_per_bucket(tvm_artifacts):
@@ -106,7 +106,7 @@ def test_verify_passes_on_the_build_machine(tvm_artifacts):
 def test_aarch64_profile_cross_compiles(bert_folders, tmp_path):
     if not __import__("shutil").which("aarch64-linux-gnu-gcc"):
         pytest.skip("gcc-aarch64-linux-gnu is not installed (.ci/run installs it)")
-    path = compile(bert_folders["sequence"], "arm64-cortex-a72", tmp_path / "arm", recipe=Recipe.from_flags(recipe=Recipe.from_flags(backend="tvm", sequence_buckets=(16,)))).path
+    path = compile(bert_folders["sequence"], "arm64-cortex-a72", tmp_path / "arm", recipe=Recipe.from_flags(backend="tvm", sequence_buckets=(16,))).path
     assert elf_machine(path / "tvm_b1_s16.so") == "aarch64"
     report = json.loads((path / "reports" / "lower_tvm.json").read_text())
     assert report["details"]["target"]["mtriple"] == "aarch64-linux-gnu" and report["max_abs_diff"] <= ATOL
@@ -118,7 +118,7 @@ def test_aarch64_profile_cross_compiles(bert_folders, tmp_path):
 def test_cuda_profile_builds_and_fails_clearly_without_a_gpu(bert_folders, tmp_path):
     if not __import__("shutil").which("nvcc"):
         pytest.skip("building CUDA kernels needs nvcc (the CUDA toolkit), which is not installed here")
-    path = compile(bert_folders["sequence"], "nvidia-cuda", tmp_path / "cuda", recipe=Recipe.from_flags(recipe=Recipe.from_flags(backend="tvm", sequence_buckets=(16,)))).path
+    path = compile(bert_folders["sequence"], "nvidia-cuda", tmp_path / "cuda", recipe=Recipe.from_flags(backend="tvm", sequence_buckets=(16,))).path
     index = json.loads((path / "tvm.json").read_text())
     assert index["device"] == "cuda" and index["target"]["kind"] == "cuda"
     import tvm
@@ -148,15 +148,15 @@ def _distilbert_with_bert_tokenizer(folder):
 
 
 def test_a_model_without_token_type_ids_compiles_and_matches_onnxruntime(tmp_path):
-    """The export keeps the tokenizer's token_type_ids as an input only shape arithmetic reads; TVM's
-    fixed-shape import drops it, so the runtime must pass only the inputs `main` takes (issue 17:
+    """A BERT tokenizer beside a DistilBERT gives token_type_ids, which DistilBERT's forward does not take:
+    the export leaves it out, and TVM's index lists only the inputs Relax `main` takes (issue 17:
     "gfunc.num_args == args.size() (37 vs. 38)")."""
     folder = _distilbert_with_bert_tokenizer(tmp_path / "distilbert")
     ours = compile(folder, "x86-64-avx2", tmp_path / "tvm", recipe=Recipe.from_flags(backend="tvm", sequence_buckets=(16,))).path
     theirs = compile(folder, "x86-64-avx2", tmp_path / "ort").path
     assert json.loads((ours / "tvm.json").read_text())["inputs"] == ["input_ids", "attention_mask"]
     ours, theirs = load(ours), load(theirs)
-    assert "token_type_ids" in {spec.name for spec in ours.manifest.inputs}  # accepted, as ONNX Runtime does
+    assert {spec.name for spec in ours.manifest.inputs} == {"input_ids", "attention_mask"}
     feeds, _ = theirs.encoder.encode(TEXTS)
     got, want = ours.run(feeds), theirs.run(feeds)
     np.testing.assert_allclose(got["logits"], want["logits"], atol=ATOL)

@@ -34,8 +34,9 @@ class ExportConfig(PassConfig):
 @register_pass
 class ExportOnnx(Pass):
     name = "export_onnx"
-    version = 4  # 2: nodes named after their modules; 3: embedding normalisation TVM can import;
-    # 4: past 2 GB the dynamo export is kept (nodes renamed in the graph only), weights in one model.onnx.data
+    version = 5  # 2: nodes named after their modules; 3: embedding normalisation TVM can import;
+    # 4: past 2 GB the dynamo export is kept (nodes renamed in the graph only), weights in one model.onnx.data;
+    # 5: an export that fixed a dynamic axis is refused
     Config = ExportConfig
     changes_model = True
 
@@ -60,6 +61,11 @@ class ExportOnnx(Pass):
             try:
                 with _quiet(), torch.inference_mode(False), torch.no_grad():
                     _EXPORTERS[exporter](module, example, spec, out_dir / MODEL_FILE, self.config.opset)
+                fixed = fixed_axes(out_dir / MODEL_FILE, spec.dynamic_axes)
+                if fixed:  # the trace specialised a dynamic axis: the graph would take only that size
+                    failures.append(f"{exporter.value}: the model's code fixes {fixed} "
+                                    "(it computes with the size as a Python number)")
+                    continue
                 if exporter is Exporter.DYNAMO:
                     name_nodes_after_modules(out_dir / MODEL_FILE)
                 consolidate(out_dir / MODEL_FILE)  # past 2 GB: the weights in one model.onnx.data
@@ -97,6 +103,20 @@ def _export_torchscript(module, example, spec, path: Path, opset: int) -> None:
 
 
 _EXPORTERS = {Exporter.DYNAMO: _export_dynamo, Exporter.TORCHSCRIPT: _export_torchscript}
+
+
+def fixed_axes(path: Path, dynamic_axes) -> str | None:
+    """The first declared dynamic axis the exported graph has as a fixed size ("the sequence axis of
+    input_ids at 16"), or None when every one stayed symbolic."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    for value in graph.input:
+        dims = value.type.tensor_type.shape.dim
+        for axis, name in dynamic_axes.get(value.name, {}).items():
+            if int(axis) < len(dims) and dims[int(axis)].HasField("dim_value"):
+                return f"the {name} axis of {value.name} at {dims[int(axis)].dim_value}"
+    return None
 
 
 def name_nodes_after_modules(path: Path) -> None:

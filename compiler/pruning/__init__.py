@@ -1,2 +1,3 @@
-"""Structured pruning: attention heads and FFN neurons of BERT-family encoders, conv channels of
-CNNs, chosen by importance on calibration data, with an optional distillation recovery."""
+"""Structured pruning: attention heads and FFN neurons of transformer encoders whose layers follow
+the BERT pattern (found from their modules), conv channels of CNNs, chosen by importance on
+calibration data, with an optional distillation recovery."""

@@ -11,7 +11,7 @@ from typing import Iterable
 import numpy as np
 
 from .config import Importance
-from .structure import encoder_layers, head_size
+from .structure import Block, encoder_blocks
 
 
 def importance_scores(model, batches: Iterable[tuple[dict, np.ndarray | None]], kind: Importance):
@@ -21,27 +21,30 @@ def importance_scores(model, batches: Iterable[tuple[dict, np.ndarray | None]], 
     return _taylor(model, batches, label_free=kind is Importance.TAYLOR_LABEL_FREE)
 
 
-def _groups(layer, size: int):
+def _rows(linear):
+    rows = (linear.weight * linear.weight.grad).sum(dim=1)
+    return rows if linear.bias is None else rows + linear.bias * linear.bias.grad
+
+
+def _groups(block: Block):
     """(head contributions, neuron contributions) of `w * grad` for one layer."""
-    attention = layer.attention
+    size = block.head_size
     heads = 0
-    for linear in (attention.self.query, attention.self.key, attention.self.value):
-        rows = (linear.weight * linear.weight.grad).sum(dim=1) + linear.bias * linear.bias.grad
-        heads = heads + rows.view(-1, size).sum(dim=1)
-    out = attention.output.dense
+    for ref in block.projections:
+        heads = heads + _rows(block.linear(ref)).view(-1, size).sum(dim=1)
+    out = block.linear(block.output)
     heads = heads + (out.weight * out.weight.grad).sum(dim=0).view(-1, size).sum(dim=1)
-    up, down = layer.intermediate.dense, layer.output.dense
-    neurons = (up.weight * up.weight.grad).sum(dim=1) + up.bias * up.bias.grad + \
-        (down.weight * down.weight.grad).sum(dim=0)
+    down = block.linear(block.down)
+    neurons = _rows(block.linear(block.up)) + (down.weight * down.weight.grad).sum(dim=0)
     return heads, neurons
 
 
 def _taylor(model, batches, *, label_free: bool):
     import torch
 
-    layers, size = encoder_layers(model), head_size(model)
-    heads = [np.zeros(layer.attention.self.query.out_features // size) for layer in layers]
-    neurons = [np.zeros(layer.intermediate.dense.out_features) for layer in layers]
+    blocks = encoder_blocks(model)
+    heads = [np.zeros(block.heads) for block in blocks]
+    neurons = [np.zeros(block.width) for block in blocks]
     model.eval()  # no dropout: the scores describe the deployed model
     for feeds, labels in batches:
         inputs = {name: torch.from_numpy(array) for name, array in feeds.items()}
@@ -52,8 +55,8 @@ def _taylor(model, batches, *, label_free: bool):
         model.zero_grad(set_to_none=False)
         loss.backward()
         with torch.no_grad():
-            for i, layer in enumerate(layers):
-                head, neuron = _groups(layer, size)
+            for i, block in enumerate(blocks):
+                head, neuron = _groups(block)
                 heads[i] += head.double().pow(2).numpy()
                 neurons[i] += neuron.double().pow(2).numpy()
     model.zero_grad(set_to_none=True)
@@ -63,15 +66,12 @@ def _taylor(model, batches, *, label_free: bool):
 def _magnitude(model):
     import torch
 
-    layers, size = encoder_layers(model), head_size(model)
     heads, neurons = [], []
     with torch.no_grad():
-        for layer in layers:
-            attention = layer.attention
-            rows = sum(lin.weight.pow(2).sum(dim=1) for lin in (attention.self.query, attention.self.key,
-                                                                 attention.self.value))
-            cols = attention.output.dense.weight.pow(2).sum(dim=0)
-            heads.append((rows + cols).view(-1, size).sum(dim=1).sqrt().numpy())
-            up, down = layer.intermediate.dense, layer.output.dense
+        for block in encoder_blocks(model):
+            rows = sum(block.linear(ref).weight.pow(2).sum(dim=1) for ref in block.projections)
+            cols = block.linear(block.output).weight.pow(2).sum(dim=0)
+            heads.append((rows + cols).view(-1, block.head_size).sum(dim=1).sqrt().numpy())
+            up, down = block.linear(block.up), block.linear(block.down)
             neurons.append((up.weight.pow(2).sum(dim=1) + down.weight.pow(2).sum(dim=0)).sqrt().numpy())
     return heads, neurons

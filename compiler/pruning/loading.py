@@ -59,7 +59,8 @@ def save_pretrained(model, folder: Path) -> None:
     except CompileError:  # not an encoder edgekiln prunes
         return
     config = model.config
-    if set(shape.heads) == {config.num_attention_heads} and set(shape.widths) == {config.intermediate_size}:
+    if set(shape.heads) == {config.num_attention_heads} and \
+            set(shape.widths) == {getattr(config, "intermediate_size", None)}:
         return
     path = folder / "config.json"
     data = json.loads(path.read_text())

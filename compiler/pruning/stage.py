@@ -72,6 +72,7 @@ def _check(job: PruneJob) -> None:
 
 def _prune(folder: Path, job: PruneJob, work: Path, say) -> None:
     from ..finetune.model import load_for_task, save_checkpoint
+    from .apply import heads_fixed_reason
 
     started = time.perf_counter()
     task, labels = task_of(folder)
@@ -79,13 +80,17 @@ def _prune(folder: Path, job: PruneJob, work: Path, say) -> None:
     model = load_for_task(folder, task, labels)
     encoder = encoder_for(folder, work)
     full = shape_of(model)
+    fixed = heads_fixed_reason(model)
+    if fixed and job.config.heads:
+        raise CompileError(f"--prune-heads: the heads of this model cannot be removed ({fixed})",
+                           hint="prune its FFN neurons: --prune-ffn, or --prune-flops (then FFN only)")
     if job.config.flops is not None:  # refuse an impossible target before scoring
         dims = (model.config.hidden_size, head_size(model), job.config.flops_sequence)
-        check_flops_target(full, job.config.flops, job.config.multiple_of, dims)
+        check_flops_target(full, job.config.flops, job.config.multiple_of, dims, bool(fixed))
     teacher = copy.deepcopy(model) if job.recovery else None
     say(f"prune: scoring {sum(full.heads)} heads and {sum(full.widths)} FFN neurons ({job.config.importance.value})")
     scores = importance_scores(model, importance_batches(job, task, labels, encoder), job.config.importance)
-    plan = _plan(model, scores, job.config)
+    plan = _plan(model, scores, job.config, bool(fixed))
     before = accuracy_points(model, job.dev, labels, encoder)
     from .apply import apply_plan
 
@@ -107,6 +112,7 @@ def _prune(folder: Path, job: PruneJob, work: Path, say) -> None:
     else:
         save_checkpoint(model, folder, work / MODEL_DIR)
     report = _report(model.config, full, plan, job, (before, after, recovered), recovery_info, task)
+    report["heads_kept_because"] = fixed
     report["seconds"] = round(time.perf_counter() - started, 1)
     (work / REPORT).write_text(json.dumps(report, indent=2))
 
@@ -127,11 +133,11 @@ def _recovery_data(job: PruneJob, teacher, labels, encoder):
     return train, job.dev or held_out, job.recovery.model_copy(update={"alpha": 1.0})
 
 
-def _plan(model, scores, config: PruneConfig):
+def _plan(model, scores, config: PruneConfig, heads_fixed: bool):
     heads, neurons = scores
     if config.flops is not None:
         dims = (model.config.hidden_size, head_size(model), config.flops_sequence)
-        return plan_flops(heads, neurons, config.flops, config.multiple_of, dims)
+        return plan_flops(heads, neurons, config.flops, config.multiple_of, dims, heads_fixed)
     return plan_ratios(heads, neurons, config.heads or 0.0, config.ffn or 0.0, config.multiple_of)
 
 

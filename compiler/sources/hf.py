@@ -69,7 +69,8 @@ def export_tokenizer(folder: Path, work_dir: Path, config: dict | None = None) -
     outputs feed the model (the runtime re-creates it from exactly these two)."""
     config = config if config is not None else _read_json(folder / "config.json", folder)
     tokenizer = _load_tokenizer(folder)
-    names = tuple(name for name in _FEEDS if name in tokenizer.model_input_names)
+    taken = model_inputs(config)
+    names = tuple(name for name in _FEEDS if name in tokenizer.model_input_names and (taken is None or name in taken))
     if "input_ids" not in names or "attention_mask" not in names:
         raise CompileError(f"tokenizer in {folder} does not produce input_ids and attention_mask "
                            f"(it produces {tokenizer.model_input_names})")
@@ -84,6 +85,20 @@ def export_tokenizer(folder: Path, work_dir: Path, config: dict | None = None) -
 
 def _positive(value) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def model_inputs(config: dict) -> frozenset[str] | None:
+    """The inputs the forward of the folder's architecture takes (a BERT tokenizer beside a DistilBERT
+    or ModernBERT model gives token_type_ids it does not take), or None when the class is unknown."""
+    import inspect
+
+    import transformers
+
+    names = [getattr(transformers, name, None) for name in config.get("architectures") or []]
+    classes = [cls for cls in names if cls is not None and hasattr(cls, "forward")]
+    if not classes:
+        return None
+    return frozenset(inspect.signature(classes[0].forward).parameters)
 
 
 def _vocab_size(tokenizer_file: Path) -> int:
