@@ -8,6 +8,7 @@
 Shapes are declared the way a user would after reading `edgekiln inspect MODEL.onnx`: ranges for
 ONNX Runtime and OpenVINO, one fixed shape for TVM.
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,10 +25,16 @@ MODELS = {
     "ch_PP-OCRv4_det_infer.onnx": ("paddle2onnx", ["x:1x3x[320..960:32]x[320..960:32]"], ["x:1x3x640x640"]),
     "ch_PP-OCRv4_rec_infer.onnx": ("paddle2onnx", ["x:1x3x48x[160..640:8]"], ["x:1x3x48x320"]),
     "ch_ppocr_mobile_v2.0_cls_infer.onnx": ("paddle2onnx", ["x:[1..8]x3x48x192"], ["x:1x3x48x192"]),
-    "320n.onnx": ("pytorch 2.3 (ultralytics YOLOv8)", ["images:1x3x[320..640:32]x[320..640:32]"],
-                  ["images:1x3x320x320"]),
-    "silero_vad_16k_op15.onnx": ("pytorch 2.3 (silero)", ["input:1x512", "state:2x1x128"],
-                                 ["input:1x512", "state:2x1x128"]),
+    "320n.onnx": (
+        "pytorch 2.3 (ultralytics YOLOv8)",
+        ["images:1x3x[320..640:32]x[320..640:32]"],
+        ["images:1x3x320x320"],
+    ),
+    "silero_vad_16k_op15.onnx": (
+        "pytorch 2.3 (silero)",
+        ["input:1x512", "state:2x1x128"],
+        ["input:1x512", "state:2x1x128"],
+    ),
 }
 
 
@@ -41,10 +48,13 @@ def one(model: Path, backend: str, flags: list[str]) -> str:
         except Exception as exc:  # noqa: BLE001 - a traceback is what this table exists to catch
             return f"TRACEBACK {type(exc).__name__}: {str(exc).splitlines()[0][:150]}"
         from edgekiln.runtime.reports.schema import read_reports
+
         checks = read_reports(result.path).fidelity.values()
         worst = max(checks, key=lambda report: report.max_abs_diff)
-        return f"compiled, matched ({len(checks)} checks): max abs diff {worst.max_abs_diff:.2g}, min cosine " \
-               f"{min(report.min_cosine for report in checks):.6f}"
+        return (
+            f"compiled, matched ({len(checks)} checks): max abs diff {worst.max_abs_diff:.2g}, min cosine "
+            f"{min(report.min_cosine for report in checks):.6f}"
+        )
 
 
 def main(folder: str) -> None:
@@ -53,10 +63,13 @@ def main(folder: str) -> None:
         path = Path(folder) / name
         if not path.is_file():
             continue
-        cells = [one(path, backend, fixed if backend == "tvm" else ranges)
-                 for backend in ("onnxruntime", "openvino", "tvm")]
-        print(f"| {name} (`{' '.join(ranges)}`; TVM `{' '.join(fixed)}`) | {exporter} | " + " | ".join(cells) + " |",
-              flush=True)
+        cells = [
+            one(path, backend, fixed if backend == "tvm" else ranges) for backend in ("onnxruntime", "openvino", "tvm")
+        ]
+        print(
+            f"| {name} (`{' '.join(ranges)}`; TVM `{' '.join(fixed)}`) | {exporter} | " + " | ".join(cells) + " |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Building comes first (the tuning time is printed), then every runner, each in it
 (benchmarks/interleave.py), is timed in rounds that alternate between them. Latency is also stated as a multiple
 of this machine's fp32 matrix-multiply floor (../shared/tools/roofline.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,13 +34,20 @@ from edgekiln.runtime.backends.openvino import compile_ir  # noqa: E402
 
 def build(out: Path, trials: int, seq: int) -> dict:
     model, built = str(model_folder()), {}
-    for name, options in (("onnxruntime", {}), ("openvino", {"backend": "openvino"}),
-                          ("tvm-untuned", {"backend": "tvm", "sequence_buckets": (seq,), "cache": False}),
-                          ("tvm-tuned", {"backend": "tvm", "sequence_buckets": (seq,), "tune_trials": trials,
-                                         "cache_dir": str(out / "cache")})):
+    for name, options in (
+        ("onnxruntime", {}),
+        ("openvino", {"backend": "openvino"}),
+        ("tvm-untuned", {"backend": "tvm", "sequence_buckets": (seq,), "cache": False}),
+        (
+            "tvm-tuned",
+            {"backend": "tvm", "sequence_buckets": (seq,), "tune_trials": trials, "cache_dir": str(out / "cache")},
+        ),
+    ):
         started = time.perf_counter()
-        built[name] = {"path": str(compile(model, "host", out / name, Recipe.from_flags(**options), force=True).path),
-                       "build_s": round(time.perf_counter() - started, 1)}
+        built[name] = {
+            "path": str(compile(model, "host", out / name, Recipe.from_flags(**options), force=True).path),
+            "build_s": round(time.perf_counter() - started, 1),
+        }
         print(f"built {name} in {built[name]['build_s']} s", flush=True)
     return built
 
@@ -47,8 +55,9 @@ def build(out: Path, trials: int, seq: int) -> dict:
 def make_runner(name: str, spec: tuple[dict, int]):
     built, threads = spec
     if name == "openvino-bf16":
-        return compile_ir(Path(built["openvino"]["path"]) / "model.xml", threads=threads, cache_dir=None,
-                          precision="bf16")
+        return compile_ir(
+            Path(built["openvino"]["path"]) / "model.xml", threads=threads, cache_dir=None, precision="bf16"
+        )
     if name == "pytorch-eager":
         return pytorch_runner(model_folder(), threads)
     return load(built[name]["path"], threads=threads).run
@@ -70,25 +79,41 @@ def main() -> None:
     index.write_text(json.dumps(built, indent=2))
     names = ["onnxruntime", "openvino", "openvino-bf16", "tvm-untuned", "tvm-tuned", "pytorch-eager"]
     rng = np.random.default_rng(0)
-    feeds = {"input_ids": rng.integers(1000, 30000, (1, args.seq)).astype(np.int64),
-             "attention_mask": np.ones((1, args.seq), np.int64), "token_type_ids": np.zeros((1, args.seq), np.int64)}
-    times = measure(make_runner, {name: (built, args.threads) for name in names}, feeds, rounds=args.rounds,
-                    per_round=args.per_round)
+    feeds = {
+        "input_ids": rng.integers(1000, 30000, (1, args.seq)).astype(np.int64),
+        "attention_mask": np.ones((1, args.seq), np.int64),
+        "token_type_ids": np.zeros((1, args.seq), np.int64),
+    }
+    times = measure(
+        make_runner,
+        {name: (built, args.threads) for name in names},
+        feeds,
+        rounds=args.rounds,
+        per_round=args.per_round,
+    )
     gflop = encoder_gflop(json.loads((model_folder() / "config.json").read_text()), 1, args.seq)
     peak = fp32_peak_gflops(args.threads)
     base = statistics.median(times["onnxruntime"])
-    print(f"\nall-MiniLM-L6-v2, batch 1 x seq {args.seq}, {args.threads} threads, "
-          f"{args.rounds}x{args.per_round} interleaved runs each; {gflop:.2f} GFLOP"
-          + (f", fp32 floor {gflop / peak * 1e3:.2f} ms at {peak:.0f} GFLOP/s" if peak else ""))
+    print(
+        f"\nall-MiniLM-L6-v2, batch 1 x seq {args.seq}, {args.threads} threads, "
+        f"{args.rounds}x{args.per_round} interleaved runs each; {gflop:.2f} GFLOP"
+        + (f", fp32 floor {gflop / peak * 1e3:.2f} ms at {peak:.0f} GFLOP/s" if peak else "")
+    )
     rows = {}
     for name, values in times.items():
         p50, p90 = statistics.median(values), float(np.percentile(values, 90))
-        rows[name] = {"p50_ms": p50, "p90_ms": p90, "vs_onnxruntime": p50 / base,
-                      "x_floor": p50 / (gflop / peak * 1e3) if peak else None, **built.get(name, {})}
+        rows[name] = {
+            "p50_ms": p50,
+            "p90_ms": p90,
+            "vs_onnxruntime": p50 / base,
+            "x_floor": p50 / (gflop / peak * 1e3) if peak else None,
+            **built.get(name, {}),
+        }
         floor = f"{rows[name]['x_floor']:6.2f}x floor" if peak else ""
         print(f"  {name:15s} p50 {p50:9.2f} ms  p90 {p90:9.2f} ms  {p50 / base:6.2f}x onnxruntime  {floor}")
-    (args.out / "backends.json").write_text(json.dumps({"seq": args.seq, "threads": args.threads, "rows": rows},
-                                                       indent=2))
+    (args.out / "backends.json").write_text(
+        json.dumps({"seq": args.seq, "threads": args.threads, "rows": rows}, indent=2)
+    )
     print(f"json: {args.out / 'backends.json'}")
 
 

@@ -7,6 +7,7 @@ Both run in this one process with the same thread count and the same inputs. The
 stated as a multiple of this machine's fp32 matrix-multiply floor (../shared/tools/roofline.py),
 so figures compare across machines.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,7 @@ from pathlib import Path
 
 from edgekiln.cli.artifact_commands import run_bench
 from edgekiln.cli.parsing import int_list
-from edgekiln.compiler import compile
-from edgekiln.compiler import Recipe
+from edgekiln.compiler import Recipe, compile
 from edgekiln.compiler.quickstart import compile_default, model_folder
 from edgekiln.runtime.bench import BenchConfig, format_table
 
@@ -37,8 +37,9 @@ def encoder_gflop(config: dict, batch: int, seq: int) -> float:
 def fp32_peak_gflops(threads: int) -> float | None:
     if not ROOFLINE.is_file():
         return None
-    done = subprocess.run([sys.executable, str(ROOFLINE), "--threads", str(threads)], capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(ROOFLINE), "--threads", str(threads)], capture_output=True, text=True, timeout=600
+    )
     match = re.search(r"^fp32\s+([\d.]+) GFLOP/s", done.stdout, re.MULTILINE)
     return float(match.group(1)) if match else None
 
@@ -53,7 +54,13 @@ def main() -> None:
     args = parser.parse_args()
 
     result = compile_default(args.out, lambda message: None)
-    openvino = compile(str(model_folder()), "host", args.out.with_name("minilm-openvino"), force=True, recipe=Recipe.from_flags(backend="openvino")).path
+    openvino = compile(
+        str(model_folder()),
+        "host",
+        args.out.with_name("minilm-openvino"),
+        force=True,
+        recipe=Recipe.from_flags(backend="openvino"),
+    ).path
     config = BenchConfig(batches=args.batch, sequences=args.seq, runs=args.runs, warmup=10)
     ov_report = run_bench(openvino, config, threads=args.threads, against=None)
     report = run_bench(result.path, config, threads=args.threads, against=str(model_folder()))
@@ -68,13 +75,17 @@ def main() -> None:
         line = f"batch {point['batch']} seq {point['seq']}: {gflop:.2f} GFLOP"
         if peak:
             floor_ms = gflop / peak * 1e3
-            line += (f"; fp32 floor {floor_ms:.2f} ms at {peak:.0f} GFLOP/s -> onnxruntime "
-                     f"{point['p50_ms'] / floor_ms:.2f}x floor, pytorch {point['against']['p50_ms'] / floor_ms:.2f}x")
+            line += (
+                f"; fp32 floor {floor_ms:.2f} ms at {peak:.0f} GFLOP/s -> onnxruntime "
+                f"{point['p50_ms'] / floor_ms:.2f}x floor, pytorch {point['against']['p50_ms'] / floor_ms:.2f}x"
+            )
         print(line)
     for point, ov_point in zip(report["points"], ov_report["points"]):
-        print(f"batch {point['batch']} seq {point['seq']}: openvino p50 {ov_point['p50_ms']:.2f} ms = "
-              f"{point['against']['p50_ms'] / ov_point['p50_ms']:.2f}x pytorch, "
-              f"{point['p50_ms'] / ov_point['p50_ms']:.2f}x onnxruntime")
+        print(
+            f"batch {point['batch']} seq {point['seq']}: openvino p50 {ov_point['p50_ms']:.2f} ms = "
+            f"{point['against']['p50_ms'] / ov_point['p50_ms']:.2f}x pytorch, "
+            f"{point['p50_ms'] / ov_point['p50_ms']:.2f}x onnxruntime"
+        )
     report["openvino"] = ov_report
     (args.out.parent / "core_path.json").write_text(json.dumps(report, indent=2))
     print(f"json: {args.out.parent / 'core_path.json'}")

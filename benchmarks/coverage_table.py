@@ -5,6 +5,7 @@
 
 The table goes between the README's two marker comments; every ❌ carries its reason, numbered below
 the table. Nothing in the table is written by hand: a cell no test ran shows "–"."""
+
 from __future__ import annotations
 
 import json
@@ -16,12 +17,30 @@ BEGIN, END = "<!-- coverage-table:begin -->", "<!-- coverage-table:end -->"
 TASKS = ("sequence classification", "token classification", "sentence embedding")
 BACKENDS = ("onnxruntime", "openvino", "tvm")
 SHORT = {"onnxruntime": "ORT", "openvino": "OV", "tvm": "TVM"}
-NAMES = {"bert": "BERT", "distilbert": "DistilBERT", "roberta": "RoBERTa", "xlm-roberta": "XLM-RoBERTa",
-         "camembert": "CamemBERT", "electra": "ELECTRA", "albert": "ALBERT", "deberta": "DeBERTa",
-         "deberta-v2": "DeBERTa-v2", "mpnet": "MPNet", "modernbert": "ModernBERT", "funnel": "Funnel",
-         "convbert": "ConvBERT", "mobilebert": "MobileBERT", "squeezebert": "SqueezeBERT",
-         "longformer": "Longformer", "big_bird": "BigBird (original_full)", "ernie": "ERNIE",
-         "nomic_bert": "NomicBERT", "eurobert": "EuroBERT", "xlm": "XLM", "nystromformer": "Nyströmformer"}
+NAMES = {
+    "bert": "BERT",
+    "distilbert": "DistilBERT",
+    "roberta": "RoBERTa",
+    "xlm-roberta": "XLM-RoBERTa",
+    "camembert": "CamemBERT",
+    "electra": "ELECTRA",
+    "albert": "ALBERT",
+    "deberta": "DeBERTa",
+    "deberta-v2": "DeBERTa-v2",
+    "mpnet": "MPNet",
+    "modernbert": "ModernBERT",
+    "funnel": "Funnel",
+    "convbert": "ConvBERT",
+    "mobilebert": "MobileBERT",
+    "squeezebert": "SqueezeBERT",
+    "longformer": "Longformer",
+    "big_bird": "BigBird (original_full)",
+    "ernie": "ERNIE",
+    "nomic_bert": "NomicBERT",
+    "eurobert": "EuroBERT",
+    "xlm": "XLM",
+    "nystromformer": "Nyströmformer",
+}
 
 
 def render(results: dict[str, dict]) -> str:
@@ -32,14 +51,20 @@ def render(results: dict[str, dict]) -> str:
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     counts = {"pass": 0, "total": 0}
     for family in families:
-        cells = [_cell(results.get(f"{family}|{task}|{backend}"), reasons, counts)
-                 for task in TASKS for backend in BACKENDS]
+        cells = [
+            _cell(results.get(f"{family}|{task}|{backend}"), reasons, counts) for task in TASKS for backend in BACKENDS
+        ]
         cells.append(_cell(results.get(f"{family}|prune|-"), reasons, counts, note=True))
         rows.append(f"| {NAMES.get(family, family)} | " + " | ".join(cells) + " |")
     share = counts["pass"] / counts["total"] if counts["total"] else 0.0
-    lines = [f"{counts['pass']} of {counts['total']} cells ✅ ({share:.0%}), each a tiny random-weight model "
-             "compiled for x86-64-avx2 and matched against PyTorch at two batch sizes and sequence lengths "
-             "(tests/test_coverage_matrix.py; pruning: tests/test_pruning_families.py).", "", *rows, ""]
+    lines = [
+        f"{counts['pass']} of {counts['total']} cells ✅ ({share:.0%}), each a tiny random-weight model "
+        "compiled for x86-64-avx2 and matched against PyTorch at two batch sizes and sequence lengths "
+        "(tests/test_coverage_matrix.py; pruning: tests/test_pruning_families.py).",
+        "",
+        *rows,
+        "",
+    ]
     lines += [f"{number}. {reason}" for reason, number in reasons.items()]
     return "\n".join(lines)
 
@@ -73,7 +98,7 @@ def main(argv: list[str]) -> int:
     readme = Path(__file__).resolve().parents[1] / "README.md"
     if "--readme" in argv:
         at = argv.index("--readme")
-        readme, argv = Path(argv[at + 1]), argv[:at] + argv[at + 2:]
+        readme, argv = Path(argv[at + 1]), argv[:at] + argv[at + 2 :]
     results: dict[str, dict] = {}
     for path in argv:  # several runs (e.g. the slow TVM cells apart) merge, later files winning
         results.update(json.loads(Path(path).read_text()))

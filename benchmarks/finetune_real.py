@@ -6,6 +6,7 @@ and evaluate the artifact against the checkpoint; prints the figures benchmarks/
     python benchmarks/finetune_real.py sst2 --method lora --epochs 2
     python benchmarks/finetune_real.py wnut17 --method full --epochs 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,23 +37,42 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("edgekiln-out/bench"))
     args = parser.parse_args()
     task, train, dev, test = SETS[args.dataset]
-    config = FinetuneConfig(task=task, epochs=args.epochs, learning_rate=args.lr, max_train_examples=args.max_train,
-                            lora=LoraSettings() if args.method == "lora" else None)
+    config = FinetuneConfig(
+        task=task,
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        max_train_examples=args.max_train,
+        lora=LoraSettings() if args.method == "lora" else None,
+    )
     name = f"{args.dataset}-{args.method}"
     started = time.perf_counter()
-    result = finetune(model_folder(), args.out / name, train_data=str(DATA / train),
-                      eval_data=str(DATA / dev), config=config, force=True)
+    result = finetune(
+        model_folder(),
+        args.out / name,
+        train_data=str(DATA / train),
+        eval_data=str(DATA / dev),
+        config=config,
+        force=True,
+    )
     train_wall = time.perf_counter() - started
     artifact = compile(result.path, "host", args.out / f"{name}-artifact", force=True).path
     reported = load_dataset(str(DATA / (test or dev)))
     scores = evaluate(artifact, reported, against=result.path)
     metric = result.report["metric"]
-    summary = {"dataset": args.dataset, "method": args.method, "epochs": args.epochs,
-               "learning_rate": config.effective_learning_rate, "train_examples": result.report["train_data"]["examples"],
-               "finetune_wall_seconds": round(train_wall, 1), "best_epoch": result.report["best_epoch"],
-               f"dev_{metric}": result.report["best_metric"], "reported_split": test or dev,
-               f"artifact_{metric}": scores[metric], f"checkpoint_{metric}": scores["against"][metric],
-               "artifact_vs_checkpoint_agreement": scores["agreement"]}
+    summary = {
+        "dataset": args.dataset,
+        "method": args.method,
+        "epochs": args.epochs,
+        "learning_rate": config.effective_learning_rate,
+        "train_examples": result.report["train_data"]["examples"],
+        "finetune_wall_seconds": round(train_wall, 1),
+        "best_epoch": result.report["best_epoch"],
+        f"dev_{metric}": result.report["best_metric"],
+        "reported_split": test or dev,
+        f"artifact_{metric}": scores[metric],
+        f"checkpoint_{metric}": scores["against"][metric],
+        "artifact_vs_checkpoint_agreement": scores["agreement"],
+    }
     (args.out / f"{name}.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
 

@@ -11,6 +11,7 @@ The weights package ships no class names, so labels are `imagenet-N`; ImageNet's
 281-285 (tabby, tiger cat, Persian, Siamese, Egyptian). Preprocessing is the TF-Lite model's:
 bicubic resize of the shorter side to 256, centre crop 224, (v - 127) / 128 on 0-255 values.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,16 @@ from edgekiln.runtime import load
 from edgekiln.runtime.bench import BenchConfig, measure
 from edgekiln.runtime.images.spec import ImagePreprocessSpec
 
-SPEC = ImagePreprocessSpec(input="images", resize="shortest-edge", size=(256,), interpolation="bicubic",
-                           crop=(224, 224), rescale=1.0, mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0))
+SPEC = ImagePreprocessSpec(
+    input="images",
+    resize="shortest-edge",
+    size=(256,),
+    interpolation="bicubic",
+    crop=(224, 224),
+    rescale=1.0,
+    mean=(127.0, 127.0, 127.0),
+    std=(128.0, 128.0, 128.0),
+)
 LABELS = tuple(f"imagenet-{i}" for i in range(1000))
 CATS = range(281, 286)
 
@@ -70,19 +79,36 @@ def main() -> int:
         same = int((got.argmax(-1) == expected.argmax(-1)).sum())
         one = {"images": session.encoder.encode(pictures[0])[0]["images"]}
         latency = measure(session.run, one, BenchConfig(runs=args.runs), 1)["p50_ms"]
-        cli = subprocess.run([sys.executable, "-m", "edgekiln.cli.main", "run", str(path),
-                              str(next(p for p in pictures if p.name == "chelsea.png")), "--top", "1", "--json"],
-                             capture_output=True, text=True, check=True)
+        cli = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edgekiln.cli.main",
+                "run",
+                str(path),
+                str(next(p for p in pictures if p.name == "chelsea.png")),
+                "--top",
+                "1",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         cat = json.loads(cli.stdout)[0]["label"]
-        results[backend] = {"top1_same_as_pytorch": f"{same}/{len(pictures)}",
-                            "max_abs_logit_diff": float(np.abs(got - expected).max()),
-                            "p50_ms_batch1": latency, "cat_png_top1": cat,
-                            "cat_png_is_a_cat": int(cat.split("-")[1]) in CATS}
+        results[backend] = {
+            "top1_same_as_pytorch": f"{same}/{len(pictures)}",
+            "max_abs_logit_diff": float(np.abs(got - expected).max()),
+            "p50_ms_batch1": latency,
+            "cat_png_top1": cat,
+            "cat_png_is_a_cat": int(cat.split("-")[1]) in CATS,
+        }
         print(backend, json.dumps(results[backend]), flush=True)
     one = torch.from_numpy(load(out / "onnxruntime").encoder.encode(pictures[0])[0]["images"])
     with torch.inference_mode():
-        results["pytorch_eager_p50_ms_batch1"] = measure(lambda feeds: model(one), {}, BenchConfig(runs=args.runs),
-                                                         1)["p50_ms"]
+        results["pytorch_eager_p50_ms_batch1"] = measure(lambda feeds: model(one), {}, BenchConfig(runs=args.runs), 1)[
+            "p50_ms"
+        ]
     print(json.dumps(results, indent=2))
     return 0
 

@@ -9,6 +9,7 @@ weights travel as external data). Each compile runs as its own `edgekiln compile
 process; its wall time and peak RSS (the child's ru_maxrss) are printed, with the artifact's size.
 The model folder is built first, in this process, and freed before the compiles.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,10 +44,16 @@ def build_folder(folder: Path, size: str) -> int:
     vocab += [f"w{i}" for i in range(VOCAB - len(vocab))]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     transformers.BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True).save_pretrained(folder)
-    config = transformers.BertConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers,
-                                     num_attention_heads=heads, intermediate_size=ffn, max_position_embeddings=512,
-                                     id2label={0: "negative", 1: "positive"},
-                                     label2id={"negative": 0, "positive": 1})
+    config = transformers.BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
+        max_position_embeddings=512,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
+    )
     torch.manual_seed(0)
     model = transformers.BertForSequenceClassification(config).eval()
     parameters = sum(p.numel() for p in model.parameters())
@@ -59,8 +66,19 @@ def build_folder(folder: Path, size: str) -> int:
 def compile_child(folder: Path, out: Path, mode: str) -> dict:
     """One `edgekiln compile` process: seconds, its peak RSS, the artifact's files and bytes."""
     edgekiln = Path(sys.executable).with_name("edgekiln")
-    command = [str(edgekiln), "compile", str(folder), "--target", "host", "--backend", "onnxruntime",
-               "-o", str(out), "--no-cache", "--force"]
+    command = [
+        str(edgekiln),
+        "compile",
+        str(folder),
+        "--target",
+        "host",
+        "--backend",
+        "onnxruntime",
+        "-o",
+        str(out),
+        "--no-cache",
+        "--force",
+    ]
     if mode == "int8":
         command += ["--quantize", "dynamic"]
     started = time.perf_counter()
@@ -74,9 +92,13 @@ def compile_child(folder: Path, out: Path, mode: str) -> dict:
     if child.returncode != 0:
         return {"mode": mode, "seconds": round(seconds, 1), "error": message}
     files = {path.name: path.stat().st_size for path in out.iterdir() if path.is_file()}
-    return {"mode": mode, "seconds": round(seconds, 1),
-            "peak_rss_gb": round(usage.ru_maxrss / 1e6, 2),
-            "artifact_files": sorted(files), "artifact_gb": round(sum(files.values()) / 1e9, 2)}
+    return {
+        "mode": mode,
+        "seconds": round(seconds, 1),
+        "peak_rss_gb": round(usage.ru_maxrss / 1e6, 2),
+        "artifact_files": sorted(files),
+        "artifact_gb": round(sum(files.values()) / 1e9, 2),
+    }
 
 
 def main() -> None:
@@ -92,8 +114,10 @@ def main() -> None:
     try:
         started = time.perf_counter()
         parameters = build_folder(folder, args.size)
-        print(f"built {folder.name}: {parameters / 1e6:.0f}M parameters, {parameters * 4 / 1e9:.2f} GB fp32 "
-              f"in {time.perf_counter() - started:.0f} s")
+        print(
+            f"built {folder.name}: {parameters / 1e6:.0f}M parameters, {parameters * 4 / 1e9:.2f} GB fp32 "
+            f"in {time.perf_counter() - started:.0f} s"
+        )
         rows = []
         for mode in args.modes.split(","):
             rows.append(compile_child(folder, work / f"artifact-{args.size}-{mode}", mode))

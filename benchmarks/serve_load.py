@@ -7,6 +7,7 @@ checked against a single direct Session.predict call) and the server's RSS (star
 The server runs as its own process (`python -m edgekiln.cli.main serve ...`); the clients are
 threads in this one, so on a small machine they compete with the server for the same cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,10 +26,17 @@ from pathlib import Path
 import numpy as np
 
 SENTENCES = [
-    "i love this movie", "the plot was boring and the acting was terrible", "john visited paris last summer",
-    "a", "mary went to london and it was great fun", "not good", "google and apple announced new phones",
+    "i love this movie",
+    "the plot was boring and the acting was terrible",
+    "john visited paris last summer",
+    "a",
+    "mary went to london and it was great fun",
+    "not good",
+    "google and apple announced new phones",
     "the film is a quiet, patient study of grief that never quite finds its footing in the second half",
-    "what a waste of two hours", "an instant classic", "the soundtrack alone is worth the ticket price, and the "
+    "what a waste of two hours",
+    "an instant classic",
+    "the soundtrack alone is worth the ticket price, and the "
     "performances from the whole cast are uniformly excellent from the first scene to the last",
 ]
 CONFIGS = {"batching": ["--max-batch", "8", "--max-wait-ms", "2"], "no batching": ["--max-batch", "1"]}
@@ -43,16 +51,21 @@ def main() -> int:
     parser.add_argument("--only", choices=list(CONFIGS), help="run one configuration")
     args = parser.parse_args()
     expected = _expected(args.artifact)
-    print(f"{args.artifact}: {args.clients} clients x {args.seconds:.0f} s, POST /predict with one text each "
-          f"({len(SENTENCES)} texts, 1-{max(len(s.split()) for s in SENTENCES)} words), {os.cpu_count()} CPUs")
+    print(
+        f"{args.artifact}: {args.clients} clients x {args.seconds:.0f} s, POST /predict with one text each "
+        f"({len(SENTENCES)} texts, 1-{max(len(s.split()) for s in SENTENCES)} words), {os.cpu_count()} CPUs"
+    )
     print("| config | requests | req/s | p50 ms | p99 ms | errors | wrong | RSS start MB | RSS peak MB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, flags in CONFIGS.items():
         if args.only and name != args.only:
             continue
         row = _run_config(args, flags + (["--threads", str(args.threads)] if args.threads else []), expected)
-        print(f"| {name} | {row['requests']} | {row['rps']:.1f} | {row['p50']:.1f} | {row['p99']:.1f} | "
-              f"{row['errors']} | {row['wrong']} | {row['rss_start']:.0f} | {row['rss_peak']:.0f} |", flush=True)
+        print(
+            f"| {name} | {row['requests']} | {row['rps']:.1f} | {row['p50']:.1f} | {row['p99']:.1f} | "
+            f"{row['errors']} | {row['wrong']} | {row['rss_start']:.0f} | {row['rss_peak']:.0f} |",
+            flush=True,
+        )
     return 0
 
 
@@ -78,8 +91,20 @@ def _correct(got, expected) -> bool:
 
 def _run_config(args, flags: list[str], expected) -> dict:
     port = _free_port()
-    command = [sys.executable, "-m", "edgekiln.cli.main", "serve", str(args.artifact), "--port", str(port),
-               "--log-level", "warning", "--max-queue", str(max(256, 2 * args.clients)), *flags]
+    command = [
+        sys.executable,
+        "-m",
+        "edgekiln.cli.main",
+        "serve",
+        str(args.artifact),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--max-queue",
+        str(max(256, 2 * args.clients)),
+        *flags,
+    ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     try:
         model = _wait_ready(port, server)
@@ -91,9 +116,15 @@ def _run_config(args, flags: list[str], expected) -> dict:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
     ordered = np.sort(np.asarray(latencies)) * 1000 if latencies else np.asarray([float("nan")])
-    return {"requests": len(latencies), "rps": len(latencies) / args.seconds,
-            "p50": float(np.percentile(ordered, 50)), "p99": float(np.percentile(ordered, 99)), **tallies,
-            "rss_start": rss.first, "rss_peak": rss.peak}
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / args.seconds,
+        "p50": float(np.percentile(ordered, 50)),
+        "p99": float(np.percentile(ordered, 99)),
+        **tallies,
+        "rss_start": rss.first,
+        "rss_peak": rss.peak,
+    }
 
 
 def _drive(port: int, model: str, clients: int, seconds: float, expected) -> tuple[list[float], dict]:
@@ -112,8 +143,9 @@ def _drive(port: int, model: str, clients: int, seconds: float, expected) -> tup
             text = rng.choice(SENTENCES)
             began = time.perf_counter()
             try:
-                conn.request("POST", path, body=json.dumps({"texts": [text]}),
-                             headers={"Content-Type": "application/json"})
+                conn.request(
+                    "POST", path, body=json.dumps({"texts": [text]}), headers={"Content-Type": "application/json"}
+                )
                 response = conn.getresponse()
                 body = response.read()
                 elapsed = time.perf_counter() - began

@@ -1,4 +1,5 @@
 """Commands that need only the runtime: run, bench, inspect, targets."""
+
 from __future__ import annotations
 
 import itertools
@@ -12,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from edgekiln.runtime import load
-from edgekiln.runtime.backends import backend_names, backend_spec
 from edgekiln.runtime.artifact import read_manifest
+from edgekiln.runtime.backends import backend_names, backend_spec
 from edgekiln.runtime.bench import BenchConfig, benchmark, format_table
 from edgekiln.runtime.errors import InputError
 from edgekiln.runtime.manifest import REPORTS_DIR
@@ -26,12 +27,19 @@ from .signing_commands import add_trusted_key_option
 def register(commands) -> None:
     run = commands.add_parser("run", help="run an artifact on texts (or image files) and print predictions")
     run.add_argument("artifact", type=Path)
-    run.add_argument("texts", nargs="+", help="texts to predict on, or image files for an image classifier; '-' "
-                                              "reads one per line from stdin")
+    run.add_argument(
+        "texts",
+        nargs="+",
+        help="texts to predict on, or image files for an image classifier; '-' reads one per line from stdin",
+    )
     run.add_argument("--top", type=positive_int, help="image classification: the best N labels (default 5)")
     run.add_argument("--json", action="store_true", help="print JSON instead of a readable listing")
-    run.add_argument("--batch-size", type=positive_int, default=32,
-                     help="texts run together; stdin is read and printed one batch at a time (default 32)")
+    run.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=32,
+        help="texts run together; stdin is read and printed one batch at a time (default 32)",
+    )
     run.add_argument("--threads", type=positive_int)
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     add_trusted_key_option(run)
@@ -48,8 +56,12 @@ def register(commands) -> None:
     bench.add_argument("--seconds", type=positive_float, help="time budget per point")
     bench.add_argument("--json", metavar="OUT", type=Path, help="write the results as JSON to OUT")
     bench.add_argument("--no-save", action="store_true", help="do not add the results to the artifact's report")
-    bench.add_argument("--profile", action="store_true", help="instead of latency: time per operator and per layer "
-                                                            "from the backend's own profiler (first --batch/--seq)")
+    bench.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of latency: time per operator and per layer "
+        "from the backend's own profiler (first --batch/--seq)",
+    )
     bench.add_argument("--top", type=positive_int, default=15, help="nodes listed with --profile (default 15)")
     add_trusted_key_option(bench)
     bench.set_defaults(handler=cmd_bench)
@@ -78,8 +90,10 @@ def cmd_run(args) -> int:
         predictions = session.predict(batch, **options)
         items, lines = session.task_spec.describe(batch, predictions) or _describe(batch, predictions)
         if args.json:  # the same text as json.dumps(all items, indent=2), written a batch at a time
-            sys.stdout.write((",\n" if index else "") + ",\n".join(
-                textwrap.indent(json.dumps(item, indent=2), "  ") for item in items))
+            sys.stdout.write(
+                (",\n" if index else "")
+                + ",\n".join(textwrap.indent(json.dumps(item, indent=2), "  ") for item in items)
+            )
         else:
             sys.stdout.write("".join(line + "\n" for line in lines))
         sys.stdout.flush()
@@ -99,8 +113,10 @@ def _stdin_lines() -> Iterator[str]:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InputError(f"stdin line {number} is not valid UTF-8 (byte {raw[exc.start]:#04x} at offset "
-                             f"{exc.start})", hint="convert the text to UTF-8, e.g. with iconv -t utf-8") from None
+            raise InputError(
+                f"stdin line {number} is not valid UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start})",
+                hint="convert the text to UTF-8, e.g. with iconv -t utf-8",
+            ) from None
         yield line.rstrip("\n").removesuffix("\r")
 
 
@@ -113,8 +129,10 @@ def _describe(texts: list[str], predictions) -> tuple[list[dict], list[str]]:
     """(JSON items, readable lines) for one batch of texts and their predictions."""
     if isinstance(predictions, np.ndarray):
         items = [{"text": t, "embedding": row.tolist()} for t, row in zip(texts, predictions)]
-        lines = [f"[{len(row)}] norm {np.linalg.norm(row):.4f}  {' '.join(f'{v:+.4f}' for v in row[:4])} …  {t}"
-                 for t, row in zip(texts, predictions)]
+        lines = [
+            f"[{len(row)}] norm {np.linalg.norm(row):.4f}  {' '.join(f'{v:+.4f}' for v in row[:4])} …  {t}"
+            for t, row in zip(texts, predictions)
+        ]
     elif predictions and isinstance(predictions[0], list):
         items = [{"text": t, "tokens": [tag.to_dict() for tag in tags]} for t, tags in zip(texts, predictions)]
         lines = [" ".join(f"{tag.word}/{tag.tag}" for tag in tags) for tags in predictions]
@@ -127,10 +145,10 @@ def _describe(texts: list[str], predictions) -> tuple[list[dict], list[str]]:
 def cmd_bench(args) -> int:
     if args.profile:
         return _profile(args)
-    config = BenchConfig(batches=args.batch, sequences=args.seq, warmup=args.warmup, runs=args.runs,
-                         seconds=args.seconds)
-    report = run_bench(args.artifact, config, threads=args.threads, against=args.against,
-                       trusted_keys=args.trusted_key)
+    config = BenchConfig(
+        batches=args.batch, sequences=args.seq, warmup=args.warmup, runs=args.runs, seconds=args.seconds
+    )
+    report = run_bench(args.artifact, config, threads=args.threads, against=args.against, trusted_keys=args.trusted_key)
     print(format_table(report))
     if args.json:
         write_json(args.json, report)
@@ -147,10 +165,17 @@ def _profile(args) -> int:
     batch, sequence = args.batch[0], args.seq[0]
     feeds = feeds_for(session, batch, sequence, np.random.default_rng(0))
     ops = profile_ops(args.artifact, session.manifest, feeds, runs=args.runs, threads=session.threads)
-    report = {"backend": session.manifest.backend, "batch": batch, "sequence": sequence, "runs": args.runs,
-              "threads": session.threads, **summarize(ops, args.top)}
-    print(f"{session.manifest.backend}, batch {batch} x sequence {sequence}, {args.runs} runs, "
-          f"{session.threads} threads")
+    report = {
+        "backend": session.manifest.backend,
+        "batch": batch,
+        "sequence": sequence,
+        "runs": args.runs,
+        "threads": session.threads,
+        **summarize(ops, args.top),
+    }
+    print(
+        f"{session.manifest.backend}, batch {batch} x sequence {sequence}, {args.runs} runs, {session.threads} threads"
+    )
     print(format_profile(report, args.top))
     if args.json:
         write_json(args.json, report)
@@ -168,14 +193,21 @@ def write_json(path: Path, report: dict) -> None:
     print(f"wrote {path}")
 
 
-def run_bench(artifact: Path, config: BenchConfig, *, threads: int | None, against: str | None,
-              trusted_keys: list[Path] | None = None) -> dict:
+def run_bench(
+    artifact: Path,
+    config: BenchConfig,
+    *,
+    threads: int | None,
+    against: str | None,
+    trusted_keys: list[Path] | None = None,
+) -> dict:
     started = time.perf_counter()
     session = load(artifact, threads=threads, trusted_keys=trusted_keys)
     load_seconds = time.perf_counter() - started
     factory = None
     if against:
         from edgekiln.compiler.reference import pytorch_runner  # only here does bench need torch
+
         factory = ("pytorch", lambda: pytorch_runner(against, session.threads))
     return benchmark(session, config, load_seconds=load_seconds, against=factory)
 
@@ -199,6 +231,7 @@ def save_report(artifact: Path, name: str, report: dict) -> None:
 def cmd_inspect(args) -> int:
     if args.artifact.suffix.lower() == ".onnx" and args.artifact.is_file():
         from edgekiln.compiler.onnx_inspect import print_description  # needs the compiler's onnx package
+
         return print_description(args.artifact, as_json=args.json)
     manifest = read_manifest(args.artifact)
     if args.quantization:
@@ -206,12 +239,22 @@ def cmd_inspect(args) -> int:
     if args.json:
         print(json.dumps(manifest.to_json_dict(), indent=2))
         return 0
-    rows = [("artifact", f"{manifest.artifact_id} (schema {manifest.schema_version}, edgekiln "
-                         f"{manifest.edgekiln_version}, {manifest.created_at})"),
-            ("source", manifest.source), ("task", manifest.task.value), ("backend", manifest.backend),
-            ("target", f"{manifest.target.name} ({manifest.target.arch}, {manifest.target.threads} threads, "
-                       f"accelerator {manifest.target.accelerator.value})"),
-            ("precision", manifest.precision.value)]
+    rows = [
+        (
+            "artifact",
+            f"{manifest.artifact_id} (schema {manifest.schema_version}, edgekiln "
+            f"{manifest.edgekiln_version}, {manifest.created_at})",
+        ),
+        ("source", manifest.source),
+        ("task", manifest.task.value),
+        ("backend", manifest.backend),
+        (
+            "target",
+            f"{manifest.target.name} ({manifest.target.arch}, {manifest.target.threads} threads, "
+            f"accelerator {manifest.target.accelerator.value})",
+        ),
+        ("precision", manifest.precision.value),
+    ]
     rows += [(f"input {t.name}", f"{t.dtype} {list(t.shape)}") for t in manifest.inputs]
     rows += [(f"output {t.name}", f"{t.dtype} {list(t.shape)}") for t in manifest.outputs]
     if manifest.labels:
@@ -220,8 +263,10 @@ def cmd_inspect(args) -> int:
         rows.append(("image", " ".join(f"{k}={v}" for k, v in manifest.image.model_dump(mode="json").items())))
     if manifest.tokenizer:
         rows.append(("tokenizer", f"{manifest.tokenizer.file}, max length {manifest.tokenizer.max_length}"))
-    rows += [(f"pass {i + 1}", f"{p.name} {json.dumps(p.config)} {p.seconds:.2f} s{' cached' if p.cached else ''}")
-             for i, p in enumerate(manifest.passes)]
+    rows += [
+        (f"pass {i + 1}", f"{p.name} {json.dumps(p.config)} {p.seconds:.2f} s{' cached' if p.cached else ''}")
+        for i, p in enumerate(manifest.passes)
+    ]
     rows += [(f"file {name}", digest[:16] + "…") for name, digest in manifest.files.items()]
     rows += [(f"tool {name}", version) for name, version in manifest.tool_versions.items()]
     width = max(len(key) for key, _ in rows)
@@ -234,8 +279,10 @@ def _print_worst_layers(artifact: Path) -> int:
 
     report = read_reports(artifact).quantization
     if report is None:
-        raise InputError(f"{artifact} was not quantized (it has no quantization report)",
-                         hint="compile with --quantize to get per-layer diagnostics")
+        raise InputError(
+            f"{artifact} was not quantized (it has no quantization report)",
+            hint="compile with --quantize to get per-layer diagnostics",
+        )
     print(report.summary())
     if not report.layers:
         print("no per-layer table for this quantizer")
@@ -252,12 +299,21 @@ def cmd_targets(args) -> int:
 
     profiles = [load_profile(name) for name in profile_names()]
     if args.json:
-        print(json.dumps({"targets": [p.model_dump(mode="json") for p in profiles],
-                          "backends": [_spec_json(backend_spec(name)) for name in backend_names()]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "targets": [p.model_dump(mode="json") for p in profiles],
+                    "backends": [_spec_json(backend_spec(name)) for name in backend_names()],
+                },
+                indent=2,
+            )
+        )
         return 0
     for p in profiles:
-        print(f"{p.name:20s} {p.arch.value:8s} {p.cores:2d} cores  {','.join(x.value for x in p.precisions):16s} "
-              f"backends {','.join(p.preferred_backends):26s} {p.description}")
+        print(
+            f"{p.name:20s} {p.arch.value:8s} {p.cores:2d} cores  {','.join(x.value for x in p.precisions):16s} "
+            f"backends {','.join(p.preferred_backends):26s} {p.description}"
+        )
     print(f"{'host':20s} detected at compile time from this machine")
     print("\nbackends installed here:")
     for name in backend_names():
@@ -268,6 +324,11 @@ def cmd_targets(args) -> int:
 
 
 def _spec_json(spec) -> dict:
-    return {"name": spec.name, "description": spec.description, "precisions": list(spec.precisions),
-            "quantize_modes": list(spec.quantize_modes()), "target_fields": list(spec.target_fields),
-            "emulation": spec.emulation_wheels is not None}
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "precisions": list(spec.precisions),
+        "quantize_modes": list(spec.quantize_modes()),
+        "target_fields": list(spec.target_fields),
+        "emulation": spec.emulation_wheels is not None,
+    }

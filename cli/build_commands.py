@@ -1,4 +1,5 @@
 """Commands that need the compiler (torch, transformers, onnx): compile, quickstart."""
+
 from __future__ import annotations
 
 import sys
@@ -11,74 +12,138 @@ from .parsing import int_list, key_value, name_list, positive_int
 
 
 def register(commands) -> None:
-    build = commands.add_parser("compile", help="compile a model for a target into an artifact folder",
-                                description="Settings come from --recipe FILE (TOML/JSON/YAML), then the flags; "
-                                            "every artifact stores its recipe as recipe.toml.")
+    build = commands.add_parser(
+        "compile",
+        help="compile a model for a target into an artifact folder",
+        description="Settings come from --recipe FILE (TOML/JSON/YAML), then the flags; "
+        "every artifact stores its recipe as recipe.toml.",
+    )
     build.add_argument("model", help="Hugging Face model folder, or an .onnx file")
     build.add_argument("--target", default="host", help="profile name (see `edgekiln targets`), host, or a .toml file")
-    build.add_argument("-o", "--output", type=Path, help="artifact folder to write (needed unless only "
-                                                         "--save-recipe is wanted)")
+    build.add_argument(
+        "-o", "--output", type=Path, help="artifact folder to write (needed unless only --save-recipe is wanted)"
+    )
     build.add_argument("--force", action="store_true", help="replace an existing artifact folder")
-    build.add_argument("--sign", type=Path, metavar="KEY", help="sign the artifact with this Ed25519 private key "
-                                                                "(`edgekiln keygen` makes one); devices check it with "
-                                                                "--trusted-key")
-    build.add_argument("--recipe", type=Path, help="build recipe to start from (e.g. ARTIFACT/recipe.toml); "
-                                                  "flags override it")
+    build.add_argument(
+        "--sign",
+        type=Path,
+        metavar="KEY",
+        help="sign the artifact with this Ed25519 private key "
+        "(`edgekiln keygen` makes one); devices check it with "
+        "--trusted-key",
+    )
+    build.add_argument(
+        "--recipe", type=Path, help="build recipe to start from (e.g. ARTIFACT/recipe.toml); flags override it"
+    )
     build.add_argument("--save-recipe", type=Path, help="write the resulting recipe to this .toml/.json/.yaml file")
-    build.add_argument("--backend", help="a backend name from `edgekiln targets` (default: the target's first "
-                                         "preference that can do the job), or auto: build the candidates, "
-                                         "measure them here, keep the best (needs --eval-data)")
-    build.add_argument("--backend-option", dest="backend_options", action="append", type=key_value,
-                       help="KEY=VALUE for the backend's own options (repeatable; VALUE is read as JSON if it can be)")
-    build.add_argument("--task", help="override the detected task: text-classification, "
-                                      "token-classification, sentence-embedding")
-    build.add_argument("--input-shape", dest="input_shapes", action="append", metavar="NAME:SHAPE",
-                       help="raw-tensor models: an input's shape, e.g. images:1x3x640x640, with ranges for dynamic "
-                            "axes: images:1x3x[320..1280:32]x[320..1280:32] (repeatable, one per input)")
+    build.add_argument(
+        "--backend",
+        help="a backend name from `edgekiln targets` (default: the target's first "
+        "preference that can do the job), or auto: build the candidates, "
+        "measure them here, keep the best (needs --eval-data)",
+    )
+    build.add_argument(
+        "--backend-option",
+        dest="backend_options",
+        action="append",
+        type=key_value,
+        help="KEY=VALUE for the backend's own options (repeatable; VALUE is read as JSON if it can be)",
+    )
+    build.add_argument(
+        "--task", help="override the detected task: text-classification, token-classification, sentence-embedding"
+    )
+    build.add_argument(
+        "--input-shape",
+        dest="input_shapes",
+        action="append",
+        metavar="NAME:SHAPE",
+        help="raw-tensor models: an input's shape, e.g. images:1x3x640x640, with ranges for dynamic "
+        "axes: images:1x3x[320..1280:32]x[320..1280:32] (repeatable, one per input)",
+    )
     build.add_argument("--pooling", help="pooling for a bare encoder: mean, cls, max, mean-sqrt-len")
     build.add_argument("--exporter", help="auto (dynamo, then torchscript; default), dynamo, torchscript")
-    build.add_argument("--opset", type=positive_int, help="ONNX opset of the export (default 18; torch and Hugging "
-                                                          "Face models only: an ONNX file keeps its own, upgraded "
-                                                          "if below 10)")
+    build.add_argument(
+        "--opset",
+        type=positive_int,
+        help="ONNX opset of the export (default 18; torch and Hugging "
+        "Face models only: an ONNX file keeps its own, upgraded "
+        "if below 10)",
+    )
     build.add_argument("--no-cache", dest="cache", action="store_const", const=False, help="recompute every pass")
-    build.add_argument("--precision", choices=["fp32", "bf16"],
-                       help="float precision: bf16 runs OpenVINO in bf16 on CPUs with AVX-512 BF16 or AMX")
+    build.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        help="float precision: bf16 runs OpenVINO in bf16 on CPUs with AVX-512 BF16 or AMX",
+    )
     tvm = build.add_argument_group("tvm (backend options)")
-    tvm.add_argument("--sequence-buckets", type=int_list, help="sequence lengths to compile (default: the "
-                                                              "profile's, e.g. 32,64,128); requests are padded up")
-    tvm.add_argument("--tune-trials", type=int, help="MetaSchedule trials to tune kernels on this "
-                                                     "machine (default 0: untuned); the database is cached")
+    tvm.add_argument(
+        "--sequence-buckets",
+        type=int_list,
+        help="sequence lengths to compile (default: the profile's, e.g. 32,64,128); requests are padded up",
+    )
+    tvm.add_argument(
+        "--tune-trials",
+        type=int,
+        help="MetaSchedule trials to tune kernels on this machine (default 0: untuned); the database is cached",
+    )
     prune = build.add_argument_group("structured pruning (fine-tuned BERT-family classifiers)")
     prune.add_argument("--prune-heads", type=float, help="fraction of attention heads to remove, e.g. 0.3")
     prune.add_argument("--prune-ffn", type=float, help="fraction of FFN neurons to remove, e.g. 0.4")
     prune.add_argument("--prune-flops", type=float, help="fraction of encoder FLOPs to remove (sets both ratios)")
-    prune.add_argument("--prune-importance", choices=["taylor", "taylor-label-free", "magnitude"],
-                       help="head/neuron scores: taylor (default; needs --data), taylor-label-free, magnitude")
-    prune.add_argument("--recover", action="store_const", const={}, help="fine-tune the pruned model on --data, "
-                                                                         "distilling from the unpruned one")
+    prune.add_argument(
+        "--prune-importance",
+        choices=["taylor", "taylor-label-free", "magnitude"],
+        help="head/neuron scores: taylor (default; needs --data), taylor-label-free, magnitude",
+    )
+    prune.add_argument(
+        "--recover",
+        action="store_const",
+        const={},
+        help="fine-tune the pruned model on --data, distilling from the unpruned one",
+    )
     prune.add_argument("--recover-epochs", type=positive_int)
-    prune.add_argument("--recover-examples", type=positive_int,
-                       help="training examples sampled for recovery (default 60000)")
-    prune.add_argument("--recover-lora", action="store_const", const=True, help="recover with LoRA instead of "
-                                                                                "all weights")
+    prune.add_argument(
+        "--recover-examples", type=positive_int, help="training examples sampled for recovery (default 60000)"
+    )
+    prune.add_argument(
+        "--recover-lora", action="store_const", const=True, help="recover with LoRA instead of all weights"
+    )
     prune.add_argument("--data", help="labelled training data for importance scores and recovery: PATH[:SPLIT]")
-    build.add_argument("--data-format", choices=["tsv", "csv", "jsonl", "conll", "hf-disk", "image-folder"],
-                       help="force the reader of every data file given (default: by extension, then by content)")
+    build.add_argument(
+        "--data-format",
+        choices=["tsv", "csv", "jsonl", "conll", "hf-disk", "image-folder"],
+        help="force the reader of every data file given (default: by extension, then by content)",
+    )
     quant = build.add_argument_group("quantization")
-    quant.add_argument("--quantize", help="none (default), dynamic, static, or auto (the fastest int8 "
-                                          "within the budget; float if int8 is not faster)")
-    quant.add_argument("--calibration", help="calibration data: a dataset (PATH[:SPLIT]), a .txt of text lines, or for "
-                                            "raw-tensor models an .npz of named input arrays (or a folder of them)")
+    quant.add_argument(
+        "--quantize",
+        help="none (default), dynamic, static, or auto (the fastest int8 "
+        "within the budget; float if int8 is not faster)",
+    )
+    quant.add_argument(
+        "--calibration",
+        help="calibration data: a dataset (PATH[:SPLIT]), a .txt of text lines, or for "
+        "raw-tensor models an .npz of named input arrays (or a folder of them)",
+    )
     quant.add_argument("--calibration-samples", type=positive_int, help="default 128")
     quant.add_argument("--calibration-method", help="minmax (default), percentile, entropy")
     quant.add_argument("--accuracy-budget", type=float, help="allowed drop in points on --eval-data")
-    quant.add_argument("--eval-data", help="labelled data for the accuracy budget: PATH[:SPLIT]; raw-tensor models: an "
-                                           ".npz of inputs, judged by agreement with the float outputs")
+    quant.add_argument(
+        "--eval-data",
+        help="labelled data for the accuracy budget: PATH[:SPLIT]; raw-tensor models: an "
+        ".npz of inputs, judged by agreement with the float outputs",
+    )
     auto = build.add_argument_group("--backend auto (measured selection)")
-    auto.add_argument("--latency-budget", type=float, help="keep the most accurate candidate under this p50 (ms) "
-                                                           "instead of the fastest within --accuracy-budget")
-    auto.add_argument("--auto-backends", type=name_list, help="backends to try (default: the target's preferred "
-                                                              "ones that need no on-device tuning)")
+    auto.add_argument(
+        "--latency-budget",
+        type=float,
+        help="keep the most accurate candidate under this p50 (ms) instead of the fastest within --accuracy-budget",
+    )
+    auto.add_argument(
+        "--auto-backends",
+        type=name_list,
+        help="backends to try (default: the target's preferred ones that need no on-device tuning)",
+    )
     auto.add_argument("--auto-sequence", type=positive_int, default=128, help="sequence length timed (default 128)")
     build.set_defaults(handler=cmd_compile)
 
@@ -100,6 +165,7 @@ def cmd_compile(args) -> int:
 
     if args.sign is not None:
         from edgekiln.runtime.signing import check_private_key
+
         check_private_key(args.sign)  # a bad key fails before the build, not after it
     if args.backend == "auto":
         return _compile_auto(args)
@@ -119,6 +185,7 @@ def cmd_compile(args) -> int:
 def _sign(args, folder: Path) -> None:
     if args.sign is not None:
         from edgekiln.runtime.signing import sign_artifact
+
         print(f"signed: {sign_artifact(folder, args.sign)}")
 
 
@@ -128,16 +195,24 @@ def _compile_auto(args) -> int:
     from edgekiln.targets import load_profile
 
     if args.output is None or args.save_recipe is not None:
-        raise CompileError("--backend auto builds and measures candidates into -o DIR",
-                           hint="pass -o DIR; the winner's recipe is stored as DIR/recipe.toml")
+        raise CompileError(
+            "--backend auto builds and measures candidates into -o DIR",
+            hint="pass -o DIR; the winner's recipe is stored as DIR/recipe.toml",
+        )
     budget, args.backend, args.accuracy_budget = args.accuracy_budget, None, None
     full = recipe_from_args(args)  # pruning and recovery become candidate levels, not the base
     base = full.model_copy(update={"prune": None, "recover": None})
-    config = SelectionConfig(accuracy_budget=budget, latency_budget_ms=args.latency_budget,
-                             backends=args.auto_backends, sequence=args.auto_sequence, recover=full.recover,
-                             prune_levels=(full.prune.flops,) if full.prune is not None and full.prune.flops else ())
-    result, winner = select_build(args.model, load_profile(args.target), args.output, base, config,
-                                  force=args.force, progress=_progress)
+    config = SelectionConfig(
+        accuracy_budget=budget,
+        latency_budget_ms=args.latency_budget,
+        backends=args.auto_backends,
+        sequence=args.auto_sequence,
+        recover=full.recover,
+        prune_levels=(full.prune.flops,) if full.prune is not None and full.prune.flops else (),
+    )
+    result, winner = select_build(
+        args.model, load_profile(args.target), args.output, base, config, force=args.force, progress=_progress
+    )
     _print_result(result)
     print(f"auto: kept {winner.name} of the candidates in {result.path / 'reports' / 'selection.json'}")
     _sign(args, result.path)
@@ -154,6 +229,7 @@ def recipe_from_args(args):
         flags["backend_options"] = dict(flags["backend_options"])
     if "input_shapes" in flags:
         from edgekiln.compiler.input_shapes import shapes_from_flags
+
         flags["input_shapes"] = shapes_from_flags(flags["input_shapes"])
     return Recipe.from_flags(base, **flags)
 
@@ -165,20 +241,26 @@ def _print_result(result) -> None:
         print(f"note: {note}", file=sys.stderr)
     manifest = result.manifest
     reports = read_reports(result.path, [p.name for p in manifest.passes])
-    print(f"artifact {manifest.artifact_id}: {manifest.task.value}, {manifest.backend}, "
-          f"{manifest.target.name}, {manifest.precision.value}")
+    print(
+        f"artifact {manifest.artifact_id}: {manifest.task.value}, {manifest.backend}, "
+        f"{manifest.target.name}, {manifest.precision.value}"
+    )
     built = reports.built_fidelity()
     if built is not None:
         print(f"fidelity: {built.summary()}")
     pruned = reports.other.get("pruning")
     if pruned is not None:
-        drop = "n/a (no --eval-data)" if pruned.get("accuracy_drop") is None else f"{pruned['accuracy_drop']:.2f} points"
+        drop = (
+            "n/a (no --eval-data)" if pruned.get("accuracy_drop") is None else f"{pruned['accuracy_drop']:.2f} points"
+        )
         print(f"pruning: FLOPs -{pruned['flops_reduction']:.1%}, {pruned.get('metric', 'accuracy')} drop {drop}")
     tvm = reports.fidelity.get("lower_tvm")
     if tvm is not None:
         details = tvm.details
-        print(f"tvm: buckets (batch, sequence) {[tuple(b) for b in details['buckets']]}, {details['tune_trials']} "
-              f"tuning trials; checked on {details['checked_on']}")
+        print(
+            f"tvm: buckets (batch, sequence) {[tuple(b) for b in details['buckets']]}, {details['tune_trials']} "
+            f"tuning trials; checked on {details['checked_on']}"
+        )
     if reports.quantization is not None:
         print(reports.quantization.summary())
     print(f"written to {result.path} (recipe: {result.path / 'recipe.toml'})")
@@ -192,12 +274,14 @@ def cmd_quickstart(args) -> int:
     _print_result(result)
     print("2/3 checking sentence embeddings against PyTorch", file=sys.stderr)
     fidelity = sentence_fidelity(result.path, model_folder())
-    print(f"sentence embeddings vs PyTorch on {fidelity['sentences']} sentences: min cosine "
-          f"{fidelity['min_cosine']:.6f}, mean {fidelity['mean_cosine']:.6f} (need >= {fidelity['threshold']})")
+    print(
+        f"sentence embeddings vs PyTorch on {fidelity['sentences']} sentences: min cosine "
+        f"{fidelity['min_cosine']:.6f}, mean {fidelity['mean_cosine']:.6f} (need >= {fidelity['threshold']})"
+    )
     print("3/3 benchmarking against PyTorch eager", file=sys.stderr)
     config = BenchConfig(batches=args.batch, sequences=args.seq, runs=args.runs)
     report = run_bench(result.path, config, threads=None, against=str(model_folder()))
     print(format_table(report))
     save_bench_report(result.path, report)
-    print(f"\nartifact: {result.path}\ntry:      edgekiln run {result.path} \"a sentence to embed\"")
+    print(f'\nartifact: {result.path}\ntry:      edgekiln run {result.path} "a sentence to embed"')
     return 0

@@ -3,6 +3,7 @@
 An unexpected exception prints the command and the exception, writes the traceback to a log file
 whose path it prints, and exits with code 3; `edgekiln --debug` prints the traceback instead.
 """
+
 from __future__ import annotations
 
 import io
@@ -34,8 +35,9 @@ def not_utf8(argv: Sequence[str]) -> str | None:
 def one_line(text: str) -> str:
     """`text` on one line: line breaks and other control characters (from a file's content quoted in
     a message) are written as escapes."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
-                   for c in text)
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text
+    )
 
 
 def report_crash(command: str, exc: BaseException, argv: Sequence[str], *, debug: bool) -> int:
@@ -45,8 +47,11 @@ def report_crash(command: str, exc: BaseException, argv: Sequence[str], *, debug
         return EXIT_INTERNAL_ERROR
     log = _write_log(text, argv)
     where = f"traceback in {log}" if log else "the traceback could not be saved"
-    print(f"edgekiln: internal error in `edgekiln {command}`: {type(exc).__name__}: {_first_line(exc)} "
-          f"({where}; `edgekiln --debug {command} ...` prints it; please report it)", file=sys.stderr)
+    print(
+        f"edgekiln: internal error in `edgekiln {command}`: {type(exc).__name__}: {_first_line(exc)} "
+        f"({where}; `edgekiln --debug {command} ...` prints it; please report it)",
+        file=sys.stderr,
+    )
     return EXIT_INTERNAL_ERROR
 
 
@@ -72,8 +77,10 @@ def _write_log(text: str, argv: Sequence[str]) -> Path | None:
     # compiler.cache needs the standard library only: this works on a runtime-only install
     from edgekiln.compiler.cache import default_cache_dir
 
-    header = (f"edgekiln {_version()} on Python {platform.python_version()} ({platform.platform()})\n"
-              f"argv: {[arg.encode('utf-8', 'backslashreplace').decode() for arg in argv]}\n\n")
+    header = (
+        f"edgekiln {_version()} on Python {platform.python_version()} ({platform.platform()})\n"
+        f"argv: {[arg.encode('utf-8', 'backslashreplace').decode() for arg in argv]}\n\n"
+    )
     name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     for folder in (default_cache_dir() / "logs", Path(tempfile.gettempdir())):
         try:

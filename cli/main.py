@@ -4,11 +4,12 @@ Every user error ends as one line on stderr and exit code 2; anything unexpected
 log file holding the traceback and exit code 3 (see guard.py). Commands that need the compiler
 import it lazily, so `run`, `bench`, `inspect` and `targets` work on a runtime-only install.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 
@@ -54,8 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edgekiln: error: invalid value for {where}: {one_line(error['msg'])}", file=sys.stderr)
         return EXIT_USER_ERROR
     except ImportError as exc:
-        print(f"edgekiln: error: `edgekiln {args.command}` needs a package that is not installed ({exc.name}) "
-              f"(install the compiler: pip install 'edgekiln[compiler]')", file=sys.stderr)
+        print(
+            f"edgekiln: error: `edgekiln {args.command}` needs a package that is not installed ({exc.name}) "
+            f"(install the compiler: pip install 'edgekiln[compiler]')",
+            file=sys.stderr,
+        )
         return EXIT_USER_ERROR
     except BrokenPipeError:
         return quiet_broken_pipe()

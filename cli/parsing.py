@@ -1,8 +1,10 @@
 """Argument types shared by the commands."""
+
 from __future__ import annotations
 
 import argparse
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 Number = TypeVar("Number", int, float)
 
@@ -16,6 +18,7 @@ def _positive(cast: Callable[[str], Number], what: str) -> Callable[[str], Numbe
         if value is None or value <= 0:
             raise argparse.ArgumentTypeError(f"expected a positive {what}, found {text!r}")
         return value
+
     return parse
 
 

@@ -1,4 +1,5 @@
 """`edgekiln serve`: artifacts behind the Open Inference Protocol v2, under uvicorn."""
+
 from __future__ import annotations
 
 from edgekiln.runtime.errors import InputError
@@ -8,23 +9,38 @@ from .parsing import positive_float, positive_int
 
 def register(commands) -> None:
     serve = commands.add_parser(
-        "serve", help="serve artifacts over the Open Inference Protocol v2 (KServe / Triton REST)",
+        "serve",
+        help="serve artifacts over the Open Inference Protocol v2 (KServe / Triton REST)",
         description="Serve artifacts over HTTP: /v2/health/{live,ready}, /v2/models/NAME (metadata), "
-                    "/v2/models/NAME/infer (JSON and binary tensors), /v2/models/NAME/predict (texts), /metrics.")
-    serve.add_argument("artifacts", nargs="+", metavar="ART",
-                       help="artifact folders, each served under its source's name, or NAME=ART")
+        "/v2/models/NAME/infer (JSON and binary tensors), /v2/models/NAME/predict (texts), /metrics.",
+    )
+    serve.add_argument(
+        "artifacts", nargs="+", metavar="ART", help="artifact folders, each served under its source's name, or NAME=ART"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0: any free port)")
-    serve.add_argument("--max-batch", type=positive_int, default=8,
-                       help="rows merged into one model call by dynamic batching (default 8; 1 turns it off)")
-    serve.add_argument("--max-wait-ms", type=float, default=2.0,
-                       help="how long a request waits for others to merge with (default 2; 0: merge only "
-                            "requests already queued)")
-    serve.add_argument("--max-queue", type=positive_int, default=256,
-                       help="requests queued per model before answering 503 (default 256)")
+    serve.add_argument(
+        "--max-batch",
+        type=positive_int,
+        default=8,
+        help="rows merged into one model call by dynamic batching (default 8; 1 turns it off)",
+    )
+    serve.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=2.0,
+        help="how long a request waits for others to merge with (default 2; 0: merge only requests already queued)",
+    )
+    serve.add_argument(
+        "--max-queue",
+        type=positive_int,
+        default=256,
+        help="requests queued per model before answering 503 (default 256)",
+    )
     serve.add_argument("--max-body-mb", type=positive_float, default=8.0, help="request body limit (default 8)")
-    serve.add_argument("--max-text-chars", type=positive_int, default=10_000,
-                       help="characters per text for /predict (default 10000)")
+    serve.add_argument(
+        "--max-text-chars", type=positive_int, default=10_000, help="characters per text for /predict (default 10000)"
+    )
     serve.add_argument("--threads", type=positive_int, help="inference threads per model (default: the target's)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(handler=cmd_serve)
@@ -38,15 +54,31 @@ def cmd_serve(args) -> int:
         from edgekiln.runtime.serve.config import ServeConfig
         from edgekiln.runtime.serve.models import load_models
     except ImportError as exc:
-        raise InputError(f"`edgekiln serve` needs {exc.name}, which is not installed",
-                         hint="pip install 'edgekiln[serve]'") from None
-    config = ServeConfig(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                         max_queue=args.max_queue, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-                         max_text_chars=args.max_text_chars, threads=args.threads)
+        raise InputError(
+            f"`edgekiln serve` needs {exc.name}, which is not installed", hint="pip install 'edgekiln[serve]'"
+        ) from None
+    config = ServeConfig(
+        host=args.host,
+        port=args.port,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_text_chars=args.max_text_chars,
+        threads=args.threads,
+    )
     server = Server(load_models(args.artifacts, threads=config.threads), config)
     for name, model in server.models.items():
-        print(f"serving {model.session.folder} as model {name} ({model.session.task.value}, "
-              f"{model.session.manifest.backend})", flush=True)
-    uvicorn.run(server.app, host=config.host, port=config.port, log_level=args.log_level,
-                timeout_graceful_shutdown=config.graceful_seconds)
+        print(
+            f"serving {model.session.folder} as model {name} ({model.session.task.value}, "
+            f"{model.session.manifest.backend})",
+            flush=True,
+        )
+    uvicorn.run(
+        server.app,
+        host=config.host,
+        port=config.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=config.graceful_seconds,
+    )
     return 0

@@ -1,5 +1,6 @@
 """`edgekiln keygen OUT` and `edgekiln sign ARTIFACT --key KEY`: Ed25519 signatures on artifacts,
 checked by `run`, `bench` and `verify` given `--trusted-key OWNER.pub`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,9 +21,14 @@ def register(commands) -> None:
 
 def add_trusted_key_option(parser) -> None:
     """`--trusted-key FILE` (repeatable): refuse the artifact unless one of these keys signed it."""
-    parser.add_argument("--trusted-key", type=Path, action="append", metavar="FILE",
-                        help="Ed25519 public key (PEM, from `edgekiln keygen`); the artifact must be signed by "
-                             "one of the keys given (repeatable)")
+    parser.add_argument(
+        "--trusted-key",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="Ed25519 public key (PEM, from `edgekiln keygen`); the artifact must be signed by "
+        "one of the keys given (repeatable)",
+    )
 
 
 def cmd_keygen(args) -> int:

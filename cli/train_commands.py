@@ -1,4 +1,5 @@
 """Commands around labelled data: finetune, eval."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,8 +32,11 @@ def register(commands) -> None:
 
     check = commands.add_parser("eval", help="evaluate a checkpoint or an artifact on labelled data")
     check.add_argument("target", type=Path, help="artifact folder or Hugging Face checkpoint folder")
-    check.add_argument("--data", required=True, help="PATH or PATH:SPLIT (images: a folder of class folders, or a "
-                                                     "CSV/TSV with path and label columns)")
+    check.add_argument(
+        "--data",
+        required=True,
+        help="PATH or PATH:SPLIT (images: a folder of class folders, or a CSV/TSV with path and label columns)",
+    )
     check.add_argument("--against", type=Path, help="a second artifact or checkpoint evaluated on the same data")
     check.add_argument("--batch-size", type=positive_int, default=32)
     check.add_argument("--json", metavar="OUT", type=Path, help="write the results as JSON to OUT")
@@ -43,8 +47,11 @@ def register(commands) -> None:
 def _columns(parser) -> None:
     parser.add_argument("--text-column", help="text column of TSV/CSV/JSONL data (default: sentence, text, ...)")
     parser.add_argument("--label-column", help="label column (default: label, labels, class, ...)")
-    parser.add_argument("--data-format", help="tsv, csv, jsonl, conll, hf-disk or image-folder, for data whose name "
-                                              "does not say (default: the extension, else the first lines)")
+    parser.add_argument(
+        "--data-format",
+        help="tsv, csv, jsonl, conll, hf-disk or image-folder, for data whose name "
+        "does not say (default: the extension, else the first lines)",
+    )
 
 
 def cmd_finetune(args) -> int:
@@ -52,16 +59,25 @@ def cmd_finetune(args) -> int:
     from edgekiln.compiler.finetune import FinetuneConfig, LoraSettings, finetune
 
     task = DataTask(args.task)
-    config = FinetuneConfig(task=task, epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
-                            max_length=args.max_length, seed=args.seed, max_train_examples=args.max_train,
-                            validation_fraction=args.val_fraction,
-                            lora=LoraSettings(rank=args.lora_rank, alpha=2 * args.lora_rank) if args.lora else None)
+    config = FinetuneConfig(
+        task=task,
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        seed=args.seed,
+        max_train_examples=args.max_train,
+        validation_fraction=args.val_fraction,
+        lora=LoraSettings(rank=args.lora_rank, alpha=2 * args.lora_rank) if args.lora else None,
+    )
     columns = {"text_column": args.text_column, "label_column": args.label_column, "format": args.data_format}
     train = load_dataset(args.data, task=task, **columns)
     dev = load_dataset(args.eval_data, task=task, **columns) if args.eval_data else None
     result = finetune(args.model, args.output, train_data=train, eval_data=dev, config=config, force=args.force)
-    print(f"checkpoint: {result.path}\nbest dev {result.report['metric']}: {result.report['best_metric']:.4f} "
-          f"(epoch {result.report['best_epoch']})\nnext: edgekiln compile {result.path} -o ARTIFACT")
+    print(
+        f"checkpoint: {result.path}\nbest dev {result.report['metric']}: {result.report['best_metric']:.4f} "
+        f"(epoch {result.report['best_epoch']})\nnext: edgekiln compile {result.path} -o ARTIFACT"
+    )
     return 0
 
 
@@ -70,8 +86,9 @@ def cmd_eval(args) -> int:
     from edgekiln.compiler.evaluate import evaluate
     from edgekiln.compiler.evaluate.text_report import format_evaluation
 
-    dataset = load_dataset(args.data, text_column=args.text_column, label_column=args.label_column,
-                           format=args.data_format)
+    dataset = load_dataset(
+        args.data, text_column=args.text_column, label_column=args.label_column, format=args.data_format
+    )
     report = evaluate(args.target, dataset, against=args.against, batch_size=args.batch_size)
     print(format_evaluation(report))
     if args.json:

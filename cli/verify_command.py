@@ -1,5 +1,6 @@
 """`edgekiln verify ARTIFACT [--emulate]`: check an artifact's outputs against the reference outputs
 the build machine stored in it, here (runtime only) or on an emulated aarch64 machine."""
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,12 @@ class VerifyFailed(EdgekilnError):
 def register(commands) -> None:
     verify = commands.add_parser("verify", help="check an artifact's outputs against its stored reference outputs")
     verify.add_argument("artifact", type=Path)
-    verify.add_argument("--emulate", action="store_true",
-                        help="run an aarch64 artifact on an emulated aarch64 machine (qemu-user; the Debian "
-                             "sysroot is built once into the cache)")
+    verify.add_argument(
+        "--emulate",
+        action="store_true",
+        help="run an aarch64 artifact on an emulated aarch64 machine (qemu-user; the Debian "
+        "sysroot is built once into the cache)",
+    )
     verify.add_argument("--threads", type=positive_int)
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     add_trusted_key_option(verify)
@@ -38,20 +42,28 @@ def cmd_verify(args) -> int:
             check_artifact(args.artifact, read_manifest(args.artifact, trusted_keys=args.trusted_key))
         from edgekiln.compiler.emulation.emulate import verify_emulated
 
-        report = verify_emulated(args.artifact, default_cache_dir(),
-                                 lambda message: print(f"  {message}", file=sys.stderr))
+        report = verify_emulated(
+            args.artifact, default_cache_dir(), lambda message: print(f"  {message}", file=sys.stderr)
+        )
     else:
         report = verify_artifact(args.artifact, threads=args.threads, trusted_keys=args.trusted_key)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        where = f"emulated {report['machine']} ({report['emulated']['seconds']} s)" if "emulated" in report else \
-            report["machine"]
-        print(f"artifact {report['artifact']} ({report['backend']}, {report['precision']}) on {where}: "
-              f"{len(report['cases'])} reference cases, max abs diff {report['max_abs_diff']:.2e}, "
-              f"min cosine {report['min_cosine']:.6f} -> {'PASS' if report['passed'] else 'FAIL'} "
-              f"(threshold {report['threshold']})")
+        where = (
+            f"emulated {report['machine']} ({report['emulated']['seconds']} s)"
+            if "emulated" in report
+            else report["machine"]
+        )
+        print(
+            f"artifact {report['artifact']} ({report['backend']}, {report['precision']}) on {where}: "
+            f"{len(report['cases'])} reference cases, max abs diff {report['max_abs_diff']:.2e}, "
+            f"min cosine {report['min_cosine']:.6f} -> {'PASS' if report['passed'] else 'FAIL'} "
+            f"(threshold {report['threshold']})"
+        )
     if not report["passed"]:
-        raise VerifyFailed(f"outputs differ from the stored reference beyond {report['threshold']}",
-                           hint="recompile; if it persists, report the backend and target")
+        raise VerifyFailed(
+            f"outputs differ from the stored reference beyond {report['threshold']}",
+            hint="recompile; if it persists, report the backend and target",
+        )
     return 0

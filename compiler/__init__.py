@@ -3,12 +3,19 @@
 Names are imported on first use, so that a light submodule (a TVM build worker imports
 `edgekiln.compiler.tvm_build.tuning`) does not pay for the whole compiler.
 """
+
 from importlib import import_module
 
 _EXPORTS = {
-    "CompileResult": ".api", "compile": ".api",
-    "CompileError": ".errors", "ExportError": ".errors", "FidelityError": ".errors",
-    "Exporter": ".passes.export_onnx", "FidelityConfig": ".fidelity", "Recipe": ".recipe", "Pooling": ".sources",
+    "CompileResult": ".api",
+    "compile": ".api",
+    "CompileError": ".errors",
+    "ExportError": ".errors",
+    "FidelityError": ".errors",
+    "Exporter": ".passes.export_onnx",
+    "FidelityConfig": ".fidelity",
+    "Recipe": ".recipe",
+    "Pooling": ".sources",
 }
 
 __all__ = sorted(_EXPORTS)

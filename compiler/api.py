@@ -1,23 +1,25 @@
 """`edgekiln.compiler.compile`: model + target profile + recipe -> verified artifact folder."""
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from edgekiln.runtime.manifest import Manifest
 from edgekiln.targets import TargetProfile, load_profile
 
 from .artifact_writer import check_output_folder, write_artifact
-from .folders import output_lock
 from .cache import PassCache, default_cache_dir
 from .data import Dataset, load_dataset, parse_spec
 from .errors import CompileError
+from .folders import output_lock
 from .passes.base import BuildState, Pass
 from .passes.check_onnx import CheckOnnx, CheckOnnxConfig
 from .passes.export_onnx import ExportConfig, ExportOnnx
@@ -43,10 +45,17 @@ class CompileResult:
     recipe: Recipe
 
 
-def compile(model: Any, target: str | TargetProfile = "host", output: str | os.PathLike = "edgekiln-out/model",
-            recipe: Recipe | None = None, *, force: bool = False, example_inputs: Any = None,
-            datasets: Mapping[str, Dataset] | None = None,
-            progress: Callable[[str], None] | None = None) -> CompileResult:
+def compile(
+    model: Any,
+    target: str | TargetProfile = "host",
+    output: str | os.PathLike = "edgekiln-out/model",
+    recipe: Recipe | None = None,
+    *,
+    force: bool = False,
+    example_inputs: Any = None,
+    datasets: Mapping[str, Dataset] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CompileResult:
     """Compile `model` (a Hugging Face folder, an .onnx file, or a torch.nn.Module with `example_inputs`)
     for `target` into the artifact folder `output`, as `recipe` says (the defaults: fp32 on the target's
     first preferred backend). `datasets` hands in-memory data to the recipe's roles (train, eval,
@@ -91,12 +100,20 @@ def _build(job: _Job, model: Any, example_inputs: Any, backend_passes: list[Pass
         source = _source(model, recipe, build_dir, example_inputs)
         start = BuildState(source=source)
         if recipe.quantize.mode is not QuantMode.NONE:
-            start = quantization_inputs(source, job.data.get("calibration"), recipe.quantize.calibration_samples,
-                                        job.data.get("eval"))
+            start = quantization_inputs(
+                source, job.data.get("calibration"), recipe.quantize.calibration_samples, job.data.get("eval")
+            )
         passes = _front_passes(source, recipe) + backend_passes
         state, chain = _run(passes, replace(start, reports=MappingProxyType(reports)), store, job.progress, out_dir)
-        manifest = write_artifact(out_dir, state=state, records=records + chain, profile=job.profile,
-                                  backend=job.plan.backend, recipe=recipe, force=job.force)
+        manifest = write_artifact(
+            out_dir,
+            state=state,
+            records=records + chain,
+            profile=job.profile,
+            backend=job.plan.backend,
+            recipe=recipe,
+            force=job.force,
+        )
     finally:
         shutil.rmtree(build_dir, ignore_errors=True)
     return manifest, source.notes
@@ -118,9 +135,10 @@ class _DataRoles:
             return ref
         dataset = self._datasets.get(role)
         if dataset is None or ref != MEMORY_PREFIX + dataset.fingerprint()[:16]:
-            raise CompileError(f"the recipe's {role} data {ref!r} was an in-memory dataset of the Python API",
-                               hint=f"pass it again with datasets={{{role!r}: dataset}}, or put a file path "
-                                    "in the recipe")
+            raise CompileError(
+                f"the recipe's {role} data {ref!r} was an in-memory dataset of the Python API",
+                hint=f"pass it again with datasets={{{role!r}: dataset}}, or put a file path in the recipe",
+            )
         return dataset
 
 
@@ -131,10 +149,17 @@ def _with_datasets(recipe: Recipe, datasets: Mapping[str, Dataset]) -> Recipe:
     paths = {"train": "data.train", "eval": "data.eval", "calibration": "quantize.calibration"}
     bad = [role for role, dataset in datasets.items() if not isinstance(dataset, Dataset)]
     if bad:
-        raise CompileError(f"datasets[{bad[0]!r}] is a {type(datasets[bad[0]]).__name__}, expected a Dataset",
-                           hint="load one with edgekiln.compiler.data.load_dataset, or name a file in the recipe")
-    return recipe.with_overrides({paths[role]: MEMORY_PREFIX + dataset.fingerprint()[:16]
-                                  for role, dataset in datasets.items()}) if datasets else recipe
+        raise CompileError(
+            f"datasets[{bad[0]!r}] is a {type(datasets[bad[0]]).__name__}, expected a Dataset",
+            hint="load one with edgekiln.compiler.data.load_dataset, or name a file in the recipe",
+        )
+    return (
+        recipe.with_overrides(
+            {paths[role]: MEMORY_PREFIX + dataset.fingerprint()[:16] for role, dataset in datasets.items()}
+        )
+        if datasets
+        else recipe
+    )
 
 
 def _absolute_data(recipe: Recipe) -> Recipe:
@@ -152,10 +177,19 @@ def _absolute_data(recipe: Recipe) -> Recipe:
 
 def _source(model: Any, recipe: Recipe, build_dir: Path, example_inputs: Any) -> ModelSource:
     spec = recipe.source
-    return resolve_source(model, work_dir=build_dir, task=spec.task, pooling=spec.pooling,
-                          example_inputs=example_inputs, input_names=spec.input_names,
-                          output_names=spec.output_names, dynamic_axes=spec.dynamic_axes, image=spec.image,
-                          labels=spec.labels, input_shapes=spec.input_shapes)
+    return resolve_source(
+        model,
+        work_dir=build_dir,
+        task=spec.task,
+        pooling=spec.pooling,
+        example_inputs=example_inputs,
+        input_names=spec.input_names,
+        output_names=spec.output_names,
+        dynamic_axes=spec.dynamic_axes,
+        image=spec.image,
+        labels=spec.labels,
+        input_shapes=spec.input_shapes,
+    )
 
 
 def _prune_first(model, example_inputs, job: _Job, store: PassCache):
@@ -163,9 +197,15 @@ def _prune_first(model, example_inputs, job: _Job, store: PassCache):
     prune = job.recipe.prune
     if prune.multiple_of is None:
         prune = prune.model_copy(update={"multiple_of": job.profile.prune_multiple})
-    return prune_model(model, example_inputs, prune, job.recipe.recover, store=store, say=job.progress,
-                       data={"train": job.data.get("train"), "dev": job.data.get("eval"),
-                             "calibration": job.data.get("calibration")})
+    return prune_model(
+        model,
+        example_inputs,
+        prune,
+        job.recipe.recover,
+        store=store,
+        say=job.progress,
+        data={"train": job.data.get("train"), "dev": job.data.get("eval"), "calibration": job.data.get("calibration")},
+    )
 
 
 def _run(passes: list[Pass], start: BuildState, store: PassCache, progress, out_dir: Path):
@@ -180,6 +220,9 @@ def _run(passes: list[Pass], start: BuildState, store: PassCache, progress, out_
 def _front_passes(source: ModelSource, recipe: Recipe) -> list[Pass]:
     """Export (or check the given ONNX), optimise, and check the numerics against the reference."""
     export = ExportConfig(exporter=recipe.export.exporter, opset=recipe.export.opset)
-    first: Pass = ExportOnnx(export) if source.torch is not None else \
-        CheckOnnx(CheckOnnxConfig(input_shapes=recipe.source.input_shapes))
+    first: Pass = (
+        ExportOnnx(export)
+        if source.torch is not None
+        else CheckOnnx(CheckOnnxConfig(input_shapes=recipe.source.input_shapes))
+    )
     return [first, OrtOptimize(), VerifyFidelity(recipe.fidelity)]

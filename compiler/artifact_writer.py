@@ -1,4 +1,5 @@
 """Writing an artifact folder atomically: everything goes into a staging folder, then one rename."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,17 @@ from pathlib import Path, PurePosixPath
 from edgekiln.runtime.artifact import read_manifest
 from edgekiln.runtime.errors import ArtifactError
 from edgekiln.runtime.hashing import sha256_file
-from edgekiln.runtime.manifest import (MANIFEST_FILE, REPORTS_DIR, SCHEMA_VERSION, Manifest, PassRecord, Precision,
-                                       QuantizationInfo, TargetInfo, artifact_identity)
+from edgekiln.runtime.manifest import (
+    MANIFEST_FILE,
+    REPORTS_DIR,
+    SCHEMA_VERSION,
+    Manifest,
+    PassRecord,
+    Precision,
+    QuantizationInfo,
+    TargetInfo,
+    artifact_identity,
+)
 from edgekiln.runtime.reports import write_report
 from edgekiln.runtime.reports.schema import QuantizationReport, parse_report
 from edgekiln.targets import TargetProfile
@@ -26,7 +36,6 @@ from .passes.base import MODEL_FILE, BuildState
 from .recipe import RECIPE_FILE, Recipe
 from .reference_outputs import write_reference
 from .tool_versions import tool_versions
-
 
 SIGNATURE_FILE = "signature.json"  # written beside the manifest when an artifact is signed
 
@@ -43,8 +52,10 @@ def check_output_folder(out_dir: Path, force: bool) -> None:
         raise CompileError(f"output path {out_dir} is a file, not a folder", hint="choose another -o folder")
     reason = replacement_problem(out_dir)
     if reason is not None:
-        raise CompileError(f"output folder {out_dir} {reason}; refusing to replace it even with --force",
-                           hint="choose another -o folder, or remove it yourself")
+        raise CompileError(
+            f"output folder {out_dir} {reason}; refusing to replace it even with --force",
+            hint="choose another -o folder, or remove it yourself",
+        )
 
 
 def replacement_problem(folder: Path) -> str | None:
@@ -96,8 +107,16 @@ def _written_by_edgekiln(relative: str, manifest: Manifest) -> bool:
     return PurePosixPath(relative).parent == PurePosixPath(REPORTS_DIR)
 
 
-def write_artifact(out_dir: Path, *, state: BuildState, records: list[PassRecord], profile: TargetProfile,
-                   backend: str, recipe: Recipe, force: bool) -> Manifest:
+def write_artifact(
+    out_dir: Path,
+    *,
+    state: BuildState,
+    records: list[PassRecord],
+    profile: TargetProfile,
+    backend: str,
+    recipe: Recipe,
+    force: bool,
+) -> Manifest:
     """Fill a staging folder, then rename it to `out_dir`. A folder found at `out_dir` then is
     replaced only with `force` and only if it is (still) an artifact; with `force=False` (what
     compile() passes without --force) nothing there is ever replaced."""
@@ -111,8 +130,9 @@ def write_artifact(out_dir: Path, *, state: BuildState, records: list[PassRecord
     return manifest
 
 
-def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: TargetProfile,
-          backend: str, recipe: Recipe) -> Manifest:
+def _fill(
+    staging: Path, state: BuildState, records: list[PassRecord], profile: TargetProfile, backend: str, recipe: Recipe
+) -> Manifest:
     import onnx
 
     for path in state.lowered:
@@ -125,24 +145,25 @@ def _fill(staging: Path, state: BuildState, records: list[PassRecord], profile: 
     if tokenizer is not None and longest is not None and longest < tokenizer.max_length:
         tokenizer = tokenizer.model_copy(update={"max_length": longest})  # fixed-shape backends: the longest bucket
     inputs, outputs = graph_io(onnx.load(str(state.model_path), load_external_data=False))
-    reference = write_reference(staging, state, [spec.name for spec in outputs],
-                                longest or (tokenizer.max_length if tokenizer else None))
+    reference = write_reference(
+        staging, state, [spec.name for spec in outputs], longest or (tokenizer.max_length if tokenizer else None)
+    )
     if source.tokenizer_file is not None:
         shutil.copyfile(source.tokenizer_file, staging / source.tokenizer.file)
         vocab = _vocab_size(staging / source.tokenizer.file)
         tokenizer = tokenizer.model_copy(update={"vocab_size": min(vocab, tokenizer.vocab_size or vocab)})
     (staging / RECIPE_FILE).write_text(recipe.to_toml())  # hashed with the rest: the exact build
     quantization = _quantization(state.reports)
-    files = {str(path.relative_to(staging)): sha256_file(path)
-             for path in sorted(staging.rglob("*")) if path.is_file()}
+    files = {str(path.relative_to(staging)): sha256_file(path) for path in sorted(staging.rglob("*")) if path.is_file()}
     fields = {
         "schema_version": SCHEMA_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "edgekiln_version": tool_versions().get("edgekiln", "unknown"),
         "source": source.description,
         "backend": backend,
-        "target": TargetInfo(name=profile.name, arch=profile.arch.value, threads=profile.threads,
-                             accelerator=profile.accelerator),
+        "target": TargetInfo(
+            name=profile.name, arch=profile.arch.value, threads=profile.threads, accelerator=profile.accelerator
+        ),
         "precision": Precision.INT8 if quantization else recipe.precision,
         "quantization": quantization,
         "task": source.task,
@@ -190,5 +211,6 @@ def _quantization(reports) -> QuantizationInfo | None:
     if not typed or typed[-1].chosen == "float":
         return None
     report = typed[-1]
-    return QuantizationInfo(mode=report.chosen, kept_float=report.excluded_nodes,
-                            accuracy_drop_points=report.accuracy_drop)
+    return QuantizationInfo(
+        mode=report.chosen, kept_float=report.excluded_nodes, accuracy_drop_points=report.accuracy_drop
+    )

@@ -1,4 +1,5 @@
 """Content-addressed cache of pass outputs: a folder per (pass, version, config, input, tools) hash."""
+
 from __future__ import annotations
 
 import json
@@ -6,8 +7,8 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from edgekiln.runtime.hashing import sha256_file
 
@@ -34,8 +35,9 @@ class PassCache:
         self.root = None if root is None else Path(root) / "passes"
         self.scratch = scratch
 
-    def run(self, key: str, work: Callable[[Path], None],
-            say: Callable[[str], None] | None = None) -> tuple[Path, bool]:
+    def run(
+        self, key: str, work: Callable[[Path], None], say: Callable[[str], None] | None = None
+    ) -> tuple[Path, bool]:
         if self.root is None:
             folder = Path(tempfile.mkdtemp(dir=self.scratch, prefix="pass-"))
             work(folder)
@@ -46,8 +48,9 @@ class PassCache:
             if problem is None:
                 return final, True
             _evict(final)
-            (say or (lambda message: None))(f"cached result {key[:12]} is not usable ({problem}): "
-                                            "removed it, computing it again")
+            (say or (lambda message: None))(
+                f"cached result {key[:12]} is not usable ({problem}): removed it, computing it again"
+            )
         final.parent.mkdir(parents=True, exist_ok=True)
         staging = final.parent / f".{key}.{uuid.uuid4().hex}.tmp"
         staging.mkdir()

@@ -1,4 +1,5 @@
 """Compiler errors: user-actionable, printed as one line by the CLI (exit code 2)."""
+
 from edgekiln.runtime.errors import EdgekilnError
 
 

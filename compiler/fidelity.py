@@ -6,20 +6,19 @@ users read them: top-1 agreement, and the error as a share of each row's logit r
 two 2-class logit vectors says little. A disagreement counts only when the reference scored the
 candidate's choice lower by more than the allowed relative error (a near-tie may flip).
 """
+
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
-
-from edgekiln.runtime.manifest import Task
-from edgekiln.runtime.reports.schema import FidelityReport, FidelityRow
-from edgekiln.runtime.verify import min_row_cosine
-
 from pydantic import Field
 
 from edgekiln.runtime.errors import EdgekilnError
+from edgekiln.runtime.manifest import Task
+from edgekiln.runtime.reports.schema import FidelityReport, FidelityRow
+from edgekiln.runtime.verify import min_row_cosine
 
 from .errors import FidelityError
 from .passes.base import BuildState, PassConfig
@@ -49,6 +48,7 @@ def fidelity_feeds(state: BuildState, config: FidelityConfig, longest: int | Non
     plan = state.source.shape_plan
     if plan is not None and plan.has_ranges:  # declared ranges: their smallest, middle and largest shapes
         from .input_shapes import shape_cases
+
         return shape_cases(plan, config.shapes, rng)
     cases = []
     for batch, sequence in config.shapes:
@@ -57,42 +57,76 @@ def fidelity_feeds(state: BuildState, config: FidelityConfig, longest: int | Non
     return cases
 
 
-def check(reference: Runner, candidate: Runner, cases: list[tuple], config: FidelityConfig, *, classifier: bool,
-          names: tuple[str, str], details: dict | None = None, shape_hint: str | None = None) -> FidelityReport:
+def check(
+    reference: Runner,
+    candidate: Runner,
+    cases: list[tuple],
+    config: FidelityConfig,
+    *,
+    classifier: bool,
+    names: tuple[str, str],
+    details: dict | None = None,
+    shape_hint: str | None = None,
+) -> FidelityReport:
     """Run both on every case and judge the outputs against `config`'s limits (nothing is raised, but
     a model that cannot run a case's shapes is one error naming them and `shape_hint`, the flags to pass)."""
-    rows = [_compare_case(reference, candidate, feeds, batch, sequence, config, classifier, names, shape_hint)
-            for batch, sequence, feeds in cases]
+    rows = [
+        _compare_case(reference, candidate, feeds, batch, sequence, config, classifier, names, shape_hint)
+        for batch, sequence, feeds in cases
+    ]
     if classifier:
         limits = {"min_agreement": config.min_agreement, "max_relative_error": config.max_relative_error}
     else:
         limits = {"max_abs_diff": config.max_abs_diff, "min_cosine": config.min_cosine}
     report = FidelityReport(
-        reference=names[0], candidate=names[1], output_kind="classifier" if classifier else "dense",
-        shapes=tuple(rows), max_abs_diff=max(r.max_abs_diff for r in rows),
+        reference=names[0],
+        candidate=names[1],
+        output_kind="classifier" if classifier else "dense",
+        shapes=tuple(rows),
+        max_abs_diff=max(r.max_abs_diff for r in rows),
         min_cosine=min(r.min_cosine for r in rows),
         argmax_agreement=min(r.argmax_agreement for r in rows) if classifier else None,
         max_relative_error=max(r.max_relative_error for r in rows) if classifier else None,
-        thresholds=limits, passed=False, details=details or {})
+        thresholds=limits,
+        passed=False,
+        details=details or {},
+    )
     return report.model_copy(update={"passed": _within(report, limits)})
 
 
-def _compare_case(reference: Runner, candidate: Runner, feeds: dict[str, np.ndarray], batch: int,
-                  sequence: int | None, config: FidelityConfig, classifier: bool, names: tuple[str, str],
-                  shape_hint: str | None) -> FidelityRow:
+def _compare_case(
+    reference: Runner,
+    candidate: Runner,
+    feeds: dict[str, np.ndarray],
+    batch: int,
+    sequence: int | None,
+    config: FidelityConfig,
+    classifier: bool,
+    names: tuple[str, str],
+    shape_hint: str | None,
+) -> FidelityRow:
     expected, got = _run(reference, feeds, names[0], shape_hint), _run(candidate, feeds, names[1], shape_hint)
     try:
-        return compare(expected, got, batch, sequence, classifier=classifier, tolerance=config.max_relative_error,
-                       cosine_floor=config.max_abs_diff)
+        return compare(
+            expected,
+            got,
+            batch,
+            sequence,
+            classifier=classifier,
+            tolerance=config.max_relative_error,
+            cosine_floor=config.max_abs_diff,
+        )
     except FidelityError as exc:
         if shape_hint is None or "shape" not in exc.message:
             raise
         # an output shape that differs (OpenVINO's [0, 0, N] where ONNX Runtime gives [1, 1, N]) comes from
         # input sizes the model does not really take: name them and the flag that declares the right ones
         shapes = ", ".join(f"{name} {list(np.shape(value))}" for name, value in feeds.items())
-        raise FidelityError(f"{names[1]}: {exc.message.split(' at batch')[0]} on inputs {shapes}, probably sizes "
-                            f"the model does not take", hint=f"declare the shapes it takes, e.g. {shape_hint}") \
-            from None
+        raise FidelityError(
+            f"{names[1]}: {exc.message.split(' at batch')[0]} on inputs {shapes}, probably sizes "
+            f"the model does not take",
+            hint=f"declare the shapes it takes, e.g. {shape_hint}",
+        ) from None
 
 
 def _run(runner: Runner, feeds: dict[str, np.ndarray], who: str, shape_hint: str | None) -> list[np.ndarray]:
@@ -103,12 +137,15 @@ def _run(runner: Runner, feeds: dict[str, np.ndarray], who: str, shape_hint: str
     except Exception as exc:  # onnxruntime, OpenVINO, TVM and torch each raise their own types
         if shape_hint is not None:  # a raw-tensor file: name the shapes tried and the flag to declare them
             from .input_shapes import run_failure
+
             raise run_failure(exc, feeds, who, shape_hint) from None
         sizes = ", ".join(f"{name} {list(np.shape(value))}" for name, value in feeds.items())
         text = re.sub(r"\x1b\[[0-9;]*m|\[ONNXRuntimeError\] : \d+ : \w+ : ", "", str(exc)).strip()
-        raise FidelityError(f"{who} fails at {sizes}: {(text.splitlines() or [type(exc).__name__])[0][:300]}",
-                            hint="the graph holds a size fixed at the tracing shape, or an operator the runtime "
-                                 "lacks; report the model") from None
+        raise FidelityError(
+            f"{who} fails at {sizes}: {(text.splitlines() or [type(exc).__name__])[0][:300]}",
+            hint="the graph holds a size fixed at the tracing shape, or an operator the runtime "
+            "lacks; report the model",
+        ) from None
 
 
 def require(report: FidelityReport, hint: str) -> FidelityReport:
@@ -118,18 +155,33 @@ def require(report: FidelityReport, hint: str) -> FidelityReport:
     limits = report.thresholds
     if report.output_kind == "classifier":
         worst = min(report.shapes, key=lambda row: row.argmax_agreement)
-        what = (f"top-1 agreement {report.argmax_agreement:.1%} (limit {limits['min_agreement']:.1%}), max error "
-                f"{report.max_relative_error:.3g} of the logit range (limit {limits['max_relative_error']:g})")
+        what = (
+            f"top-1 agreement {report.argmax_agreement:.1%} (limit {limits['min_agreement']:.1%}), max error "
+            f"{report.max_relative_error:.3g} of the logit range (limit {limits['max_relative_error']:g})"
+        )
     else:
         worst = max(report.shapes, key=lambda row: row.max_abs_diff)
-        what = (f"max abs diff {report.max_abs_diff:.3g} (limit {limits['max_abs_diff']:g}), min cosine "
-                f"{report.min_cosine:.6f} (limit {limits['min_cosine']:g})")
-    raise FidelityError(f"{report.candidate} differs from {report.reference}: {what}; worst at batch {worst.batch}, "
-                        f"sequence {worst.sequence}", hint=hint)
+        what = (
+            f"max abs diff {report.max_abs_diff:.3g} (limit {limits['max_abs_diff']:g}), min cosine "
+            f"{report.min_cosine:.6f} (limit {limits['min_cosine']:g})"
+        )
+    raise FidelityError(
+        f"{report.candidate} differs from {report.reference}: {what}; worst at batch {worst.batch}, "
+        f"sequence {worst.sequence}",
+        hint=hint,
+    )
 
 
-def compare(reference: list[np.ndarray], candidate: list[np.ndarray], batch: int, sequence: int | None, *,
-            classifier: bool, tolerance: float, cosine_floor: float = 0.0) -> FidelityRow:
+def compare(
+    reference: list[np.ndarray],
+    candidate: list[np.ndarray],
+    batch: int,
+    sequence: int | None,
+    *,
+    classifier: bool,
+    tolerance: float,
+    cosine_floor: float = 0.0,
+) -> FidelityRow:
     """One shape's measures. Rows whose reference RMS is below `cosine_floor` (the absolute limit) have
     no meaningful direction (a detector's near-zero map on random inputs): max abs diff judges them."""
     if len(reference) != len(candidate):
@@ -138,14 +190,17 @@ def compare(reference: list[np.ndarray], candidate: list[np.ndarray], batch: int
     for ref, out in zip(reference, candidate):
         ref, out = np.asarray(ref, dtype=np.float32), np.asarray(out, dtype=np.float32)
         if ref.shape != out.shape:
-            raise FidelityError(f"output shape {list(out.shape)} differs from the reference's {list(ref.shape)} "
-                                f"at batch {batch}, sequence {sequence}")
+            raise FidelityError(
+                f"output shape {list(out.shape)} differs from the reference's {list(ref.shape)} "
+                f"at batch {batch}, sequence {sequence}"
+            )
         max_abs = max(max_abs, float(np.abs(ref - out).max(initial=0.0)))
         min_cos = min(min_cos, _min_cosine(ref, out, cosine_floor))
     row = {"batch": batch, "sequence": sequence, "max_abs_diff": max_abs, "min_cosine": min_cos}
     if classifier:
-        row.update(_classifier_measures(np.asarray(reference[0], np.float32), np.asarray(candidate[0], np.float32),
-                                        tolerance))
+        row.update(
+            _classifier_measures(np.asarray(reference[0], np.float32), np.asarray(candidate[0], np.float32), tolerance)
+        )
     return FidelityRow(**row)
 
 
@@ -169,8 +224,10 @@ def _classifier_measures(ref: np.ndarray, out: np.ndarray, tolerance: float) -> 
 
 def _within(report: FidelityReport, limits: dict[str, float]) -> bool:
     if report.output_kind == "classifier":
-        return report.argmax_agreement >= limits["min_agreement"] and \
-            report.max_relative_error <= limits["max_relative_error"]
+        return (
+            report.argmax_agreement >= limits["min_agreement"]
+            and report.max_relative_error <= limits["max_relative_error"]
+        )
     return report.max_abs_diff <= limits["max_abs_diff"] and report.min_cosine >= limits["min_cosine"]
 
 
@@ -180,6 +237,12 @@ INT8_REPORT_LIMITS = FidelityConfig(max_abs_diff=1e6, min_cosine=0.99, min_agree
 
 
 def int8_fidelity(state: BuildState, float_model: Runner, int8_model: Runner, name: str) -> FidelityReport:
-    return check(float_model, int8_model, fidelity_feeds(state, INT8_REPORT_LIMITS), INT8_REPORT_LIMITS,
-                 classifier=is_classifier(state), names=("the float model", name),
-                 shape_hint=getattr(state.source.shape_plan, "suggestion", lambda: None)())
+    return check(
+        float_model,
+        int8_model,
+        fidelity_feeds(state, INT8_REPORT_LIMITS),
+        INT8_REPORT_LIMITS,
+        classifier=is_classifier(state),
+        names=("the float model", name),
+        shape_hint=getattr(state.source.shape_plan, "suggestion", lambda: None)(),
+    )

@@ -1,5 +1,6 @@
 """Output folders: an exclusive lock for the whole build, and putting the finished folder in place
 by renames only, never replacing anything that was not proven replaceable at that moment."""
+
 from __future__ import annotations
 
 import errno
@@ -23,8 +24,10 @@ def check_parent(target: Path) -> None:
         if ancestor.is_dir():
             return
         if ancestor.exists() or ancestor.is_symlink():
-            raise CompileError(f"cannot create {target}: {ancestor} is a file, not a folder",
-                               hint="choose an output path under a folder")
+            raise CompileError(
+                f"cannot create {target}: {ancestor} is a file, not a folder",
+                hint="choose an output path under a folder",
+            )
 
 
 def lock_path(target: Path) -> Path:
@@ -52,15 +55,18 @@ def _acquire(path: Path, target: Path):
         try:
             handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+")
         except OSError as exc:  # a symlink or a folder where the lock file goes
-            raise CompileError(f"cannot use {path} as the lock file of {target} ({exc.strerror})",
-                               hint=f"remove {path}") from None
+            raise CompileError(
+                f"cannot use {path} as the lock file of {target} ({exc.strerror})", hint=f"remove {path}"
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = handle.read().strip() or "?"
             handle.close()
-            raise CompileError(f"another edgekiln build is writing {target} (pid {holder} holds {path})",
-                               hint="wait for it to finish, or choose another -o folder") from None
+            raise CompileError(
+                f"another edgekiln build is writing {target} (pid {holder} holds {path})",
+                hint="wait for it to finish, or choose another -o folder",
+            ) from None
         try:
             current = os.stat(path, follow_symlinks=False).st_ino
         except FileNotFoundError:
@@ -94,8 +100,11 @@ def move_into_place(finished: Path, target: Path, *, replaceable: Replaceable | 
         _refuse(finished, target, f"{target} {reason}; refusing to replace it")
     if not _claim(finished, target):
         if retired is not None:
-            _refuse(finished, target, f"{target} appeared while the old folder was being replaced; the old "
-                                      f"folder is at {retired}")
+            _refuse(
+                finished,
+                target,
+                f"{target} appeared while the old folder was being replaced; the old folder is at {retired}",
+            )
         _refuse(finished, target, f"{target} appeared while this build was running; it was left as it is")
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
@@ -120,8 +129,11 @@ def _claim(finished: Path, target: Path) -> bool:
 
 def _restore(retired: Path, target: Path) -> None:
     if not _claim(retired, target):
-        raise CompileError(f"{target} was refused for replacement and set aside as {retired}, and something "
-                           f"else has appeared at {target} since", hint=f"move {retired} back by hand")
+        raise CompileError(
+            f"{target} was refused for replacement and set aside as {retired}, and something "
+            f"else has appeared at {target} since",
+            hint=f"move {retired} back by hand",
+        )
 
 
 def _refuse(finished: Path, target: Path, message: str) -> None:

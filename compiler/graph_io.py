@@ -1,4 +1,5 @@
 """Reading ONNX files safely and describing their inputs and outputs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,13 +17,17 @@ def load_onnx(path: Path, *, load_external_data: bool = True):
     try:
         model = onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:  # protobuf DecodeError, missing external data, ...
-        raise CompileError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc})",
-                           hint="the file may be truncated or not ONNX; re-export or re-download it") from None
+        raise CompileError(
+            f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc})",
+            hint="the file may be truncated or not ONNX; re-export or re-download it",
+        ) from None
     try:
         onnx.checker.check_model(str(path))
     except Exception as exc:  # onnx.checker.ValidationError and friends
-        raise CompileError(f"{path} is not a valid ONNX model: {str(exc).splitlines()[0]}",
-                           hint="re-export it; `python -m onnx.checker` shows the details") from None
+        raise CompileError(
+            f"{path} is not a valid ONNX model: {str(exc).splitlines()[0]}",
+            hint="re-export it; `python -m onnx.checker` shows the details",
+        ) from None
     if not model.graph.input or not model.graph.output:
         raise CompileError(f"{path} has no graph inputs or outputs")
     return model

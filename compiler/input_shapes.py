@@ -6,11 +6,12 @@ comes from the model: fixed sizes stay, a named dimension is one size wherever i
 `-1` or unnamed one is dynamic (the batch axis gets the batch size, any other the "sequence" size:
 the old rule, which a failed check answers with the `--input-shape` flag to pass).
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
@@ -45,7 +46,7 @@ class DimRange(BaseModel):
         return {"min": int(low), "max": int(high), "multiple": int(multiple or 1)}
 
     @model_validator(mode="after")
-    def _nonempty(self) -> "DimRange":
+    def _nonempty(self) -> DimRange:
         if self.smallest() > self.max:
             raise ValueError(f"no multiple of {self.multiple} lies in {self.min}..{self.max}")
         return self
@@ -76,7 +77,7 @@ class DimRange(BaseModel):
         return size // self.multiple * self.multiple if size >= self.smallest() else self.smallest()
 
 
-Dim = Union[Annotated[int, Field(ge=1)], DimRange]
+Dim = Annotated[int, Field(ge=1)] | DimRange
 InputShapes = dict[str, tuple[Dim, ...]]
 
 
@@ -92,7 +93,7 @@ def parse_input_shape(text: str) -> tuple[str, tuple[Dim, ...]]:
             break
     if cut <= 0 or cut == len(text) - 1:
         raise CompileError(f"{FLAG} {text!r} is not NAME:SHAPE", hint=f"e.g. {FLAG} images:1x3x640x640")
-    name, shape = text[:cut], text[cut + 1:]
+    name, shape = text[:cut], text[cut + 1 :]
     return name, tuple(_parse_dim(token, text) for token in _split_dims(shape, text))
 
 
@@ -123,8 +124,10 @@ def _parse_dim(token: str, text: str) -> Dim:
             if error["loc"]:
                 reason = f"{error['loc'][0]}: {reason}"
             raise CompileError(f"{FLAG} {text!r}: {token} {reason}", hint="e.g. [320..1280:32]") from None
-    raise CompileError(f"{FLAG} {text!r}: dimension {token!r} is neither a positive size nor a range",
-                       hint=f"e.g. {FLAG} images:1x3x[320..1280:32]x[320..1280:32]")
+    raise CompileError(
+        f"{FLAG} {text!r}: dimension {token!r} is neither a positive size nor a range",
+        hint=f"e.g. {FLAG} images:1x3x[320..1280:32]x[320..1280:32]",
+    )
 
 
 def format_input_shape(name: str, dims: tuple[Dim, ...]) -> str:
@@ -180,9 +183,16 @@ class ShapePlan:
         for spec in self.inputs:
             dims = self.dims[spec.name]
             image = len(dims) == 4 and spec.dtype.startswith("float")
-            guess = [d if not isinstance(d, str) else 1 if axis == 0 else
-                     DimRange(min=32, max=1024, multiple=32) if image else DimRange(min=1, max=512)
-                     for axis, d in enumerate(dims)]
+            guess = [
+                d
+                if not isinstance(d, str)
+                else 1
+                if axis == 0
+                else DimRange(min=32, max=1024, multiple=32)
+                if image
+                else DimRange(min=1, max=512)
+                for axis, d in enumerate(dims)
+            ]
             flags.append(f"{FLAG} {format_input_shape(spec.name, tuple(guess))}")
         return " ".join(flags)
 
@@ -200,12 +210,17 @@ def plan_shapes(inputs: tuple[TensorSpec, ...], declared: InputShapes | None) ->
             dims[spec.name] = tuple(_model_dim(d) for d in spec.shape)
             continue
         if len(given) != len(spec.shape):
-            raise CompileError(f"{FLAG} gives input {spec.name!r} {len(given)} dimensions; the model's has "
-                               f"{len(spec.shape)} {list(spec.shape)}", hint="give one size or range per dimension")
+            raise CompileError(
+                f"{FLAG} gives input {spec.name!r} {len(given)} dimensions; the model's has "
+                f"{len(spec.shape)} {list(spec.shape)}",
+                hint="give one size or range per dimension",
+            )
         for axis, (model_dim, dim) in enumerate(zip(spec.shape, given, strict=True)):
             if isinstance(model_dim, int) and dim != model_dim:
-                raise CompileError(f"{FLAG} sets dimension {axis} of {spec.name!r} to {dim}; the model fixes it "
-                                   f"at {model_dim}", hint=f"use {model_dim} there")
+                raise CompileError(
+                    f"{FLAG} sets dimension {axis} of {spec.name!r} to {dim}; the model fixes it at {model_dim}",
+                    hint=f"use {model_dim} there",
+                )
         dims[spec.name] = tuple(given)
     return ShapePlan(inputs, dims)
 
@@ -225,8 +240,9 @@ def plan_feeds(plan: ShapePlan, batch: int, sequence: int, rng, pick: Pick | Non
     """Random inputs of the plan's shapes (see `ShapePlan.shape`)."""
     from edgekiln.runtime.synthetic import make_tensor_feeds
 
-    specs = [spec.model_copy(update={"shape": tuple(plan.shape(spec.name, batch, sequence, pick))})
-             for spec in plan.inputs]
+    specs = [
+        spec.model_copy(update={"shape": tuple(plan.shape(spec.name, batch, sequence, pick))}) for spec in plan.inputs
+    ]
     return make_tensor_feeds(specs, batch, sequence, rng)
 
 
@@ -257,9 +273,12 @@ def run_failure(exc: Exception, feeds: dict, who: str, hint: str | None) -> Comp
     node = (f" at node {name[1]!r}" if name else "") + (f" ({op[1]})" if op else "")
     reason = _SOURCE_NOISE.sub("", text.split("Status Message:")[-1]).strip()[:200]
     shapes = ", ".join(f"{name} {list(np.shape(value))}" for name, value in feeds.items())
-    return CompileError(f"{who} failed on inputs {shapes}{node}: {reason}",
-                        hint=f"declare the shapes the model takes, e.g. {hint}" if hint else
-                        f"declare the shapes the model takes with {FLAG} NAME:SHAPE")
+    return CompileError(
+        f"{who} failed on inputs {shapes}{node}: {reason}",
+        hint=f"declare the shapes the model takes, e.g. {hint}"
+        if hint
+        else f"declare the shapes the model takes with {FLAG} NAME:SHAPE",
+    )
 
 
 def suggestion(state) -> str | None:

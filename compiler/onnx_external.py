@@ -5,6 +5,7 @@ outside the protobuf, one `model.onnx.data` beside it, referenced by a relative 
 files never live outside the model's folder, so copying or renaming the folder (the pass cache,
 the staging folders, the artifact) moves them together.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,11 +46,15 @@ def data_files(path: Path, model=None) -> list[Path]:
         location = _entries(tensor).get("location", "")
         resolved = (folder / location).resolve()
         if not location or Path(location).is_absolute() or folder not in resolved.parents:
-            raise CompileError(f"{path.name} stores tensor {tensor.name!r} at {location!r}, outside its folder",
-                               hint="external-data locations must be relative paths beside the .onnx file")
+            raise CompileError(
+                f"{path.name} stores tensor {tensor.name!r} at {location!r}, outside its folder",
+                hint="external-data locations must be relative paths beside the .onnx file",
+            )
         if not resolved.is_file():
-            raise CompileError(f"{path.name} stores tensor {tensor.name!r} in {location}, which does not exist "
-                               f"in {folder}", hint="copy the model's external-data files beside it")
+            raise CompileError(
+                f"{path.name} stores tensor {tensor.name!r} in {location}, which does not exist in {folder}",
+                hint="copy the model's external-data files beside it",
+            )
         found[resolved] = None
     return list(found)
 
@@ -87,8 +92,15 @@ def save_model(model, path: Path) -> None:
     if model.ByteSize() < PROTOBUF_LIMIT:
         onnx.save(model, str(path))
         return
-    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-              location=data.name, size_threshold=1024, convert_attribute=True)
+    onnx.save(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data.name,
+        size_threshold=1024,
+        convert_attribute=True,
+    )
 
 
 def save_streaming(model, source_folder: Path, path: Path) -> None:
@@ -106,8 +118,9 @@ def save_streaming(model, source_folder: Path, path: Path) -> None:
         for tensor in tensors:
             entries = _entries(tensor)
             offset = _pad_to_alignment(sink)
-            length = _copy_range(source_folder / entries["location"], int(entries.get("offset", 0)),
-                                 entries.get("length"), sink)
+            length = _copy_range(
+                source_folder / entries["location"], int(entries.get("offset", 0)), entries.get("length"), sink
+            )
             del tensor.external_data[:]
             for key, value in (("location", data.name), ("offset", str(offset)), ("length", str(length))):
                 tensor.external_data.add(key=key, value=value)
@@ -177,8 +190,10 @@ def _copy_range(source: Path, offset: int, length: str | None, sink) -> int:
         while remaining:
             chunk = handle.read(min(_COPY_CHUNK, remaining))
             if not chunk:
-                raise CompileError(f"external-data file {source.name} ends before the tensor stored in it",
-                                   hint="the data file is truncated; copy it again")
+                raise CompileError(
+                    f"external-data file {source.name} ends before the tensor stored in it",
+                    hint="the data file is truncated; copy it again",
+                )
             sink.write(chunk)
             remaining -= len(chunk)
     return total

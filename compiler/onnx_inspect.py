@@ -1,4 +1,5 @@
 """`edgekiln inspect MODEL.onnx`: what an ONNX file is, and what a compile would do to it."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,10 @@ def describe_onnx(path: Path) -> dict:
         "outputs": [spec.model_dump(mode="json") for spec in outputs],
         "parameters": sum(math.prod(dims) for dims in weight_shapes(model).values()),
         "nodes": len(model.graph.node),
-        "external_data": [{"file": file.relative_to(folder).as_posix(), "bytes": file.stat().st_size}
-                          for file in data_files(path, model)],
+        "external_data": [
+            {"file": file.relative_to(folder).as_posix(), "bytes": file.stat().st_size}
+            for file in data_files(path, model)
+        ],
         "conversion": {**conversion.report(), "notes": list(conversion.notes())},
         "flops": estimate_flops(model),
         "preflight": preflight(path, model),
@@ -35,10 +38,13 @@ def describe_onnx(path: Path) -> dict:
 
 def format_description(report: dict) -> str:
     conversion = report["conversion"]
-    rows = [("file", report["file"]), ("ir version", str(report["ir_version"])),
-            ("opsets", ", ".join(f"{domain} {version}" for domain, version in report["opsets"].items())),
-            ("producer", report["producer"] or "(not recorded)"),
-            ("parameters", f"{report['parameters']:,} in {report['nodes']} nodes")]
+    rows = [
+        ("file", report["file"]),
+        ("ir version", str(report["ir_version"])),
+        ("opsets", ", ".join(f"{domain} {version}" for domain, version in report["opsets"].items())),
+        ("producer", report["producer"] or "(not recorded)"),
+        ("parameters", f"{report['parameters']:,} in {report['nodes']} nodes"),
+    ]
     rows += [(f"input {t['name']}", f"{t['dtype']} {t['shape']}") for t in report["inputs"]]
     rows += [(f"output {t['name']}", f"{t['dtype']} {t['shape']}") for t in report["outputs"]]
     rows += [(f"data {d['file']}", f"{d['bytes'] / 1e6:,.1f} MB") for d in report["external_data"]]

@@ -6,10 +6,11 @@ still run it. Where it cannot (an opset whose kernels it dropped), the graph upg
 existed. Either way, a file that ships the model zoo's `test_data_set_*/input_N.pb, output_N.pb`
 beside it is also checked against those stored outputs.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -35,17 +36,22 @@ def source_reference(path: Path) -> tuple[Runner, str]:
     model = load_onnx(path)
     conversion = plan(model)
     if conversion.to_opset is None:
-        raise CompileError(f"onnxruntime cannot run {path.name}: {reason}",
-                           hint="upgrade onnxruntime, or re-export the model with operators it implements")
+        raise CompileError(
+            f"onnxruntime cannot run {path.name}: {reason}",
+            hint="upgrade onnxruntime, or re-export the model with operators it implements",
+        )
     converted = apply(model, conversion, path.name)
-    name = (f"converted onnx (opset {conversion.opset} -> {conversion.to_opset}, unoptimised onnxruntime); "
-            f"no independent reference: onnxruntime cannot run the original ({reason})")
+    name = (
+        f"converted onnx (opset {conversion.opset} -> {conversion.to_opset}, unoptimised onnxruntime); "
+        f"no independent reference: onnxruntime cannot run the original ({reason})"
+    )
     return session_runner(cpu_session(converted.SerializeToString(), optimize=False)), name
 
 
 def test_data_files(path: Path) -> list[Path]:
-    return sorted(file for folder in path.parent.glob(TEST_DATA_GLOB) if folder.is_dir()
-                  for file in folder.glob("*.pb"))
+    return sorted(
+        file for folder in path.parent.glob(TEST_DATA_GLOB) if folder.is_dir() for file in folder.glob("*.pb")
+    )
 
 
 def shipped_cases(path: Path) -> list[tuple[str, dict[str, np.ndarray], list[np.ndarray]]]:
@@ -60,12 +66,13 @@ def shipped_cases(path: Path) -> list[tuple[str, dict[str, np.ndarray], list[np.
     for folder in folders:
         given, expected = _read_tensors(folder, "input"), _read_tensors(folder, "output")
         if len(given) != len(inputs) or len(expected) != len(outputs):
-            raise CompileError(f"{folder.name} beside {path.name} holds {len(given)} inputs and {len(expected)} "
-                               f"outputs; the model takes {len(inputs)} and returns {len(outputs)}",
-                               hint="remove the folder or fix its .pb files")
+            raise CompileError(
+                f"{folder.name} beside {path.name} holds {len(given)} inputs and {len(expected)} "
+                f"outputs; the model takes {len(inputs)} and returns {len(outputs)}",
+                hint="remove the folder or fix its .pb files",
+            )
         names = [name if name in {s.name for s in inputs} else spec.name for (name, _), spec in zip(given, inputs)]
-        cases.append((folder.name, dict(zip(names, (array for _, array in given))),
-                      [array for _, array in expected]))
+        cases.append((folder.name, dict(zip(names, (array for _, array in given))), [array for _, array in expected]))
     return cases
 
 
@@ -93,13 +100,16 @@ def check_shipped(cases, candidate: Runner, max_abs_diff: float) -> dict:
         for ref, out in zip(expected, got):
             ref = ref.astype(np.float32)
             if ref.shape != out.shape:
-                raise CompileError(f"{name}: the compiled model returns shape {list(out.shape)}, the stored output "
-                                   f"{list(ref.shape)}")
+                raise CompileError(
+                    f"{name}: the compiled model returns shape {list(out.shape)}, the stored output {list(ref.shape)}"
+                )
             difference = np.abs(ref - out)
             worst = max(worst, float(difference.max(initial=0.0)))
             excess = max(excess, float((difference - TEST_DATA_RTOL * np.abs(ref)).max(initial=0.0)))
             cosine = min(cosine, min_row_cosine(ref, out))
-        rows.append({"case": name, "max_abs_diff": worst, "min_cosine": cosine,
-                     "passed": excess <= max_abs_diff})
-    return {"tolerance": {"atol": max_abs_diff, "rtol": TEST_DATA_RTOL}, "cases": rows,
-            "passed": all(row["passed"] for row in rows)}
+        rows.append({"case": name, "max_abs_diff": worst, "min_cosine": cosine, "passed": excess <= max_abs_diff})
+    return {
+        "tolerance": {"atol": max_abs_diff, "rtol": TEST_DATA_RTOL},
+        "cases": rows,
+        "passed": all(row["passed"] for row in rows),
+    }

@@ -2,6 +2,7 @@
 dimensions, a range becomes an axis named `NAME[MIN..MAX:MULTIPLE]` that the runtime reads back),
 and output shapes that the file declared empty or wrong, recomputed by shape inference and, where
 inference cannot tell, by running the model on two input shapes."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -86,8 +87,11 @@ def outputs_from_runs(path: Path, plan: ShapePlan, names: list[str]) -> dict[str
         first = dict(zip(wanted, session.run(None, plan_feeds(plan, 1, 8, rng, "min")), strict=True))
         second = dict(zip(wanted, session.run(None, plan_feeds(plan, 2, 17, rng, "max")), strict=True))
     except Exception as exc:  # onnxruntime's errors: the shape was not one the model takes
-        raise CompileError(f"the file declares no shape for output(s) {names}, and running it to measure them "
-                           f"failed: {str(exc).splitlines()[0][:200]}", hint=plan.suggestion()) from None
+        raise CompileError(
+            f"the file declares no shape for output(s) {names}, and running it to measure them "
+            f"failed: {str(exc).splitlines()[0][:200]}",
+            hint=plan.suggestion(),
+        ) from None
     shapes = {}
     for name in names:
         small, large = np.asarray(first[name]), np.asarray(second[name])

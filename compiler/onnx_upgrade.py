@@ -9,6 +9,7 @@ alone (`plan`), so `edgekiln inspect MODEL.onnx` can say it before a compile doe
   upgraded to `TARGET_OPSET` with ONNX's own version converter. An operator the converter cannot
   carry forward stops the compile with one error naming it.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,15 +36,22 @@ class Conversion:
     def notes(self) -> tuple[str, ...]:
         notes = []
         if self.listed_initializers:
-            notes.append(f"IR version {self.ir_version}: {self.listed_initializers} initializers listed among the "
-                         "graph inputs are kept as constants (dropped from the inputs of the compiled graph)")
+            notes.append(
+                f"IR version {self.ir_version}: {self.listed_initializers} initializers listed among the "
+                "graph inputs are kept as constants (dropped from the inputs of the compiled graph)"
+            )
         if self.to_opset is not None:
             notes.append(f"opset {self.opset} upgraded to {self.to_opset} with ONNX's version converter")
         return tuple(notes)
 
     def report(self) -> dict:
-        return {"ir_version": self.ir_version, "from_opset": self.opset, "to_opset": self.to_opset or self.opset,
-                "upgraded": self.to_opset is not None, "initializers_dropped_from_inputs": self.listed_initializers}
+        return {
+            "ir_version": self.ir_version,
+            "from_opset": self.opset,
+            "to_opset": self.to_opset or self.opset,
+            "upgraded": self.to_opset is not None,
+            "initializers_dropped_from_inputs": self.listed_initializers,
+        }
 
 
 def default_opset(model) -> int:
@@ -59,8 +67,12 @@ def listed_initializers(model) -> list[str]:
 def plan(model) -> Conversion:
     """What a compile does to this graph (its weights need not be loaded)."""
     opset = default_opset(model)
-    return Conversion(ir_version=model.ir_version, opset=opset, listed_initializers=len(listed_initializers(model)),
-                      to_opset=TARGET_OPSET if opset < MIN_OPSET else None)
+    return Conversion(
+        ir_version=model.ir_version,
+        opset=opset,
+        listed_initializers=len(listed_initializers(model)),
+        to_opset=TARGET_OPSET if opset < MIN_OPSET else None,
+    )
 
 
 def apply(model, conversion: Conversion, name: str):
@@ -88,10 +100,11 @@ def apply(model, conversion: Conversion, name: str):
         onnx.shape_inference.infer_shapes(converted, strict_mode=True)
     except Exception as exc:  # onnx.shape_inference.InferenceError
         detail = " ".join(str(exc).split())[:240]
-        raise CompileError(f"{name}: ONNX's version converter turned opset {conversion.opset} into an inconsistent "
-                           f"opset-{conversion.to_opset} graph ({detail})",
-                           hint=f"re-export the model at opset {MIN_OPSET} or later from the framework it came "
-                                "from") from None
+        raise CompileError(
+            f"{name}: ONNX's version converter turned opset {conversion.opset} into an inconsistent "
+            f"opset-{conversion.to_opset} graph ({detail})",
+            hint=f"re-export the model at opset {MIN_OPSET} or later from the framework it came from",
+        ) from None
     return converted
 
 
@@ -100,18 +113,28 @@ def _not_convertible(model, conversion: Conversion, name: str, message: str) -> 
     first = " ".join(message.split())[:200]
     dynamic = re.search(r"(\S+) Dimension is a param", message)
     if dynamic:  # broadcasting adapters (Add-6 and friends) need every shape fixed
-        return CompileError(f"{name}: ONNX's version converter needs fixed shapes to upgrade opset {conversion.opset} "
-                            f"to {conversion.to_opset}, and dimension {dynamic.group(1)!r} is dynamic",
-                            hint="fix the input shapes first (python -m onnxruntime.tools.make_dynamic_shape_fixed "
-                                 f"--dim_param {dynamic.group(1)} --dim_value 1 IN OUT), or re-export the model at "
-                                 f"opset {MIN_OPSET} or later")
-    fix = (f"re-export the model at opset {MIN_OPSET} or later from the framework it came from, or replace "
-           f"{culprit or 'that operator'} with standard operators (e.g. with onnx-graphsurgeon) and compile the new file")
+        return CompileError(
+            f"{name}: ONNX's version converter needs fixed shapes to upgrade opset {conversion.opset} "
+            f"to {conversion.to_opset}, and dimension {dynamic.group(1)!r} is dynamic",
+            hint="fix the input shapes first (python -m onnxruntime.tools.make_dynamic_shape_fixed "
+            f"--dim_param {dynamic.group(1)} --dim_value 1 IN OUT), or re-export the model at "
+            f"opset {MIN_OPSET} or later",
+        )
+    fix = (
+        f"re-export the model at opset {MIN_OPSET} or later from the framework it came from, or replace "
+        f"{culprit or 'that operator'} with standard operators (e.g. with onnx-graphsurgeon) and compile the new file"
+    )
     if culprit is None:
-        return CompileError(f"{name}: ONNX's version converter cannot upgrade opset {conversion.opset} to "
-                            f"{conversion.to_opset}: {first}", hint=fix)
-    return CompileError(f"{name}: operator {culprit} (opset {conversion.opset}) cannot be carried forward to opset "
-                        f"{conversion.to_opset}: ONNX's version converter has no rule for it", hint=fix)
+        return CompileError(
+            f"{name}: ONNX's version converter cannot upgrade opset {conversion.opset} to "
+            f"{conversion.to_opset}: {first}",
+            hint=fix,
+        )
+    return CompileError(
+        f"{name}: operator {culprit} (opset {conversion.opset}) cannot be carried forward to opset "
+        f"{conversion.to_opset}: ONNX's version converter has no rule for it",
+        hint=fix,
+    )
 
 
 def _culprit(model, message: str) -> str | None:
@@ -119,8 +142,9 @@ def _culprit(model, message: str) -> str | None:
     ImageScaler or Crop), else the graph's operator its message names (longest name first)."""
     import onnx
 
-    ops = sorted({node.op_type for node in model.graph.node if node.domain in _DEFAULT_DOMAINS},
-                 key=lambda op: (-len(op), op))
+    ops = sorted(
+        {node.op_type for node in model.graph.node if node.domain in _DEFAULT_DOMAINS}, key=lambda op: (-len(op), op)
+    )
     undefined = [op for op in ops if not onnx.defs.has(op)]
     if undefined:
         return undefined[0]

@@ -1,11 +1,13 @@
 """ONNX Runtime CPU sessions for the compiler's own checks (fidelity, scoring, diagnostics)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 
-def cpu_session(model: Path | bytes, *, threads: int | None = None, optimize: bool = True,
-                data_folder: Path | None = None):
+def cpu_session(
+    model: Path | bytes, *, threads: int | None = None, optimize: bool = True, data_folder: Path | None = None
+):
     """A quiet CPU session; `optimize=False` runs the graph exactly as written (a reference);
     `data_folder`: where a model given as bytes finds its external-data files."""
     import onnxruntime as ort

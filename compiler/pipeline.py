@@ -1,11 +1,12 @@
 """Running a chain of passes: preconditions, cache look-up, records for the manifest."""
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Callable
 
 from edgekiln.runtime.hashing import sha256_file, sha256_json
 from edgekiln.runtime.manifest import PassRecord
@@ -19,28 +20,47 @@ REPORT_FILE = "report.json"
 Progress = Callable[[str], None]
 
 
-def run_passes(passes: list[Pass], state: BuildState, cache: PassCache,
-               progress: Progress = lambda message: None) -> tuple[BuildState, list[PassRecord]]:
+def run_passes(
+    passes: list[Pass], state: BuildState, cache: PassCache, progress: Progress = lambda message: None
+) -> tuple[BuildState, list[PassRecord]]:
     records = []
     for step in passes:
         step.check_preconditions(state)
         input_sha = step.input_key(state)
         config = step.config.model_dump(mode="json")
-        key = sha256_json({"pass": step.name, "version": step.version, "config": config,
-                           "input": input_sha, "tools": tool_versions()})
+        key = sha256_json(
+            {"pass": step.name, "version": step.version, "config": config, "input": input_sha, "tools": tool_versions()}
+        )
         progress(f"{step.name} …")
         started = time.perf_counter()
-        folder, cached = cache.run(key, lambda out_dir: _run_one(step, state, out_dir), say=progress)
+        folder, cached = cache.run(
+            key, lambda out_dir, step=step, state=state: _run_one(step, state, out_dir), say=progress
+        )
         seconds = time.perf_counter() - started
         report = json.loads((folder / REPORT_FILE).read_text())
         model_path = folder / MODEL_FILE if step.changes_model else state.model_path
         lowered = _lowered_files(step, folder) or state.lowered
-        state = replace(state, model_path=model_path, lowered=lowered,
-                        reports=MappingProxyType({**state.reports, step.name: report}))
-        output_sha = state.model_sha256() if not step.lowers_to else \
-            sha256_json({path.name: sha256_file(path) for path in lowered})
-        records.append(PassRecord(name=step.name, config=config, input_sha256=input_sha,
-                                  output_sha256=output_sha, seconds=round(seconds, 3), cached=cached))
+        state = replace(
+            state,
+            model_path=model_path,
+            lowered=lowered,
+            reports=MappingProxyType({**state.reports, step.name: report}),
+        )
+        output_sha = (
+            state.model_sha256()
+            if not step.lowers_to
+            else sha256_json({path.name: sha256_file(path) for path in lowered})
+        )
+        records.append(
+            PassRecord(
+                name=step.name,
+                config=config,
+                input_sha256=input_sha,
+                output_sha256=output_sha,
+                seconds=round(seconds, 3),
+                cached=cached,
+            )
+        )
         progress(f"{step.name} done in {seconds:.1f} s{' (cached)' if cached else ''}")
     return state, records
 
@@ -51,9 +71,13 @@ def _lowered_files(step: Pass, folder) -> tuple:
     if not step.lowers_to:
         return ()
     declared = [folder / name for name in step.lowers_to]
-    extra = sorted(path for path in folder.iterdir()
-                   if path.is_file() and not path.name.startswith(".")  # the cache's own markers
-                   and path.name not in (*step.lowers_to, REPORT_FILE, MODEL_FILE))
+    extra = sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file()
+        and not path.name.startswith(".")  # the cache's own markers
+        and path.name not in (*step.lowers_to, REPORT_FILE, MODEL_FILE)
+    )
     return tuple(declared + extra)
 
 

@@ -4,6 +4,7 @@ The rules that need the target profile or the registry live here once: which bac
 job, which precisions and quantization modes it has, which profile fields it needs, and its own
 options (validated by the model its `BackendSpec` names).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -68,8 +69,11 @@ def choose_backend(profile: TargetProfile, recipe: Recipe) -> tuple[BackendSpec,
         problem = cannot_build(spec, profile, recipe)
         if problem is not None:
             raise CompileError(f"the {spec.name} backend {problem[0]}", hint=problem[1])
-        notes = [] if requested in profile.preferred_backends else \
-            [f"{requested} is not among {profile.name}'s preferred backends"]
+        notes = (
+            []
+            if requested in profile.preferred_backends
+            else [f"{requested} is not among {profile.name}'s preferred backends"]
+        )
         return spec, notes
     notes = []
     for name in profile.preferred_backends:
@@ -83,8 +87,10 @@ def choose_backend(profile: TargetProfile, recipe: Recipe) -> tuple[BackendSpec,
             return spec, notes
         notes.append(f"preferred backend {name} cannot do this job ({problem[0]}); trying the next")
     usable = [name for name in backend_names() if cannot_build(backend_spec(name), profile, recipe) is None]
-    raise CompileError(f"none of {profile.name}'s preferred backends {list(profile.preferred_backends)} can do "
-                       "this job", hint=f"pass --backend {usable[0]}" if usable else "compile without --quantize")
+    raise CompileError(
+        f"none of {profile.name}'s preferred backends {list(profile.preferred_backends)} can do this job",
+        hint=f"pass --backend {usable[0]}" if usable else "compile without --quantize",
+    )
 
 
 def cannot_build(spec: BackendSpec, profile: TargetProfile, recipe: Recipe) -> tuple[str, str] | None:
@@ -94,19 +100,28 @@ def cannot_build(spec: BackendSpec, profile: TargetProfile, recipe: Recipe) -> t
         quantizer = spec.quantizers.get(mode.value)
         if quantizer is None:
             modes = ", ".join(spec.quantize_modes()) or "none: it compiles float models only"
-            return (f"cannot run this quantization mode ({mode.value}; its modes: {modes})",
-                    f"use --backend {_first_with_mode(mode)}, or another --quantize mode")
+            return (
+                f"cannot run this quantization mode ({mode.value}; its modes: {modes})",
+                f"use --backend {_first_with_mode(mode)}, or another --quantize mode",
+            )
         if quantizer.needs_calibration and recipe.quantize.calibration is None:
-            return (f"quantizes {mode.value} from calibration data", "pass --calibration DATA, or "
-                    "--backend onnxruntime for dynamic int8")
+            return (
+                f"quantizes {mode.value} from calibration data",
+                "pass --calibration DATA, or --backend onnxruntime for dynamic int8",
+            )
     if recipe.precision.value not in spec.precisions:
-        return (f"does not compile {recipe.precision.value} (it compiles {', '.join(spec.precisions)})",
-                "--precision bf16 is OpenVINO's float mode: use --backend openvino without --quantize"
-                if recipe.precision is Precision.BF16 else "use --precision fp32")
+        return (
+            f"does not compile {recipe.precision.value} (it compiles {', '.join(spec.precisions)})",
+            "--precision bf16 is OpenVINO's float mode: use --backend openvino without --quantize"
+            if recipe.precision is Precision.BF16
+            else "use --precision fp32",
+        )
     missing = [field for field in spec.target_fields if getattr(profile, field, None) is None]
     if missing:
-        return (f"needs {', '.join(missing)} in the target profile, which {profile.name} does not have",
-                f"add a [{missing[0]}] table to the profile, or choose another --backend")
+        return (
+            f"needs {', '.join(missing)} in the target profile, which {profile.name} does not have",
+            f"add a [{missing[0]}] table to the profile, or choose another --backend",
+        )
     return None
 
 
@@ -117,27 +132,35 @@ def _first_with_mode(mode: QuantMode) -> str:
 
 def _check_target(profile: TargetProfile, recipe: Recipe) -> None:
     if Precision.FP32 not in profile.precisions:
-        raise CompileError(f"target {profile.name} does not list fp32 among its precisions "
-                           f"{[p.value for p in profile.precisions]}; lower precisions come with quantization")
+        raise CompileError(
+            f"target {profile.name} does not list fp32 among its precisions "
+            f"{[p.value for p in profile.precisions]}; lower precisions come with quantization"
+        )
     if recipe.quantize.mode is not QuantMode.NONE and Precision.INT8 not in profile.precisions:
         raise CompileError(f"target {profile.name} does not support int8", hint="compile without --quantize")
     if recipe.precision is Precision.BF16 and Precision.BF16 not in profile.precisions:
-        raise CompileError(f"target {profile.name} does not list bf16 (it needs AVX-512 BF16 or AMX)",
-                           hint="use --target host on such a CPU, or a profile that lists bf16")
+        raise CompileError(
+            f"target {profile.name} does not list bf16 (it needs AVX-512 BF16 or AMX)",
+            hint="use --target host on such a CPU, or a profile that lists bf16",
+        )
 
 
 def _options(spec: BackendSpec, recipe: Recipe) -> BaseModel | None:
     given = recipe.backend.options
     if spec.options is None:
         if given:
-            raise CompileError(f"backend option(s) {sorted(given)} do not apply to the {spec.name} backend "
-                               "(it takes none)", hint="drop them, or choose the backend they belong to")
+            raise CompileError(
+                f"backend option(s) {sorted(given)} do not apply to the {spec.name} backend (it takes none)",
+                hint="drop them, or choose the backend they belong to",
+            )
         return None
     model: type[BaseModel] = load_object(spec.options)
     unknown = sorted(set(given) - set(model.model_fields))
     if unknown:
-        raise CompileError(f"backend option(s) {unknown} do not apply to the {spec.name} backend",
-                           hint=f"its options: {', '.join(model.model_fields)}")
+        raise CompileError(
+            f"backend option(s) {unknown} do not apply to the {spec.name} backend",
+            hint=f"its options: {', '.join(model.model_fields)}",
+        )
     try:
         return model.model_validate(given)
     except ValidationError as exc:

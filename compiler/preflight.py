@@ -7,6 +7,7 @@ supports and the ones it lacks.
   `NotSupportedONNXNode` naming it), then the CPU plugin's `query_model` on the converted model.
 - TVM: the Relax ONNX importer's converter map, and whether a converter has a version for the opset.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,8 +23,10 @@ def preflight(path: Path, model) -> list[dict]:
     ops = Counter(_op(node) for node in all_nodes(model.graph))
     opset = next((entry.version for entry in model.opset_import if entry.domain in ("", DEFAULT_DOMAIN)), 1)
     producers = {name: _op(node) for node in all_nodes(model.graph) for name in (*node.output, node.name) if name}
-    return [_row(name, check, path, ops, opset, producers) for name, check in
-            (("onnxruntime", _onnxruntime), ("openvino", _openvino), ("tvm", _tvm))]
+    return [
+        _row(name, check, path, ops, opset, producers)
+        for name, check in (("onnxruntime", _onnxruntime), ("openvino", _openvino), ("tvm", _tvm))
+    ]
 
 
 def all_nodes(graph):
@@ -44,11 +47,21 @@ def _row(name: str, check, path: Path, ops: Counter, opset: int, producers: dict
     try:
         lacking, note = check(path, ops, opset, producers)
     except ImportError:
-        return {"backend": name, "available": False, "supported": [], "lacking": [],
-                "note": f"not installed (pip install 'edgekiln[{name}]')"}
+        return {
+            "backend": name,
+            "available": False,
+            "supported": [],
+            "lacking": [],
+            "note": f"not installed (pip install 'edgekiln[{name}]')",
+        }
     lacking = sorted(set(lacking))
-    return {"backend": name, "available": True, "supported": sorted(set(ops) - set(lacking)), "lacking": lacking,
-            "note": note}
+    return {
+        "backend": name,
+        "available": True,
+        "supported": sorted(set(ops) - set(lacking)),
+        "lacking": lacking,
+        "note": note,
+    }
 
 
 def _onnxruntime(path: Path, ops: Counter, opset: int, producers: dict[str, str]) -> tuple[list[str], str]:
@@ -60,8 +73,12 @@ def _onnxruntime(path: Path, ops: Counter, opset: int, producers: dict[str, str]
         if kernel.provider == "CPUExecutionProvider":
             op = kernel.op_name if kernel.domain in ("", DEFAULT_DOMAIN) else f"{kernel.domain}:{kernel.op_name}"
             kernels.setdefault(op, []).append(tuple(kernel.version_range))
-    no_kernel = [op for op in ops if op != "Constant" and  # folded at load, no kernel
-                 not any(start <= opset for start, _ in kernels.get(op, []))]
+    no_kernel = [
+        op
+        for op in ops
+        if op != "Constant"  # folded at load, no kernel
+        and not any(start <= opset for start, _ in kernels.get(op, []))
+    ]
     from .ort_sessions import cpu_session
 
     try:
@@ -91,8 +108,10 @@ def _openvino(path: Path, ops: Counter, opset: int, producers: dict[str, str]) -
     if no_rule:
         notes.append("no conversion rule for " + ", ".join(sorted(set(no_rule))))
     if failed:
-        notes.append("conversion failed for " + ", ".join(sorted(set(failed))) + " at the file's shapes and types "
-                     "(declared --input-shape sizes may help)")
+        notes.append(
+            "conversion failed for " + ", ".join(sorted(set(failed))) + " at the file's shapes and types "
+            "(declared --input-shape sizes may help)"
+        )
     if notes:
         return no_rule + failed, "; ".join(notes)
     unsupported = _cpu_unsupported(ov, converted)
@@ -105,8 +124,13 @@ def _cpu_unsupported(ov, model) -> list[str]:
     except Exception as exc:  # the plugin refuses the whole model
         return [str(exc).splitlines()[0][:120]]
     skip = {"Parameter", "Result", "Constant"}
-    return sorted({op.get_type_name() for op in model.get_ordered_ops()
-                   if op.get_friendly_name() not in supported and op.get_type_name() not in skip})
+    return sorted(
+        {
+            op.get_type_name()
+            for op in model.get_ordered_ops()
+            if op.get_friendly_name() not in supported and op.get_type_name() not in skip
+        }
+    )
 
 
 def _tvm(path: Path, ops: Counter, opset: int, producers: dict[str, str]) -> tuple[list[str], str]:
@@ -133,9 +157,14 @@ def format_preflight(rows: list[dict]) -> list[tuple[str, str]]:
             lines.append((f"backend {row['backend']}", row["note"]))
             continue
         verdict = "all operators" if not row["lacking"] else f"lacks {', '.join(row['lacking'])}"
-        lines.append((f"backend {row['backend']}", f"{len(row['supported'])} of "
-                                                    f"{len(row['supported']) + len(row['lacking'])} op types; "
-                                                    f"{verdict} ({row['note']})"))
+        lines.append(
+            (
+                f"backend {row['backend']}",
+                f"{len(row['supported'])} of "
+                f"{len(row['supported']) + len(row['lacking'])} op types; "
+                f"{verdict} ({row['note']})",
+            )
+        )
     return lines
 
 
@@ -148,9 +177,12 @@ def estimate_flops(model) -> int | None:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception:  # inference is best effort
         return None
-    shapes = {value.name: [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
-                           for d in value.type.tensor_type.shape.dim]
-              for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    shapes = {
+        value.name: [
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in value.type.tensor_type.shape.dim
+        ]
+        for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+    }
     shapes.update({name: list(dims) for name, dims in weight_shapes(model).items()})
     total, known = 0, False
     for node in inferred.graph.node:

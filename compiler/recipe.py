@@ -7,11 +7,13 @@ It reads from and writes to TOML/JSON/YAML, every artifact stores the one it was
 Rules that involve only the recipe live here, as validators; rules that need the target profile or
 the backend registry live in `planning.py`.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import to_jsonable_python
@@ -21,9 +23,9 @@ from edgekiln.runtime.manifest import BackendName, Precision, Task
 
 from .data.types import DataFormat
 from .errors import CompileError
-from .passes.export_onnx import Exporter
 from .fidelity import FidelityConfig
 from .input_shapes import Dim
+from .passes.export_onnx import Exporter
 from .pruning.config import PruneConfig, RecoveryConfig
 from .quantization.config import CalibrationMethod, QuantMode
 from .sources.wrappers import Pooling
@@ -43,12 +45,15 @@ class SourceRecipe(_Section):
     input_names: tuple[str, ...] | None = None
     output_names: tuple[str, ...] | None = None
     dynamic_axes: dict[str, dict[int, str]] | None = None
-    image: ImagePreprocessSpec | None = Field(default=None, description="a torch module's image preprocessing "
-                                                                        "(an image classifier)")
+    image: ImagePreprocessSpec | None = Field(
+        default=None, description="a torch module's image preprocessing (an image classifier)"
+    )
     labels: tuple[str, ...] | None = Field(default=None, description="a torch module's class names, in output order")
     input_shapes: dict[str, tuple[Dim, ...]] | None = Field(
-        default=None, description="raw-tensor models: per input, each dimension a size or a range "
-                                  "'MIN..MAX:MULTIPLE'; None: the model's own shapes")
+        default=None,
+        description="raw-tensor models: per input, each dimension a size or a range "
+        "'MIN..MAX:MULTIPLE'; None: the model's own shapes",
+    )
 
 
 class ExportRecipe(_Section):
@@ -61,8 +66,11 @@ class DataRecipe(_Section):
 
     train: str | None = None
     eval: str | None = None
-    format: DataFormat | None = Field(default=None, description="force a reader for every data file (train, eval, "
-                                                                "calibration); None: by extension, then by content")
+    format: DataFormat | None = Field(
+        default=None,
+        description="force a reader for every data file (train, eval, "
+        "calibration); None: by extension, then by content",
+    )
 
 
 class QuantizeRecipe(_Section):
@@ -74,8 +82,9 @@ class QuantizeRecipe(_Section):
 
 
 class BackendRecipe(_Section):
-    name: BackendName | None = Field(default=None, description="None: the target's first preferred backend "
-                                                                "that can do the job")
+    name: BackendName | None = Field(
+        default=None, description="None: the target's first preferred backend that can do the job"
+    )
     # The backend's own settings: opaque here, validated by the model its BackendSpec names.
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -99,41 +108,50 @@ class Recipe(_Section):
     cache: CacheRecipe = CacheRecipe()
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Recipe":
+    def _consistent(self) -> Recipe:
         if self.recipe_version > RECIPE_VERSION:
-            raise CompileError(f"recipe version {self.recipe_version} is newer than this edgekiln reads "
-                               f"({RECIPE_VERSION})", hint="upgrade edgekiln: pip install -U edgekiln")
+            raise CompileError(
+                f"recipe version {self.recipe_version} is newer than this edgekiln reads ({RECIPE_VERSION})",
+                hint="upgrade edgekiln: pip install -U edgekiln",
+            )
         if self.recover is not None and self.prune is None:
             raise CompileError("--recover fine-tunes after pruning", hint="pass --prune-flops (or -heads/-ffn) with it")
         quantize = self.quantize
         tensors = quantize.calibration is not None and _tensor_data(quantize.calibration)
-        if quantize.accuracy_budget is not None and (quantize.mode is QuantMode.NONE or
-                                                     (self.data.eval is None and not tensors)):
-            raise CompileError("--accuracy-budget applies to quantization and needs labelled data",
-                               hint="pass --quantize and --eval-data DEV with it")
+        if quantize.accuracy_budget is not None and (
+            quantize.mode is QuantMode.NONE or (self.data.eval is None and not tensors)
+        ):
+            raise CompileError(
+                "--accuracy-budget applies to quantization and needs labelled data",
+                hint="pass --quantize and --eval-data DEV with it",
+            )
         if quantize.mode is QuantMode.STATIC and quantize.calibration is None:
             raise CompileError("--quantize static needs calibration data", hint="pass --calibration DATA")
         if self.precision not in (Precision.FP32, Precision.BF16):
-            raise CompileError(f"precision {self.precision.value} is not a float precision edgekiln compiles",
-                               hint="int8 comes with --quantize; for reduced float use --precision bf16 (OpenVINO)")
+            raise CompileError(
+                f"precision {self.precision.value} is not a float precision edgekiln compiles",
+                hint="int8 comes with --quantize; for reduced float use --precision bf16 (OpenVINO)",
+            )
         if self.precision is Precision.BF16 and quantize.mode is not QuantMode.NONE:
-            raise CompileError("--precision bf16 is a float mode; it does not combine with --quantize",
-                               hint="drop one of the two")
+            raise CompileError(
+                "--precision bf16 is a float mode; it does not combine with --quantize", hint="drop one of the two"
+            )
         if self.backend.options and self.backend.name is None:
-            raise CompileError(f"backend options {sorted(self.backend.options)} need a backend",
-                               hint="pass --backend NAME with them")
+            raise CompileError(
+                f"backend options {sorted(self.backend.options)} need a backend", hint="pass --backend NAME with them"
+            )
         return self
 
     # --- building and overriding ------------------------------------------------------------------
     @classmethod
-    def from_flags(cls, base: "Recipe | None" = None, **flags: Any) -> "Recipe":
+    def from_flags(cls, base: Recipe | None = None, **flags: Any) -> Recipe:
         """`base` (or the defaults) with the settings named as the CLI's flags (see FLAGS); None skips a flag."""
         unknown = sorted(set(flags) - set(FLAGS))
         if unknown:
             raise CompileError(f"unknown recipe setting(s) {unknown}", hint=f"use: {', '.join(sorted(FLAGS))}")
         return (base or cls()).with_overrides({FLAGS[k]: v for k, v in flags.items() if v is not None})
 
-    def with_overrides(self, updates: Mapping[str, Any]) -> "Recipe":
+    def with_overrides(self, updates: Mapping[str, Any]) -> Recipe:
         """A copy with dotted paths ("quantize.mode", "backend.options.tune_trials") set, validated again.
         A table (a dict or a typed section) is merged into what is there; any other value replaces it."""
         data = self.model_dump(mode="json", exclude_none=True)
@@ -154,13 +172,15 @@ class Recipe(_Section):
 
     # --- files --------------------------------------------------------------------------------------
     @classmethod
-    def from_file(cls, path: str | Path) -> "Recipe":
+    def from_file(cls, path: str | Path) -> Recipe:
         path = Path(path)
         if path.suffix.lower() not in (".toml", ".json", ".yaml", ".yml"):
             raise CompileError(f"cannot tell the recipe format of {path.name}", hint="use a .toml, .json or .yaml file")
         if not path.is_file():
-            raise CompileError(f"recipe file {path} does not exist", hint="pass the recipe.toml of an artifact, or "
-                                                                          "one written with --save-recipe")
+            raise CompileError(
+                f"recipe file {path} does not exist",
+                hint="pass the recipe.toml of an artifact, or one written with --save-recipe",
+            )
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
@@ -179,6 +199,7 @@ class Recipe(_Section):
             text = json.dumps(self.model_dump(mode="json", exclude_none=True), indent=2)
         elif suffix in (".yaml", ".yml"):
             import yaml
+
             text = yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
         elif suffix == ".toml":
             text = self.to_toml()
@@ -196,23 +217,42 @@ class Recipe(_Section):
 
 # CLI flag (and Python keyword) -> recipe path. The one table that maps flat settings onto the recipe.
 FLAGS = {
-    "task": "source.task", "pooling": "source.pooling", "input_names": "source.input_names",
-    "output_names": "source.output_names", "dynamic_axes": "source.dynamic_axes",
-    "image": "source.image", "labels": "source.labels",
+    "task": "source.task",
+    "pooling": "source.pooling",
+    "input_names": "source.input_names",
+    "output_names": "source.output_names",
+    "dynamic_axes": "source.dynamic_axes",
+    "image": "source.image",
+    "labels": "source.labels",
     "input_shapes": "source.input_shapes",
-    "exporter": "export.exporter", "opset": "export.opset",
-    "train_data": "data.train", "data": "data.train", "eval_data": "data.eval", "data_format": "data.format",
-    "prune": "prune", "prune_heads": "prune.heads", "prune_ffn": "prune.ffn", "prune_flops": "prune.flops",
+    "exporter": "export.exporter",
+    "opset": "export.opset",
+    "train_data": "data.train",
+    "data": "data.train",
+    "eval_data": "data.eval",
+    "data_format": "data.format",
+    "prune": "prune",
+    "prune_heads": "prune.heads",
+    "prune_ffn": "prune.ffn",
+    "prune_flops": "prune.flops",
     "prune_importance": "prune.importance",
-    "recover": "recover", "recover_epochs": "recover.epochs", "recover_examples": "recover.max_train_examples",
+    "recover": "recover",
+    "recover_epochs": "recover.epochs",
+    "recover_examples": "recover.max_train_examples",
     "recover_lora": "recover.lora",
-    "quantize": "quantize.mode", "calibration": "quantize.calibration",
-    "calibration_samples": "quantize.calibration_samples", "calibration_method": "quantize.calibration_method",
+    "quantize": "quantize.mode",
+    "calibration": "quantize.calibration",
+    "calibration_samples": "quantize.calibration_samples",
+    "calibration_method": "quantize.calibration_method",
     "accuracy_budget": "quantize.accuracy_budget",
-    "backend": "backend.name", "backend_options": "backend.options",
-    "tune_trials": "backend.options.tune_trials", "sequence_buckets": "backend.options.sequence_buckets",
-    "precision": "precision", "fidelity": "fidelity",
-    "cache": "cache.enabled", "cache_dir": "cache.dir",
+    "backend": "backend.name",
+    "backend_options": "backend.options",
+    "tune_trials": "backend.options.tune_trials",
+    "sequence_buckets": "backend.options.sequence_buckets",
+    "precision": "precision",
+    "fidelity": "fidelity",
+    "cache": "cache.enabled",
+    "cache_dir": "cache.dir",
 }
 
 
@@ -230,8 +270,9 @@ def parse_recipe(data: Any, where: str | None) -> Recipe:
             what = f"unknown setting `{place}`"
         else:
             what = f"invalid `{place}` {error.get('input')!r}: {error['msg']}"
-        raise CompileError(prefix + what, hint="see `edgekiln compile --help` and the README's recipe section") \
-            from None
+        raise CompileError(
+            prefix + what, hint="see `edgekiln compile --help` and the README's recipe section"
+        ) from None
 
 
 def _parse_text(text: str, path: Path) -> Any:
@@ -239,10 +280,12 @@ def _parse_text(text: str, path: Path) -> Any:
     try:
         if suffix == ".toml":
             import tomllib
+
             return tomllib.loads(text)
         if suffix == ".json":
             return json.loads(text)
         import yaml
+
         return yaml.safe_load(text)
     except Exception as exc:  # tomllib, json and yaml each raise their own error types
         raise CompileError(f"recipe {path} is not valid {suffix[1:].upper()}: {str(exc).splitlines()[0]}") from None

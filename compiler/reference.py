@@ -1,9 +1,10 @@
 """The unoptimised PyTorch model as a runner, for `edgekiln bench --against` and quickstart."""
+
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -28,8 +29,11 @@ def pytorch_runner(model: str | Path, threads: int) -> Runner:
     def run(feeds: dict[str, np.ndarray]):
         missing = [name for name in names if name not in feeds]
         if missing:
-            raise CompileError(f"the PyTorch model takes inputs {list(names)}; the artifact provides "
-                               f"{sorted(feeds)}", hint="compare an artifact with the model it was compiled from")
+            raise CompileError(
+                f"the PyTorch model takes inputs {list(names)}; the artifact provides {sorted(feeds)}",
+                hint="compare an artifact with the model it was compiled from",
+            )
         with torch.inference_mode():
             return module(*(torch.from_numpy(feeds[name]) for name in names))
+
     return run

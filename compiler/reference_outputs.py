@@ -1,10 +1,12 @@
 """Reference outputs stored in the artifact: a few inputs and what ONNX Runtime computes for them
 on the build machine, so `edgekiln verify` can check the artifact where it runs (or under emulation)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
 from edgekiln.runtime.verify import REFERENCE_FILE
 
 from .passes.base import BuildState

@@ -8,15 +8,17 @@ every artifact in its own process, interleaved. The winner is the fastest within
 (or, with a latency budget, the most accurate under it); its recipe is compiled into the output, so
 the artifact stores the plain recipe of the choice and rebuilds without the search.
 """
+
 from __future__ import annotations
 
 import json
 import shutil
 import statistics
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -37,8 +39,9 @@ class SelectionConfig(BaseModel):
 
     accuracy_budget: float | None = Field(default=None, ge=0, description="allowed drop in points vs fp32")
     latency_budget_ms: float | None = Field(default=None, gt=0, description="instead: the most accurate under this")
-    backends: tuple[str, ...] | None = Field(default=None, description="None: the target's preferred backends "
-                                                                       "that need no on-device tuning")
+    backends: tuple[str, ...] | None = Field(
+        default=None, description="None: the target's preferred backends that need no on-device tuning"
+    )
     prune_levels: tuple[float, ...] = ()
     recover: RecoveryConfig | None = None  # applied to each pruned candidate
     batch: int = Field(default=1, ge=1)
@@ -46,10 +49,13 @@ class SelectionConfig(BaseModel):
     rounds: int = Field(default=6, ge=1)
 
     @model_validator(mode="after")
-    def _one_goal(self) -> "SelectionConfig":
+    def _one_goal(self) -> SelectionConfig:
         if (self.accuracy_budget is None) == (self.latency_budget_ms is None):
-            raise CompileError("--backend auto chooses by one goal", hint="pass --accuracy-budget POINTS (the fastest "
-                               "within it) or --latency-budget MS (the most accurate under it), not both")
+            raise CompileError(
+                "--backend auto chooses by one goal",
+                hint="pass --accuracy-budget POINTS (the fastest "
+                "within it) or --latency-budget MS (the most accurate under it), not both",
+            )
         return self
 
 
@@ -67,15 +73,24 @@ class Candidate:
     error: str | None = None
 
     def row(self) -> dict[str, Any]:
-        return {"name": self.name, "recipe": self.recipe.model_dump(mode="json", exclude_none=True),
-                "build_s": self.build_s, "metric": self.metric, "accuracy_drop": self.drop, "p50_ms": self.p50_ms,
-                "p99_ms": self.p99_ms, "size_mb": self.size_mb, "error": self.error}
+        return {
+            "name": self.name,
+            "recipe": self.recipe.model_dump(mode="json", exclude_none=True),
+            "build_s": self.build_s,
+            "metric": self.metric,
+            "accuracy_drop": self.drop,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "size_mb": self.size_mb,
+            "error": self.error,
+        }
 
 
 def candidates(profile, base: Recipe, config: SelectionConfig) -> list[Candidate]:
     """Every (backend, precision or int8 mode, pruning level) the target and the data allow."""
-    names = config.backends or tuple(name for name in profile.preferred_backends if name in backend_names()
-                                     and not backend_spec(name).target_fields)  # tvm: tuned on the board only
+    names = config.backends or tuple(
+        name for name in profile.preferred_backends if name in backend_names() and not backend_spec(name).target_fields
+    )  # tvm: tuned on the board only
     found = []
     for backend in names:
         spec = backend_spec(backend)
@@ -94,8 +109,16 @@ def candidates(profile, base: Recipe, config: SelectionConfig) -> list[Candidate
     return found
 
 
-def select_build(model: Any, profile, output: Path, base: Recipe, config: SelectionConfig, *, force: bool = False,
-                 progress: Callable[[str], None] = lambda message: None):
+def select_build(
+    model: Any,
+    profile,
+    output: Path,
+    base: Recipe,
+    config: SelectionConfig,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] = lambda message: None,
+):
     """Build, evaluate and time every candidate; compile the winner into `output` with selection.json."""
     from .api import compile
 
@@ -147,8 +170,10 @@ def _evaluate(built: list[Candidate], base: Recipe, progress) -> None:
     task = load(built[0].path, verify=False).manifest.task
     metric = compiler_task(task).metric
     if metric is None:
-        raise CompileError(f"--backend auto compares accuracy; a {task.value} model has no labelled metric",
-                           hint="pick the backend yourself with --backend NAME")
+        raise CompileError(
+            f"--backend auto compares accuracy; a {task.value} model has no labelled metric",
+            hint="pick the backend yourself with --backend NAME",
+        )
     dataset = load_dataset(base.data.eval, task=DataTask(task.value), format=base.data.format)
     for candidate in built:
         progress(f"auto: evaluating {candidate.name} …")
@@ -185,24 +210,36 @@ def choose(built: list[Candidate], config: SelectionConfig) -> tuple[Candidate, 
         fitting = [c for c in built if c.drop <= config.accuracy_budget + 1e-9]
         if not fitting:
             best = min(built, key=lambda c: c.drop)
-            raise CompileError(f"no candidate stays within {config.accuracy_budget} points (smallest drop "
-                               f"{best.drop:.2f}, {best.name})", hint="raise --accuracy-budget")
+            raise CompileError(
+                f"no candidate stays within {config.accuracy_budget} points (smallest drop "
+                f"{best.drop:.2f}, {best.name})",
+                hint="raise --accuracy-budget",
+            )
         winner = min(fitting, key=lambda c: c.p50_ms)
-        return winner, (f"fastest within {config.accuracy_budget} points: p50 {winner.p50_ms:.2f} ms, drop "
-                        f"{winner.drop:.2f} points")
+        return winner, (
+            f"fastest within {config.accuracy_budget} points: p50 {winner.p50_ms:.2f} ms, drop {winner.drop:.2f} points"
+        )
     fitting = [c for c in built if c.p50_ms <= config.latency_budget_ms]
     if not fitting:
         fastest = min(built, key=lambda c: c.p50_ms)
-        raise CompileError(f"no candidate runs under {config.latency_budget_ms} ms (fastest {fastest.p50_ms:.2f} ms, "
-                           f"{fastest.name})", hint="raise --latency-budget")
+        raise CompileError(
+            f"no candidate runs under {config.latency_budget_ms} ms (fastest {fastest.p50_ms:.2f} ms, {fastest.name})",
+            hint="raise --latency-budget",
+        )
     winner = max(fitting, key=lambda c: (c.metric, -c.p50_ms))
     return winner, f"most accurate under {config.latency_budget_ms} ms: {winner.metric:.2f}, p50 {winner.p50_ms:.2f} ms"
 
 
 def pareto(built: list[Candidate]) -> list[str]:
     """Candidates no other one beats on both latency and accuracy."""
-    return [c.name for c in built if not any(o.p50_ms <= c.p50_ms and o.metric >= c.metric and
-                                             (o.p50_ms < c.p50_ms or o.metric > c.metric) for o in built)]
+    return [
+        c.name
+        for c in built
+        if not any(
+            o.p50_ms <= c.p50_ms and o.metric >= c.metric and (o.p50_ms < c.p50_ms or o.metric > c.metric)
+            for o in built
+        )
+    ]
 
 
 def _write_report(folder: Path, pool: list[Candidate], winner: Candidate, reason: str, config: SelectionConfig) -> None:
@@ -212,8 +249,13 @@ def _write_report(folder: Path, pool: list[Candidate], winner: Candidate, reason
     from .diagnostics.plots import selection_plot
 
     built = [c for c in pool if c.error is None]
-    report = {"goal": config.model_dump(mode="json"), "winner": winner.name, "reason": reason,
-              "pareto": pareto(built), "candidates": [c.row() for c in pool]}
+    report = {
+        "goal": config.model_dump(mode="json"),
+        "winner": winner.name,
+        "reason": reason,
+        "pareto": pareto(built),
+        "candidates": [c.row() for c in pool],
+    }
     reports = folder / REPORTS_DIR
     (reports / SELECTION_REPORT).write_text(json.dumps(report, indent=2))
     selection_plot(report, reports)

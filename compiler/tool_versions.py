@@ -1,4 +1,5 @@
 """Versions of the tools that shaped an artifact (recorded in its manifest and in cache keys)."""
+
 from __future__ import annotations
 
 import platform

@@ -4,11 +4,12 @@ The manifest is read once as bytes: the signature is checked on those bytes, and
 parsed. `artifact_id` is recomputed from the manifest's fields, so an edited manifest is refused;
 every file the runtime will open must be listed in `files` (and so hashed), inside the folder.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from pydantic import ValidationError
 
@@ -26,12 +27,16 @@ def read_manifest(folder: Path, *, trusted_keys: TrustedKeys | None = None) -> M
     (its artifact_id must match its fields); with `trusted_keys`, it must be signed by one of them."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ArtifactError(f"artifact folder {folder} does not exist or is not a folder",
-                            hint="pass the folder `edgekiln compile -o` wrote")
+        raise ArtifactError(
+            f"artifact folder {folder} does not exist or is not a folder",
+            hint="pass the folder `edgekiln compile -o` wrote",
+        )
     path = folder / MANIFEST_FILE
     if not path.is_file():
-        raise ArtifactError(f"{folder} is not an edgekiln artifact: it has no {MANIFEST_FILE}",
-                            hint="pass the folder `edgekiln compile -o` wrote")
+        raise ArtifactError(
+            f"{folder} is not an edgekiln artifact: it has no {MANIFEST_FILE}",
+            hint="pass the folder `edgekiln compile -o` wrote",
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -63,7 +68,8 @@ def _parse(path: Path, data: bytes) -> Manifest:
         raise ArtifactError(
             f"{path} does not match its artifact_id (recorded {manifest.artifact_id}, its fields hash to "
             f"{computed}): the manifest was edited after the build",
-            hint="restore the manifest the compiler wrote, or recompile the artifact")
+            hint="restore the manifest the compiler wrote, or recompile the artifact",
+        )
     return manifest
 
 
@@ -80,11 +86,13 @@ def _check_schema_version(path: Path, version: object) -> None:
     if version > SCHEMA_VERSION:
         raise ArtifactError(
             f"{path}: artifact schema version {version} is newer than this runtime supports ({SCHEMA_VERSION})",
-            hint="upgrade edgekiln on this machine: pip install -U edgekiln")
+            hint="upgrade edgekiln on this machine: pip install -U edgekiln",
+        )
     if version < SCHEMA_VERSION:
         raise ArtifactError(
             f"{path}: artifact schema version {version} is older than this runtime supports ({SCHEMA_VERSION})",
-            hint=_RECOMPILE)
+            hint=_RECOMPILE,
+        )
 
 
 def check_artifact(folder: Path, manifest: Manifest, *, hashes: bool = True) -> None:
@@ -111,15 +119,17 @@ def verify_files(folder: Path, manifest: Manifest) -> None:
             raise ArtifactError(
                 f"artifact file {relative} does not match its manifest hash "
                 f"(expected sha256 {expected[:12]}…, found {found[:12]}…): it was modified or corrupted",
-                hint=_RECOMPILE)
+                hint=_RECOMPILE,
+            )
     _require_listed(manifest, [manifest.model_file], "it is the model_file")
 
 
 def _require_listed(manifest: Manifest, needed: Iterable[str], why: str) -> None:
     for relative in needed:
         if relative not in manifest.files:
-            raise ArtifactError(f"manifest does not list {relative!r} among its hashed files, yet {why}",
-                                hint=_RECOMPILE)
+            raise ArtifactError(
+                f"manifest does not list {relative!r} among its hashed files, yet {why}", hint=_RECOMPILE
+            )
 
 
 def _named_files(manifest: Manifest) -> list[str]:

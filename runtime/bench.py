@@ -4,14 +4,16 @@ Per (batch, sequence) point: warm-up runs, then a fixed number of timed runs or 
 percentiles of wall time per call, throughput in items per second, and the highest resident
 memory of the process seen during that point's runs.
 """
+
 from __future__ import annotations
 
 import os
 import platform
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -50,12 +52,26 @@ def feeds_for(session: Session, batch: int, sequence: int, rng: np.random.Genera
     if sequence > session.encoder.max_length:
         raise InputError(f"sequence length {sequence} exceeds the artifact's maximum {session.encoder.max_length}")
     spec = session.manifest.tokenizer
-    return make_text_feeds(batch, sequence, rng, names=tuple(spec.feeds), vocab_size=session.encoder.vocab_size(),
-                           pad_id=spec.pad_id, max_length=spec.max_length, pad_rows=False)
+    return make_text_feeds(
+        batch,
+        sequence,
+        rng,
+        names=tuple(spec.feeds),
+        vocab_size=session.encoder.vocab_size(),
+        pad_id=spec.pad_id,
+        max_length=spec.max_length,
+        pad_rows=False,
+    )
 
 
-def benchmark(session: Session, config: BenchConfig, *, load_seconds: float,
-              against: tuple[str, Callable[[], Runner]] | None = None, show_progress: bool | None = None) -> dict:
+def benchmark(
+    session: Session,
+    config: BenchConfig,
+    *,
+    load_seconds: float,
+    against: tuple[str, Callable[[], Runner]] | None = None,
+    show_progress: bool | None = None,
+) -> dict:
     """Benchmark the artifact at every point, then (if given) the `against` runner on the same inputs.
 
     `against` is (name, factory); the factory is called only after the artifact's points are done,
@@ -83,6 +99,7 @@ def benchmark(session: Session, config: BenchConfig, *, load_seconds: float,
             progress.advance(f"{name} b{point['batch']} s{point['seq']}: p50 {stats['p50_ms']:.2f} ms")
     if session.manifest.image is not None and session.encoder is not None:  # decode + preprocess, apart
         from .images.bench import measure_front_end
+
         report["preprocess"] = measure_front_end(session.encoder, config, rng, measure)
     progress.close()
     report["points"] = points
@@ -101,19 +118,36 @@ def measure(runner: Runner, feeds: dict[str, np.ndarray], config: BenchConfig, b
         peak = max(peak, current_rss_mb())
     samples = np.asarray(times)
     p50, p90, p99 = np.percentile(samples, [50, 90, 99])
-    return {"p50_ms": round(float(p50), 4), "p90_ms": round(float(p90), 4), "p99_ms": round(float(p99), 4),
-            "mean_ms": round(float(samples.mean()), 4), "runs": len(times),
-            "throughput": round(batch * 1e3 / float(samples.mean()), 2), "peak_rss_mb": round(peak, 1)}
+    return {
+        "p50_ms": round(float(p50), 4),
+        "p90_ms": round(float(p90), 4),
+        "p99_ms": round(float(p99), 4),
+        "mean_ms": round(float(samples.mean()), 4),
+        "runs": len(times),
+        "throughput": round(batch * 1e3 / float(samples.mean()), 2),
+        "peak_rss_mb": round(peak, 1),
+    }
 
 
 def _header(session: Session, config: BenchConfig, load_seconds: float) -> dict:
     manifest = session.manifest
-    return {"artifact_id": manifest.artifact_id, "source": manifest.source, "backend": manifest.backend,
-            "target": manifest.target.name, "precision": manifest.precision.value, "threads": session.threads,
-            "warmup": config.warmup, "runs": config.runs, "seconds_per_point": config.seconds,
-            "load_seconds": round(load_seconds, 3),
-            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                        "cpus": os.cpu_count()}}
+    return {
+        "artifact_id": manifest.artifact_id,
+        "source": manifest.source,
+        "backend": manifest.backend,
+        "target": manifest.target.name,
+        "precision": manifest.precision.value,
+        "threads": session.threads,
+        "warmup": config.warmup,
+        "runs": config.runs,
+        "seconds_per_point": config.seconds,
+        "load_seconds": round(load_seconds, 3),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+        },
+    }
 
 
 def current_rss_mb() -> float:
@@ -134,8 +168,16 @@ def format_table(report: dict) -> str:
         header += [f"{report['against']['name']} p50", "speed-up"]
     rows = []
     for p in report["points"]:
-        row = [p["batch"], p["seq"], p["p50_ms"], p["p90_ms"], p["p99_ms"], p["mean_ms"], p["throughput"],
-               p["peak_rss_mb"]]
+        row = [
+            p["batch"],
+            p["seq"],
+            p["p50_ms"],
+            p["p90_ms"],
+            p["p99_ms"],
+            p["mean_ms"],
+            p["throughput"],
+            p["peak_rss_mb"],
+        ]
         if with_against:
             row += [p["against"]["p50_ms"], f"{p['speedup_p50']:.2f}x"]
         rows.append([f"{v:.2f}" if isinstance(v, float) else str(v) for v in row])
@@ -144,6 +186,8 @@ def format_table(report: dict) -> str:
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
     front = report.get("preprocess")
     if front is not None:
-        lines.append(f"decode + preprocess ({front['image']}, per image, apart from the model): "
-                     f"p50 {front['p50_ms']:.2f} ms, p90 {front['p90_ms']:.2f} ms")
+        lines.append(
+            f"decode + preprocess ({front['image']}, per image, apart from the model): "
+            f"p50 {front['p50_ms']:.2f} ms, p90 {front['p90_ms']:.2f} ms"
+        )
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 Every error names the thing that is wrong and what to do about it; nothing below this layer
 (onnxruntime, tokenizers, torch) is allowed to reach the user as a traceback.
 """
+
 from __future__ import annotations
 
 

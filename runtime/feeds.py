@@ -5,9 +5,10 @@ numpy would parse); floats for integer inputs only when they are whole numbers; 
 the input's dtype; every named axis (batch, sequence) the same size in every input; sequences no
 longer than the model's maximum; token ids inside the vocabulary. Each failure is one InputError.
 """
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -18,18 +19,23 @@ _NUMBERS = "biuf"  # bool, signed and unsigned integers, floats
 _SEQUENCE_AXIS = "sequence"
 
 
-def check_feeds(feeds: Mapping[str, np.ndarray], inputs: tuple[TensorSpec, ...],
-                tokenizer: TokenizerSpec | None) -> dict[str, np.ndarray]:
+def check_feeds(
+    feeds: Mapping[str, np.ndarray], inputs: tuple[TensorSpec, ...], tokenizer: TokenizerSpec | None
+) -> dict[str, np.ndarray]:
     """The feeds as contiguous arrays of the manifest's dtypes, or InputError naming the first problem."""
     specs = {spec.name: spec for spec in inputs}
     if not isinstance(feeds, Mapping):
-        raise InputError(f"feeds must be a mapping of input name to array, found {type(feeds).__name__}",
-                         hint=f"pass a dict with keys {sorted(specs)}")
+        raise InputError(
+            f"feeds must be a mapping of input name to array, found {type(feeds).__name__}",
+            hint=f"pass a dict with keys {sorted(specs)}",
+        )
     missing = sorted(set(specs) - set(feeds))
     unknown = sorted(str(name) for name in set(feeds) - set(specs))
     if missing or unknown:
-        raise InputError(f"feeds do not match the model inputs: missing {missing}, unexpected {unknown}",
-                         hint=f"expected exactly {sorted(specs)}")
+        raise InputError(
+            f"feeds do not match the model inputs: missing {missing}, unexpected {unknown}",
+            hint=f"expected exactly {sorted(specs)}",
+        )
     checked = {name: _check_array(name, feeds[name], spec) for name, spec in specs.items()}
     _check_named_axes(checked, specs)
     if tokenizer is not None:
@@ -43,11 +49,14 @@ def _check_array(name: str, value, spec: TensorSpec) -> np.ndarray:
     except (ValueError, TypeError) as exc:  # ragged nested lists
         raise InputError(f"input {name} is not a rectangular array ({exc})") from None
     if array.dtype.kind not in _NUMBERS:
-        raise InputError(f"input {name} has dtype {array.dtype}; it takes numbers ({spec.dtype})",
-                         hint="convert strings to numbers yourself, or use predict(texts) for text")
+        raise InputError(
+            f"input {name} has dtype {array.dtype}; it takes numbers ({spec.dtype})",
+            hint="convert strings to numbers yourself, or use predict(texts) for text",
+        )
     if array.ndim != len(spec.shape):
-        raise InputError(f"input {name} has {array.ndim} dimensions, expected {len(spec.shape)} "
-                         f"(shape {list(spec.shape)})")
+        raise InputError(
+            f"input {name} has {array.ndim} dimensions, expected {len(spec.shape)} (shape {list(spec.shape)})"
+        )
     for axis, size in enumerate(spec.shape):
         if array.shape[axis] == 0:
             raise InputError(f"input {name} is empty on axis {axis} (shape {list(array.shape)})")
@@ -62,8 +71,9 @@ def _check_array(name: str, value, spec: TensorSpec) -> np.ndarray:
 def _check_integral(name: str, array: np.ndarray, target: np.dtype) -> None:
     """Values converted to an integer dtype must be whole numbers that fit it."""
     if array.dtype.kind == "f" and not (np.isfinite(array).all() and (array == np.round(array)).all()):
-        raise InputError(f"input {name} takes {target} and holds non-integral values (dtype {array.dtype})",
-                         hint="pass integers")
+        raise InputError(
+            f"input {name} takes {target} and holds non-integral values (dtype {array.dtype})", hint="pass integers"
+        )
     if array.dtype.kind == "b" or np.can_cast(array.dtype, target):
         return
     limits = np.iinfo(target)
@@ -81,19 +91,22 @@ def _check_named_axes(arrays: dict[str, np.ndarray], specs: dict[str, TensorSpec
                 continue
             first = seen.setdefault(size, (name, arrays[name].shape[axis]))
             if first[1] != arrays[name].shape[axis]:
-                raise InputError(f"inputs disagree on the {size} size: {first[0]} has {first[1]}, "
-                                 f"{name} has {arrays[name].shape[axis]}")
+                raise InputError(
+                    f"inputs disagree on the {size} size: {first[0]} has {first[1]}, "
+                    f"{name} has {arrays[name].shape[axis]}"
+                )
 
 
-def _check_token_inputs(arrays: dict[str, np.ndarray], specs: dict[str, TensorSpec],
-                        tokenizer: TokenizerSpec) -> None:
+def _check_token_inputs(arrays: dict[str, np.ndarray], specs: dict[str, TensorSpec], tokenizer: TokenizerSpec) -> None:
     """Sequence length against the model's maximum; ids, masks and type ids against their ranges."""
     for name, spec in specs.items():
         if _SEQUENCE_AXIS in spec.shape:
             length = arrays[name].shape[spec.shape.index(_SEQUENCE_AXIS)]
             if length > tokenizer.max_length:
-                raise InputError(f"input {name} has sequence length {length}; this model takes at most "
-                                 f"{tokenizer.max_length}", hint="truncate the input")
+                raise InputError(
+                    f"input {name} has sequence length {length}; this model takes at most {tokenizer.max_length}",
+                    hint="truncate the input",
+                )
     for name, field in tokenizer.feeds.items():
         if name not in arrays:
             continue
@@ -102,8 +115,10 @@ def _check_token_inputs(arrays: dict[str, np.ndarray], specs: dict[str, TensorSp
         if low_found < 0 or (high is not None and high_found >= high):
             allowed = f"0..{high - 1}" if high is not None else ">= 0"
             what = "token ids" if field == "ids" else f"{field} values"
-            raise InputError(f"input {name} holds {what} {low_found}..{high_found}; allowed {allowed}",
-                             hint="encode text with this artifact's tokenizer (predict) or check the ids")
+            raise InputError(
+                f"input {name} holds {what} {low_found}..{high_found}; allowed {allowed}",
+                hint="encode text with this artifact's tokenizer (predict) or check the ids",
+            )
 
 
 def token_limit(tokenizer: TokenizerSpec, name: str) -> int | None:

@@ -1,4 +1,5 @@
 """Content hashes shared by the compiler (which records them) and the runtime (which checks them)."""
+
 from __future__ import annotations
 
 import hashlib

@@ -5,11 +5,13 @@ cores from whichever runner is timed next (PyTorch measured 933 ms instead of 25
 Each runner therefore lives in its own process, and the runners are timed in alternating rounds,
 one process at a time, so machine noise falls on all of them alike.
 """
+
 from __future__ import annotations
 
 import multiprocessing
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Factory = Callable[[str, Any], Callable]  # (name, spec) -> run(feeds); must be a module-level function
 __all__ = ["Factory", "measure"]
@@ -43,8 +45,9 @@ def _receive(pipe, name: str) -> list[float]:
     return answer
 
 
-def measure(factory: Factory, specs: dict[str, Any], feeds: dict, *, rounds: int = 10,
-            per_round: int = 10) -> dict[str, list[float]]:
+def measure(
+    factory: Factory, specs: dict[str, Any], feeds: dict, *, rounds: int = 10, per_round: int = 10
+) -> dict[str, list[float]]:
     """Milliseconds per call for each runner; one slower than 0.5 s a call gets one call per round."""
     context = multiprocessing.get_context("spawn")
     pipes = {}

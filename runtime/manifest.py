@@ -3,6 +3,7 @@
 The compiler builds a `Manifest` and writes it as `manifest.json`; the runtime reads it back with
 the same schema. Unknown keys are rejected, so a typo or a newer field never passes silently.
 """
+
 from __future__ import annotations
 
 from enum import Enum
@@ -127,6 +128,8 @@ def artifact_identity(manifest_fields: dict[str, Any]) -> str:
     time, a signature, and each pass's seconds and cache hit, so one edited field changes it and
     two builds of the same recipe share it."""
     fields = {key: value for key, value in manifest_fields.items() if key not in _NOT_IDENTITY}
-    fields["passes"] = [{key: value for key, value in record.items() if key not in _PASS_NOT_IDENTITY}
-                        for record in fields.get("passes") or ()]
+    fields["passes"] = [
+        {key: value for key, value in record.items() if key not in _PASS_NOT_IDENTITY}
+        for record in fields.get("passes") or ()
+    ]
     return sha256_json(fields)[:16]

@@ -1,5 +1,6 @@
 """Reading the `.npz` archives of an artifact (reference.npz, tvm_params.npz) without pickle:
 numbers only, every failure one ArtifactError naming the file."""
+
 from __future__ import annotations
 
 import zipfile
@@ -24,10 +25,12 @@ def read_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
         with stored:
             arrays = {key: stored[key] for key in stored.files}
     except _UNREADABLE as exc:  # ValueError: object arrays (they would need pickle), a malformed header
-        raise ArtifactError(f"{what} cannot be read as numeric arrays: {str(exc).splitlines()[0]}",
-                            hint=_HINT) from None
+        raise ArtifactError(
+            f"{what} cannot be read as numeric arrays: {str(exc).splitlines()[0]}", hint=_HINT
+        ) from None
     for key, array in arrays.items():
         if array.dtype.kind not in NUMERIC_KINDS or not array.dtype.isnative:
-            raise ArtifactError(f"{what}: array {key!r} has dtype {array.dtype}; expected native-order numbers",
-                                hint=_HINT)
+            raise ArtifactError(
+                f"{what}: array {key!r} has dtype {array.dtype}; expected native-order numbers", hint=_HINT
+            )
     return arrays

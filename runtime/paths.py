@@ -4,6 +4,7 @@ A path is checked twice: as text when the file naming it is parsed (no absolute 
 backslash), and on disk before it is opened (after following symlinks it must still lie inside the
 artifact folder), so an edited index can never make the runtime read or load a file from elsewhere.
 """
+
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -25,8 +26,9 @@ def check_relative(path: str) -> str:
         raise ValueError(f"path {path!r} is absolute: it lies outside the artifact folder")
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
-        raise ValueError(f"path {path!r} lies outside the artifact folder or is not normalised "
-                         "(no '..', '.' or empty parts)")
+        raise ValueError(
+            f"path {path!r} lies outside the artifact folder or is not normalised (no '..', '.' or empty parts)"
+        )
     return path
 
 
@@ -43,6 +45,8 @@ def inside(folder: Path, relative: str) -> Path:
     root = Path(folder).resolve()
     path = (root / relative).resolve()
     if root not in path.parents:
-        raise ArtifactError(f"artifact path {relative!r} resolves to {path}, outside the artifact folder "
-                            "(a symlink leaving it?)", hint=_HINT)
+        raise ArtifactError(
+            f"artifact path {relative!r} resolves to {path}, outside the artifact folder (a symlink leaving it?)",
+            hint=_HINT,
+        )
     return path

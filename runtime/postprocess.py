@@ -1,4 +1,5 @@
 """Model outputs to predictions, per task."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -39,8 +40,9 @@ def classify(logits: np.ndarray, labels: tuple[str, ...]) -> list[Classification
     results = []
     for row in probs:
         best = int(row.argmax())
-        results.append(Classification(labels[best], float(row[best]),
-                                      {label: float(p) for label, p in zip(labels, row)}))
+        results.append(
+            Classification(labels[best], float(row[best]), {label: float(p) for label, p in zip(labels, row)})
+        )
     return results
 
 

@@ -1,8 +1,9 @@
 """Text to tensors, exactly as the manifest says (tokenizers only: no transformers on the device)."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -26,8 +27,7 @@ class TextEncoder:
         try:
             tokenizer = Tokenizer.from_file(str(path))
         except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
-            raise ArtifactError(f"cannot read tokenizer {spec.file}: {exc}",
-                                hint="recompile the artifact") from None
+            raise ArtifactError(f"cannot read tokenizer {spec.file}: {exc}", hint="recompile the artifact") from None
         tokenizer.enable_truncation(max_length=spec.max_length)
         tokenizer.enable_padding(pad_id=spec.pad_id, pad_token=spec.pad_token)
         self._tokenizer = tokenizer
@@ -35,8 +35,10 @@ class TextEncoder:
         dtypes = {tensor.name: tensor.dtype for tensor in inputs}
         unknown = [field for field in spec.feeds.values() if field not in _FIELDS]
         if unknown or set(spec.feeds) != set(dtypes):
-            raise ArtifactError(f"manifest tokenizer feeds {spec.feeds} do not match the model inputs "
-                                f"{sorted(dtypes)}", hint="recompile the artifact")
+            raise ArtifactError(
+                f"manifest tokenizer feeds {spec.feeds} do not match the model inputs {sorted(dtypes)}",
+                hint="recompile the artifact",
+            )
         self._dtypes = dtypes
 
     @property
@@ -49,8 +51,10 @@ class TextEncoder:
         return self._feeds(encodings), encodings
 
     def _feeds(self, encodings: list) -> dict[str, np.ndarray]:
-        return {name: np.asarray([_FIELDS[field](enc) for enc in encodings], dtype=self._dtypes[name])
-                for name, field in self._spec.feeds.items()}
+        return {
+            name: np.asarray([_FIELDS[field](enc) for enc in encodings], dtype=self._dtypes[name])
+            for name, field in self._spec.feeds.items()
+        }
 
     def encode_words(self, sentences: Sequence[Sequence[str]]) -> tuple[dict[str, np.ndarray], list]:
         """Encode pre-split words (token-classification data); `word_ids` map sub-tokens back."""

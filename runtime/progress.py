@@ -1,4 +1,5 @@
 """A one-line progress display on a terminal; silent when stderr is not a terminal."""
+
 from __future__ import annotations
 
 import sys

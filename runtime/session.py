@@ -1,11 +1,12 @@
 """A loaded artifact: `predict(texts)` for text tasks and `run(feeds)` for raw tensors."""
+
 from __future__ import annotations
 
 import operator
 import os
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -21,8 +22,9 @@ from .tasks import task_spec
 
 
 class Session:
-    def __init__(self, folder: Path, manifest: Manifest, backend: BackendSession,
-                 encoder: TextEncoder | None, threads: int) -> None:
+    def __init__(
+        self, folder: Path, manifest: Manifest, backend: BackendSession, encoder: TextEncoder | None, threads: int
+    ) -> None:
         self.folder = folder
         self.manifest = manifest
         self.backend = backend
@@ -47,8 +49,14 @@ class Session:
         return check_feeds(feeds, self.manifest.inputs, self.manifest.tokenizer)
 
 
-def load(path: str | os.PathLike, *, threads: int | None = None, device: str | Device = Device.AUTO,
-         verify: bool = True, trusted_keys: Iterable[str | os.PathLike | bytes] | None = None) -> Session:
+def load(
+    path: str | os.PathLike,
+    *,
+    threads: int | None = None,
+    device: str | Device = Device.AUTO,
+    verify: bool = True,
+    trusted_keys: Iterable[str | os.PathLike | bytes] | None = None,
+) -> Session:
     """Load an artifact folder: check its schema, its artifact_id and every file's hash (all but the
     hashes even with verify=False), then open its backend. With `trusted_keys` (PEM public key files,
     or PEM or raw Ed25519 key bytes) it must be signed by one of them."""

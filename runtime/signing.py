@@ -6,14 +6,16 @@ artifact_id, so one signature covers the whole artifact. `load(..., trusted_keys
 an artifact that is unsigned, or signed by a key it was not given, or whose manifest changed since.
 Needs the `cryptography` package (`pip install 'edgekiln[sign]'`).
 """
+
 from __future__ import annotations
 
 import base64
 import binascii
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -42,8 +44,9 @@ def _crypto():
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ed25519
     except ImportError:
-        raise BackendUnavailableError("signing and signature checks need the `cryptography` package",
-                                      hint="pip install 'edgekiln[sign]'") from None
+        raise BackendUnavailableError(
+            "signing and signature checks need the `cryptography` package", hint="pip install 'edgekiln[sign]'"
+        ) from None
     return ed25519, serialization, InvalidSignature
 
 
@@ -56,10 +59,12 @@ def generate_key(out: str | os.PathLike) -> tuple[Path, Path]:
         if path.exists():
             raise InputError(f"{path} already exists", hint="choose another name; keys are never overwritten")
     key = ed25519.Ed25519PrivateKey.generate()
-    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     try:
         handle = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(handle, "wb") as stream:
@@ -81,8 +86,9 @@ def sign_artifact(folder: str | os.PathLike, private_key_path: str | os.PathLike
     key = _private_key(Path(private_key_path), ed25519, serialization)
     data = (folder / MANIFEST_FILE).read_bytes()
     raw_public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    record = Signature(public_key=base64.b64encode(raw_public).decode(),
-                       signature=base64.b64encode(key.sign(data)).decode())
+    record = Signature(
+        public_key=base64.b64encode(raw_public).decode(), signature=base64.b64encode(key.sign(data)).decode()
+    )
     path = folder / SIGNATURE_FILE
     partial = folder / f".{SIGNATURE_FILE}.partial"
     try:
@@ -105,8 +111,9 @@ def _private_key(path: Path, ed25519, serialization):
     except OSError as exc:
         raise InputError(f"cannot read private key {path} ({exc.strerror or exc})") from None
     except (ValueError, TypeError) as exc:  # not PEM, or encrypted
-        raise InputError(f"{path} is not an unencrypted PEM private key ({exc})",
-                         hint="make one with `edgekiln keygen KEY`") from None
+        raise InputError(
+            f"{path} is not an unencrypted PEM private key ({exc})", hint="make one with `edgekiln keygen KEY`"
+        ) from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise InputError(f"{path} is not an Ed25519 private key", hint="make one with `edgekiln keygen KEY`")
     return key
@@ -119,38 +126,49 @@ def check_signature(folder: Path, manifest_bytes: bytes, trusted_keys: Iterable[
         trusted_keys = [trusted_keys]
     trusted = [public_key_bytes(key) for key in trusted_keys]
     if not trusted:
-        raise InputError("trusted_keys is empty: no artifact could be accepted",
-                         hint="pass the public key (.pub) of whoever signs your artifacts")
+        raise InputError(
+            "trusted_keys is empty: no artifact could be accepted",
+            hint="pass the public key (.pub) of whoever signs your artifacts",
+        )
     record = _read_signature(Path(folder) / SIGNATURE_FILE)
     try:
         public = base64.b64decode(record.public_key, validate=True)
         signature = base64.b64decode(record.signature, validate=True)
     except binascii.Error:
-        raise ArtifactError(f"{SIGNATURE_FILE} holds a key or signature that is not base64",
-                            hint="sign the artifact again: edgekiln sign ART --key KEY") from None
+        raise ArtifactError(
+            f"{SIGNATURE_FILE} holds a key or signature that is not base64",
+            hint="sign the artifact again: edgekiln sign ART --key KEY",
+        ) from None
     if public not in trusted:
-        raise ArtifactError(f"artifact {folder} is signed by a key that is not trusted here "
-                            f"(public key {record.public_key[:12]}…)",
-                            hint="pass the signer's public key with --trusted-key, or use an artifact its owner signed")
+        raise ArtifactError(
+            f"artifact {folder} is signed by a key that is not trusted here (public key {record.public_key[:12]}…)",
+            hint="pass the signer's public key with --trusted-key, or use an artifact its owner signed",
+        )
     try:
         ed25519.Ed25519PublicKey.from_public_bytes(public).verify(signature, manifest_bytes)
     except (invalid, ValueError):
-        raise ArtifactError(f"artifact {folder}: the signature does not match {MANIFEST_FILE} "
-                            "(the manifest changed after signing, or the signature is forged)",
-                            hint="use the artifact exactly as its owner signed it") from None
+        raise ArtifactError(
+            f"artifact {folder}: the signature does not match {MANIFEST_FILE} "
+            "(the manifest changed after signing, or the signature is forged)",
+            hint="use the artifact exactly as its owner signed it",
+        ) from None
 
 
 def _read_signature(path: Path) -> Signature:
     if not path.is_file():
-        raise ArtifactError(f"artifact {path.parent} is not signed (it has no {SIGNATURE_FILE}), and keys are "
-                            "trusted here", hint="sign it with `edgekiln sign ART --key KEY`")
+        raise ArtifactError(
+            f"artifact {path.parent} is not signed (it has no {SIGNATURE_FILE}), and keys are trusted here",
+            hint="sign it with `edgekiln sign ART --key KEY`",
+        )
     try:
         return Signature.model_validate_json(path.read_bytes())
     except OSError as exc:
         raise ArtifactError(f"cannot read {path} ({exc.strerror or exc})") from None
     except ValidationError as exc:
-        raise ArtifactError(f"{path} is not a valid signature: {first_error(exc)}",
-                            hint="sign the artifact again: edgekiln sign ART --key KEY") from None
+        raise ArtifactError(
+            f"{path} is not a valid signature: {first_error(exc)}",
+            hint="sign the artifact again: edgekiln sign ART --key KEY",
+        ) from None
 
 
 def public_key_bytes(key: str | os.PathLike | bytes) -> bytes:
@@ -169,8 +187,10 @@ def public_key_bytes(key: str | os.PathLike | bytes) -> bytes:
     try:
         public = serialization.load_pem_public_key(data)
     except (ValueError, TypeError):
-        raise InputError(f"{where} is not a PEM public key (nor 32 raw Ed25519 key bytes)",
-                         hint="pass the .pub file `edgekiln keygen` wrote") from None
+        raise InputError(
+            f"{where} is not a PEM public key (nor 32 raw Ed25519 key bytes)",
+            hint="pass the .pub file `edgekiln keygen` wrote",
+        ) from None
     if not isinstance(public, ed25519.Ed25519PublicKey):
         raise InputError(f"{where} is not an Ed25519 public key", hint="pass the .pub file `edgekiln keygen` wrote")
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)

@@ -1,8 +1,9 @@
 """Synthetic inputs of a chosen batch and sequence size: for benchmarks, tracing and fidelity checks."""
+
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -13,8 +14,17 @@ SEQUENCE_AXIS = "sequence"
 _RANGE_AXIS = re.compile(r"\[(\d+)\.\.(\d+)(?::(\d+))?\]$")  # an axis named NAME[MIN..MAX:MULTIPLE]
 
 
-def make_text_feeds(batch: int, sequence: int, rng: np.random.Generator, *, names: Sequence[str],
-                    vocab_size: int, pad_id: int, max_length: int, pad_rows: bool = True) -> dict[str, np.ndarray]:
+def make_text_feeds(
+    batch: int,
+    sequence: int,
+    rng: np.random.Generator,
+    *,
+    names: Sequence[str],
+    vocab_size: int,
+    pad_id: int,
+    max_length: int,
+    pad_rows: bool = True,
+) -> dict[str, np.ndarray]:
     """Random token ids. With `pad_rows`, every row but the first is right-padded to a random
     length, like a real batch; without, every row is `sequence` tokens long (benchmarks)."""
     sequence = min(sequence, max_length)
@@ -28,8 +38,9 @@ def make_text_feeds(batch: int, sequence: int, rng: np.random.Generator, *, name
     return {name: feeds[name] for name in names}
 
 
-def make_tensor_feeds(inputs: Sequence[TensorSpec], batch: int, sequence: int,
-                      rng: np.random.Generator) -> dict[str, np.ndarray]:
+def make_tensor_feeds(
+    inputs: Sequence[TensorSpec], batch: int, sequence: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """Random tensors for raw-tensor models; `batch`/`sequence` fill the axes of those names."""
     feeds = {}
     for spec in inputs:

@@ -1,13 +1,14 @@
 """`edgekiln verify`: run an artifact on its stored reference inputs and compare with the outputs the
 build machine computed. Runs wherever the runtime runs (a device, or an emulated one)."""
+
 from __future__ import annotations
 
 import json
 import platform
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -24,28 +25,37 @@ QUANTIZED_MIN_COSINE = 0.99  # int8 and bf16 artifacts: compared by direction, t
 _KEY = re.compile(r"(\d{1,4})/(input|output)/(.+)")
 
 
-def verify_artifact(folder: str | Path, *, threads: int | None = None,
-                    trusted_keys: Iterable[str | Path | bytes] | None = None) -> dict:
+def verify_artifact(
+    folder: str | Path, *, threads: int | None = None, trusted_keys: Iterable[str | Path | bytes] | None = None
+) -> dict:
     from .session import load
 
     session = load(folder, threads=threads, trusted_keys=trusted_keys)
     manifest = session.manifest
     if manifest.reference is None:
-        raise ArtifactError(f"{folder} stores no reference outputs (compiled before edgekiln stored them)",
-                            hint="recompile the artifact")
+        raise ArtifactError(
+            f"{folder} stores no reference outputs (compiled before edgekiln stored them)",
+            hint="recompile the artifact",
+        )
     cases = _cases(read_arrays(inside(folder, manifest.reference), manifest.reference), manifest)
     rows = []
     for number, (feeds, expected) in sorted(cases.items()):
         try:
             got = session.run(feeds)
         except InputError as exc:  # the stored inputs are part of the artifact
-            raise ArtifactError(f"{manifest.reference} case {number}: {exc.message}",
-                                hint="recompile the artifact") from None
+            raise ArtifactError(
+                f"{manifest.reference} case {number}: {exc.message}", hint="recompile the artifact"
+            ) from None
         rows.append(_compare(number, expected, got))
-    report = {"artifact": manifest.artifact_id, "machine": platform.machine(), "backend": manifest.backend,
-              "precision": manifest.precision.value,
-              "cases": rows, "max_abs_diff": max(r["max_abs_diff"] for r in rows),
-              "min_cosine": min(r["min_cosine"] for r in rows)}
+    report = {
+        "artifact": manifest.artifact_id,
+        "machine": platform.machine(),
+        "backend": manifest.backend,
+        "precision": manifest.precision.value,
+        "cases": rows,
+        "max_abs_diff": max(r["max_abs_diff"] for r in rows),
+        "min_cosine": min(r["min_cosine"] for r in rows),
+    }
     if manifest.precision is Precision.FP32:
         report["threshold"] = {"max_abs_diff": FLOAT_MAX_ABS_DIFF}
         report["passed"] = report["max_abs_diff"] <= FLOAT_MAX_ABS_DIFF
@@ -61,17 +71,21 @@ def _cases(arrays: dict[str, np.ndarray], manifest: Manifest) -> dict[int, tuple
     for key, value in arrays.items():
         match = _KEY.fullmatch(key)
         if match is None:
-            raise ArtifactError(f"{manifest.reference} holds an array named {key!r}, expected NUMBER/input/NAME "
-                                "or NUMBER/output/NAME", hint="recompile the artifact")
+            raise ArtifactError(
+                f"{manifest.reference} holds an array named {key!r}, expected NUMBER/input/NAME or NUMBER/output/NAME",
+                hint="recompile the artifact",
+            )
         number, kind, name = match.groups()
         feeds, outputs = cases.setdefault(int(number), ({}, {}))
         (feeds if kind == "input" else outputs)[name] = value
     inputs, outputs = sorted(s.name for s in manifest.inputs), sorted(s.name for s in manifest.outputs)
     for number, (feeds, expected) in sorted(cases.items()):
         if sorted(feeds) != inputs or sorted(expected) != outputs:
-            raise ArtifactError(f"{manifest.reference} case {number} holds inputs {sorted(feeds)} and outputs "
-                                f"{sorted(expected)}; the model's are {inputs} and {outputs}",
-                                hint="recompile the artifact")
+            raise ArtifactError(
+                f"{manifest.reference} case {number} holds inputs {sorted(feeds)} and outputs "
+                f"{sorted(expected)}; the model's are {inputs} and {outputs}",
+                hint="recompile the artifact",
+            )
     if not cases:
         raise ArtifactError(f"{manifest.reference} holds no reference cases", hint="recompile the artifact")
     return cases

@@ -1,4 +1,5 @@
 """`--target host`: a profile for the machine edgekiln runs on, based on the closest shipped one."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,20 @@ from edgekiln.runtime.manifest import Accelerator, Precision
 
 from .schema import Arch, TargetProfile, TvmKind, TvmTarget
 
-_X86_FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-                 "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
+_X86_FEATURES = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_bf16",
+    "amx_int8",
+    "avx_vnni",
+)
 _ARM_FEATURES = {"asimd": "neon", "fphp": "fp16", "asimddp": "dotprod", "i8mm": "i8mm", "bf16": "bf16"}
 
 
@@ -30,8 +43,10 @@ def detect_host() -> TargetProfile:
     machine = platform.machine().lower()
     arch = {"x86_64": Arch.X86_64, "amd64": Arch.X86_64, "aarch64": Arch.AARCH64, "arm64": Arch.AARCH64}.get(machine)
     if arch is None:
-        raise ProfileError(f"cannot detect a target for this machine's architecture {machine!r}",
-                           hint="pass --target with a profile name or a .toml profile file")
+        raise ProfileError(
+            f"cannot detect a target for this machine's architecture {machine!r}",
+            hint="pass --target with a profile name or a .toml profile file",
+        )
     try:
         flags = cpu_flags(Path("/proc/cpuinfo").read_text())
     except OSError:
@@ -47,13 +62,15 @@ def detect_host() -> TargetProfile:
     precisions = base.precisions
     if arch is Arch.X86_64 and {"avx512_bf16", "amx_bf16"} & flags and Precision.BF16 not in precisions:
         precisions = (*precisions, Precision.BF16)
-    return base.model_copy(update={
-        "precisions": precisions,
-        "name": "host",
-        "description": f"this machine ({machine}, {cores} cores), based on {base.name}",
-        "isa": isa,
-        "cores": cores,
-        "threads": cores,
-        "accelerator": Accelerator.CUDA if cuda else Accelerator.NONE,
-        "tvm_target": TvmTarget(kind=TvmKind.CUDA) if cuda else TvmTarget(kind=TvmKind.LLVM, mcpu="native"),
-    })
+    return base.model_copy(
+        update={
+            "precisions": precisions,
+            "name": "host",
+            "description": f"this machine ({machine}, {cores} cores), based on {base.name}",
+            "isa": isa,
+            "cores": cores,
+            "threads": cores,
+            "accelerator": Accelerator.CUDA if cuda else Accelerator.NONE,
+            "tvm_target": TvmTarget(kind=TvmKind.CUDA) if cuda else TvmTarget(kind=TvmKind.LLVM, mcpu="native"),
+        }
+    )

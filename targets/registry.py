@@ -1,11 +1,12 @@
 """Finding, validating and listing target profiles."""
+
 from __future__ import annotations
 
-import tomllib
 from importlib.metadata import entry_points
 from importlib.resources import files
 from pathlib import Path
 
+import tomllib
 from pydantic import ValidationError
 
 from edgekiln.runtime.errors import EdgekilnError
@@ -40,6 +41,7 @@ def load_profile(name_or_path: str) -> TargetProfile:
     """A shipped profile by name, `host` for this machine, or a path to a TOML profile file."""
     if name_or_path == HOST:
         from .host import detect_host
+
         return detect_host()
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml":
@@ -48,8 +50,10 @@ def load_profile(name_or_path: str) -> TargetProfile:
         return parse_profile_file(candidate)
     known = _profile_files()
     if name_or_path not in known:
-        raise ProfileError(f"unknown target {name_or_path!r}",
-                           hint=f"use one of: {', '.join([HOST, *sorted(known)])}, or a path to a .toml profile")
+        raise ProfileError(
+            f"unknown target {name_or_path!r}",
+            hint=f"use one of: {', '.join([HOST, *sorted(known)])}, or a path to a .toml profile",
+        )
     return parse_profile_file(known[name_or_path])
 
 
@@ -62,8 +66,9 @@ def parse_profile_file(path: Path) -> TargetProfile:
         return TargetProfile.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())
-        raise ProfileError(f"target profile {path}: {problems}",
-                           hint="see targets/schema.py for the allowed keys") from None
+        raise ProfileError(
+            f"target profile {path}: {problems}", hint="see targets/schema.py for the allowed keys"
+        ) from None
 
 
 def _describe(error: dict) -> str:

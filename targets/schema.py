@@ -1,4 +1,5 @@
 """Typed schema of a target profile. Profiles are TOML files in `profiles/`; unknown keys are errors."""
+
 from __future__ import annotations
 
 from enum import Enum
@@ -31,7 +32,7 @@ class TvmTarget(BaseModel):
     arch: str | None = Field(default=None, pattern=r"^sm_\d+$", description="CUDA compute capability, e.g. sm_87")
 
     @model_validator(mode="after")
-    def _fields_match_kind(self) -> "TvmTarget":
+    def _fields_match_kind(self) -> TvmTarget:
         if self.kind is TvmKind.LLVM and self.arch is not None:
             raise ValueError("'arch' is a CUDA setting; an llvm target takes mtriple/mcpu/mattr")
         if self.kind is TvmKind.CUDA and (self.mtriple or self.mcpu or self.mattr):
@@ -82,11 +83,12 @@ class TargetProfile(BaseModel):
         return names
 
     @model_validator(mode="after")
-    def _accelerator_matches_tvm(self) -> "TargetProfile":
+    def _accelerator_matches_tvm(self) -> TargetProfile:
         if self.tvm_target is None:
             return self
         cuda = self.tvm_target.kind is TvmKind.CUDA
         if cuda != (self.accelerator is Accelerator.CUDA):
-            raise ValueError(f"tvm_target kind {self.tvm_target.kind.value} does not fit accelerator "
-                             f"{self.accelerator.value}")
+            raise ValueError(
+                f"tvm_target kind {self.tvm_target.kind.value} does not fit accelerator {self.accelerator.value}"
+            )
         return self

@@ -1,11 +1,13 @@
 """Editing artifacts in tests: plain edits (which the runtime must refuse) and edits "resealed"
 the way a forger would do it (every listed file re-hashed, artifact_id recomputed), which only a
 signature can catch."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgekiln.runtime.hashing import sha256_file
 from edgekiln.runtime.manifest import artifact_identity

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny random-weight BERT folders built in the test session, an isolated cache."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,44 @@ from pathlib import Path
 
 import pytest
 
-WORDS = ("the a an is was not very good bad movie film great terrible i love hate it this that and "
-         "of to in on paris london john mary apple google went visited acting plot boring fun").split()
+WORDS = [
+    "the",
+    "a",
+    "an",
+    "is",
+    "was",
+    "not",
+    "very",
+    "good",
+    "bad",
+    "movie",
+    "film",
+    "great",
+    "terrible",
+    "i",
+    "love",
+    "hate",
+    "it",
+    "this",
+    "that",
+    "and",
+    "of",
+    "to",
+    "in",
+    "on",
+    "paris",
+    "london",
+    "john",
+    "mary",
+    "apple",
+    "google",
+    "went",
+    "visited",
+    "acting",
+    "plot",
+    "boring",
+    "fun",
+]
 LABELS_TEXT = ("negative", "positive")
 LABELS_TOKENS = ("O", "B-person", "I-person", "B-location", "I-location")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -42,21 +79,35 @@ def make_bert_folder(folder: Path, kind: str, *, seed: int = 0) -> Path:
     tokenizer = transformers.BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True)
     labels = {"sequence": LABELS_TEXT, "token": LABELS_TOKENS}.get(kind, ())
     config = transformers.BertConfig(
-        vocab_size=len(_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=64,
-        id2label=dict(enumerate(labels)) or None, label2id={l: i for i, l in enumerate(labels)} or None)
+        vocab_size=len(_vocab()),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        id2label=dict(enumerate(labels)) or None,
+        label2id={name: i for i, name in enumerate(labels)} or None,
+    )
     torch.manual_seed(seed)
-    model_class = {"sequence": transformers.BertForSequenceClassification,
-                   "token": transformers.BertForTokenClassification, "encoder": transformers.BertModel}[kind]
+    model_class = {
+        "sequence": transformers.BertForSequenceClassification,
+        "token": transformers.BertForTokenClassification,
+        "encoder": transformers.BertModel,
+    }[kind]
     model_class(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     if kind == "encoder":  # declare pooling the way sentence-transformers folders do
         (folder / "1_Pooling").mkdir()
         (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
-        (folder / "modules.json").write_text(json.dumps([
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+        (folder / "modules.json").write_text(
+            json.dumps(
+                [
+                    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+                ]
+            )
+        )
     return folder
 
 
@@ -94,6 +145,7 @@ def backend_artifacts(bert_folders, artifacts, tmp_path_factory) -> dict[str, Pa
     built = {"onnxruntime": artifacts["sequence"]}
     for backend, options in (("openvino", {}), ("tvm", {"sequence_buckets": (16,)})):
         if importlib.util.find_spec(backend) is not None:
-            built[backend] = compile(bert_folders["sequence"], "x86-64-avx2", root / backend,
-                                     Recipe.from_flags(backend=backend, **options)).path
+            built[backend] = compile(
+                bert_folders["sequence"], "x86-64-avx2", root / backend, Recipe.from_flags(backend=backend, **options)
+            ).path
     return built

@@ -1,4 +1,5 @@
 """Shared by the image tests: the scikit-image photos, tiny random-weight image classifiers."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,19 +29,36 @@ def make_image_folder(folder: Path, kind: str, *, size: int = 32, seed: int = 0)
     common = {"num_labels": len(LABELS), "id2label": labels, "label2id": {v: k for k, v in labels.items()}}
     torch.manual_seed(seed)
     if kind == "vit":
-        config = tf.ViTConfig(image_size=size, patch_size=8, hidden_size=32, num_hidden_layers=2,
-                              num_attention_heads=2, intermediate_size=64, **common)
-        model, processor = tf.ViTForImageClassification(config), tf.ViTImageProcessor(
-            size={"height": size, "width": size})
+        config = tf.ViTConfig(
+            image_size=size,
+            patch_size=8,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            **common,
+        )
+        model, processor = (
+            tf.ViTForImageClassification(config),
+            tf.ViTImageProcessor(size={"height": size, "width": size}),
+        )
     elif kind == "convnext":
         config = tf.ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], **common)
-        model, processor = tf.ConvNextForImageClassification(config), tf.ConvNextImageProcessor(
-            size={"shortest_edge": size}, crop_pct=0.875, image_mean=[0.485, 0.456, 0.406],
-            image_std=[0.229, 0.224, 0.225])
+        model, processor = (
+            tf.ConvNextForImageClassification(config),
+            tf.ConvNextImageProcessor(
+                size={"shortest_edge": size},
+                crop_pct=0.875,
+                image_mean=[0.485, 0.456, 0.406],
+                image_std=[0.229, 0.224, 0.225],
+            ),
+        )
     else:
         config = tf.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", **common)
-        model, processor = tf.ResNetForImageClassification(config), tf.ConvNextImageProcessor(
-            size={"shortest_edge": size}, resample=2)
+        model, processor = (
+            tf.ResNetForImageClassification(config),
+            tf.ConvNextImageProcessor(size={"shortest_edge": size}, resample=2),
+        )
     model.eval().save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder

@@ -1,5 +1,6 @@
 """Helpers for the serve tests: a server on a free loopback port in a background thread, and a
 plain HTTP client (the standard library's, keep-alive)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -51,8 +52,14 @@ def serving(server: Server) -> Iterator[Running]:
         sock.close()
 
 
-def request(port: int, method: str, path: str, body: bytes | dict | None = None,
-            headers: dict[str, str] | None = None, connection: http.client.HTTPConnection | None = None):
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | dict | None = None,
+    headers: dict[str, str] | None = None,
+    connection: http.client.HTTPConnection | None = None,
+):
     """(status, headers, parsed JSON or raw bytes) of one request."""
     conn = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     data = json.dumps(body).encode() if isinstance(body, dict) else body

@@ -1,5 +1,6 @@
 """Any ONNX file in: declared input shapes, model-derived shapes, recomputed outputs, the preflight
 table, and per backend either a compile that matches ONNX Runtime or one clear error line."""
+
 from __future__ import annotations
 
 import json
@@ -42,24 +43,33 @@ def _weights(name, shape):
 
 def unet(path, dims=("N", 3, "H", "W"), output_shape=()):
     """Conv stride 32 down, 1x1 conv, nearest upsample x32, add the input: H and W must be multiples of 32."""
-    nodes = [h.make_node("Conv", ["x", "w1"], ["c1"], strides=[32, 32], pads=[1, 1, 1, 1], name="down"),
-             h.make_node("Relu", ["c1"], ["r1"]), h.make_node("Conv", ["r1", "w2"], ["c2"], name="proj"),
-             h.make_node("Resize", ["c2", "", "scales"], ["up"], mode="nearest", name="up"),
-             h.make_node("Add", ["x", "up"], ["y"], name="skip")]
+    nodes = [
+        h.make_node("Conv", ["x", "w1"], ["c1"], strides=[32, 32], pads=[1, 1, 1, 1], name="down"),
+        h.make_node("Relu", ["c1"], ["r1"]),
+        h.make_node("Conv", ["r1", "w2"], ["c2"], name="proj"),
+        h.make_node("Resize", ["c2", "", "scales"], ["up"], mode="nearest", name="up"),
+        h.make_node("Add", ["x", "up"], ["y"], name="skip"),
+    ]
     scales = nh.from_array(np.array([1, 1, 32, 32], np.float32), "scales")
-    return _save(path, nodes, [h.make_tensor_value_info("x", T.FLOAT, list(dims))],
-                 [h.make_tensor_value_info("y", T.FLOAT, list(output_shape))],
-                 [_weights("w1", (4, 3, 3, 3)), _weights("w2", (3, 4, 1, 1)), scales])
+    return _save(
+        path,
+        nodes,
+        [h.make_tensor_value_info("x", T.FLOAT, list(dims))],
+        [h.make_tensor_value_info("y", T.FLOAT, list(output_shape))],
+        [_weights("w1", (4, 3, 3, 3)), _weights("w2", (3, 4, 1, 1)), scales],
+    )
 
 
 def _compile(model, out, backend, *shapes, **flags):
     from edgekiln.compiler.input_shapes import shapes_from_flags
+
     recipe = Recipe.from_flags(backend=backend, input_shapes=shapes_from_flags(list(shapes)), cache=False, **flags)
     return compile(str(model), "host", out, recipe)
 
 
 def _matches_ort(artifact, model, feeds, atol=1e-4):
     from edgekiln.compiler.ort_sessions import cpu_session
+
     expected = cpu_session(model, optimize=False).run(None, feeds)
     got = list(load(artifact).run(feeds).values())
     for want, have in zip(expected, got, strict=True):
@@ -73,9 +83,19 @@ def _one_line(exc: CompileError) -> str:
 
 
 # --- the shape flag's grammar ------------------------------------------------------------------------
-_dims = st.lists(st.one_of(st.integers(1, 4096), st.builds(
-    lambda low, span, multiple: DimRange(min=low * multiple, max=(low + span) * multiple, multiple=multiple),
-    st.integers(1, 64), st.integers(0, 64), st.integers(1, 64))), min_size=1, max_size=6)
+_dims = st.lists(
+    st.one_of(
+        st.integers(1, 4096),
+        st.builds(
+            lambda low, span, multiple: DimRange(min=low * multiple, max=(low + span) * multiple, multiple=multiple),
+            st.integers(1, 64),
+            st.integers(0, 64),
+            st.integers(1, 64),
+        ),
+    ),
+    min_size=1,
+    max_size=6,
+)
 
 
 @given(name=st.from_regex(r"[A-Za-z_][A-Za-z0-9_.:/]{0,12}", fullmatch=True), dims=_dims)
@@ -88,8 +108,9 @@ def test_input_shape_flag_round_trips(name, dims):
             assert sizes == sorted(sizes) and all(s % dim.multiple == 0 and dim.min <= s <= dim.max for s in sizes)
 
 
-@pytest.mark.parametrize("text", ["x", "x:", ":1x3", "x:1x0x3", "x:1x[5..3]", "x:1x[33..63:32]", "x:1x[1..4",
-                                  "x:1xabc"])
+@pytest.mark.parametrize(
+    "text", ["x", "x:", ":1x3", "x:1x0x3", "x:1x[5..3]", "x:1x[33..63:32]", "x:1x[1..4", "x:1xabc"]
+)
 def test_bad_input_shape_flags_are_one_line(text):
     with pytest.raises(CompileError) as caught:
         parse_input_shape(text)
@@ -132,8 +153,11 @@ def test_declared_ranges_compile_and_match(tmp_path, backend):
     assert result.manifest.inputs[0].shape[2:] == ("H[64..160:32]", "W[64..160:32]")
     assert len(result.manifest.outputs[0].shape) == 4  # declared [] in the file: recomputed
     for size in (64, 96, 160):
-        _matches_ort(result.path, model, {"x": RNG.standard_normal((1, 3, size, size + 32 if size < 160 else size))
-                                          .astype(np.float32)})
+        _matches_ort(
+            result.path,
+            model,
+            {"x": RNG.standard_normal((1, 3, size, size + 32 if size < 160 else size)).astype(np.float32)},
+        )
 
 
 def test_tvm_takes_a_fixed_declared_shape_and_refuses_a_range(tmp_path):
@@ -150,11 +174,19 @@ def test_tvm_takes_a_fixed_declared_shape_and_refuses_a_range(tmp_path):
 def test_minus_one_dims_and_nhwc_input(tmp_path):
     """A tf2onnx-style NHWC input with -1 batch, transposed in the graph; weights in Constant nodes."""
     weight = h.make_node("Constant", [], ["w"], value=_weights("w_value", (8, 3, 3, 3)))
-    nodes = [weight, h.make_node("Transpose", ["x"], ["nchw"], perm=[0, 3, 1, 2]),
-             h.make_node("Conv", ["nchw", "w"], ["c"], pads=[1, 1, 1, 1]),
-             h.make_node("GlobalAveragePool", ["c"], ["p"]), h.make_node("Flatten", ["p"], ["y"])]
-    model = _save(tmp_path / "nhwc.onnx", nodes, [h.make_tensor_value_info("x", T.FLOAT, [-1, 32, 32, 3])],
-                  [h.make_tensor_value_info("y", T.FLOAT, [-1, 8])])
+    nodes = [
+        weight,
+        h.make_node("Transpose", ["x"], ["nchw"], perm=[0, 3, 1, 2]),
+        h.make_node("Conv", ["nchw", "w"], ["c"], pads=[1, 1, 1, 1]),
+        h.make_node("GlobalAveragePool", ["c"], ["p"]),
+        h.make_node("Flatten", ["p"], ["y"]),
+    ]
+    model = _save(
+        tmp_path / "nhwc.onnx",
+        nodes,
+        [h.make_tensor_value_info("x", T.FLOAT, [-1, 32, 32, 3])],
+        [h.make_tensor_value_info("y", T.FLOAT, [-1, 8])],
+    )
     for backend in ("onnxruntime", "openvino"):
         pytest.importorskip(backend)
         result = _compile(model, tmp_path / backend, backend)
@@ -166,8 +198,13 @@ def test_weight_only_int8_with_dequantize_linear(tmp_path):
     q = nh.from_array(RNG.integers(-127, 127, (16, 8), dtype=np.int8), "wq")
     scale, zero = nh.from_array(np.array(0.01, np.float32), "s"), nh.from_array(np.array(0, np.int8), "z")
     nodes = [h.make_node("DequantizeLinear", ["wq", "s", "z"], ["w"]), h.make_node("MatMul", ["x", "w"], ["y"])]
-    model = _save(tmp_path / "woq.onnx", nodes, [h.make_tensor_value_info("x", T.FLOAT, ["batch", 16])],
-                  [h.make_tensor_value_info("y", T.FLOAT, ["batch", 8])], [q, scale, zero])
+    model = _save(
+        tmp_path / "woq.onnx",
+        nodes,
+        [h.make_tensor_value_info("x", T.FLOAT, ["batch", 16])],
+        [h.make_tensor_value_info("y", T.FLOAT, ["batch", 8])],
+        [q, scale, zero],
+    )
     # ONNX Runtime's optimised kernels fold the int8 weights differently from the unoptimised reference
     # (max abs diff ~0.02 on outputs of size ~5): the default limit (1e-3) stops the build in one line ...
     with pytest.raises(CompileError) as caught:
@@ -183,8 +220,14 @@ def test_weight_only_int8_with_dequantize_linear(tmp_path):
 
 def test_external_data_with_declared_shape(tmp_path):
     model = onnx.load(str(unet(tmp_path / "src.onnx")))
-    onnx.save(model, str(tmp_path / "ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-              location="ext.onnx.data", size_threshold=100)  # the conv weight
+    onnx.save(
+        model,
+        str(tmp_path / "ext.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="ext.onnx.data",
+        size_threshold=100,
+    )  # the conv weight
     assert (tmp_path / "ext.onnx.data").stat().st_size >= 4 * 3 * 3 * 3 * 4
     result = _compile(tmp_path / "ext.onnx", tmp_path / "out", "onnxruntime", "x:1x3x64x96")
     assert result.manifest.inputs[0].shape == (1, 3, 64, 96)
@@ -194,8 +237,12 @@ def test_external_data_with_declared_shape(tmp_path):
 def test_output_shapes_unknown_to_inference_are_measured(tmp_path):
     """A custom-free graph whose output shape inference cannot give (NonZero): a real run decides."""
     nodes = [h.make_node("NonZero", ["x"], ["nz"]), h.make_node("Cast", ["nz"], ["y"], to=T.FLOAT)]
-    model = _save(tmp_path / "nz.onnx", nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 3])],
-                  [h.make_tensor_value_info("y", T.FLOAT, [7])])  # wrong: NonZero of a 2-D input is [2, n]
+    model = _save(
+        tmp_path / "nz.onnx",
+        nodes,
+        [h.make_tensor_value_info("x", T.FLOAT, [2, 3])],
+        [h.make_tensor_value_info("y", T.FLOAT, [7])],
+    )  # wrong: NonZero of a 2-D input is [2, n]
     result = _compile(model, tmp_path / "out", "onnxruntime")
     shape = result.manifest.outputs[0].shape
     assert len(shape) == 2 and shape[0] == 2 and isinstance(shape[1], str)
@@ -204,8 +251,12 @@ def test_output_shapes_unknown_to_inference_are_measured(tmp_path):
 # --- preflight --------------------------------------------------------------------------------------
 def test_preflight_names_what_each_backend_lacks(tmp_path):
     nodes = [h.make_node("Relu", ["x"], ["a"]), h.make_node("Det", ["a"], ["y"])]
-    model = _save(tmp_path / "det.onnx", nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 4, 4])],
-                  [h.make_tensor_value_info("y", T.FLOAT, [2])])
+    model = _save(
+        tmp_path / "det.onnx",
+        nodes,
+        [h.make_tensor_value_info("x", T.FLOAT, [2, 4, 4])],
+        [h.make_tensor_value_info("y", T.FLOAT, [2])],
+    )
     rows = {row["backend"]: row for row in describe_onnx(model)["preflight"]}
     assert rows["onnxruntime"]["lacking"] == [] and rows["onnxruntime"]["supported"] == ["Det", "Relu"]
     for backend in ("openvino", "tvm"):
@@ -215,14 +266,30 @@ def test_preflight_names_what_each_backend_lacks(tmp_path):
 
 # --- calibrated int8 from .npz tensors ----------------------------------------------------------------
 def tiny_cnn(path):
-    nodes = [h.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), h.make_node("Relu", ["c1"], ["r1"]),
-             h.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
-             h.make_node("Relu", ["c2"], ["r2"]), h.make_node("GlobalAveragePool", ["r2"], ["p"]),
-             h.make_node("Flatten", ["p"], ["f"]), h.make_node("Gemm", ["f", "w3", "b3"], ["logits"], transB=1)]
-    weights = [_weights("w1", (16, 3, 3, 3)), _weights("b1", (16,)), _weights("w2", (32, 16, 3, 3)),
-               _weights("b2", (32,)), _weights("w3", (10, 32)), _weights("b3", (10,))]
-    return _save(path, nodes, [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, 32, 32])],
-                 [h.make_tensor_value_info("logits", T.FLOAT, ["N", 10])], weights)
+    nodes = [
+        h.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        h.make_node("Relu", ["c1"], ["r1"]),
+        h.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        h.make_node("Relu", ["c2"], ["r2"]),
+        h.make_node("GlobalAveragePool", ["r2"], ["p"]),
+        h.make_node("Flatten", ["p"], ["f"]),
+        h.make_node("Gemm", ["f", "w3", "b3"], ["logits"], transB=1),
+    ]
+    weights = [
+        _weights("w1", (16, 3, 3, 3)),
+        _weights("b1", (16,)),
+        _weights("w2", (32, 16, 3, 3)),
+        _weights("b2", (32,)),
+        _weights("w3", (10, 32)),
+        _weights("b3", (10,)),
+    ]
+    return _save(
+        path,
+        nodes,
+        [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, 32, 32])],
+        [h.make_tensor_value_info("logits", T.FLOAT, ["N", 10])],
+        weights,
+    )
 
 
 def _images(count, seed):
@@ -239,14 +306,23 @@ def test_static_int8_from_npz_calibration_stays_close_to_float(tmp_path, backend
     model = tiny_cnn(tmp_path / "cnn.onnx")
     np.savez(tmp_path / "calib.npz", x=_images(64, 1))
     np.savez(tmp_path / "eval.npz", x=_images(96, 2))
-    result = _compile(model, tmp_path / "out", backend, quantize="static", calibration=str(tmp_path / "calib.npz"),
-                      eval_data=str(tmp_path / "eval.npz"), accuracy_budget=10.0)
+    result = _compile(
+        model,
+        tmp_path / "out",
+        backend,
+        quantize="static",
+        calibration=str(tmp_path / "calib.npz"),
+        eval_data=str(tmp_path / "eval.npz"),
+        accuracy_budget=10.0,
+    )
     assert result.manifest.precision.value == "int8"
     from edgekiln.runtime.reports.schema import read_reports
+
     report = read_reports(result.path).quantization
     assert report.metric == "top1_agreement" and report.float_metric == 1.0  # agreement with itself
     images = _images(96, 3)
     from edgekiln.compiler.ort_sessions import cpu_session
+
     want = cpu_session(model, optimize=False).run(None, {"x": images})[0]
     got = load(result.path).run({"x": images})["logits"]
     assert np.mean(want.argmax(1) == got.argmax(1)) >= 0.9
@@ -268,6 +344,7 @@ def test_tensor_calibration_errors_are_one_line(tmp_path):
 def test_runtime_feeds_stay_inside_declared_ranges():
     """`bench` and `verify` make feeds from the manifest: a range axis takes sizes inside it."""
     from edgekiln.runtime.synthetic import make_tensor_feeds
+
     spec = TensorSpec(name="x", dtype="float32", shape=(1, 3, "H[320..1280:32]", "W[64..96:32]", -1))
     feeds = make_tensor_feeds([spec], 4, 128, np.random.default_rng(0))
     assert feeds["x"].shape == (1, 3, 320, 96, 128)  # 128 brought up to 320, down to 96; -1 is dynamic
@@ -279,23 +356,35 @@ def test_near_zero_rows_are_judged_by_abs_diff_not_direction():
     """A detector's probability map on random inputs is ~1e-6 everywhere: float noise turns its
     direction, but within the absolute limit it matches; a real difference still fails."""
     from edgekiln.compiler.fidelity import compare
+
     tiny = np.full((2, 100), 1e-6, np.float32)
     noisy = tiny + np.random.default_rng(0).normal(0, 2e-7, tiny.shape).astype(np.float32)
     assert compare([tiny], [noisy], 1, None, classifier=False, tolerance=1e-3).min_cosine < 0.99
     assert compare([tiny], [noisy], 1, None, classifier=False, tolerance=1e-3, cosine_floor=1e-3).min_cosine == 1.0
     flipped = np.ones((2, 100), np.float32)
     flipped[1, :50] = -1
-    assert compare([np.ones((2, 100), np.float32)], [flipped], 1, None, classifier=False, tolerance=1e-3,
-                   cosine_floor=1e-3).min_cosine == 0.0
+    assert (
+        compare(
+            [np.ones((2, 100), np.float32)], [flipped], 1, None, classifier=False, tolerance=1e-3, cosine_floor=1e-3
+        ).min_cosine
+        == 0.0
+    )
 
 
 def test_preflight_counts_operators_inside_subgraphs(tmp_path):
-    branch = [h.make_graph([h.make_node("Det", ["x"], [f"d{i}"])], f"b{i}", [],
-                           [h.make_tensor_value_info(f"d{i}", T.FLOAT, [2])]) for i in range(2)]
+    branch = [
+        h.make_graph(
+            [h.make_node("Det", ["x"], [f"d{i}"])], f"b{i}", [], [h.make_tensor_value_info(f"d{i}", T.FLOAT, [2])]
+        )
+        for i in range(2)
+    ]
     nodes = [h.make_node("If", ["c"], ["y"], then_branch=branch[0], else_branch=branch[1])]
-    model = _save(tmp_path / "if.onnx", nodes, [h.make_tensor_value_info("x", T.FLOAT, [2, 4, 4]),
-                                                h.make_tensor_value_info("c", T.BOOL, [])],
-                  [h.make_tensor_value_info("y", T.FLOAT, [2])])
+    model = _save(
+        tmp_path / "if.onnx",
+        nodes,
+        [h.make_tensor_value_info("x", T.FLOAT, [2, 4, 4]), h.make_tensor_value_info("c", T.BOOL, [])],
+        [h.make_tensor_value_info("y", T.FLOAT, [2])],
+    )
     rows = {row["backend"]: row for row in describe_onnx(model)["preflight"]}
     assert rows["onnxruntime"]["supported"] == ["Det", "If"]
     if rows["tvm"]["available"]:
@@ -304,13 +393,16 @@ def test_preflight_counts_operators_inside_subgraphs(tmp_path):
 
 def test_cli_input_shape_flags_land_in_the_recipe(tmp_path, capsys):
     from edgekiln.cli.main import main
+
     model = unet(tmp_path / "unet.onnx")
     code = main(["compile", str(model), "--save-recipe", str(tmp_path / "r.toml"), "--input-shape", RANGE_32])
     assert code == 0
     capsys.readouterr()
     assert Recipe.from_file(tmp_path / "r.toml").source.input_shapes == {
-        "x": (1, 3, DimRange(min=64, max=160, multiple=32), DimRange(min=64, max=160, multiple=32))}
-    code = main(["compile", str(model), "--save-recipe", str(tmp_path / "bad.toml"), "--input-shape", "x:1x3"
-                 "x[64..16]x64"])
+        "x": (1, 3, DimRange(min=64, max=160, multiple=32), DimRange(min=64, max=160, multiple=32))
+    }
+    code = main(
+        ["compile", str(model), "--save-recipe", str(tmp_path / "bad.toml"), "--input-shape", "x:1x3x[64..16]x64"]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--input-shape" in err[0] and "pydantic" not in err[0]

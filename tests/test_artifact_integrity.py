@@ -1,5 +1,6 @@
 """The artifact verifies itself: an edited manifest, an unlisted file, a path leaving the folder,
 a malformed .npz or a hostile tvm.json is one ArtifactError, before any library is loaded."""
+
 from __future__ import annotations
 
 import json
@@ -33,6 +34,7 @@ def copy_of(tmp_path):
         target = tmp_path / f"copy-{path.name}"
         shutil.copytree(path, target, symlinks=True)
         return target
+
     return make
 
 
@@ -59,6 +61,7 @@ def test_build_time_and_pass_timings_are_not_part_of_the_identity(artifacts, cop
         manifest["created_at"] = "2001-01-01T00:00:00+00:00"
         for record in manifest["passes"]:
             record.update(seconds=record["seconds"] + 7.5, cached=not record["cached"])
+
     edit_manifest(path, retime)
     assert load(path).manifest.artifact_id == read_manifest_json(artifacts["sequence"])["artifact_id"]
 
@@ -101,9 +104,16 @@ def test_every_file_the_runtime_opens_must_be_listed(file, artifacts, copy_of):
         load(path)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("model_file", "/etc/passwd"), ("model_file", "../model.onnx"), ("reference", "sub/../../reference.npz"),
-    ("tokenizer", "..\\tokenizer.json"), ("files", "/tmp/x")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("model_file", "/etc/passwd"),
+        ("model_file", "../model.onnx"),
+        ("reference", "sub/../../reference.npz"),
+        ("tokenizer", "..\\tokenizer.json"),
+        ("files", "/tmp/x"),
+    ],
+)
 def test_manifest_paths_must_stay_inside_the_folder(field, value, artifacts, copy_of):
     path = copy_of(artifacts["sequence"])
 
@@ -114,6 +124,7 @@ def test_manifest_paths_must_stay_inside_the_folder(field, value, artifacts, cop
             manifest["files"][value] = "0" * 64
         else:
             manifest[field] = value
+
     edit_manifest(path, point_outside, reseal=True)
     with pytest.raises(ArtifactError, match="outside the artifact folder|not a plain relative path"):
         load(path)
@@ -182,8 +193,7 @@ def _rewrite_index(path, change) -> None:
 
 
 @pytest.mark.parametrize("library", ["../evil.so", "/tmp/evil.so", "a/../../evil.so", "..\\evil.so"])
-def test_tvm_json_naming_a_library_outside_is_refused_before_any_load(library, backend_artifacts, copy_of,
-                                                                      monkeypatch):
+def test_tvm_json_naming_a_library_outside_is_refused_before_any_load(library, backend_artifacts, copy_of, monkeypatch):
     path = tvm_copy(backend_artifacts, copy_of)
     _rewrite_index(path, lambda index: index["buckets"][0].update(library=library))
     import tvm
@@ -201,8 +211,10 @@ def test_an_evil_library_beside_the_artifact_never_runs(backend_artifacts, copy_
     path = tvm_copy(backend_artifacts, copy_of)
     marker = tmp_path / "constructor-ran"
     source = tmp_path / "evil.c"
-    source.write_text('#include <stdio.h>\n__attribute__((constructor)) static void evil(void) '
-                      f'{{ FILE *f = fopen("{marker}", "w"); if (f) fclose(f); }}\n')
+    source.write_text(
+        "#include <stdio.h>\n__attribute__((constructor)) static void evil(void) "
+        f'{{ FILE *f = fopen("{marker}", "w"); if (f) fclose(f); }}\n'
+    )
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(tmp_path / "evil.so"), str(source)], check=True)
     _rewrite_index(path, lambda index: index["buckets"][0].update(library="../evil.so"))
     with pytest.raises(ArtifactError):

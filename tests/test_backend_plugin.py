@@ -1,5 +1,6 @@
 """A third-party backend installed through the `edgekiln.backends` entry point alone (the test package
 tests/plugins/edgekiln-toy-backend) is listed, compiles and runs, with no edit to edgekiln's files."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,12 @@ PLUGIN = Path(__file__).parent / "plugins" / "edgekiln-toy-backend"
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("toy-site")
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-                           str(PLUGIN)], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(PLUGIN)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if done.returncode != 0:
         pytest.fail(f"installing the toy plugin failed: {done.stderr[-2000:]}")
     return target
@@ -25,8 +30,9 @@ def plugin_path(tmp_path_factory) -> Path:
 
 def edgekiln(plugin_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(plugin_path)}
-    return subprocess.run([sys.executable, "-m", "edgekiln.cli.main", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "edgekiln.cli.main", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def test_toy_backend_is_listed_compiles_and_runs(plugin_path, bert_folders, tmp_path):
@@ -34,16 +40,34 @@ def test_toy_backend_is_listed_compiles_and_runs(plugin_path, bert_folders, tmp_
     assert listed.returncode == 0, listed.stderr
     assert any(line.split()[:1] == ["toy"] for line in listed.stdout.splitlines()), listed.stdout
     out = tmp_path / "toy-artifact"
-    built = edgekiln(plugin_path, "compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2",
-                     "--backend", "toy", "-o", str(out))
+    built = edgekiln(
+        plugin_path,
+        "compile",
+        str(bert_folders["sequence"]),
+        "--target",
+        "x86-64-avx2",
+        "--backend",
+        "toy",
+        "-o",
+        str(out),
+    )
     assert built.returncode == 0, built.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["backend"] == "toy" and manifest["model_file"] == "toy.onnx"
     assert [p["name"] for p in manifest["passes"]][-1] == "lower_toy"
     ran = edgekiln(plugin_path, "run", str(out), "i love it", "--json")
     assert ran.returncode == 0, ran.stderr
-    reference = edgekiln(plugin_path, "compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2",
-                         "--backend", "onnxruntime", "-o", str(tmp_path / "ort"))
+    reference = edgekiln(
+        plugin_path,
+        "compile",
+        str(bert_folders["sequence"]),
+        "--target",
+        "x86-64-avx2",
+        "--backend",
+        "onnxruntime",
+        "-o",
+        str(tmp_path / "ort"),
+    )
     assert reference.returncode == 0, reference.stderr
     expected = edgekiln(plugin_path, "run", str(tmp_path / "ort"), "i love it", "--json")
     toy, ort = json.loads(ran.stdout), json.loads(expected.stdout)
@@ -53,10 +77,27 @@ def test_toy_backend_is_listed_compiles_and_runs(plugin_path, bert_folders, tmp_
 
 def test_without_the_plugin_the_artifact_names_what_is_missing(plugin_path, bert_folders, tmp_path):
     out = tmp_path / "toy-artifact"
-    assert edgekiln(plugin_path, "compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2",
-                    "--backend", "toy", "-o", str(out)).returncode == 0
+    assert (
+        edgekiln(
+            plugin_path,
+            "compile",
+            str(bert_folders["sequence"]),
+            "--target",
+            "x86-64-avx2",
+            "--backend",
+            "toy",
+            "-o",
+            str(out),
+        ).returncode
+        == 0
+    )
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    ran = subprocess.run([sys.executable, "-m", "edgekiln.cli.main", "run", str(out), "hello"], capture_output=True,
-                         text=True, env=env, timeout=300)
+    ran = subprocess.run(
+        [sys.executable, "-m", "edgekiln.cli.main", "run", str(out), "hello"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert ran.returncode == 2 and "Traceback" not in ran.stderr
     assert "unknown backend 'toy'" in ran.stderr and "plugin" in ran.stderr

@@ -26,8 +26,12 @@ def test_synthetic_feeds_are_full_length_and_in_vocabulary(artifacts):
 def test_time_budget_and_against_runner(artifacts):
     session = load(artifacts["sequence"])
     calls = []
-    report = benchmark(session, BenchConfig(sequences=(8,), runs=2, warmup=0, seconds=0.05), load_seconds=0.1,
-                       against=("other", lambda: lambda feeds: calls.append(feeds["input_ids"].shape)))
+    report = benchmark(
+        session,
+        BenchConfig(sequences=(8,), runs=2, warmup=0, seconds=0.05),
+        load_seconds=0.1,
+        against=("other", lambda: lambda feeds: calls.append(feeds["input_ids"].shape)),
+    )
     point = report["points"][0]
     assert point["runs"] >= 2 and point["against"]["runs"] >= 2
     assert calls[0] == (1, 8)

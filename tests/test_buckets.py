@@ -1,4 +1,5 @@
 """The runtime's fixed-shape dispatch, with a fake runner standing in for compiled libraries."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,9 +12,16 @@ from edgekiln.runtime.backends.tvm_index import Bucket, TvmIndex
 
 def index(batches=(1, 4), sequences=(8, 16)) -> TvmIndex:
     buckets = tuple(Bucket(batch=b, sequence=s, library=f"b{b}s{s}.so", params=()) for s in sequences for b in batches)
-    return TvmIndex(arch="x86_64", device="cpu", target={"kind": "llvm"}, inputs=("ids", "mask"),
-                    sequence_axes={"ids": 1, "mask": 1}, pad_values={"ids": 7, "mask": 0},
-                    output_sequence_axes={"tags": 1}, buckets=buckets)
+    return TvmIndex(
+        arch="x86_64",
+        device="cpu",
+        target={"kind": "llvm"},
+        inputs=("ids", "mask"),
+        sequence_axes={"ids": 1, "mask": 1},
+        pad_values={"ids": 7, "mask": 0},
+        output_sequence_axes={"tags": 1},
+        buckets=buckets,
+    )
 
 
 def test_pick_bucket_prefers_the_shortest_length_then_the_smallest_batch():

@@ -1,4 +1,5 @@
 """The command line: happy paths, and every bad input ending as one line with exit code 2."""
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,9 @@ def test_unknown_profile_key(capsys, bert_folders, tmp_path, out_dir):
 
     profile = tmp_path / "mine.toml"
     profile.write_text("turbo = true\n" + (builtin_profile_dir() / "x86-64-avx2.toml").read_text())
-    code, _, err = run_cli(capsys, "compile", str(bert_folders["sequence"]), "--target", str(profile),
-                           "-o", str(out_dir))
+    code, _, err = run_cli(
+        capsys, "compile", str(bert_folders["sequence"]), "--target", str(profile), "-o", str(out_dir)
+    )
     assert_one_line_error(code, err, "unknown key `turbo`")
 
 
@@ -148,8 +150,23 @@ def test_bench_json_and_report(capsys, artifacts, bert_folders, tmp_path):
     artifact = tmp_path / "bench-me"
     shutil.copytree(artifacts["sequence"], artifact)
     out_json = tmp_path / "bench.json"
-    code, out, err = run_cli(capsys, "bench", str(artifact), "--batch", "1,2", "--seq", "8,16", "--runs", "3",
-                             "--warmup", "1", "--against", str(bert_folders["sequence"]), "--json", str(out_json))
+    code, out, err = run_cli(
+        capsys,
+        "bench",
+        str(artifact),
+        "--batch",
+        "1,2",
+        "--seq",
+        "8,16",
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--against",
+        str(bert_folders["sequence"]),
+        "--json",
+        str(out_json),
+    )
     assert code == 0, err
     report = json.loads(out_json.read_text())
     assert [(p["batch"], p["seq"]) for p in report["points"]] == [(1, 8), (1, 16), (2, 8), (2, 16)]
@@ -166,7 +183,11 @@ def test_bench_json_and_report(capsys, artifacts, bert_folders, tmp_path):
 
 
 def test_entry_point_error_has_no_traceback(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "edgekiln.cli.main", "run", str(tmp_path), "x"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekiln.cli.main", "run", str(tmp_path), "x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "not an edgekiln artifact" in done.stderr

@@ -1,5 +1,6 @@
 """Hostile input to every command: exit 2 and one `edgekiln: error:` line for what the user can fix,
 exit 3 and one line plus a log file for a bug, never a traceback; `run -` streams stdin."""
+
 from __future__ import annotations
 
 import io
@@ -29,11 +30,13 @@ def artifact(bert_folders, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hostile-data")
-    files = {"good.tsv": "sentence\tlabel\n" + "".join(f"good movie {i}\tpositive\nbad film {i}\tnegative\n"
-                                                       for i in range(10)),
-             "huge.tsv": "sentence\tlabel\nfine\tpositive\n" + "x" * 200_000 + "\tnegative\n",
-             "huge.csv": 'sentence,label\nfine,positive\n"never closed,negative\n' + "more,positive\n" * 20_000,
-             "a-file": "not a folder"}
+    files = {
+        "good.tsv": "sentence\tlabel\n"
+        + "".join(f"good movie {i}\tpositive\nbad film {i}\tnegative\n" for i in range(10)),
+        "huge.tsv": "sentence\tlabel\nfine\tpositive\n" + "x" * 200_000 + "\tnegative\n",
+        "huge.csv": 'sentence,label\nfine,positive\n"never closed,negative\n' + "more,positive\n" * 20_000,
+        "a-file": "not a folder",
+    }
     for name, text in files.items():
         (root / name).write_text(text)
     return {name: root / name for name in files}
@@ -56,13 +59,25 @@ def _one_error(code: int, err: str, expected_code: int = 2, *fragments: str) -> 
 
 
 def _commands(artifact: Path, model: Path, data: dict[str, Path], tmp_path: Path) -> dict[str, list[str]]:
-    return {"run": ["run", str(artifact), "good"], "bench": ["bench", str(artifact), "--runs", "1", "--no-save"],
-            "inspect": ["inspect", str(artifact)], "verify": ["verify", str(artifact)],
-            "eval": ["eval", str(artifact), "--data", str(data["good.tsv"])],
-            "finetune": ["finetune", str(model), "--task", "text-classification", "--data", str(data["good.tsv"]),
-                         "-o", str(tmp_path / "tuned")],
-            "compile": ["compile", str(model), "--target", "x86-64-avx2", "-o", str(tmp_path / "out")],
-            "targets": ["targets"]}
+    return {
+        "run": ["run", str(artifact), "good"],
+        "bench": ["bench", str(artifact), "--runs", "1", "--no-save"],
+        "inspect": ["inspect", str(artifact)],
+        "verify": ["verify", str(artifact)],
+        "eval": ["eval", str(artifact), "--data", str(data["good.tsv"])],
+        "finetune": [
+            "finetune",
+            str(model),
+            "--task",
+            "text-classification",
+            "--data",
+            str(data["good.tsv"]),
+            "-o",
+            str(tmp_path / "tuned"),
+        ],
+        "compile": ["compile", str(model), "--target", "x86-64-avx2", "-o", str(tmp_path / "out")],
+        "targets": ["targets"],
+    }
 
 
 @pytest.mark.parametrize("command", ["run", "bench", "inspect", "verify", "eval", "finetune", "compile", "targets"])
@@ -90,11 +105,31 @@ def test_empty_stdin(capsys, monkeypatch, artifact):
 def test_a_field_over_128_kib(capsys, artifact, bert_folders, data, tmp_path, name):
     code, _, err = _cli(capsys, "eval", str(artifact), "--data", str(data[name]))
     _one_error(code, err, 2, f"{name}:", "field is longer than 128 KiB")
-    code, _, err = _cli(capsys, "finetune", str(bert_folders["sequence"]), "--task", "text-classification",
-                        "--data", str(data[name]), "-o", str(tmp_path / "tuned"))
+    code, _, err = _cli(
+        capsys,
+        "finetune",
+        str(bert_folders["sequence"]),
+        "--task",
+        "text-classification",
+        "--data",
+        str(data[name]),
+        "-o",
+        str(tmp_path / "tuned"),
+    )
     _one_error(code, err, 2, "field is longer than 128 KiB")
-    code, _, err = _cli(capsys, "compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2", "--quantize",
-                        "static", "--calibration", str(data[name]), "-o", str(tmp_path / "out"))
+    code, _, err = _cli(
+        capsys,
+        "compile",
+        str(bert_folders["sequence"]),
+        "--target",
+        "x86-64-avx2",
+        "--quantize",
+        "static",
+        "--calibration",
+        str(data[name]),
+        "-o",
+        str(tmp_path / "out"),
+    )
     _one_error(code, err, 2, "field is longer than 128 KiB")
 
 
@@ -102,26 +137,43 @@ def test_output_under_a_file(capsys, artifact, bert_folders, data):
     under = data["a-file"] / "out"
     code, _, err = _cli(capsys, "compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2", "-o", str(under))
     _one_error(code, err, 2, "a-file is a file, not a folder")
-    code, _, err = _cli(capsys, "finetune", str(bert_folders["sequence"]), "--task", "text-classification",
-                        "--data", str(data["good.tsv"]), "-o", str(under / "deeper"))
+    code, _, err = _cli(
+        capsys,
+        "finetune",
+        str(bert_folders["sequence"]),
+        "--task",
+        "text-classification",
+        "--data",
+        str(data["good.tsv"]),
+        "-o",
+        str(under / "deeper"),
+    )
     _one_error(code, err, 2, "a-file is a file, not a folder")
     code, _, err = _cli(capsys, "eval", str(artifact), "--data", str(data["good.tsv"]), "--json", str(under))
     _one_error(code, err, 2, "cannot write", "--json")
-    code, _, err = _cli(capsys, "bench", str(artifact), "--runs", "1", "--warmup", "0", "--seq", "8", "--no-save",
-                        "--json", str(under))
+    code, _, err = _cli(
+        capsys, "bench", str(artifact), "--runs", "1", "--warmup", "0", "--seq", "8", "--no-save", "--json", str(under)
+    )
     _one_error(code, err, 2, "cannot write")
     code, _, err = _cli(capsys, "run", str(under), "good")
     _one_error(code, err, 2, "does not exist or is not a folder")
 
 
-@pytest.mark.parametrize("command, target", [
-    ("run", (artifact_commands, "load")), ("bench", (artifact_commands, "load")),
-    ("inspect", (artifact_commands, "read_manifest")), ("verify", (verify_command, "verify_artifact")),
-    ("eval", ("edgekiln.compiler.evaluate", "evaluate")), ("finetune", ("edgekiln.compiler.finetune", "finetune")),
-    ("compile", ("edgekiln.compiler.api", "compile")),
-])
-def test_an_unexpected_exception_is_one_line_and_a_log(capsys, monkeypatch, artifact, bert_folders, data, tmp_path,
-                                                       command, target):
+@pytest.mark.parametrize(
+    "command, target",
+    [
+        ("run", (artifact_commands, "load")),
+        ("bench", (artifact_commands, "load")),
+        ("inspect", (artifact_commands, "read_manifest")),
+        ("verify", (verify_command, "verify_artifact")),
+        ("eval", ("edgekiln.compiler.evaluate", "evaluate")),
+        ("finetune", ("edgekiln.compiler.finetune", "finetune")),
+        ("compile", ("edgekiln.compiler.api", "compile")),
+    ],
+)
+def test_an_unexpected_exception_is_one_line_and_a_log(
+    capsys, monkeypatch, artifact, bert_folders, data, tmp_path, command, target
+):
     def broken(*args, **kwargs):
         raise RuntimeError("an edgekiln bug\nwith a second line")
 
@@ -146,8 +198,12 @@ def test_a_closed_pipe_ends_quietly(artifact, tmp_path):
     texts = tmp_path / "texts.txt"
     texts.write_text("".join(f"good film {i}\n" for i in range(3000)))
     with open(texts, "rb") as stdin:
-        child = subprocess.Popen([sys.executable, "-m", "edgekiln.cli.main", "run", str(artifact), "-",
-                                  "--batch-size", "4"], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "edgekiln.cli.main", "run", str(artifact), "-", "--batch-size", "4"],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         first = child.stdout.readline()  # `| head -1`
         child.stdout.close()
         _, err = child.communicate(timeout=300)
@@ -173,6 +229,7 @@ def test_stdin_is_streamed_in_batches_with_the_one_by_one_results(capsys, monkey
             assert [row[2] for row in rows] == texts and [row[0] for row in rows] == [p.label for p in alone]
             np.testing.assert_allclose([float(row[1]) for row in rows], [p.score for p in alone], atol=1e-4)
     code, out, _ = _cli(capsys, "run", str(artifact), *texts[:3], "--json", "--batch-size", "2")
-    expected = [{"text": t, **p.to_dict()} for t, p in zip(texts, session.predict(texts[:2]) +
-                                                           session.predict(texts[2:3]))]
+    expected = [
+        {"text": t, **p.to_dict()} for t, p in zip(texts, session.predict(texts[:2]) + session.predict(texts[2:3]))
+    ]
     assert code == 0 and out == json.dumps(expected, indent=2) + "\n"  # the same text as one json.dumps

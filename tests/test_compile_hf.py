@@ -1,4 +1,5 @@
 """Differential tests: compiled tiny BERTs against PyTorch, through the runtime's own tokenizer."""
+
 from __future__ import annotations
 
 import json
@@ -7,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from edgekiln.runtime.reports.schema import read_reports
 
-from edgekiln.compiler import compile
-from edgekiln.compiler import Recipe
+from edgekiln.compiler import Recipe, compile
 from edgekiln.runtime import Task, load
+from edgekiln.runtime.reports.schema import read_reports
 
 TEXTS = ["i love this movie", "the plot was boring and the acting was bad!", "paris", "john visited london"]
 ATOL = 1e-4  # fp32 export of the same graph: differences are rounding only
@@ -19,8 +19,11 @@ ATOL = 1e-4  # fp32 export of the same graph: differences are rounding only
 
 def _reference(folder, kind: str, texts):
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
-    model_class = {"sequence": transformers.AutoModelForSequenceClassification,
-                   "token": transformers.AutoModelForTokenClassification, "encoder": transformers.AutoModel}[kind]
+    model_class = {
+        "sequence": transformers.AutoModelForSequenceClassification,
+        "token": transformers.AutoModelForTokenClassification,
+        "encoder": transformers.AutoModel,
+    }[kind]
     model = model_class.from_pretrained(str(folder)).eval()
     batch = tokenizer(texts, padding=True, return_tensors="pt")
     with torch.inference_mode():
@@ -57,7 +60,7 @@ def test_token_classifier_tags_each_word(bert_folders, artifacts):
         word_ids = batch.word_ids(row)
         firsts = [word_ids.index(i) for i in range(len(words))]
         assert [w.tag for w in words] == [labels[int(logits[row, p].argmax())] for p in firsts]
-        assert all(text[w.start:w.end] == w.word for w in words)
+        assert all(text[w.start : w.end] == w.word for w in words)
 
 
 def test_sentence_embeddings_match_pytorch_pooling(bert_folders, artifacts):
@@ -92,8 +95,20 @@ def test_dynamic_batch_and_sequence_axes(artifacts):
 
 def test_manifest_records_the_contract(artifacts):
     manifest = json.loads((artifacts["sequence"] / "manifest.json").read_text())
-    for key in ("schema_version", "artifact_id", "backend", "target", "precision", "inputs", "outputs", "task",
-                "labels", "passes", "tool_versions", "files"):
+    for key in (
+        "schema_version",
+        "artifact_id",
+        "backend",
+        "target",
+        "precision",
+        "inputs",
+        "outputs",
+        "task",
+        "labels",
+        "passes",
+        "tool_versions",
+        "files",
+    ):
         assert key in manifest, key
     assert [p["name"] for p in manifest["passes"]] == ["export_onnx", "ort_optimize", "verify_fidelity"]
     for record in manifest["passes"]:
@@ -121,7 +136,9 @@ def test_stored_recipe_rebuilds_the_same_artifact(bert_folders, artifacts, tmp_p
     stored = Recipe.from_file(artifacts["sequence"] / "recipe.toml")
     assert stored == Recipe()  # the defaults, written down
     again = compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "rebuilt", stored)
-    assert again.manifest.artifact_id == json.loads((artifacts["sequence"] / "manifest.json").read_text())["artifact_id"]
+    assert (
+        again.manifest.artifact_id == json.loads((artifacts["sequence"] / "manifest.json").read_text())["artifact_id"]
+    )
     assert again.manifest.files == load(artifacts["sequence"]).manifest.files
 
 
@@ -139,7 +156,12 @@ def test_changed_weights_miss_the_cache(bert_folders, tmp_path):
 
 
 def test_torchscript_exporter_also_works(bert_folders, tmp_path):
-    result = compile(bert_folders["token"], "arm64-cortex-a72", tmp_path / "ts", recipe=Recipe.from_flags(exporter="torchscript", cache=False))
+    result = compile(
+        bert_folders["token"],
+        "arm64-cortex-a72",
+        tmp_path / "ts",
+        recipe=Recipe.from_flags(exporter="torchscript", cache=False),
+    )
     export = json.loads((result.path / "reports" / "export_onnx.json").read_text())
     assert export["exporter"] == "torchscript"
     assert result.manifest.target.arch == "aarch64"

@@ -1,4 +1,5 @@
 """torch.nn.Module (a small CNN, a two-input MLP) and plain .onnx files through the compiler."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgekiln.compiler import CompileError, compile
-from edgekiln.compiler import Recipe
+from edgekiln.compiler import CompileError, Recipe, compile
 from edgekiln.runtime import InputError, Task, load
 
 ATOL = 1e-4
@@ -18,8 +18,14 @@ ATOL = 1e-4
 class TinyCNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                                      nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(16, 5)
 
     def forward(self, image):
@@ -40,7 +46,13 @@ def cnn_artifact(tmp_path_factory):
     torch.manual_seed(0)
     model = TinyCNN().eval()
     out = tmp_path_factory.mktemp("cnn") / "artifact"
-    result = compile(model, "x86-64-avx2", out, example_inputs=torch.randn(1, 3, 16, 16), recipe=Recipe.from_flags(input_names=["image"], output_names=["logits"]))
+    result = compile(
+        model,
+        "x86-64-avx2",
+        out,
+        example_inputs=torch.randn(1, 3, 16, 16),
+        recipe=Recipe.from_flags(input_names=["image"], output_names=["logits"]),
+    )
     return model, result
 
 
@@ -71,7 +83,13 @@ def test_module_with_dict_inputs_and_two_outputs(tmp_path):
     torch.manual_seed(0)
     model = TwoInputs().eval()
     example = {"x": torch.randn(4, 6), "y": torch.randn(4, 3)}
-    result = compile(model, "x86-64-avx2", tmp_path / "two", example_inputs=example, recipe=Recipe.from_flags(output_names=["h", "s"]))
+    result = compile(
+        model,
+        "x86-64-avx2",
+        tmp_path / "two",
+        example_inputs=example,
+        recipe=Recipe.from_flags(output_names=["h", "s"]),
+    )
     x, y = np.ones((7, 6), np.float32), np.full((7, 3), 0.5, np.float32)
     out = load(result.path).run({"x": x, "y": y})
     with torch.inference_mode():
@@ -91,8 +109,15 @@ def onnx_file(tmp_path_factory):
     torch.manual_seed(0)
     model = TinyCNN().eval()
     path = tmp_path_factory.mktemp("onnx") / "cnn.onnx"
-    torch.onnx.export(model, (torch.randn(2, 3, 16, 16),), str(path), input_names=["image"], output_names=["logits"],
-                      dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}}, dynamo=False)
+    torch.onnx.export(
+        model,
+        (torch.randn(2, 3, 16, 16),),
+        str(path),
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}},
+        dynamo=False,
+    )
     return model, path
 
 
@@ -125,5 +150,11 @@ def test_export_failure_names_the_operator(tmp_path):
     from edgekiln.compiler import ExportError
 
     with pytest.raises(ExportError, match=r"dynamo: .*linalg_eig.* \| torchscript: .*aten::linalg_eigvals"):
-        compile(Eigenvalues(), "x86-64-avx2", tmp_path / "eig", example_inputs=torch.randn(2, 4, 4), recipe=Recipe.from_flags(cache=False))
+        compile(
+            Eigenvalues(),
+            "x86-64-avx2",
+            tmp_path / "eig",
+            example_inputs=torch.randn(2, 4, 4),
+            recipe=Recipe.from_flags(cache=False),
+        )
     assert list(tmp_path.iterdir()) == []

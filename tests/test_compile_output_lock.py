@@ -1,4 +1,5 @@
 """compile() holds the output lock for the whole build and never replaces a folder that appeared."""
+
 from __future__ import annotations
 
 import pytest

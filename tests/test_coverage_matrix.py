@@ -5,6 +5,7 @@ tracing shape, so the dynamic axes must really be dynamic; TVM within its one bu
 A cell the backend cannot build must be refused with one clear error line (tests/coverage/expected.py
 lists those). With EDGEKILN_COVERAGE_JSON=path each cell's outcome is merged into that JSON, which
 benchmarks/coverage_table.py renders into the README's supported-architectures table."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,12 @@ def _marks(family: str, kind: str, backend: str) -> list:
     return marks
 
 
-CELLS = [pytest.param(family, kind, backend, id=f"{family}-{kind}-{backend}", marks=_marks(family, kind, backend))
-         for family in FAMILIES for kind in KINDS for backend in BACKENDS]
+CELLS = [
+    pytest.param(family, kind, backend, id=f"{family}-{kind}-{backend}", marks=_marks(family, kind, backend))
+    for family in FAMILIES
+    for kind in KINDS
+    for backend in BACKENDS
+]
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +67,7 @@ def family_folder(tmp_path_factory):
         if (family, kind) not in made:
             made[family, kind] = make_family_folder(root / family / kind, family, kind)
         return made[family, kind]
+
     return get
 
 
@@ -70,8 +76,8 @@ def _feeds(names, batch: int, sequence: int, seed: int) -> dict[str, np.ndarray]
     ids = rng.integers(5, 100, size=(batch, sequence), dtype=np.int64)
     mask = np.ones((batch, sequence), np.int64)
     if batch > 1:  # the last row is padded, so masking is checked too
-        mask[-1, sequence // 2:] = 0
-        ids[-1, sequence // 2:] = 0
+        mask[-1, sequence // 2 :] = 0
+        ids[-1, sequence // 2 :] = 0
     arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
     return {name: arrays[name] for name in names}
 
@@ -80,8 +86,11 @@ def _reference(folder: Path, kind: str, feeds: dict[str, np.ndarray]) -> np.ndar
     import torch
     import transformers
 
-    auto = {"sequence": transformers.AutoModelForSequenceClassification,
-            "token": transformers.AutoModelForTokenClassification, "encoder": transformers.AutoModel}[kind]
+    auto = {
+        "sequence": transformers.AutoModelForSequenceClassification,
+        "token": transformers.AutoModelForTokenClassification,
+        "encoder": transformers.AutoModel,
+    }[kind]
     model = auto.from_pretrained(str(folder)).eval()
     with torch.no_grad():
         out = model(**{name: torch.from_numpy(array) for name, array in feeds.items()})
@@ -105,8 +114,13 @@ def _check_cell(family: str, kind: str, backend: str, folder: Path, out: Path) -
     for seed, (batch, sequence) in enumerate(SHAPES):
         feeds = _feeds(names, batch, sequence, seed)
         got = next(iter(session.run(feeds).values()))
-        np.testing.assert_allclose(got, _reference(folder, kind, feeds), atol=atol, rtol=rtol,
-                                   err_msg=f"{family} {kind} on {backend} at batch {batch}, sequence {sequence}")
+        np.testing.assert_allclose(
+            got,
+            _reference(folder, kind, feeds),
+            atol=atol,
+            rtol=rtol,
+            err_msg=f"{family} {kind} on {backend} at batch {batch}, sequence {sequence}",
+        )
     return {"status": "pass", "reason": ""}
 
 

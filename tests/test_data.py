@@ -1,4 +1,5 @@
 """Dataset loaders: every format, splits, and one clear error per kind of bad data."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,9 @@ from edgekiln.compiler.data.conll import to_bio
 
 from .conftest import SHARED_DATA
 
-needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real data not found at {SHARED_DATA} "
-                                                                    "(a clone without ../shared)")
+needs_shared = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason=f"real data not found at {SHARED_DATA} (a clone without ../shared)"
+)
 
 
 def test_tsv_with_default_columns(tmp_path):
@@ -19,15 +21,16 @@ def test_tsv_with_default_columns(tmp_path):
     path.write_text('sentence\tlabel\nit \'s "fine" \t1\n\nbad movie\t0\n')
     data = load_dataset(path)
     assert data.task is DataTask.TEXT_CLASSIFICATION and data.labels == ("0", "1")
-    assert data.examples[0].text == "it 's \"fine\"" and len(data) == 2
+    assert data.examples[0].text == 'it \'s "fine"' and len(data) == 2
 
 
 def test_csv_and_jsonl_with_named_columns(tmp_path):
     (tmp_path / "d.csv").write_text('id,review,stars\n1,"good, really",5\n2,meh,2\n')
     data = load_dataset(tmp_path / "d.csv", label_column="stars")
     assert [(e.text, e.label) for e in data.examples] == [("good, really", "5"), ("meh", "2")]
-    (tmp_path / "d.jsonl").write_text(json.dumps({"text": "yes", "label": 1}) + "\n\n" +
-                                      json.dumps({"text": "no", "label": 0}) + "\n")
+    (tmp_path / "d.jsonl").write_text(
+        json.dumps({"text": "yes", "label": 1}) + "\n\n" + json.dumps({"text": "no", "label": 0}) + "\n"
+    )
     assert load_dataset(tmp_path / "d.jsonl").labels == ("0", "1")
 
 
@@ -58,31 +61,40 @@ def test_folder_splits_and_seeded_fraction(tmp_path):
 
 def test_saved_datasets_folder(tmp_path):
     datasets = pytest.importorskip("datasets")
-    features = datasets.Features({"sentence": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
     split = datasets.Dataset.from_dict({"sentence": ["good", "bad"], "label": [1, 0]}, features=features)
     datasets.DatasetDict({"train": split, "validation": split}).save_to_disk(str(tmp_path / "ds"))
     data = load_dataset(f"{tmp_path / 'ds'}:train")
     assert [(e.text, e.label) for e in data.examples] == [("good", "pos"), ("bad", "neg")]
     with pytest.raises(DataError, match=r"holds splits \['train', 'validation'\]"):
         load_dataset(tmp_path / "ds")
-    tags = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
-                              "ner_tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-loc"]))})
+    tags = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-loc"])),
+        }
+    )
     datasets.Dataset.from_dict({"tokens": [["in", "Rome"]], "ner_tags": [[0, 1]]}, features=tags).save_to_disk(
-        str(tmp_path / "ner"))
+        str(tmp_path / "ner")
+    )
     assert load_dataset(tmp_path / "ner").examples[0].tags == ("O", "B-loc")
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("empty.tsv", "", "empty.tsv is empty"),
-    ("header.tsv", "sentence\tlabel\n", "holds no examples"),
-    ("cols.tsv", "body\tstars\nx\t1\n", "no text column.*body, stars"),
-    ("width.tsv", "sentence\tlabel\nx\t1\ty\n", "width.tsv:2: expected 2 columns, found 3"),
-    ("bad.jsonl", '{"text": "a", "label": 1}\n{oops\n', "bad.jsonl:2: not valid JSON"),
-    ("bad.conll", "a\tO\nb\tO\textra\n", "bad.conll:2: expected 2 whitespace-separated columns"),
-    ("tags.conll", "a\tPER\n", "tags.conll:1: tag 'PER' is not O, B-TYPE or I-TYPE"),
-    ("data.parquet", "x", "cannot tell the format"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("empty.tsv", "", "empty.tsv is empty"),
+        ("header.tsv", "sentence\tlabel\n", "holds no examples"),
+        ("cols.tsv", "body\tstars\nx\t1\n", "no text column.*body, stars"),
+        ("width.tsv", "sentence\tlabel\nx\t1\ty\n", "width.tsv:2: expected 2 columns, found 3"),
+        ("bad.jsonl", '{"text": "a", "label": 1}\n{oops\n', "bad.jsonl:2: not valid JSON"),
+        ("bad.conll", "a\tO\nb\tO\textra\n", "bad.conll:2: expected 2 whitespace-separated columns"),
+        ("tags.conll", "a\tPER\n", "tags.conll:1: tag 'PER' is not O, B-TYPE or I-TYPE"),
+        ("data.parquet", "x", "cannot tell the format"),
+    ],
+)
 def test_bad_data_names_file_and_line(tmp_path, name, content, message):
     (tmp_path / name).write_text(content)
     with pytest.raises(DataError, match=message):
@@ -105,7 +117,13 @@ def test_real_sst2_and_wnut17_load_as_published():
     train = load_dataset(f"{SHARED_DATA / 'wnut17'}:train")  # separators include tab-only lines
     assert len(train) == 3394
     assert {label[2:] for label in train.labels if label != "O"} == {
-        "person", "location", "group", "creative-work", "corporation", "product"}
+        "person",
+        "location",
+        "group",
+        "creative-work",
+        "corporation",
+        "product",
+    }
     assert len(load_dataset(f"{SHARED_DATA / 'wnut17'}:test")) == 1287
 
 
@@ -156,10 +174,13 @@ def test_content_sniffing_and_a_forced_format(tmp_path):
         load_dataset(tmp_path / "words")
 
 
-@pytest.mark.parametrize("name, body", [
-    ("long.tsv", "sentence\tlabel\nshort\t1\n" + "x" * 200_000 + "\t0\n"),
-    ("long.csv", 'sentence,label\nshort,1\n"unclosed quote,0\n' + "more text,1\n" * 20_000),
-])
+@pytest.mark.parametrize(
+    "name, body",
+    [
+        ("long.tsv", "sentence\tlabel\nshort\t1\n" + "x" * 200_000 + "\t0\n"),
+        ("long.csv", 'sentence,label\nshort,1\n"unclosed quote,0\n' + "more text,1\n" * 20_000),
+    ],
+)
 def test_a_field_over_128_kib_is_one_clear_error(tmp_path, name, body):
     (tmp_path / name).write_text(body)
     with pytest.raises(DataError, match=rf"{name}:\d+: a (TSV|CSV) field is longer than 128 KiB"):

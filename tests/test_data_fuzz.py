@@ -1,4 +1,5 @@
 """Fuzzing the data loaders: random bytes and mutated valid files give a Dataset or one DataError."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgekiln.cli.guard import one_line
-from edgekiln.compiler.data import DataError, Dataset, DataFormat, load_dataset
+from edgekiln.compiler.data import DataError, DataFormat, Dataset, load_dataset
 
 VALID = {
     ".tsv": "sentence\tlabel\nit 's good\t1\nbad movie\t0\n",
@@ -17,8 +18,27 @@ VALID = {
     ".conll": "-DOCSTART- -X- -X- O\n\nEU NNP B-NP I-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP I-PER\n",
 }
 SUFFIXES = (*VALID, ".txt", ".train", "")  # the last ones: known as CoNLL, or told by their content
-SPECIAL = [b'"', b"\t", b",", b"\n", b"\r", b"\x00", b"{", b"}", b"[", b":", b"-DOCSTART-", b"B-", b"I-", b"\xff",
-           b"\xe2\x82", b" ", b"\\", b"1" * 5000, b"[" * 3000]
+SPECIAL = [
+    b'"',
+    b"\t",
+    b",",
+    b"\n",
+    b"\r",
+    b"\x00",
+    b"{",
+    b"}",
+    b"[",
+    b":",
+    b"-DOCSTART-",
+    b"B-",
+    b"I-",
+    b"\xff",
+    b"\xe2\x82",
+    b" ",
+    b"\\",
+    b"1" * 5000,
+    b"[" * 3000,
+]
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -41,9 +61,9 @@ def _mutated(draw) -> tuple[str, bytes]:
         if operation == "insert":
             content[where:where] = draw(st.sampled_from(SPECIAL) | st.binary(min_size=1, max_size=8))
         elif operation == "delete":
-            del content[where:where + draw(st.integers(1, 20))]
+            del content[where : where + draw(st.integers(1, 20))]
         elif operation == "duplicate":
-            content[where:where] = content[where:where + draw(st.integers(1, 40))]
+            content[where:where] = content[where : where + draw(st.integers(1, 40))]
         elif content:
             content[min(where, len(content) - 1)] = draw(st.integers(0, 255))
     return suffix, bytes(content)
@@ -55,8 +75,11 @@ def folder(tmp_path_factory):
 
 
 @FUZZ
-@given(content=st.binary(max_size=2048), suffix=st.sampled_from(SUFFIXES),
-       data_format=st.none() | st.sampled_from([f for f in DataFormat if f is not DataFormat.HF_DISK]))
+@given(
+    content=st.binary(max_size=2048),
+    suffix=st.sampled_from(SUFFIXES),
+    data_format=st.none() | st.sampled_from([f for f in DataFormat if f is not DataFormat.HF_DISK]),
+)
 def test_random_bytes(folder, content, suffix, data_format):
     path = folder / f"random{suffix}"
     path.write_bytes(content)
@@ -64,8 +87,11 @@ def test_random_bytes(folder, content, suffix, data_format):
 
 
 @FUZZ
-@given(mutated=_mutated(), rename=st.booleans(),
-       data_format=st.none() | st.sampled_from([f for f in DataFormat if f is not DataFormat.HF_DISK]))
+@given(
+    mutated=_mutated(),
+    rename=st.booleans(),
+    data_format=st.none() | st.sampled_from([f for f in DataFormat if f is not DataFormat.HF_DISK]),
+)
 def test_mutated_valid_files(folder, mutated, rename, data_format):
     suffix, content = mutated
     path = folder / ("mutated.data" if rename else f"mutated{suffix}")

@@ -1,24 +1,29 @@
 """aarch64 artifacts run on an emulated aarch64 machine (qemu-user + a Debian arm64 sysroot) and
 match the reference outputs the build machine stored in them. `.ci/run` installs what it needs."""
+
 from __future__ import annotations
 
 import json
-
-from edgekiln.compiler import Recipe
 import os
 import shutil
 
 import pytest
 
 from edgekiln.cli.main import main
+from edgekiln.compiler import Recipe
 
 MISSING = [tool for tool in ("qemu-aarch64-static", "debootstrap", "aarch64-linux-gnu-gcc") if not shutil.which(tool)]
 pytestmark = [
     pytest.mark.emulation,
-    pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)} (apt-get install qemu-user-static "
-                                             "debootstrap gcc-aarch64-linux-gnu; .ci/run installs them)"),
-    pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() != 0,
-                       reason="building the arm64 sysroot runs debootstrap, which needs root"),
+    pytest.mark.skipif(
+        bool(MISSING),
+        reason=f"needs {', '.join(MISSING)} (apt-get install qemu-user-static "
+        "debootstrap gcc-aarch64-linux-gnu; .ci/run installs them)",
+    ),
+    pytest.mark.skipif(
+        hasattr(os, "geteuid") and os.geteuid() != 0,
+        reason="building the arm64 sysroot runs debootstrap, which needs root",
+    ),
 ]
 
 
@@ -27,10 +32,16 @@ def test_aarch64_artifact_passes_under_emulation(backend, bert_folders, tmp_path
     pytest.importorskip("tvm", reason="the tvm extra is not installed")
     from edgekiln.compiler import compile
 
-    path = compile(bert_folders["token"], "arm64-cortex-a72", tmp_path / backend, recipe=Recipe.from_flags(backend=backend, sequence_buckets=(16, 32))).path
+    path = compile(
+        bert_folders["token"],
+        "arm64-cortex-a72",
+        tmp_path / backend,
+        recipe=Recipe.from_flags(backend=backend, sequence_buckets=(16, 32)),
+    ).path
     capsys.readouterr()
     assert main(["verify", str(path), "--emulate", "--json"]) == 0, capsys.readouterr().err
     report = json.loads(capsys.readouterr().out)
     assert report["machine"] == "aarch64", "the check must have run on the emulated machine"
-    assert report["passed"] and report["max_abs_diff"] <= 1e-4, \
+    assert report["passed"] and report["max_abs_diff"] <= 1e-4, (
         f"emulated outputs differ from the host's by {report['max_abs_diff']:.3g}"
+    )

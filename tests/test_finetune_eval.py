@@ -1,4 +1,5 @@
 """Fine-tuning (full, LoRA, token tags, resume) and evaluation on tiny models and tiny data."""
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,14 @@ def _config(**overrides) -> FinetuneConfig:
 @pytest.fixture(scope="module")
 def tuned(encoder_folder, sentiment_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("tuned") / "classifier"
-    return finetune(encoder_folder, out, train_data=str(sentiment_data[0]), eval_data=str(sentiment_data[1]),
-                    config=_config(), log=lambda message: None)
+    return finetune(
+        encoder_folder,
+        out,
+        train_data=str(sentiment_data[0]),
+        eval_data=str(sentiment_data[1]),
+        config=_config(),
+        log=lambda message: None,
+    )
 
 
 def test_full_finetune_learns_and_writes_a_plain_checkpoint(tuned):
@@ -96,9 +103,14 @@ def test_checkpoint_and_artifact_evaluate_identically(tuned, sentiment_data, tmp
 
 
 def test_lora_merges_adapters_into_a_plain_checkpoint(encoder_folder, sentiment_data, tmp_path):
-    result = finetune(encoder_folder, tmp_path / "lora", train_data=str(sentiment_data[0]),
-                      eval_data=str(sentiment_data[1]), config=_config(lora=LoraSettings(rank=4), epochs=2),
-                      log=lambda message: None)
+    result = finetune(
+        encoder_folder,
+        tmp_path / "lora",
+        train_data=str(sentiment_data[0]),
+        eval_data=str(sentiment_data[1]),
+        config=_config(lora=LoraSettings(rank=4), epochs=2),
+        log=lambda message: None,
+    )
     assert result.report["method"] == "lora"
     assert result.report["parameters"]["trainable"] < result.report["parameters"]["total"] / 5
     assert not (result.path / "adapter_config.json").exists()
@@ -110,8 +122,14 @@ def test_lora_merges_adapters_into_a_plain_checkpoint(encoder_folder, sentiment_
 
 def test_token_classification_reports_entity_f1(encoder_folder, tmp_path):
     train, dev = _entities(tmp_path / "train.conll", 150, 0), _entities(tmp_path / "dev.conll", 40, 1)
-    result = finetune(encoder_folder, tmp_path / "ner", train_data=str(train), eval_data=str(dev),
-                      config=_config(task=DataTask.TOKEN_CLASSIFICATION), log=lambda message: None)
+    result = finetune(
+        encoder_folder,
+        tmp_path / "ner",
+        train_data=str(train),
+        eval_data=str(dev),
+        config=_config(task=DataTask.TOKEN_CLASSIFICATION),
+        log=lambda message: None,
+    )
     assert result.report["metric"] == "entity_f1" and result.report["best_metric"] >= 0.8
     out = tmp_path / "eval.json"
     assert main(["eval", str(result.path), "--data", str(dev), "--json", str(out)]) == 0
@@ -130,14 +148,26 @@ def test_interrupted_run_resumes_to_the_same_result(encoder_folder, sentiment_da
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        finetune(encoder_folder, out, train_data=str(sentiment_data[0]), eval_data=str(sentiment_data[1]),
-                 config=config, log=interrupt)
+        finetune(
+            encoder_folder,
+            out,
+            train_data=str(sentiment_data[0]),
+            eval_data=str(sentiment_data[1]),
+            config=config,
+            log=interrupt,
+        )
     saved = tmp_path / "resumed.partial"
     assert (saved / STATE_FILE).is_file() and not out.exists()
     assert not list(saved.glob("*.pt")) and len(list(saved.glob("*.safetensors"))) == 1  # no pickle, one state
     messages = []
-    result = finetune(encoder_folder, out, train_data=str(sentiment_data[0]), eval_data=str(sentiment_data[1]),
-                      config=config, log=messages.append)
+    result = finetune(
+        encoder_folder,
+        out,
+        train_data=str(sentiment_data[0]),
+        eval_data=str(sentiment_data[1]),
+        config=config,
+        log=messages.append,
+    )
     assert any(message.startswith("resuming from epoch 2") for message in messages)
     assert result.report["resumed"] and len(result.report["epochs"]) == 4
     resumed = transformers.AutoModelForSequenceClassification.from_pretrained(str(out)).state_dict()
@@ -151,8 +181,14 @@ def test_leftover_state_of_another_run_is_refused(encoder_folder, sentiment_data
     partial.mkdir()
     (partial / "run.json").write_text(json.dumps({"something": "else"}))
     with pytest.raises(CompileError, match="interrupted run with other settings"):
-        finetune(encoder_folder, tmp_path / "out", train_data=str(sentiment_data[0]),
-                 eval_data=str(sentiment_data[1]), config=_config(), log=lambda message: None)
+        finetune(
+            encoder_folder,
+            tmp_path / "out",
+            train_data=str(sentiment_data[0]),
+            eval_data=str(sentiment_data[1]),
+            config=_config(),
+            log=lambda message: None,
+        )
 
 
 def test_labels_that_do_not_match_the_model(tuned, tmp_path):
@@ -165,19 +201,46 @@ def test_labels_that_do_not_match_the_model(tuned, tmp_path):
 
 
 def test_cli_finetune_errors_are_one_line(encoder_folder, sentiment_data, tmp_path, capsys):
-    args = ["finetune", str(encoder_folder), "--task", "token-classification", "--data", str(sentiment_data[0]),
-            "-o", str(tmp_path / "x")]
+    args = [
+        "finetune",
+        str(encoder_folder),
+        "--task",
+        "token-classification",
+        "--data",
+        str(sentiment_data[0]),
+        "-o",
+        str(tmp_path / "x"),
+    ]
     assert main(args) == 2
     assert "is text-classification data, but the task is token-classification" in capsys.readouterr().err
-    args = ["finetune", str(encoder_folder), "--task", "text-classification", "--data", str(sentiment_data[0]),
-            "--val-fraction", "1.5", "-o", str(tmp_path / "x")]
+    args = [
+        "finetune",
+        str(encoder_folder),
+        "--task",
+        "text-classification",
+        "--data",
+        str(sentiment_data[0]),
+        "--val-fraction",
+        "1.5",
+        "-o",
+        str(tmp_path / "x"),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "validation_fraction" in err
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "notes.txt").write_text("keep")
-    args = ["finetune", str(encoder_folder), "--task", "text-classification", "--data", str(sentiment_data[0]),
-            "-o", str(tmp_path / "precious"), "--force"]
+    args = [
+        "finetune",
+        str(encoder_folder),
+        "--task",
+        "text-classification",
+        "--data",
+        str(sentiment_data[0]),
+        "-o",
+        str(tmp_path / "precious"),
+        "--force",
+    ]
     assert main(args) == 2 and (tmp_path / "precious" / "notes.txt").exists()
 
 

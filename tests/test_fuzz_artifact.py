@@ -5,6 +5,7 @@ and never loads a TVM library from outside the artifact folder.
 Two kinds of mutation: plain edits (the artifact_id check must refuse any change to an identity
 field), and edits "resealed" as a forger would (every listed file re-hashed, the id recomputed),
 which reach the deeper checks: those may load, but only with edgekiln errors on the way."""
+
 from __future__ import annotations
 
 import copy
@@ -22,15 +23,46 @@ from edgekiln.runtime.manifest import artifact_identity
 
 from .artifact_tools import reseal_manifest
 
-HOSTILE = ["../evil.so", "/etc/passwd", "..", "", "a/../../b", "C:\\x", "tvm.json", "model.onnx", "reference.npz",
-           "tokenizer.json", "tvm_params.npz", "0" * 64, "f" * 16, "\x00", "sequence", "batch", "ids"]
-SCALARS = (st.none() | st.booleans() | st.integers(-2**63, 2**64) | st.floats(allow_nan=False, allow_infinity=False)
-           | st.text(max_size=8) | st.sampled_from(HOSTILE))
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
-                      | st.dictionaries(st.text(max_size=6) | st.sampled_from(HOSTILE), inner, max_size=3),
-                      max_leaves=6)
-FUZZ = settings(max_examples=60, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+HOSTILE = [
+    "../evil.so",
+    "/etc/passwd",
+    "..",
+    "",
+    "a/../../b",
+    "C:\\x",
+    "tvm.json",
+    "model.onnx",
+    "reference.npz",
+    "tokenizer.json",
+    "tvm_params.npz",
+    "0" * 64,
+    "f" * 16,
+    "\x00",
+    "sequence",
+    "batch",
+    "ids",
+]
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+    | st.sampled_from(HOSTILE)
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6) | st.sampled_from(HOSTILE), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 NOT_IDENTITY, PASS_NOT_IDENTITY = ("artifact_id", "created_at", "signature"), ("seconds", "cached")
 
 
@@ -73,8 +105,10 @@ def essence(doc):
         return doc
     kept = {key: value for key, value in doc.items() if key not in NOT_IDENTITY}
     if isinstance(kept.get("passes"), list):
-        kept["passes"] = [{k: v for k, v in record.items() if k not in PASS_NOT_IDENTITY}
-                          if isinstance(record, dict) else record for record in kept["passes"]]
+        kept["passes"] = [
+            {k: v for k, v in record.items() if k not in PASS_NOT_IDENTITY} if isinstance(record, dict) else record
+            for record in kept["passes"]
+        ]
     return kept
 
 
@@ -125,6 +159,7 @@ def test_an_edited_manifest_never_loads_and_never_raises_a_traceback(ort_copy):
                 load(ort_copy)
             except (ArtifactError, InputError):
                 pass
+
     try:
         check()
     finally:
@@ -144,6 +179,7 @@ def test_a_resealed_manifest_loads_and_runs_or_fails_with_one_error(ort_copy):
             load(ort_copy).predict(["i love this film", "bad"])
         except EdgekilnError:
             pass
+
     try:
         check()
     finally:
@@ -174,6 +210,7 @@ def test_a_resealed_tvm_index_never_loads_a_library_from_outside(tvm_copy):
             load(tvm_copy).run(feeds)
         except EdgekilnError:
             pass
+
     try:
         with mock.patch.object(tvm.runtime, "load_module", guarded_load):
             check()

@@ -1,5 +1,6 @@
 """Every bad image is one clear InputError (never a traceback), and every odd one gets the
 documented conversion; size limits are checked from the header, before pixels are decoded."""
+
 from __future__ import annotations
 
 import io
@@ -32,20 +33,23 @@ def _png_declaring(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: photo("chelsea.png").read_bytes()[:20000], "truncated or corrupt"),
-    (lambda: photo("rocket.jpg").read_bytes()[:4000], "truncated or corrupt"),
-    (lambda: b"this is not an image at all", "is not an image Pillow can read"),
-    (lambda: b"", "is not an image Pillow can read"),
-    (lambda: _encoded(Image.new("RGB", (1, 1)), "PNG"), "1x1 pixels: too small"),
-    (lambda: _png_declaring(20000, 20000), "decompression bomb"),  # past 2x the limit: Pillow's error
-    (lambda: _png_declaring(10000, 10000), "decompression bomb"),  # past the limit: Pillow's warning, made an error
-    (lambda: _encoded(Image.new("RGB", (8, 400)), "PNG"), "sides differ more than 32-fold"),
-    (lambda: _encoded(Image.new("F", (16, 16)), "TIFF"), "32-bit float"),
-    (lambda: np.zeros((16, 16, 3), dtype=np.float32), "dtype float32"),
-    (lambda: np.zeros((16, 16, 4), dtype=np.uint8), r"shape \[16, 16, 4\]"),
-    (lambda: 42, "cannot read an image from the int"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: photo("chelsea.png").read_bytes()[:20000], "truncated or corrupt"),
+        (lambda: photo("rocket.jpg").read_bytes()[:4000], "truncated or corrupt"),
+        (lambda: b"this is not an image at all", "is not an image Pillow can read"),
+        (lambda: b"", "is not an image Pillow can read"),
+        (lambda: _encoded(Image.new("RGB", (1, 1)), "PNG"), "1x1 pixels: too small"),
+        (lambda: _png_declaring(20000, 20000), "decompression bomb"),  # past 2x the limit: Pillow's error
+        (lambda: _png_declaring(10000, 10000), "decompression bomb"),  # past the limit: Pillow's warning, made an error
+        (lambda: _encoded(Image.new("RGB", (8, 400)), "PNG"), "sides differ more than 32-fold"),
+        (lambda: _encoded(Image.new("F", (16, 16)), "TIFF"), "32-bit float"),
+        (lambda: np.zeros((16, 16, 3), dtype=np.float32), "dtype float32"),
+        (lambda: np.zeros((16, 16, 4), dtype=np.uint8), r"shape \[16, 16, 4\]"),
+        (lambda: 42, "cannot read an image from the int"),
+    ],
+)
 def test_bad_images_are_one_clear_error(make, message):
     with pytest.raises(InputError, match=message) as caught:
         load_rgb(make())

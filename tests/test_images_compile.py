@@ -1,6 +1,7 @@
 """Image classifiers end to end: tiny random-weight transformers ViT, ConvNeXt and ResNet compiled
 for ONNX Runtime and OpenVINO match PyTorch on real photos; `edgekiln run`, `eval` and `bench` on an
 image artifact through the CLI; calibration from an unlabelled image folder."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ def folders(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vit_artifact(folders, tmp_path_factory):
-    return compile(folders["vit"], "host", tmp_path_factory.mktemp("art") / "vit",
-                   Recipe.from_flags(backend="onnxruntime")).path
+    return compile(
+        folders["vit"], "host", tmp_path_factory.mktemp("art") / "vit", Recipe.from_flags(backend="onnxruntime")
+    ).path
 
 
 def _torch_logits(folder, images):
@@ -112,12 +114,22 @@ def _image_folder(root, with_labels=True):
 def test_eval_on_an_image_folder_and_against_the_checkpoint(capsys, vit_artifact, folders, tmp_path):
     data = _image_folder(tmp_path / "data")
     report_file = tmp_path / "report.json"
-    code, out, err = run_cli(capsys, "eval", str(vit_artifact), "--data", str(data), "--against", str(folders["vit"]),
-                             "--json", str(report_file))
+    code, out, err = run_cli(
+        capsys,
+        "eval",
+        str(vit_artifact),
+        "--data",
+        str(data),
+        "--against",
+        str(folders["vit"]),
+        "--json",
+        str(report_file),
+    )
     assert code == 0, err
     report = json.loads(report_file.read_text())
-    expected = _torch_logits(folders["vit"], [_rgb(p) for p in sorted((data / "cat").iterdir())
-                                              + sorted((data / "rocket").iterdir())])
+    expected = _torch_logits(
+        folders["vit"], [_rgb(p) for p in sorted((data / "cat").iterdir()) + sorted((data / "rocket").iterdir())]
+    )
     gold = [0, 0, 2, 2, 2]
     assert report["examples"] == 5 and report["agreement"] == 1.0
     assert report["accuracy"] == pytest.approx(np.mean(expected.argmax(-1) == gold))
@@ -139,8 +151,9 @@ def test_eval_reads_a_csv_of_paths(capsys, vit_artifact, tmp_path):
 
 def test_bench_on_an_image_artifact(capsys, vit_artifact):
     report_file = vit_artifact.parent / "bench.json"
-    code, out, err = run_cli(capsys, "bench", str(vit_artifact), "--batch", "1,2", "--runs", "3", "--no-save",
-                             "--json", str(report_file))
+    code, out, err = run_cli(
+        capsys, "bench", str(vit_artifact), "--batch", "1,2", "--runs", "3", "--no-save", "--json", str(report_file)
+    )
     assert code == 0, err
     report = json.loads(report_file.read_text())
     assert [point["batch"] for point in report["points"]] == [1, 2]
@@ -153,8 +166,9 @@ def test_static_int8_calibrates_on_an_unlabelled_folder(folders, tmp_path):
     calibration.mkdir()
     for path in photos()[:10]:
         shutil.copy(path, calibration / path.name)
-    recipe = Recipe.from_flags(backend="onnxruntime", quantize="static", calibration=str(calibration),
-                               calibration_samples=10)
+    recipe = Recipe.from_flags(
+        backend="onnxruntime", quantize="static", calibration=str(calibration), calibration_samples=10
+    )
     result = compile(folders["resnet"], "host", tmp_path / "int8", recipe)
     assert result.manifest.precision.value == "int8"
     predictions = load(result.path).predict([photo("chelsea.png")])
@@ -179,9 +193,17 @@ def test_a_torch_module_with_a_declared_preprocessing(tmp_path):
 
     torch.manual_seed(0)
     module = NhwcNet().eval()
-    spec = ImagePreprocessSpec(input="images", resize="shortest-edge", size=(40,), interpolation="bicubic",
-                               crop=(32, 32), rescale=1.0, mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0),
-                               layout="NHWC")
+    spec = ImagePreprocessSpec(
+        input="images",
+        resize="shortest-edge",
+        size=(40,),
+        interpolation="bicubic",
+        crop=(32, 32),
+        rescale=1.0,
+        mean=(127.0, 127.0, 127.0),
+        std=(128.0, 128.0, 128.0),
+        layout="NHWC",
+    )
     recipe = Recipe.from_flags(backend="onnxruntime", image=spec, labels=("a", "b", "c"))
     result = compile(module, "host", tmp_path / "art", recipe)
     assert result.manifest.image == spec and result.manifest.labels == ("a", "b", "c")

@@ -1,5 +1,6 @@
 """Image datasets: class folders (and their splits), unlabelled folders, CSV/TSV of paths; bad layouts
 are one DataError naming the file or folder. The runtime decodes images without importing torch."""
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,10 @@ def test_class_folders_and_their_splits(tmp_path):
     train = load_dataset(f"{tmp_path / 'data'}:train")
     assert train.task is DataTask.IMAGE_CLASSIFICATION and train.labels == ("cat", "rocket")
     assert [(os.path.basename(e.path), e.label) for e in train.examples] == [
-        ("chelsea.png", "cat"), ("coffee.png", "rocket"), ("rocket.jpg", "rocket")]
+        ("chelsea.png", "cat"),
+        ("coffee.png", "rocket"),
+        ("rocket.jpg", "rocket"),
+    ]
     assert len(load_dataset(f"{tmp_path / 'data'}:val")) == 1
     rest, held = split_off(train, 1 / 3, seed=0)
     assert len(rest) == 2 and len(held) == 1
@@ -58,11 +62,14 @@ def test_a_text_csv_is_still_text(tmp_path):
     assert load_dataset(table).task is DataTask.TEXT_CLASSIFICATION
 
 
-@pytest.mark.parametrize("content, message", [
-    ("path,label\nmissing.png,cat\n", "line 2: image .*missing.png does not exist"),
-    ("path,label\nx.png\n", "line 2 has 1 fields, its header 2"),
-    ("path,label\n", "lists no images"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("path,label\nmissing.png,cat\n", "line 2: image .*missing.png does not exist"),
+        ("path,label\nx.png\n", "line 2 has 1 fields, its header 2"),
+        ("path,label\n", "lists no images"),
+    ],
+)
 def test_bad_tables_are_one_error(tmp_path, content, message):
     table = tmp_path / "images.csv"
     table.write_text(content)
@@ -85,10 +92,13 @@ def test_the_runtime_decodes_and_predicts_without_torch(tmp_path):
 
     folder = make_image_folder(tmp_path / "vit", "vit")
     art = compile(folder, "host", tmp_path / "art", Recipe.from_flags(backend="onnxruntime")).path
-    script = ("import sys\nfrom edgekiln.runtime import load\n"
-              "print(load(sys.argv[1]).predict([sys.argv[2]], top=2)[0].label)\n"
-              "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'\n")
-    done = subprocess.run([sys.executable, "-c", script, str(art), str(photo("chelsea.png"))],
-                          capture_output=True, text=True, timeout=120)
+    script = (
+        "import sys\nfrom edgekiln.runtime import load\n"
+        "print(load(sys.argv[1]).predict([sys.argv[2]], top=2)[0].label)\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(art), str(photo("chelsea.png"))], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith(("cat", "coffee", "rocket", "astronaut", "other"))

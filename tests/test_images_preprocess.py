@@ -1,5 +1,6 @@
 """Image preprocessing run by the runtime, against the model's own transformers image processor on
 real photos: identical tensors (transformers' Pillow backend, the one it uses without torchvision)."""
+
 from __future__ import annotations
 
 import io

@@ -1,5 +1,6 @@
 """`Session.run` checks what it is given before any backend sees it: one InputError per bad input,
 on every backend (TVM's gather reads out of bounds on a bad token or type id: the process crashed)."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,11 @@ NAMES = ("input_ids", "attention_mask", "token_type_ids")
 def feeds(batch: int = 2, length: int = 8) -> dict[str, np.ndarray]:
     """Valid feeds: the tiny BERT's vocab.txt has 98 lines (ids 0..97)."""
     rng = np.random.default_rng(batch * 100 + length)
-    return {"input_ids": rng.integers(5, 98, (batch, length)), "attention_mask": np.ones((batch, length), np.int64),
-            "token_type_ids": np.zeros((batch, length), np.int64)}
+    return {
+        "input_ids": rng.integers(5, 98, (batch, length)),
+        "attention_mask": np.ones((batch, length), np.int64),
+        "token_type_ids": np.zeros((batch, length), np.int64),
+    }
 
 
 def changed(**arrays) -> dict:
@@ -25,19 +29,26 @@ def changed(**arrays) -> dict:
 
 BAD = {
     "sequence longer than the model's maximum": (feeds(1, 65), "sequence length 65; this model takes at most 64"),
-    "a token id at the vocabulary size": (changed(input_ids=np.full((2, 8), 98)), r"token ids 98\.\.98; allowed 0\.\.97"),
+    "a token id at the vocabulary size": (
+        changed(input_ids=np.full((2, 8), 98)),
+        r"token ids 98\.\.98; allowed 0\.\.97",
+    ),
     "a negative token id": (changed(input_ids=np.full((2, 8), -1)), r"token ids -1\.\.-1"),
     "an attention mask of 2": (changed(attention_mask=np.full((2, 8), 2)), r"attention_mask values 2\.\.2"),
-    "a token type beyond the type vocabulary": (changed(token_type_ids=np.full((2, 8), 2)),
-                                                r"type_ids values 2\.\.2; allowed 0\.\.1"),
+    "a token type beyond the type vocabulary": (
+        changed(token_type_ids=np.full((2, 8), 2)),
+        r"type_ids values 2\.\.2; allowed 0\.\.1",
+    ),
     "strings of digits": (changed(input_ids=np.full((2, 8), "7")), "dtype <U1; it takes numbers"),
     "objects": (changed(input_ids=np.full((2, 8), 7, dtype=object)), "dtype object"),
     "non-integral floats": (changed(input_ids=np.full((2, 8), 7.5)), "non-integral values"),
     "NaN": (changed(input_ids=np.full((2, 8), np.nan)), "non-integral values"),
     "huge floats": (changed(input_ids=np.full((2, 8), 1e30)), "do not fit"),
     "batch sizes that disagree": (changed(attention_mask=np.ones((3, 8), np.int64)), "disagree on the batch size"),
-    "sequence lengths that disagree": (changed(token_type_ids=np.zeros((2, 9), np.int64)),
-                                       "disagree on the sequence size"),
+    "sequence lengths that disagree": (
+        changed(token_type_ids=np.zeros((2, 9), np.int64)),
+        "disagree on the sequence size",
+    ),
     "an empty batch": (feeds(0, 8), "empty on axis 0"),
     "ragged lists": (changed(input_ids=[[5, 6, 7], [5, 6]]), "not a rectangular array"),
     "a wrong rank": (changed(input_ids=np.ones(8, np.int64)), "1 dimensions, expected 2"),

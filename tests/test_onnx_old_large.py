@@ -1,6 +1,7 @@
 """Old and large ONNX files: IR-3 graphs with initializers listed as inputs, opsets ONNX Runtime
 dropped (upgraded with ONNX's version converter), operators no converter carries forward, and
 weights in external-data files (past 2 GB: one test builds 2.4 GB of weights on disk)."""
+
 from __future__ import annotations
 
 import json
@@ -26,19 +27,33 @@ def _init(name: str, array: np.ndarray):
 
 def ir3_conv_bn(path):
     """Conv+BatchNorm+Relu+GlobalAveragePool+Gemm at opset 8, IR 3: every initializer also an input."""
-    inits = [_init("_conv_w_0", RNG.standard_normal((4, 3, 3, 3)) * 0.3), _init("_conv_b_0", RNG.standard_normal(4) * 0.1),
-             _init("_bn_s_0", 1 + 0.1 * RNG.standard_normal(4)), _init("_bn_b_0", 0.1 * RNG.standard_normal(4)),
-             _init("_bn_m_0", 0.1 * RNG.standard_normal(4)), _init("_bn_v_0", 1 + 0.1 * RNG.random(4)),
-             _init("_fc_w", RNG.standard_normal((5, 4)) * 0.3), _init("_fc_b", RNG.standard_normal(5) * 0.1)]
-    nodes = [helper.make_node("Conv", ["data", "_conv_w_0", "_conv_b_0"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("BatchNormalization", ["c", "_bn_s_0", "_bn_b_0", "_bn_m_0", "_bn_v_0"], ["bn"]),
-             helper.make_node("Relu", ["bn"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["g"]),
-             helper.make_node("Flatten", ["g"], ["f"], axis=1),
-             helper.make_node("Gemm", ["f", "_fc_w", "_fc_b"], ["logits"], transB=1)]
+    inits = [
+        _init("_conv_w_0", RNG.standard_normal((4, 3, 3, 3)) * 0.3),
+        _init("_conv_b_0", RNG.standard_normal(4) * 0.1),
+        _init("_bn_s_0", 1 + 0.1 * RNG.standard_normal(4)),
+        _init("_bn_b_0", 0.1 * RNG.standard_normal(4)),
+        _init("_bn_m_0", 0.1 * RNG.standard_normal(4)),
+        _init("_bn_v_0", 1 + 0.1 * RNG.random(4)),
+        _init("_fc_w", RNG.standard_normal((5, 4)) * 0.3),
+        _init("_fc_b", RNG.standard_normal(5) * 0.1),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["data", "_conv_w_0", "_conv_b_0"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "_bn_s_0", "_bn_b_0", "_bn_m_0", "_bn_v_0"], ["bn"]),
+        helper.make_node("Relu", ["bn"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "_fc_w", "_fc_b"], ["logits"], transB=1),
+    ]
     inputs = [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["N", 3, 8, 8])]
     inputs += _listed(*inits)
-    graph = helper.make_graph(nodes, "zoo_classic", inputs,
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])], initializer=inits)
+    graph = helper.make_graph(
+        nodes,
+        "zoo_classic",
+        inputs,
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])],
+        initializer=inits,
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)], ir_version=3), str(path))
     return path
 
@@ -49,12 +64,18 @@ BN_SCALE, BN_BIAS = np.array([1.5, 0.5], dtype=np.float32), np.array([0.25, -0.5
 def opset6_pool(path):
     """AveragePool-1 and BatchNormalization-6: kernels today's ONNX Runtime no longer has."""
     stats = [_init("s", BN_SCALE), _init("b", BN_BIAS), _init("m", np.zeros(2)), _init("v", np.ones(2))]
-    nodes = [helper.make_node("AveragePool", ["x"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
-             helper.make_node("BatchNormalization", ["p", "s", "b", "m", "v"], ["n"], is_test=1, epsilon=0.0),
-             helper.make_node("Relu", ["n"], ["y"])]
-    graph = helper.make_graph(nodes, "old_pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8]),
-                                                  *_listed(*stats)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], initializer=stats)
+    nodes = [
+        helper.make_node("AveragePool", ["x"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("BatchNormalization", ["p", "s", "b", "m", "v"], ["n"], is_test=1, epsilon=0.0),
+        helper.make_node("Relu", ["n"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "old_pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8]), *_listed(*stats)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])],
+        initializer=stats,
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 6)], ir_version=3), str(path))
     return path
 
@@ -67,10 +88,13 @@ def pool_expected(x: np.ndarray) -> np.ndarray:
 def opset6_broadcast_add(path, batch: int | str):
     """Add-6 with `broadcast` and `axis`: ONNX 1.23's converter unsqueezes the bias one axis too many."""
     bias = _init("bias", BN_BIAS)
-    graph = helper.make_graph([helper.make_node("Add", ["x", "bias"], ["y"], broadcast=1, axis=1)], "old_add",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 2, 4, 4]), *_listed(bias)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 2, 4, 4])],
-                              initializer=[bias])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "bias"], ["y"], broadcast=1, axis=1)],
+        "old_add",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 2, 4, 4]), *_listed(bias)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 2, 4, 4])],
+        initializer=[bias],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 6)], ir_version=3), str(path))
     return path
 
@@ -93,8 +117,13 @@ def test_ir3_graph_with_initializers_as_inputs_compiles_and_matches(tmp_path, ba
     assert any("opset 8 upgraded to 17" in note for note in result.notes)
     reports = tmp_path / "out" / "reports"
     conversion = json.loads((reports / "check_onnx.json").read_text())["conversion"]
-    assert conversion == {"ir_version": 3, "from_opset": 8, "to_opset": 17, "upgraded": True,
-                          "initializers_dropped_from_inputs": 8}
+    assert conversion == {
+        "ir_version": 3,
+        "from_opset": 8,
+        "to_opset": 17,
+        "upgraded": True,
+        "initializers_dropped_from_inputs": 8,
+    }
     fidelity = json.loads((reports / "verify_fidelity.json").read_text())
     assert fidelity["reference"].startswith("source onnx") and fidelity["passed"]
     import onnxruntime as ort
@@ -164,8 +193,12 @@ def test_shipped_test_data_that_disagrees_fails(tmp_path):
 
 def test_operator_no_converter_carries_forward_is_one_line(tmp_path, capsys):
     node = helper.make_node("ImageScaler", ["x"], ["y"], scale=2.0, bias=[1.0, 2.0])
-    graph = helper.make_graph([node], "scaler", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])])
+    graph = helper.make_graph(
+        [node],
+        "scaler",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])],
+    )
     source = tmp_path / "scaler.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)], ir_version=3), str(source))
     code = main(["compile", str(source), "--target", "x86-64-avx2", "-o", str(tmp_path / "out"), "--no-cache"])
@@ -193,14 +226,27 @@ def external_matmul(folder, *, one_file: bool):
     """A small opset-17 model whose weights are stored in external-data files (one per tensor, or one)."""
     folder.mkdir()
     w1, w2 = RNG.standard_normal((16, 32)).astype(np.float32), RNG.standard_normal((32, 4)).astype(np.float32)
-    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
-             helper.make_node("MatMul", ["r", "w2"], ["y"])]
-    graph = helper.make_graph(nodes, "ext", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
-                              initializer=[_init("w1", w1), _init("w2", w2)])
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "ext",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        initializer=[_init("w1", w1), _init("w2", w2)],
+    )
     path = folder / "net.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path),
-              save_as_external_data=True, all_tensors_to_one_file=one_file, location="weights.bin", size_threshold=0)
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=one_file,
+        location="weights.bin",
+        size_threshold=0,
+    )
     return path, lambda x: np.maximum(x @ w1, 0) @ w2
 
 
@@ -268,21 +314,36 @@ def large_model(folder):
             start = sink.tell()
             for first in range(0, ROWS, 1 << 18):
                 sink.write(_row_values(np.arange(first, min(first + (1 << 18), ROWS)), offset).tobytes())
-            table = onnx.TensorProto(name=name, data_type=TensorProto.FLOAT, dims=[ROWS, WIDTH],
-                                     data_location=TensorProto.EXTERNAL)
-            for key, value in (("location", "tables.bin"), ("offset", str(start)), ("length", str(sink.tell() - start))):
+            table = onnx.TensorProto(
+                name=name, data_type=TensorProto.FLOAT, dims=[ROWS, WIDTH], data_location=TensorProto.EXTERNAL
+            )
+            for key, value in (
+                ("location", "tables.bin"),
+                ("offset", str(start)),
+                ("length", str(sink.tell() - start)),
+            ):
                 table.external_data.add(key=key, value=value)
             tables.append(table)
     mix = RNG.standard_normal((WIDTH, 4)).astype(np.float32)
-    nodes = [helper.make_node("Gather", ["table_a", "ids"], ["a"]), helper.make_node("Gather", ["table_b", "ids"], ["b"]),
-             helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("MatMul", ["s", "mix"], ["y"])]
-    graph = helper.make_graph(nodes, "large", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "sequence"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "sequence", 4])],
-                              initializer=[*tables, _init("mix", mix)])
+    nodes = [
+        helper.make_node("Gather", ["table_a", "ids"], ["a"]),
+        helper.make_node("Gather", ["table_b", "ids"], ["b"]),
+        helper.make_node("Add", ["a", "b"], ["s"]),
+        helper.make_node("MatMul", ["s", "mix"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "large",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "sequence"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "sequence", 4])],
+        initializer=[*tables, _init("mix", mix)],
+    )
     path = folder / "large.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path, lambda ids: (_row_values(ids.ravel(), 0.0) + _row_values(ids.ravel(), 0.25)).reshape(
-        *ids.shape, WIDTH) @ mix
+    return (
+        path,
+        lambda ids: (_row_values(ids.ravel(), 0.0) + _row_values(ids.ravel(), 0.25)).reshape(*ids.shape, WIDTH) @ mix,
+    )
 
 
 @pytest.mark.slow  # 2.4 GB written and copied per pass: 76 s (onnxruntime), 107 s and 5 GB peak RSS (openvino)
@@ -307,9 +368,13 @@ def test_exported_model_with_external_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(_onnx_program, "_LARGE_MODEL_THRESHOLD", 0)
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 3)).eval()
-    result = compile(module, "x86-64-avx2", tmp_path / "out",
-                     Recipe.from_flags(input_names=["x"], output_names=["y"], cache=False),
-                     example_inputs=torch.randn(2, 8))
+    result = compile(
+        module,
+        "x86-64-avx2",
+        tmp_path / "out",
+        Recipe.from_flags(input_names=["x"], output_names=["y"], cache=False),
+        example_inputs=torch.randn(2, 8),
+    )
     export = json.loads((tmp_path / "out" / "reports" / "export_onnx.json").read_text())
     assert export["exporter"] == "dynamo" and not export["fallback_reasons"]
     assert "model.onnx.data" in result.manifest.files

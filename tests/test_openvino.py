@@ -1,4 +1,5 @@
 """The OpenVINO backend on tiny models: IR in the artifact, outputs against PyTorch, no torch at run time."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,7 @@ import pytest
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed")
 
-from edgekiln.compiler import CompileError, compile  # noqa: E402
-from edgekiln.compiler import Recipe
+from edgekiln.compiler import CompileError, Recipe, compile  # noqa: E402
 from edgekiln.runtime import load  # noqa: E402
 
 TEXTS = ["i love this movie", "john visited paris and london", "bad"]
@@ -21,8 +21,10 @@ ATOL = 1e-4
 @pytest.fixture(scope="module")
 def ov_artifacts(bert_folders, tmp_path_factory):
     root = tmp_path_factory.mktemp("openvino")
-    return {kind: compile(bert_folders[kind], "x86-64-avx2", root / kind, recipe=Recipe.from_flags(backend="openvino")).path
-            for kind in ("sequence", "encoder", "token")}
+    return {
+        kind: compile(bert_folders[kind], "x86-64-avx2", root / kind, recipe=Recipe.from_flags(backend="openvino")).path
+        for kind in ("sequence", "encoder", "token")
+    }
 
 
 def test_artifact_holds_ir_and_the_lowering_check(ov_artifacts):
@@ -53,9 +55,11 @@ def test_results_are_not_overwritten_by_later_requests(ov_artifacts):
 
 
 def test_openvino_artifact_runs_without_torch(ov_artifacts):
-    script = ("import sys, edgekiln.runtime as rt\n"
-              f"rt.load({str(ov_artifacts['token'])!r}).predict(['john went to paris'])\n"
-              "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers'))))\n")
+    script = (
+        "import sys, edgekiln.runtime as rt\n"
+        f"rt.load({str(ov_artifacts['token'])!r}).predict(['john went to paris'])\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers'))))\n"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
@@ -63,7 +67,12 @@ def test_openvino_artifact_runs_without_torch(ov_artifacts):
 
 def test_openvino_has_no_dynamic_quantization(bert_folders, tmp_path):
     with pytest.raises(CompileError, match="openvino backend cannot run this quantization mode"):
-        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "q", recipe=Recipe.from_flags(backend="openvino", quantize="dynamic"))
+        compile(
+            bert_folders["sequence"],
+            "x86-64-avx2",
+            tmp_path / "q",
+            recipe=Recipe.from_flags(backend="openvino", quantize="dynamic"),
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -88,17 +97,33 @@ def test_backend_choice_follows_the_profile_and_the_job():
     spec, notes = choose_backend(server, Recipe.from_flags(backend="tvm"))  # third preference, asked for
     assert (spec.name, notes) == ("tvm", [])
 
+
 def test_bf16_precision_on_a_cpu_that_has_it(bert_folders, artifacts, tmp_path):
     from edgekiln.runtime import Precision
     from edgekiln.targets.host import detect_host
 
     with pytest.raises(CompileError, match="x86-64-avx2 does not list bf16"):
-        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "no", recipe=Recipe.from_flags(backend="openvino", precision="bf16"))
+        compile(
+            bert_folders["sequence"],
+            "x86-64-avx2",
+            tmp_path / "no",
+            recipe=Recipe.from_flags(backend="openvino", precision="bf16"),
+        )
     with pytest.raises(CompileError, match="OpenVINO's float mode"):
-        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "no", recipe=Recipe.from_flags(backend="onnxruntime", precision="bf16"))
+        compile(
+            bert_folders["sequence"],
+            "x86-64-avx2",
+            tmp_path / "no",
+            recipe=Recipe.from_flags(backend="onnxruntime", precision="bf16"),
+        )
     if Precision.BF16 not in detect_host().precisions:
         pytest.skip("this CPU has neither AVX-512 BF16 nor AMX")
-    path = compile(bert_folders["encoder"], "host", tmp_path / "bf16", recipe=Recipe.from_flags(backend="openvino", precision="bf16")).path
+    path = compile(
+        bert_folders["encoder"],
+        "host",
+        tmp_path / "bf16",
+        recipe=Recipe.from_flags(backend="openvino", precision="bf16"),
+    ).path
     session = load(path)
     assert session.manifest.precision is Precision.BF16
     report = json.loads((path / "reports" / "lower_openvino.json").read_text())

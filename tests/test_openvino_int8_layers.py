@@ -1,5 +1,6 @@
 """Per-layer diagnostics of the OpenVINO (NNCF) int8 path: SQNR rows on a hand-built IR pair checked
 against numpy, and on a tiny BERT compiled with NNCF, against the runtime's own outputs."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,13 @@ def _int8_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scale
 
 
-def _ir(w1: np.ndarray, w2: np.ndarray, *, quantize: tuple[bool, bool] = (False, False),
-        names: tuple[str, str] = ("dense", "head")):
+def _ir(
+    w1: np.ndarray,
+    w2: np.ndarray,
+    *,
+    quantize: tuple[bool, bool] = (False, False),
+    names: tuple[str, str] = ("dense", "head"),
+):
     """x -> MatMul(w1) -> Relu -> MatMul(w2): a quantized MatMul gets a FakeQuantize on its input and
     int8 weights decompressed by Convert and Multiply, as NNCF writes them."""
     from openvino import opset13 as ops
@@ -104,12 +110,14 @@ def test_embedding_lookups_are_layers_and_a_token_selection_is_seen_through(weig
     w1, _, _ = weights
     ids = ops.parameter([2, 3], np.int64, name="ids")
     q, scale = _int8_weights(w1)
-    embed = ops.gather(ops.multiply(ops.convert(ops.constant(q), "f32"), ops.constant(scale)), ids,
-                       ops.constant(np.int64(0)))
+    embed = ops.gather(
+        ops.multiply(ops.convert(ops.constant(q), "f32"), ops.constant(scale)), ids, ops.constant(np.int64(0))
+    )
     embed.set_friendly_name("embed")
     low, high = ops.constant(np.float32(-RANGE)), ops.constant(np.float32(RANGE))
-    first = ops.gather(ops.fake_quantize(embed, low, high, low, high, 256), ops.constant(np.int64(0)),
-                       ops.constant(np.int64(1)))
+    first = ops.gather(
+        ops.fake_quantize(embed, low, high, low, high, 256), ops.constant(np.int64(0)), ops.constant(np.int64(1))
+    )
     pool = ops.matmul(first, ops.constant(w1[:6]), False, False)
     pool.set_friendly_name("pool")
     assert quantized_layers(ov.Model([pool], [ids], "pooler")) == {"embed": "Gather", "pool": "MatMul"}
@@ -128,10 +136,13 @@ def test_rows_have_the_onnx_runtime_report_keys(weights, tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     w1, _, feeds = weights
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="dense")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 6])],
-                              [numpy_helper.from_array(w1, "w")])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="dense")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 6])],
+        [numpy_helper.from_array(w1, "w")],
+    )
     path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     onnx_row = layer_report(path, path, ["dense"], None, (feeds[0],))[0]
@@ -146,8 +157,15 @@ def nncf_artifacts(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("ov-layers")
     model, calibration = make_bert_folder(root / "bert", "sequence", seed=3), _sentiment(root / "cal.tsv", 64, 0)
-    return {"float": compile(model, "x86-64-avx2", root / "float", recipe=Recipe.from_flags(backend="openvino")).path,
-            "int8": compile(model, "x86-64-avx2", root / "int8", recipe=Recipe.from_flags(backend="openvino", quantize="static", calibration=str(calibration))).path}
+    return {
+        "float": compile(model, "x86-64-avx2", root / "float", recipe=Recipe.from_flags(backend="openvino")).path,
+        "int8": compile(
+            model,
+            "x86-64-avx2",
+            root / "int8",
+            recipe=Recipe.from_flags(backend="openvino", quantize="static", calibration=str(calibration)),
+        ).path,
+    }
 
 
 def test_nncf_int8_artifact_reports_every_quantized_matmul(nncf_artifacts, capsys):
@@ -159,8 +177,9 @@ def test_nncf_int8_artifact_reports_every_quantized_matmul(nncf_artifacts, capsy
     matmuls = {op.get_friendly_name() for op in ir.get_ops() if op.get_type_name() == "MatMul"}
     rows = [row for row in report["layers"] if row["op"] == "MatMul"]
     assert {row["node"] for row in rows} == matmuls  # NNCF's transformer preset quantizes every MatMul
-    assert all(math.isfinite(row["sqnr_db"]) and row["sqnr_db"] > MIN_LAYER_SQNR_DB for row in rows), \
-        sorted((row["sqnr_db"], row["node"]) for row in rows)[:3]
+    assert all(math.isfinite(row["sqnr_db"]) and row["sqnr_db"] > MIN_LAYER_SQNR_DB for row in rows), sorted(
+        (row["sqnr_db"], row["node"]) for row in rows
+    )[:3]
     assert all(row["int8"] and not row["kept_float"] for row in report["layers"])
     assert report["excluded_nodes"] == [] and report["attempts"][0]["excluded_nodes"] == []
     assert report["method"] == "nncf" and report["fidelity"]["candidate"] == "int8 (NNCF)"
@@ -179,7 +198,10 @@ def test_nncf_logits_sqnr_matches_the_runtime(nncf_artifacts):
     feeds = [reference.encoder.encode(texts)[0] for texts in (["i love this movie", "bad"], ["great acting"])]
     direct = sqnr_db([reference.run(f)["logits"] for f in feeds], [quantized.run(f)["logits"] for f in feeds])
     core = ov.Core()
-    rows = openvino_layer_report(core.read_model(str(nncf_artifacts["float"] / "model.xml")),
-                                 core.read_model(str(nncf_artifacts["int8"] / "model.xml")), feeds)
+    rows = openvino_layer_report(
+        core.read_model(str(nncf_artifacts["float"] / "model.xml")),
+        core.read_model(str(nncf_artifacts["int8"] / "model.xml")),
+        feeds,
+    )
     logits = next(row for row in rows if row["node"] == "logits")
     assert logits["sqnr_db"] == pytest.approx(direct, abs=SQNR_TOLERANCE_DB)

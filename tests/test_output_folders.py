@@ -1,4 +1,5 @@
 """Output folders and the pass cache: nothing is lost, nothing stale or damaged is reused."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekiln.compiler import compile
-from edgekiln.compiler import Recipe
+from edgekiln.compiler import Recipe, compile
 from edgekiln.compiler.artifact_writer import check_output_folder, replacement_problem
 from edgekiln.compiler.cache import PassCache, entry_problem
 from edgekiln.compiler.errors import CompileError
@@ -24,7 +24,9 @@ from edgekiln.runtime.hashing import sha256_file
 def built(bert_folders, tmp_path_factory) -> dict:
     """One tiny artifact, compiled with a cache of its own."""
     root = tmp_path_factory.mktemp("built")
-    result = compile(bert_folders["sequence"], "x86-64-avx2", root / "art", recipe=Recipe.from_flags(cache_dir=root / "cache"))
+    result = compile(
+        bert_folders["sequence"], "x86-64-avx2", root / "art", recipe=Recipe.from_flags(cache_dir=root / "cache")
+    )
     return {"artifact": result.path, "cache": root / "cache", "manifest": result.manifest}
 
 
@@ -137,8 +139,9 @@ with output_lock(Path(sys.argv[1])):
 
 def test_output_lock_is_exclusive_across_processes(tmp_path):
     target = tmp_path / "deep" / "out"
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(target)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(target)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         busy = rf"another edgekiln build is writing .*out \(pid {holder.pid} holds"
@@ -181,8 +184,12 @@ def test_pass_cache_checks_every_file_on_a_hit(tmp_path):
     again, cached = cache.run("ab" * 32, work, say=said.append)
     assert not cached and len(calls) == 2 and again == folder
     assert (folder / "weights.bin").read_bytes() == bytes(range(256))
-    assert said == [(f"cached result {'ab' * 6} is not usable (weights.bin does not match its stored sha256): "
-                     "removed it, computing it again")]
+    assert said == [
+        (
+            f"cached result {'ab' * 6} is not usable (weights.bin does not match its stored sha256): "
+            "removed it, computing it again"
+        )
+    ]
     (folder / "sub" / "extra.txt").write_text("x")
     assert entry_problem(folder) == "sub/extra.txt was added after it was stored"
     (folder / ".complete").write_text("")  # an entry from an edgekiln without hashes
@@ -195,7 +202,13 @@ def test_damaged_cached_model_is_evicted_and_rebuilt(built, bert_folders, tmp_pa
     entry = next(p.parent for p in built["cache"].rglob("model.onnx") if sha256_file(p) == export.output_sha256)
     (entry / "model.onnx").write_bytes(b"\x08garbage, not a protobuf")
     said = []
-    result = compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "again", progress=said.append, recipe=Recipe.from_flags(cache_dir=built["cache"]))
+    result = compile(
+        bert_folders["sequence"],
+        "x86-64-avx2",
+        tmp_path / "again",
+        progress=said.append,
+        recipe=Recipe.from_flags(cache_dir=built["cache"]),
+    )
     assert any("is not usable (model.onnx does not match its stored sha256)" in line for line in said), said
     assert sha256_file(entry / "model.onnx") == export.output_sha256 and entry_problem(entry) is None
     assert result.manifest.files == built["manifest"].files  # the same artifact as from a clean cache

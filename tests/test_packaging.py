@@ -1,4 +1,5 @@
 """A normal (non-editable) install works: the wheel maps the folders to edgekiln.* and ships the profiles."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if done.returncode != 0:
         pytest.fail(f"building the wheel failed:\n{done.stderr[-2000:]}")
     return next(out.glob("edgekiln-*.whl"))
@@ -25,8 +30,13 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_contents(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for expected in ("edgekiln/compiler/api.py", "edgekiln/runtime/session.py", "edgekiln/cli/main.py",
-                     "edgekiln/targets/schema.py", "edgekiln/targets/profiles/arm64-cortex-a72.toml"):
+    for expected in (
+        "edgekiln/compiler/api.py",
+        "edgekiln/runtime/session.py",
+        "edgekiln/cli/main.py",
+        "edgekiln/targets/schema.py",
+        "edgekiln/targets/profiles/arm64-cortex-a72.toml",
+    ):
         assert expected in names, expected
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
     for folder in ("compiler", "runtime", "targets", "cli"):  # every subpackage of the checkout is shipped
@@ -37,14 +47,25 @@ def test_wheel_contents(wheel):
 
 def test_installed_wheel_runs_an_artifact(wheel, artifacts, tmp_path):
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
-    script = ("import edgekiln.runtime as rt, edgekiln.targets as t, sys\n"
-              "assert rt.__file__.startswith(sys.argv[1]), rt.__file__\n"
-              "assert 'arm64-cortex-a76' in t.profile_names()\n"
-              "print(rt.load(sys.argv[2]).predict(['i love it'])[0].label)\n")
+    script = (
+        "import edgekiln.runtime as rt, edgekiln.targets as t, sys\n"
+        "assert rt.__file__.startswith(sys.argv[1]), rt.__file__\n"
+        "assert 'arm64-cortex-a76' in t.profile_names()\n"
+        "print(rt.load(sys.argv[2]).predict(['i love it'])[0].label)\n"
+    )
     # -S: no .pth files, so the editable install of this checkout cannot shadow the wheel.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), sysconfig.get_paths()["purelib"],
-                                                         sysconfig.get_paths()["platlib"]])}
-    done = subprocess.run([sys.executable, "-S", "-c", script, str(tmp_path / "site"), str(artifacts["sequence"])],
-                          capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(tmp_path / "site"), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+        ),
+    }
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", script, str(tmp_path / "site"), str(artifacts["sequence"])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() in ("negative", "positive")

@@ -1,10 +1,10 @@
 """Pass contract, registry, cache, and the never-half-written guarantee."""
+
 from __future__ import annotations
 
 import pytest
 
-from edgekiln.compiler import CompileError, FidelityConfig, FidelityError, compile
-from edgekiln.compiler import Recipe
+from edgekiln.compiler import CompileError, FidelityConfig, FidelityError, Recipe, compile
 from edgekiln.compiler.cache import PassCache
 from edgekiln.compiler.passes.base import BuildState
 from edgekiln.compiler.passes.export_onnx import ExportConfig, ExportOnnx
@@ -13,8 +13,16 @@ from edgekiln.compiler.passes.registry import get_pass, pass_names
 
 
 def test_registry_lists_builtin_passes_and_rejects_unknown():
-    assert {"export_onnx", "check_onnx", "ort_optimize", "verify_fidelity", "lower_openvino", "lower_tvm", "quantize",
-            "quantize_openvino"} <= set(pass_names())
+    assert {
+        "export_onnx",
+        "check_onnx",
+        "ort_optimize",
+        "verify_fidelity",
+        "lower_openvino",
+        "lower_tvm",
+        "quantize",
+        "quantize_openvino",
+    } <= set(pass_names())
     assert get_pass("export_onnx") is ExportOnnx
     with pytest.raises(CompileError, match="unknown pass 'prune'.*export_onnx"):
         get_pass("prune")
@@ -69,5 +77,7 @@ def test_failed_pass_leaves_no_cache_entry_and_no_output(tmp_path):
 def test_fidelity_failure_writes_nothing(bert_folders, tmp_path):
     impossible = FidelityConfig(max_abs_diff=1e-30, min_cosine=1.0, max_relative_error=1e-30)
     with pytest.raises(FidelityError, match=r"max error .* of the logit range \(limit 1e-30\)"):
-        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "out", recipe=Recipe.from_flags(fidelity=impossible))
+        compile(
+            bert_folders["sequence"], "x86-64-avx2", tmp_path / "out", recipe=Recipe.from_flags(fidelity=impossible)
+        )
     assert list(tmp_path.iterdir()) == []  # no artifact, no staging or build folder

@@ -1,5 +1,6 @@
 """`edgekiln bench --profile`: per-operator time from ONNX Runtime's profiler and OpenVINO's performance
 counters, grouped by the layer names the export gives nodes, with the matrix-product share."""
+
 from __future__ import annotations
 
 import json

@@ -1,10 +1,12 @@
 """Structured pruning on tiny models: heads and FFN neurons of a BERT classifier (checked against
 the unpruned model with the same groups zeroed), a FLOPs target, reload of the pruned folder,
 recovery, the three backends, a small CNN through Torch-Pruning, and the errors."""
+
 from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +14,7 @@ import torch
 import transformers
 
 from edgekiln.cli.main import main
-from edgekiln.compiler import CompileError, compile
-from edgekiln.compiler import Recipe
+from edgekiln.compiler import CompileError, Recipe, compile
 from edgekiln.compiler.pruning.apply import apply_plan
 from edgekiln.compiler.pruning.config import Importance, PruneConfig, RecoveryConfig
 from edgekiln.compiler.pruning.importance import importance_scores
@@ -37,15 +38,28 @@ def _named(path):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("prune-data")
-    return {"train": _named(_sentiment(root / "train.tsv", 160, 0)), "dev": _named(_sentiment(root / "dev.tsv", 40, 1)),
-            "tags_train": str(_entities(root / "train.conll", 80, 0)),
-            "tags_dev": str(_entities(root / "dev.conll", 30, 1))}
+    return {
+        "train": _named(_sentiment(root / "train.tsv", 160, 0)),
+        "dev": _named(_sentiment(root / "dev.tsv", 40, 1)),
+        "tags_train": str(_entities(root / "train.conll", 80, 0)),
+        "tags_dev": str(_entities(root / "dev.conll", 30, 1)),
+    }
 
 
 @pytest.fixture(scope="module")
 def pruned(bert_folders, data, tmp_path_factory):
     out = tmp_path_factory.mktemp("pruned") / "art"
-    return compile(bert_folders["sequence"], "x86-64-avx2", out, recipe=Recipe.from_flags(backend="onnxruntime", prune=PruneConfig(heads=0.5, ffn=0.5), train_data=data["train"], eval_data=data["dev"])).path
+    return compile(
+        bert_folders["sequence"],
+        "x86-64-avx2",
+        out,
+        recipe=Recipe.from_flags(
+            backend="onnxruntime",
+            prune=PruneConfig(heads=0.5, ffn=0.5),
+            train_data=data["train"],
+            eval_data=data["dev"],
+        ),
+    ).path
 
 
 def _model(folder):
@@ -68,8 +82,8 @@ def test_pruned_model_equals_the_original_with_those_groups_zeroed(bert_folders)
     with torch.no_grad():
         for layer, heads, neurons in zip(zeroed.bert.encoder.layer, plan.heads, plan.neurons):
             for head in set(range(original.config.num_attention_heads)) - set(heads):
-                layer.attention.self.value.weight[head * size:(head + 1) * size] = 0
-                layer.attention.self.value.bias[head * size:(head + 1) * size] = 0
+                layer.attention.self.value.weight[head * size : (head + 1) * size] = 0
+                layer.attention.self.value.bias[head * size : (head + 1) * size] = 0
             dropped = sorted(set(range(original.config.intermediate_size)) - set(neurons))
             layer.intermediate.dense.weight[dropped] = 0
             layer.intermediate.dense.bias[dropped] = 0
@@ -105,7 +119,18 @@ def test_artifact_report_and_shapes(pruned):
 
 @pytest.mark.parametrize("lora", [False, True])
 def test_flops_target_and_recovery(lora, bert_folders, data, tmp_path):
-    result = compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "art", recipe=Recipe.from_flags(backend="onnxruntime", prune=PruneConfig(flops=0.4), recover=RecoveryConfig(epochs=1, lora=lora), train_data=data["train"], eval_data=data["dev"]))
+    result = compile(
+        bert_folders["sequence"],
+        "x86-64-avx2",
+        tmp_path / "art",
+        recipe=Recipe.from_flags(
+            backend="onnxruntime",
+            prune=PruneConfig(flops=0.4),
+            recover=RecoveryConfig(epochs=1, lora=lora),
+            train_data=data["train"],
+            eval_data=data["dev"],
+        ),
+    )
     report = json.loads((result.path / "reports" / "pruning.json").read_text())
     assert report["flops_reduction"] >= 0.4, f"asked for 0.4, got {report['flops_reduction']:.3f}"
     assert report["recovery"]["epochs"] and report["accuracy_after_recovery"] is not None
@@ -115,15 +140,36 @@ def test_flops_target_and_recovery(lora, bert_folders, data, tmp_path):
 def test_recovery_from_unlabelled_text(bert_folders, data, tmp_path):
     """No labels: label-free scores, and recovery on text the unpruned model labels (pure distillation)."""
     text = tmp_path / "unlabelled.txt"
-    text.write_text("\n".join(line.split("\t")[0] for line in open(data["train"]).read().splitlines()[1:]) + "\n")
-    result = compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "art", recipe=Recipe.from_flags(backend="onnxruntime", prune=PruneConfig(flops=0.3, importance=Importance.TAYLOR_LABEL_FREE), recover=RecoveryConfig(epochs=1), calibration=str(text), eval_data=data["dev"]))
+    text.write_text("\n".join(line.split("\t")[0] for line in Path(data["train"]).read_text().splitlines()[1:]) + "\n")
+    result = compile(
+        bert_folders["sequence"],
+        "x86-64-avx2",
+        tmp_path / "art",
+        recipe=Recipe.from_flags(
+            backend="onnxruntime",
+            prune=PruneConfig(flops=0.3, importance=Importance.TAYLOR_LABEL_FREE),
+            recover=RecoveryConfig(epochs=1),
+            calibration=str(text),
+            eval_data=data["dev"],
+        ),
+    )
     report = json.loads((result.path / "reports" / "pruning.json").read_text())
     assert "labelled by the unpruned model" in report["recovery"]["train"]
     assert report["recovery"]["config"]["alpha"] == 1.0 and report["accuracy_after_recovery"] is not None
 
 
 def test_token_classifier_prunes_with_label_free_scores(bert_folders, data, tmp_path):
-    result = compile(bert_folders["token"], "x86-64-avx2", tmp_path / "tok", recipe=Recipe.from_flags(backend="onnxruntime", prune=PruneConfig(heads=0.25, ffn=0.25, importance=Importance.TAYLOR_LABEL_FREE), train_data=data["tags_train"], eval_data=data["tags_dev"]))
+    result = compile(
+        bert_folders["token"],
+        "x86-64-avx2",
+        tmp_path / "tok",
+        recipe=Recipe.from_flags(
+            backend="onnxruntime",
+            prune=PruneConfig(heads=0.25, ffn=0.25, importance=Importance.TAYLOR_LABEL_FREE),
+            train_data=data["tags_train"],
+            eval_data=data["tags_dev"],
+        ),
+    )
     report = json.loads((result.path / "reports" / "pruning.json").read_text())
     assert report["metric"] == "entity_f1"
     assert load(result.path).predict(["john visited paris"])[0]
@@ -132,9 +178,23 @@ def test_token_classifier_prunes_with_label_free_scores(bert_folders, data, tmp_
 @pytest.mark.parametrize("backend", ["openvino", "tvm"])
 def test_pruned_model_lowers_to_other_backends(backend, bert_folders, data, pruned, tmp_path):
     pytest.importorskip(backend, reason=f"the {backend} extra is not installed")
-    other = compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / backend, recipe=Recipe.from_flags(backend=backend, prune=PruneConfig(heads=0.5, ffn=0.5), train_data=data["train"], eval_data=data["dev"], sequence_buckets=(16,) if backend == "tvm" else None)).path
-    feeds = {"input_ids": np.array([[2, 40, 41, 42, 3]]), "attention_mask": np.ones((1, 5), np.int64),
-             "token_type_ids": np.zeros((1, 5), np.int64)}
+    other = compile(
+        bert_folders["sequence"],
+        "x86-64-avx2",
+        tmp_path / backend,
+        recipe=Recipe.from_flags(
+            backend=backend,
+            prune=PruneConfig(heads=0.5, ffn=0.5),
+            train_data=data["train"],
+            eval_data=data["dev"],
+            sequence_buckets=(16,) if backend == "tvm" else None,
+        ),
+    ).path
+    feeds = {
+        "input_ids": np.array([[2, 40, 41, 42, 3]]),
+        "attention_mask": np.ones((1, 5), np.int64),
+        "token_type_ids": np.zeros((1, 5), np.int64),
+    }
     np.testing.assert_allclose(load(other).run(feeds)["logits"], load(pruned).run(feeds)["logits"], atol=1e-4)
 
 
@@ -143,14 +203,22 @@ class SmallCnn(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.BatchNorm2d(32),
-                                        torch.nn.ReLU())
-        self.block = torch.nn.Sequential(torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.BatchNorm2d(32),
-                                         torch.nn.ReLU(), torch.nn.Conv2d(32, 32, 3, padding=1),
-                                         torch.nn.BatchNorm2d(32))
-        self.head = torch.nn.Sequential(torch.nn.Conv2d(32, 64, 3, stride=2, padding=1), torch.nn.BatchNorm2d(64),
-                                        torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                                        torch.nn.Linear(64, 10))
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.BatchNorm2d(32), torch.nn.ReLU())
+        self.block = torch.nn.Sequential(
+            torch.nn.Conv2d(32, 32, 3, padding=1),
+            torch.nn.BatchNorm2d(32),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(32, 32, 3, padding=1),
+            torch.nn.BatchNorm2d(32),
+        )
+        self.head = torch.nn.Sequential(
+            torch.nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            torch.nn.BatchNorm2d(64),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(64, 10),
+        )
 
     def forward(self, x):
         x = self.stem(x)
@@ -162,7 +230,13 @@ def test_cnn_channels_are_pruned_with_dependencies_fixed(tmp_path):
     net = SmallCnn().eval()
     parameters = sum(p.numel() for p in net.parameters())
     example = torch.randn(2, 3, 16, 16)
-    result = compile(net, "x86-64-avx2", tmp_path / "cnn", example_inputs=(example,), recipe=Recipe.from_flags(backend="onnxruntime", prune=PruneConfig(channels=0.5)))
+    result = compile(
+        net,
+        "x86-64-avx2",
+        tmp_path / "cnn",
+        example_inputs=(example,),
+        recipe=Recipe.from_flags(backend="onnxruntime", prune=PruneConfig(channels=0.5)),
+    )
     report = json.loads((result.path / "reports" / "pruning.json").read_text())
     assert report["flops_reduction"] > 0.5, f"MACs reduced by {report['flops_reduction']:.2f} only"
     assert all(after < before for _, (before, after) in ((r["layer"], r["channels"]) for r in report["layers"]))
@@ -190,5 +264,6 @@ def test_bad_pruning_requests_are_one_clear_error(bert_folders, data, tmp_path, 
     with pytest.raises(CompileError, match="does not know the 'gpt2' architecture"):
         from edgekiln.compiler.pruning.structure import encoder_layers
 
-        encoder_layers(transformers.GPT2ForSequenceClassification(transformers.GPT2Config(n_layer=1, n_embd=8,
-                                                                                          n_head=2)))
+        encoder_layers(
+            transformers.GPT2ForSequenceClassification(transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2))
+        )

@@ -2,6 +2,7 @@
 follow the Q/K/V + output + two-Linear FFN pattern is cut, matches its zeroed-group twin and reloads;
 every other family is refused with its reason. `--prune-flops 0.4` on DistilBERT-, DeBERTa-v2-,
 ALBERT- and MPNet-shaped classifiers, end to end."""
+
 from __future__ import annotations
 
 import copy
@@ -108,8 +109,11 @@ def test_prune_flops_compiles_end_to_end(family, tmp_path):
     assert report["flops_reduction"] >= 0.4, report["flops_reduction"]
     assert json.loads((result.path / "reports" / "verify_fidelity.json").read_text())["passed"]
     names = [spec.name for spec in result.manifest.inputs]
-    feeds = {"input_ids": np.array([[2, 40, 41, 42, 43, 3]]), "attention_mask": np.ones((1, 6), np.int64),
-             "token_type_ids": np.zeros((1, 6), np.int64)}
+    feeds = {
+        "input_ids": np.array([[2, 40, 41, 42, 43, 3]]),
+        "attention_mask": np.ones((1, 6), np.int64),
+        "token_type_ids": np.zeros((1, 6), np.int64),
+    }
     assert load(result.path).run({n: feeds[n] for n in names})["logits"].shape == (1, 2)
 
 
@@ -117,8 +121,22 @@ def test_heads_of_mpnet_are_refused_with_the_reason(tmp_path, capsys):
     from edgekiln.cli.main import main
 
     folder = make_family_folder(tmp_path / "mpnet", "mpnet", "sequence")
-    code = main(["compile", str(folder), "--target", "x86-64-avx2", "--backend", "onnxruntime", "-o",
-                 str(tmp_path / "o"), "--prune-heads", "0.5", "--prune-importance", "magnitude"])
+    code = main(
+        [
+            "compile",
+            str(folder),
+            "--target",
+            "x86-64-avx2",
+            "--backend",
+            "onnxruntime",
+            "-o",
+            str(tmp_path / "o"),
+            "--prune-heads",
+            "0.5",
+            "--prune-importance",
+            "magnitude",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--prune-heads: the heads of this model cannot be removed" in err, err

@@ -1,5 +1,6 @@
 """int8 quantization: both modes on a tiny fine-tuned model, the budget's fallback loop, diagnostics,
 and one clear error per bad input."""
+
 from __future__ import annotations
 
 import json
@@ -10,14 +11,13 @@ import pytest
 import torch
 
 from edgekiln.cli.main import main
-from edgekiln.compiler import CompileError, compile
-from edgekiln.compiler import Recipe
-from edgekiln.runtime.reports.schema import read_reports
+from edgekiln.compiler import CompileError, Recipe, compile
 from edgekiln.compiler.data import DataError, DataTask
 from edgekiln.compiler.finetune import FinetuneConfig, finetune
 from edgekiln.compiler.quantization.evaluation import Evaluator, Score
 from edgekiln.compiler.quantization.sensitivity import sqnr_db
 from edgekiln.runtime import Precision, load
+from edgekiln.runtime.reports.schema import read_reports
 
 from .conftest import make_bert_folder
 from .test_finetune_eval import _sentiment
@@ -31,8 +31,14 @@ def classifier(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("quant")
     train, dev = _sentiment(root / "train.tsv", 240, 0), _sentiment(root / "dev.tsv", 60, 1)
     config = FinetuneConfig(task=DataTask.TEXT_CLASSIFICATION, epochs=4, learning_rate=2e-3, batch_size=16)
-    folder = finetune(make_bert_folder(root / "base", "encoder", seed=1), root / "ckpt", train_data=str(train),
-                      eval_data=str(dev), config=config, log=lambda message: None).path
+    folder = finetune(
+        make_bert_folder(root / "base", "encoder", seed=1),
+        root / "ckpt",
+        train_data=str(train),
+        eval_data=str(dev),
+        config=config,
+        log=lambda message: None,
+    ).path
     return {"root": root, "model": folder, "train": train, "dev": dev}
 
 
@@ -43,7 +49,12 @@ def float_artifact(classifier) -> Path:
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
 def test_int8_logits_stay_close_to_float(classifier, float_artifact, mode, tmp_path):
-    result = compile(classifier["model"], "x86-64-avx2", tmp_path / mode, recipe=Recipe.from_flags(quantize=mode, calibration=str(classifier["train"])))
+    result = compile(
+        classifier["model"],
+        "x86-64-avx2",
+        tmp_path / mode,
+        recipe=Recipe.from_flags(quantize=mode, calibration=str(classifier["train"])),
+    )
     report = json.loads((result.path / "reports" / "quantize.json").read_text())
     assert report["chosen"] == mode and result.manifest.precision is Precision.INT8
     assert result.manifest.quantization.mode == mode
@@ -62,17 +73,30 @@ def test_int8_logits_stay_close_to_float(classifier, float_artifact, mode, tmp_p
 
 def _fake_scores(monkeypatch, drop_for_excluded):
     """Replace the eval-data score by one that depends on how many layers were kept in float."""
+
     def score(self, path: Path) -> Score:
         excluded = int(path.stem.rsplit("-", 1)[1]) if "-" in path.stem else None
         value = 0.9 if excluded is None else 0.9 - drop_for_excluded(excluded) / 100
         return Score(self.metric, value, [])
+
     monkeypatch.setattr(Evaluator, "score", score)
     monkeypatch.setattr(Evaluator, "agreement", staticmethod(lambda a, b: 1.0))
 
 
 def test_budget_returns_the_least_accurate_layers_to_float(classifier, monkeypatch, tmp_path):
     _fake_scores(monkeypatch, lambda excluded: max(0.0, 5.0 - excluded))
-    result = compile(classifier["model"], "x86-64-avx2", tmp_path / "budget", recipe=Recipe.from_flags(quantize="static", calibration=str(classifier["train"]), eval_data=str(classifier["dev"]), accuracy_budget=1.0, cache=False))
+    result = compile(
+        classifier["model"],
+        "x86-64-avx2",
+        tmp_path / "budget",
+        recipe=Recipe.from_flags(
+            quantize="static",
+            calibration=str(classifier["train"]),
+            eval_data=str(classifier["dev"]),
+            accuracy_budget=1.0,
+            cache=False,
+        ),
+    )
     report = json.loads((result.path / "reports" / "quantize.json").read_text())
     steps = report["attempts"][0]["steps"]
     assert [s["excluded"] for s in steps] == [0, 1, 2, 4]
@@ -86,7 +110,14 @@ def test_budget_returns_the_least_accurate_layers_to_float(classifier, monkeypat
 def test_budget_that_cannot_be_met_writes_no_artifact(classifier, monkeypatch, tmp_path):
     _fake_scores(monkeypatch, lambda excluded: 5.0)
     with pytest.raises(CompileError, match="no int8 model stays within the accuracy budget of 0.5 points"):
-        compile(classifier["model"], "x86-64-avx2", tmp_path / "out", recipe=Recipe.from_flags(quantize="dynamic", eval_data=str(classifier["dev"]), accuracy_budget=0.5, cache=False))
+        compile(
+            classifier["model"],
+            "x86-64-avx2",
+            tmp_path / "out",
+            recipe=Recipe.from_flags(
+                quantize="dynamic", eval_data=str(classifier["dev"]), accuracy_budget=0.5, cache=False
+            ),
+        )
     assert not (tmp_path / "out").exists()
     kept = json.loads((tmp_path / "out.quantization-failed.json").read_text())
     assert kept["attempts"][0]["steps"][-1]["excluded"] > 0
@@ -96,7 +127,12 @@ def test_auto_keeps_float_when_int8_is_not_faster(classifier, monkeypatch, tmp_p
     from edgekiln.compiler.passes import quantize as quantize_pass
 
     monkeypatch.setattr(quantize_pass, "latency_ms", lambda paths, feeds, threads: [1.0] + [2.0] * (len(paths) - 1))
-    result = compile(classifier["model"], "x86-64-avx2", tmp_path / "auto", recipe=Recipe.from_flags(quantize="auto", calibration=str(classifier["train"]), cache=False))
+    result = compile(
+        classifier["model"],
+        "x86-64-avx2",
+        tmp_path / "auto",
+        recipe=Recipe.from_flags(quantize="auto", calibration=str(classifier["train"]), cache=False),
+    )
     report = json.loads((result.path / "reports" / "quantize.json").read_text())
     assert [a["mode"] for a in report["attempts"]] == ["dynamic", "static"]
     assert report["chosen"] == "float" and report["int8_slower_than_float"]
@@ -114,11 +150,18 @@ def test_quantization_bad_inputs(classifier, tmp_path):
     with pytest.raises(DataError, match="has 3 examples; at least 8"):
         compile(model, "x86-64-avx2", tmp_path / "c", recipe=Recipe.from_flags(quantize="static", calibration=str(few)))
     with pytest.raises(DataError, match="too few"):
-        compile(model, "x86-64-avx2", tmp_path / "d", recipe=Recipe.from_flags(quantize="static", calibration=train, calibration_samples=2))
+        compile(
+            model,
+            "x86-64-avx2",
+            tmp_path / "d",
+            recipe=Recipe.from_flags(quantize="static", calibration=train, calibration_samples=2),
+        )
     blank = tmp_path / "blank.txt"
     blank.write_text("\u200b\n" * 20)
     with pytest.raises(DataError, match="tokenizes to nothing"):
-        compile(model, "x86-64-avx2", tmp_path / "e", recipe=Recipe.from_flags(quantize="static", calibration=str(blank)))
+        compile(
+            model, "x86-64-avx2", tmp_path / "e", recipe=Recipe.from_flags(quantize="static", calibration=str(blank))
+        )
     with pytest.raises(CompileError, match="invalid `quantize.mode` 'int4'"):
         compile(model, "x86-64-avx2", tmp_path / "f", recipe=Recipe.from_flags(quantize="int4"))
     assert not any(path.is_dir() for path in tmp_path.iterdir())
@@ -131,13 +174,32 @@ class Elementwise(torch.nn.Module):
 
 def test_model_without_quantizable_layers(tmp_path):
     with pytest.raises(CompileError, match="has no quantizable layers"):
-        compile(Elementwise(), "x86-64-avx2", tmp_path / "x", example_inputs=torch.randn(2, 4), recipe=Recipe.from_flags(quantize="dynamic"))
+        compile(
+            Elementwise(),
+            "x86-64-avx2",
+            tmp_path / "x",
+            example_inputs=torch.randn(2, 4),
+            recipe=Recipe.from_flags(quantize="dynamic"),
+        )
 
 
 def test_cli_quantize_and_inspect(classifier, tmp_path, capsys):
     out = tmp_path / "q"
-    assert main(["compile", str(classifier["model"]), "--target", "arm64-cortex-a76", "-o", str(out),
-                 "--quantize", "dynamic"]) == 0
+    assert (
+        main(
+            [
+                "compile",
+                str(classifier["model"]),
+                "--target",
+                "arm64-cortex-a76",
+                "-o",
+                str(out),
+                "--quantize",
+                "dynamic",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "quantization (onnxruntime): kept dynamic" in printed
     assert "fidelity: int8 (dynamic) vs the float model: top-1 agreement" in printed  # what was built, not float
@@ -152,7 +214,18 @@ def test_cli_quantize_and_inspect(classifier, tmp_path, capsys):
 
 def test_openvino_int8_through_nncf(classifier, float_artifact, tmp_path):
     pytest.importorskip("nncf", reason="NNCF is not installed (pip install 'edgekiln[openvino]')")
-    result = compile(classifier["model"], "x86-64-avx2", tmp_path / "ov-int8", recipe=Recipe.from_flags(backend="openvino", quantize="static", calibration=str(classifier["train"]), eval_data=str(classifier["dev"]), accuracy_budget=5.0))
+    result = compile(
+        classifier["model"],
+        "x86-64-avx2",
+        tmp_path / "ov-int8",
+        recipe=Recipe.from_flags(
+            backend="openvino",
+            quantize="static",
+            calibration=str(classifier["train"]),
+            eval_data=str(classifier["dev"]),
+            accuracy_budget=5.0,
+        ),
+    )
     manifest = result.manifest
     assert manifest.backend == "openvino" and manifest.precision is Precision.INT8
     assert [p.name for p in manifest.passes][-2:] == ["lower_openvino", "quantize_openvino"]
@@ -170,14 +243,36 @@ def test_openvino_int8_through_nncf(classifier, float_artifact, tmp_path):
 
 def test_backend_auto_measures_the_candidates_and_keeps_the_fastest_within_budget(classifier, tmp_path, capsys):
     out = tmp_path / "auto"
-    code = main(["compile", str(classifier["model"]), "--target", "x86-64-avx2", "--backend", "auto",
-                 "--accuracy-budget", "5", "--eval-data", str(classifier["dev"]), "--calibration",
-                 str(classifier["train"]), "--auto-sequence", "32", "-o", str(out)])
+    code = main(
+        [
+            "compile",
+            str(classifier["model"]),
+            "--target",
+            "x86-64-avx2",
+            "--backend",
+            "auto",
+            "--accuracy-budget",
+            "5",
+            "--eval-data",
+            str(classifier["dev"]),
+            "--calibration",
+            str(classifier["train"]),
+            "--auto-sequence",
+            "32",
+            "-o",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "reports" / "selection.json").read_text())
     names = {row["name"] for row in report["candidates"]}
-    assert {"onnxruntime-fp32", "onnxruntime-int8-dynamic", "onnxruntime-int8-static", "openvino-fp32",
-            "openvino-int8-static"} <= names
+    assert {
+        "onnxruntime-fp32",
+        "onnxruntime-int8-dynamic",
+        "onnxruntime-int8-static",
+        "openvino-fp32",
+        "openvino-int8-static",
+    } <= names
     built = [row for row in report["candidates"] if row["error"] is None]
     fitting = [row for row in built if row["accuracy_drop"] <= 5]
     winner = next(row for row in built if row["name"] == report["winner"])
@@ -194,8 +289,12 @@ def test_selection_rules_without_timing():
     def candidate(name, metric, p50):
         return Candidate(name, Recipe(), metric=metric, drop=round(90 - metric, 3), p50_ms=p50)
 
-    pool = [candidate("fp32", 90, 10.0), candidate("int8", 89.5, 4.0), candidate("pruned-int8", 87, 2.0),
-            candidate("slow-worse", 88, 12.0)]
+    pool = [
+        candidate("fp32", 90, 10.0),
+        candidate("int8", 89.5, 4.0),
+        candidate("pruned-int8", 87, 2.0),
+        candidate("slow-worse", 88, 12.0),
+    ]
     assert choose(pool, SelectionConfig(accuracy_budget=1.0))[0].name == "int8"
     assert choose(pool, SelectionConfig(accuracy_budget=5.0))[0].name == "pruned-int8"
     assert choose(pool, SelectionConfig(latency_budget_ms=5.0))[0].name == "int8"

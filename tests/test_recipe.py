@@ -1,5 +1,6 @@
 """The build recipe: typed sections, files in three formats, flag overrides, the cross-field rules as
 one-line errors, and a stored recipe that rebuilds the same artifact through the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,20 @@ from edgekiln.compiler.planning import plan_build
 from edgekiln.compiler.recipe import FLAGS
 from edgekiln.targets import TargetProfile, load_profile
 
-FULL = Recipe.from_flags(task="text-classification", opset=17, quantize="static", calibration="/data/cal.tsv",
-                         calibration_samples=64, accuracy_budget=1.0, eval_data="/data/dev.tsv", backend="onnxruntime",
-                         prune_flops=0.4, recover_epochs=2, train_data="/data/train.tsv", cache=False)
+FULL = Recipe.from_flags(
+    task="text-classification",
+    opset=17,
+    quantize="static",
+    calibration="/data/cal.tsv",
+    calibration_samples=64,
+    accuracy_budget=1.0,
+    eval_data="/data/dev.tsv",
+    backend="onnxruntime",
+    prune_flops=0.4,
+    recover_epochs=2,
+    train_data="/data/train.tsv",
+    cache=False,
+)
 
 
 @pytest.mark.parametrize("suffix", [".toml", ".json", ".yaml"])
@@ -34,17 +46,20 @@ def test_flags_override_a_base_and_tables_merge():
     assert merged.with_overrides({"quantize.mode": "dynamic"}).quantize.mode.value == "dynamic"
 
 
-@pytest.mark.parametrize("flags, message", [
-    (dict(quantize="static"), "--quantize static needs calibration data"),
-    (dict(quantize="dynamic", accuracy_budget=1.0), "needs labelled data"),
-    (dict(recover_epochs=1), "--recover fine-tunes after pruning"),
-    (dict(precision="bf16", quantize="dynamic"), "does not combine with --quantize"),
-    (dict(precision="int8"), "not a float precision"),
-    (dict(tune_trials=4), "need a backend"),
-    (dict(opset=3), "invalid `export.opset` 3"),
-    (dict(quantize="int4"), "invalid `quantize.mode` 'int4'"),
-    (dict(prune_flops=1.5), "--prune-flops must be a fraction"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (dict(quantize="static"), "--quantize static needs calibration data"),
+        (dict(quantize="dynamic", accuracy_budget=1.0), "needs labelled data"),
+        (dict(recover_epochs=1), "--recover fine-tunes after pruning"),
+        (dict(precision="bf16", quantize="dynamic"), "does not combine with --quantize"),
+        (dict(precision="int8"), "not a float precision"),
+        (dict(tune_trials=4), "need a backend"),
+        (dict(opset=3), "invalid `export.opset` 3"),
+        (dict(quantize="int4"), "invalid `quantize.mode` 'int4'"),
+        (dict(prune_flops=1.5), "--prune-flops must be a fraction"),
+    ],
+)
 def test_cross_field_rules_are_one_line_errors(flags, message):
     with pytest.raises(CompileError, match=message):
         Recipe.from_flags(**flags)
@@ -73,17 +88,23 @@ def test_planning_rules_need_the_target_and_the_registry():
     with pytest.raises(CompileError, match="needs tvm_target in the target profile"):
         plan_build(no_tvm, Recipe.from_flags(backend="tvm"), cache_root=None)
     with pytest.raises(CompileError, match=r"option\(s\) \['bits'\] do not apply to the tvm backend"):
-        plan_build(load_profile("x86-64-avx2"), Recipe.from_flags(backend="tvm", backend_options={"bits": 4}),
-                   cache_root=None)
+        plan_build(
+            load_profile("x86-64-avx2"), Recipe.from_flags(backend="tvm", backend_options={"bits": 4}), cache_root=None
+        )
     with pytest.raises(CompileError, match="tvm option `tune_trials`|whole number"):
         plan_build(load_profile("x86-64-avx2"), Recipe.from_flags(backend="tvm", tune_trials=-2), cache_root=None)
     with pytest.raises(CompileError, match="openvino backend quantizes auto from calibration data"):
-        plan_build(load_profile("x86-64-avx2"), Recipe.from_flags(backend="openvino", quantize="auto"),
-                   cache_root=None)
+        plan_build(load_profile("x86-64-avx2"), Recipe.from_flags(backend="openvino", quantize="auto"), cache_root=None)
 
 
-VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True),
-                   st.text(max_size=12), st.lists(st.integers(-3, 300), max_size=4))
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.lists(st.integers(-3, 300), max_size=4),
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -99,18 +120,74 @@ def test_any_flag_values_give_a_recipe_or_one_clear_error(flags):
 
 def test_cli_saved_recipe_rebuilds_the_same_artifact(capsys, bert_folders, tmp_path):
     recipe = tmp_path / "r.toml"
-    assert main(["compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2", "--quantize", "dynamic",
-                 "--opset", "17", "--save-recipe", str(recipe)]) == 0  # no -o: only the recipe is written
+    assert (
+        main(
+            [
+                "compile",
+                str(bert_folders["sequence"]),
+                "--target",
+                "x86-64-avx2",
+                "--quantize",
+                "dynamic",
+                "--opset",
+                "17",
+                "--save-recipe",
+                str(recipe),
+            ]
+        )
+        == 0
+    )  # no -o: only the recipe is written
     assert Recipe.from_file(recipe).quantize.mode.value == "dynamic" and not (tmp_path / "a").exists()
-    assert main(["compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2", "--recipe", str(recipe),
-                 "-o", str(tmp_path / "a")]) == 0
+    assert (
+        main(
+            [
+                "compile",
+                str(bert_folders["sequence"]),
+                "--target",
+                "x86-64-avx2",
+                "--recipe",
+                str(recipe),
+                "-o",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 0
+    )
     stored = tmp_path / "a" / "recipe.toml"
     assert Recipe.from_file(stored) == Recipe.from_file(recipe)
-    assert main(["compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2", "--recipe", str(stored),
-                 "-o", str(tmp_path / "b")]) == 0
+    assert (
+        main(
+            [
+                "compile",
+                str(bert_folders["sequence"]),
+                "--target",
+                "x86-64-avx2",
+                "--recipe",
+                str(stored),
+                "-o",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 0
+    )
     first, second = (json.loads((tmp_path / name / "manifest.json").read_text()) for name in ("a", "b"))
     assert first["artifact_id"] == second["artifact_id"] and first["files"] == second["files"]
-    assert main(["compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2", "--recipe", str(stored),
-                 "--quantize", "none", "--save-recipe", str(tmp_path / "float.toml")]) == 0  # flags override
+    assert (
+        main(
+            [
+                "compile",
+                str(bert_folders["sequence"]),
+                "--target",
+                "x86-64-avx2",
+                "--recipe",
+                str(stored),
+                "--quantize",
+                "none",
+                "--save-recipe",
+                str(tmp_path / "float.toml"),
+            ]
+        )
+        == 0
+    )  # flags override
     assert Recipe.from_file(tmp_path / "float.toml").quantize.mode.value == "none"
     assert Recipe.from_file(tmp_path / "float.toml").export.opset == 17

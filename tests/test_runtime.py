@@ -1,4 +1,5 @@
 """The runtime's side of the contract: schema and hash checks, and no torch on the device."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekiln.runtime import ArtifactError, BackendUnavailableError, SCHEMA_VERSION, load
+from edgekiln.runtime import SCHEMA_VERSION, ArtifactError, BackendUnavailableError, load
 
 from .artifact_tools import edit_manifest
 
@@ -92,7 +93,8 @@ def test_running_an_artifact_imports_no_torch_or_transformers(artifacts):
         f"e = rt.load({str(artifacts['encoder'])!r}); e.predict(['i love it'])\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'onnx')"
         " or m.startswith('edgekiln.compiler'))\n"
-        "print(','.join(bad))\n")
+        "print(','.join(bad))\n"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", f"runtime imported: {done.stdout.strip()}"
@@ -100,6 +102,7 @@ def test_running_an_artifact_imports_no_torch_or_transformers(artifacts):
 
 def test_runtime_source_never_imports_the_compiler():
     pattern = re.compile(r"^\s*(from|import)\s+(edgekiln\.compiler|torch|transformers)\b", re.MULTILINE)
-    offenders = [str(path.relative_to(RUNTIME_DIR)) for path in RUNTIME_DIR.rglob("*.py")
-                 if pattern.search(path.read_text())]
+    offenders = [
+        str(path.relative_to(RUNTIME_DIR)) for path in RUNTIME_DIR.rglob("*.py") if pattern.search(path.read_text())
+    ]
     assert offenders == []

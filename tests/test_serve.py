@@ -1,6 +1,7 @@
 """`edgekiln serve`: the Open Inference Protocol v2 through tritonclient (a client no one here wrote),
 /predict and the error cases over plain HTTP, dynamic batching and a bounded load test, each answer
 compared with the same artifact's Session.run / predict."""
+
 from __future__ import annotations
 
 import http.client
@@ -24,8 +25,15 @@ from edgekiln.runtime.serve.models import ServedModel  # noqa: E402
 
 from .serve_helpers import request, serving  # noqa: E402
 
-TEXTS = ["i love this movie", "the plot was boring and the acting was terrible", "john visited paris",
-         "a", "mary went to london and it was great fun", "not good", "google and apple"]
+TEXTS = [
+    "i love this movie",
+    "the plot was boring and the acting was terrible",
+    "john visited paris",
+    "a",
+    "mary went to london and it was great fun",
+    "not good",
+    "google and apple",
+]
 TOL = {"rtol": 1e-4, "atol": 1e-5}
 KINDS = ("sequence", "token", "encoder")
 
@@ -58,7 +66,10 @@ def test_tritonclient_metadata(served):
         assert client.is_model_ready(kind)
     meta = client.get_model_metadata("token")
     assert [(t["name"], t["datatype"], t["shape"]) for t in meta["inputs"]] == [
-        ("input_ids", "INT64", [-1, -1]), ("attention_mask", "INT64", [-1, -1]), ("token_type_ids", "INT64", [-1, -1])]
+        ("input_ids", "INT64", [-1, -1]),
+        ("attention_mask", "INT64", [-1, -1]),
+        ("token_type_ids", "INT64", [-1, -1]),
+    ]
     assert meta["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, -1, 5]}]
     assert client.get_model_metadata("encoder")["outputs"][0]["shape"] == [-1, 32]
     assert not client.is_model_ready("nope")
@@ -76,18 +87,21 @@ def test_tritonclient_infer_matches_session_run(served, sessions, binary):
             tensor.set_data_from_numpy(array, binary_data=binary)
             inputs.append(tensor)
         output = session.manifest.outputs[0].name
-        result = client.infer(kind, inputs, outputs=[httpclient.InferRequestedOutput(output, binary_data=binary)],
-                              request_id="r1")
+        result = client.infer(
+            kind, inputs, outputs=[httpclient.InferRequestedOutput(output, binary_data=binary)], request_id="r1"
+        )
         assert result.get_response()["id"] == "r1"
         expected = session.run(feeds)[output]
         got = result.as_numpy(output)
         assert got.dtype == np.float32 and got.shape == expected.shape
         np.testing.assert_allclose(got, expected, **TOL)
     # no outputs named: tritonclient asks for all outputs as binary data (binary_data_output)
-    result = client.infer("sequence", inputs=[_infer_input(n, a) for n, a in _feeds(sessions["sequence"],
-                                                                                     ["a"]).items()])
-    np.testing.assert_allclose(result.as_numpy("logits"), sessions["sequence"].run(_feeds(sessions["sequence"],
-                                                                                        ["a"]))["logits"], **TOL)
+    result = client.infer(
+        "sequence", inputs=[_infer_input(n, a) for n, a in _feeds(sessions["sequence"], ["a"]).items()]
+    )
+    np.testing.assert_allclose(
+        result.as_numpy("logits"), sessions["sequence"].run(_feeds(sessions["sequence"], ["a"]))["logits"], **TOL
+    )
 
 
 def _infer_input(name, array):
@@ -106,15 +120,18 @@ def test_predict_matches_session_predict(served, sessions):
             assert [p["label"] for p in got] == [p.label for p in expected]
             np.testing.assert_allclose([p["score"] for p in got], [p.score for p in expected], **TOL)
         elif kind == "token":
-            assert [[(t["word"], t["tag"]) for t in tags] for tags in got] == \
-                   [[(t.word, t.tag) for t in tags] for tags in expected]
+            assert [[(t["word"], t["tag"]) for t in tags] for tags in got] == [
+                [(t.word, t.tag) for t in tags] for tags in expected
+            ]
         else:
             np.testing.assert_allclose(np.asarray(got, dtype=np.float32), expected, **TOL)
 
 
 def _infer_body(feeds, **override):
-    inputs = [{"name": n, "shape": list(a.shape), "datatype": "INT64", "data": a.reshape(-1).tolist()}
-              for n, a in feeds.items()]
+    inputs = [
+        {"name": n, "shape": list(a.shape), "datatype": "INT64", "data": a.reshape(-1).tolist()}
+        for n, a in feeds.items()
+    ]
     for name, changes in override.items():
         next(t for t in inputs if t["name"] == name).update(changes)
     return {"inputs": inputs}
@@ -126,28 +143,63 @@ def test_bad_requests_are_json_errors(served, sessions):
     cases = [
         ("POST", "/v2/models/nope/infer", _infer_body(feeds), 404, "not served here"),
         ("GET", "/v2/models/nope", None, 404, "not served here"),
-        ("POST", "/v2/models/sequence/infer", _infer_body(feeds, input_ids={"datatype": "INT32"}), 400,
-         "datatype INT32, expected INT64"),
-        ("POST", "/v2/models/sequence/infer", _infer_body(feeds, input_ids={"datatype": "FP99"}), 400,
-         "datatype 'FP99'"),
-        ("POST", "/v2/models/sequence/infer", _infer_body(feeds, input_ids={"shape": [feeds["input_ids"].size]}),
-         400, "expected [-1, -1]"),
+        (
+            "POST",
+            "/v2/models/sequence/infer",
+            _infer_body(feeds, input_ids={"datatype": "INT32"}),
+            400,
+            "datatype INT32, expected INT64",
+        ),
+        (
+            "POST",
+            "/v2/models/sequence/infer",
+            _infer_body(feeds, input_ids={"datatype": "FP99"}),
+            400,
+            "datatype 'FP99'",
+        ),
+        (
+            "POST",
+            "/v2/models/sequence/infer",
+            _infer_body(feeds, input_ids={"shape": [feeds["input_ids"].size]}),
+            400,
+            "expected [-1, -1]",
+        ),
         ("POST", "/v2/models/sequence/infer", _infer_body(feeds, input_ids={"shape": [1, 99]}), 400, "needs 99"),
         ("POST", "/v2/models/sequence/infer", _infer_body(feeds, input_ids={"data": [[1, 2], [3]]}), 400, "ragged"),
-        ("POST", "/v2/models/sequence/infer", _infer_body(feeds, input_ids={"data": [0.5] * feeds["input_ids"].size}),
-         400, "not INT64"),
+        (
+            "POST",
+            "/v2/models/sequence/infer",
+            _infer_body(feeds, input_ids={"data": [0.5] * feeds["input_ids"].size}),
+            400,
+            "not INT64",
+        ),
         ("POST", "/v2/models/sequence/infer", _infer_body({"input_ids": feeds["input_ids"]}), 400, "missing"),
-        ("POST", "/v2/models/sequence/infer", _infer_body(feeds, input_ids={"data": [10**6] * feeds["input_ids"].size}),
-         400, "outside the artifact's tokenizer vocabulary"),
-        ("POST", "/v2/models/sequence/infer", {"inputs": _infer_body(feeds)["inputs"], "outputs": [{"name": "x"}]},
-         400, "no output 'x'"),
+        (
+            "POST",
+            "/v2/models/sequence/infer",
+            _infer_body(feeds, input_ids={"data": [10**6] * feeds["input_ids"].size}),
+            400,
+            "outside the artifact's tokenizer vocabulary",
+        ),
+        (
+            "POST",
+            "/v2/models/sequence/infer",
+            {"inputs": _infer_body(feeds)["inputs"], "outputs": [{"name": "x"}]},
+            400,
+            "no output 'x'",
+        ),
         ("POST", "/v2/models/sequence/infer", b"{not json", 400, "not valid JSON"),
         ("POST", "/v2/models/sequence/infer", {"inputs": []}, 400, "no `inputs`"),
         ("POST", "/v2/models/sequence/predict", {"texts": "x" * 501}, 422, "more than the limit 500"),
         ("POST", "/v2/models/sequence/predict", {"texts": [1]}, 400, "not a string"),
         ("POST", "/v2/models/sequence/predict", {"words": []}, 400, "texts"),
-        ("POST", "/v2/models/sequence/predict", json.dumps({"texts": ["x " * 1000] * 150}).encode(), 413,
-         "limit 262144"),
+        (
+            "POST",
+            "/v2/models/sequence/predict",
+            json.dumps({"texts": ["x " * 1000] * 150}).encode(),
+            413,
+            "limit 262144",
+        ),
         ("GET", "/v2/models/sequence/infer", None, 405, "not allowed"),
         ("GET", "/v3/nothing", None, 404, "no such endpoint"),
     ]
@@ -155,8 +207,9 @@ def test_bad_requests_are_json_errors(served, sessions):
         got_status, _, got = request(port, method, path, body)
         assert got_status == status and message in got["error"], (method, path, got_status, got)
     # a long binary body whose header length lies
-    status, _, got = request(port, "POST", "/v2/models/sequence/infer", b'{"inputs": []}',
-                             {"Inference-Header-Content-Length": "999"})
+    status, _, got = request(
+        port, "POST", "/v2/models/sequence/infer", b'{"inputs": []}', {"Inference-Header-Content-Length": "999"}
+    )
     assert status == 400 and "Inference-Header-Content-Length" in got["error"]
 
 
@@ -213,8 +266,9 @@ def test_queue_full_is_503_and_shutdown_drains(artifacts, sessions):
     body = {"texts": ["i love this movie"]}
     first: dict = {}
     with serving(server) as running:
-        thread = threading.Thread(target=lambda: first.update(
-            answer=request(running.port, "POST", "/v2/models/sequence/predict", body)))
+        thread = threading.Thread(
+            target=lambda: first.update(answer=request(running.port, "POST", "/v2/models/sequence/predict", body))
+        )
         thread.start()
         assert blocking.entered.wait(30)
         status, headers, got = request(running.port, "POST", "/v2/models/sequence/predict", body)
@@ -268,8 +322,9 @@ def test_load_32_clients(artifacts, sessions, max_batch):
                 path, body, check = rng.choice(cases)
                 try:
                     status, _, answer = request(running.port, "POST", path, body, connection=conn)
-                    key = "ok" if status == 200 and _correct(answer, check) else ("errors" if status != 200 else
-                                                                                  "wrong")
+                    key = (
+                        "ok" if status == 200 and _correct(answer, check) else ("errors" if status != 200 else "wrong")
+                    )
                 except (OSError, http.client.HTTPException):
                     key = "errors"
                     conn = http.client.HTTPConnection("127.0.0.1", running.port, timeout=60)
@@ -313,9 +368,13 @@ def test_cli_refuses_bad_artifacts_in_one_line(artifacts, tmp_path, capsys):
 def test_openapi_document_and_page(served):
     status, _, spec = request(served.port, "GET", "/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.")
-    assert {"/v2/models/{model_name}/infer", "/v2/models/{model_name}/predict", "/v2/health/ready"} <= set(spec["paths"])
+    assert {"/v2/models/{model_name}/infer", "/v2/models/{model_name}/predict", "/v2/health/ready"} <= set(
+        spec["paths"]
+    )
     infer = spec["paths"]["/v2/models/{model_name}/infer"]["post"]
     assert set(infer["parameters"][0]["schema"]["enum"]) == set(KINDS)
     assert "413" in infer["responses"] and "503" in infer["responses"]
     status, headers, page = request(served.port, "GET", "/docs")
-    assert status == 200 and headers["content-type"].startswith("text/html") and b"/v2/models/{model_name}/infer" in page
+    assert (
+        status == 200 and headers["content-type"].startswith("text/html") and b"/v2/models/{model_name}/infer" in page
+    )

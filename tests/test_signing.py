@@ -1,5 +1,6 @@
 """Ed25519 signing: `edgekiln keygen`, `edgekiln sign`, and `--trusted-key` / `load(trusted_keys=)`
 refusing unsigned, wrongly signed and re-sealed artifacts."""
+
 from __future__ import annotations
 
 import base64
@@ -13,8 +14,7 @@ pytest.importorskip("cryptography", reason="the sign extra is not installed")
 
 from edgekiln.cli.main import main  # noqa: E402
 from edgekiln.runtime import ArtifactError, InputError, load  # noqa: E402
-from edgekiln.runtime.signing import (SIGNATURE_FILE, check_private_key, generate_key,  # noqa: E402
-                                      public_key_bytes, sign_artifact)
+from edgekiln.runtime.signing import SIGNATURE_FILE, check_private_key, generate_key, public_key_bytes, sign_artifact  # noqa: E402
 
 from .artifact_tools import edit_manifest  # noqa: E402
 
@@ -49,8 +49,14 @@ def test_a_signed_artifact_loads_with_its_owners_key_in_any_form(signed):
     path, _, owner_pub, stranger_pub = signed
     record = json.loads((path / SIGNATURE_FILE).read_text())
     assert record["algorithm"] == "ed25519" and record["signed_file"] == "manifest.json"
-    for keys in ([owner_pub], [str(owner_pub)], [owner_pub.read_bytes()], [public_key_bytes(owner_pub)],
-                 [stranger_pub, owner_pub], owner_pub):
+    for keys in (
+        [owner_pub],
+        [str(owner_pub)],
+        [owner_pub.read_bytes()],
+        [public_key_bytes(owner_pub)],
+        [stranger_pub, owner_pub],
+        owner_pub,
+    ):
         assert load(path, trusted_keys=keys).predict(["i love it"])[0].label
 
 
@@ -80,7 +86,7 @@ def test_a_forged_signature_file_is_refused(signed):
     (path / SIGNATURE_FILE).write_text(json.dumps({**record, "signature": "not base64!"}))
     with pytest.raises(ArtifactError, match="not base64"):
         load(path, trusted_keys=[owner_pub])
-    (path / SIGNATURE_FILE).write_text("{\"algorithm\": \"rsa\"}")
+    (path / SIGNATURE_FILE).write_text('{"algorithm": "rsa"}')
     with pytest.raises(ArtifactError, match="not a valid signature"):
         load(path, trusted_keys=[owner_pub])
 
@@ -125,10 +131,25 @@ def test_compile_sign_writes_a_signature_the_device_checks(bert_folders, tmp_pat
     key = next(path for path in tmp_path.iterdir() if path.suffix != ".pub")
     public = next(path for path in tmp_path.iterdir() if path.suffix == ".pub")
     out = tmp_path / "signed-at-build"
-    assert main(["compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2", "-o", str(out),
-                 "--sign", str(key)]) == 0
+    assert (
+        main(["compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2", "-o", str(out), "--sign", str(key)])
+        == 0
+    )
     assert "signed:" in capsys.readouterr().out and (out / "signature.json").is_file()
     assert main(["verify", str(out), "--trusted-key", str(public)]) == 0
-    assert main(["compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2", "-o", str(tmp_path / "x"),
-                 "--sign", str(public)]) == 2  # a public key is not a signing key: refused before any work
+    assert (
+        main(
+            [
+                "compile",
+                str(bert_folders["sequence"]),
+                "--target",
+                "x86-64-avx2",
+                "-o",
+                str(tmp_path / "x"),
+                "--sign",
+                str(public),
+            ]
+        )
+        == 2
+    )  # a public key is not a signing key: refused before any work
     assert not (tmp_path / "x").exists()

@@ -1,5 +1,6 @@
 """One session shared by 8 threads, 50 calls each of varying batch and sequence length: every
 output equals what the same session computes for that call alone, on every backend."""
+
 from __future__ import annotations
 
 import threading
@@ -25,9 +26,14 @@ def requests(longest: int) -> list[list[dict[str, np.ndarray]]]:
         for _ in range(CALLS):
             batch, length = int(rng.integers(1, 5)), int(rng.integers(1, longest + 1))
             mask = np.ones((batch, length), np.int64)
-            mask[0, int(rng.integers(1, length + 1)):] = 0
-            calls.append({"input_ids": rng.integers(5, 98, (batch, length)), "attention_mask": mask,
-                          "token_type_ids": np.zeros((batch, length), np.int64)})
+            mask[0, int(rng.integers(1, length + 1)) :] = 0
+            calls.append(
+                {
+                    "input_ids": rng.integers(5, 98, (batch, length)),
+                    "attention_mask": mask,
+                    "token_type_ids": np.zeros((batch, length), np.int64),
+                }
+            )
         per_thread.append(calls)
     return per_thread
 
@@ -44,14 +50,16 @@ def test_a_session_shared_by_8_threads_gives_every_caller_its_own_result(backend
     def worker(calls):
         start.wait()
         return [session.run(feeds) for feeds in calls]
+
     with ThreadPoolExecutor(THREADS) as pool:
         shared = list(pool.map(worker, work))
     for thread, (got_calls, want_calls) in enumerate(zip(shared, alone)):
         for call, (got, want) in enumerate(zip(got_calls, want_calls)):
             for name in want:
                 assert got[name].shape == want[name].shape, f"thread {thread} call {call}: {name} shape"
-                np.testing.assert_allclose(got[name], want[name], rtol=0, atol=ATOL,
-                                           err_msg=f"{backend}: thread {thread} call {call}: {name}")
+                np.testing.assert_allclose(
+                    got[name], want[name], rtol=0, atol=ATOL, err_msg=f"{backend}: thread {thread} call {call}: {name}"
+                )
 
 
 def test_the_pool_never_hands_one_item_to_two_callers_and_respects_its_limit():
@@ -73,6 +81,7 @@ def test_the_pool_never_hands_one_item_to_two_callers_and_respects_its_limit():
                 threading.current_thread()
             with guard:
                 held.discard(item)
+
     with ThreadPoolExecutor(8) as executor:
         list(executor.map(use, range(400)))
     assert clashes == [] and most[0] <= 3 and pool.created <= 3

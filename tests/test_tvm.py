@@ -1,5 +1,6 @@
 """The TVM backend on tiny models: shape buckets against ONNX Runtime, padding and chunking in the
 runtime, aarch64 cross-compilation, a CUDA build without a GPU, and the flags' errors."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,7 @@ import pytest
 
 pytest.importorskip("tvm", reason="the tvm extra is not installed")
 
-from edgekiln.compiler import CompileError, compile  # noqa: E402
-from edgekiln.compiler import Recipe
+from edgekiln.compiler import CompileError, Recipe, compile  # noqa: E402
 from edgekiln.runtime import BackendUnavailableError, InputError, load  # noqa: E402
 
 from .conftest import LABELS_TEXT, _vocab  # noqa: E402
@@ -32,14 +32,29 @@ def elf_machine(path) -> str:
 @pytest.fixture(scope="module")
 def tvm_artifacts(bert_folders, tmp_path_factory):
     root = tmp_path_factory.mktemp("tvm")
-    return {kind: compile(bert_folders[kind], "x86-64-avx2", root / kind, recipe=Recipe.from_flags(backend="tvm", sequence_buckets=BUCKETS)).path for kind in ("sequence", "encoder", "token")}
+    return {
+        kind: compile(
+            bert_folders[kind],
+            "x86-64-avx2",
+            root / kind,
+            recipe=Recipe.from_flags(backend="tvm", sequence_buckets=BUCKETS),
+        ).path
+        for kind in ("sequence", "encoder", "token")
+    }
 
 
 def test_artifact_holds_one_library_per_bucket(tvm_artifacts):
     manifest = json.loads((tvm_artifacts["sequence"] / "manifest.json").read_text())
     assert manifest["backend"] == "tvm" and manifest["model_file"] == "tvm.json"
-    assert set(manifest["files"]) == {"tvm.json", "tvm_params.npz", "tvm_b1_s16.so", "tvm_b1_s32.so",
-                                      "reference.npz", "tokenizer.json", "recipe.toml"}
+    assert set(manifest["files"]) == {
+        "tvm.json",
+        "tvm_params.npz",
+        "tvm_b1_s16.so",
+        "tvm_b1_s32.so",
+        "reference.npz",
+        "tokenizer.json",
+        "recipe.toml",
+    }
     assert manifest["tokenizer"]["max_length"] == BUCKETS[-1], "the tokenizer must truncate to the longest bucket"
     report = json.loads((tvm_artifacts["sequence"] / "reports" / "lower_tvm.json").read_text())
     details = report["details"]
@@ -54,9 +69,12 @@ def test_tvm_matches_onnxruntime_at_every_length(kind, tvm_artifacts, artifacts)
     ours, theirs = load(tvm_artifacts[kind]), load(artifacts[kind])
     rng = np.random.default_rng(0)
     for batch, length in ((1, 5), (1, 16), (3, 17), (2, 32)):
-        feeds = {"input_ids": rng.integers(5, 60, (batch, length)), "attention_mask": np.ones((batch, length), int),
-                 "token_type_ids": np.zeros((batch, length), int)}
-        feeds["attention_mask"][1:, length // 2:] = 0
+        feeds = {
+            "input_ids": rng.integers(5, 60, (batch, length)),
+            "attention_mask": np.ones((batch, length), int),
+            "token_type_ids": np.zeros((batch, length), int),
+        }
+        feeds["attention_mask"][1:, length // 2 :] = 0
         got, want = ours.run(feeds), theirs.run(feeds)
         for name in want:
             assert got[name].shape == want[name].shape, f"{kind} {batch}x{length}: {name} shape"
@@ -80,18 +98,25 @@ def test_a_request_longer_than_every_bucket_is_refused(tvm_artifacts):
 def test_tvm_artifact_runs_without_torch(tvm_artifacts):
     """As on a device where they are not installed: importing torch, transformers or onnx fails (tvm_ffi
     imports torch whenever it can, so merely checking sys.modules would not show the runtime's needs)."""
-    script = ("import sys, importlib.abc\n"
-              "class Absent(importlib.abc.MetaPathFinder):\n"
-              "    def find_spec(self, name, path=None, target=None):\n"
-              "        if name.split('.')[0] in ('torch', 'transformers', 'onnx', 'onnxslim'):\n"
-              "            raise ModuleNotFoundError(name)\n"
-              "sys.meta_path.insert(0, Absent())\n"
-              "import edgekiln.runtime as rt\n"
-              f"print(rt.load({str(tvm_artifacts['token'])!r}).predict(['john went to paris'])[0][0].word)\n"
-              "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-              "('torch', 'transformers', 'onnx', 'onnxslim'))))\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={"TVM_USE_RUNTIME_LIB": "1", "PATH": "/usr/bin:/bin"})
+    script = (
+        "import sys, importlib.abc\n"
+        "class Absent(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers', 'onnx', 'onnxslim'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Absent())\n"
+        "import edgekiln.runtime as rt\n"
+        f"print(rt.load({str(tvm_artifacts['token'])!r}).predict(['john went to paris'])[0][0].word)\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'transformers', 'onnx', 'onnxslim'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"TVM_USE_RUNTIME_LIB": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["john", ""], done.stdout
 
@@ -106,7 +131,12 @@ def test_verify_passes_on_the_build_machine(tvm_artifacts):
 def test_aarch64_profile_cross_compiles(bert_folders, tmp_path):
     if not __import__("shutil").which("aarch64-linux-gnu-gcc"):
         pytest.skip("gcc-aarch64-linux-gnu is not installed (.ci/run installs it)")
-    path = compile(bert_folders["sequence"], "arm64-cortex-a72", tmp_path / "arm", recipe=Recipe.from_flags(backend="tvm", sequence_buckets=(16,))).path
+    path = compile(
+        bert_folders["sequence"],
+        "arm64-cortex-a72",
+        tmp_path / "arm",
+        recipe=Recipe.from_flags(backend="tvm", sequence_buckets=(16,)),
+    ).path
     assert elf_machine(path / "tvm_b1_s16.so") == "aarch64"
     report = json.loads((path / "reports" / "lower_tvm.json").read_text())
     assert report["details"]["target"]["mtriple"] == "aarch64-linux-gnu" and report["max_abs_diff"] <= ATOL
@@ -118,7 +148,12 @@ def test_aarch64_profile_cross_compiles(bert_folders, tmp_path):
 def test_cuda_profile_builds_and_fails_clearly_without_a_gpu(bert_folders, tmp_path):
     if not __import__("shutil").which("nvcc"):
         pytest.skip("building CUDA kernels needs nvcc (the CUDA toolkit), which is not installed here")
-    path = compile(bert_folders["sequence"], "nvidia-cuda", tmp_path / "cuda", recipe=Recipe.from_flags(backend="tvm", sequence_buckets=(16,))).path
+    path = compile(
+        bert_folders["sequence"],
+        "nvidia-cuda",
+        tmp_path / "cuda",
+        recipe=Recipe.from_flags(backend="tvm", sequence_buckets=(16,)),
+    ).path
     index = json.loads((path / "tvm.json").read_text())
     assert index["device"] == "cuda" and index["target"]["kind"] == "cuda"
     import tvm
@@ -139,8 +174,15 @@ def _distilbert_with_bert_tokenizer(folder):
     (folder / "vocab.txt").write_text("\n".join(_vocab()) + "\n")
     tokenizer = transformers.BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True)
     config = transformers.DistilBertConfig(
-        vocab_size=len(_vocab()), dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64,
-        id2label=dict(enumerate(LABELS_TEXT)), label2id={label: i for i, label in enumerate(LABELS_TEXT)})
+        vocab_size=len(_vocab()),
+        dim=32,
+        n_layers=2,
+        n_heads=4,
+        hidden_dim=64,
+        max_position_embeddings=64,
+        id2label=dict(enumerate(LABELS_TEXT)),
+        label2id={label: i for i, label in enumerate(LABELS_TEXT)},
+    )
     torch.manual_seed(0)
     transformers.DistilBertForSequenceClassification(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -152,7 +194,9 @@ def test_a_model_without_token_type_ids_compiles_and_matches_onnxruntime(tmp_pat
     the export leaves it out, and TVM's index lists only the inputs Relax `main` takes (issue 17:
     "gfunc.num_args == args.size() (37 vs. 38)")."""
     folder = _distilbert_with_bert_tokenizer(tmp_path / "distilbert")
-    ours = compile(folder, "x86-64-avx2", tmp_path / "tvm", recipe=Recipe.from_flags(backend="tvm", sequence_buckets=(16,))).path
+    ours = compile(
+        folder, "x86-64-avx2", tmp_path / "tvm", recipe=Recipe.from_flags(backend="tvm", sequence_buckets=(16,))
+    ).path
     theirs = compile(folder, "x86-64-avx2", tmp_path / "ort").path
     assert json.loads((ours / "tvm.json").read_text())["inputs"] == ["input_ids", "attention_mask"]
     ours, theirs = load(ours), load(theirs)

@@ -1,4 +1,5 @@
 """A failed TVM link names its cause (the linker's error), not the command line that ran it."""
+
 from __future__ import annotations
 
 import shutil
@@ -22,8 +23,13 @@ def test_cause_of_a_missing_arm64_c_library():
 
 
 def test_first_error_line_else_the_last_line():
-    assert link_cause("Compilation error:\nx.c:1:1: warning: w\nx.c:2:3: error: unknown type 'q'\n"
-                      "x.c:4:1: error: later\nCommand line: gcc -o x.so x.c") == "x.c:2:3: error: unknown type 'q'"
+    assert (
+        link_cause(
+            "Compilation error:\nx.c:1:1: warning: w\nx.c:2:3: error: unknown type 'q'\n"
+            "x.c:4:1: error: later\nCommand line: gcc -o x.so x.c"
+        )
+        == "x.c:2:3: error: unknown type 'q'"
+    )
     assert link_cause("Compilation error:\nsomething odd\nit stopped\n\nCommand line: gcc -Werror") == "it stopped"
     assert link_cause("Compilation error:\n\nCommand line: gcc") == "no output from the compiler"
 

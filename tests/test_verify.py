@@ -1,4 +1,5 @@
 """`edgekiln verify`: the reference outputs stored at compile time, checked where the artifact runs."""
+
 from __future__ import annotations
 
 import shutil

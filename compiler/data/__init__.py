@@ -1,5 +1,6 @@
 """Dataset loading: `load_dataset("PATH[:split]")` for TSV/CSV, JSONL, CoNLL and `datasets` folders.
 The format comes from `format=`, else the file's extension, else its first lines."""
+
 from __future__ import annotations
 
 import csv
@@ -14,16 +15,34 @@ from .sniff import sniff_format
 from .tabular import read_delimited, read_jsonl
 from .types import DataError, DataFormat, Dataset, DataTask, ImageExample, TextExample, TokenExample
 
-_READERS = {".tsv": DataFormat.TSV, ".tab": DataFormat.TSV, ".csv": DataFormat.CSV, ".jsonl": DataFormat.JSONL,
-            ".json": DataFormat.JSONL, ".conll": DataFormat.CONLL, ".bio": DataFormat.CONLL,
-            ".iob": DataFormat.CONLL, ".txt": DataFormat.CONLL}
+_READERS = {
+    ".tsv": DataFormat.TSV,
+    ".tab": DataFormat.TSV,
+    ".csv": DataFormat.CSV,
+    ".jsonl": DataFormat.JSONL,
+    ".json": DataFormat.JSONL,
+    ".conll": DataFormat.CONLL,
+    ".bio": DataFormat.CONLL,
+    ".iob": DataFormat.CONLL,
+    ".txt": DataFormat.CONLL,
+}
 _FORMATS = ", ".join(f.value for f in DataFormat)
-_SPLIT_ALIASES = {"validation": ("validation", "dev", "valid", "val"), "dev": ("dev", "validation", "valid", "val"),
-                  "test": ("test",), "train": ("train",)}
+_SPLIT_ALIASES = {
+    "validation": ("validation", "dev", "valid", "val"),
+    "dev": ("dev", "validation", "valid", "val"),
+    "test": ("test",),
+    "train": ("train",),
+}
 
 
-def load_dataset(spec: str | Path, *, text_column: str | None = None, label_column: str | None = None,
-                 task: DataTask | None = None, format: DataFormat | str | None = None) -> Dataset:
+def load_dataset(
+    spec: str | Path,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    task: DataTask | None = None,
+    format: DataFormat | str | None = None,
+) -> Dataset:
     """Load `PATH` or `PATH:SPLIT` (a split of a `datasets` folder, or the file SPLIT.* in a folder);
     `format` (tsv, csv, jsonl, conll, hf-disk, image-folder) forces a reader, whatever the file is called.
     Image data (see images.py): a folder of class folders of images (PATH:SPLIT: its SPLIT sub-folder),
@@ -39,8 +58,10 @@ def load_dataset(spec: str | Path, *, text_column: str | None = None, label_colu
         else:
             dataset = _read_file(_split_file(path, split), text_column, label_column, chosen)
     elif split is not None:
-        raise DataError(f"{path} is a file; ':{split}' selects a split only in a folder",
-                        hint="pass the file alone, or the folder holding SPLIT.tsv/.jsonl/.conll files")
+        raise DataError(
+            f"{path} is a file; ':{split}' selects a split only in a folder",
+            hint="pass the file alone, or the folder holding SPLIT.tsv/.jsonl/.conll files",
+        )
     elif chosen is DataFormat.HF_DISK:
         raise DataError(f"{path} is a file; the hf-disk format is a folder written by datasets' save_to_disk")
     else:
@@ -87,21 +108,25 @@ def _split_file(folder: Path, split: str | None) -> Path:
     return found[0]
 
 
-def _read_file(path: Path, text_column: str | None, label_column: str | None,
-               chosen: DataFormat | None = None) -> Dataset:
+def _read_file(
+    path: Path, text_column: str | None, label_column: str | None, chosen: DataFormat | None = None
+) -> Dataset:
     try:
         if path.stat().st_size == 0:
             raise DataError(f"{path} is empty")
         kind = chosen or _READERS.get(path.suffix.lower()) or sniff_format(path)
         if kind is None:
-            raise DataError(f"cannot tell the format of {path}: neither its name nor its first lines say",
-                            hint=f"name it .tsv/.csv/.jsonl/.conll, or force one with --data-format ({_FORMATS})")
+            raise DataError(
+                f"cannot tell the format of {path}: neither its name nor its first lines say",
+                hint=f"name it .tsv/.csv/.jsonl/.conll, or force one with --data-format ({_FORMATS})",
+            )
         if kind is DataFormat.CONLL:
             return read_conll(path)
         if kind is DataFormat.JSONL:
             return read_jsonl(path, text_column=text_column, label_column=label_column)
-        return read_delimited(path, text_column=text_column, label_column=label_column,
-                              delimiter="\t" if kind is DataFormat.TSV else ",")
+        return read_delimited(
+            path, text_column=text_column, label_column=label_column, delimiter="\t" if kind is DataFormat.TSV else ","
+        )
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except csv.Error as exc:  # read_delimited names the line; this is a fallback
@@ -121,9 +146,21 @@ def split_off(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Da
     if cut >= len(dataset):
         raise DataError(f"{dataset.source} has {len(dataset)} examples: too few to hold out {fraction:.0%}")
     held, rest = sorted(order[:cut].tolist()), sorted(order[cut:].tolist())
-    return (dataset.subset(rest, f"{dataset.source} ({1 - fraction:.0%}, seed {seed})"),
-            dataset.subset(held, f"{dataset.source} (held-out {fraction:.0%}, seed {seed})"))
+    return (
+        dataset.subset(rest, f"{dataset.source} ({1 - fraction:.0%}, seed {seed})"),
+        dataset.subset(held, f"{dataset.source} (held-out {fraction:.0%}, seed {seed})"),
+    )
 
 
-__all__ = ["DataError", "DataFormat", "DataTask", "Dataset", "ImageExample", "TextExample", "TokenExample",
-           "load_dataset",           "parse_spec", "split_off"]
+__all__ = [
+    "DataError",
+    "DataFormat",
+    "DataTask",
+    "Dataset",
+    "ImageExample",
+    "TextExample",
+    "TokenExample",
+    "load_dataset",
+    "parse_spec",
+    "split_off",
+]

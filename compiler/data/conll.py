@@ -1,5 +1,6 @@
 """CoNLL-style token/tag files: one `token<whitespace>...<whitespace>tag` per line, sentences
 separated by empty or whitespace-only lines. IOB1 tags are normalised to BIO (IOB2)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,10 @@ def read_conll(path: Path) -> Dataset:
             fields = line.split()
             width = width or len(fields)
             if len(fields) != width or width < 2:
-                raise DataError(f"{path}:{number}: expected {max(width, 2)} whitespace-separated columns "
-                                f"(token ... tag), found {len(fields)}: {line.strip()[:60]!r}")
+                raise DataError(
+                    f"{path}:{number}: expected {max(width, 2)} whitespace-separated columns "
+                    f"(token ... tag), found {len(fields)}: {line.strip()[:60]!r}"
+                )
             tag = fields[-1]
             if tag != "O" and not (len(tag) > 2 and tag[:2] in ("B-", "I-")):
                 raise DataError(f"{path}:{number}: tag {tag!r} is not O, B-TYPE or I-TYPE")

@@ -1,4 +1,5 @@
 """A Hugging Face `datasets` folder written with `save_to_disk` (a Dataset or a DatasetDict)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,13 +15,16 @@ def is_saved_dataset(folder: Path) -> bool:
     return any((folder / name).is_file() for name in ("dataset_dict.json", "state.json", "dataset_info.json"))
 
 
-def read_saved_dataset(folder: Path, split: str | None, *, text_column: str | None,
-                       label_column: str | None) -> Dataset:
+def read_saved_dataset(
+    folder: Path, split: str | None, *, text_column: str | None, label_column: str | None
+) -> Dataset:
     try:
         import datasets
     except ImportError:
-        raise DataError(f"{folder} is a Hugging Face datasets folder, which needs the `datasets` package",
-                        hint="pip install datasets") from None
+        raise DataError(
+            f"{folder} is a Hugging Face datasets folder, which needs the `datasets` package",
+            hint="pip install datasets",
+        ) from None
     try:
         loaded = datasets.load_from_disk(str(folder))
     except Exception as exc:  # datasets raises FileNotFoundError, ValueError, arrow errors
@@ -28,8 +32,10 @@ def read_saved_dataset(folder: Path, split: str | None, *, text_column: str | No
     source = str(folder)
     if isinstance(loaded, datasets.DatasetDict):
         if split is None or split not in loaded:
-            raise DataError(f"{folder} holds splits {sorted(loaded)}; choose one as {folder}:SPLIT"
-                            + ("" if split is None else f" (no split {split!r})"))
+            raise DataError(
+                f"{folder} holds splits {sorted(loaded)}; choose one as {folder}:SPLIT"
+                + ("" if split is None else f" (no split {split!r})")
+            )
         loaded, source = loaded[split], f"{folder}:{split}"
     elif split is not None:
         raise DataError(f"{folder} holds a single dataset, not splits; drop ':{split}'")
@@ -48,8 +54,10 @@ def _texts(loaded, columns: list[str], source: str, text_column, label_column) -
     text = text_column or next((c for c in TEXT_COLUMNS if c in columns), None)
     label = label_column or next((c for c in LABEL_COLUMNS if c in columns), None)
     if text not in columns or label not in columns:
-        raise DataError(f"{source} needs a text and a label column; it has {columns}",
-                        hint="name them with --text-column and --label-column")
+        raise DataError(
+            f"{source} needs a text and a label column; it has {columns}",
+            hint="name them with --text-column and --label-column",
+        )
     names = _names(loaded.features[label])
     examples = tuple(TextExample(str(row[text]), names[row[label]] if names else str(row[label])) for row in loaded)
     if not examples:

@@ -4,6 +4,7 @@ folder of images with no classes (calibration), or a CSV/TSV with a path column 
 Only paths are read here; pixels are decoded when the model runs, by the runtime's decoder (so a
 bad image is one error naming its file, and memory holds one batch of pixels at a time).
 """
+
 from __future__ import annotations
 
 import csv
@@ -41,8 +42,10 @@ def read_image_folder(folder: Path) -> Dataset:
     if not examples:
         examples = [ImageExample(str(image), "") for image in _images(folder)]
     if not examples:
-        raise DataError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})",
-                        hint="lay it out as FOLDER/CLASS/IMAGE.jpg, or put the images directly in it (unlabelled)")
+        raise DataError(
+            f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})",
+            hint="lay it out as FOLDER/CLASS/IMAGE.jpg, or put the images directly in it (unlabelled)",
+        )
     return Dataset(DataTask.IMAGE_CLASSIFICATION, tuple(examples), str(folder))
 
 
@@ -71,8 +74,10 @@ def read_image_table(path: Path) -> Dataset | None:
         image = Path(row[path_column].strip())
         image = image if image.is_absolute() else path.parent / image
         if not image.is_file():
-            raise DataError(f"{path} line {line}: image {image} does not exist",
-                            hint="paths are read relative to the CSV/TSV file's folder")
+            raise DataError(
+                f"{path} line {line}: image {image} does not exist",
+                hint="paths are read relative to the CSV/TSV file's folder",
+            )
         examples.append(ImageExample(str(image), row[label_column].strip() if label_column is not None else ""))
     if not examples:
         raise DataError(f"{path} lists no images")
@@ -86,5 +91,8 @@ def _holds_images(folder: Path) -> bool:
 
 
 def _images(folder: Path):
-    return (path for path in sorted(folder.iterdir())
-            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."))
+    return (
+        path
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    )

@@ -1,5 +1,6 @@
 """Telling a data file's format by its content, for names that say nothing (CoNLL-2003 ships as
 `eng.train`, `eng.testa`, `eng.testb`)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,10 +1,11 @@
 """TSV, CSV and JSONL files with a text column and a label column."""
+
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .types import DataError, Dataset, DataTask, TextExample
 
@@ -12,8 +13,9 @@ TEXT_COLUMNS = ("sentence", "text", "content", "review", "document")
 LABEL_COLUMNS = ("label", "labels", "class", "sentiment", "category")
 
 
-def read_delimited(path: Path, *, text_column: str | None, label_column: str | None,
-                   delimiter: str | None = None) -> Dataset:
+def read_delimited(
+    path: Path, *, text_column: str | None, label_column: str | None, delimiter: str | None = None
+) -> Dataset:
     """TSV (tab, no quoting) or CSV (comma, quoted fields); by default the extension decides which."""
     if delimiter is None:
         delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
@@ -23,8 +25,7 @@ def read_delimited(path: Path, *, text_column: str | None, label_column: str | N
         try:
             header = next(reader, None)
             if header is None:
-                raise DataError(f"{path} is empty",
-                                hint="a header row naming the text and label columns is expected")
+                raise DataError(f"{path} is empty", hint="a header row naming the text and label columns is expected")
             text_at, label_at = _columns(path, header, text_column, label_column)
             rows = ((number, row) for number, row in enumerate(reader, start=2) if any(cell.strip() for cell in row))
             examples = tuple(_example(path, number, row, text_at, label_at, len(header)) for number, row in rows)
@@ -37,9 +38,12 @@ def _csv_error(path: Path, line: int, exc: csv.Error, delimiter: str) -> DataErr
     kind = "TSV" if delimiter == "\t" else "CSV"
     if "field limit" in str(exc):
         limit = csv.field_size_limit() // 1024
-        return DataError(f"{path}:{line}: a {kind} field is longer than {limit} KiB",
-                         hint="an unclosed quote makes the rest of a CSV file one field; check the quoting"
-                         if kind == "CSV" else "split the text, or check that the file is really TSV")
+        return DataError(
+            f"{path}:{line}: a {kind} field is longer than {limit} KiB",
+            hint="an unclosed quote makes the rest of a CSV file one field; check the quoting"
+            if kind == "CSV"
+            else "split the text, or check that the file is really TSV",
+        )
     return DataError(f"{path}:{line}: not well-formed {kind} ({exc})")
 
 
@@ -90,8 +94,10 @@ def _pick(path: Path, names: list[str], chosen: str | None, defaults: tuple[str,
     for name in defaults:
         if name in names:
             return name
-    raise DataError(f"{path} has no {what} column (columns: {', '.join(names)}; looked for {', '.join(defaults)})",
-                    hint=f"name it with --{what}-column")
+    raise DataError(
+        f"{path} has no {what} column (columns: {', '.join(names)}; looked for {', '.join(defaults)})",
+        hint=f"name it with --{what}-column",
+    )
 
 
 def _example(path: Path, number: int, row: list[str], text_at: int, label_at: int, width: int) -> TextExample:

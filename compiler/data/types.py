@@ -1,4 +1,5 @@
 """In-memory datasets: what every loader returns, whatever the file format."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ class DataTask(str, Enum):
 
 class DataFormat(str, Enum):
     """What `load_dataset(..., format=)` and `--data-format` accept, to force a reader."""
+
     TSV = "tsv"
     CSV = "csv"
     JSONL = "jsonl"
@@ -74,7 +76,7 @@ class Dataset:
 
         return sha256_json([self.source, [str(example) for example in self.examples]])
 
-    def subset(self, indices, source: str) -> "Dataset":
+    def subset(self, indices, source: str) -> Dataset:
         return Dataset(self.task, tuple(self.examples[i] for i in indices), source)
 
 

@@ -1,4 +1,5 @@
 """PNG plots written beside the JSON reports; report.html embeds them."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,9 @@ def sqnr_plot(layers: list[dict], path: Path) -> Path:
 
     names = [row["node"] for row in layers]
     values = [row["sqnr_db"] if row["sqnr_db"] is not None else 0.0 for row in layers]
-    colours = ["#b22222" if row.get("kept_float") else "#3b6ea8" if row.get("int8", True) else "#9a9a9a"
-               for row in layers]
+    colours = [
+        "#b22222" if row.get("kept_float") else "#3b6ea8" if row.get("int8", True) else "#9a9a9a" for row in layers
+    ]
     figure, axis = plt.subplots(figsize=(max(6.0, 0.18 * len(layers) + 2), 3.6), dpi=110)
     axis.bar(range(len(values)), values, color=colours)
     axis.set_xticks(range(len(names)), [_short(name) for name in names], rotation=90, fontsize=6)
@@ -92,14 +94,22 @@ def selection_plot(report: dict, reports_dir: Path) -> Path | None:
 
     figure, axis = plt.subplots(figsize=(6.4, 4.0), dpi=110)
     front = sorted((row for row in rows if row["name"] in report["pareto"]), key=lambda row: row["p50_ms"])
-    axis.plot([row["p50_ms"] for row in front], [row["metric"] for row in front], color="#999", zorder=1,
-              label="Pareto front")
+    axis.plot(
+        [row["p50_ms"] for row in front], [row["metric"] for row in front], color="#999", zorder=1, label="Pareto front"
+    )
     for row in rows:
         winner = row["name"] == report["winner"]
-        axis.scatter(row["p50_ms"], row["metric"], s=70 if winner else 30, zorder=2,
-                     color="#c0392b" if winner else "#3b6ea8", edgecolors="black" if winner else "none")
-        axis.annotate(row["name"], (row["p50_ms"], row["metric"]), fontsize=7, xytext=(4, 3),
-                      textcoords="offset points")
+        axis.scatter(
+            row["p50_ms"],
+            row["metric"],
+            s=70 if winner else 30,
+            zorder=2,
+            color="#c0392b" if winner else "#3b6ea8",
+            edgecolors="black" if winner else "none",
+        )
+        axis.annotate(
+            row["name"], (row["p50_ms"], row["metric"]), fontsize=7, xytext=(4, 3), textcoords="offset points"
+        )
     axis.set_xlabel("p50 latency (ms), this machine")
     axis.set_ylabel("accuracy on the eval data (points)")
     axis.set_title("--backend auto: candidates")

@@ -1,6 +1,7 @@
 """An emulated aarch64 machine's files, built once into the cache: a Debian arm64 root made with
 `debootstrap --foreign` (its packages unpacked without running any arm64 code, so no binfmt_misc
 is needed) and, per backend, the aarch64 wheels the runtime needs installed into a site folder."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,9 +10,9 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable
 
 from edgekiln.runtime.backends import BackendSpec, backend_spec
 from edgekiln.runtime.progress import Progress
@@ -37,16 +38,28 @@ def ensure_sysroot(cache_root: Path, say: Say) -> Path:
     _need_tool("debootstrap", "apt-get install debootstrap")
     _need_tool("dpkg-deb", "apt-get install dpkg")
     if os.geteuid() != 0:
-        raise CompileError("building the emulation sysroot runs debootstrap, which needs root",
-                           hint=f"run this once as root (it is cached in {root})")
+        raise CompileError(
+            "building the emulation sysroot runs debootstrap, which needs root",
+            hint=f"run this once as root (it is cached in {root})",
+        )
     partial = root.with_name(f"{root.name}.partial-{uuid.uuid4().hex[:8]}")
     partial.parent.mkdir(parents=True, exist_ok=True)
     say(f"building a Debian {SUITE} arm64 sysroot in {root} (once; downloads about 40 MB) …")
     try:
-        _run(["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase",
-              f"--include={','.join(DEB_PACKAGES)}", SUITE, str(partial), MIRROR],
-             f"debootstrap could not fetch Debian {SUITE} arm64 from {MIRROR}",
-             "the first --emulate run needs network access to the Debian mirror")
+        _run(
+            [
+                "debootstrap",
+                "--arch=arm64",
+                "--foreign",
+                "--variant=minbase",
+                f"--include={','.join(DEB_PACKAGES)}",
+                SUITE,
+                str(partial),
+                MIRROR,
+            ],
+            f"debootstrap could not fetch Debian {SUITE} arm64 from {MIRROR}",
+            "the first --emulate run needs network access to the Debian mirror",
+        )
         _unpack_debs(partial)
         (partial / COMPLETE).touch()
         partial.rename(root)
@@ -58,8 +71,9 @@ def ensure_sysroot(cache_root: Path, say: Say) -> Path:
 def ensure_site(cache_root: Path, backend: str, say: Say) -> Path:
     """The runtime's aarch64 wheels, pinned to the versions installed here."""
     spec = check_backend(backend)
-    pins = [f"{name}=={EMULATION_VERSIONS.get(name) or _installed(name)}"
-            for name in COMMON_WHEELS + spec.emulation_wheels]
+    pins = [
+        f"{name}=={EMULATION_VERSIONS.get(name) or _installed(name)}" for name in COMMON_WHEELS + spec.emulation_wheels
+    ]
     key = hashlib.sha256(" ".join(pins).encode()).hexdigest()[:12]
     site = cache_root / "emulation" / f"site-aarch64-{backend}-{key}"
     if (site / COMPLETE).exists():
@@ -67,10 +81,29 @@ def ensure_site(cache_root: Path, backend: str, say: Say) -> Path:
     partial = site.with_name(f"{site.name}.partial-{uuid.uuid4().hex[:8]}")
     say(f"installing aarch64 wheels {' '.join(pins)} into {site} (once) …")
     try:
-        _run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(partial), "--only-binary=:all:",
-              "--platform", "manylinux_2_28_aarch64", "--platform", "manylinux2014_aarch64",
-              "--python-version", "3.11", "--implementation", "cp", *pins],
-             "pip could not fetch the aarch64 wheels", "the first --emulate run needs access to PyPI")
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--target",
+                str(partial),
+                "--only-binary=:all:",
+                "--platform",
+                "manylinux_2_28_aarch64",
+                "--platform",
+                "manylinux2014_aarch64",
+                "--python-version",
+                "3.11",
+                "--implementation",
+                "cp",
+                *pins,
+            ],
+            "pip could not fetch the aarch64 wheels",
+            "the first --emulate run needs access to PyPI",
+        )
         (partial / COMPLETE).touch()
         partial.rename(site)
     finally:
@@ -82,8 +115,10 @@ def check_backend(backend: str) -> BackendSpec:
     """The backend's spec, when its artifacts can run under emulation (its spec lists aarch64 wheels)."""
     spec = backend_spec(backend)
     if spec.emulation_wheels is None:
-        raise CompileError(f"{backend} artifacts are not checked under emulation: {spec.emulation_refusal}",
-                           hint="run `edgekiln verify ARTIFACT` on the device")
+        raise CompileError(
+            f"{backend} artifacts are not checked under emulation: {spec.emulation_refusal}",
+            hint="run `edgekiln verify ARTIFACT` on the device",
+        )
     return spec
 
 
@@ -101,8 +136,10 @@ def _installed(name: str) -> str:
     try:
         return version(name)
     except PackageNotFoundError:
-        raise CompileError(f"{name} is not installed here, so its version for the emulated machine is unknown",
-                           hint="pip install 'edgekiln[all]'") from None
+        raise CompileError(
+            f"{name} is not installed here, so its version for the emulated machine is unknown",
+            hint="pip install 'edgekiln[all]'",
+        ) from None
 
 
 def _need_tool(tool: str, install: str) -> None:

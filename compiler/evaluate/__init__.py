@@ -1,4 +1,5 @@
 """`evaluate(target, dataset)`: the same metrics for a checkpoint and for a compiled artifact."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,8 +30,7 @@ def evaluate_predictor(predictor: Predictor, dataset: Dataset, *, batch_size: in
     return {"target": predictor.name, "data": dataset.source, "task": dataset.task.value, **metrics}, predictions
 
 
-def evaluate(target: str | Path, dataset: Dataset, *, against: str | Path | None = None,
-             batch_size: int = 32) -> dict:
+def evaluate(target: str | Path, dataset: Dataset, *, against: str | Path | None = None, batch_size: int = 32) -> dict:
     """Evaluate `target` (artifact or checkpoint); with `against`, evaluate both on the same data and
     report the differences and how often their predictions agree."""
     report, predictions = evaluate_predictor(open_predictor(target), dataset, batch_size=batch_size)

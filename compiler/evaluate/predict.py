@@ -1,7 +1,8 @@
 """Batched predictions over a dataset, through a Predictor."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -22,21 +23,26 @@ def label_mapping(dataset: Dataset, predictor: Predictor) -> dict[str, str]:
             mapping[label] = f"LABEL_{label}"
     missing = [label for label in dataset.labels if label not in mapping]
     if missing:
-        raise DataError(f"labels {missing} in {dataset.source} are not among {predictor.name}'s labels "
-                        f"{list(predictor.labels)}", hint="evaluate with data labelled like the model's training data")
+        raise DataError(
+            f"labels {missing} in {dataset.source} are not among {predictor.name}'s labels {list(predictor.labels)}",
+            hint="evaluate with data labelled like the model's training data",
+        )
     return mapping
 
 
-def predict_dataset(predictor: Predictor, dataset: Dataset, *, batch_size: int = 32,
-                    progress: Progress = lambda done: None) -> list:
+def predict_dataset(
+    predictor: Predictor, dataset: Dataset, *, batch_size: int = 32, progress: Progress = lambda done: None
+) -> list:
     """Predicted label per example (text), or predicted tag sequence per sentence (tokens)."""
     if dataset.task.value != predictor.task.value:
-        raise DataError(f"{dataset.source} is {dataset.task.value} data but {predictor.name} does {predictor.task.value}")
+        raise DataError(
+            f"{dataset.source} is {dataset.task.value} data but {predictor.name} does {predictor.task.value}"
+        )
     lengths = [len(e.text) if dataset.task is DataTask.TEXT_CLASSIFICATION else len(e.tokens) for e in dataset.examples]
     order = np.argsort(lengths, kind="stable")  # similar lengths per batch: less padding
     results: list = [None] * len(dataset)
     for start in range(0, len(order), batch_size):
-        chunk = [int(i) for i in order[start:start + batch_size]]
+        chunk = [int(i) for i in order[start : start + batch_size]]
         examples = [dataset.examples[i] for i in chunk]
         for index, prediction in zip(chunk, _predict_batch(predictor, dataset.task, examples)):
             results[index] = prediction

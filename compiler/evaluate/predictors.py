@@ -1,11 +1,12 @@
 """One interface over an artifact (runtime, no torch) and a Hugging Face checkpoint (PyTorch), so
 evaluation and fine-tuning measure every model through the same tokenizer and post-processing."""
+
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -41,8 +42,13 @@ def artifact_predictor(path: Path, *, threads: int | None = None) -> Predictor:
     session = load(path, threads=threads)
     _check_task(path, session.task)
     output = session.manifest.outputs[0].name
-    return Predictor(f"artifact {path.name}", session.task, _labels(session.manifest.labels, path),
-                     session.encoder, lambda feeds: session.run(feeds)[output])
+    return Predictor(
+        f"artifact {path.name}",
+        session.task,
+        _labels(session.manifest.labels, path),
+        session.encoder,
+        lambda feeds: session.run(feeds)[output],
+    )
 
 
 def checkpoint_predictor(folder: Path) -> Predictor:
@@ -51,11 +57,19 @@ def checkpoint_predictor(folder: Path) -> Predictor:
     with tempfile.TemporaryDirectory(prefix="edgekiln-eval-") as work_dir:
         source = resolve_source(str(folder), work_dir=Path(work_dir))
         _check_task(folder, source.task)
-        encoder = make_encoder(source.tokenizer_file, source.tokenizer) if source.image is None \
+        encoder = (
+            make_encoder(source.tokenizer_file, source.tokenizer)
+            if source.image is None
             else image_encoder(source.image)
+        )
     module = source.torch.build()
-    return Predictor(f"checkpoint {folder.name}", source.task, _labels(source.labels, folder), encoder,
-                     torch_logits(module, source.torch.input_names))
+    return Predictor(
+        f"checkpoint {folder.name}",
+        source.task,
+        _labels(source.labels, folder),
+        encoder,
+        torch_logits(module, source.torch.input_names),
+    )
 
 
 def make_encoder(tokenizer_file: Path, spec: TokenizerSpec, max_length: int | None = None) -> TextEncoder:
@@ -77,6 +91,7 @@ def torch_logits(module, input_names: tuple[str, ...]) -> Logits:
     def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():
             return module(*(torch.from_numpy(feeds[name]) for name in input_names)).float().numpy()
+
     return run
 
 

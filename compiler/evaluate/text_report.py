@@ -1,4 +1,5 @@
 """Evaluation results as text, in the familiar classification-report layout."""
+
 from __future__ import annotations
 
 
@@ -7,8 +8,10 @@ def format_evaluation(report: dict) -> str:
     if "against" in report:
         parts.append(_one(report["against"]))
         diff = ", ".join(f"{key} {value * 100:+.2f} points" for key, value in report["difference"].items())
-        parts.append(f"difference ({report['target']} minus {report['against']['target']}): {diff}\n"
-                     f"prediction agreement: {report['agreement'] * 100:.2f} %")
+        parts.append(
+            f"difference ({report['target']} minus {report['against']['target']}): {diff}\n"
+            f"prediction agreement: {report['agreement'] * 100:.2f} %"
+        )
     return "\n\n".join(parts)
 
 
@@ -16,13 +19,20 @@ def _one(report: dict) -> str:
     lines = [f"{report['target']} on {report['data']} ({report['examples']} examples)"]
     if "entity_f1" in report:
         lines.append("entity level (conlleval):")
-        lines += _table([(row["type"], row["precision"], row["recall"], row["f1"], row["support"])
-                         for row in report["per_entity_type"]])
-        lines.append(f"{'micro avg':>16} {report['entity_precision']:9.4f} {report['entity_recall']:9.4f} "
-                     f"{report['entity_f1']:9.4f}")
+        lines += _table(
+            [
+                (row["type"], row["precision"], row["recall"], row["f1"], row["support"])
+                for row in report["per_entity_type"]
+            ]
+        )
+        lines.append(
+            f"{'micro avg':>16} {report['entity_precision']:9.4f} {report['entity_recall']:9.4f} "
+            f"{report['entity_f1']:9.4f}"
+        )
         lines.append("token level:")
-    lines += _table([(row["label"], row["precision"], row["recall"], row["f1"], row["support"])
-                     for row in report["per_class"]])
+    lines += _table(
+        [(row["label"], row["precision"], row["recall"], row["f1"], row["support"]) for row in report["per_class"]]
+    )
     lines.append(f"{'accuracy':>16} {'':9} {'':9} {report['accuracy']:9.4f}")
     lines.append(f"{'macro f1':>16} {'':9} {'':9} {report['macro_f1']:9.4f}")
     if "top5_accuracy" in report:

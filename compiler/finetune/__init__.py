@@ -1,4 +1,5 @@
 """`finetune`: a Hugging Face encoder + labelled data -> a fine-tuned checkpoint `edgekiln compile` takes."""
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,17 @@ class FinetuneResult:
     report: dict
 
 
-def finetune(model: str | os.PathLike, output: str | os.PathLike, *, train_data: str | Dataset,
-             config: FinetuneConfig, eval_data: str | Dataset | None = None, force: bool = False,
-             log: Log = stderr_log, show_progress: bool | None = None) -> FinetuneResult:
+def finetune(
+    model: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    train_data: str | Dataset,
+    config: FinetuneConfig,
+    eval_data: str | Dataset | None = None,
+    force: bool = False,
+    log: Log = stderr_log,
+    show_progress: bool | None = None,
+) -> FinetuneResult:
     import torch
 
     model_folder, out_dir = Path(model).expanduser(), Path(output).expanduser().resolve()
@@ -48,8 +57,12 @@ def finetune(model: str | os.PathLike, output: str | os.PathLike, *, train_data:
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     torch.manual_seed(config.seed)
     work = partial_dir(out_dir)
-    identity = {"model": folder_hashes(model_folder), "config": config.model_dump(mode="json"),
-                "train": [train_set.source, len(train_set)], "eval": [dev_set.source, len(dev_set)]}
+    identity = {
+        "model": folder_hashes(model_folder),
+        "config": config.model_dump(mode="json"),
+        "train": [train_set.source, len(train_set)],
+        "eval": [dev_set.source, len(dev_set)],
+    }
     resume = open_run(work, identity)
     with tempfile.TemporaryDirectory(prefix="edgekiln-tok-") as scratch:
         tokenizer_file, spec = export_tokenizer(model_folder, Path(scratch))
@@ -58,20 +71,31 @@ def finetune(model: str | os.PathLike, output: str | os.PathLike, *, train_data:
     if config.lora is not None:
         network = with_lora(network, config.task, config.lora)
     plan = Plan(config, train_set, dev_set, labels, encoder, model_folder, work)
-    log(f"fine-tuning {model_folder.name} ({'LoRA' if config.lora else 'full'}, "
+    log(
+        f"fine-tuning {model_folder.name} ({'LoRA' if config.lora else 'full'}, "
         f"{parameter_counts(network)['trainable']:,} trainable parameters) on {len(train_set)} examples, "
-        f"evaluating {plan.metric} on {len(dev_set)}")
+        f"evaluating {plan.metric} on {len(dev_set)}"
+    )
     started = time.perf_counter()
     progress = train(plan, network, resume=resume, log=log, show_bar=show_progress)
-    report = {"model": str(model_folder), "method": "lora" if config.lora else "full", "task": config.task.value,
-              "config": config.model_dump(mode="json"), "labels": list(labels),
-              "train_data": {"source": train_set.source, "examples": len(train_set)},
-              "eval_data": {"source": dev_set.source, "examples": len(dev_set)},
-              "metric": plan.metric, "best_epoch": progress.best_epoch, "best_metric": progress.best_metric,
-              "epochs": progress.history, "parameters": parameter_counts(network),
-              "train_seconds": round(progress.seconds, 1),
-              "wall_seconds_this_session": round(time.perf_counter() - started, 1),
-              "resumed": resume, "tool_versions": tool_versions()}
+    report = {
+        "model": str(model_folder),
+        "method": "lora" if config.lora else "full",
+        "task": config.task.value,
+        "config": config.model_dump(mode="json"),
+        "labels": list(labels),
+        "train_data": {"source": train_set.source, "examples": len(train_set)},
+        "eval_data": {"source": dev_set.source, "examples": len(dev_set)},
+        "metric": plan.metric,
+        "best_epoch": progress.best_epoch,
+        "best_metric": progress.best_metric,
+        "epochs": progress.history,
+        "parameters": parameter_counts(network),
+        "train_seconds": round(progress.seconds, 1),
+        "wall_seconds_this_session": round(time.perf_counter() - started, 1),
+        "resumed": resume,
+        "tool_versions": tool_versions(),
+    }
     (work / BEST_DIR / REPORT_FILE).write_text(json.dumps(report, indent=2))
     _publish(work, out_dir, force)
     log(f"best dev {plan.metric} {progress.best_metric:.4f} at epoch {progress.best_epoch}; saved to {out_dir}")
@@ -89,7 +113,7 @@ def _datasets(train_data, eval_data, config: FinetuneConfig) -> tuple[Dataset, D
     if config.max_train_examples is not None and config.max_train_examples < len(train_set):
         import numpy as np
 
-        keep = np.sort(np.random.default_rng(config.seed).permutation(len(train_set))[:config.max_train_examples])
+        keep = np.sort(np.random.default_rng(config.seed).permutation(len(train_set))[: config.max_train_examples])
         train_set = train_set.subset(keep.tolist(), f"{train_set.source} ({config.max_train_examples} sampled)")
     return train_set, dev_set
 
@@ -101,8 +125,10 @@ def _check_output(out_dir: Path, force: bool) -> None:
     if not force:
         raise CompileError(f"output folder {out_dir} already exists", hint="pass --force to replace it")
     if not (out_dir / REPORT_FILE).is_file():
-        raise CompileError(f"{out_dir} exists and is not an edgekiln fine-tuning output; refusing to replace it",
-                           hint="choose another -o folder")
+        raise CompileError(
+            f"{out_dir} exists and is not an edgekiln fine-tuning output; refusing to replace it",
+            hint="choose another -o folder",
+        )
 
 
 def _replaceable(folder: Path) -> str | None:

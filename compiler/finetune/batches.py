@@ -1,7 +1,8 @@
 """Training batches: tokenised per batch (dynamic padding) with labels aligned to sub-tokens."""
+
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -22,9 +23,9 @@ def epoch_order(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> 
     order = rng.permutation(len(lengths))
     span = batch_size * GROUP
     for start in range(0, len(order), span):
-        chunk = order[start:start + span]
-        order[start:start + span] = chunk[np.argsort(lengths[chunk], kind="stable")]
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        chunk = order[start : start + span]
+        order[start : start + span] = chunk[np.argsort(lengths[chunk], kind="stable")]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
 
 
@@ -34,16 +35,18 @@ def example_lengths(dataset: Dataset) -> np.ndarray:
     return np.asarray([len(e.tokens) for e in dataset.examples])
 
 
-def iterate_batches(dataset: Dataset, encoder: TextEncoder, label_ids: dict[str, int], order: np.ndarray,
-                    batch_size: int, skip: int = 0) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+def iterate_batches(
+    dataset: Dataset, encoder: TextEncoder, label_ids: dict[str, int], order: np.ndarray, batch_size: int, skip: int = 0
+) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
     """(feeds, labels) per batch in `order`, skipping the first `skip` batches (resume mid-epoch)."""
     for start in range(skip * batch_size, len(order), batch_size):
-        examples = [dataset.examples[i] for i in order[start:start + batch_size]]
+        examples = [dataset.examples[i] for i in order[start : start + batch_size]]
         yield encode_batch(dataset.task, examples, encoder, label_ids)
 
 
-def encode_batch(task: DataTask, examples: Sequence, encoder: TextEncoder,
-                 label_ids: dict[str, int]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def encode_batch(
+    task: DataTask, examples: Sequence, encoder: TextEncoder, label_ids: dict[str, int]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     if task is DataTask.TEXT_CLASSIFICATION:
         feeds, _ = encoder.encode([e.text for e in examples])
         return feeds, np.asarray([label_ids[e.label] for e in examples], dtype=np.int64)

@@ -1,4 +1,5 @@
 """Typed settings of a fine-tuning run."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,8 +23,9 @@ class FinetuneConfig(BaseModel):
 
     task: DataTask
     epochs: int = Field(default=3, ge=1)
-    learning_rate: float | None = Field(default=None, gt=0,
-                                        description=f"default {FULL_LEARNING_RATE} (full), {LORA_LEARNING_RATE} (LoRA)")
+    learning_rate: float | None = Field(
+        default=None, gt=0, description=f"default {FULL_LEARNING_RATE} (full), {LORA_LEARNING_RATE} (LoRA)"
+    )
     batch_size: int = Field(default=32, ge=1)
     eval_batch_size: int = Field(default=64, ge=1)
     max_length: int = Field(default=128, ge=8)
@@ -33,8 +35,9 @@ class FinetuneConfig(BaseModel):
     seed: int = 0
     lora: LoraSettings | None = None
     max_train_examples: int | None = Field(default=None, ge=1, description="seeded subsample of the training data")
-    validation_fraction: float = Field(default=0.1, gt=0, lt=1,
-                                       description="held out of the training data when no eval data is given")
+    validation_fraction: float = Field(
+        default=0.1, gt=0, lt=1, description="held out of the training data when no eval data is given"
+    )
     save_every: int = Field(default=200, ge=1, description="steps between resumable training-state saves")
     threads: int | None = Field(default=None, ge=1)
 

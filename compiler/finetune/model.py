@@ -1,4 +1,5 @@
 """Loading a checkpoint with a fresh task head, wrapping it in LoRA, saving it merged."""
+
 from __future__ import annotations
 
 import contextlib
@@ -34,12 +35,17 @@ def load_for_task(folder: Path, task: DataTask, labels: tuple[str, ...]):
     try:
         with quiet_transformers():
             return load_pretrained(
-                auto, folder, num_labels=len(labels),
-                id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
-                ignore_mismatched_sizes=True)
+                auto,
+                folder,
+                num_labels=len(labels),
+                id2label=dict(enumerate(labels)),
+                label2id={label: i for i, label in enumerate(labels)},
+                ignore_mismatched_sizes=True,
+            )
     except Exception as exc:  # unknown architecture, corrupt weights, missing files
-        raise CompileError(f"cannot load {folder} for {task.value}: {exc}",
-                           hint="pass a Hugging Face encoder folder (BERT family)") from None
+        raise CompileError(
+            f"cannot load {folder} for {task.value}: {exc}", hint="pass a Hugging Face encoder folder (BERT family)"
+        ) from None
 
 
 def with_lora(model, task: DataTask, settings: LoraSettings):
@@ -47,7 +53,11 @@ def with_lora(model, task: DataTask, settings: LoraSettings):
 
     config = LoraConfig(
         task_type=getattr(TaskType, compiler_task(task).peft_task_type),
-        r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules="all-linear")
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules="all-linear",
+    )
     return get_peft_model(model, config)
 
 

@@ -1,5 +1,6 @@
 """Resumable training state in `<OUT>.partial/`: written atomically every few steps, as JSON (the
 structure) plus safetensors (the tensors it names), so resuming never unpickles anything."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,10 @@ def open_run(work: Path, identity: dict) -> bool:
     run_file = work / RUN_FILE
     if run_file.is_file():
         if json.loads(run_file.read_text()) != identity:
-            raise CompileError(f"{work} holds an interrupted run with other settings or data",
-                               hint="re-run that command to finish it, or delete the folder to start afresh")
+            raise CompileError(
+                f"{work} holds an interrupted run with other settings or data",
+                hint="re-run that command to finish it, or delete the folder to start afresh",
+            )
         return (work / STATE_FILE).is_file()
     work.mkdir(parents=True, exist_ok=True)
     run_file.write_text(json.dumps(identity, indent=2, sort_keys=True))
@@ -51,8 +54,16 @@ def save_state(work: Path, model, optimizer, scheduler, progress: Progress) -> N
     from safetensors.torch import save_file
 
     tensors: dict[str, Any] = {}
-    structure = _encode({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()}, tensors, set())
+    structure = _encode(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        },
+        tensors,
+        set(),
+    )
     tensor_file = f"{TENSORS_PREFIX}{uuid.uuid4().hex[:12]}.safetensors"
     save_file(tensors, str(work / tensor_file))
     temporary = work / (STATE_FILE + ".tmp")
@@ -73,8 +84,10 @@ def load_state(work: Path, model, optimizer, scheduler) -> Progress:
         state = _decode(saved["state"], load_file(str(tensor_file), device="cpu"))
         progress = Progress(**saved["progress"])
     except (OSError, ValueError, KeyError, TypeError) as exc:  # safetensors raises its own ValueError-like errors
-        raise CompileError(f"cannot resume from the interrupted run in {work} ({type(exc).__name__}: {exc})",
-                           hint="delete the folder to start afresh") from None
+        raise CompileError(
+            f"cannot resume from the interrupted run in {work} ({type(exc).__name__}: {exc})",
+            hint="delete the folder to start afresh",
+        ) from None
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -106,7 +119,7 @@ def _encode(value: Any, tensors: dict, storages: set) -> Any:
 
 
 def _decode(value: dict, tensors: dict) -> Any:
-    (kind, content), = value.items()
+    ((kind, content),) = value.items()
     if kind == "tensor":
         return tensors[content]
     if kind == "items":

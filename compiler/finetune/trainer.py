@@ -1,16 +1,18 @@
 """The training loop: AdamW, linear warm-up/decay, gradient clipping, evaluation each epoch,
 best checkpoint kept, state saved every few steps so an interrupted run resumes where it stopped."""
+
 from __future__ import annotations
 
 import math
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+
 from edgekiln.runtime.manifest import Task
 from edgekiln.runtime.preprocess import TextEncoder
 from edgekiln.runtime.progress import Progress as Bar
@@ -62,8 +64,9 @@ def train(plan: Plan, model, *, resume: bool, log: Log, show_bar: bool | None) -
         bar.done = progress.step_in_epoch
         model.train()
         order = epoch_order(lengths, config.batch_size, config.seed, progress.epoch)
-        for feeds, labels in iterate_batches(plan.train, plan.encoder, label_ids, order, config.batch_size,
-                                             skip=progress.step_in_epoch):
+        for feeds, labels in iterate_batches(
+            plan.train, plan.encoder, label_ids, order, config.batch_size, skip=progress.step_in_epoch
+        ):
             loss = _step(model, optimizer, scheduler, feeds, labels, config.max_grad_norm, plan.loss)
             progress.step_in_epoch += 1
             progress.global_step += 1
@@ -80,8 +83,15 @@ def train(plan: Plan, model, *, resume: bool, log: Log, show_bar: bool | None) -
     return progress
 
 
-def _step(model, optimizer, scheduler, feeds: dict[str, np.ndarray], labels: np.ndarray, max_norm: float,
-          loss_fn: Callable | None) -> float:
+def _step(
+    model,
+    optimizer,
+    scheduler,
+    feeds: dict[str, np.ndarray],
+    labels: np.ndarray,
+    max_norm: float,
+    loss_fn: Callable | None,
+) -> float:
     import torch
 
     inputs = {name: torch.from_numpy(array) for name, array in feeds.items()}
@@ -97,12 +107,17 @@ def _step(model, optimizer, scheduler, feeds: dict[str, np.ndarray], labels: np.
 
 def _end_epoch(plan: Plan, model, progress: Progress, log: Log) -> None:
     started = time.perf_counter()
-    report, _ = evaluate_predictor(training_predictor(plan, model), plan.dev,
-                                   batch_size=plan.config.eval_batch_size)
+    report, _ = evaluate_predictor(training_predictor(plan, model), plan.dev, batch_size=plan.config.eval_batch_size)
     score = report[plan.metric]
-    entry = {"epoch": progress.epoch + 1, "train_loss": progress.running_loss / max(progress.step_in_epoch, 1),
-             plan.metric: score, "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
-             "train_seconds": round(progress.seconds, 1), "eval_seconds": round(time.perf_counter() - started, 1)}
+    entry = {
+        "epoch": progress.epoch + 1,
+        "train_loss": progress.running_loss / max(progress.step_in_epoch, 1),
+        plan.metric: score,
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "train_seconds": round(progress.seconds, 1),
+        "eval_seconds": round(time.perf_counter() - started, 1),
+    }
     progress.history.append(entry)
     improved = progress.best_metric is None or score > progress.best_metric
     if improved:
@@ -112,8 +127,10 @@ def _end_epoch(plan: Plan, model, progress: Progress, log: Log) -> None:
         save_checkpoint(model, plan.model_folder, staging)
         shutil.rmtree(plan.work / BEST_DIR, ignore_errors=True)
         staging.rename(plan.work / BEST_DIR)
-    log(f"epoch {entry['epoch']}/{plan.config.epochs}: train loss {entry['train_loss']:.4f}, dev {plan.metric} "
-        f"{score:.4f}{' (best so far, saved)' if improved else ''}, {progress.seconds:.0f} s training")
+    log(
+        f"epoch {entry['epoch']}/{plan.config.epochs}: train loss {entry['train_loss']:.4f}, dev {plan.metric} "
+        f"{score:.4f}{' (best so far, saved)' if improved else ''}, {progress.seconds:.0f} s training"
+    )
     progress.epoch += 1
     progress.step_in_epoch = 0
     progress.running_loss = 0.0
@@ -131,6 +148,7 @@ def training_predictor(plan: Plan, model) -> Predictor:
                 return model(**inputs).logits.float().numpy()
         finally:
             model.train()
+
     return Predictor("model in training", Task(plan.config.task.value), plan.labels, plan.encoder, logits)
 
 
@@ -142,9 +160,10 @@ def _optimizer(plan: Plan, model):
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": plan.config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=plan.config.effective_learning_rate)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": plan.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=plan.config.effective_learning_rate,
+    )
     total = plan.steps_per_epoch * plan.config.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(total * plan.config.warmup_ratio), total)
     return optimizer, scheduler

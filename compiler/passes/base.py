@@ -5,13 +5,15 @@ A pass reads the current `BuildState` and writes its outputs into the folder it 
 are stored externally: the folder is self-contained), and a JSON-serialisable report it returns.
 Because a pass sees nothing else, the pipeline can cache its folder under a hash of (pass, version, config, input).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 

@@ -2,6 +2,7 @@
 listed as inputs become constants, old opsets are upgraded; see `onnx_upgrade`), infer shapes,
 and store it as `model.onnx` with its weights in one `model.onnx.data` beside it when they are
 stored outside the protobuf."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -11,8 +12,8 @@ from typing import Any
 from ..errors import CompileError
 from ..graph_io import load_onnx
 from ..input_shapes import Dim
-from ..onnx_shapes import declare_inputs, outputs_from_runs, recompute_outputs, write_output_shapes
 from ..onnx_external import PROTOBUF_LIMIT, external_bytes, external_tensors, save_model, save_streaming
+from ..onnx_shapes import declare_inputs, outputs_from_runs, recompute_outputs, write_output_shapes
 from ..onnx_upgrade import apply, plan
 from .base import MODEL_FILE, BuildState, Pass, PassConfig
 from .registry import register_pass
@@ -57,9 +58,14 @@ class CheckOnnx(Pass):
         if measured:
             write_output_shapes(out_dir / MODEL_FILE, measured)
         opsets = {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
-        return {"opsets": opsets, "nodes": len(model.graph.node), "external_data": external_tensors(model) != [],
-                "conversion": conversion.report(), "output_shapes_measured": measured,
-                "op_types": dict(Counter(node.op_type for node in model.graph.node).most_common(10))}
+        return {
+            "opsets": opsets,
+            "nodes": len(model.graph.node),
+            "external_data": external_tensors(model) != [],
+            "conversion": conversion.report(),
+            "output_shapes_measured": measured,
+            "op_types": dict(Counter(node.op_type for node in model.graph.node).most_common(10)),
+        }
 
 
 def _with_weights(model, path: Path):
@@ -68,9 +74,11 @@ def _with_weights(model, path: Path):
 
     size = external_bytes(model)
     if size + model.ByteSize() >= PROTOBUF_LIMIT:
-        raise CompileError(f"{path.name} needs an opset upgrade (opset below 10), and its {size / 1e9:.1f} GB of "
-                           "weights are too large for ONNX's version converter",
-                           hint="re-export the model at opset 10 or later")
+        raise CompileError(
+            f"{path.name} needs an opset upgrade (opset below 10), and its {size / 1e9:.1f} GB of "
+            "weights are too large for ONNX's version converter",
+            hint="re-export the model at opset 10 or later",
+        )
     onnx.load_external_data_for_model(model, str(path.parent))
     return model
 

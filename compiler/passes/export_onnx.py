@@ -1,4 +1,5 @@
 """Trace a torch model to ONNX with dynamic batch/sequence axes."""
+
 from __future__ import annotations
 
 import contextlib
@@ -53,8 +54,9 @@ class ExportOnnx(Pass):
         spec = state.source.torch
         module = spec.build()
         example = spec.example()
-        order = [Exporter.DYNAMO, Exporter.TORCHSCRIPT] if self.config.exporter is Exporter.AUTO \
-            else [self.config.exporter]
+        order = (
+            [Exporter.DYNAMO, Exporter.TORCHSCRIPT] if self.config.exporter is Exporter.AUTO else [self.config.exporter]
+        )
         failures: list[str] = []
         for exporter in order:
             _empty(out_dir)  # a failed attempt may have left weights behind
@@ -63,8 +65,10 @@ class ExportOnnx(Pass):
                     _EXPORTERS[exporter](module, example, spec, out_dir / MODEL_FILE, self.config.opset)
                 fixed = fixed_axes(out_dir / MODEL_FILE, spec.dynamic_axes)
                 if fixed:  # the trace specialised a dynamic axis: the graph would take only that size
-                    failures.append(f"{exporter.value}: the model's code fixes {fixed} "
-                                    "(it computes with the size as a Python number)")
+                    failures.append(
+                        f"{exporter.value}: the model's code fixes {fixed} "
+                        "(it computes with the size as a Python number)"
+                    )
                     continue
                 if exporter is Exporter.DYNAMO:
                     name_nodes_after_modules(out_dir / MODEL_FILE)
@@ -72,13 +76,19 @@ class ExportOnnx(Pass):
             except Exception as exc:  # every exporter failure is reported with its cause
                 failures.append(f"{exporter.value}: {_summarise(exc)}")
                 continue
-            return {"exporter": exporter.value, "opset": self.config.opset, "fallback_reasons": failures,
-                    "dynamic_axes": {name: {str(k): v for k, v in axes.items()}
-                                     for name, axes in spec.dynamic_axes.items()}}
+            return {
+                "exporter": exporter.value,
+                "opset": self.config.opset,
+                "fallback_reasons": failures,
+                "dynamic_axes": {
+                    name: {str(k): v for k, v in axes.items()} for name, axes in spec.dynamic_axes.items()
+                },
+            }
         raise ExportError(
             f"ONNX export of {state.source.description} failed: {' | '.join(failures)}",
             hint="try another --exporter or --opset; if an operator is unsupported, replace that module "
-                 "or register a custom ONNX symbolic for it")
+            "or register a custom ONNX symbolic for it",
+        )
 
 
 def _export_dynamo(module, example, spec, path: Path, opset: int) -> None:
@@ -86,20 +96,38 @@ def _export_dynamo(module, example, spec, path: Path, opset: int) -> None:
     from torch.export import Dim
 
     dims: dict[str, Any] = {}
-    shapes = tuple({axis: dims.setdefault(name, Dim(name)) for axis, name in spec.dynamic_axes[input_name].items()}
-                   for input_name in spec.input_names)
+    shapes = tuple(
+        {axis: dims.setdefault(name, Dim(name)) for axis, name in spec.dynamic_axes[input_name].items()}
+        for input_name in spec.input_names
+    )
     example = tuple(_at_least_two(tensor, spec.dynamic_axes[name]) for name, tensor in zip(spec.input_names, example))
-    torch.onnx.export(module, example, str(path), input_names=list(spec.input_names),
-                      output_names=list(spec.output_names), dynamic_shapes=shapes, opset_version=opset,
-                      dynamo=True, external_data=False, verbose=False)
+    torch.onnx.export(
+        module,
+        example,
+        str(path),
+        input_names=list(spec.input_names),
+        output_names=list(spec.output_names),
+        dynamic_shapes=shapes,
+        opset_version=opset,
+        dynamo=True,
+        external_data=False,
+        verbose=False,
+    )
 
 
 def _export_torchscript(module, example, spec, path: Path, opset: int) -> None:
     import torch
 
-    torch.onnx.export(module, example, str(path), input_names=list(spec.input_names),
-                      output_names=list(spec.output_names), dynamic_axes=dict(spec.dynamic_axes),
-                      opset_version=min(opset, 20), dynamo=False)
+    torch.onnx.export(
+        module,
+        example,
+        str(path),
+        input_names=list(spec.input_names),
+        output_names=list(spec.output_names),
+        dynamic_axes=dict(spec.dynamic_axes),
+        opset_version=min(opset, 20),
+        dynamo=False,
+    )
 
 
 _EXPORTERS = {Exporter.DYNAMO: _export_dynamo, Exporter.TORCHSCRIPT: _export_torchscript}
@@ -189,8 +217,13 @@ def _quiet():
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()), _silence_fd(1), _silence_fd(2):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+            _silence_fd(1),
+            _silence_fd(2),
+        ):
             warnings.simplefilter("ignore")
             yield
     finally:

@@ -1,5 +1,6 @@
 """Lowering to OpenVINO: convert the verified ONNX to IR (model.xml + model.bin) and check that
 OpenVINO's outputs match ONNX Runtime's on the fidelity shapes."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,18 +42,24 @@ class LowerOpenVino(Pass):
         try:
             model = ov.convert_model(str(state.model_path))
         except Exception as exc:  # OpenVINO's conversion errors name the unsupported operator
-            raise CompileError(f"OpenVINO cannot convert the model: {str(exc).splitlines()[0]}",
-                               hint="use --backend onnxruntime") from None
+            raise CompileError(
+                f"OpenVINO cannot convert the model: {str(exc).splitlines()[0]}", hint="use --backend onnxruntime"
+            ) from None
         _bound_ranges(ov, model, state.source.shape_plan)
         ov.save_model(model, str(out_dir / IR_MODEL), compress_to_fp16=False)
         precision = OV_PRECISION[self.config.precision]
         compiled = compile_ir(out_dir / IR_MODEL, threads=1, cache_dir=None, precision=precision)
         limits = self.config.model_copy(update=BF16_LIMITS) if precision == "bf16" else self.config
-        report = check(ort_runner(state.model_path, optimize=True), lambda feeds: list(compiled(feeds).values()),
-                       fidelity_feeds(state, self.config), limits, classifier=is_classifier(state),
-                       names=("onnxruntime (same ONNX)", f"OpenVINO {precision}"),
-                       details={"openvino": ov.get_version(), "inference_precision": precision},
-                       shape_hint=suggestion(state))
+        report = check(
+            ort_runner(state.model_path, optimize=True),
+            lambda feeds: list(compiled(feeds).values()),
+            fidelity_feeds(state, self.config),
+            limits,
+            classifier=is_classifier(state),
+            names=("onnxruntime (same ONNX)", f"OpenVINO {precision}"),
+            details={"openvino": ov.get_version(), "inference_precision": precision},
+            shape_hint=suggestion(state),
+        )
         require(report, hint="use --backend onnxruntime and report the model")
         return report.model_dump(mode="json")
 
@@ -64,22 +71,32 @@ def _bound_ranges(ov, model, plan) -> None:
     shapes = {}
     for name, dims in plan.dims.items():
         if any(isinstance(dim, DimRange) for dim in dims):
-            shapes[name] = ov.PartialShape([ov.Dimension(d.smallest(), d.largest()) if isinstance(d, DimRange)
-                                            else ov.Dimension(d) if isinstance(d, int) else ov.Dimension()
-                                            for d in dims])
+            shapes[name] = ov.PartialShape(
+                [
+                    ov.Dimension(d.smallest(), d.largest())
+                    if isinstance(d, DimRange)
+                    else ov.Dimension(d)
+                    if isinstance(d, int)
+                    else ov.Dimension()
+                    for d in dims
+                ]
+            )
     try:
         model.reshape(shapes)
     except Exception as exc:  # OpenVINO's shape inference names the node that cannot take the bounds
-        raise CompileError(f"OpenVINO cannot give the model the declared input ranges: {str(exc).splitlines()[0]}",
-                           hint="declare fixed sizes with --input-shape, or use --backend onnxruntime") from None
+        raise CompileError(
+            f"OpenVINO cannot give the model the declared input ranges: {str(exc).splitlines()[0]}",
+            hint="declare fixed sizes with --input-shape, or use --backend onnxruntime",
+        ) from None
 
 
 def _openvino():
     try:
         import openvino
     except ImportError:
-        raise CompileError("the openvino backend needs the openvino package",
-                           hint="pip install 'edgekiln[openvino]'") from None
+        raise CompileError(
+            "the openvino backend needs the openvino package", hint="pip install 'edgekiln[openvino]'"
+        ) from None
     return openvino
 
 

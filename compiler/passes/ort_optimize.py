@@ -1,4 +1,5 @@
 """Lowering for ONNX Runtime: apply its hardware-independent graph optimisations ahead of time."""
+
 from __future__ import annotations
 
 from enum import Enum
@@ -41,22 +42,28 @@ class OrtOptimize(Pass):
             options.optimized_model_filepath = str(target)
             options.log_severity_level = 3
             if data_files(state.model_path):  # large weights stay external, in one file beside the model
-                options.add_session_config_entry("session.optimized_model_external_initializers_file_name",
-                                                 MODEL_FILE + DATA_SUFFIX)
-                options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes",
-                                                 "1024")
+                options.add_session_config_entry(
+                    "session.optimized_model_external_initializers_file_name", MODEL_FILE + DATA_SUFFIX
+                )
+                options.add_session_config_entry(
+                    "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
+                )
             try:
                 ort.InferenceSession(str(state.model_path), options, providers=["CPUExecutionProvider"])
             except Exception as exc:  # onnxruntime's own exception types
-                raise CompileError(f"onnxruntime {ort.__version__} cannot load the model: "
-                                   f"{str(exc).splitlines()[0]}", hint=_load_hint(state)) from None
+                raise CompileError(
+                    f"onnxruntime {ort.__version__} cannot load the model: {str(exc).splitlines()[0]}",
+                    hint=_load_hint(state),
+                ) from None
         return {"level": self.config.level.value, "nodes_before": before, "nodes_after": _node_count(target)}
 
 
 def _load_hint(state: BuildState) -> str:
     if state.source.torch is None:  # a user's file: its opset is not ours to choose
-        return (f"the file uses an operator or opset this onnxruntime lacks; `edgekiln inspect "
-                f"{state.source.description}` lists its opsets; upgrade onnxruntime or re-export the model")
+        return (
+            f"the file uses an operator or opset this onnxruntime lacks; `edgekiln inspect "
+            f"{state.source.description}` lists its opsets; upgrade onnxruntime or re-export the model"
+        )
     return "the graph uses an operator or opset this onnxruntime lacks; try another --opset"
 
 

@@ -5,6 +5,7 @@ budget, the least accurate layers (lowest output SQNR against float) go back to 
 at a time, until the budget holds. Candidates are timed against the float model side by side;
 `auto` keeps the fastest one within budget, and the float model when int8 is not faster.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,6 @@ import numpy as np
 from pydantic import Field
 
 from edgekiln.runtime.hashing import sha256_json
-
 from edgekiln.runtime.reports.schema import QuantizationReport
 
 from ..errors import CompileError
@@ -63,9 +63,14 @@ class Attempt:
     latency_ms: float | None = None
 
     def row(self, float_score: Score | None) -> dict:
-        return {"mode": self.mode.value, "accuracy_drop": self.drop, "latency_ms": self.latency_ms,
-                "excluded_nodes": list(self.exclude), "steps": self.steps,
-                "agreement": None if float_score is None else Evaluator.agreement(float_score, self.score)}
+        return {
+            "mode": self.mode.value,
+            "accuracy_drop": self.drop,
+            "latency_ms": self.latency_ms,
+            "excluded_nodes": list(self.exclude),
+            "steps": self.steps,
+            "agreement": None if float_score is None else Evaluator.agreement(float_score, self.score),
+        }
 
 
 @register_pass
@@ -81,20 +86,25 @@ class QuantizeOrt(Pass):
         if self.config.mode is QuantMode.STATIC and state.calibration is None:
             raise CompileError("--quantize static needs calibration data", hint="pass --calibration DATA")
         if self.config.accuracy_budget is not None and state.evaluation is None:
-            raise CompileError("--accuracy-budget needs labelled data to measure the drop",
-                               hint="pass --eval-data DEV")
+            raise CompileError("--accuracy-budget needs labelled data to measure the drop", hint="pass --eval-data DEV")
 
     def input_key(self, state: BuildState) -> str:
-        return sha256_json({"model": state.model_sha256(),
-                            "calibration": state.calibration and state.calibration.sha256,
-                            "evaluation": state.evaluation and state.evaluation.fingerprint()})
+        return sha256_json(
+            {
+                "model": state.model_sha256(),
+                "calibration": state.calibration and state.calibration.sha256,
+                "evaluation": state.evaluation and state.evaluation.fingerprint(),
+            }
+        )
 
     def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
         float_path = state.model_path
         nodes = quantizable_nodes(float_path, QuantizeConfig(mode=QuantMode.DYNAMIC).op_types)
         if not nodes:
-            raise CompileError(f"{state.source.description} has no quantizable layers (MatMul, Gemm or Conv)",
-                               hint="compile without --quantize")
+            raise CompileError(
+                f"{state.source.description} has no quantizable layers (MatMul, Gemm or Conv)",
+                hint="compile without --quantize",
+            )
         evaluator = None if state.evaluation is None else make_evaluator(state, self.config.threads)
         float_score = evaluator.score(float_path) if evaluator else None
         attempts = [self._attempt(mode, state, out_dir, nodes, evaluator, float_score) for mode in self._modes(state)]
@@ -102,20 +112,36 @@ class QuantizeOrt(Pass):
         float_ms, *timings = latency_ms([float_path] + [a.path for a in attempts], feeds, self.config.threads)
         for attempt, timing in zip(attempts, timings):
             attempt.latency_ms = timing
-        report = {"requested": self.config.mode.value, "budget_points": self.config.accuracy_budget,
-                  "metric": evaluator.metric if evaluator else None,
-                  "float_metric": float_score.value if float_score else None, "float_ms": float_ms,
-                  "bench": {"batch": 1, "sequence": self.config.bench_sequence, "threads": self.config.threads},
-                  "attempts": [attempt.row(float_score) for attempt in attempts]}
+        report = {
+            "requested": self.config.mode.value,
+            "budget_points": self.config.accuracy_budget,
+            "metric": evaluator.metric if evaluator else None,
+            "float_metric": float_score.value if float_score else None,
+            "float_ms": float_ms,
+            "bench": {"batch": 1, "sequence": self.config.bench_sequence, "threads": self.config.threads},
+            "attempts": [attempt.row(float_score) for attempt in attempts],
+        }
         chosen = self._choose(attempts, float_ms, report)
         # int8 weights are a quarter of float ones: a model past 2 GB becomes one file again where it fits
         copy_compact(chosen.path if chosen else float_path, out_dir / MODEL_FILE)
-        report["layers"] = [] if chosen is None else [
-            {**row, "kept_float": row["node"] in chosen.exclude}
-            for row in layer_report(float_path, chosen.path, nodes, state.calibration, (feeds,))]
-        report["fidelity"] = None if chosen is None else int8_fidelity(
-            state, ort_runner(float_path, optimize=True), ort_runner(out_dir / MODEL_FILE, optimize=True),
-            f"int8 ({chosen.mode.value})")
+        report["layers"] = (
+            []
+            if chosen is None
+            else [
+                {**row, "kept_float": row["node"] in chosen.exclude}
+                for row in layer_report(float_path, chosen.path, nodes, state.calibration, (feeds,))
+            ]
+        )
+        report["fidelity"] = (
+            None
+            if chosen is None
+            else int8_fidelity(
+                state,
+                ort_runner(float_path, optimize=True),
+                ort_runner(out_dir / MODEL_FILE, optimize=True),
+                f"int8 ({chosen.mode.value})",
+            )
+        )
         for attempt in attempts:
             remove_model(attempt.path)
         return QuantizationReport(backend="onnxruntime", method="onnxruntime", **report).model_dump(mode="json")
@@ -127,9 +153,15 @@ class QuantizeOrt(Pass):
 
     def _config(self, mode: QuantMode, exclude: tuple[str, ...]) -> QuantizeConfig:
         c = self.config
-        return QuantizeConfig(mode=mode, activation_type=c.activation_type, weight_type=c.weight_type,
-                              reduce_range=c.reduce_range, per_channel=c.per_channel,
-                              calibration_method=c.calibration_method, exclude=exclude)
+        return QuantizeConfig(
+            mode=mode,
+            activation_type=c.activation_type,
+            weight_type=c.weight_type,
+            reduce_range=c.reduce_range,
+            per_channel=c.per_channel,
+            calibration_method=c.calibration_method,
+            exclude=exclude,
+        )
 
     def _attempt(self, mode, state, out_dir, nodes, evaluator, float_score) -> Attempt:
         def build(exclude: tuple[str, ...]) -> Attempt:
@@ -145,8 +177,10 @@ class QuantizeOrt(Pass):
             attempt.steps = steps
             return attempt
         probe = (state.source.make_feeds(2, 32, np.random.default_rng(1)),)
-        ranked = sorted(layer_report(state.model_path, attempt.path, nodes, state.calibration, probe),
-                        key=lambda row: row["sqnr_db"] if row["sqnr_db"] is not None else float("inf"))
+        ranked = sorted(
+            layer_report(state.model_path, attempt.path, nodes, state.calibration, probe),
+            key=lambda row: row["sqnr_db"] if row["sqnr_db"] is not None else float("inf"),
+        )
         count = 1
         while not self._fits(attempt) and len(attempt.exclude) < len(nodes):
             remove_model(attempt.path)
@@ -164,15 +198,23 @@ class QuantizeOrt(Pass):
         fitting = [a for a in attempts if self._fits(a)]
         if not fitting:
             best_drop = min(a.drop for a in attempts)
-            raise BudgetError(f"no int8 model stays within the accuracy budget of {self.config.accuracy_budget} "
-                              f"points (smallest drop {best_drop:.2f} points)", report)
+            raise BudgetError(
+                f"no int8 model stays within the accuracy budget of {self.config.accuracy_budget} "
+                f"points (smallest drop {best_drop:.2f} points)",
+                report,
+            )
         best = min(fitting, key=lambda a: a.latency_ms)
         report["int8_slower_than_float"] = best.latency_ms >= float_ms
         if report["int8_slower_than_float"] and self.config.mode is QuantMode.AUTO:
             report.update(chosen="float", accuracy_drop=0.0, speedup=1.0, excluded_nodes=[], int8_ms=best.latency_ms)
             return None
-        report.update(chosen=best.mode.value, accuracy_drop=best.drop, speedup=round(float_ms / best.latency_ms, 3),
-                      excluded_nodes=list(best.exclude), int8_ms=best.latency_ms)
+        report.update(
+            chosen=best.mode.value,
+            accuracy_drop=best.drop,
+            speedup=round(float_ms / best.latency_ms, 3),
+            excluded_nodes=list(best.exclude),
+            int8_ms=best.latency_ms,
+        )
         return best
 
 
@@ -184,6 +226,12 @@ def bench_settings(profile) -> dict:
 def make_quantizer(context) -> QuantizeOrt:
     """The ONNX Runtime quantize pass for `context` (planning.BuildContext): the target's integer types."""
     recipe, profile = context.recipe.quantize, context.profile
-    return QuantizeOrt(QuantizePassConfig(mode=recipe.mode, calibration_method=recipe.calibration_method,
-                                          accuracy_budget=recipe.accuracy_budget, **bench_settings(profile),
-                                          **types_for_profile(profile)))
+    return QuantizeOrt(
+        QuantizePassConfig(
+            mode=recipe.mode,
+            calibration_method=recipe.calibration_method,
+            accuracy_budget=recipe.accuracy_budget,
+            **bench_settings(profile),
+            **types_for_profile(profile),
+        )
+    )

@@ -1,6 +1,7 @@
 """int8 for the OpenVINO backend: NNCF post-training quantization of the IR with the same
 calibration data; with an accuracy budget, NNCF's accuracy control returns the layers that cost
 the most accuracy to float until the drop fits. Speed is measured against the float IR."""
+
 from __future__ import annotations
 
 import shutil
@@ -10,10 +11,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from edgekiln.runtime.backends.openvino import compile_ir
 from edgekiln.runtime.hashing import sha256_file, sha256_json
 from edgekiln.runtime.manifest import Task
-
-from edgekiln.runtime.backends.openvino import compile_ir
 from edgekiln.runtime.reports.schema import LayerRow, QuantizationReport
 
 from ..errors import CompileError
@@ -47,17 +47,23 @@ class QuantizeOpenVino(Pass):
         if not state.lowered or state.lowered[0].suffix != ".xml":
             raise CompileError("internal: quantize_openvino needs an OpenVINO IR; run lower_openvino first")
         if self.config.mode is QuantMode.DYNAMIC:
-            raise CompileError("OpenVINO quantizes statically (NNCF); there is no dynamic mode",
-                               hint="use --quantize static or auto with --calibration DATA")
+            raise CompileError(
+                "OpenVINO quantizes statically (NNCF); there is no dynamic mode",
+                hint="use --quantize static or auto with --calibration DATA",
+            )
         if state.calibration is None:
             raise CompileError("NNCF quantization needs calibration data", hint="pass --calibration DATA")
         if self.config.accuracy_budget is not None and state.evaluation is None:
             raise CompileError("--accuracy-budget needs labelled data", hint="pass --eval-data DEV")
 
     def input_key(self, state: BuildState) -> str:
-        return sha256_json({"ir": [sha256_file(path) for path in state.lowered],
-                            "calibration": state.calibration.sha256,
-                            "evaluation": state.evaluation and state.evaluation.fingerprint()})
+        return sha256_json(
+            {
+                "ir": [sha256_file(path) for path in state.lowered],
+                "calibration": state.calibration.sha256,
+                "evaluation": state.evaluation and state.evaluation.fingerprint(),
+            }
+        )
 
     def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
         import openvino as ov
@@ -75,25 +81,55 @@ class QuantizeOpenVino(Pass):
         float_ms, int8_ms = latency_ms([float_ir, staging / IR_MODEL], feeds, self.config.threads)
         budget = self.config.accuracy_budget
         if budget is not None and drop > budget + 1e-9:
-            raise BudgetError(f"NNCF's int8 model loses {drop:.2f} points, over the budget of {budget}",
-                              {"attempts": [{"mode": "nncf", "accuracy_drop": drop, "latency_ms": int8_ms}]})
+            raise BudgetError(
+                f"NNCF's int8 model loses {drop:.2f} points, over the budget of {budget}",
+                {"attempts": [{"mode": "nncf", "accuracy_drop": drop, "latency_ms": int8_ms}]},
+            )
         keep_float = int8_ms >= float_ms and self.config.mode is QuantMode.AUTO
         kept = kept_float_layers(quantized, plain)
         report = QuantizationReport(
-            backend="openvino", method="nncf", requested=self.config.mode.value, budget_points=budget,
-            metric=evaluator.metric if evaluator else None, float_metric=float_score.value if float_score else None,
-            chosen="float" if keep_float else "nncf-int8", accuracy_drop=0.0 if keep_float else drop,
-            speedup=1.0 if keep_float else round(float_ms / int8_ms, 3), float_ms=float_ms, int8_ms=int8_ms,
-            int8_slower_than_float=int8_ms >= float_ms, excluded_nodes=() if keep_float else kept,
+            backend="openvino",
+            method="nncf",
+            requested=self.config.mode.value,
+            budget_points=budget,
+            metric=evaluator.metric if evaluator else None,
+            float_metric=float_score.value if float_score else None,
+            chosen="float" if keep_float else "nncf-int8",
+            accuracy_drop=0.0 if keep_float else drop,
+            speedup=1.0 if keep_float else round(float_ms / int8_ms, 3),
+            float_ms=float_ms,
+            int8_ms=int8_ms,
+            int8_slower_than_float=int8_ms >= float_ms,
+            excluded_nodes=() if keep_float else kept,
             bench={"batch": 1, "sequence": self.config.bench_sequence, "threads": self.config.threads},
-            attempts=({"mode": "nncf", "accuracy_drop": drop, "latency_ms": int8_ms, "excluded_nodes": kept,
-                       "agreement": Evaluator.agreement(float_score, int8_score) if evaluator else None},))
+            attempts=(
+                {
+                    "mode": "nncf",
+                    "accuracy_drop": drop,
+                    "latency_ms": int8_ms,
+                    "excluded_nodes": kept,
+                    "agreement": Evaluator.agreement(float_score, int8_score) if evaluator else None,
+                },
+            ),
+        )
         if not keep_float:  # what was kept, against float: per layer, and at the outputs
-            report = report.model_copy(update={
-                "layers": tuple(LayerRow(**row) for row in openvino_layer_report(
-                    ov.Core().read_model(str(float_ir)), quantized, state.calibration.feeds,
-                    plain_int8_model=plain, threads=self.config.threads)),
-                "fidelity": int8_fidelity(state, _ir_runner(float_ir), _ir_runner(staging / IR_MODEL), "int8 (NNCF)")})
+            report = report.model_copy(
+                update={
+                    "layers": tuple(
+                        LayerRow(**row)
+                        for row in openvino_layer_report(
+                            ov.Core().read_model(str(float_ir)),
+                            quantized,
+                            state.calibration.feeds,
+                            plain_int8_model=plain,
+                            threads=self.config.threads,
+                        )
+                    ),
+                    "fidelity": int8_fidelity(
+                        state, _ir_runner(float_ir), _ir_runner(staging / IR_MODEL), "int8 (NNCF)"
+                    ),
+                }
+            )
         for name in self.lowers_to:
             shutil.copyfile((float_ir.parent if keep_float else staging) / name, out_dir / name)
         shutil.rmtree(staging)
@@ -105,8 +141,9 @@ class QuantizeOpenVino(Pass):
         try:
             import nncf
         except ImportError:
-            raise CompileError("int8 for the OpenVINO backend needs NNCF", hint="pip install 'edgekiln[openvino]'") \
-                from None
+            raise CompileError(
+                "int8 for the OpenVINO backend needs NNCF", hint="pip install 'edgekiln[openvino]'"
+            ) from None
         calibration = nncf.Dataset(list(state.calibration.feeds))
         model_type = nncf.ModelType.TRANSFORMER if state.source.task is not Task.RAW else None
         options = dict(model_type=model_type, subset_size=len(state.calibration.feeds))  # batches, not rows
@@ -118,13 +155,24 @@ class QuantizeOpenVino(Pass):
         def validate(compiled, _items) -> tuple[float, None]:
             request = compiled.create_infer_request()
             output = compiled.outputs[0]
-            score = evaluator.score_runner("candidate", lambda feeds: np.array(
-                request.infer(feeds, share_inputs=False, share_outputs=False)[output], copy=True))
+            score = evaluator.score_runner(
+                "candidate",
+                lambda feeds: np.array(
+                    request.infer(feeds, share_inputs=False, share_outputs=False)[output], copy=True
+                ),
+            )
             return score.value, None
 
         return nncf.quantize_with_accuracy_control(
-            model, calibration, nncf.Dataset([0]), validate, max_drop=self.config.accuracy_budget / 100,
-            drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=_without_smooth_quant(), **options), plain
+            model,
+            calibration,
+            nncf.Dataset([0]),
+            validate,
+            max_drop=self.config.accuracy_budget / 100,
+            drop_type=nncf.DropType.ABSOLUTE,
+            advanced_quantization_parameters=_without_smooth_quant(),
+            **options,
+        ), plain
 
 
 def _without_smooth_quant():
@@ -138,8 +186,11 @@ def _without_smooth_quant():
 def make_quantizer(context) -> QuantizeOpenVino:
     """The NNCF quantize pass for `context` (planning.BuildContext)."""
     recipe = context.recipe.quantize
-    return QuantizeOpenVino(QuantizeOpenVinoConfig(mode=recipe.mode, accuracy_budget=recipe.accuracy_budget,
-                                                   **bench_settings(context.profile)))
+    return QuantizeOpenVino(
+        QuantizeOpenVinoConfig(
+            mode=recipe.mode, accuracy_budget=recipe.accuracy_budget, **bench_settings(context.profile)
+        )
+    )
 
 
 def _ir_runner(path: Path):

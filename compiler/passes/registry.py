@@ -3,6 +3,7 @@
 A plugin package declares an entry point in the group `edgekiln.passes` whose object is a `Pass`
 subclass; it becomes available under its `name`.
 """
+
 from __future__ import annotations
 
 from importlib.metadata import entry_points
@@ -15,8 +16,9 @@ _PASSES: dict[str, type[Pass]] = {}
 
 def register_pass(cls: type[Pass]) -> type[Pass]:
     if cls.name in _PASSES and _PASSES[cls.name] is not cls:
-        raise CompileError(f"two passes are registered as {cls.name!r}: "
-                           f"{_PASSES[cls.name].__module__} and {cls.__module__}")
+        raise CompileError(
+            f"two passes are registered as {cls.name!r}: {_PASSES[cls.name].__module__} and {cls.__module__}"
+        )
     _PASSES[cls.name] = cls
     return cls
 
@@ -38,5 +40,13 @@ def pass_names() -> list[str]:
 
 
 def _load_builtins() -> None:
-    from . import (check_onnx, export_onnx, lower_openvino, lower_tvm, ort_optimize,  # noqa: F401
-                   quantize, quantize_openvino, verify_fidelity)  # (importing registers them; none imports its tool)
+    from . import (  # noqa: F401
+        check_onnx,
+        export_onnx,
+        lower_openvino,
+        lower_tvm,
+        ort_optimize,
+        quantize,  # (importing registers them; none imports its tool)
+        quantize_openvino,
+        verify_fidelity,
+    )

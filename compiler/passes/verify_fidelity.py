@@ -4,6 +4,7 @@ The reference is the torch model when there is one, otherwise the user's origina
 without graph optimisations (or, where ONNX Runtime no longer runs the original, its upgraded graph
 and any test data shipped beside it). The candidate runs in ONNX Runtime as the device will run it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,12 +43,21 @@ class VerifyFidelity(Pass):
             details["test_data"] = check_shipped(cases, candidate, self.config.max_abs_diff)
             if not details["test_data"]["passed"]:
                 worst = max(details["test_data"]["cases"], key=lambda row: row["max_abs_diff"])
-                raise FidelityError(f"compiled model differs from the outputs stored in {worst['case']} beside "
-                                    f"{state.source.description}: max abs diff {worst['max_abs_diff']:.3g}",
-                                    hint=_hint(state))
-        report = check(reference, candidate, fidelity_feeds(state, self.config), self.config,
-                       classifier=is_classifier(state), names=(reference_name, "the compiled ONNX"), details=details,
-                       shape_hint=suggestion(state))
+                raise FidelityError(
+                    f"compiled model differs from the outputs stored in {worst['case']} beside "
+                    f"{state.source.description}: max abs diff {worst['max_abs_diff']:.3g}",
+                    hint=_hint(state),
+                )
+        report = check(
+            reference,
+            candidate,
+            fidelity_feeds(state, self.config),
+            self.config,
+            classifier=is_classifier(state),
+            names=(reference_name, "the compiled ONNX"),
+            details=details,
+            shape_hint=suggestion(state),
+        )
         require(report, hint=_hint(state))
         return report.model_dump(mode="json")
 
@@ -74,6 +84,7 @@ def _torch_runner(spec) -> Runner:
             outputs = module(*(torch.from_numpy(feeds[name]) for name in spec.input_names))
         outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
         return [output.float().numpy() for output in outputs]
+
     return run
 
 

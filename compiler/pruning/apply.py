@@ -1,6 +1,7 @@
 """Rewriting the model: cut every layer to the plan's kept heads and neurons, then check that the
 cut model computes what the uncut one computes with those groups zeroed (a layer that reads its
 head count from somewhere the rewrite does not reach is refused, never shipped wrong)."""
+
 from __future__ import annotations
 
 import copy
@@ -36,12 +37,13 @@ def zeroed_twin(model, plan: KeepPlan):
 
 def _zero_groups(block: Block, heads, neurons) -> None:
     size = block.head_size
-    value = next(block.linear(ref) for ref in block.projections if ref[1] in ("value", "v", "v_lin", "v_proj",
-                                                                              "value_proj"))
+    value = next(
+        block.linear(ref) for ref in block.projections if ref[1] in ("value", "v", "v_lin", "v_proj", "value_proj")
+    )
     for head in sorted(set(range(block.heads)) - set(heads)):
-        value.weight[head * size:(head + 1) * size] = 0
+        value.weight[head * size : (head + 1) * size] = 0
         if value.bias is not None:
-            value.bias[head * size:(head + 1) * size] = 0
+            value.bias[head * size : (head + 1) * size] = 0
     up = block.linear(block.up)
     dropped = sorted(set(range(block.width)) - set(neurons))
     up.weight[dropped] = 0
@@ -63,17 +65,20 @@ def _compare(model, twin) -> None:
         with torch.no_grad():
             got, want = model(input_ids=ids, attention_mask=mask)[0], twin(input_ids=ids, attention_mask=mask)[0]
     except Exception as exc:  # the layer's forward still assumes the old shapes
-        raise CompileError(f"structured pruning cannot rewrite {model_type!r}: the cut model fails "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-                           hint="its attention reads the head count from elsewhere; prune another architecture") \
-            from None
+        raise CompileError(
+            f"structured pruning cannot rewrite {model_type!r}: the cut model fails "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            hint="its attention reads the head count from elsewhere; prune another architecture",
+        ) from None
     finally:
         model.train(was_training)
     if not torch.allclose(got, want, atol=TOLERANCE, rtol=1e-3):
         error = (got - want).abs().max().item()
-        raise CompileError(f"structured pruning cannot rewrite {model_type!r}: the cut model differs from the "
-                           f"model with those heads and neurons zeroed (max error {error:.2g})",
-                           hint="its attention does not follow the BERT pattern; prune another architecture")
+        raise CompileError(
+            f"structured pruning cannot rewrite {model_type!r}: the cut model differs from the "
+            f"model with those heads and neurons zeroed (max error {error:.2g})",
+            hint="its attention does not follow the BERT pattern; prune another architecture",
+        )
 
 
 def heads_fixed_reason(model) -> str | None:
@@ -82,8 +87,10 @@ def heads_fixed_reason(model) -> str | None:
     blocks = encoder_blocks(model)
     if all(block.heads < 2 for block in blocks):
         return "every layer has a single head"
-    trial = KeepPlan(tuple(tuple(range(max(1, block.heads - 1))) for block in blocks),
-                     tuple(tuple(range(block.width)) for block in blocks))
+    trial = KeepPlan(
+        tuple(tuple(range(max(1, block.heads - 1))) for block in blocks),
+        tuple(tuple(range(block.width)) for block in blocks),
+    )
     try:
         apply_plan(copy.deepcopy(model), trial)
     except CompileError as exc:

@@ -1,10 +1,12 @@
 """Pruning as the compiler's first stage: the user's model in, a smaller model of the same kind
 out (a Hugging Face folder, or a torch module), with the report and the manifest's pass record."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgekiln.runtime.hashing import sha256_json
 from edgekiln.runtime.manifest import PassRecord
@@ -18,9 +20,16 @@ from .evaluation import task_of
 from .stage import PruneJob, prune_folder
 
 
-def prune_model(model: Any, example_inputs: Any, config: PruneConfig, recovery: RecoveryConfig | None, *,
-                data: dict[str, str | Dataset | None], store: PassCache,
-                say: Callable[[str], None]) -> tuple[Any, dict, PassRecord]:
+def prune_model(
+    model: Any,
+    example_inputs: Any,
+    config: PruneConfig,
+    recovery: RecoveryConfig | None,
+    *,
+    data: dict[str, str | Dataset | None],
+    store: PassCache,
+    say: Callable[[str], None],
+) -> tuple[Any, dict, PassRecord]:
     started = time.perf_counter()
     if config.channels is not None:
         return _prune_module(model, example_inputs, config, started)
@@ -28,16 +37,22 @@ def prune_model(model: Any, example_inputs: Any, config: PruneConfig, recovery: 
         raise CompileError("no pruning amount given", hint="pass --prune-heads, --prune-ffn or --prune-flops")
     folder = Path(str(model)).expanduser() if isinstance(model, (str, Path)) else None
     if folder is None or not (folder / "config.json").is_file():
-        raise CompileError(f"head/FFN pruning takes a fine-tuned Hugging Face folder; found {type(model).__name__}",
-                           hint="pass the checkpoint folder (edgekiln finetune writes one)")
+        raise CompileError(
+            f"head/FFN pruning takes a fine-tuned Hugging Face folder; found {type(model).__name__}",
+            hint="pass the checkpoint folder (edgekiln finetune writes one)",
+        )
     task, _ = task_of(folder)
     loaded = {name: _dataset(value, task, unlabelled=name == "calibration") for name, value in data.items()}
     job = PruneJob(config, recovery, loaded.get("train"), loaded.get("dev"), loaded.get("calibration"))
     pruned, report, cached = prune_folder(folder, job, store, say)
-    record = PassRecord(name="prune", config=config.model_dump(mode="json"),
-                        input_sha256=sha256_json(folder_hashes(folder)),
-                        output_sha256=sha256_json(folder_hashes(pruned)),
-                        seconds=round(time.perf_counter() - started, 3), cached=cached)
+    record = PassRecord(
+        name="prune",
+        config=config.model_dump(mode="json"),
+        input_sha256=sha256_json(folder_hashes(folder)),
+        output_sha256=sha256_json(folder_hashes(pruned)),
+        seconds=round(time.perf_counter() - started, 3),
+        cached=cached,
+    )
     return pruned, report, record
 
 
@@ -49,8 +64,14 @@ def _prune_module(model, example_inputs, config: PruneConfig, started: float):
     if not isinstance(model, torch.nn.Module) or example_inputs is None:
         raise CompileError("--prune-channels prunes a torch.nn.Module CNN given with example_inputs")
     pruned, report = prune_channels(model, example_inputs, config)
-    record = PassRecord(name="prune", config=config.model_dump(mode="json"), input_sha256="module",
-                        output_sha256="module", seconds=round(time.perf_counter() - started, 3), cached=False)
+    record = PassRecord(
+        name="prune",
+        config=config.model_dump(mode="json"),
+        input_sha256="module",
+        output_sha256="module",
+        seconds=round(time.perf_counter() - started, 3),
+        cached=False,
+    )
     return pruned, report, record
 
 

@@ -1,11 +1,13 @@
 """What pruning needs around the model: its task and labels, a text encoder, calibration batches
 for the importance scores, and accuracy in points on the dev data."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import numpy as np
+
 from edgekiln.runtime.manifest import Task
 
 from ..data import DataError, Dataset, DataTask
@@ -24,8 +26,10 @@ def task_of(folder: Path) -> tuple[DataTask, tuple[str, ...]]:
         return DataTask.TOKEN_CLASSIFICATION, labels
     if "SequenceClassification" in architecture:
         return DataTask.TEXT_CLASSIFICATION, labels
-    raise CompileError(f"structured pruning works on fine-tuned classifiers; {folder} is {architecture or 'unknown'}",
-                       hint="fine-tune it first (edgekiln finetune) for sequence or token classification")
+    raise CompileError(
+        f"structured pruning works on fine-tuned classifiers; {folder} is {architecture or 'unknown'}",
+        hint="fine-tune it first (edgekiln finetune) for sequence or token classification",
+    )
 
 
 def check_labels(datasets, labels: tuple[str, ...]) -> None:
@@ -33,8 +37,10 @@ def check_labels(datasets, labels: tuple[str, ...]) -> None:
     for dataset in datasets:
         unknown = sorted(set(dataset.labels) - set(labels)) if dataset is not None else []
         if unknown:
-            raise DataError(f"labels {unknown} in {dataset.source} are not among the model's labels {list(labels)}",
-                            hint="prune with the data the model was fine-tuned on")
+            raise DataError(
+                f"labels {unknown} in {dataset.source} are not among the model's labels {list(labels)}",
+                hint="prune with the data the model was fine-tuned on",
+            )
 
 
 def encoder_for(folder: Path, work: Path):
@@ -51,13 +57,15 @@ def importance_batches(job, task: DataTask, labels: tuple[str, ...], encoder):
     data = job.train if job.train is not None else job.calibration
     if data is None:
         return []
-    order = np.random.default_rng(job.config.seed).permutation(len(data))[:job.config.samples]
+    order = np.random.default_rng(job.config.seed).permutation(len(data))[: job.config.samples]
     examples = [data.examples[i] for i in order]
     label_ids = {label: i for i, label in enumerate(labels)}
     if job.train is None:  # unlabelled text: labels come from the model's predictions
-        return [(encoder.encode([getattr(e, "text", None) or " ".join(e.tokens) for e in examples[i:i + BATCH]])[0],
-                 None) for i in range(0, len(examples), BATCH)]
-    return [encode_batch(task, examples[i:i + BATCH], encoder, label_ids) for i in range(0, len(examples), BATCH)]
+        return [
+            (encoder.encode([getattr(e, "text", None) or " ".join(e.tokens) for e in examples[i : i + BATCH]])[0], None)
+            for i in range(0, len(examples), BATCH)
+        ]
+    return [encode_batch(task, examples[i : i + BATCH], encoder, label_ids) for i in range(0, len(examples), BATCH)]
 
 
 def accuracy_points(model, dev: Dataset | None, labels: tuple[str, ...], encoder) -> float | None:

@@ -1,4 +1,5 @@
 """Multiply-add counts of an encoder per sequence, by layer shape: what pruning is measured against."""
+
 from __future__ import annotations
 
 from .structure import Shape

@@ -4,9 +4,10 @@ Taylor: per group (a head's Q/K/V rows and output columns; a neuron's FFN row an
 first-order estimate of the loss change when the group is removed, (sum of w * dL/dw)^2, summed
 over calibration batches (Molchanov et al., 2019). The label-free variant uses the model's own
 predictions as labels. Magnitude: the L2 norm of the group's weights."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -50,8 +51,9 @@ def _taylor(model, batches, *, label_free: bool):
         inputs = {name: torch.from_numpy(array) for name, array in feeds.items()}
         logits = model(**inputs).logits
         target = logits.argmax(dim=-1).detach() if label_free or labels is None else torch.from_numpy(labels)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                                 ignore_index=-100)
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100
+        )
         model.zero_grad(set_to_none=False)
         loss.backward()
         with torch.no_grad():

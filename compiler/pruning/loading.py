@@ -2,6 +2,7 @@
 heads and FFN width under `edgekiln_pruning`; `load_pretrained` builds the model from the config,
 cuts it to those shapes, then loads the weights (plain `from_pretrained` would fail on the shapes,
 or with `ignore_mismatched_sizes` silently re-initialise the pruned layers)."""
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,9 @@ def save_pretrained(model, folder: Path) -> None:
     except CompileError:  # not an encoder edgekiln prunes
         return
     config = model.config
-    if set(shape.heads) == {config.num_attention_heads} and \
-            set(shape.widths) == {getattr(config, "intermediate_size", None)}:
+    if set(shape.heads) == {config.num_attention_heads} and set(shape.widths) == {
+        getattr(config, "intermediate_size", None)
+    }:
         return
     path = folder / "config.json"
     data = json.loads(path.read_text())

@@ -1,6 +1,7 @@
 """Which heads and neurons to keep: scores normalised per layer, ranked across layers (so widths
 may differ per layer), never fewer than one head per layer, FFN widths rounded to the target's
 multiple. A FLOPs target is met by searching the ratio applied to both."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,33 +33,53 @@ def most_removable(full: Shape, multiple: int, dims: tuple[int, int, int], heads
     """The largest FLOPs fraction any plan can remove: one head (all, when they are fixed) and
     `multiple` neurons per layer."""
     hidden, size, sequence = dims
-    least = Shape(full.heads if heads_fixed else tuple(1 for _ in full.heads),
-                  tuple(min(multiple, w) for w in full.widths))
+    least = Shape(
+        full.heads if heads_fixed else tuple(1 for _ in full.heads), tuple(min(multiple, w) for w in full.widths)
+    )
     return 1 - encoder_flops(least, hidden, size, sequence) / encoder_flops(full, hidden, size, sequence)
 
 
-def check_flops_target(full: Shape, target: float, multiple: int, dims: tuple[int, int, int],
-                       heads_fixed: bool = False) -> None:
+def check_flops_target(
+    full: Shape, target: float, multiple: int, dims: tuple[int, int, int], heads_fixed: bool = False
+) -> None:
     most = most_removable(full, multiple, dims, heads_fixed)
     if most < target:
         heads = "every head (this model's heads cannot be removed)" if heads_fixed else "one head"
-        raise CompileError(f"--prune-flops {target} cannot be met: keeping {heads} and {multiple} FFN neurons per "
-                           f"layer removes at most {most:.1%} of the encoder FLOPs", hint=f"ask for at most {most:.2f}")
+        raise CompileError(
+            f"--prune-flops {target} cannot be met: keeping {heads} and {multiple} FFN neurons per "
+            f"layer removes at most {most:.1%} of the encoder FLOPs",
+            hint=f"ask for at most {most:.2f}",
+        )
 
 
-def plan_flops(head_scores, neuron_scores, target: float, multiple: int, dims: tuple[int, int, int],
-               heads_fixed: bool = False) -> KeepPlan:
+def plan_flops(
+    head_scores, neuron_scores, target: float, multiple: int, dims: tuple[int, int, int], heads_fixed: bool = False
+) -> KeepPlan:
     """The smallest common ratio whose plan removes at least `target` of the encoder FLOPs."""
     hidden, size, sequence = dims
-    full = encoder_flops(Shape(tuple(len(s) for s in head_scores), tuple(len(s) for s in neuron_scores)),
-                         hidden, size, sequence)
+    full = encoder_flops(
+        Shape(tuple(len(s) for s in head_scores), tuple(len(s) for s in neuron_scores)), hidden, size, sequence
+    )
 
     def reduction(ratio: float) -> float:
-        return 1 - encoder_flops(plan_ratios(head_scores, neuron_scores, 0.0 if heads_fixed else ratio, ratio,
-                                             multiple).shape, hidden, size, sequence) / full
+        return (
+            1
+            - encoder_flops(
+                plan_ratios(head_scores, neuron_scores, 0.0 if heads_fixed else ratio, ratio, multiple).shape,
+                hidden,
+                size,
+                sequence,
+            )
+            / full
+        )
 
-    check_flops_target(Shape(tuple(len(s) for s in head_scores), tuple(len(s) for s in neuron_scores)),
-                       target, multiple, dims, heads_fixed)
+    check_flops_target(
+        Shape(tuple(len(s) for s in head_scores), tuple(len(s) for s in neuron_scores)),
+        target,
+        multiple,
+        dims,
+        heads_fixed,
+    )
     low, high = 0.0, 0.999
     for _ in range(30):
         middle = (low + high) / 2

@@ -1,5 +1,6 @@
 """Recovery without labels: unlabelled text gets the unpruned model's predictions as labels, and
 the recovery is pure distillation (the task term then only repeats the teacher's argmax)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,14 +16,16 @@ def pseudo_labelled(text: Dataset, teacher, labels: tuple[str, ...], encoder, se
     import torch
 
     if text.task is not DataTask.TEXT_CLASSIFICATION:
-        raise CompileError("recovery from unlabelled data works for text classification",
-                           hint="token classifiers recover on labelled --data")
+        raise CompileError(
+            "recovery from unlabelled data works for text classification",
+            hint="token classifiers recover on labelled --data",
+        )
     texts = [example.text for example in text.examples]
     predicted = []
     teacher.eval()
     with torch.inference_mode():
         for start in range(0, len(texts), 64):
-            feeds, _ = encoder.encode(texts[start:start + 64])
+            feeds, _ = encoder.encode(texts[start : start + 64])
             logits = teacher(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits
             predicted.extend(int(i) for i in logits.argmax(dim=-1))
     examples = tuple(TextExample(t, labels[i]) for t, i in zip(texts, predicted))

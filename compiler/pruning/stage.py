@@ -1,13 +1,14 @@
 """Pruning a fine-tuned Hugging Face classifier: score, plan, cut, evaluate, recover, save a folder
 the rest of the compiler takes like any other checkpoint. Cached by content like a pass."""
+
 from __future__ import annotations
 
 import copy
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from edgekiln.runtime.hashing import sha256_json
 
@@ -42,15 +43,20 @@ class PruneJob:
     calibration: Dataset | None  # text for label-free scores
 
 
-def prune_folder(folder: Path, job: PruneJob, store: PassCache,
-                 say: Callable[[str], None]) -> tuple[Path, dict, bool]:
+def prune_folder(folder: Path, job: PruneJob, store: PassCache, say: Callable[[str], None]) -> tuple[Path, dict, bool]:
     _check(job)
     if job.train is not None:  # calibration text is used only without labelled data: keep it out of the key
         job = replace(job, calibration=None)
-    key = sha256_json({"stage": "prune", "version": VERSION, "model": folder_hashes(folder),
-                       "config": job.config.model_dump(mode="json"),
-                       "recovery": job.recovery.model_dump(mode="json") if job.recovery else None,
-                       "data": [d.fingerprint() if d else None for d in (job.train, job.dev, job.calibration)]})
+    key = sha256_json(
+        {
+            "stage": "prune",
+            "version": VERSION,
+            "model": folder_hashes(folder),
+            "config": job.config.model_dump(mode="json"),
+            "recovery": job.recovery.model_dump(mode="json") if job.recovery else None,
+            "data": [d.fingerprint() if d else None for d in (job.train, job.dev, job.calibration)],
+        }
+    )
     out, cached = store.run(key, lambda work: _prune(folder, job, work, say), say=say)
     if cached:
         say("prune (cached)")
@@ -60,14 +66,19 @@ def prune_folder(folder: Path, job: PruneJob, store: PassCache,
 def _check(job: PruneJob) -> None:
     config = job.config
     if config.importance is Importance.TAYLOR and job.train is None:
-        raise CompileError("Taylor importance needs labelled calibration data",
-                           hint="pass --data TRAIN, or --prune-importance taylor-label-free with --calibration TEXT, "
-                                "or --prune-importance magnitude")
+        raise CompileError(
+            "Taylor importance needs labelled calibration data",
+            hint="pass --data TRAIN, or --prune-importance taylor-label-free with --calibration TEXT, "
+            "or --prune-importance magnitude",
+        )
     if config.importance is Importance.TAYLOR_LABEL_FREE and job.train is None and job.calibration is None:
         raise CompileError("label-free importance needs calibration text", hint="pass --calibration or --data")
     if job.recovery is not None and job.train is None and job.calibration is None:
-        raise CompileError("--recover needs training text: labelled --data, or unlabelled --calibration text "
-                           "(then labelled by the unpruned model)", hint="pass --data TRAIN or --calibration TEXT")
+        raise CompileError(
+            "--recover needs training text: labelled --data, or unlabelled --calibration text "
+            "(then labelled by the unpruned model)",
+            hint="pass --data TRAIN or --calibration TEXT",
+        )
 
 
 def _prune(folder: Path, job: PruneJob, work: Path, say) -> None:
@@ -82,8 +93,10 @@ def _prune(folder: Path, job: PruneJob, work: Path, say) -> None:
     full = shape_of(model)
     fixed = heads_fixed_reason(model)
     if fixed and job.config.heads:
-        raise CompileError(f"--prune-heads: the heads of this model cannot be removed ({fixed})",
-                           hint="prune its FFN neurons: --prune-ffn, or --prune-flops (then FFN only)")
+        raise CompileError(
+            f"--prune-heads: the heads of this model cannot be removed ({fixed})",
+            hint="prune its FFN neurons: --prune-ffn, or --prune-flops (then FFN only)",
+        )
     if job.config.flops is not None:  # refuse an impossible target before scoring
         dims = (model.config.hidden_size, head_size(model), job.config.flops_sequence)
         check_flops_target(full, job.config.flops, job.config.multiple_of, dims, bool(fixed))
@@ -102,12 +115,26 @@ def _prune(folder: Path, job: PruneJob, work: Path, say) -> None:
 
         say(f"prune: recovery fine-tune, distilling from the unpruned model ({job.recovery.epochs} epoch(s))")
         train_set, dev_set, recovery = _recovery_data(job, teacher, labels, encoder)
-        progress = recover(model, teacher, train_set=train_set, dev_set=dev_set, labels=labels, encoder=encoder,
-                           model_folder=folder, work=work / "recovery", config=recovery, log=say)
+        progress = recover(
+            model,
+            teacher,
+            train_set=train_set,
+            dev_set=dev_set,
+            labels=labels,
+            encoder=encoder,
+            model_folder=folder,
+            work=work / "recovery",
+            config=recovery,
+            log=say,
+        )
         recovered = progress.best_metric * 100 if job.dev is not None else None
-        recovery_info = {"epochs": progress.history, "seconds": round(progress.seconds, 1),
-                         "config": recovery.model_dump(mode="json"), "train": train_set.source,
-                         "selected_on": dev_set.source}
+        recovery_info = {
+            "epochs": progress.history,
+            "seconds": round(progress.seconds, 1),
+            "config": recovery.model_dump(mode="json"),
+            "train": train_set.source,
+            "selected_on": dev_set.source,
+        }
         (work / "recovery" / "best").rename(work / MODEL_DIR)
     else:
         save_checkpoint(model, folder, work / MODEL_DIR)
@@ -152,14 +179,22 @@ def _report(model_config, full, plan, job: PruneJob, accuracy, recovery, task: D
     return {
         "flops_reduction": 1 - flops[1] / flops[0],
         "accuracy_drop": None if before is None or recovered is None else before - recovered,
-        "metric": metric, "accuracy_before": before, "accuracy_after_pruning": after,
+        "metric": metric,
+        "accuracy_before": before,
+        "accuracy_after_pruning": after,
         "accuracy_after_recovery": recovered if job.recovery else None,
         "encoder_flops": {"before": flops[0], "after": flops[1], "sequence": sequence},
         "encoder_parameters": {"before": params[0], "after": params[1]},
-        "layers": [{"layer": i, "heads": [h0, h1], "ffn": [w0, w1], "kept_heads": list(kept)}
-                   for i, (h0, h1, w0, w1, kept) in enumerate(zip(full.heads, plan.shape.heads, full.widths,
-                                                                    plan.shape.widths, plan.heads))],
-        "config": job.config.model_dump(mode="json"), "recovery": recovery,
-        "data": {name: d.source if d else None for name, d in
-                 (("train", job.train), ("dev", job.dev), ("calibration", job.calibration))},
+        "layers": [
+            {"layer": i, "heads": [h0, h1], "ffn": [w0, w1], "kept_heads": list(kept)}
+            for i, (h0, h1, w0, w1, kept) in enumerate(
+                zip(full.heads, plan.shape.heads, full.widths, plan.shape.widths, plan.heads)
+            )
+        ],
+        "config": job.config.model_dump(mode="json"),
+        "recovery": recovery,
+        "data": {
+            name: d.source if d else None
+            for name, d in (("train", job.train), ("dev", job.dev), ("calibration", job.calibration))
+        },
     }

@@ -10,14 +10,18 @@ ones). BERT, RoBERTa, ELECTRA, DistilBERT, DeBERTa-v2, MPNet, ALBERT (one shared
 for all) and others have this shape; fused Q/K/V (ModernBERT, DeBERTa v1), gated FFNs, bottlenecks
 and convolutions do not, and are refused with the reason. transformers 5 removed `prune_heads`;
 `prune_linear_layer` remains."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..errors import CompileError
 
-ROLES = {"q": ("query", "q", "q_lin", "q_proj", "query_proj"), "k": ("key", "k", "k_lin", "k_proj", "key_proj"),
-         "v": ("value", "v", "v_lin", "v_proj", "value_proj")}
+ROLES = {
+    "q": ("query", "q", "q_lin", "q_proj", "query_proj"),
+    "k": ("key", "k", "k_lin", "k_proj", "key_proj"),
+    "v": ("value", "v", "v_lin", "v_proj", "value_proj"),
+}
 HEAD_COUNTS = ("num_attention_heads", "n_heads", "num_heads")
 HEAD_SIZES = ("attention_head_size", "head_dim", "dim_per_head", "head_size")
 _HINT = "head/FFN pruning needs separate Q/K/V projections and a plain two-Linear FFN in each layer"
@@ -62,14 +66,17 @@ def encoder_blocks(model) -> list[Block]:
     modules = dict(base.named_modules())
     holders = [(name, module) for name, module in modules.items() if _qkv(module)]
     if not holders:
-        raise CompileError(f"structured pruning does not know the {model_type!r} architecture: it has no separate "
-                           "Q/K/V Linear projections (fused or convolutional attention)",
-                           hint=f"{_HINT}; CNNs (Conv2d/BatchNorm2d modules) take --prune-channels")
+        raise CompileError(
+            f"structured pruning does not know the {model_type!r} architecture: it has no separate "
+            "Q/K/V Linear projections (fused or convolutional attention)",
+            hint=f"{_HINT}; CNNs (Conv2d/BatchNorm2d modules) take --prune-channels",
+        )
     blocks = [_block(name, holder, modules, {id(m) for _, m in holders}, model, model_type) for name, holder in holders]
     layers = getattr(model.config, "num_hidden_layers", len(blocks))
     if layers % len(blocks):
-        raise CompileError(f"structured pruning cannot map {len(blocks)} distinct layers onto {layers} "
-                           f"in {model_type!r}", hint=_HINT)
+        raise CompileError(
+            f"structured pruning cannot map {len(blocks)} distinct layers onto {layers} in {model_type!r}", hint=_HINT
+        )
     for block in blocks:
         block.uses = layers // len(blocks)
     return blocks
@@ -88,8 +95,10 @@ def _block(name: str, holder, modules: dict, holder_ids: set, model, model_type:
 
     hidden = model.config.hidden_size
     q = getattr(holder, _qkv(holder)["q"])
-    size = next((getattr(holder, a) for a in HEAD_SIZES if isinstance(getattr(holder, a, None), int)),
-                hidden // model.config.num_attention_heads)
+    size = next(
+        (getattr(holder, a) for a in HEAD_SIZES if isinstance(getattr(holder, a, None), int)),
+        hidden // model.config.num_attention_heads,
+    )
 
     def refuse(why: str) -> CompileError:
         return CompileError(f"structured pruning cannot prune {model_type!r} ({name}): {why}", hint=_HINT)
@@ -101,20 +110,31 @@ def _block(name: str, holder, modules: dict, holder_ids: set, model, model_type:
         if any(id(m) in holder_ids and m is not holder for _, m in scope.named_modules()):
             raise refuse("its attention and FFN do not sit together in one layer module")
         inside = {id(m) for m in holder.modules()}
-        if len(linears) < 5 or any(id(m) in inside for _, m in linears[-2:]) or \
-                not _is_ffn(linears[-2][1], linears[-1][1], hidden):
+        if (
+            len(linears) < 5
+            or any(id(m) in inside for _, m in linears[-2:])
+            or not _is_ffn(linears[-2][1], linears[-1][1], hidden)
+        ):
             continue
         *attention, (o_name, o), (up_name, _), (down_name, _) = linears
         if o.in_features != q.out_features or o.out_features != hidden:
             raise refuse(f"{o_name} is not an attention output projection")
         odd = [n for n, m in attention if (m.in_features, m.out_features) != (q.in_features, q.out_features)]
         if odd:
-            raise refuse(f"{', '.join(odd)} is neither a head-sliced projection nor part of a plain FFN "
-                         "(gated FFN, bottleneck or convolution)")
+            raise refuse(
+                f"{', '.join(odd)} is neither a head-sliced projection nor part of a plain FFN "
+                "(gated FFN, bottleneck or convolution)"
+            )
         if q.out_features % size:
             raise refuse(f"Q's width {q.out_features} is not a multiple of the head size {size}")
-        return Block(holder, [_ref(scope, n) for n, _ in attention], _ref(scope, o_name), _ref(scope, up_name),
-                     _ref(scope, down_name), size)
+        return Block(
+            holder,
+            [_ref(scope, n) for n, _ in attention],
+            _ref(scope, o_name),
+            _ref(scope, up_name),
+            _ref(scope, down_name),
+            size,
+        )
     raise refuse("no plain two-Linear FFN (hidden -> wider -> hidden) follows its attention")
 
 

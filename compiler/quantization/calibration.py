@@ -1,4 +1,5 @@
 """Calibration inputs: token feeds sampled (seeded) from a dataset or from plain text lines."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,14 +45,16 @@ def build_calibration(dataset: Dataset, encoder: TextEncoder, samples: int, seed
     if samples < MIN_SAMPLES:
         raise DataError(f"--calibration-samples {samples} is too few", hint=f"use at least {MIN_SAMPLES}")
     if len(dataset) < MIN_SAMPLES:
-        raise DataError(f"calibration data {dataset.source} has {len(dataset)} examples; at least {MIN_SAMPLES} "
-                        "are needed for meaningful activation ranges")
+        raise DataError(
+            f"calibration data {dataset.source} has {len(dataset)} examples; at least {MIN_SAMPLES} "
+            "are needed for meaningful activation ranges"
+        )
     chosen = np.sort(np.random.default_rng(seed).permutation(len(dataset))[:samples])
     examples = [dataset.examples[i] for i in chosen]
     feeds = []
     real_tokens = 0
     for start in range(0, len(examples), BATCH):
-        batch = examples[start:start + BATCH]
+        batch = examples[start : start + BATCH]
         if isinstance(batch[0], TokenExample):
             encoded, encodings = encoder.encode_words([e.tokens for e in batch])
         else:
@@ -59,7 +62,9 @@ def build_calibration(dataset: Dataset, encoder: TextEncoder, samples: int, seed
         real_tokens += sum(sum(1 for t in enc.special_tokens_mask if t == 0) for enc in encodings)
         feeds.append(encoded)
     if real_tokens == 0:
-        raise DataError(f"calibration data {dataset.source} tokenizes to nothing (only special tokens)",
-                        hint="pass real text in the model's language")
+        raise DataError(
+            f"calibration data {dataset.source} tokenizes to nothing (only special tokens)",
+            hint="pass real text in the model's language",
+        )
     digest = sha256_json({"source": dataset.source, "ids": [f["input_ids"].tolist() for f in feeds]})
     return CalibrationSet(tuple(feeds), len(examples), dataset.source, digest)

@@ -1,4 +1,5 @@
 """Typed quantization settings, and the integer types a target profile calls for."""
+
 from __future__ import annotations
 
 from enum import Enum

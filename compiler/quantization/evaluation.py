@@ -1,11 +1,13 @@
 """Scoring and timing an ONNX file during quantization: the task metric on the eval data, the
 prediction agreement with the float model, and batch-1 latency."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from edgekiln.runtime.bench import BenchConfig, measure
 from edgekiln.runtime.manifest import Task
 
@@ -42,8 +44,11 @@ class Evaluator:
 
     def __init__(self, source: ModelSource, dataset: Dataset, threads: int) -> None:
         self.source, self.dataset, self.threads = source, dataset, threads
-        self.encoder = make_encoder(source.tokenizer_file, source.tokenizer) if source.image is None \
+        self.encoder = (
+            make_encoder(source.tokenizer_file, source.tokenizer)
+            if source.image is None
             else image_encoder(source.image)
+        )
         self.metric = compiler_task(dataset.task).metric
 
     def score(self, path: Path) -> Score:

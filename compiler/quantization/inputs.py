@@ -1,4 +1,5 @@
 """Loading the data quantization needs: calibration batches and labelled eval data."""
+
 from __future__ import annotations
 
 from ..data import DataError, Dataset, DataTask, load_dataset
@@ -11,8 +12,9 @@ from .calibration import build_calibration, read_calibration_examples
 from .tensors import TensorSet, is_tensor_data, read_tensors, tensor_calibration
 
 
-def quantization_inputs(source: ModelSource, calibration: str | Dataset | None, samples: int,
-                        eval_data: str | Dataset | None) -> BuildState:
+def quantization_inputs(
+    source: ModelSource, calibration: str | Dataset | None, samples: int, eval_data: str | Dataset | None
+) -> BuildState:
     spec = compiler_task(source.task)
     text_task = spec.text_input
     if source.image is not None:
@@ -20,8 +22,10 @@ def quantization_inputs(source: ModelSource, calibration: str | Dataset | None, 
     if not text_task and source.shape_plan is not None:
         return tensor_inputs(source, calibration, samples, eval_data)
     if (calibration is not None or eval_data is not None) and (not text_task or source.tokenizer is None):
-        raise CompileError(f"{source.description} takes raw tensors; calibration and eval data are text",
-                           hint="use --quantize dynamic, or compile it from an .onnx file with .npz tensors")
+        raise CompileError(
+            f"{source.description} takes raw tensors; calibration and eval data are text",
+            hint="use --quantize dynamic, or compile it from an .onnx file with .npz tensors",
+        )
     calibration_set = None
     if calibration is not None:
         examples = calibration if isinstance(calibration, Dataset) else read_calibration_examples(str(calibration))
@@ -31,15 +35,19 @@ def quantization_inputs(source: ModelSource, calibration: str | Dataset | None, 
     if eval_data is not None:
         if not spec.labelled:
             raise CompileError(f"an accuracy budget needs a classifier; {source.description} is {source.task.value}")
-        evaluation = eval_data if isinstance(eval_data, Dataset) else load_dataset(
-            str(eval_data), task=DataTask(source.task.value))
+        evaluation = (
+            eval_data
+            if isinstance(eval_data, Dataset)
+            else load_dataset(str(eval_data), task=DataTask(source.task.value))
+        )
         if not source.labels:
             raise DataError(f"{source.description} has no label names to compare {evaluation.source} with")
     return BuildState(source=source, calibration=calibration_set, evaluation=evaluation)
 
 
-def _image_inputs(source: ModelSource, calibration: str | Dataset | None, samples: int,
-                  eval_data: str | Dataset | None) -> BuildState:
+def _image_inputs(
+    source: ModelSource, calibration: str | Dataset | None, samples: int, eval_data: str | Dataset | None
+) -> BuildState:
     from .image_calibration import build_image_calibration, read_image_calibration
 
     calibration_set = None
@@ -47,8 +55,11 @@ def _image_inputs(source: ModelSource, calibration: str | Dataset | None, sample
         calibration_set = build_image_calibration(read_image_calibration(calibration), source.image, samples)
     evaluation = None
     if eval_data is not None:
-        evaluation = eval_data if isinstance(eval_data, Dataset) else load_dataset(
-            str(eval_data), task=DataTask.IMAGE_CLASSIFICATION)
+        evaluation = (
+            eval_data
+            if isinstance(eval_data, Dataset)
+            else load_dataset(str(eval_data), task=DataTask.IMAGE_CLASSIFICATION)
+        )
         if not source.labels:
             raise DataError(f"{source.description} has no label names to compare {evaluation.source} with")
     return BuildState(source=source, calibration=calibration_set, evaluation=evaluation)
@@ -60,11 +71,14 @@ def tensor_inputs(source: ModelSource, calibration, samples: int, eval_data) -> 
     inputs = source.shape_plan.inputs
     for role, spec in (("calibration", calibration), ("eval", eval_data)):
         if spec is not None and (not isinstance(spec, str) or not is_tensor_data(spec)):
-            raise CompileError(f"{source.description} takes raw tensors; its {role} data must be an .npz of named "
-                               f"input arrays (or a folder of them), not {spec}",
-                               hint=f"save them with numpy.savez(FILE, {inputs[0].name}=ARRAY, ...)")
+            raise CompileError(
+                f"{source.description} takes raw tensors; its {role} data must be an .npz of named "
+                f"input arrays (or a folder of them), not {spec}",
+                hint=f"save them with numpy.savez(FILE, {inputs[0].name}=ARRAY, ...)",
+            )
     calibration_data = read_tensors(calibration, inputs, "calibration") if calibration is not None else None
-    evaluation: TensorSet | None = read_tensors(eval_data, inputs, "eval") if eval_data is not None else \
-        calibration_data
+    evaluation: TensorSet | None = (
+        read_tensors(eval_data, inputs, "eval") if eval_data is not None else calibration_data
+    )
     calibration_set = tensor_calibration(calibration_data, inputs, samples) if calibration_data else None
     return BuildState(source=source, calibration=calibration_set, evaluation=evaluation)

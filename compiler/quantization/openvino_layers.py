@@ -4,6 +4,7 @@ for ONNX Runtime, measured on IR. A quantized layer is a node NNCF put a FakeQua
 output is compared with the same node's output in the float IR (matched by friendly name) on the
 calibration batches, read from sub-models cut at those outputs and compiled on their own. Layers the
 plain quantize has and the given int8 model lacks were returned to float (NNCF's accuracy control)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -68,8 +69,14 @@ def kept_float_layers(int8_model, plain_int8_model) -> list[str]:
     return [name for name in quantized_layers(plain_int8_model) if name not in current]
 
 
-def openvino_layer_report(float_model, int8_model, feeds: Iterable[dict[str, np.ndarray]], *,
-                          plain_int8_model=None, threads: int | None = None) -> list[dict[str, Any]]:
+def openvino_layer_report(
+    float_model,
+    int8_model,
+    feeds: Iterable[dict[str, np.ndarray]],
+    *,
+    plain_int8_model=None,
+    threads: int | None = None,
+) -> list[dict[str, Any]]:
     """One row per quantized layer (and per layer returned to float), with `layer_report`'s keys and
     `kept_float`. A layer whose name does not match exactly one float node gets no SQNR. Both models
     run in f32 apart from the int8 layers, as the runtime runs the artifact; `threads` None: all cores."""
@@ -77,25 +84,45 @@ def openvino_layer_report(float_model, int8_model, feeds: Iterable[dict[str, np.
     plain = current if plain_int8_model is None else quantized_layers(plain_int8_model)
     names = list(plain) + [name for name in current if name not in plain]
     float_nodes, int8_nodes = _unique_nodes(float_model), _unique_nodes(int8_model)
-    measured = [name for name in names if name in float_nodes and name in int8_nodes
-                and _is_float(float_nodes[name]) and _is_float(int8_nodes[name])]
+    measured = [
+        name
+        for name in names
+        if name in float_nodes and name in int8_nodes and _is_float(float_nodes[name]) and _is_float(int8_nodes[name])
+    ]
     batches = list(feeds)[:MAX_BATCHES]
     energy: dict[str, _Energy | None] = {}
     for start in range(0, len(measured), FLOAT_GROUP):
-        group = measured[start:start + FLOAT_GROUP]
+        group = measured[start : start + FLOAT_GROUP]
         for name, reference in zip(group, _outputs_of(float_model, group, batches, threads)):
             energy[name] = _compare(reference, _outputs_of(int8_model, [name], batches, threads)[0])
-    return [_row(name, current.get(name) or plain[name], name in current, name in plain and name not in current,
-                 float_nodes.get(name), energy.get(name) if batches else None) for name in names]
+    return [
+        _row(
+            name,
+            current.get(name) or plain[name],
+            name in current,
+            name in plain and name not in current,
+            float_nodes.get(name),
+            energy.get(name) if batches else None,
+        )
+        for name in names
+    ]
 
 
 def _row(name: str, op: str, int8: bool, kept_float: bool, float_node, sums: _Energy | None) -> dict[str, Any]:
     weights = _weight_range(float_node) if float_node is not None else None
-    row = {"node": name, "op": op, "int8": int8, "sqnr_db": None, "activation_min": None, "activation_max": None,
-           "weight_min": weights and weights[0], "weight_max": weights and weights[1], "kept_float": kept_float}
+    row = {
+        "node": name,
+        "op": op,
+        "int8": int8,
+        "sqnr_db": None,
+        "activation_min": None,
+        "activation_max": None,
+        "weight_min": weights and weights[0],
+        "weight_max": weights and weights[1],
+        "kept_float": kept_float,
+    }
     if sums is not None:
-        row.update(sqnr_db=sqnr_from_energy(sums.signal, sums.noise), activation_min=sums.low,
-                   activation_max=sums.high)
+        row.update(sqnr_db=sqnr_from_energy(sums.signal, sums.noise), activation_min=sums.low, activation_max=sums.high)
     return row
 
 

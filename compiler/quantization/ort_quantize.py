@@ -1,4 +1,5 @@
 """ONNX Runtime quantization: dynamic int8, or static int8 in QDQ format with calibration."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,31 +20,43 @@ def quantizable_nodes(model_path: Path, op_types: tuple[str, ...]) -> list[str]:
     return [node.name for node in graph.node if node.op_type in op_types]
 
 
-def quantize_model(float_path: Path, out_path: Path, config: QuantizeConfig,
-                   calibration: CalibrationSet | None, work_dir: Path) -> None:
+def quantize_model(
+    float_path: Path, out_path: Path, config: QuantizeConfig, calibration: CalibrationSet | None, work_dir: Path
+) -> None:
     from onnxruntime import quantization as q
 
     types = {IntType.INT8: q.QuantType.QInt8, IntType.UINT8: q.QuantType.QUInt8}
-    common = dict(op_types_to_quantize=list(config.op_types), per_channel=config.per_channel,
-                  reduce_range=config.reduce_range, weight_type=types[config.weight_type],
-                  nodes_to_exclude=list(config.exclude),
-                  use_external_data_format=bool(data_files(float_path)))  # weights past 2 GB stay external
+    common = dict(
+        op_types_to_quantize=list(config.op_types),
+        per_channel=config.per_channel,
+        reduce_range=config.reduce_range,
+        weight_type=types[config.weight_type],
+        nodes_to_exclude=list(config.exclude),
+        use_external_data_format=bool(data_files(float_path)),
+    )  # weights past 2 GB stay external
     with _quiet():
         if config.mode is QuantMode.DYNAMIC:
             q.quantize_dynamic(str(float_path), str(out_path), **common)
             return
         if calibration is None:
             raise CompileError("static quantization needs calibration data", hint="pass --calibration DATA")
-        methods = {CalibrationMethod.MINMAX: q.CalibrationMethod.MinMax,
-                   CalibrationMethod.PERCENTILE: q.CalibrationMethod.Percentile,
-                   CalibrationMethod.ENTROPY: q.CalibrationMethod.Entropy}
+        methods = {
+            CalibrationMethod.MINMAX: q.CalibrationMethod.MinMax,
+            CalibrationMethod.PERCENTILE: q.CalibrationMethod.Percentile,
+            CalibrationMethod.ENTROPY: q.CalibrationMethod.Entropy,
+        }
         # The calibrator writes an augmented model; keep it inside the build folder.
         with _in_directory(work_dir):
-            q.quantize_static(str(float_path), str(out_path), _Reader(calibration), quant_format=q.QuantFormat.QDQ,
-                              activation_type=types[config.activation_type],
-                              calibrate_method=methods[config.calibration_method],
-                              extra_options={"ActivationSymmetric": config.activation_type is IntType.INT8},
-                              **common)
+            q.quantize_static(
+                str(float_path),
+                str(out_path),
+                _Reader(calibration),
+                quant_format=q.QuantFormat.QDQ,
+                activation_type=types[config.activation_type],
+                calibrate_method=methods[config.calibration_method],
+                extra_options={"ActivationSymmetric": config.activation_type is IntType.INT8},
+                **common,
+            )
 
 
 class _Reader:

@@ -1,5 +1,6 @@
 """Per-layer diagnostics: SQNR of each quantized node's output against the float model on
 calibration inputs, plus weight and activation ranges. Statistics only; no rewriting here."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,13 @@ from ..ort_sessions import cpu_session
 from .calibration import CalibrationSet
 
 
-def layer_report(float_path: Path, quant_path: Path, nodes: list[str], calibration: CalibrationSet | None,
-                 fallback_feeds: tuple[dict[str, np.ndarray], ...]) -> list[dict]:
+def layer_report(
+    float_path: Path,
+    quant_path: Path,
+    nodes: list[str],
+    calibration: CalibrationSet | None,
+    fallback_feeds: tuple[dict[str, np.ndarray], ...],
+) -> list[dict]:
     """One row per node: name, op, sqnr_db (higher is better), weight and activation ranges."""
     import onnx
 
@@ -27,12 +33,22 @@ def layer_report(float_path: Path, quant_path: Path, nodes: list[str], calibrati
     rows = []
     for node, tensor in outputs.items():
         ref, got = reference.get(tensor), quantized.get(tensor)
-        row = {"node": node, "op": ops[node], "int8": node in integer, "sqnr_db": None,
-               "activation_min": None, "activation_max": None,
-               "weight_min": weights.get(node, (None, None))[0], "weight_max": weights.get(node, (None, None))[1]}
+        row = {
+            "node": node,
+            "op": ops[node],
+            "int8": node in integer,
+            "sqnr_db": None,
+            "activation_min": None,
+            "activation_max": None,
+            "weight_min": weights.get(node, (None, None))[0],
+            "weight_max": weights.get(node, (None, None))[1],
+        }
         if ref is not None and got is not None:
-            row.update(sqnr_db=sqnr_db(ref, got), activation_min=float(min(r.min() for r in ref)),
-                       activation_max=float(max(r.max() for r in ref)))
+            row.update(
+                sqnr_db=sqnr_db(ref, got),
+                activation_min=float(min(r.min() for r in ref)),
+                activation_max=float(max(r.max() for r in ref)),
+            )
         rows.append(row)
     return rows
 

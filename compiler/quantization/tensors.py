@@ -1,6 +1,7 @@
 """Quantization data for raw-tensor models: calibration batches from `.npz` files of named input
 arrays (one file, or a folder of them), and the accuracy budget as agreement with the float model's
 outputs on eval tensors (top-1 agreement for classifier-shaped outputs, else mean cosine)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,12 @@ class TensorSet:
         return len(next(iter(self.arrays.values())))
 
     def fingerprint(self) -> str:
-        return sha256_json({"source": self.source, "arrays": {name: [str(a.dtype), list(a.shape),
-                                                                     _digest(a)] for name, a in self.arrays.items()}})
+        return sha256_json(
+            {
+                "source": self.source,
+                "arrays": {name: [str(a.dtype), list(a.shape), _digest(a)] for name, a in self.arrays.items()},
+            }
+        )
 
     def batches(self, inputs: tuple[TensorSpec, ...], limit: int | None = None) -> list[dict[str, np.ndarray]]:
         """Feeds of the batch size the model takes (its fixed batch, else up to BATCH samples)."""
@@ -43,8 +48,9 @@ class TensorSet:
         size = first if fixed else BATCH
         count = min(len(self), limit) if limit else len(self)
         stop = count - count % size if fixed else count  # a fixed batch takes whole batches only
-        return [{name: array[start:start + size] for name, array in self.arrays.items()}
-                for start in range(0, stop, size)]
+        return [
+            {name: array[start : start + size] for name, array in self.arrays.items()} for start in range(0, stop, size)
+        ]
 
 
 def _digest(array: np.ndarray) -> str:
@@ -64,8 +70,10 @@ def read_tensors(spec: str, inputs: tuple[TensorSpec, ...], role: str) -> Tensor
             with np.load(file, allow_pickle=False) as data:
                 missing = sorted(set(parts) - set(data.files))
                 if missing:
-                    raise DataError(f"{role} file {file.name} lacks input(s) {missing} (it has {sorted(data.files)})",
-                                    hint="save one array per model input, named after it, first axis = samples")
+                    raise DataError(
+                        f"{role} file {file.name} lacks input(s) {missing} (it has {sorted(data.files)})",
+                        hint="save one array per model input, named after it, first axis = samples",
+                    )
                 for tensor in inputs:
                     parts[tensor.name].append(_checked(data[tensor.name], tensor, file))
         except (OSError, ValueError) as exc:
@@ -79,18 +87,24 @@ def read_tensors(spec: str, inputs: tuple[TensorSpec, ...], role: str) -> Tensor
 
 def _checked(array: np.ndarray, tensor: TensorSpec, file: Path) -> np.ndarray:
     if array.ndim != len(tensor.shape):
-        raise DataError(f"{file.name}: {tensor.name} has {array.ndim} dimensions; the model's input has "
-                        f"{len(tensor.shape)} {list(tensor.shape)}", hint="the first axis counts samples")
+        raise DataError(
+            f"{file.name}: {tensor.name} has {array.ndim} dimensions; the model's input has "
+            f"{len(tensor.shape)} {list(tensor.shape)}",
+            hint="the first axis counts samples",
+        )
     return array.astype(tensor.dtype, copy=False)
 
 
 def tensor_calibration(data: TensorSet, inputs: tuple[TensorSpec, ...], samples: int) -> CalibrationSet:
     if len(data) < MIN_SAMPLES:
-        raise DataError(f"calibration data {data.source} has {len(data)} samples; at least {MIN_SAMPLES} are needed "
-                        "for meaningful activation ranges")
+        raise DataError(
+            f"calibration data {data.source} has {len(data)} samples; at least {MIN_SAMPLES} are needed "
+            "for meaningful activation ranges"
+        )
     feeds = data.batches(inputs, samples)
-    return CalibrationSet(tuple(feeds), sum(len(next(iter(f.values()))) for f in feeds), data.source,
-                          data.fingerprint())
+    return CalibrationSet(
+        tuple(feeds), sum(len(next(iter(f.values()))) for f in feeds), data.source, data.fingerprint()
+    )
 
 
 class TensorEvaluator:

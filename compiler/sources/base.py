@@ -1,10 +1,12 @@
 """What the compiler knows about the model it was given, whatever form it came in."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

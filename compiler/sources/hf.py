@@ -1,4 +1,5 @@
 """A Hugging Face checkpoint folder: classifier, token classifier, or bare encoder + pooling."""
+
 from __future__ import annotations
 
 import json
@@ -6,6 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+
 from edgekiln.runtime.hashing import sha256_file, sha256_json
 from edgekiln.runtime.manifest import Task, TokenizerSpec
 from edgekiln.runtime.synthetic import make_text_feeds
@@ -29,6 +31,7 @@ def load_hf_folder(folder: Path, *, task: Task | None, pooling: Pooling | None, 
     task = task or detect_task(config, folder)
     if not compiler_task(task).text_input:
         from .hf_image import load_hf_image_folder
+
         return load_hf_image_folder(folder, config, task, _labels(config))
     tokenizer_file, spec = export_tokenizer(folder, work_dir, config)
     names, max_length = tuple(spec.feeds), spec.max_length
@@ -40,8 +43,13 @@ def load_hf_folder(folder: Path, *, task: Task | None, pooling: Pooling | None, 
             notes.append(f"{folder.name} declares no pooling; using mean pooling (pass --pooling to choose)")
         pooling = pooling or declared or Pooling.MEAN
     labels = _labels(config) if task is not Task.SENTENCE_EMBEDDING else None
-    settings = {"task": task.value, "pooling": pooling and pooling.value, "normalize": normalize,
-                "max_length": max_length, "inputs": names}
+    settings = {
+        "task": task.value,
+        "pooling": pooling and pooling.value,
+        "normalize": normalize,
+        "max_length": max_length,
+        "inputs": names,
+    }
     vocab = _vocab_size(tokenizer_file)
     return ModelSource(
         kind=SourceKind.HF_FOLDER,
@@ -49,8 +57,7 @@ def load_hf_folder(folder: Path, *, task: Task | None, pooling: Pooling | None, 
         content_hash=sha256_json({"files": folder_hashes(folder), "settings": settings}),
         task=task,
         labels=labels,
-        make_feeds=partial(make_text_feeds, names=names, vocab_size=vocab, pad_id=spec.pad_id,
-                           max_length=max_length),
+        make_feeds=partial(make_text_feeds, names=names, vocab_size=vocab, pad_id=spec.pad_id, max_length=max_length),
         torch=TorchSpec(
             build=partial(_build_module, folder, task, pooling, normalize),
             input_names=names,
@@ -72,14 +79,20 @@ def export_tokenizer(folder: Path, work_dir: Path, config: dict | None = None) -
     taken = model_inputs(config)
     names = tuple(name for name in _FEEDS if name in tokenizer.model_input_names and (taken is None or name in taken))
     if "input_ids" not in names or "attention_mask" not in names:
-        raise CompileError(f"tokenizer in {folder} does not produce input_ids and attention_mask "
-                           f"(it produces {tokenizer.model_input_names})")
+        raise CompileError(
+            f"tokenizer in {folder} does not produce input_ids and attention_mask "
+            f"(it produces {tokenizer.model_input_names})"
+        )
     tokenizer_file = work_dir / "tokenizer.json"
     tokenizer.backend_tokenizer.save(str(tokenizer_file))
-    spec = TokenizerSpec(max_length=_max_length(folder, config, tokenizer), pad_id=tokenizer.pad_token_id or 0,
-                         pad_token=tokenizer.pad_token or "[PAD]", feeds={n: _FEEDS[n] for n in names},
-                         vocab_size=_positive(config.get("vocab_size")),  # the model's rows; the writer caps it
-                         type_vocab_size=_positive(config.get("type_vocab_size")))
+    spec = TokenizerSpec(
+        max_length=_max_length(folder, config, tokenizer),
+        pad_id=tokenizer.pad_token_id or 0,
+        pad_token=tokenizer.pad_token or "[PAD]",
+        feeds={n: _FEEDS[n] for n in names},
+        vocab_size=_positive(config.get("vocab_size")),  # the model's rows; the writer caps it
+        type_vocab_size=_positive(config.get("type_vocab_size")),
+    )
     return tokenizer_file, spec
 
 
@@ -117,7 +130,8 @@ def detect_task(config: dict, folder: Path) -> Task:
     raise CompileError(
         f"cannot tell the task of {folder}: config.json lists architectures {architectures}",
         hint="supported: *ForSequenceClassification, *ForTokenClassification, *ForImageClassification, or a bare "
-             "encoder (*Model) for sentence embeddings; pass --task to override")
+        "encoder (*Model) for sentence embeddings; pass --task to override",
+    )
 
 
 def declared_pooling(folder: Path) -> tuple[Pooling | None, bool]:
@@ -134,20 +148,26 @@ def declared_pooling(folder: Path) -> tuple[Pooling | None, bool]:
     for key, pooling in _ST_POOLING.items():
         if pooling_config.get(key):
             return pooling, normalize
-    raise CompileError(f"{folder}: the pooling its modules.json declares is not supported "
-                       f"({pooling_config})", hint=f"pass --pooling {{{','.join(p.value for p in Pooling)}}}")
+    raise CompileError(
+        f"{folder}: the pooling its modules.json declares is not supported ({pooling_config})",
+        hint=f"pass --pooling {{{','.join(p.value for p in Pooling)}}}",
+    )
 
 
 def folder_hashes(folder: Path) -> dict[str, str]:
-    return {str(path.relative_to(folder)): sha256_file(path)
-            for path in sorted(folder.rglob("*"))
-            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)}
+    return {
+        str(path.relative_to(folder)): sha256_file(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    }
 
 
 def _read_json(path: Path, folder: Path) -> dict | list:
     if not path.is_file():
-        raise CompileError(f"{folder} is not a Hugging Face model folder: it has no {path.relative_to(folder)}",
-                           hint="pass a folder saved with save_pretrained(), or an .onnx file")
+        raise CompileError(
+            f"{folder} is not a Hugging Face model folder: it has no {path.relative_to(folder)}",
+            hint="pass a folder saved with save_pretrained(), or an .onnx file",
+        )
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -157,19 +177,26 @@ def _read_json(path: Path, folder: Path) -> dict | list:
 def _load_tokenizer(folder: Path):
     from transformers import AutoTokenizer
 
-    has_files = any((folder / name).is_file()
-                    for name in ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json", "spiece.model"))
+    has_files = any(
+        (folder / name).is_file()
+        for name in ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json", "spiece.model")
+    )
     if not has_files:
-        raise CompileError(f"{folder} has no tokenizer (no tokenizer.json, vocab.txt or tokenizer.model)",
-                           hint="save the tokenizer beside the model: tokenizer.save_pretrained(folder)")
+        raise CompileError(
+            f"{folder} has no tokenizer (no tokenizer.json, vocab.txt or tokenizer.model)",
+            hint="save the tokenizer beside the model: tokenizer.save_pretrained(folder)",
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, use_fast=True)
     except Exception as exc:  # transformers raises many types for broken tokenizer files
-        raise CompileError(f"cannot load the tokenizer in {folder}: {exc}",
-                           hint="re-save it with tokenizer.save_pretrained(folder)") from None
+        raise CompileError(
+            f"cannot load the tokenizer in {folder}: {exc}", hint="re-save it with tokenizer.save_pretrained(folder)"
+        ) from None
     if not getattr(tokenizer, "is_fast", False):
-        raise CompileError(f"the tokenizer in {folder} has no fast (Rust) version, which the runtime needs",
-                           hint="save a tokenizer.json with a fast tokenizer")
+        raise CompileError(
+            f"the tokenizer in {folder} has no fast (Rust) version, which the runtime needs",
+            hint="save a tokenizer.json with a fast tokenizer",
+        )
     return tokenizer
 
 
@@ -209,8 +236,10 @@ def load_model(auto, folder: Path):
     try:
         return load_pretrained(auto, folder)
     except Exception as exc:  # corrupt weights, unknown model_type, missing files
-        raise CompileError(f"transformers cannot load the model in {folder}: {exc}",
-                           hint="check the folder loads with from_pretrained() and its weights are complete") from None
+        raise CompileError(
+            f"transformers cannot load the model in {folder}: {exc}",
+            hint="check the folder loads with from_pretrained() and its weights are complete",
+        ) from None
     finally:
         if bars:
             hf_logging.enable_progress_bar()
@@ -219,6 +248,7 @@ def load_model(auto, folder: Path):
 def _example(names: tuple[str, ...], vocab_size: int) -> tuple:
     import torch
 
-    feeds = make_text_feeds(2, 16, np.random.default_rng(0), names=names, vocab_size=vocab_size,
-                            pad_id=0, max_length=16)
+    feeds = make_text_feeds(
+        2, 16, np.random.default_rng(0), names=names, vocab_size=vocab_size, pad_id=0, max_length=16
+    )
     return tuple(torch.from_numpy(feeds[name]) for name in names)

@@ -3,6 +3,7 @@
 The model's own image processor (loaded with transformers) is read into an `ImagePreprocessSpec`,
 which the artifact carries, so the device reproduces the processor's tensors without transformers.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -22,9 +23,19 @@ from .base import ModelSource, SourceKind, TorchSpec
 INPUT = "pixel_values"
 # Processors whose steps are resize / centre crop / rescale / normalise (+ ConvNeXt's crop_pct and
 # MobileViT's channel flip), which the spec reproduces exactly. Others are refused, not guessed.
-SUPPORTED = ("ViTImageProcessor", "DeiTImageProcessor", "BeitImageProcessor", "ConvNextImageProcessor",
-             "MobileNetV1ImageProcessor", "MobileNetV2ImageProcessor", "BitImageProcessor", "CLIPImageProcessor",
-             "MobileViTImageProcessor", "SiglipImageProcessor", "Dinov2ImageProcessor")
+SUPPORTED = (
+    "ViTImageProcessor",
+    "DeiTImageProcessor",
+    "BeitImageProcessor",
+    "ConvNextImageProcessor",
+    "MobileNetV1ImageProcessor",
+    "MobileNetV2ImageProcessor",
+    "BitImageProcessor",
+    "CLIPImageProcessor",
+    "MobileViTImageProcessor",
+    "SiglipImageProcessor",
+    "Dinov2ImageProcessor",
+)
 _RESAMPLE = {0: Interpolation.NEAREST, 1: Interpolation.LANCZOS, 2: Interpolation.BILINEAR, 3: Interpolation.BICUBIC}
 
 
@@ -58,39 +69,54 @@ def image_spec(folder: Path) -> ImagePreprocessSpec:
     processor = _load_processor(folder)
     kind = _kind(processor)
     if kind not in SUPPORTED:
-        raise CompileError(f"{folder}: its image processor {kind} is not one edgekiln reproduces",
-                           hint=f"supported: {', '.join(SUPPORTED)}")
+        raise CompileError(
+            f"{folder}: its image processor {kind} is not one edgekiln reproduces",
+            hint=f"supported: {', '.join(SUPPORTED)}",
+        )
     size, crop = processor.size, _crop(processor)
     resize, sizes = _resize(folder, size)
     if kind == "ConvNextImageProcessor" and size.shortest_edge:  # crop_pct: resize larger, then crop
         edge = size.shortest_edge
-        resize, sizes = (ResizeMode.SHORTEST_EDGE, (int(edge / processor.crop_pct),)) if edge < 384 \
+        resize, sizes = (
+            (ResizeMode.SHORTEST_EDGE, (int(edge / processor.crop_pct),))
+            if edge < 384
             else (ResizeMode.EXACT, (edge, edge))
+        )
         crop = (edge, edge) if edge < 384 else None
     if not getattr(processor, "do_resize", True):
         resize, sizes = ResizeMode.NONE, ()
     resample = int(getattr(processor, "resample", 2))
     if resample not in _RESAMPLE:
-        raise CompileError(f"{folder}: resampling filter {resample} of its image processor is not supported",
-                           hint="use nearest (0), lanczos (1), bilinear (2) or bicubic (3)")
+        raise CompileError(
+            f"{folder}: resampling filter {resample} of its image processor is not supported",
+            hint="use nearest (0), lanczos (1), bilinear (2) or bicubic (3)",
+        )
     normalize = bool(getattr(processor, "do_normalize", False))
     try:
         return ImagePreprocessSpec(
-            input=INPUT, resize=resize, size=sizes, interpolation=_RESAMPLE[resample], crop=crop,
+            input=INPUT,
+            resize=resize,
+            size=sizes,
+            interpolation=_RESAMPLE[resample],
+            crop=crop,
             rescale=float(processor.rescale_factor) if getattr(processor, "do_rescale", False) else 1.0,
             mean=_triple(processor.image_mean) if normalize else None,
             std=_triple(processor.image_std) if normalize else None,
-            channel_order=ChannelOrder.BGR if getattr(processor, "do_flip_channel_order", False) else ChannelOrder.RGB)
+            channel_order=ChannelOrder.BGR if getattr(processor, "do_flip_channel_order", False) else ChannelOrder.RGB,
+        )
     except ValueError as exc:
-        raise CompileError(f"{folder}: its image processor does not give one fixed input size ({exc})",
-                           hint="set crop_size (with do_center_crop) or an exact size in preprocessor_config.json") \
-            from None
+        raise CompileError(
+            f"{folder}: its image processor does not give one fixed input size ({exc})",
+            hint="set crop_size (with do_center_crop) or an exact size in preprocessor_config.json",
+        ) from None
 
 
 def _load_processor(folder: Path):
     if not (folder / "preprocessor_config.json").is_file():
-        raise CompileError(f"{folder} has no preprocessor_config.json, which says how images are prepared",
-                           hint="save the processor beside the model: image_processor.save_pretrained(folder)")
+        raise CompileError(
+            f"{folder} has no preprocessor_config.json, which says how images are prepared",
+            hint="save the processor beside the model: image_processor.save_pretrained(folder)",
+        )
     from transformers import AutoImageProcessor
     from transformers.utils import logging as hf_logging
 
@@ -99,8 +125,10 @@ def _load_processor(folder: Path):
     try:
         return AutoImageProcessor.from_pretrained(str(folder), local_files_only=True)
     except Exception as exc:  # transformers raises many types for a broken processor config
-        raise CompileError(f"cannot load the image processor in {folder}: {str(exc).splitlines()[0]}",
-                           hint="re-save it with image_processor.save_pretrained(folder)") from None
+        raise CompileError(
+            f"cannot load the image processor in {folder}: {str(exc).splitlines()[0]}",
+            hint="re-save it with image_processor.save_pretrained(folder)",
+        ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
 
@@ -114,8 +142,11 @@ def _kind(processor) -> str:
 
 def _resize(folder: Path, size) -> tuple[ResizeMode, tuple[int, ...]]:
     if getattr(size, "longest_edge", None) or getattr(size, "max_height", None):
-        raise CompileError(f"{folder}: its image processor resizes with a longest edge or a maximum size, which "
-                           "gives inputs of varying size", hint="use a model with an exact or shortest-edge size")
+        raise CompileError(
+            f"{folder}: its image processor resizes with a longest edge or a maximum size, which "
+            "gives inputs of varying size",
+            hint="use a model with an exact or shortest-edge size",
+        )
     if size.height and size.width:
         return ResizeMode.EXACT, (int(size.height), int(size.width))
     if size.shortest_edge:

@@ -1,8 +1,10 @@
 """A `torch.nn.Module` handed to the Python API with example inputs."""
+
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,14 +16,22 @@ from ..errors import CompileError
 from .base import ModelSource, SourceKind, TorchSpec
 
 
-def from_module(module: Any, example_inputs: Any, *, input_names: Sequence[str] | None,
-                output_names: Sequence[str] | None,
-                dynamic_axes: Mapping[str, Mapping[int, str]] | None) -> ModelSource:
+def from_module(
+    module: Any,
+    example_inputs: Any,
+    *,
+    input_names: Sequence[str] | None,
+    output_names: Sequence[str] | None,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None,
+) -> ModelSource:
     import torch
 
     names, tensors = _normalise_examples(example_inputs, input_names)
-    axes = {name: dict(dynamic_axes.get(name, {})) for name in names} if dynamic_axes is not None \
+    axes = (
+        {name: dict(dynamic_axes.get(name, {})) for name in names}
+        if dynamic_axes is not None
         else {name: {0: BATCH_AXIS} for name in names}
+    )
     unknown = sorted(set(dynamic_axes or {}) - set(names))
     if unknown:
         raise CompileError(f"dynamic_axes names inputs {unknown} that are not among {list(names)}")
@@ -40,8 +50,13 @@ def from_module(module: Any, example_inputs: Any, *, input_names: Sequence[str] 
         task=Task.RAW,
         labels=None,
         make_feeds=lambda batch, sequence, rng: _resize(arrays, axes, batch, rng),
-        torch=TorchSpec(build=lambda: module.eval(), input_names=names, output_names=output_names,
-                        dynamic_axes=axes, example=lambda: tuple(tensors)),
+        torch=TorchSpec(
+            build=lambda: module.eval(),
+            input_names=names,
+            output_names=output_names,
+            dynamic_axes=axes,
+            example=lambda: tuple(tensors),
+        ),
     )
 
 
@@ -49,8 +64,10 @@ def _normalise_examples(example_inputs: Any, input_names: Sequence[str] | None) 
     import torch
 
     if example_inputs is None:
-        raise CompileError("compiling a torch.nn.Module needs example_inputs (a tensor, a tuple of tensors, "
-                           "or a dict of name -> tensor)")
+        raise CompileError(
+            "compiling a torch.nn.Module needs example_inputs (a tensor, a tuple of tensors, "
+            "or a dict of name -> tensor)"
+        )
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     if isinstance(example_inputs, Mapping):
@@ -66,8 +83,9 @@ def _normalise_examples(example_inputs: Any, input_names: Sequence[str] | None) 
     return names, tensors
 
 
-def _resize(arrays: dict[str, np.ndarray], axes: dict[str, dict[int, str]], batch: int,
-            rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _resize(
+    arrays: dict[str, np.ndarray], axes: dict[str, dict[int, str]], batch: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """Example-like inputs with `batch` rows on every batch axis (values drawn like the example's)."""
     feeds = {}
     for name, array in arrays.items():

@@ -2,6 +2,7 @@
 
 The module takes the spec's tensor (float32, [batch, 3, H, W] or [batch, H, W, 3]) and returns
 logits; the spec goes into the artifact, so the device runs from images like a Hugging Face model."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -20,34 +21,46 @@ from .hf_image import synthetic_images
 from .module import _module_hash
 
 
-def from_image_module(module: Any, spec: ImagePreprocessSpec, labels: tuple[str, ...] | None,
-                      task: Task | None, output_names) -> ModelSource:
+def from_image_module(
+    module: Any, spec: ImagePreprocessSpec, labels: tuple[str, ...] | None, task: Task | None, output_names
+) -> ModelSource:
     import torch
 
     if task not in (None, Task.IMAGE_CLASSIFICATION):
-        raise CompileError(f"a declared image preprocessing makes an image classifier, but the task is {task.value}",
-                           hint="drop --task, or set it to image-classification")
+        raise CompileError(
+            f"a declared image preprocessing makes an image classifier, but the task is {task.value}",
+            hint="drop --task, or set it to image-classification",
+        )
     example = synthetic_images(spec, 2, 0, np.random.default_rng(0))
     module.eval()
     with torch.inference_mode():
         logits = module(torch.from_numpy(example[spec.input]))
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-        raise CompileError(f"{type(module).__name__} must return one logits tensor [batch, classes] for images, "
-                           f"found {type(logits).__name__}{list(getattr(logits, 'shape', []))}")
+        raise CompileError(
+            f"{type(module).__name__} must return one logits tensor [batch, classes] for images, "
+            f"found {type(logits).__name__}{list(getattr(logits, 'shape', []))}"
+        )
     if labels is not None and len(labels) != logits.shape[1]:
-        raise CompileError(f"{len(labels)} labels declared for {logits.shape[1]} model outputs",
-                           hint="give one label per class, in output order")
+        raise CompileError(
+            f"{len(labels)} labels declared for {logits.shape[1]} model outputs",
+            hint="give one label per class, in output order",
+        )
     axes = {spec.input: {0: BATCH_AXIS}}
     return ModelSource(
         kind=SourceKind.TORCH_MODULE,
         description=type(module).__name__,
-        content_hash=sha256_json({"module": _module_hash(module, example, axes), "image": spec.model_dump(mode="json"),
-                                  "labels": labels}),
+        content_hash=sha256_json(
+            {"module": _module_hash(module, example, axes), "image": spec.model_dump(mode="json"), "labels": labels}
+        ),
         task=Task.IMAGE_CLASSIFICATION,
         labels=labels,
         make_feeds=partial(synthetic_images, spec),
-        torch=TorchSpec(build=lambda: module.eval(), input_names=(spec.input,),
-                        output_names=tuple(output_names or ("logits",)), dynamic_axes=axes,
-                        example=lambda: (torch.from_numpy(example[spec.input]),)),
+        torch=TorchSpec(
+            build=lambda: module.eval(),
+            input_names=(spec.input,),
+            output_names=tuple(output_names or ("logits",)),
+            dynamic_axes=axes,
+            example=lambda: (torch.from_numpy(example[spec.input]),),
+        ),
         image=spec,
     )

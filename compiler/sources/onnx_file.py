@@ -1,4 +1,5 @@
 """An `.onnx` file: validated, then compiled as raw tensors in and out."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,11 @@ def from_onnx_file(path: Path, input_shapes: InputShapes | None = None) -> Model
     model = load_onnx(path, load_external_data=False)  # the weights stay on disk; their files are hashed
     inputs, _ = graph_io(model)  # initializers listed as inputs (IR 3) are constants, not inputs
     shapes = plan_shapes(inputs, input_shapes)
-    files = {"model": model_sha256(path), "files": [file.name for file in model_files(path)],
-             "test_data": {file.relative_to(path.parent).as_posix(): sha256_file(file) for file in test_data_files(path)}}
+    files = {
+        "model": model_sha256(path),
+        "files": [file.name for file in model_files(path)],
+        "test_data": {file.relative_to(path.parent).as_posix(): sha256_file(file) for file in test_data_files(path)},
+    }
     return ModelSource(
         kind=SourceKind.ONNX_FILE,
         description=path.name,

@@ -3,6 +3,7 @@
 Exporting these (rather than the raw model) puts pooling and normalisation inside the ONNX graph,
 so the device needs no torch to compute a sentence embedding.
 """
+
 from __future__ import annotations
 
 from enum import Enum

@@ -1,4 +1,5 @@
 """Compiler task registry: one module per task, each defining `SPEC` (a CompilerTaskSpec)."""
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -7,9 +8,13 @@ from edgekiln.runtime.manifest import Task
 
 from .base import CompilerTaskSpec
 
-_MODULES = {Task.TEXT_CLASSIFICATION: "text_classification", Task.TOKEN_CLASSIFICATION: "token_classification",
-            Task.SENTENCE_EMBEDDING: "sentence_embedding", Task.IMAGE_CLASSIFICATION: "image_classification",
-            Task.RAW: "raw"}
+_MODULES = {
+    Task.TEXT_CLASSIFICATION: "text_classification",
+    Task.TOKEN_CLASSIFICATION: "token_classification",
+    Task.SENTENCE_EMBEDDING: "sentence_embedding",
+    Task.IMAGE_CLASSIFICATION: "image_classification",
+    Task.RAW: "raw",
+}
 
 
 def compiler_task(task: Task | str) -> CompilerTaskSpec:

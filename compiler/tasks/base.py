@@ -1,5 +1,6 @@
 """What a task is to the compiler: which model head it loads, how its data is labelled, how it is
 scored. One module per task defines `SPEC`; the runtime's side of a task is `edgekiln.runtime.tasks`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

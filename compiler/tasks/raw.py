@@ -1,4 +1,5 @@
 """Raw tensors: any torch module or ONNX file; no head, no text data."""
+
 from edgekiln.runtime.manifest import Task
 
 from .base import CompilerTaskSpec

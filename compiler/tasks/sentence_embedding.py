@@ -1,4 +1,5 @@
 """Sentence embedding: the bare encoder (`*Model`) with pooling; no labels to score."""
+
 from edgekiln.runtime.manifest import Task
 
 from .base import CompilerTaskSpec

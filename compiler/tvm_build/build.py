@@ -1,4 +1,5 @@
 """Relax module -> executable -> shared library, for the CPU (LLVM) or CUDA, native or cross."""
+
 from __future__ import annotations
 
 import shutil
@@ -26,8 +27,7 @@ def build(mod, target: dict, *, tuned_database: Path | None = None):
     try:
         return relax.build(mod, target=tvm_target)
     except Exception as exc:  # TVM's errors: name the target and the first line
-        raise CompileError(f"TVM could not build for {target}: {_first_line(exc)}",
-                           hint=_build_hint(target)) from None
+        raise CompileError(f"TVM could not build for {target}: {_first_line(exc)}", hint=_build_hint(target)) from None
 
 
 def export(executable, path: Path, arch: str) -> None:
@@ -38,11 +38,14 @@ def export(executable, path: Path, arch: str) -> None:
     if arch != host_arch():
         compiler = CROSS_COMPILERS.get(arch)
         if compiler is None:
-            raise CompileError(f"edgekiln knows no cross compiler for {arch} on {host_arch()}",
-                               hint=f"compile on a {arch} machine")
+            raise CompileError(
+                f"edgekiln knows no cross compiler for {arch} on {host_arch()}", hint=f"compile on a {arch} machine"
+            )
         if shutil.which(compiler) is None:
-            raise CompileError(f"cross-compiling for {arch} needs {compiler}, which is not installed",
-                               hint=f"apt-get install {CROSS_PACKAGES} (Debian/Ubuntu)")
+            raise CompileError(
+                f"cross-compiling for {arch} needs {compiler}, which is not installed",
+                hint=f"apt-get install {CROSS_PACKAGES} (Debian/Ubuntu)",
+            )
         options["fcompile"] = cc.cross_compiler(compiler)
     try:
         executable.export_library(str(path), **options)
@@ -57,8 +60,14 @@ def _gpu_schedules(mod, tvm_target):
     from tvm.s_tir import dlight as dl
 
     with tvm_target:
-        mod = tvm.transform.Sequential([relax.get_pipeline("zero"), dl.ApplyDefaultSchedule(
-            dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback())])(mod)
+        mod = tvm.transform.Sequential(
+            [
+                relax.get_pipeline("zero"),
+                dl.ApplyDefaultSchedule(
+                    dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()
+                ),
+            ]
+        )(mod)
     return mod
 
 
@@ -68,9 +77,14 @@ def _apply_database(mod, tvm_target, database: Path):
     from tvm.relax import transform
 
     with tvm_target, tvm.transform.PassContext(opt_level=3):
-        return tvm.transform.Sequential([transform.DecomposeOpsForInference(), transform.CanonicalizeBindings(),
-                                         relax.get_pipeline("zero"),
-                                         transform.MetaScheduleApplyDatabase(str(database))])(mod)
+        return tvm.transform.Sequential(
+            [
+                transform.DecomposeOpsForInference(),
+                transform.CanonicalizeBindings(),
+                relax.get_pipeline("zero"),
+                transform.MetaScheduleApplyDatabase(str(database)),
+            ]
+        )(mod)
 
 
 def _build_hint(target: dict) -> str:
@@ -83,9 +97,13 @@ def link_cause(message: str) -> str:
     """The cause in a failed link's message (TVM's is a header, the compiler's output, then the whole
     command line): the first line that says error (not collect2's closing summary) or names what
     the linker could not find, else the output's last line."""
-    lines = [line.strip() for line in message.splitlines()
-             if line.strip() and not line.startswith("Command line:")
-             and line.strip() not in ("Compilation error:", "AR error:")]
+    lines = [
+        line.strip()
+        for line in message.splitlines()
+        if line.strip()
+        and not line.startswith("Command line:")
+        and line.strip() not in ("Compilation error:", "AR error:")
+    ]
     for line in lines:
         lowered = line.lower()
         if "ld returned" in lowered and "exit status" in lowered:

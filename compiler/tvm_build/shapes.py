@@ -1,4 +1,5 @@
 """Which input axes become shape buckets: axis 0 is the batch, one other named axis the sequence."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,10 +30,12 @@ class BucketAxes:
 def bucket_axes(inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -> BucketAxes:
     names = {size for spec in inputs for size in spec.shape[1:] if isinstance(size, str)}
     if len(names) > 1:
-        raise CompileError(f"TVM compiles fixed shapes and buckets only the batch and one sequence axis; "
-                           f"the inputs have several dynamic axes {sorted(names)}",
-                           hint="declare fixed sizes with --input-shape NAME:SHAPE (e.g. images:1x3x640x640), or "
-                                "export the model with fixed sizes for all but the batch and sequence axes")
+        raise CompileError(
+            f"TVM compiles fixed shapes and buckets only the batch and one sequence axis; "
+            f"the inputs have several dynamic axes {sorted(names)}",
+            hint="declare fixed sizes with --input-shape NAME:SHAPE (e.g. images:1x3x640x640), or "
+            "export the model with fixed sizes for all but the batch and sequence axes",
+        )
     name = names.pop() if names else None
     return BucketAxes(name, _axes_named(inputs, name), _output_axes(outputs, name))
 

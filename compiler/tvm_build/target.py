@@ -1,4 +1,5 @@
 """The profile's TVM target in TVM 0.27's dict form, and whether it runs on this machine."""
+
 from __future__ import annotations
 
 from edgekiln.runtime.backends.tvm import host_arch

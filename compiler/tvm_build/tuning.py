@@ -7,6 +7,7 @@ candidates fail to build. `build_candidate` is the same build without that impor
 TIR already carries any tensorized code, so the intrinsics' registry is not needed to compile it.
 This module stays light because the build workers import it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,15 +42,24 @@ def tune(mod, target: dict, database: Path, trials: int, *, workers: int) -> Non
     try:
         import xgboost  # noqa: F401  (MetaSchedule's cost model)
     except ImportError:
-        raise CompileError("--tune-trials needs xgboost for MetaSchedule's cost model",
-                           hint="pip install 'edgekiln[tvm]' (it brings xgboost-cpu)") from None
+        raise CompileError(
+            "--tune-trials needs xgboost for MetaSchedule's cost model",
+            hint="pip install 'edgekiln[tvm]' (it brings xgboost-cpu)",
+        ) from None
     tvm_target = tvm.target.Target(target)
     with tvm_target:
-        mod = tvm.transform.Sequential([transform.DecomposeOpsForInference(), transform.CanonicalizeBindings(),
-                                        relax.get_pipeline("zero")])(mod)
+        mod = tvm.transform.Sequential(
+            [transform.DecomposeOpsForInference(), transform.CanonicalizeBindings(), relax.get_pipeline("zero")]
+        )(mod)
     database.mkdir(parents=True, exist_ok=True)
     ms.relax_integration.tune_relax(
-        mod, params={}, target=tvm_target, work_dir=str(database), max_trials_global=trials,
-        num_trials_per_iter=TRIALS_PER_ROUND, seed=0,
+        mod,
+        params={},
+        target=tvm_target,
+        work_dir=str(database),
+        max_trials_global=trials,
+        num_trials_per_iter=TRIALS_PER_ROUND,
+        seed=0,
         builder=ms.builder.LocalBuilder(max_workers=workers, f_build=build_candidate),
-        runner=ms.runner.LocalRunner())
+        runner=ms.runner.LocalRunner(),
+    )

@@ -1,8 +1,9 @@
 """Fixed-shape dispatch: run a request on the smallest compiled (batch, sequence) bucket that fits,
 padding inside the runtime and cutting the padding off the outputs; bigger batches go in chunks."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -17,15 +18,18 @@ def pick_bucket(index: TvmIndex, batch: int, sequence: int | None) -> Bucket:
     fitting = [b for b in index.buckets if sequence is None or b.sequence is None or b.sequence >= sequence]
     if not fitting:
         longest = max(b.sequence or 0 for b in index.buckets)
-        raise InputError(f"sequence length {sequence} exceeds the longest compiled bucket ({longest})",
-                         hint="truncate the input, or recompile with a longer --sequence-buckets entry")
+        raise InputError(
+            f"sequence length {sequence} exceeds the longest compiled bucket ({longest})",
+            hint="truncate the input, or recompile with a longer --sequence-buckets entry",
+        )
     shortest = min(b.sequence or 0 for b in fitting)
     same_length = sorted((b for b in fitting if (b.sequence or 0) == shortest), key=lambda b: b.batch)
     return next((b for b in same_length if b.batch >= batch), same_length[-1])
 
 
-def run_bucketed(index: TvmIndex, feeds: dict[str, np.ndarray], output_names: list[str],
-                 runner: Runner) -> dict[str, np.ndarray]:
+def run_bucketed(
+    index: TvmIndex, feeds: dict[str, np.ndarray], output_names: list[str], runner: Runner
+) -> dict[str, np.ndarray]:
     first = feeds[index.inputs[0]]
     batch = first.shape[0]
     sequence = _sequence_length(index, feeds)
@@ -34,7 +38,7 @@ def run_bucketed(index: TvmIndex, feeds: dict[str, np.ndarray], output_names: li
     while start < batch:
         bucket = pick_bucket(index, batch - start, sequence)
         rows = min(bucket.batch, batch - start)
-        padded = [_pad(index, name, feeds[name][start:start + rows], bucket) for name in index.inputs]
+        padded = [_pad(index, name, feeds[name][start : start + rows], bucket) for name in index.inputs]
         outputs = runner(bucket, padded)
         chunks.append([_cut(index, name, out, rows, sequence) for name, out in zip(output_names, outputs)])
         start += rows

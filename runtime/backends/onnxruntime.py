@@ -1,4 +1,5 @@
 """ONNX Runtime backend: runs the artifact's ONNX file with the CPU or CUDA execution provider."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,8 +41,10 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
     try:
         session = ort.InferenceSession(str(inside(folder, manifest.model_file)), settings, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise ArtifactError(f"onnxruntime could not load {manifest.model_file}: {exc}",
-                            hint="recompile the artifact with this edgekiln version") from None
+        raise ArtifactError(
+            f"onnxruntime could not load {manifest.model_file}: {exc}",
+            hint="recompile the artifact with this edgekiln version",
+        ) from None
     _check_io(session, manifest)
     return OnnxRuntimeSession(session, [spec.name for spec in manifest.outputs])
 
@@ -49,25 +52,29 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
 def _check_io(session, manifest: Manifest) -> None:
     """The manifest's inputs and outputs (names and ranks) must be the model's, or runs would fail
     inside onnxruntime."""
-    for what, declared, actual in (("inputs", manifest.inputs, session.get_inputs()),
-                                   ("outputs", manifest.outputs, session.get_outputs())):
+    for what, declared, actual in (
+        ("inputs", manifest.inputs, session.get_inputs()),
+        ("outputs", manifest.outputs, session.get_outputs()),
+    ):
         ours = {spec.name: len(spec.shape) for spec in declared}
         theirs = {node.name: len(node.shape) for node in actual}
         if ours != theirs:
-            raise ArtifactError(f"the manifest's {what} {ours} (name: rank) are not {manifest.model_file}'s {theirs}",
-                                hint="recompile the artifact")
+            raise ArtifactError(
+                f"the manifest's {what} {ours} (name: rank) are not {manifest.model_file}'s {theirs}",
+                hint="recompile the artifact",
+            )
 
 
 def _providers(manifest: Manifest, device: Device, available: list[str]) -> list[str]:
-    wants_cuda = device is Device.CUDA or (
-        device is Device.AUTO and manifest.target.accelerator is Accelerator.CUDA)
+    wants_cuda = device is Device.CUDA or (device is Device.AUTO and manifest.target.accelerator is Accelerator.CUDA)
     if not wants_cuda:
         return [_CPU]
     if _CUDA not in available:
         raise BackendUnavailableError(
             f"artifact targets {manifest.target.name} (CUDA) but onnxruntime here has no CUDA provider "
             f"(available: {', '.join(available)})",
-            hint="install onnxruntime-gpu on a machine with an NVIDIA GPU, or load with device='cpu'")
+            hint="install onnxruntime-gpu on a machine with an NVIDIA GPU, or load with device='cpu'",
+        )
     return [_CUDA, _CPU]
 
 
@@ -83,9 +90,11 @@ SPEC = BackendSpec(
     description="ONNX Runtime: the ONNX file as it is, CPU or CUDA; int8 dynamic or static (QDQ)",
     runtime="edgekiln.runtime.backends.onnxruntime:open_session",
     opened_files="edgekiln.runtime.backends.onnxruntime:opened_files",
-    quantizers={"dynamic": QuantizerSpec(_QUANTIZER, needs_calibration=False),
-                "static": QuantizerSpec(_QUANTIZER, needs_calibration=True),
-                "auto": QuantizerSpec(_QUANTIZER, needs_calibration=False)},
+    quantizers={
+        "dynamic": QuantizerSpec(_QUANTIZER, needs_calibration=False),
+        "static": QuantizerSpec(_QUANTIZER, needs_calibration=True),
+        "auto": QuantizerSpec(_QUANTIZER, needs_calibration=False),
+    },
     profiler="edgekiln.runtime.profile.onnxruntime:profile",
     precisions=("fp32",),
     emulation_wheels=("onnxruntime",),

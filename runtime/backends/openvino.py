@@ -3,13 +3,14 @@ latency hint, in the artifact's precision: f32 unless it was compiled for bf16 (
 otherwise pick bf16 by itself on CPUs that have it), caching the compiled blob so the second load
 is fast. An infer request serves one call at a time, so a session shared between threads takes
 one from a pool for each call."""
+
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -17,8 +18,8 @@ from ..errors import ArtifactError, BackendUnavailableError
 from ..manifest import Accelerator, Manifest, Precision
 from ..paths import inside
 from .base import BackendOptions, Device
-from .spec import BackendSpec, QuantizerSpec
 from .pool import Pool
+from .spec import BackendSpec, QuantizerSpec
 
 Compiled = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -47,6 +48,7 @@ def compile_ir(path: Path, *, threads: int, cache_dir: Path | None, precision: s
         with requests.take() as request:
             results = request.infer(feeds, share_inputs=False, share_outputs=False)
             return {name: np.array(results[port], copy=True) for port, name in outputs}
+
     return run
 
 
@@ -54,8 +56,11 @@ def cache_folder(artifact_id: str) -> Path:
     """Where OpenVINO caches this artifact's compiled blob: a folder named by the id when it is
     plain hex (as the manifest schema requires), else by its hash, always inside the cache root."""
     root = Path(os.environ.get("EDGEKILN_CACHE") or Path.home() / ".cache" / "edgekiln") / "openvino"
-    name = artifact_id if re.fullmatch("[0-9a-f]{1,64}", artifact_id) else \
-        hashlib.sha256(artifact_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    name = (
+        artifact_id
+        if re.fullmatch("[0-9a-f]{1,64}", artifact_id)
+        else hashlib.sha256(artifact_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    )
     return root / name
 
 
@@ -73,18 +78,24 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
     try:
         import openvino  # noqa: F401
     except ImportError:
-        raise BackendUnavailableError("this artifact needs OpenVINO, which is not installed here",
-                                      hint="pip install 'edgekiln[openvino]'") from None
+        raise BackendUnavailableError(
+            "this artifact needs OpenVINO, which is not installed here", hint="pip install 'edgekiln[openvino]'"
+        ) from None
     if options.device is Device.CUDA or manifest.target.accelerator is Accelerator.CUDA:
         raise BackendUnavailableError("OpenVINO artifacts run on the CPU here; CUDA targets use onnxruntime or tvm")
     cache = cache_folder(manifest.artifact_id)
     try:
         precision = "bf16" if manifest.precision is Precision.BF16 else "f32"  # int8 IR: f32 for the rest
-        return OpenVinoSession(compile_ir(inside(folder, manifest.model_file), threads=options.threads, cache_dir=cache,
-                                          precision=precision))
+        return OpenVinoSession(
+            compile_ir(
+                inside(folder, manifest.model_file), threads=options.threads, cache_dir=cache, precision=precision
+            )
+        )
     except RuntimeError as exc:  # OpenVINO reports bad IR as RuntimeError
-        raise ArtifactError(f"OpenVINO cannot load {manifest.model_file}: {str(exc).splitlines()[0]}",
-                            hint="recompile the artifact with this edgekiln version") from None
+        raise ArtifactError(
+            f"OpenVINO cannot load {manifest.model_file}: {str(exc).splitlines()[0]}",
+            hint="recompile the artifact with this edgekiln version",
+        ) from None
 
 
 def opened_files(folder: Path, manifest: Manifest) -> list[str]:
@@ -99,8 +110,10 @@ SPEC = BackendSpec(
     runtime="edgekiln.runtime.backends.openvino:open_session",
     opened_files="edgekiln.runtime.backends.openvino:opened_files",
     lowering="edgekiln.compiler.passes.lower_openvino:make_lowering",
-    quantizers={"static": QuantizerSpec(_QUANTIZER, needs_calibration=True),
-                "auto": QuantizerSpec(_QUANTIZER, needs_calibration=True)},
+    quantizers={
+        "static": QuantizerSpec(_QUANTIZER, needs_calibration=True),
+        "auto": QuantizerSpec(_QUANTIZER, needs_calibration=True),
+    },
     profiler="edgekiln.runtime.profile.openvino:profile",
     precisions=("fp32", "bf16"),
     emulation_refusal="OpenVINO's CPU plugin did not start under qemu-user",

@@ -1,12 +1,14 @@
 """A pool of per-call objects (OpenVINO infer requests, TVM virtual machines) for sessions shared
 between threads: each call takes one that no other call is using and gives it back afterwards.
 They are created on demand, at most `limit` of them; further callers wait for one to be free."""
+
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 

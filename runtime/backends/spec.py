@@ -6,13 +6,15 @@ modules its spec names. The runtime never imports compiler code: compiler-side p
 a `BackendSpec` through the `edgekiln.backends` entry-point group; built-in ones are found the same way
 (`registry.py`), so a new backend touches its own files plus its registration only.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import EdgekilnError
 from ..manifest import BACKEND_NAME_PATTERN as NAME_PATTERN

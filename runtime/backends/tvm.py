@@ -5,6 +5,7 @@ Every library path is checked to lie inside the artifact folder before any libra
 Relax VM is not thread-safe, so each bucket keeps a pool of VMs over the one loaded library and the
 shared weights: concurrent calls each take their own. TVM's worker pool is per calling thread, so
 each thread that runs the session gets the session's thread count."""
+
 from __future__ import annotations
 
 import platform
@@ -22,8 +23,8 @@ from ..npz import read_arrays
 from ..paths import inside
 from .base import BackendOptions, Device
 from .buckets import run_bucketed
-from .spec import BackendSpec
 from .pool import Pool
+from .spec import BackendSpec
 from .tvm_index import INDEX_FORMAT, PARAMS_FILE, Bucket, TvmIndex
 
 _RECOMPILE = "recompile the artifact with this edgekiln version"
@@ -42,19 +43,23 @@ def read_index(path: Path) -> TvmIndex:
     except OSError as exc:
         raise ArtifactError(f"cannot read {path.name} ({exc.strerror or exc})", hint=_RECOMPILE) from None
     except ValidationError as exc:
-        raise ArtifactError(f"{path.name} is not a valid TVM bucket index: {first_error(exc)}",
-                            hint=_RECOMPILE) from None
+        raise ArtifactError(
+            f"{path.name} is not a valid TVM bucket index: {first_error(exc)}", hint=_RECOMPILE
+        ) from None
     if index.format != INDEX_FORMAT:
-        raise ArtifactError(f"{path.name} has format {index.format}; this runtime reads format {INDEX_FORMAT}",
-                            hint="use the edgekiln version that compiled the artifact")
+        raise ArtifactError(
+            f"{path.name} has format {index.format}; this runtime reads format {INDEX_FORMAT}",
+            hint="use the edgekiln version that compiled the artifact",
+        )
     return index
 
 
 class TvmSession:
     name = "tvm"
 
-    def __init__(self, index: TvmIndex, machines: dict[Bucket, tuple[Pool, list]], output_names: list[str],
-                 device, threads: int) -> None:
+    def __init__(
+        self, index: TvmIndex, machines: dict[Bucket, tuple[Pool, list]], output_names: list[str], device, threads: int
+    ) -> None:
         self._index = index
         self._machines = machines
         self._output_names = output_names
@@ -78,8 +83,9 @@ class TvmSession:
                 values = [result] if hasattr(result, "numpy") else list(result)  # one tensor, or a tuple
                 return [np.array(v.numpy(), copy=True) for v in values]
             except Exception as exc:  # TVM's own error types: a library that does not fit its index
-                raise ArtifactError(f"TVM failed running {bucket.library}: {_first_line(exc)}",
-                                    hint=_RECOMPILE) from None
+                raise ArtifactError(
+                    f"TVM failed running {bucket.library}: {_first_line(exc)}", hint=_RECOMPILE
+                ) from None
 
 
 def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> TvmSession:
@@ -96,13 +102,21 @@ def check_index(index: TvmIndex, manifest: Manifest) -> None:
     problems = []
     if not index.inputs or len(set(index.inputs)) != len(index.inputs) or not set(index.inputs) <= set(ranks):
         problems.append(f"inputs {list(index.inputs)} are not among the model's {sorted(ranks)}")
-    for what, axes, known in (("sequence_axes", index.sequence_axes, ranks),
-                              ("output_sequence_axes", index.output_sequence_axes, out_ranks)):
-        problems += [f"{what} names {name}:{axis}, which is not an axis after the batch axis"
-                     for name, axis in axes.items() if not 1 <= axis < known.get(name, 0)]
+    for what, axes, known in (
+        ("sequence_axes", index.sequence_axes, ranks),
+        ("output_sequence_axes", index.output_sequence_axes, out_ranks),
+    ):
+        problems += [
+            f"{what} names {name}:{axis}, which is not an axis after the batch axis"
+            for name, axis in axes.items()
+            if not 1 <= axis < known.get(name, 0)
+        ]
     problems += [f"pad_values names {name}, not an input" for name in index.pad_values if name not in ranks]
-    problems += [f"pad value {value} is not a valid value of input {name}"
-                 for name, value in index.pad_values.items() if name in ranks and not _pad_fits(manifest, name, value)]
+    problems += [
+        f"pad value {value} is not a valid value of input {name}"
+        for name, value in index.pad_values.items()
+        if name in ranks and not _pad_fits(manifest, name, value)
+    ]
     if problems:
         raise ArtifactError(f"tvm.json does not match the manifest: {problems[0]}", hint=_RECOMPILE)
 
@@ -110,7 +124,7 @@ def check_index(index: TvmIndex, manifest: Manifest) -> None:
 def _pad_fits(manifest: Manifest, name: str, value: int) -> bool:
     """Padding goes through the same gathers as ids: it must be a valid value of its input."""
     limit = token_limit(manifest.tokenizer, name) if manifest.tokenizer is not None else None
-    return 0 <= value and (limit is None or value < limit) and value < 2**31
+    return value >= 0 and (limit is None or value < limit) and value < 2**31
 
 
 def open_buckets(folder: Path, index: TvmIndex, output_names: list[str], options: BackendOptions) -> TvmSession:
@@ -118,7 +132,8 @@ def open_buckets(folder: Path, index: TvmIndex, output_names: list[str], options
     if index.arch != host_arch():
         raise BackendUnavailableError(
             f"this TVM artifact was compiled for {index.arch}; this machine is {host_arch()}",
-            hint="run it on the target device, or check it here with `edgekiln verify ARTIFACT --emulate`")
+            hint="run it on the target device, or check it here with `edgekiln verify ARTIFACT --emulate`",
+        )
     libraries = {bucket: inside(folder, bucket.library) for bucket in index.buckets}  # all, before loading any
     stored = read_arrays(inside(folder, PARAMS_FILE), PARAMS_FILE)
     missing = sorted({key for bucket in index.buckets for key in bucket.params} - set(stored))
@@ -135,8 +150,9 @@ def open_buckets(folder: Path, index: TvmIndex, output_names: list[str], options
             pool = Pool(lambda library=library: tvm.runtime.vm.VirtualMachine(library, device)["main"])
             pool.prime()  # the first VM now, so a library that is not a Relax VM fails at load
         except Exception as exc:  # TVM raises its own error types for a bad library
-            raise ArtifactError(f"TVM cannot load {bucket.library}: {_first_line(exc)}",
-                                hint="recompile the artifact for this machine") from None
+            raise ArtifactError(
+                f"TVM cannot load {bucket.library}: {_first_line(exc)}", hint="recompile the artifact for this machine"
+            ) from None
         machines[bucket] = (pool, [params[key] for key in bucket.params])
     return TvmSession(index, machines, output_names, device, options.threads)
 
@@ -151,24 +167,31 @@ def _tvm():
         import tvm
         import tvm.runtime.vm  # noqa: F401
     except ImportError:
-        raise BackendUnavailableError("this artifact needs TVM's runtime, which is not installed here",
-                                      hint="pip install 'edgekiln[tvm]'") from None
+        raise BackendUnavailableError(
+            "this artifact needs TVM's runtime, which is not installed here", hint="pip install 'edgekiln[tvm]'"
+        ) from None
     return tvm
 
 
 def _device(tvm, index: TvmIndex, requested: Device):
     if requested is Device.CUDA and index.device != "cuda":
-        raise BackendUnavailableError("this TVM artifact was compiled for the CPU; it cannot run on CUDA",
-                                      hint="recompile with a CUDA target profile (nvidia-cuda, jetson-orin)")
+        raise BackendUnavailableError(
+            "this TVM artifact was compiled for the CPU; it cannot run on CUDA",
+            hint="recompile with a CUDA target profile (nvidia-cuda, jetson-orin)",
+        )
     if index.device == "cpu":
         return tvm.cpu(0)
     if requested is Device.CPU:
-        raise BackendUnavailableError("this TVM artifact was compiled for CUDA; it cannot run on the CPU",
-                                      hint="recompile with a CPU target profile")
+        raise BackendUnavailableError(
+            "this TVM artifact was compiled for CUDA; it cannot run on the CPU",
+            hint="recompile with a CPU target profile",
+        )
     device = tvm.cuda(0)
     if not device.exist:
-        raise BackendUnavailableError("this TVM artifact was compiled for CUDA, and no CUDA GPU is visible here",
-                                      hint="run it on a machine with an NVIDIA GPU and its driver")
+        raise BackendUnavailableError(
+            "this TVM artifact was compiled for CUDA, and no CUDA GPU is visible here",
+            hint="run it on a machine with an NVIDIA GPU and its driver",
+        )
     return device
 
 

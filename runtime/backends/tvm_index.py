@@ -1,5 +1,6 @@
 """The TVM part of an artifact: `tvm.json` lists the compiled shape buckets, each a shared library
 that takes the model inputs followed by its weights, stored once for all buckets in `tvm_params.npz`."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field

@@ -1,4 +1,5 @@
 """Timing the image front end apart from the model: decode + preprocess of one photo-sized JPEG."""
+
 from __future__ import annotations
 
 import io

@@ -12,6 +12,7 @@ Refused with an InputError: not an image, a truncated or corrupt file, fewer tha
 a side, more pixels than Pillow's MAX_IMAGE_PIXELS (a decompression bomb: checked from the header,
 before any pixel is decoded), a side ratio above MAX_ASPECT, 32-bit float images.
 """
+
 from __future__ import annotations
 
 import io
@@ -34,8 +35,9 @@ def pillow():
     try:
         from PIL import Image, ImageOps
     except ImportError:
-        raise InputError("decoding images needs Pillow, which is not installed",
-                         hint="pip install 'edgekiln[vision]'") from None
+        raise InputError(
+            "decoding images needs Pillow, which is not installed", hint="pip install 'edgekiln[vision]'"
+        ) from None
     return Image, ImageOps
 
 
@@ -59,8 +61,9 @@ def load_rgb(item: Any) -> Any:
     elif isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
         image = _open(item, name)
     else:
-        raise InputError(f"cannot read an image from {name}",
-                         hint="pass file paths, bytes, PIL images or uint8 arrays (H x W x 3)")
+        raise InputError(
+            f"cannot read an image from {name}", hint="pass file paths, bytes, PIL images or uint8 arrays (H x W x 3)"
+        )
     _check_size(image.size, name)
     try:
         if getattr(image, "is_animated", False):
@@ -71,8 +74,9 @@ def load_rgb(item: Any) -> Any:
     except InputError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
-        raise InputError(f"{name} is truncated or corrupt ({_first_line(exc)})",
-                         hint="re-encode or re-download the image") from None
+        raise InputError(
+            f"{name} is truncated or corrupt ({_first_line(exc)})", hint="re-encode or re-download the image"
+        ) from None
 
 
 def _open(item: Any, name: str) -> Any:
@@ -89,37 +93,49 @@ def _open(item: Any, name: str) -> Any:
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is an error, not a warning
             return Image.open(source)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"{name} declares more than {_max_pixels():,} pixels (a decompression bomb?)",
-                         hint="resize the image below that before running the model") from None
+        raise InputError(
+            f"{name} declares more than {_max_pixels():,} pixels (a decompression bomb?)",
+            hint="resize the image below that before running the model",
+        ) from None
     except Image.UnidentifiedImageError:
-        raise InputError(f"{name} is not an image Pillow can read",
-                         hint="pass a JPEG, PNG, GIF, BMP, TIFF or WebP file") from None
+        raise InputError(
+            f"{name} is not an image Pillow can read", hint="pass a JPEG, PNG, GIF, BMP, TIFF or WebP file"
+        ) from None
     except (PermissionError, IsADirectoryError) as exc:
         raise InputError(f"cannot read image {name} ({exc.strerror})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # a header cut short or malformed
-        raise InputError(f"{name} is truncated or corrupt ({_first_line(exc)})",
-                         hint="re-encode or re-download the image") from None
+        raise InputError(
+            f"{name} is truncated or corrupt ({_first_line(exc)})", hint="re-encode or re-download the image"
+        ) from None
 
 
 def _from_array(array: np.ndarray, name: str) -> Any:
     Image, _ = pillow()
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
-        raise InputError(f"{name} has dtype {array.dtype} and shape {list(array.shape)}",
-                         hint="pass a uint8 array of shape (height, width, 3) in RGB order, or (height, width)")
+        raise InputError(
+            f"{name} has dtype {array.dtype} and shape {list(array.shape)}",
+            hint="pass a uint8 array of shape (height, width, 3) in RGB order, or (height, width)",
+        )
     return Image.fromarray(np.ascontiguousarray(array))
 
 
 def _check_size(size: tuple[int, int], name: str) -> None:
     width, height = size
     if min(width, height) < MIN_SIDE:
-        raise InputError(f"{name} is {width}x{height} pixels: too small to classify",
-                         hint=f"images need at least {MIN_SIDE} pixels on each side")
+        raise InputError(
+            f"{name} is {width}x{height} pixels: too small to classify",
+            hint=f"images need at least {MIN_SIDE} pixels on each side",
+        )
     if width * height > _max_pixels():
-        raise InputError(f"{name} is {width}x{height} pixels, more than {_max_pixels():,} (a decompression bomb?)",
-                         hint="resize the image below that before running the model")
+        raise InputError(
+            f"{name} is {width}x{height} pixels, more than {_max_pixels():,} (a decompression bomb?)",
+            hint="resize the image below that before running the model",
+        )
     if max(width, height) > MAX_ASPECT * min(width, height):
-        raise InputError(f"{name} is {width}x{height} pixels: its sides differ more than {MAX_ASPECT}-fold",
-                         hint="crop it to the region to classify")
+        raise InputError(
+            f"{name} is {width}x{height} pixels: its sides differ more than {MAX_ASPECT}-fold",
+            hint="crop it to the region to classify",
+        )
 
 
 def _to_rgb(image: Any, name: str) -> Any:
@@ -140,8 +156,10 @@ def _to_rgb(image: Any, name: str) -> Any:
     try:
         return image.convert("RGB")
     except ValueError:
-        raise InputError(f"{name} has colour mode {mode}, which Pillow cannot convert to RGB",
-                         hint="save it as an RGB or greyscale image") from None
+        raise InputError(
+            f"{name} has colour mode {mode}, which Pillow cannot convert to RGB",
+            hint="save it as an RGB or greyscale image",
+        ) from None
 
 
 def _max_pixels() -> int:

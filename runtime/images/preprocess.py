@@ -4,6 +4,7 @@ Resizing is Pillow's (`Image.resize` with the model's filter and no reducing gap
 as the Hugging Face image processors do it; the crop offsets, rescale (in float64, then float32)
 and normalisation follow them too, so the tensors match the model's own processor.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -26,14 +27,20 @@ class ImagePreprocessor:
         by_name = {tensor.name: tensor for tensor in inputs}
         tensor = by_name.get(spec.input)
         if tensor is None or len(tensor.shape) != 4:
-            raise ArtifactError(f"the manifest's image preprocessing feeds {spec.input!r}, which is not a 4-D model "
-                                f"input (inputs: {sorted(by_name)})", hint="recompile the artifact")
+            raise ArtifactError(
+                f"the manifest's image preprocessing feeds {spec.input!r}, which is not a 4-D model "
+                f"input (inputs: {sorted(by_name)})",
+                hint="recompile the artifact",
+            )
         height, width = spec.output_size()
         expected = (3, height, width) if spec.layout is Layout.NCHW else (height, width, 3)
         fixed = [(got, want) for got, want in zip(tensor.shape[1:], expected) if isinstance(got, int) and got != want]
         if fixed:
-            raise ArtifactError(f"the manifest's image preprocessing gives {spec.layout.value} {list(expected)}, but "
-                                f"input {spec.input} is {list(tensor.shape)}", hint="recompile the artifact")
+            raise ArtifactError(
+                f"the manifest's image preprocessing gives {spec.layout.value} {list(expected)}, but "
+                f"input {spec.input} is {list(tensor.shape)}",
+                hint="recompile the artifact",
+            )
         self.spec = spec
         self.names = (spec.input,)
 
@@ -59,8 +66,10 @@ def check_images(images: Any) -> list:
     try:
         items = list(images)
     except TypeError:
-        raise InputError(f"cannot read images from a {type(images).__name__}",
-                         hint="pass paths, bytes, PIL images or uint8 arrays, alone or in a list") from None
+        raise InputError(
+            f"cannot read images from a {type(images).__name__}",
+            hint="pass paths, bytes, PIL images or uint8 arrays, alone or in a list",
+        ) from None
     if not items:
         raise InputError("no images given", hint="pass at least one image")
     return items
@@ -90,10 +99,10 @@ def center_crop(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     if rows < height or cols < width:
         padded = np.zeros((max(rows, height), max(cols, width), pixels.shape[2]), dtype=pixels.dtype)
         top, left = (padded.shape[0] - rows) // 2, (padded.shape[1] - cols) // 2
-        padded[top:top + rows, left:left + cols] = pixels
+        padded[top : top + rows, left : left + cols] = pixels
         pixels, rows, cols = padded, padded.shape[0], padded.shape[1]
     top, left = (rows - height) // 2, (cols - width) // 2
-    return pixels[top:top + height, left:left + width]
+    return pixels[top : top + height, left : left + width]
 
 
 def normalise(pixels: np.ndarray, spec: ImagePreprocessSpec) -> np.ndarray:

@@ -4,6 +4,7 @@ The steps run in this order: decode, EXIF orientation, colour mode to RGB, resiz
 rescale, mean/std normalisation, channel order, layout. Every number here is the model's own
 (read from its processor config); the runtime needs nothing else to reproduce its inputs.
 """
+
 from __future__ import annotations
 
 from enum import Enum

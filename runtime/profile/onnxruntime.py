@@ -1,4 +1,5 @@
 """ONNX Runtime's profiler: one trace event per node per run ("cat": "Node", kernel time in µs)."""
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,7 @@ def profile(folder: Path, manifest: Manifest, feeds: dict[str, np.ndarray], runs
     events = [e for e in trace if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
     per_run = len(events) // (WARMUP + runs)  # every run executes the same nodes, in order
     totals, types = defaultdict(float), {}
-    for event in events[WARMUP * per_run:]:
+    for event in events[WARMUP * per_run :]:
         name = event["name"].removesuffix("_kernel_time")
         totals[name] += event["dur"] / 1e3
         types[name] = event.get("args", {}).get("op_name", "?")

@@ -1,4 +1,5 @@
 """OpenVINO's performance counters: per executed node, real time per inference."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -14,9 +15,16 @@ def profile(folder: Path, manifest: Manifest, feeds: dict[str, np.ndarray], runs
     import openvino as ov
 
     precision = "bf16" if manifest.precision is Precision.BF16 else "f32"
-    compiled = ov.Core().compile_model(str(folder / manifest.model_file), "CPU", {
-        "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision,
-        "PERF_COUNT": True})
+    compiled = ov.Core().compile_model(
+        str(folder / manifest.model_file),
+        "CPU",
+        {
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": precision,
+            "PERF_COUNT": True,
+        },
+    )
     request = compiled.create_infer_request()
     for _ in range(3):
         request.infer(feeds)

@@ -5,13 +5,15 @@ are rendered by their kind, whatever pass wrote them; other known reports have a
 own (`SECTION_RENDERERS`), and any other report is shown as a table of its top-level values so
 nothing a pass writes is hidden.
 """
+
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..manifest import REPORTS_DIR, Manifest
 from .schema import FidelityReport, QuantizationReport
@@ -31,6 +33,7 @@ def register_section(name: str, title: str) -> Callable[[Renderer], Renderer]:
     def decorate(renderer: Renderer) -> Renderer:
         SECTION_RENDERERS[name] = (title, renderer)
         return renderer
+
     return decorate
 
 
@@ -58,29 +61,41 @@ def write_report(folder: Path, manifest: Manifest) -> Path:
     sections = [_summary(manifest)]
     for name in order:
         kind = reports[name].get("kind") if isinstance(reports[name], dict) else None
-        title, render = SECTION_RENDERERS.get(name) or SECTION_RENDERERS.get(f"kind:{kind}") or \
-            (name.replace("_", " ").capitalize(), _generic)
+        title, render = (
+            SECTION_RENDERERS.get(name)
+            or SECTION_RENDERERS.get(f"kind:{kind}")
+            or (name.replace("_", " ").capitalize(), _generic)
+        )
         if kind == "fidelity":
             title = FIDELITY_TITLES.get(name, f"{name}: numerical check")
         sections.append(f"<h2>{escape(title)}</h2>{render(reports[name], reports_dir)}")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>edgekiln report: "
-            f"{escape(manifest.source)}</title><style>{_STYLE}</style></head><body>"
-            f"<h1>edgekiln artifact {escape(manifest.artifact_id)}</h1>{''.join(sections)}</body></html>")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>edgekiln report: "
+        f"{escape(manifest.source)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>edgekiln artifact {escape(manifest.artifact_id)}</h1>{''.join(sections)}</body></html>"
+    )
     path = reports_dir / REPORT_HTML
     path.write_text(page)
     return path
 
 
 def _summary(manifest: Manifest) -> str:
-    rows = [["source", manifest.source], ["task", manifest.task.value], ["backend", manifest.backend],
-            ["target", f"{manifest.target.name} ({manifest.target.arch}, {manifest.target.threads} threads)"],
-            ["precision", manifest.precision.value], ["created", manifest.created_at],
-            ["inputs", ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in manifest.inputs)],
-            ["outputs", ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in manifest.outputs)]]
+    rows = [
+        ["source", manifest.source],
+        ["task", manifest.task.value],
+        ["backend", manifest.backend],
+        ["target", f"{manifest.target.name} ({manifest.target.arch}, {manifest.target.threads} threads)"],
+        ["precision", manifest.precision.value],
+        ["created", manifest.created_at],
+        ["inputs", ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in manifest.inputs)],
+        ["outputs", ", ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in manifest.outputs)],
+    ]
     if manifest.labels:
         rows.append(["labels", ", ".join(manifest.labels)])
-    passes = table(["pass", "seconds", "cached", "output sha256"],
-                   [[p.name, p.seconds, p.cached, p.output_sha256[:16]] for p in manifest.passes])
+    passes = table(
+        ["pass", "seconds", "cached", "output sha256"],
+        [[p.name, p.seconds, p.cached, p.output_sha256[:16]] for p in manifest.passes],
+    )
     return f"<h2>Summary</h2>{table(['field', 'value'], rows)}<h3>Pass chain</h3>{passes}"
 
 
@@ -96,8 +111,11 @@ def _generic(report: dict[str, Any], _folder: Path) -> str:
     return table(["key", "value"], [[key, value] for key, value in report.items()])
 
 
-FIDELITY_TITLES = {"verify_fidelity": "Fidelity against the reference", "lower_openvino": "OpenVINO against ONNX "
-                   "Runtime", "lower_tvm": "TVM lowering"}
+FIDELITY_TITLES = {
+    "verify_fidelity": "Fidelity against the reference",
+    "lower_openvino": "OpenVINO against ONNX Runtime",
+    "lower_tvm": "TVM lowering",
+}
 
 
 @register_section("kind:fidelity", "Numerical check")
@@ -119,24 +137,60 @@ def _fidelity(raw: dict[str, Any], _folder: Path) -> str:
 @register_section("selection", "Build selection (--backend auto)")
 def _selection(report: dict[str, Any], folder: Path) -> str:
     head = f"<p>Chosen: <b>{escape(report['winner'])}</b>, {escape(report['reason'])}.</p>"
-    rows = [[row["name"], row["metric"], row["accuracy_drop"], row["p50_ms"], row["p99_ms"], row["size_mb"],
-             row["build_s"], "yes" if row["name"] in report["pareto"] else "", row["error"] or ""]
-            for row in report["candidates"]]
-    return head + table(["candidate", "accuracy", "drop (points)", "p50 ms", "p99 ms", "MB", "build s", "Pareto",
-                         "not built because"], rows) + image(folder / "selection_pareto.png", "latency vs accuracy")
+    rows = [
+        [
+            row["name"],
+            row["metric"],
+            row["accuracy_drop"],
+            row["p50_ms"],
+            row["p99_ms"],
+            row["size_mb"],
+            row["build_s"],
+            "yes" if row["name"] in report["pareto"] else "",
+            row["error"] or "",
+        ]
+        for row in report["candidates"]
+    ]
+    return (
+        head
+        + table(
+            [
+                "candidate",
+                "accuracy",
+                "drop (points)",
+                "p50 ms",
+                "p99 ms",
+                "MB",
+                "build s",
+                "Pareto",
+                "not built because",
+            ],
+            rows,
+        )
+        + image(folder / "selection_pareto.png", "latency vs accuracy")
+    )
 
 
 @register_section("profile", "Where the time goes (bench --profile)")
 def _profile(report: dict[str, Any], _folder: Path) -> str:
-    head = (f"<p>{escape(report['backend'])}, batch {report['batch']} × sequence {report['sequence']}, "
-            f"{report['runs']} runs, {report['threads']} threads: {report['total_ms']:.3f} ms of operator time per "
-            f"run, {report['matmul_share']:.1%} in matrix products.</p>")
-    layers = bar_chart("time per layer", [row["layer"] for row in report["layers"]],
-                       {"ms per run": [row["ms"] for row in report["layers"]]}, "ms")
-    nodes = table(["node", "op", "ms", "share"], [[r["node"], r["op_type"], r["ms"], f"{r['share']:.1%}"]
-                                                  for r in report["top_nodes"]])
-    types = table(["op type", "ms", "share"], [[r["op_type"], r["ms"], f"{r['share']:.1%}"]
-                                               for r in report["op_types"][:12]])
+    head = (
+        f"<p>{escape(report['backend'])}, batch {report['batch']} × sequence {report['sequence']}, "
+        f"{report['runs']} runs, {report['threads']} threads: {report['total_ms']:.3f} ms of operator time per "
+        f"run, {report['matmul_share']:.1%} in matrix products.</p>"
+    )
+    layers = bar_chart(
+        "time per layer",
+        [row["layer"] for row in report["layers"]],
+        {"ms per run": [row["ms"] for row in report["layers"]]},
+        "ms",
+    )
+    nodes = table(
+        ["node", "op", "ms", "share"],
+        [[r["node"], r["op_type"], r["ms"], f"{r['share']:.1%}"] for r in report["top_nodes"]],
+    )
+    types = table(
+        ["op type", "ms", "share"], [[r["op_type"], r["ms"], f"{r['share']:.1%}"] for r in report["op_types"][:12]]
+    )
     return head + layers + "<h3>Slowest nodes</h3>" + nodes + "<h3>By operator type</h3>" + types
 
 
@@ -144,8 +198,10 @@ def _profile(report: dict[str, Any], _folder: Path) -> str:
 def _benchmark(report: dict[str, Any], _folder: Path) -> str:
     points = report["points"]
     header = ["batch", "seq", "p50 ms", "p90 ms", "p99 ms", "mean ms", "items/s", "peak RSS MB"]
-    rows = [[p["batch"], p["seq"], p["p50_ms"], p["p90_ms"], p["p99_ms"], p["mean_ms"], p["throughput"],
-             p["peak_rss_mb"]] for p in points]
+    rows = [
+        [p["batch"], p["seq"], p["p50_ms"], p["p90_ms"], p["p99_ms"], p["mean_ms"], p["throughput"], p["peak_rss_mb"]]
+        for p in points
+    ]
     against = [p.get("against") for p in points]
     if all(against):
         header += ["PyTorch p50 ms", "speed-up p50"]
@@ -155,8 +211,10 @@ def _benchmark(report: dict[str, Any], _folder: Path) -> str:
     if all(against):
         series["pytorch p50"] = [p["against"]["p50_ms"] for p in points]
     chart = bar_chart("p50 latency", [f"batch {p['batch']} × seq {p['seq']}" for p in points], series, "ms")
-    context = (f"<p>{report['threads']} threads, {report['runs']} timed runs after {report['warmup']} warm-up "
-               f"runs per point; load time {report['load_seconds']:.2f} s.</p>")
+    context = (
+        f"<p>{report['threads']} threads, {report['runs']} timed runs after {report['warmup']} warm-up "
+        f"runs per point; load time {report['load_seconds']:.2f} s.</p>"
+    )
     return context + table(header, rows) + chart
 
 
@@ -164,27 +222,45 @@ def _benchmark(report: dict[str, Any], _folder: Path) -> str:
 def _quantization(raw: dict[str, Any], folder: Path) -> str:
     report = QuantizationReport.model_validate(raw)
     drop = report.accuracy_drop
-    head = (f"<p>{escape(report.backend)} ({escape(report.method)}): requested <code>{escape(report.requested)}"
-            f"</code>; kept <b>{escape(report.chosen)}</b>. Accuracy drop {'n/a' if drop is None else f'{drop:.2f} points'}"
-            f" (budget {report.budget_points}), speed-up {report.speedup:.2f}× over float at batch 1, sequence "
-            f"{report.bench['sequence']}, {report.bench['threads']} threads (float {report.float_ms:.2f} ms).</p>")
+    head = (
+        f"<p>{escape(report.backend)} ({escape(report.method)}): requested <code>{escape(report.requested)}"
+        f"</code>; kept <b>{escape(report.chosen)}</b>. Accuracy drop {'n/a' if drop is None else f'{drop:.2f} points'}"
+        f" (budget {report.budget_points}), speed-up {report.speedup:.2f}× over float at batch 1, sequence "
+        f"{report.bench['sequence']}, {report.bench['threads']} threads (float {report.float_ms:.2f} ms).</p>"
+    )
     if report.int8_slower_than_float:
         head += "<p class='bad'>int8 was not faster than float on this machine.</p>"
     if report.fidelity is not None:
         head += f"<p>{escape(report.fidelity.summary())} (random inputs, the fidelity shapes).</p>"
-    attempts = table(["mode", "accuracy drop (points)", "p50 ms", "kept float", "agreement with float"],
-                     [[a.mode, a.accuracy_drop, a.latency_ms, len(a.excluded_nodes), a.agreement]
-                      for a in report.attempts])
+    attempts = table(
+        ["mode", "accuracy drop (points)", "p50 ms", "kept float", "agreement with float"],
+        [[a.mode, a.accuracy_drop, a.latency_ms, len(a.excluded_nodes), a.agreement] for a in report.attempts],
+    )
     worst = sorted((row for row in report.layers if row.sqnr_db is not None), key=lambda row: row.sqnr_db)[:15]
-    layers = table(["layer", "op", "int8", "SQNR dB", "weight range", "activation range", "kept float"],
-                   [[r.node, r.op, r.int8, r.sqnr_db, _range(r.weight_min, r.weight_max),
-                     _range(r.activation_min, r.activation_max), r.kept_float] for r in worst])
-    note = ("<p>SQNR is measured at each layer's output against the float model with everything "
-            "upstream quantized too, so it accumulates with depth.</p>")
+    layers = table(
+        ["layer", "op", "int8", "SQNR dB", "weight range", "activation range", "kept float"],
+        [
+            [
+                r.node,
+                r.op,
+                r.int8,
+                r.sqnr_db,
+                _range(r.weight_min, r.weight_max),
+                _range(r.activation_min, r.activation_max),
+                r.kept_float,
+            ]
+            for r in worst
+        ],
+    )
+    note = (
+        "<p>SQNR is measured at each layer's output against the float model with everything "
+        "upstream quantized too, so it accumulates with depth.</p>"
+    )
     if not report.layers:
         return head + attempts + "<p>No per-layer table for this quantizer.</p>"
-    return head + attempts + "<h3>Least accurate layers</h3>" + note + layers + \
-        image(folder / "quantize_sqnr.png", "SQNR")
+    return (
+        head + attempts + "<h3>Least accurate layers</h3>" + note + layers + image(folder / "quantize_sqnr.png", "SQNR")
+    )
 
 
 def _range(low, high) -> str:
@@ -195,20 +271,34 @@ def _range(low, high) -> str:
 def _pruning(report: dict[str, Any], folder: Path) -> str:
     drop = report.get("accuracy_drop")
     if report.get("kind") == "conv-channels":
-        head = (f"<p>Conv channels pruned: MACs {report['macs']['before']:,} → {report['macs']['after']:,} "
-                f"(−{report['flops_reduction']:.1%}), parameters {report['parameters']['before']:,} → "
-                f"{report['parameters']['after']:,}.</p>")
-        return head + table(["layer", "channels before", "channels after"],
-                            [[r["layer"], *r["channels"]] for r in report["layers"]])
+        head = (
+            f"<p>Conv channels pruned: MACs {report['macs']['before']:,} → {report['macs']['after']:,} "
+            f"(−{report['flops_reduction']:.1%}), parameters {report['parameters']['before']:,} → "
+            f"{report['parameters']['after']:,}.</p>"
+        )
+        return head + table(
+            ["layer", "channels before", "channels after"], [[r["layer"], *r["channels"]] for r in report["layers"]]
+        )
     metric = report.get("metric", "accuracy")
     flops, params = report["encoder_flops"], report["encoder_parameters"]
-    head = (f"<p>Encoder FLOPs at sequence {flops['sequence']}: {flops['before']:,} → {flops['after']:,} "
-            f"(−{report['flops_reduction']:.1%}); encoder parameters {params['before']:,} → {params['after']:,}. "
-            f"Dev {metric} (points): before pruning {_fmt(report.get('accuracy_before'))}, after pruning "
-            f"{_fmt(report.get('accuracy_after_pruning'))}, after recovery "
-            f"{_fmt(report.get('accuracy_after_recovery'))}"
-            f"; drop {'n/a' if drop is None else f'{drop:.2f} points'}.</p>")
-    layers = table(["layer", "heads kept", "FFN width kept", "kept head indices"],
-                   [[r["layer"], f"{r['heads'][1]} / {r['heads'][0]}", f"{r['ffn'][1]} / {r['ffn'][0]}",
-                     ", ".join(map(str, r["kept_heads"]))] for r in report["layers"]])
+    head = (
+        f"<p>Encoder FLOPs at sequence {flops['sequence']}: {flops['before']:,} → {flops['after']:,} "
+        f"(−{report['flops_reduction']:.1%}); encoder parameters {params['before']:,} → {params['after']:,}. "
+        f"Dev {metric} (points): before pruning {_fmt(report.get('accuracy_before'))}, after pruning "
+        f"{_fmt(report.get('accuracy_after_pruning'))}, after recovery "
+        f"{_fmt(report.get('accuracy_after_recovery'))}"
+        f"; drop {'n/a' if drop is None else f'{drop:.2f} points'}.</p>"
+    )
+    layers = table(
+        ["layer", "heads kept", "FFN width kept", "kept head indices"],
+        [
+            [
+                r["layer"],
+                f"{r['heads'][1]} / {r['heads'][0]}",
+                f"{r['ffn'][1]} / {r['ffn'][0]}",
+                ", ".join(map(str, r["kept_heads"])),
+            ]
+            for r in report["layers"]
+        ],
+    )
     return head + layers + image(folder / "pruning_layers.png", "kept heads and FFN neurons per layer")

@@ -2,6 +2,7 @@
 `QuantizationReport`, whatever the backend; the CLI summary, `inspect`, the HTML report and the
 plots read these types, never a file name. Each report carries its `kind`, so `read_reports` finds
 them in `reports/*.json` by what they are."""
+
 from __future__ import annotations
 
 import json
@@ -43,11 +44,15 @@ class FidelityReport(_Report):
 
     def summary(self) -> str:
         if self.output_kind == "classifier":
-            return (f"{self.candidate} vs {self.reference}: top-1 agreement {self.argmax_agreement:.1%}, "
-                    f"max error {self.max_relative_error:.2%} of the logit range (max abs diff "
-                    f"{self.max_abs_diff:.2e})")
-        return (f"{self.candidate} vs {self.reference}: max abs diff {self.max_abs_diff:.2e}, "
-                f"min cosine {self.min_cosine:.6f}")
+            return (
+                f"{self.candidate} vs {self.reference}: top-1 agreement {self.argmax_agreement:.1%}, "
+                f"max error {self.max_relative_error:.2%} of the logit range (max abs diff "
+                f"{self.max_abs_diff:.2e})"
+            )
+        return (
+            f"{self.candidate} vs {self.reference}: max abs diff {self.max_abs_diff:.2e}, "
+            f"min cosine {self.min_cosine:.6f}"
+        )
 
 
 class LayerRow(_Report):
@@ -94,8 +99,10 @@ class QuantizationReport(_Report):
     def summary(self) -> str:
         drop = "n/a" if self.accuracy_drop is None else f"{self.accuracy_drop:.2f} points"
         slower = " (int8 was slower than float here)" if self.int8_slower_than_float else ""
-        return (f"quantization ({self.method}): kept {self.chosen}, accuracy drop {drop}, speed-up "
-                f"{self.speedup:.2f}x over float{slower}")
+        return (
+            f"quantization ({self.method}): kept {self.chosen}, accuracy drop {drop}, speed-up "
+            f"{self.speedup:.2f}x over float{slower}"
+        )
 
 
 _KINDS: dict[str, type[_Report]] = {"fidelity": FidelityReport, "quantization": QuantizationReport}

@@ -5,6 +5,7 @@ artifact as a served model: metadata, checks, merging and splitting batches), `b
 worker thread per model, where requests are merged and the model runs), `metrics` (Prometheus),
 `app` (the ASGI routes). Needs the `edgekiln[serve]` extra (starlette, uvicorn, prometheus_client).
 """
+
 from .config import ServeConfig
 
 __all__ = ["ServeConfig"]

@@ -4,6 +4,7 @@ Handlers run on the event loop and never call a model: they decode and check a r
 to the model's worker thread (batching.py) and await its answer. Every refusal is a ServeError,
 sent as `{"error": "..."}` with its status; anything unexpected is a 500 with one line, no traceback.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,19 +39,29 @@ class Server:
         names = [model.name for model in models]
         duplicate = next((name for name in names if names.count(name) > 1), None)
         if duplicate:
-            raise InputError(f"two artifacts would both be served as model {duplicate!r}",
-                             hint="name them: edgekiln serve NAME1=ART1 NAME2=ART2")
+            raise InputError(
+                f"two artifacts would both be served as model {duplicate!r}",
+                hint="name them: edgekiln serve NAME1=ART1 NAME2=ART2",
+            )
         self.config = config
         self.models = {model.name: model for model in models}
         self.metrics = Metrics(config.max_batch)
         self.workers = {}
         for model in models:
-            worker = ModelWorker(model.name, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
-                                 max_queue=config.max_queue, on_batch=self.metrics.batch_observer(model.name))
+            worker = ModelWorker(
+                model.name,
+                max_batch=config.max_batch,
+                max_wait_ms=config.max_wait_ms,
+                max_queue=config.max_queue,
+                on_batch=self.metrics.batch_observer(model.name),
+            )
             self.metrics.watch_queue(model.name, lambda worker=worker: worker.depth)
             self.workers[model.name] = worker
-        self.app = Starlette(routes=_routes(self), lifespan=self._lifespan, exception_handlers={
-            ServeError: _serve_error, HTTPException: _http_error, Exception: _internal_error})
+        self.app = Starlette(
+            routes=_routes(self),
+            lifespan=self._lifespan,
+            exception_handlers={ServeError: _serve_error, HTTPException: _http_error, Exception: _internal_error},
+        )
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app):
@@ -149,19 +160,26 @@ def _routes(server: Server) -> list[Route]:
             body, header = encode_infer_response(model.name, parsed.id, {n: outputs[n] for n in names}, binary)
             if header is None:
                 return Response(body, media_type="application/json")
-            return Response(body, media_type="application/octet-stream",
-                            headers={"Inference-Header-Content-Length": str(header)})
+            return Response(
+                body, media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(header)}
+            )
+
         return await server.measured(request, "infer", handle)
 
     async def predict(request):
         async def handle(model: ServedModel) -> Response:
             texts = _texts(json_body(await server.body(request)), server.config.max_text_chars)
             if model.session.encoder is None:
-                raise ServeError(400, f"model {model.name} ({model.session.task.value}) takes tensors, not texts; "
-                                      f"use POST /v2/models/{model.name}/infer")
+                raise ServeError(
+                    400,
+                    f"model {model.name} ({model.session.task.value}) takes tensors, not texts; "
+                    f"use POST /v2/models/{model.name}/infer",
+                )
             answers = await server.run(model, model.run_predict, texts, len(texts), "predict")
-            return JSONResponse({"model_name": model.name, "task": model.session.task.value,
-                                 "predictions": _answers_json(answers)})
+            return JSONResponse(
+                {"model_name": model.name, "task": model.session.task.value, "predictions": _answers_json(answers)}
+            )
+
         return await server.measured(request, "predict", handle)
 
     async def metrics(request):
@@ -178,12 +196,19 @@ def _routes(server: Server) -> list[Route]:
     model = "/v2/models/{name}"
     version = "/v2/models/{name}/versions/{version}"
     return [
-        Route("/v2/health/live", live), Route("/v2/health/ready", ready), Route("/v2", server_metadata),
-        Route(model, model_metadata), Route(version, model_metadata),
-        Route(f"{model}/ready", model_ready), Route(f"{version}/ready", model_ready),
-        Route(f"{model}/infer", infer, methods=["POST"]), Route(f"{version}/infer", infer, methods=["POST"]),
-        Route(f"{model}/predict", predict, methods=["POST"]), Route("/metrics", metrics),
-        Route("/openapi.json", openapi_json), Route("/docs", docs),
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", server_metadata),
+        Route(model, model_metadata),
+        Route(version, model_metadata),
+        Route(f"{model}/ready", model_ready),
+        Route(f"{version}/ready", model_ready),
+        Route(f"{model}/infer", infer, methods=["POST"]),
+        Route(f"{version}/infer", infer, methods=["POST"]),
+        Route(f"{model}/predict", predict, methods=["POST"]),
+        Route("/metrics", metrics),
+        Route("/openapi.json", openapi_json),
+        Route("/docs", docs),
     ]
 
 
@@ -197,8 +222,9 @@ def _texts(payload: dict[str, Any], max_chars: int) -> list[str]:
         if not isinstance(text, str):
             raise ServeError(400, f"texts[{index}] is a {type(text).__name__}, not a string")
         if len(text) > max_chars:
-            raise ServeError(422, f"texts[{index}] has {len(text)} characters, more than the limit {max_chars} "
-                                  "(--max-text-chars)")
+            raise ServeError(
+                422, f"texts[{index}] has {len(text)} characters, more than the limit {max_chars} (--max-text-chars)"
+            )
     return texts
 
 
@@ -238,8 +264,10 @@ async def _serve_error(request: Request, exc: ServeError) -> Response:
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
-    message = {404: f"no such endpoint: {request.method} {request.url.path}",
-               405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+    message = {
+        404: f"no such endpoint: {request.method} {request.url.path}",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }.get(exc.status_code, str(exc.detail))
     return JSONResponse({"error": message}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 

@@ -6,6 +6,7 @@ and hands each job its share. Jobs that cannot join (another key, too many rows)
 next call in arrival order. At most `max_queue` jobs are admitted (waiting or running); past that
 `submit` refuses, which the app answers with 503 and Retry-After.
 """
+
 from __future__ import annotations
 
 import queue
@@ -34,16 +35,26 @@ class Job:
 
 class QueueFull(ServeError):
     def __init__(self, model: str, limit: int) -> None:
-        super().__init__(503, f"model {model} has {limit} requests queued, its limit (--max-queue); retry shortly",
-                         headers={"Retry-After": "1"})
+        super().__init__(
+            503,
+            f"model {model} has {limit} requests queued, its limit (--max-queue); retry shortly",
+            headers={"Retry-After": "1"},
+        )
 
 
 _STOP = object()
 
 
 class ModelWorker:
-    def __init__(self, name: str, *, max_batch: int, max_wait_ms: float, max_queue: int,
-                 on_batch: Callable[[int], None] = lambda rows: None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_batch: int,
+        max_wait_ms: float,
+        max_queue: int,
+        on_batch: Callable[[int], None] = lambda rows: None,
+    ) -> None:
         self.name = name
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0

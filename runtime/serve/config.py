@@ -1,4 +1,5 @@
 """The server's typed settings (the CLI flags of `edgekiln serve`)."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field

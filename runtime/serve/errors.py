@@ -1,4 +1,5 @@
 """The one error type a request can end in: an HTTP status and a one-line message."""
+
 from __future__ import annotations
 
 

@@ -2,6 +2,7 @@
 
 Each app has its own registry, so two servers in one process (the tests) do not share counts.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -17,18 +18,33 @@ class Metrics:
 
     def __init__(self, max_batch: int) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("edgekiln_requests", "Inference requests received",
-                                ["model", "endpoint"], registry=self.registry)
-        self.errors = Counter("edgekiln_request_errors", "Inference requests answered with an error",
-                              ["model", "endpoint", "status"], registry=self.registry)
-        self.latency = Histogram("edgekiln_request_latency_seconds", "Time from request to answer",
-                                 ["model", "endpoint"], buckets=_LATENCY_BUCKETS, registry=self.registry)
-        sizes = sorted({1, *(2 ** i for i in range(1, max_batch.bit_length() + 1) if 2 ** i <= max_batch),
-                        max_batch})
-        self.batch_rows = Histogram("edgekiln_batch_rows", "Rows per model call (after dynamic batching)",
-                                    ["model"], buckets=sizes, registry=self.registry)
-        self.queue_depth = Gauge("edgekiln_queue_depth", "Requests waiting or running",
-                                 ["model"], registry=self.registry)
+        self.requests = Counter(
+            "edgekiln_requests", "Inference requests received", ["model", "endpoint"], registry=self.registry
+        )
+        self.errors = Counter(
+            "edgekiln_request_errors",
+            "Inference requests answered with an error",
+            ["model", "endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "edgekiln_request_latency_seconds",
+            "Time from request to answer",
+            ["model", "endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        sizes = sorted({1, *(2**i for i in range(1, max_batch.bit_length() + 1) if 2**i <= max_batch), max_batch})
+        self.batch_rows = Histogram(
+            "edgekiln_batch_rows",
+            "Rows per model call (after dynamic batching)",
+            ["model"],
+            buckets=sizes,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "edgekiln_queue_depth", "Requests waiting or running", ["model"], registry=self.registry
+        )
 
     def watch_queue(self, model: str, depth: Callable[[], int]) -> None:
         self.queue_depth.labels(model).set_function(depth)

@@ -1,5 +1,6 @@
 """An artifact as a served model: its name and metadata, the checks a request's tensors must pass,
 and how requests merge into one model call (padding the sequence axis) and split back."""
+
 from __future__ import annotations
 
 import re
@@ -38,8 +39,9 @@ def default_name(source: str, folder: Path) -> str:
 
 def check_name(name: str) -> str:
     if not _NAME.match(name):
-        raise InputError(f"model name {name!r} is not usable in a URL",
-                         hint="use letters, digits, '.', '_' and '-' (NAME=ART)")
+        raise InputError(
+            f"model name {name!r} is not usable in a URL", hint="use letters, digits, '.', '_' and '-' (NAME=ART)"
+        )
     return name
 
 
@@ -70,8 +72,10 @@ class ServedModel:
         self._in_axes = {name: _axes(spec) for name, spec in self.inputs.items()}
         sequence_names = {axis for axes in self._in_axes.values() for axis in axes.sequence.values()}
         # output axes cut back to each request's own length after a padded merge
-        self._out_cut = {name: [axis for axis, size in _axes(spec).sequence.items() if size in sequence_names]
-                         for name, spec in self.outputs.items()}
+        self._out_cut = {
+            name: [axis for axis, size in _axes(spec).sequence.items() if size in sequence_names]
+            for name, spec in self.outputs.items()
+        }
         tokenizer = manifest.tokenizer
         feeds = tokenizer.feeds if tokenizer else {}
         self._ids = [name for name, field in feeds.items() if field == "ids"]
@@ -85,9 +89,13 @@ class ServedModel:
     # -- metadata ---------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
         manifest = self.session.manifest
-        return {"name": self.name, "versions": ["1"], "platform": f"edgekiln_{manifest.backend}",
-                "inputs": [_tensor_metadata(spec) for spec in manifest.inputs],
-                "outputs": [_tensor_metadata(spec) for spec in manifest.outputs]}
+        return {
+            "name": self.name,
+            "versions": ["1"],
+            "platform": f"edgekiln_{manifest.backend}",
+            "inputs": [_tensor_metadata(spec) for spec in manifest.inputs],
+            "outputs": [_tensor_metadata(spec) for spec in manifest.outputs],
+        }
 
     # -- checks -----------------------------------------------------------------------------------
     def check_inputs(self, arrays: dict[str, np.ndarray]) -> int:
@@ -95,8 +103,9 @@ class ServedModel:
         missing = [name for name in self.inputs if name not in arrays]
         unknown = [name for name in arrays if name not in self.inputs]
         if missing or unknown:
-            raise ServeError(400, f"model {self.name} takes inputs {list(self.inputs)}; missing {missing}, "
-                                  f"unknown {unknown}")
+            raise ServeError(
+                400, f"model {self.name} takes inputs {list(self.inputs)}; missing {missing}, unknown {unknown}"
+            )
         for name, array in arrays.items():
             self._check_input(self.inputs[name], array)
         rows = {array.shape[0] for array in arrays.values() if array.ndim}
@@ -112,26 +121,31 @@ class ServedModel:
         if array.dtype != DATATYPES[expected]:
             raise ServeError(400, f"input {spec.name} has datatype {datatype_of(array.dtype)}, expected {expected}")
         shown = [size if isinstance(size, int) else -1 for size in spec.shape]
-        if array.ndim != len(spec.shape) or any(isinstance(size, int) and size != got
-                                                for size, got in zip(spec.shape, array.shape)):
-            raise ServeError(400, f"input {spec.name} has shape {list(array.shape)}, expected {shown} "
-                                  "(-1: any size)")
+        if array.ndim != len(spec.shape) or any(
+            isinstance(size, int) and size != got for size, got in zip(spec.shape, array.shape)
+        ):
+            raise ServeError(400, f"input {spec.name} has shape {list(array.shape)}, expected {shown} (-1: any size)")
         if self.max_length is not None:
-            too_long = [array.shape[axis] for axis in self._in_axes[spec.name].sequence
-                        if array.shape[axis] > self.max_length]
+            too_long = [
+                array.shape[axis] for axis in self._in_axes[spec.name].sequence if array.shape[axis] > self.max_length
+            ]
             if too_long:
-                raise ServeError(400, f"input {spec.name} has sequence length {too_long[0]}, more than the "
-                                      f"model's {self.max_length}")
+                raise ServeError(
+                    400, f"input {spec.name} has sequence length {too_long[0]}, more than the model's {self.max_length}"
+                )
         if spec.name in self._ids and array.size and (array.min() < 0 or array.max() >= self.id_limit):
-            raise ServeError(400, f"input {spec.name} has token ids outside the artifact's tokenizer vocabulary "
-                                  f"(0..{self.id_limit - 1})")
+            raise ServeError(
+                400,
+                f"input {spec.name} has token ids outside the artifact's tokenizer vocabulary (0..{self.id_limit - 1})",
+            )
 
     def output_names(self, requested: Sequence[str] | None) -> list[str]:
         names = list(self.outputs) if requested is None else list(requested)
         unknown = [name for name in names if name not in self.outputs]
         if unknown:
-            raise ServeError(400, f"model {self.name} has no output {unknown[0]!r}; its outputs are "
-                                  f"{list(self.outputs)}")
+            raise ServeError(
+                400, f"model {self.name} has no output {unknown[0]!r}; its outputs are {list(self.outputs)}"
+            )
         return names
 
     # -- batching ---------------------------------------------------------------------------------
@@ -140,9 +154,17 @@ class ServedModel:
         aside when the model masks padding."""
         if not self.batchable:
             return object()  # never merged
-        return tuple((name, tuple(size for axis, size in enumerate(arrays[name].shape)
-                                  if axis and not (self.pads_sequences and axis in self._in_axes[name].sequence)))
-                     for name in self.inputs)
+        return tuple(
+            (
+                name,
+                tuple(
+                    size
+                    for axis, size in enumerate(arrays[name].shape)
+                    if axis and not (self.pads_sequences and axis in self._in_axes[name].sequence)
+                ),
+            )
+            for name in self.inputs
+        )
 
     def run_infer(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         """Run requests merged into one call (padded to the longest sequence); split the outputs back."""
@@ -150,13 +172,15 @@ class ServedModel:
             return [self.session.run(requests[0])]
         lengths = [self._sequence_length(arrays) for arrays in requests]
         longest = max((n for n in lengths if n is not None), default=None)
-        feeds = {name: np.concatenate([self._pad_to(name, arrays[name], longest) for arrays in requests])
-                 for name in self.inputs}
+        feeds = {
+            name: np.concatenate([self._pad_to(name, arrays[name], longest) for arrays in requests])
+            for name in self.inputs
+        }
         merged = self.session.run(feeds)
         results, start = [], 0
         for arrays, length in zip(requests, lengths):
             rows = next(iter(arrays.values())).shape[0]
-            results.append({name: self._cut(name, out[start:start + rows], length) for name, out in merged.items()})
+            results.append({name: self._cut(name, out[start : start + rows], length) for name, out in merged.items()})
             start += rows
         return results
 
@@ -164,7 +188,7 @@ class ServedModel:
         answers = self.session.predict([text for texts in requests for text in texts])
         results, start = [], 0
         for texts in requests:
-            results.append(answers[start:start + len(texts)])
+            results.append(answers[start : start + len(texts)])
             start += len(texts)
         return results
 
@@ -214,5 +238,8 @@ def _id_limit(session: Session) -> int:
 
 
 def _tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
-    return {"name": spec.name, "datatype": datatype_of(spec.dtype),
-            "shape": [size if isinstance(size, int) else -1 for size in spec.shape]}
+    return {
+        "name": spec.name,
+        "datatype": datatype_of(spec.dtype),
+        "shape": [size if isinstance(size, int) else -1 for size in spec.shape],
+    }

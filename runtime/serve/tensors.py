@@ -5,6 +5,7 @@ A request body is a JSON object, optionally followed by raw tensor bytes; then t
 size in `parameters.binary_data_size`, in input order. Responses put outputs asked for as binary
 (`binary_data` on an output, or `binary_data_output` for all) after the JSON the same way.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,23 @@ from .errors import ServeError
 HEADER_LENGTH = "inference-header-content-length"
 
 # The protocol's datatype names and the numpy dtypes they travel as (little-endian in binary).
-DATATYPES: dict[str, np.dtype] = {name: np.dtype(dtype) for name, dtype in {
-    "BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
-    "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
-    "FP16": "float16", "FP32": "float32", "FP64": "float64"}.items()}
+DATATYPES: dict[str, np.dtype] = {
+    name: np.dtype(dtype)
+    for name, dtype in {
+        "BOOL": "bool",
+        "UINT8": "uint8",
+        "UINT16": "uint16",
+        "UINT32": "uint32",
+        "UINT64": "uint64",
+        "INT8": "int8",
+        "INT16": "int16",
+        "INT32": "int32",
+        "INT64": "int64",
+        "FP16": "float16",
+        "FP32": "float32",
+        "FP64": "float64",
+    }.items()
+}
 _NAMES = {dtype: name for name, dtype in DATATYPES.items()}
 # numpy kinds a JSON array may hold for each kind of datatype ("b" bool, "i"/"u" integers, "f" floats)
 _JSON_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
@@ -61,12 +75,17 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     parameters = _parameters(request.get("parameters"), "the request")
     binary_default = parameters.get("binary_data_output", False) is True
     request_id = request.get("id")
-    return InferRequest(str(request_id) if request_id is not None else None, arrays,
-                        _requested_outputs(request.get("outputs"), binary_default), binary_default)
+    return InferRequest(
+        str(request_id) if request_id is not None else None,
+        arrays,
+        _requested_outputs(request.get("outputs"), binary_default),
+        binary_default,
+    )
 
 
-def encode_infer_response(model: str, request_id: str | None, outputs: dict[str, np.ndarray],
-                          binary: dict[str, bool]) -> tuple[bytes, int | None]:
+def encode_infer_response(
+    model: str, request_id: str | None, outputs: dict[str, np.ndarray], binary: dict[str, bool]
+) -> tuple[bytes, int | None]:
     """(body, JSON length or None when there is no binary part) for outputs in order."""
     entries, blobs = [], []
     for name, array in outputs.items():
@@ -100,8 +119,9 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     except ValueError:
         length = -1
     if not 0 < length <= len(body):
-        raise ServeError(400, f"Inference-Header-Content-Length {header_length!r} is not a length within the "
-                              f"{len(body)}-byte body")
+        raise ServeError(
+            400, f"Inference-Header-Content-Length {header_length!r} is not a length within the {len(body)}-byte body"
+        )
     return body[:length], body[length:]
 
 
@@ -125,8 +145,7 @@ def _input_tensor(index: int, tensor: Any, binary: bytes, offset: int) -> tuple[
     if datatype not in DATATYPES:
         raise ServeError(400, f"input {name} has datatype {datatype!r}; supported: {', '.join(DATATYPES)}")
     shape = tensor.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise ServeError(400, f"input {name} needs a `shape`: a list of non-negative integers, found {shape!r}")
     dtype = DATATYPES[datatype]
     size = _binary_size(name, _parameters(tensor.get("parameters"), f"input {name}"))
@@ -134,11 +153,13 @@ def _input_tensor(index: int, tensor: Any, binary: bytes, offset: int) -> tuple[
         return name, _from_json(name, tensor.get("data"), dtype, shape), offset
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if size != expected:
-        raise ServeError(400, f"input {name} says binary_data_size {size}, but shape {shape} of {datatype} "
-                              f"takes {expected} bytes")
+        raise ServeError(
+            400, f"input {name} says binary_data_size {size}, but shape {shape} of {datatype} takes {expected} bytes"
+        )
     if offset + size > len(binary):
-        raise ServeError(400, f"input {name} needs {size} bytes of binary data, but only {len(binary) - offset} "
-                              "are left in the body")
+        raise ServeError(
+            400, f"input {name} needs {size} bytes of binary data, but only {len(binary) - offset} are left in the body"
+        )
     array = np.frombuffer(binary, dtype=dtype.newbyteorder("<"), count=size // dtype.itemsize, offset=offset)
     return name, array.astype(dtype).reshape(shape), offset + size
 
@@ -160,8 +181,10 @@ def _from_json(name: str, data: Any, dtype: np.dtype, shape: list[int]) -> np.nd
     except ValueError:
         raise ServeError(400, f"input {name} has ragged `data`: nested lists must have equal lengths") from None
     if array.size and array.dtype.kind not in _JSON_KINDS[dtype.kind]:
-        raise ServeError(400, f"input {name} data holds {array.dtype.kind!r}-kind values "
-                              f"({_describe_kind(array)}), not {_NAMES[dtype]}")
+        raise ServeError(
+            400,
+            f"input {name} data holds {array.dtype.kind!r}-kind values ({_describe_kind(array)}), not {_NAMES[dtype]}",
+        )
     expected = int(np.prod(shape, dtype=np.int64))
     if array.size != expected:
         raise ServeError(400, f"input {name} has {array.size} values, but shape {shape} needs {expected}")
@@ -174,7 +197,8 @@ def _from_json(name: str, data: Any, dtype: np.dtype, shape: list[int]) -> np.nd
 
 def _describe_kind(array: np.ndarray) -> str:
     return {"U": "strings", "O": "mixed or too large values", "f": "floats", "b": "booleans"}.get(
-        array.dtype.kind, str(array.dtype))
+        array.dtype.kind, str(array.dtype)
+    )
 
 
 def _parameters(parameters: Any, where: str) -> dict[str, Any]:
@@ -188,8 +212,9 @@ def _parameters(parameters: Any, where: str) -> dict[str, Any]:
 def _requested_outputs(outputs: Any, binary_default: bool) -> tuple[tuple[str, bool], ...] | None:
     if outputs is None:
         return None
-    if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
-                                                for o in outputs):
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
         raise ServeError(400, "`outputs` must be a list of objects with a `name`")
     requested = []
     for output in outputs:

@@ -3,11 +3,13 @@
 One module per task defines `SPEC`, a `TaskSpec`; `Session.predict` dispatches through it. The
 compiler's side of a task (model heads, metrics, data) is in `edgekiln.compiler.tasks`.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,12 +45,15 @@ class TextTask(TaskSpec):
 
     def predict(self, session, items: Sequence[str] | str, **options) -> Any:
         if options:
-            raise InputError(f"{self.task.value} predictions take no options (given: {', '.join(options)})",
-                             hint="--top applies to image classification")
+            raise InputError(
+                f"{self.task.value} predictions take no options (given: {', '.join(options)})",
+                hint="--top applies to image classification",
+            )
         if session.encoder is None:
-            raise InputError(f"this {self.task.value} artifact has no tokenizer",
-                             hint="call run(feeds) with arrays for its inputs "
-                                  f"{[spec.name for spec in session.manifest.inputs]}")
+            raise InputError(
+                f"this {self.task.value} artifact has no tokenizer",
+                hint=f"call run(feeds) with arrays for its inputs {[spec.name for spec in session.manifest.inputs]}",
+            )
         texts = check_texts(items)
         feeds, encodings = session.encoder.encode(texts)
         output = next(iter(session.run(feeds).values()))  # checked like any feeds (lengths, id ranges)

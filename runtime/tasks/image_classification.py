@@ -1,4 +1,5 @@
 """Image classification: images in (paths, bytes, PIL images, uint8 arrays), the top-k labels out."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,9 +30,10 @@ class ImageClassification(TaskSpec):
         """One Classification per image: the best label and score, and `scores` holding the `top`
         best labels, best first."""
         if session.encoder is None:
-            raise InputError("this image-classification artifact records no image preprocessing",
-                             hint="call run(feeds) with arrays for its inputs "
-                                  f"{[spec.name for spec in session.manifest.inputs]}")
+            raise InputError(
+                "this image-classification artifact records no image preprocessing",
+                hint=f"call run(feeds) with arrays for its inputs {[spec.name for spec in session.manifest.inputs]}",
+            )
         if not isinstance(top, int) or top < 1:
             raise InputError(f"top must be a positive integer, found {top!r}")
         feeds, _ = session.encoder.encode(items)
@@ -40,8 +42,10 @@ class ImageClassification(TaskSpec):
 
     def describe(self, items: list, predictions: list[Classification]) -> tuple[list[dict], list[str]]:
         records = [{"image": str(item), **p.to_dict()} for item, p in zip(items, predictions)]
-        lines = [f"{item}\n" + "\n".join(f"  {score:.4f}  {label}" for label, score in p.scores.items())
-                 for item, p in zip(items, predictions)]
+        lines = [
+            f"{item}\n" + "\n".join(f"  {score:.4f}  {label}" for label, score in p.scores.items())
+            for item, p in zip(items, predictions)
+        ]
         return records, lines
 
 

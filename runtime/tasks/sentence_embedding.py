@@ -1,4 +1,5 @@
 """Sentence embedding: a float32 vector per text, pooled (and normalised) inside the model."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Text classification: one label per text, with every label's probability."""
+
 from __future__ import annotations
 
 from ..manifest import Task

@@ -1,4 +1,5 @@
 """Token classification: one tag per word (the prediction at its first sub-token)."""
+
 from __future__ import annotations
 
 from ..manifest import Task

@@ -2,6 +2,7 @@
 
 UNSUPPORTED: the compile must refuse with one error line containing this text (the README shows the
 user's line). KNOWN_BUGS: strict expected failures, fixed on another branch (the merge flips them)."""
+
 from __future__ import annotations
 
 from fnmatch import fnmatch

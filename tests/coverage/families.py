@@ -1,6 +1,7 @@
 """The encoder families of the coverage matrix: the smallest config of each (hidden 32, 2 layers,
 2 heads, the shared ~100-token WordPiece vocabulary), saved as a Hugging Face folder with a tokenizer
 for sequence classification, token classification or a bare encoder with declared mean pooling."""
+
 from __future__ import annotations
 
 import json
@@ -9,16 +10,24 @@ from pathlib import Path
 from ..conftest import LABELS_TEXT, LABELS_TOKENS, _vocab
 
 HIDDEN, LAYERS, HEADS, FFN, POSITIONS = 32, 2, 2, 64, 64
-_BERT_LIKE = dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS, intermediate_size=FFN,
-                  max_position_embeddings=POSITIONS)
+_BERT_LIKE = dict(
+    hidden_size=HIDDEN,
+    num_hidden_layers=LAYERS,
+    num_attention_heads=HEADS,
+    intermediate_size=FFN,
+    max_position_embeddings=POSITIONS,
+)
 _ROBERTA_LIKE = dict(_BERT_LIKE, max_position_embeddings=POSITIONS + 2, pad_token_id=0, bos_token_id=2, eos_token_id=3)
 NO_TYPES = ("input_ids", "attention_mask")  # the feeds of families whose real tokenizers give no token_type_ids
 
 # family -> (transformers model_type, config keywords, tokenizer outputs or None for BERT's three)
 FAMILIES: dict[str, tuple[str, dict, tuple[str, ...] | None]] = {
     "bert": ("bert", _BERT_LIKE, None),
-    "distilbert": ("distilbert", dict(dim=HIDDEN, n_layers=LAYERS, n_heads=HEADS, hidden_dim=FFN,
-                                      max_position_embeddings=POSITIONS), None),  # BERT's tokenizer: token types
+    "distilbert": (
+        "distilbert",
+        dict(dim=HIDDEN, n_layers=LAYERS, n_heads=HEADS, hidden_dim=FFN, max_position_embeddings=POSITIONS),
+        None,
+    ),  # BERT's tokenizer: token types
     "roberta": ("roberta", _ROBERTA_LIKE, NO_TYPES),
     "xlm-roberta": ("xlm-roberta", _ROBERTA_LIKE, NO_TYPES),
     "camembert": ("camembert", _ROBERTA_LIKE, NO_TYPES),
@@ -27,23 +36,70 @@ FAMILIES: dict[str, tuple[str, dict, tuple[str, ...] | None]] = {
     "deberta": ("deberta", dict(_BERT_LIKE, type_vocab_size=0), None),
     "deberta-v2": ("deberta-v2", dict(_BERT_LIKE, type_vocab_size=0), None),
     "mpnet": ("mpnet", _ROBERTA_LIKE, NO_TYPES),
-    "modernbert": ("modernbert", dict(_BERT_LIKE, pad_token_id=0, bos_token_id=2, eos_token_id=3, cls_token_id=2,
-                                      sep_token_id=3, global_attn_every_n_layers=2, local_attention=16), NO_TYPES),
-    "funnel": ("funnel", dict(block_sizes=[1, 1], d_model=HIDDEN, n_head=HEADS, d_head=16,
-                              d_inner=FFN, num_decoder_layers=1), None),
+    "modernbert": (
+        "modernbert",
+        dict(
+            _BERT_LIKE,
+            pad_token_id=0,
+            bos_token_id=2,
+            eos_token_id=3,
+            cls_token_id=2,
+            sep_token_id=3,
+            global_attn_every_n_layers=2,
+            local_attention=16,
+        ),
+        NO_TYPES,
+    ),
+    "funnel": (
+        "funnel",
+        dict(block_sizes=[1, 1], d_model=HIDDEN, n_head=HEADS, d_head=16, d_inner=FFN, num_decoder_layers=1),
+        None,
+    ),
     "convbert": ("convbert", dict(_BERT_LIKE, embedding_size=HIDDEN, head_ratio=1, conv_kernel_size=3), None),
-    "mobilebert": ("mobilebert", dict(_BERT_LIKE, embedding_size=16, intra_bottleneck_size=16, true_hidden_size=16,
-                                      num_feedforward_networks=1), None),
-    "squeezebert": ("squeezebert", dict(_BERT_LIKE, embedding_size=HIDDEN, q_groups=2, k_groups=2, v_groups=2,
-                                        post_attention_groups=2, intermediate_groups=2, output_groups=2), None),
+    "mobilebert": (
+        "mobilebert",
+        dict(_BERT_LIKE, embedding_size=16, intra_bottleneck_size=16, true_hidden_size=16, num_feedforward_networks=1),
+        None,
+    ),
+    "squeezebert": (
+        "squeezebert",
+        dict(
+            _BERT_LIKE,
+            embedding_size=HIDDEN,
+            q_groups=2,
+            k_groups=2,
+            v_groups=2,
+            post_attention_groups=2,
+            intermediate_groups=2,
+            output_groups=2,
+        ),
+        None,
+    ),
     "longformer": ("longformer", dict(_ROBERTA_LIKE, attention_window=[8, 8]), NO_TYPES),
     "big_bird": ("big_bird", dict(_BERT_LIKE, attention_type="original_full"), None),
     "ernie": ("ernie", _BERT_LIKE, None),
     "nomic_bert": ("nomic_bert", _BERT_LIKE, None),
-    "eurobert": ("eurobert", dict(_BERT_LIKE, pad_token_id=0, bos_token_id=2, eos_token_id=3, mask_token_id=4),
-                 NO_TYPES),
-    "xlm": ("xlm", dict(emb_dim=HIDDEN, n_layers=LAYERS, n_heads=HEADS, max_position_embeddings=POSITIONS,
-                        pad_index=0, unk_index=1, bos_index=2, eos_index=3, mask_index=4, n_langs=1), None),
+    "eurobert": (
+        "eurobert",
+        dict(_BERT_LIKE, pad_token_id=0, bos_token_id=2, eos_token_id=3, mask_token_id=4),
+        NO_TYPES,
+    ),
+    "xlm": (
+        "xlm",
+        dict(
+            emb_dim=HIDDEN,
+            n_layers=LAYERS,
+            n_heads=HEADS,
+            max_position_embeddings=POSITIONS,
+            pad_index=0,
+            unk_index=1,
+            bos_index=2,
+            eos_index=3,
+            mask_index=4,
+            n_langs=1,
+        ),
+        None,
+    ),
     "nystromformer": ("nystromformer", dict(_BERT_LIKE, num_landmarks=4, segment_means_seq_len=POSITIONS), None),
 }
 KINDS = ("sequence", "token", "encoder")
@@ -64,17 +120,26 @@ def make_family_folder(folder: Path, family: str, kind: str, *, seed: int = 0, f
     tokenizer = transformers.BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True, **extra)
     labels = {"sequence": LABELS_TEXT, "token": LABELS_TOKENS}.get(kind, ())
     config = transformers.AutoConfig.for_model(
-        model_type, vocab_size=len(_vocab()), id2label=dict(enumerate(labels)) or None,
-        label2id={label: i for i, label in enumerate(labels)} or None, **keywords)
+        model_type,
+        vocab_size=len(_vocab()),
+        id2label=dict(enumerate(labels)) or None,
+        label2id={label: i for i, label in enumerate(labels)} or None,
+        **keywords,
+    )
     torch.manual_seed(seed)
     _model_class(model_type, kind)(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     if kind == "encoder":  # declare pooling the way sentence-transformers folders do
         (folder / "1_Pooling").mkdir()
         (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
-        (folder / "modules.json").write_text(json.dumps([
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+        (folder / "modules.json").write_text(
+            json.dumps(
+                [
+                    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                ]
+            )
+        )
     return folder
 
 
@@ -82,7 +147,9 @@ def _model_class(model_type: str, kind: str):
     import transformers
     from transformers.models.auto import modeling_auto
 
-    names = {"sequence": modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
-             "token": modeling_auto.MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES,
-             "encoder": modeling_auto.MODEL_MAPPING_NAMES}[kind][model_type]
+    names = {
+        "sequence": modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+        "token": modeling_auto.MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES,
+        "encoder": modeling_auto.MODEL_MAPPING_NAMES,
+    }[kind][model_type]
     return getattr(transformers, names[0] if isinstance(names, tuple) else names)  # Funnel: FunnelModel

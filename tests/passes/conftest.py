@@ -1,5 +1,6 @@
 """A tiny ONNX fixture built in the test (a two-layer MLP with a dynamic batch axis) and the state a
 pass sees after `check_onnx`, so each pass can be run and checked on its own."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,14 +20,23 @@ def tiny_mlp(path: Path, seed: int = 0) -> Path:
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
-    weights = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
-               for name, shape in (("w1", (16, 32)), ("b1", (32,)), ("w2", (32, 4)))]
-    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1/MatMul"),
-             helper.make_node("Add", ["h", "b1"], ["hb"], name="fc1/Add"),
-             helper.make_node("Relu", ["hb"], ["r"], name="relu"),
-             helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2/MatMul")]
-    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])], weights)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+        for name, shape in (("w1", (16, 32)), ("b1", (32,)), ("w2", (32, 4)))
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1/MatMul"),
+        helper.make_node("Add", ["h", "b1"], ["hb"], name="fc1/Add"),
+        helper.make_node("Relu", ["hb"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2/MatMul"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        weights,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, str(path))
     return path

@@ -1,5 +1,6 @@
 """The backends' passes alone on the tiny MLP: OpenVINO lowering, and both int8 quantizers (their typed
 QuantizationReport), each compared with ONNX Runtime on the same inputs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,8 +34,7 @@ def test_lower_openvino_matches_onnxruntime(checked):
 
 def test_dynamic_int8_writes_the_typed_report(checked):
     state, store = checked
-    quantized, _ = run_passes([QuantizeOrt(QuantizePassConfig(mode=QuantMode.DYNAMIC, bench_sequence=8))],
-                              state, store)
+    quantized, _ = run_passes([QuantizeOrt(QuantizePassConfig(mode=QuantMode.DYNAMIC, bench_sequence=8))], state, store)
     report = QuantizationReport.model_validate(quantized.reports["quantize"])
     assert report.backend == "onnxruntime" and report.chosen == "dynamic"
     assert {row.node for row in report.layers} == {"fc1/MatMul", "fc2/MatMul"}

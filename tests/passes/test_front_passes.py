@@ -1,4 +1,5 @@
 """check_onnx, ort_optimize and verify_fidelity, each alone on the tiny MLP."""
+
 from __future__ import annotations
 
 import numpy as np

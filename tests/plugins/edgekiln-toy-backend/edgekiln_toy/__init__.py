@@ -1,12 +1,14 @@
 """A toy third-party backend: ships the verified ONNX as `toy.onnx` and runs it with ONNX Runtime's
 sequential executor and basic graph optimisations. It exists to prove that a backend is its own
 files plus one entry point: edgekiln's own files know nothing about it."""
+
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
 import numpy as np
+
 from edgekiln.runtime.backends.spec import BackendSpec
 
 TOY_MODEL = "toy.onnx"
@@ -49,6 +51,10 @@ def make_lowering(context):
     return LowerToy()
 
 
-SPEC = BackendSpec(name="toy", description="toy plugin: ONNX Runtime, sequential, basic optimisations",
-                   runtime="edgekiln_toy:open_session", lowering="edgekiln_toy:make_lowering",
-                   precisions=("fp32",))
+SPEC = BackendSpec(
+    name="toy",
+    description="toy plugin: ONNX Runtime, sequential, basic optimisations",
+    runtime="edgekiln_toy:open_session",
+    lowering="edgekiln_toy:make_lowering",
+    precisions=("fp32",),
+)
