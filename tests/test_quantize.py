@@ -303,3 +303,20 @@ def test_selection_rules_without_timing():
         choose(pool, SelectionConfig(latency_budget_ms=1.0))
     with pytest.raises(CompileError, match="chooses by one goal"):
         SelectionConfig(accuracy_budget=1.0, latency_budget_ms=3.0)
+
+
+def test_in_memory_datasets_are_named_by_fingerprint_in_the_recipe(classifier, tmp_path):
+    from edgekiln.compiler.data import load_dataset
+
+    train = load_dataset(str(classifier["train"]))
+    with pytest.raises(CompileError, match="needs calibration data"):
+        Recipe.from_flags(quantize="static")  # no data at all: refused by the recipe itself
+    result = compile(classifier["model"], "x86-64-avx2", tmp_path / "mem", Recipe(), datasets={"calibration": train})
+    assert result.recipe.quantize.calibration == "memory:" + train.fingerprint()[:16]
+    static = Recipe.from_flags(result.recipe, quantize="static")
+    built = compile(classifier["model"], "x86-64-avx2", tmp_path / "int8", static, datasets={"calibration": train})
+    assert built.manifest.precision is Precision.INT8
+    with pytest.raises(CompileError, match="was an in-memory dataset of the Python API"):
+        compile(classifier["model"], "x86-64-avx2", tmp_path / "again", Recipe.from_file(built.path / "recipe.toml"))
+    with pytest.raises(CompileError, match=r"unknown dataset role\(s\) \['dev'\]"):
+        compile(classifier["model"], "x86-64-avx2", tmp_path / "bad", Recipe(), datasets={"dev": train})
