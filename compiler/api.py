@@ -31,10 +31,10 @@ from .planning import Plan, plan_build
 from .pruning.entry import prune_model
 from .quantization.config import QuantMode
 from .quantization.inputs import quantization_inputs
-from .recipe import MEMORY_PREFIX, Recipe
+from .recipe import DATA_PATHS, MEMORY_PREFIX, Recipe
 from .sources import ModelSource, resolve_source
 
-DATA_ROLES = ("train", "eval", "calibration")
+DATA_ROLES = tuple(DATA_PATHS)
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,6 @@ def _with_datasets(recipe: Recipe, datasets: Mapping[str, Dataset]) -> Recipe:
     unknown = sorted(set(datasets) - set(DATA_ROLES))
     if unknown:
         raise CompileError(f"unknown dataset role(s) {unknown}", hint=f"use {', '.join(DATA_ROLES)}")
-    paths = {"train": "data.train", "eval": "data.eval", "calibration": "quantize.calibration"}
     bad = [role for role, dataset in datasets.items() if not isinstance(dataset, Dataset)]
     if bad:
         raise CompileError(
@@ -155,7 +154,7 @@ def _with_datasets(recipe: Recipe, datasets: Mapping[str, Dataset]) -> Recipe:
         )
     return (
         recipe.with_overrides(
-            {paths[role]: MEMORY_PREFIX + dataset.fingerprint()[:16] for role, dataset in datasets.items()}
+            {DATA_PATHS[role]: MEMORY_PREFIX + dataset.fingerprint()[:16] for role, dataset in datasets.items()}
         )
         if datasets
         else recipe
@@ -164,14 +163,13 @@ def _with_datasets(recipe: Recipe, datasets: Mapping[str, Dataset]) -> Recipe:
 
 def _absolute_data(recipe: Recipe) -> Recipe:
     """Data paths made absolute, so that the stored recipe rebuilds from any working folder."""
-    paths = {"train": "data.train", "eval": "data.eval", "calibration": "quantize.calibration"}
     updates = {}
     for role, ref in recipe.data_refs().items():
         if ref is None or ref.startswith(MEMORY_PREFIX):
             continue
         path, split = parse_spec(ref)
         if path.exists() and not path.is_absolute():
-            updates[paths[role]] = str(path.resolve()) + (f":{split}" if split else "")
+            updates[DATA_PATHS[role]] = str(path.resolve()) + (f":{split}" if split else "")
     return recipe.with_overrides(updates) if updates else recipe
 
 

@@ -212,8 +212,13 @@ class Recipe(_Section):
         return path
 
     def data_refs(self) -> dict[str, str | None]:
-        return {"train": self.data.train, "eval": self.data.eval, "calibration": self.quantize.calibration}
+        """Each data role's reference (PATH[:SPLIT], or memory:FINGERPRINT), as DATA_PATHS places it."""
+        return {role: getattr(getattr(self, section), field) for role, (section, field) in _DATA_FIELDS.items()}
 
+
+# Data role -> its recipe path: training and eval data in [data], calibration with [quantize].
+DATA_PATHS = {"train": "data.train", "eval": "data.eval", "calibration": "quantize.calibration"}
+_DATA_FIELDS = {role: tuple(path.split(".")) for role, path in DATA_PATHS.items()}
 
 # CLI flag (and Python keyword) -> recipe path. The one table that maps flat settings onto the recipe.
 FLAGS = {

@@ -35,39 +35,30 @@ def edgekiln(plugin_path: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_toy_backend_is_listed_compiles_and_runs(plugin_path, bert_folders, tmp_path):
+@pytest.fixture(scope="module")
+def toy_artifact(plugin_path, bert_folders, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The tiny classifier compiled with --backend toy (once for both tests), and that compile's result."""
+    out = tmp_path_factory.mktemp("toy") / "toy-artifact"
+    built = compile_with(plugin_path, bert_folders["sequence"], "toy", out)
+    return out, built
+
+
+def compile_with(plugin_path: Path, model: Path, backend: str, out: Path) -> subprocess.CompletedProcess:
+    return edgekiln(plugin_path, "compile", str(model), "--target", "x86-64-avx2", "--backend", backend, "-o", str(out))
+
+
+def test_toy_backend_is_listed_compiles_and_runs(plugin_path, toy_artifact, bert_folders, tmp_path):
     listed = edgekiln(plugin_path, "targets")
     assert listed.returncode == 0, listed.stderr
     assert any(line.split()[:1] == ["toy"] for line in listed.stdout.splitlines()), listed.stdout
-    out = tmp_path / "toy-artifact"
-    built = edgekiln(
-        plugin_path,
-        "compile",
-        str(bert_folders["sequence"]),
-        "--target",
-        "x86-64-avx2",
-        "--backend",
-        "toy",
-        "-o",
-        str(out),
-    )
+    out, built = toy_artifact
     assert built.returncode == 0, built.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["backend"] == "toy" and manifest["model_file"] == "toy.onnx"
     assert [p["name"] for p in manifest["passes"]][-1] == "lower_toy"
     ran = edgekiln(plugin_path, "run", str(out), "i love it", "--json")
     assert ran.returncode == 0, ran.stderr
-    reference = edgekiln(
-        plugin_path,
-        "compile",
-        str(bert_folders["sequence"]),
-        "--target",
-        "x86-64-avx2",
-        "--backend",
-        "onnxruntime",
-        "-o",
-        str(tmp_path / "ort"),
-    )
+    reference = compile_with(plugin_path, bert_folders["sequence"], "onnxruntime", tmp_path / "ort")
     assert reference.returncode == 0, reference.stderr
     expected = edgekiln(plugin_path, "run", str(tmp_path / "ort"), "i love it", "--json")
     toy, ort = json.loads(ran.stdout), json.loads(expected.stdout)
@@ -75,22 +66,9 @@ def test_toy_backend_is_listed_compiles_and_runs(plugin_path, bert_folders, tmp_
     assert toy[0]["score"] == pytest.approx(ort[0]["score"], abs=1e-5)
 
 
-def test_without_the_plugin_the_artifact_names_what_is_missing(plugin_path, bert_folders, tmp_path):
-    out = tmp_path / "toy-artifact"
-    assert (
-        edgekiln(
-            plugin_path,
-            "compile",
-            str(bert_folders["sequence"]),
-            "--target",
-            "x86-64-avx2",
-            "--backend",
-            "toy",
-            "-o",
-            str(out),
-        ).returncode
-        == 0
-    )
+def test_without_the_plugin_the_artifact_names_what_is_missing(toy_artifact):
+    out, built = toy_artifact
+    assert built.returncode == 0
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     ran = subprocess.run(
         [sys.executable, "-m", "edgekiln.cli.main", "run", str(out), "hello"],

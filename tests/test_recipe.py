@@ -119,75 +119,18 @@ def test_any_flag_values_give_a_recipe_or_one_clear_error(flags):
 
 
 def test_cli_saved_recipe_rebuilds_the_same_artifact(capsys, bert_folders, tmp_path):
+    def compile_cli(*flags) -> int:
+        return main(["compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2", *map(str, flags)])
+
     recipe = tmp_path / "r.toml"
-    assert (
-        main(
-            [
-                "compile",
-                str(bert_folders["sequence"]),
-                "--target",
-                "x86-64-avx2",
-                "--quantize",
-                "dynamic",
-                "--opset",
-                "17",
-                "--save-recipe",
-                str(recipe),
-            ]
-        )
-        == 0
-    )  # no -o: only the recipe is written
+    assert compile_cli("--quantize", "dynamic", "--opset", "17", "--save-recipe", recipe) == 0  # no -o: recipe only
     assert Recipe.from_file(recipe).quantize.mode.value == "dynamic" and not (tmp_path / "a").exists()
-    assert (
-        main(
-            [
-                "compile",
-                str(bert_folders["sequence"]),
-                "--target",
-                "x86-64-avx2",
-                "--recipe",
-                str(recipe),
-                "-o",
-                str(tmp_path / "a"),
-            ]
-        )
-        == 0
-    )
+    assert compile_cli("--recipe", recipe, "-o", tmp_path / "a") == 0
     stored = tmp_path / "a" / "recipe.toml"
     assert Recipe.from_file(stored) == Recipe.from_file(recipe)
-    assert (
-        main(
-            [
-                "compile",
-                str(bert_folders["sequence"]),
-                "--target",
-                "x86-64-avx2",
-                "--recipe",
-                str(stored),
-                "-o",
-                str(tmp_path / "b"),
-            ]
-        )
-        == 0
-    )
+    assert compile_cli("--recipe", stored, "-o", tmp_path / "b") == 0
     first, second = (json.loads((tmp_path / name / "manifest.json").read_text()) for name in ("a", "b"))
     assert first["artifact_id"] == second["artifact_id"] and first["files"] == second["files"]
-    assert (
-        main(
-            [
-                "compile",
-                str(bert_folders["sequence"]),
-                "--target",
-                "x86-64-avx2",
-                "--recipe",
-                str(stored),
-                "--quantize",
-                "none",
-                "--save-recipe",
-                str(tmp_path / "float.toml"),
-            ]
-        )
-        == 0
-    )  # flags override
+    assert compile_cli("--recipe", stored, "--quantize", "none", "--save-recipe", tmp_path / "float.toml") == 0
     assert Recipe.from_file(tmp_path / "float.toml").quantize.mode.value == "none"
     assert Recipe.from_file(tmp_path / "float.toml").export.opset == 17
