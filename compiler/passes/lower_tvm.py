@@ -21,6 +21,7 @@ from ..fidelity import FidelityConfig, check, fidelity_feeds, is_classifier, req
 from ..graph_io import graph_io
 from ..input_shapes import suggestion
 from ..tvm_build import build as tvm_build
+from ..tvm_build import cuda
 from ..tvm_build.importer import import_fixed, main_inputs, param_key
 from ..tvm_build.shapes import BucketAxes, bucket_axes, sequence_buckets
 from ..tvm_build.target import HOST_TWIN
@@ -43,6 +44,7 @@ class LowerTvmConfig(PassConfig):
 @register_pass
 class LowerTvm(Pass):
     name = "lower_tvm"
+    version = 2  # 2: CUDA kernels are compiled to a fatbin (version 1 stored their source only)
     Config = LowerTvmConfig
     changes_model = False
     lowers_to = (INDEX_FILE, PARAMS_FILE)
@@ -88,6 +90,9 @@ class LowerTvm(Pass):
         )
         shapes = [(b, s) for s in lengths for b in self.config.batch_buckets]
         per_bucket = tune_trials // len(shapes)
+        on_gpu = target["kind"] == "cuda"
+        if on_gpu:
+            cuda.require_nvcc()  # before any bucket is built
         weights: dict[str, np.ndarray] = {}
         buckets, taken = [], set()
         for batch, sequence in shapes:
@@ -100,10 +105,12 @@ class LowerTvm(Pass):
                 database = Path(self.config.tuning_database)
                 tune(mod, target, database, per_bucket, workers=os.cpu_count() or 1)
             library = f"tvm_b{batch}" + (f"_s{sequence}" if sequence else "") + ".so"
-            tvm_build.export(tvm_build.build(mod, target, tuned_database=database), out_dir / library, arch)
+            executable = tvm_build.build(mod, target, tuned_database=database)
+            tvm_build.export(executable, out_dir / library, arch)
+            kernels = cuda.write_kernels(executable, out_dir, library[:-3], target.get("arch")) if on_gpu else ()
             keys = tuple(param_key(p) for p in params)
             weights.update(zip(keys, params))
-            buckets.append(Bucket(batch=batch, sequence=sequence, library=library, params=keys))
+            buckets.append(Bucket(batch=batch, sequence=sequence, library=library, params=keys, kernels=kernels))
         np.savez(out_dir / PARAMS_FILE, **weights)
         if len(taken) != 1:
             raise CompileError(

@@ -21,6 +21,7 @@ from ..feeds import token_limit
 from ..manifest import Manifest
 from ..npz import read_arrays
 from ..paths import inside
+from . import tvm_cuda
 from .base import BackendOptions, Device
 from .buckets import run_bucketed
 from .pool import Pool
@@ -141,6 +142,8 @@ def open_buckets(folder: Path, index: TvmIndex, output_names: list[str], options
         raise ArtifactError(f"{PARAMS_FILE} lacks weights {missing[:3]} that tvm.json names", hint=_RECOMPILE)
     tvm = _tvm()
     device = _device(tvm, index, options.device)
+    if index.device == "cuda":
+        tvm_cuda.provide(folder, index)  # the kernels' machine code, compiled at build time
     tvm.get_global_func("runtime.config_threadpool")(0, options.threads)
     params = {key: tvm.runtime.tensor(stored[key], device) for key in stored}
     machines = {}
@@ -186,6 +189,7 @@ def _device(tvm, index: TvmIndex, requested: Device):
             "this TVM artifact was compiled for CUDA; it cannot run on the CPU",
             hint="recompile with a CPU target profile",
         )
+    tvm_cuda.load_cuda_runtime()
     device = tvm.cuda(0)
     if not device.exist:
         raise BackendUnavailableError(
@@ -200,7 +204,8 @@ def opened_files(folder: Path, manifest: Manifest) -> list[str]:
     from ..paths import inside
 
     index = read_index(inside(folder, manifest.model_file))
-    return [PARAMS_FILE, *(bucket.library for bucket in index.buckets)]
+    kernels = [kernel.file for bucket in index.buckets for kernel in bucket.kernels]
+    return [PARAMS_FILE, *(bucket.library for bucket in index.buckets), *kernels]
 
 
 SPEC = BackendSpec(

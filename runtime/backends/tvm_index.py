@@ -16,11 +16,21 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class CudaKernels(_Frozen):
+    """One CUDA module's machine code, compiled at build time: TVM stores the kernels' source in the
+    library and asks for machine code at load; the runtime answers from this file (no compiler on the
+    device)."""
+
+    source_sha256: str = Field(pattern="^[0-9a-f]{64}$")  # of the CUDA source TVM stored in the library
+    file: RelativePath  # a fatbin in the artifact folder
+
+
 class Bucket(_Frozen):
     batch: int = Field(gt=0)
     sequence: int | None = Field(default=None, gt=0)  # None: the model has no sequence axis
     library: RelativePath  # file name in the artifact folder (never an absolute path or `..`)
     params: tuple[str, ...]  # keys in PARAMS_FILE, in the order the library's `main` takes them
+    kernels: tuple[CudaKernels, ...] = ()  # CUDA builds: the library's device code
 
 
 class TvmIndex(_Frozen):
