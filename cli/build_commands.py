@@ -86,6 +86,11 @@ def register(commands) -> None:
         type=int,
         help="MetaSchedule trials to tune kernels on this machine (default 0: untuned); the database is cached",
     )
+    tvm.add_argument(
+        "--tune-minutes",
+        type=float,
+        help="tune for about this many minutes instead of a trial count (rounds of trials across all buckets)",
+    )
     prune = build.add_argument_group("structured pruning (fine-tuned BERT-family classifiers)")
     prune.add_argument("--prune-heads", type=float, help="fraction of attention heads to remove, e.g. 0.3")
     prune.add_argument("--prune-ffn", type=float, help="fraction of FFN neurons to remove, e.g. 0.4")
@@ -261,6 +266,12 @@ def _print_result(result) -> None:
             f"tvm: buckets (batch, sequence) {[tuple(b) for b in details['buckets']]}, {details['tune_trials']} "
             f"tuning trials; checked on {details['checked_on']}"
         )
+        database = details.get("tuning_database")
+        if database:
+            print(
+                f"tvm: {database['kernels_from_database']} of {database['kernels']} kernels scheduled from the "
+                f"tuning database ({database['records']} records, {(database['fingerprint'] or 'none')[:12]})"
+            )
     if reports.quantization is not None:
         print(reports.quantization.summary())
     print(f"written to {result.path} (recipe: {result.path / 'recipe.toml'})")

@@ -15,7 +15,15 @@ from pydantic import ValidationError
 
 from edgekiln.runtime.errors import EdgekilnError
 
-from . import artifact_commands, build_commands, serve_command, signing_commands, train_commands, verify_command
+from . import (
+    artifact_commands,
+    build_commands,
+    serve_command,
+    signing_commands,
+    train_commands,
+    tune_db_commands,
+    verify_command,
+)
 from .guard import not_utf8, one_line, quiet_broken_pipe, report_crash
 
 EXIT_USER_ERROR = 2
@@ -31,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify_command.register(commands)
     signing_commands.register(commands)
     serve_command.register(commands)
+    tune_db_commands.register(commands)
     return parser
 
 

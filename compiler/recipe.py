@@ -253,6 +253,7 @@ FLAGS = {
     "backend": "backend.name",
     "backend_options": "backend.options",
     "tune_trials": "backend.options.tune_trials",
+    "tune_minutes": "backend.options.tune_minutes",
     "sequence_buckets": "backend.options.sequence_buckets",
     "precision": "precision",
     "fidelity": "fidelity",

@@ -25,7 +25,8 @@ from ..tvm_build import cuda
 from ..tvm_build.importer import import_fixed, main_inputs, param_key
 from ..tvm_build.shapes import BucketAxes, bucket_axes, sequence_buckets
 from ..tvm_build.target import HOST_TWIN
-from ..tvm_build.tuning import tune
+from ..tvm_build.tuning import TRIALS_PER_ROUND, tune, tune_for_minutes
+from ..tvm_build.tuning_db import fingerprint, record_count
 from .base import BuildState, Pass, PassConfig
 from .registry import register_pass
 from .verify_fidelity import ort_runner
@@ -37,7 +38,9 @@ class LowerTvmConfig(PassConfig):
     sequence_buckets: tuple[int, ...] = (32, 64, 128)
     batch_buckets: tuple[int, ...] = (1,)
     tune_trials: int = Field(default=0, ge=0)
+    tune_minutes: float = Field(default=0, ge=0)  # a wall-clock budget instead of a trial count
     tuning_database: str | None = None  # folder of the MetaSchedule database (in the build cache)
+    tuning_fingerprint: str | None = None  # sha256 of its records when an untuned build applies them
     fidelity: FidelityConfig = FidelityConfig(max_abs_diff=1e-4)
 
 
@@ -54,19 +57,42 @@ class LowerTvm(Pass):
 
         cfg = self.config
         io = graph_io(_onnx(state.model_path))  # read once: both builds and the check use it
-        index, tuned = self._build_all(state, io, out_dir, cfg.target, cfg.arch, tune_trials=cfg.tune_trials)
+        database = Path(cfg.tuning_database) if cfg.tuning_database else None
+        applied = [0, 0]  # kernels scheduled from the database, kernels in all
+        index, tuned = self._build_all(
+            state,
+            io,
+            out_dir,
+            cfg.target,
+            cfg.arch,
+            tune_trials=cfg.tune_trials,
+            tune_minutes=cfg.tune_minutes,
+            database=database,
+            applied=applied,
+        )
         details = {
             "tvm": tvm.__version__,
             "target": cfg.target,
             "arch": cfg.arch,
             "tune_trials": tuned,
+            "tune_minutes": cfg.tune_minutes,
             "buckets": [[b.batch, b.sequence] for b in index.buckets],
+            "tuning_database": None
+            if database is None
+            else {
+                "records": record_count(database),
+                "fingerprint": fingerprint(database),
+                "kernels_from_database": applied[0],
+                "kernels": applied[1],
+            },
         }
         if cfg.arch == host_arch() and index.device == "cpu":
             report = self._check(state, io, out_dir, index, details | {"checked_on": "this build"})
         else:
             with tempfile.TemporaryDirectory(prefix="edgekiln-tvm-twin-") as twin:
-                twin_index, _ = self._build_all(state, io, Path(twin), HOST_TWIN, host_arch(), tune_trials=0)
+                twin_index, _ = self._build_all(
+                    state, io, Path(twin), HOST_TWIN, host_arch(), tune_trials=0, database=None, applied=[0, 0]
+                )
                 report = self._check(
                     state,
                     io,
@@ -78,7 +104,17 @@ class LowerTvm(Pass):
         return report.model_dump(mode="json")
 
     def _build_all(
-        self, state: BuildState, io, out_dir: Path, target: dict, arch: str, *, tune_trials: int
+        self,
+        state: BuildState,
+        io,
+        out_dir: Path,
+        target: dict,
+        arch: str,
+        *,
+        tune_trials: int,
+        tune_minutes: float = 0,
+        database: Path | None,
+        applied: list[int],
     ) -> tuple[TvmIndex, int]:
         inputs, outputs = io
         axes = bucket_axes(inputs, outputs)
@@ -89,23 +125,22 @@ class LowerTvm(Pass):
             else sequence_buckets(self.config.sequence_buckets, tokenizer.max_length if tokenizer else None)
         )
         shapes = [(b, s) for s in lengths for b in self.config.batch_buckets]
-        per_bucket = tune_trials // len(shapes)
         on_gpu = target["kind"] == "cuda"
         if on_gpu:
             cuda.require_nvcc()  # before any bucket is built
         weights: dict[str, np.ndarray] = {}
         buckets, taken = [], set()
-        for batch, sequence in shapes:
-            mod, params = import_fixed(
-                state.model_path, {spec.name: axes.shape(spec, batch, sequence) for spec in inputs}
-            )
+        imported = [
+            import_fixed(state.model_path, {spec.name: axes.shape(spec, batch, sequence) for spec in inputs})
+            for batch, sequence in shapes
+        ]
+        trials = (
+            0 if database is None else _tune([mod for mod, _ in imported], target, database, tune_trials, tune_minutes)
+        )
+        for (batch, sequence), (mod, params) in zip(shapes, imported):
             taken.add(main_inputs(mod))
-            database = None
-            if per_bucket:
-                database = Path(self.config.tuning_database)
-                tune(mod, target, database, per_bucket, workers=os.cpu_count() or 1)
             library = f"tvm_b{batch}" + (f"_s{sequence}" if sequence else "") + ".so"
-            executable = tvm_build.build(mod, target, tuned_database=database)
+            executable = tvm_build.build(mod, target, tuned_database=database, applied=applied)
             tvm_build.export(executable, out_dir / library, arch)
             kernels = cuda.write_kernels(executable, out_dir, library[:-3], target.get("arch")) if on_gpu else ()
             keys = tuple(param_key(p) for p in params)
@@ -120,7 +155,7 @@ class LowerTvm(Pass):
         specs = {spec.name: spec for spec in inputs}
         index = _index(state, [specs[name] for name in taken.pop()], axes, target, arch, buckets)
         (out_dir / INDEX_FILE).write_text(index.model_dump_json(indent=2))
-        return index, per_bucket * len(shapes)
+        return index, trials
 
     def _check(self, state: BuildState, io, folder: Path, index: TvmIndex, details: dict):
         output_names = [spec.name for spec in io[1]]
@@ -147,6 +182,25 @@ class LowerTvm(Pass):
             hint="use --backend onnxruntime, or --sequence-buckets with the exact lengths you "
             "use; padding to a bucket may change this model's results",
         )
+
+
+def _tune(mods: list, target: dict, database: Path, trials: int, minutes: float) -> int:
+    """Tune the buckets' kernels: `trials` shared evenly, or rounds of TRIALS_PER_ROUND trials per kernel
+    until `minutes` are spent. Returns the trials run."""
+    workers = os.cpu_count() or 1
+    if minutes:
+        measured, _ = tune_for_minutes(
+            mods,
+            minutes,
+            lambda mod: tune(
+                mod, target, database, TRIALS_PER_ROUND * 10_000, workers=workers, per_kernel=TRIALS_PER_ROUND
+            ),
+        )
+        return measured
+    per_bucket = trials // len(mods)
+    for mod in mods if per_bucket else ():
+        tune(mod, target, database, per_bucket, workers=workers)
+    return per_bucket * len(mods)
 
 
 def _index(state: BuildState, inputs, axes: BucketAxes, target: dict, arch: str, buckets: list[Bucket]) -> TvmIndex:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..errors import CompileError
-from ..tvm_build.target import runs_here, target_dict
+from ..tvm_build.target import local_target, runs_here
 from ..tvm_build.tuning import database_dir
+from ..tvm_build.tuning_db import fingerprint
 from .lower_tvm import LowerTvm, LowerTvmConfig
 
 
@@ -18,6 +17,7 @@ class TvmOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     tune_trials: int = Field(default=0, ge=0, description="MetaSchedule trials on this machine (0: untuned)")
+    tune_minutes: float = Field(default=0, ge=0, description="MetaSchedule wall-clock budget instead of trials")
     sequence_buckets: tuple[int, ...] | None = Field(
         default=None, min_length=1, description="sequence lengths to compile; None: the profile's"
     )
@@ -28,6 +28,21 @@ class TvmOptions(BaseModel):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise CompileError(f"--tune-trials must be a whole number >= 0, found {value!r}")
         return value
+
+    @field_validator("tune_minutes", mode="before")
+    @classmethod
+    def _minutes(cls, value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+            raise CompileError(f"--tune-minutes must be a number of minutes >= 0, found {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_budget(self):
+        if self.tune_trials and self.tune_minutes:
+            raise CompileError(
+                "--tune-trials and --tune-minutes are two budgets for the same search", hint="give one of them"
+            )
+        return self
 
     @field_validator("sequence_buckets")
     @classmethod
@@ -60,14 +75,13 @@ def make_lowering(context) -> LowerTvm:
             "onnxruntime or openvino for ranges",
         )
     profile, options = context.profile, context.options or TvmOptions()
-    if options.tune_trials and not runs_here(profile):
+    if (options.tune_trials or options.tune_minutes) and not runs_here(profile):
         raise CompileError(
             f"tuning measures kernels on the machine that runs them; {profile.name} is not this machine",
-            hint="drop --tune-trials, or compile (and tune) on the device itself",
+            hint="drop --tune-trials/--tune-minutes, or compile (and tune) on the device itself",
         )
-    cores = min(profile.cores, os.cpu_count() or 1) if runs_here(profile) else profile.cores
-    target = target_dict(profile, cores=cores)
-    database = database_dir(context.cache_root, target) if options.tune_trials else None
+    target = local_target(profile)
+    database, records = _database(context.cache_root, target, bool(options.tune_trials or options.tune_minutes))
     return LowerTvm(
         LowerTvmConfig(
             target=target,
@@ -75,9 +89,28 @@ def make_lowering(context) -> LowerTvm:
             sequence_buckets=options.sequence_buckets or profile.sequence_buckets,
             batch_buckets=profile.batch_buckets,
             tune_trials=options.tune_trials,
+            tune_minutes=options.tune_minutes,
             tuning_database=str(database) if database else None,
+            tuning_fingerprint=records,
             fidelity=context.recipe.fidelity.model_copy(
                 update={"max_abs_diff": min(context.recipe.fidelity.max_abs_diff, 1e-4)}
             ),
         )
     )
+
+
+def _database(cache_root, target: dict, tuning: bool):
+    """(the target's tuning database folder or None, the fingerprint of its records or None).
+
+    An untuned build applies the records the database already holds (tuned earlier, by another
+    model with the same kernels, or imported), so its cache key names them; a GPU build applies
+    none (dlight schedules it). A tuned build's key leaves the fingerprint out: its own tuning adds
+    records, and compiling it again with the same trials is a cache hit rather than a new search.
+    """
+    if target["kind"] == "cuda" or cache_root is None:
+        return None, None
+    folder = database_dir(cache_root, target)
+    records = fingerprint(folder)
+    if tuning:
+        return folder, None
+    return (folder, records) if records else (None, None)

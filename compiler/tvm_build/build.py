@@ -13,9 +13,10 @@ from .target import CROSS_COMPILERS
 CROSS_PACKAGES = "gcc-aarch64-linux-gnu libc6-dev-arm64-cross"  # the compiler and the target's C library
 
 
-def build(mod, target: dict, *, tuned_database: Path | None = None):
+def build(mod, target: dict, *, tuned_database: Path | None = None, applied: list[int] | None = None):
     """Compile `mod` for `target`: GPU kernels get dlight's default schedules; CPU kernels the records
-    of a MetaSchedule database when one is given, else TVM's default lowering."""
+    of a MetaSchedule database when one is given (those it has no record for: TVM's default lowering),
+    else TVM's default lowering. `applied` ([scheduled, kernels]) counts the kernels the database scheduled."""
     import tvm
     from tvm import relax
 
@@ -24,6 +25,10 @@ def build(mod, target: dict, *, tuned_database: Path | None = None):
         mod = _gpu_schedules(mod, tvm_target)
     elif tuned_database is not None:
         mod = _apply_database(mod, tvm_target, tuned_database)
+        if applied is not None:
+            kernels = [f for f in mod.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+            applied[0] += sum(bool(f.attrs and f.attrs.get("tirx.is_scheduled")) for f in kernels)
+            applied[1] += len(kernels)
     try:
         return relax.build(mod, target=tvm_target)
     except Exception as exc:  # TVM's errors: name the target and the first line

@@ -34,6 +34,15 @@ def _llvm(profile: TargetProfile, cores: int | None) -> dict:
     return llvm
 
 
+def local_target(profile: TargetProfile) -> dict:
+    """The target a compile on this machine builds for `profile` (it keys the tuning database): a
+    profile that runs here uses at most this machine's cores."""
+    import os
+
+    cores = min(profile.cores, os.cpu_count() or 1) if runs_here(profile) else profile.cores
+    return target_dict(profile, cores=cores)
+
+
 # This machine's CPU: checks a cross-compiled or GPU build's numerics here, before the device does.
 HOST_TWIN = {"kind": "llvm"}
 

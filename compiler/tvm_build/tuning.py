@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import CompileError
@@ -32,8 +34,32 @@ def build_candidate(mod, target, _params):
     return tvm_build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
 
 
-def tune(mod, target: dict, database: Path, trials: int, *, workers: int) -> None:
-    """Spend `trials` measured candidates on `mod`'s kernels, adding the records to `database`."""
+def tune_for_minutes(
+    mods: Sequence, minutes: float, run_round: Callable[[object], int], clock: Callable[[], float] = time.monotonic
+) -> tuple[int, int]:
+    """Tune `mods` (the buckets) in rounds until `minutes` of wall time are spent: a round gives each
+    bucket `run_round(mod)` (TRIALS_PER_ROUND trials per kernel; it returns the trials measured).
+    MetaSchedule has no time budget, so the clock is read between buckets: the last bucket's round
+    may run past the budget. Stops early when a whole round measures nothing (every search space is
+    exhausted). Returns (trials measured, rounds started)."""
+    deadline = clock() + minutes * 60
+    measured = rounds = 0
+    while clock() < deadline:
+        rounds += 1
+        this_round = 0
+        for mod in mods:
+            if clock() >= deadline:
+                break
+            this_round += run_round(mod)
+        measured += this_round
+        if this_round == 0:
+            break
+    return measured, rounds
+
+
+def tune(mod, target: dict, database: Path, trials: int, *, workers: int, per_kernel: int | None = None) -> int:
+    """Spend `trials` measured candidates on `mod`'s kernels (at most `per_kernel` each), adding the
+    records to `database`; returns the number of candidates measured."""
     import tvm
     from tvm import relax
     from tvm.relax import transform
@@ -52,14 +78,31 @@ def tune(mod, target: dict, database: Path, trials: int, *, workers: int) -> Non
             [transform.DecomposeOpsForInference(), transform.CanonicalizeBindings(), relax.get_pipeline("zero")]
         )(mod)
     database.mkdir(parents=True, exist_ok=True)
+    measured = [0]
     ms.relax_integration.tune_relax(
         mod,
         params={},
         target=tvm_target,
         work_dir=str(database),
         max_trials_global=trials,
+        max_trials_per_task=per_kernel,
         num_trials_per_iter=TRIALS_PER_ROUND,
         seed=0,
         builder=ms.builder.LocalBuilder(max_workers=workers, f_build=build_candidate),
         runner=ms.runner.LocalRunner(),
+        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), _counter(measured)],
     )
+    return measured[0]
+
+
+def _counter(count: list[int]):
+    """A measure callback adding each batch's candidates to `count[0]`."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+    @derived_object
+    class CountTrials(PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, candidates, builder_results, runner_results) -> None:
+            count[0] += len(candidates)
+
+    return CountTrials()
