@@ -208,7 +208,7 @@ def test_tuned_records_exported_imported_and_applied_by_an_untuned_compile(tmp_p
     _mlp(model, 32)
     _mlp(other, 24)  # other shapes: kernels the database has no record for
     _, tuned = _compile(model, tmp_path / "tuned", tmp_path / "cache-a", trials=2)
-    assert tuned["tune_trials"] == 2 and tuned["tuning_database"]["records"] >= 1
+    assert tuned["tune_trials"] >= 2 and tuned["tuning_database"]["records"] >= 1  # trials measured
     assert tuned["tuning_database"]["kernels_from_database"] >= 1
 
     exported = tmp_path / "mlp-tuning.json"

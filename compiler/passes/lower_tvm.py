@@ -186,7 +186,7 @@ class LowerTvm(Pass):
 
 def _tune(mods: list, target: dict, database: Path, trials: int, minutes: float) -> int:
     """Tune the buckets' kernels: `trials` shared evenly, or rounds of TRIALS_PER_ROUND trials per kernel
-    until `minutes` are spent. Returns the trials run."""
+    until `minutes` are spent. Returns the trials measured."""
     workers = os.cpu_count() or 1
     if minutes:
         measured, _ = tune_for_minutes(
@@ -197,10 +197,8 @@ def _tune(mods: list, target: dict, database: Path, trials: int, minutes: float)
             ),
         )
         return measured
-    per_bucket = trials // len(mods)
-    for mod in mods if per_bucket else ():
-        tune(mod, target, database, per_bucket, workers=workers)
-    return per_bucket * len(mods)
+    per_bucket = trials // len(mods)  # MetaSchedule measures whole batches, so it may run a few more
+    return sum(tune(mod, target, database, per_bucket, workers=workers) for mod in mods) if per_bucket else 0
 
 
 def _index(state: BuildState, inputs, axes: BucketAxes, target: dict, arch: str, buckets: list[Bucket]) -> TvmIndex:
