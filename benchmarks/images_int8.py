@@ -3,7 +3,9 @@
 static-int8 artifacts side by side on each backend, timed in interleaved rounds (one process each,
 batch 1, 224x224), and top-1 agreement of int8 against fp32 on real images.
 
-    python benchmarks/images_int8.py [--threads 2] [--rounds 10] [--out DIR]
+    python benchmarks/images_int8.py [--threads 2] [--rounds 10] [--out DIR] [--reuse]
+
+`--reuse` times and scores the artifacts a previous run left in `--out` again (a repeat under another load).
 
 Real images: the 26 scikit-image photos, plus seeded augmentations of them (random resized crop of
 25-100 % of the area, aspect 3/4-4/3, horizontal flip): 4 per photo for calibration (104, written to
@@ -56,6 +58,13 @@ def augmented(per_photo: int, seed: int) -> list[Image.Image]:
     return images
 
 
+def build(reuse: bool, source, folder: Path, recipe: Recipe) -> Path:
+    """Compile `source` into `folder`, or with --reuse take the artifact a previous run left there."""
+    if reuse and (folder / "manifest.json").is_file():
+        return folder
+    return compile(source, "host", folder, recipe, force=True).path
+
+
 def open_artifact(name: str, spec):
     path, threads = spec
     session = load(path, threads=threads)
@@ -90,6 +99,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--reuse", action="store_true", help="reuse the artifacts already in --out")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="edgekiln-int8-"))
     calibration = out / "calibration"
@@ -98,11 +108,12 @@ def main() -> int:
         image.save(calibration / f"{index:03d}.png")
     model = efficientnet_lite0()
     builds: dict[str, tuple[Path, Path]] = {}
+
     for backend in ("onnxruntime", "openvino"):
         common = dict(backend=backend, image=SPEC, labels=LABELS, cache=False)
-        fp32 = compile(model, "host", out / f"{backend}-fp32", Recipe.from_flags(**common), force=True).path
+        fp32 = build(args.reuse, model, out / f"{backend}-fp32", Recipe.from_flags(**common))
         recipe = Recipe.from_flags(**common, quantize="static", calibration=str(calibration), calibration_samples=104)
-        builds[backend] = (fp32, compile(model, "host", out / f"{backend}-int8", recipe, force=True).path)
+        builds[backend] = (fp32, build(args.reuse, model, out / f"{backend}-int8", recipe))
     session = load(builds["onnxruntime"][0])
     encode = session.encoder.encode
     tensors = np.concatenate([encode(photos())[0]["images"]] + [encode(augmented(20, 2))[0]["images"]])
@@ -111,14 +122,13 @@ def main() -> int:
     onnx_file = builds["onnxruntime"][0] / session.manifest.model_file
     raw = dict(backend="onnxruntime", cache=False)
     builds["raw-tensor onnxruntime"] = (
-        compile(str(onnx_file), "host", out / "raw-fp32", Recipe.from_flags(**raw), force=True).path,
-        compile(
+        build(args.reuse, str(onnx_file), out / "raw-fp32", Recipe.from_flags(**raw)),
+        build(
+            args.reuse,
             str(onnx_file),
-            "host",
             out / "raw-int8",
             Recipe.from_flags(**raw, quantize="static", calibration=str(out / "calib.npz")),
-            force=True,
-        ).path,
+        ),
     )
     one = {"images": tensors[:1]}
     results = {"load_before": os.getloadavg()}
