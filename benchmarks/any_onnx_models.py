@@ -2,6 +2,7 @@
 (model, backend): compiled and matched ONNX Runtime (with the fidelity figures), or the one-line reason.
 
     pip download --no-deps rapidocr-onnxruntime==1.4.4 nudenet==3.4.2 silero-vad==6.2.3 -d wheels
+    pip download --no-deps openwakeword==0.4.0 -d wheels   # the last release that ships its .onnx files
     unzip -j 'wheels/*.whl' '*.onnx' -d models     # (one unzip per wheel)
     python benchmarks/any_onnx_models.py models
 
@@ -35,6 +36,8 @@ MODELS = {
         ["input:1x512", "state:2x1x128"],
         ["input:1x512", "state:2x1x128"],
     ),
+    "embedding_model.onnx": ("tf2onnx 1.9.3 (openwakeword, NHWC)", ["input_1:[1..4]x76x32x1"], ["input_1:1x76x32x1"]),
+    "melspectrogram.onnx": ("pytorch 1.11 (openwakeword)", ["input:1x[1280..16000:1280]"], ["input:1x16000"]),
 }
 
 

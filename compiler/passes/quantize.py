@@ -23,6 +23,7 @@ from ..errors import CompileError
 from ..fidelity import int8_fidelity
 from ..onnx_external import copy_compact, remove_model
 from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode, types_for_profile
+from ..quantization.conv_ops import static_op_types
 from ..quantization.evaluation import Evaluator, Score, latency_ms
 from ..quantization.ort_quantize import quantizable_nodes, quantize_model
 from ..quantization.sensitivity import layer_report
@@ -76,6 +77,7 @@ class Attempt:
 @register_pass
 class QuantizeOrt(Pass):
     name = "quantize"
+    version = 2  # 2: static int8 of a convolutional graph quantizes its activations, Adds and pools too
     Config = QuantizePassConfig
     changes_model = True
 
@@ -105,6 +107,7 @@ class QuantizeOrt(Pass):
                 f"{state.source.description} has no quantizable layers (MatMul, Gemm or Conv)",
                 hint="compile without --quantize",
             )
+        self._static_ops = static_op_types(float_path, QuantizeConfig(mode=QuantMode.STATIC).op_types)
         evaluator = None if state.evaluation is None else make_evaluator(state, self.config.threads)
         float_score = evaluator.score(float_path) if evaluator else None
         attempts = [self._attempt(mode, state, out_dir, nodes, evaluator, float_score) for mode in self._modes(state)]
@@ -155,6 +158,7 @@ class QuantizeOrt(Pass):
         c = self.config
         return QuantizeConfig(
             mode=mode,
+            op_types=self._static_ops if mode is QuantMode.STATIC else QuantizeConfig(mode=mode).op_types,
             activation_type=c.activation_type,
             weight_type=c.weight_type,
             reduce_range=c.reduce_range,

@@ -19,6 +19,7 @@ from edgekiln.runtime.reports.schema import LayerRow, QuantizationReport
 from ..errors import CompileError
 from ..fidelity import int8_fidelity
 from ..quantization.config import QuantMode
+from ..quantization.conv_ops import is_convolutional_ir
 from ..quantization.evaluation import Evaluator, latency_ms
 from ..quantization.openvino_layers import kept_float_layers, openvino_layer_report
 from ..quantization.tensors import make_evaluator
@@ -38,7 +39,8 @@ class QuantizeOpenVinoConfig(PassConfig):
 @register_pass
 class QuantizeOpenVino(Pass):
     name = "quantize_openvino"
-    version = 3  # 2: per-layer SQNR rows and the layers returned to float; 3: no SmoothQuant under a budget
+    version = 4  # 2: per-layer SQNR rows and the layers returned to float; 3: no SmoothQuant under a budget
+    # 4: a convolutional image model is quantized as a CNN, not as a transformer
     Config = QuantizeOpenVinoConfig
     changes_model = False
     lowers_to = (IR_MODEL, IR_WEIGHTS)
@@ -145,7 +147,9 @@ class QuantizeOpenVino(Pass):
                 "int8 for the OpenVINO backend needs NNCF", hint="pip install 'edgekiln[openvino]'"
             ) from None
         calibration = nncf.Dataset(list(state.calibration.feeds))
-        model_type = nncf.ModelType.TRANSFORMER if state.source.task is not Task.RAW else None
+        # NNCF's transformer scheme leaves eltwise ops in float: on a CNN (EfficientNet-Lite0) 1.1x instead of 1.3-2.2x
+        transformer = state.source.task is not Task.RAW and not is_convolutional_ir(model)
+        model_type = nncf.ModelType.TRANSFORMER if transformer else None
         options = dict(model_type=model_type, subset_size=len(state.calibration.feeds))  # batches, not rows
         if evaluator is None or self.config.accuracy_budget is None:
             quantized = nncf.quantize(model, calibration, **options)
