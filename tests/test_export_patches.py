@@ -116,3 +116,23 @@ def test_integer_initializers_become_constants_for_tvm():
     assert [init.name for init in graph.initializer] == ["weight"]
     assert [(node.op_type, list(node.output)) for node in graph.node][0] == ("Constant", ["shape"])
     onnx.checker.check_graph(graph)
+
+
+@pytest.mark.parametrize("head", ["sequence", "token", "encoder"])
+def test_longformer_patches_match_the_original(head, tmp_path):
+    from .coverage.families import _model_class
+
+    folder = make_family_folder(tmp_path / head, "longformer", head)
+    model = _model_class("longformer", head).from_pretrained(folder).eval()
+    output = (lambda out: out.last_hidden_state) if head == "encoder" else (lambda out: out.logits)
+    for length in (1, 7, 8, 12, 17):
+        ids = torch.randint(5, 90, (2, length), generator=torch.Generator().manual_seed(length))
+        mask = torch.ones_like(ids)
+        mask[1, length // 2 + 1 :] = 0
+        with torch.no_grad():
+            original = output(model(input_ids=ids, attention_mask=mask))
+            with patched_for_export(model) as applied:
+                patched = output(model(input_ids=ids, attention_mask=mask))
+        assert len(applied) == 3
+        torch.testing.assert_close(patched, original, atol=1e-6, rtol=1e-5, msg=f"{head} at length {length}")
+    assert not getattr(model.config, "onnx_export", False)

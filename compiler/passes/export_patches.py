@@ -188,3 +188,81 @@ def _nystromformer_landmarks(attention) -> tuple[str, str] | None:
         "set num_landmarks = segment_means_seq_len in config.json (exact attention, as the published checkpoints "
         "do), or export the model yourself at that fixed length and compile the .onnx file",
     )
+
+
+# Longformer: _pad_to_window_size pads only `if padding_len > 0` (a branch on the traced length), and
+# the encoder asks `attention_mask.any().item()` whether any token attends globally (a branch on data,
+# which torch.export cannot trace). The pad is written unconditionally (a pad of 0 is no pad), and the
+# global branch is decided by whether the caller passed a global attention mask (the sequence
+# classifier always does, on [CLS]; the other heads never do).
+_LONGFORMER = "transformers.models.longformer.modeling_longformer"
+
+
+@export_patch(_LONGFORMER, "LongformerModel", "LongformerModel._pad_to_window_size")
+def _longformer_pad(original):
+    def _pad_to_window_size(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, pad_token_id):
+        from torch import nn
+
+        if input_ids is None or inputs_embeds is not None:
+            return original(self, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, pad_token_id)
+        window = self.config.attention_window
+        window = window if isinstance(window, int) else max(window)
+        padding_len = (window - input_ids.shape[1] % window) % window
+        input_ids = nn.functional.pad(input_ids, (0, padding_len), value=pad_token_id)
+        if position_ids is not None:
+            position_ids = nn.functional.pad(position_ids, (0, padding_len), value=pad_token_id)
+        attention_mask = nn.functional.pad(attention_mask, (0, padding_len), value=0)
+        token_type_ids = nn.functional.pad(token_type_ids, (0, padding_len), value=0)
+        return padding_len, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds
+
+    return _pad_to_window_size
+
+
+@export_patch(_LONGFORMER, "LongformerModel", "LongformerModel.forward")
+def _longformer_forward(original):
+    def forward(self, *args, **kwargs):
+        self.encoder.export_global_attention = kwargs.get("global_attention_mask") is not None
+        exporting = getattr(self.config, "onnx_export", False)
+        self.config.onnx_export = True  # transformers' own switch: chunks by unfold, not as_strided views
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            del self.encoder.export_global_attention
+            self.config.onnx_export = exporting
+
+    return forward
+
+
+@export_patch(_LONGFORMER, "LongformerEncoder", "LongformerEncoder.forward")
+def _longformer_encoder(original):
+    def forward(self, hidden_states, attention_mask=None, padding_len=0, output_attentions=False, **kwargs):
+        global_attention = getattr(self, "export_global_attention", None)
+        if global_attention is None or output_attentions or kwargs.get("output_hidden_states"):
+            return original(self, hidden_states, attention_mask, padding_len, output_attentions, **kwargs)
+        from transformers.models.longformer.modeling_longformer import LongformerBaseModelOutput
+
+        is_index_masked, is_index_global_attn = attention_mask < 0, attention_mask > 0
+        for layer in self.layer:
+            hidden_states = layer(
+                hidden_states,
+                attention_mask=attention_mask,
+                is_index_masked=is_index_masked,
+                is_index_global_attn=is_index_global_attn,
+                is_global_attn=global_attention,
+            )[0]
+        hidden_states = hidden_states[:, : hidden_states.shape[1] - padding_len]
+        if kwargs.get("return_dict", True):
+            return LongformerBaseModelOutput(last_hidden_state=hidden_states)
+        return (hidden_states,)
+
+    return forward
+
+
+@export_refusal(_LONGFORMER, "LongformerForSequenceClassification")
+def _longformer_global(model) -> tuple[str, str]:
+    return (
+        "Longformer's global attention (the sequence classifier puts it on [CLS]) sizes tensors by the data "
+        "(nonzero), which no exporter traces with a dynamic sequence length",
+        "Longformer's token classifier and bare encoder (sentence embeddings) export; for sequence classification "
+        "export the model yourself at one fixed length and compile the .onnx file",
+    )
