@@ -87,6 +87,7 @@ def _clean(reason: str) -> str:
     reason = re.sub(r" \((?:[^()]|\([^()]*\))*\)$", "", reason.strip())  # the hint the CLI prints apart
     reason = re.sub(r"Name:'[^']*'\s*|Status Message:.*|/tmp/\S+", "", reason)
     reason = re.sub(r"ONNX export of \S+ failed", "ONNX export failed", reason)
+    reason = re.sub(r"cannot export \S+ with", "cannot export the model with", reason)
     reason = re.sub(r"This is step 1/3 of exporting the model to ONNX\. Next steps: ", "", reason)
     return reason.replace("|", "/").strip()[:220]
 

@@ -8,6 +8,7 @@ benchmarks/coverage_table.py renders into the README's supported-architectures t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -82,8 +83,9 @@ def _feeds(names, batch: int, sequence: int, seed: int) -> dict[str, np.ndarray]
     return {name: arrays[name] for name in names}
 
 
-def _reference(folder: Path, kind: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    import torch
+@functools.cache
+def _pytorch_model(folder: Path, kind: str):
+    """The folder's model as transformers loads it, once per folder (every backend's cell reads it)."""
     import transformers
 
     auto = {
@@ -91,7 +93,13 @@ def _reference(folder: Path, kind: str, feeds: dict[str, np.ndarray]) -> np.ndar
         "token": transformers.AutoModelForTokenClassification,
         "encoder": transformers.AutoModel,
     }[kind]
-    model = auto.from_pretrained(str(folder)).eval()
+    return auto.from_pretrained(str(folder)).eval()
+
+
+def _reference(folder: Path, kind: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    import torch
+
+    model = _pytorch_model(folder, kind)
     with torch.no_grad():
         out = model(**{name: torch.from_numpy(array) for name, array in feeds.items()})
     if kind != "encoder":

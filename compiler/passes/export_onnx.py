@@ -18,6 +18,7 @@ from pydantic import Field
 from ..errors import ExportError
 from ..onnx_external import consolidate
 from .base import MODEL_FILE, BuildState, Pass, PassConfig
+from .export_patches import patched_for_export, refusal
 from .registry import register_pass
 
 
@@ -35,9 +36,9 @@ class ExportConfig(PassConfig):
 @register_pass
 class ExportOnnx(Pass):
     name = "export_onnx"
-    version = 5  # 2: nodes named after their modules; 3: embedding normalisation TVM can import;
+    version = 6  # 2: nodes named after their modules; 3: embedding normalisation TVM can import;
     # 4: past 2 GB the dynamo export is kept (nodes renamed in the graph only), weights in one model.onnx.data;
-    # 5: an export that fixed a dynamic axis is refused
+    # 5: an export that fixed a dynamic axis is refused; 6: export patches keep sequence-sized code symbolic
     Config = ExportConfig
     changes_model = True
 
@@ -53,6 +54,11 @@ class ExportOnnx(Pass):
 
         spec = state.source.torch
         module = spec.build()
+        refused = refusal(module)
+        if refused:
+            raise ExportError(
+                f"cannot export {state.source.description} with dynamic axes: {refused[0]}", hint=refused[1]
+            )
         example = spec.example()
         order = (
             [Exporter.DYNAMO, Exporter.TORCHSCRIPT] if self.config.exporter is Exporter.AUTO else [self.config.exporter]
@@ -61,7 +67,7 @@ class ExportOnnx(Pass):
         for exporter in order:
             _empty(out_dir)  # a failed attempt may have left weights behind
             try:
-                with _quiet(), torch.inference_mode(False), torch.no_grad():
+                with _quiet(), torch.inference_mode(False), torch.no_grad(), patched_for_export(module):
                     _EXPORTERS[exporter](module, example, spec, out_dir / MODEL_FILE, self.config.opset)
                 fixed = fixed_axes(out_dir / MODEL_FILE, spec.dynamic_axes)
                 if fixed:  # the trace specialised a dynamic axis: the graph would take only that size
@@ -93,13 +99,12 @@ class ExportOnnx(Pass):
 
 def _export_dynamo(module, example, spec, path: Path, opset: int) -> None:
     import torch
-    from torch.export import Dim
 
-    dims: dict[str, Any] = {}
-    shapes = tuple(
-        {axis: dims.setdefault(name, Dim(name)) for axis, name in spec.dynamic_axes[input_name].items()}
-        for input_name in spec.input_names
-    )
+    # Axis names, not torch.export.Dim objects: the exporter traces them as Dim.DYNAMIC (an error if the
+    # code fixes one) and names the graph's axes after them. With named Dims, a guard sympy cannot prove
+    # for every length (Funnel's 2*((s-1)//2) < s) makes torch.onnx re-export under its suggested fix
+    # ("s = 2*_s"), and the graph silently takes only even lengths.
+    shapes = tuple(dict(spec.dynamic_axes[input_name]) for input_name in spec.input_names)
     example = tuple(_at_least_two(tensor, spec.dynamic_axes[name]) for name, tensor in zip(spec.input_names, example))
     torch.onnx.export(
         module,

@@ -8,7 +8,7 @@ import copy
 
 from ..errors import CompileError
 from .plan import KeepPlan
-from .structure import Block, encoder_blocks, keep_heads, keep_neurons
+from .structure import ROLES, Block, encoder_blocks, keep_heads, keep_neurons
 
 TOLERANCE = 1e-4
 
@@ -37,9 +37,7 @@ def zeroed_twin(model, plan: KeepPlan):
 
 def _zero_groups(block: Block, heads, neurons) -> None:
     size = block.head_size
-    value = next(
-        block.linear(ref) for ref in block.projections if ref[1] in ("value", "v", "v_lin", "v_proj", "value_proj")
-    )
+    value = next(block.linear(ref) for ref in block.projections if ref[1] in ROLES["v"])
     for head in sorted(set(range(block.heads)) - set(heads)):
         value.weight[head * size : (head + 1) * size] = 0
         if value.bias is not None:

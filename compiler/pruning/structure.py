@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from ..errors import CompileError
 
 ROLES = {
-    "q": ("query", "q", "q_lin", "q_proj", "query_proj"),
-    "k": ("key", "k", "k_lin", "k_proj", "key_proj"),
-    "v": ("value", "v", "v_lin", "v_proj", "value_proj"),
+    "q": ("query", "q", "q_lin", "q_proj", "query_proj", "q_head"),
+    "k": ("key", "k", "k_lin", "k_proj", "key_proj", "k_head"),
+    "v": ("value", "v", "v_lin", "v_proj", "value_proj", "v_head"),
 }
 HEAD_COUNTS = ("num_attention_heads", "n_heads", "num_heads")
 HEAD_SIZES = ("attention_head_size", "head_dim", "dim_per_head", "head_size")

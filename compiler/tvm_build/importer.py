@@ -1,6 +1,7 @@
 """ONNX -> Relax at fixed shapes. TVM 0.27's importer cannot infer the shapes of a transformers
 export's attention-mask arithmetic (Range/broadcast); simplifying the graph with every input shape
-fixed (onnxslim) folds it away. Weights are detached so buckets can share one copy."""
+fixed (onnxslim) folds it away, and the folded integer tensors become Constant nodes so the importer
+reads their values. Weights are detached so buckets can share one copy."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def import_fixed(onnx_path: Path, shapes: dict[str, list[int]]):
             model = onnxslim.slim(
                 model, input_shapes=[f"{n}:{','.join(map(str, d))}" for n, d in shapes.items() if d]
             )  # a scalar input has no dimension to fix
+        _integers_as_constants(model.graph)
         mod = from_onnx(model, keep_params_in_input=True)
     except Exception as exc:  # onnxslim and TVM raise many types; name the stage and the shapes
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
@@ -36,6 +38,33 @@ def import_fixed(onnx_path: Path, shapes: dict[str, list[int]]):
         ) from None
     mod, params = detach_params(mod)
     return mod, [p.numpy() for p in params.get("main", [])]
+
+
+_MAX_CONSTANT = 4096  # elements: shapes, axes, index tables, position ids; never a weight matrix
+
+
+def _integers_as_constants(graph) -> None:
+    """Turn integer initializers into Constant nodes. With keep_params_in_input every initializer is
+    a parameter of `main`, whose values the Relax importer cannot see: an Expand or Reshape whose
+    target shape is such a parameter gets an unknown output shape (Funnel's and XLM's attention
+    masks), which later operators (Einsum, Reshape) refuse."""
+    from onnx import TensorProto, helper
+
+    integer, inputs = {TensorProto.INT64, TensorProto.INT32}, {value.name for value in graph.input}
+    moved = [
+        init
+        for init in graph.initializer
+        if init.data_type in integer and np.prod(init.dims, dtype=np.int64) <= _MAX_CONSTANT and init.name not in inputs
+    ]
+    if not moved:
+        return
+    names = {init.name for init in moved}
+    kept = [init for init in graph.initializer if init.name not in names]
+    nodes = [helper.make_node("Constant", [], [init.name], value=init) for init in moved] + list(graph.node)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    del graph.node[:]
+    graph.node.extend(nodes)
 
 
 def main_inputs(mod) -> tuple[str, ...]:

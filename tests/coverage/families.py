@@ -100,7 +100,11 @@ FAMILIES: dict[str, tuple[str, dict, tuple[str, ...] | None]] = {
         ),
         None,
     ),
-    "nystromformer": ("nystromformer", dict(_BERT_LIKE, num_landmarks=4, segment_means_seq_len=POSITIONS), None),
+    "nystromformer": (
+        "nystromformer",
+        dict(_BERT_LIKE, num_landmarks=POSITIONS, segment_means_seq_len=POSITIONS),
+        None,
+    ),
 }
 KINDS = ("sequence", "token", "encoder")
 
