@@ -50,11 +50,18 @@ def make_runner(name: str, spec: tuple):
         return _eager_sentences(path, threads)
     if kind == "serve":
         return _serve_client(path)
+    if kind == "hf-tokenizer":  # the tokenization share of PyTorch eager's time
+        import transformers
+
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        return lambda sentence: tokenizer(sentence, return_tensors="pt", truncation=True, max_length=128)
     from edgekiln.runtime import load
 
     session = load(path, threads=threads)
     if mode == "tensors":
         return session.run
+    if kind == "tokenizer":  # the tokenization share of the artifact's time
+        return lambda sentence: session.encoder.encode([sentence])
     return lambda sentence: session.predict([sentence])
 
 
@@ -182,6 +189,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seq", type=int, default=128, help="sequence length of the batch-1 tensor point")
     parser.add_argument("--tensor-calls", type=int, default=10, help="calls per round at batch 1 x --seq (0: skip)")
+    parser.add_argument("--tokenizers", action="store_true", help="also time the tokenizers alone (their share)")
     parser.add_argument("--no-accuracy", action="store_true", help="skip evaluating each runner on the data")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
@@ -195,6 +203,10 @@ def main() -> int:
     specs = {name: ("artifact", path, args.threads, "sentences") for name, path in artifacts.items()}
     if args.model:
         specs = {EAGER: ("pytorch", str(Path(args.model).resolve()), args.threads, "sentences"), **specs}
+    if args.tokenizers and args.model:
+        specs["tokenize: HF"] = ("hf-tokenizer", str(Path(args.model).resolve()), args.threads, "sentences")
+    if args.tokenizers and artifacts:
+        specs["tokenize: edgekiln"] = ("tokenizer", next(iter(artifacts.values())), args.threads, "sentences")
     if not specs and not served:
         parser.error("give --model and/or artifacts to time")
     accuracy = {} if args.no_accuracy else accuracies(args.data, args.model, artifacts | served)
@@ -211,7 +223,7 @@ def main() -> int:
             stop_server(server)
     tensors = {}
     tensor_specs = {name: (kind, path, threads, "tensors") for name, (kind, path, threads, _) in specs.items()}
-    tensor_specs = {name: spec for name, spec in tensor_specs.items() if spec[0] != "serve"}
+    tensor_specs = {name: spec for name, spec in tensor_specs.items() if spec[0] in ("pytorch", "artifact")}
     if args.tensor_calls and tensor_specs and artifacts:  # the feeds are shaped by an artifact
         feeds = _tensor_feeds(next(iter(artifacts.values())), args.seq)
         tensors = summary(measure(make_runner, tensor_specs, feeds, rounds=args.rounds, per_round=args.tensor_calls))

@@ -46,11 +46,11 @@ def test_real_workload_script_runs_eager_artifact_and_serve(bert_folders, artifa
     out = tmp_path / "figures.json"
     command = [sys.executable, str(SCRIPT), "--model", str(bert_folders["sequence"]), f"art={artifacts['sequence']}"]
     command += ["--serve", f"served={artifacts['sequence']}", "--data", str(data), "--rounds", "1", "--seq", "16"]
-    command += ["--tensor-calls", "2", "--threads", "1", "--json", str(out)]
+    command += ["--tensor-calls", "2", "--threads", "1", "--tokenizers", "--json", str(out)]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
     figures = json.loads(out.read_text())
-    assert set(figures["sentences"]) == {"pytorch-eager", "art", "serve:served"}
+    assert set(figures["sentences"]) == {"pytorch-eager", "art", "serve:served", "tokenize: HF", "tokenize: edgekiln"}
     assert all(row["calls"] == 3 for row in figures["sentences"].values())  # one pass over the 3 sentences
     assert set(figures["tensors_1x16"]) == {"pytorch-eager", "art"}  # serve takes texts only
     assert figures["sentences"]["pytorch-eager"]["x_eager_p50"] == pytest.approx(1.0)
