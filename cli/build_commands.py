@@ -150,6 +150,11 @@ def register(commands) -> None:
         help="backends to try (default: the target's preferred ones that need no on-device tuning)",
     )
     auto.add_argument("--auto-sequence", type=positive_int, default=128, help="sequence length timed (default 128)")
+    auto.add_argument(
+        "--auto-keep-candidates",
+        action="store_true",
+        help="keep every candidate artifact in OUTPUT.candidates/ (to benchmark the runners-up)",
+    )
     build.set_defaults(handler=cmd_compile)
 
     quick = commands.add_parser("quickstart", help="compile, check and benchmark all-MiniLM-L6-v2 on this machine")
@@ -212,6 +217,7 @@ def _compile_auto(args) -> int:
         latency_budget_ms=args.latency_budget,
         backends=args.auto_backends,
         sequence=args.auto_sequence,
+        keep_candidates=args.auto_keep_candidates,
         recover=full.recover,
         prune_levels=(full.prune.flops,) if full.prune is not None and full.prune.flops else (),
     )

@@ -47,6 +47,7 @@ class SelectionConfig(BaseModel):
     batch: int = Field(default=1, ge=1)
     sequence: int = Field(default=128, ge=1)
     rounds: int = Field(default=6, ge=1)
+    keep_candidates: bool = Field(default=False, description="keep every candidate artifact in OUTPUT.candidates/")
 
     @model_validator(mode="after")
     def _one_goal(self) -> SelectionConfig:
@@ -125,7 +126,11 @@ def select_build(
     if base.data.eval is None:
         raise CompileError("--backend auto compares candidates on labelled data", hint="pass --eval-data DEV")
     output = Path(output).expanduser().resolve()
-    work = output.parent / f".{output.name}.candidates-{uuid.uuid4().hex[:8]}"
+    work = (
+        candidates_folder(output)
+        if config.keep_candidates
+        else output.parent / f".{output.name}.candidates-{uuid.uuid4().hex[:8]}"
+    )
     pool = candidates(profile, base, config)
     try:
         for candidate in pool:
@@ -139,9 +144,15 @@ def select_build(
         progress(f"auto: {winner.name} ({reason})")
         result = compile(model, profile, output, winner.recipe, force=force, progress=progress)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not config.keep_candidates:
+            shutil.rmtree(work, ignore_errors=True)
     _write_report(result.path, pool, winner, reason, config)
     return result, winner
+
+
+def candidates_folder(output: Path) -> Path:
+    """Where `keep_candidates` leaves the candidate artifacts, one folder each, named as in selection.json."""
+    return output.parent / f"{output.name}.candidates"
 
 
 def _build(candidate: Candidate, model, profile, work: Path, progress) -> None:

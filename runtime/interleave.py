@@ -4,10 +4,15 @@ Runtimes' worker threads spin for a while after each call; in one shared process
 cores from whichever runner is timed next (PyTorch measured 933 ms instead of 25 ms that way).
 Each runner therefore lives in its own process, and the runners are timed in alternating rounds,
 one process at a time, so machine noise falls on all of them alike.
+
+`feeds` is one input given to every call, or with `cycle=True` a sequence whose items the calls
+take in turn (a real workload: one sentence per call), the same items in the same order in every
+runner.
 """
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import time
 from collections.abc import Callable
@@ -20,20 +25,26 @@ __all__ = ["Factory", "measure"]
 TIMEOUT_S = 600.0  # one round of one runner; a runner that died or hangs is reported, not waited for
 
 
-def _worker(factory: Factory, name: str, spec: Any, feeds: dict, pipe) -> None:
+def _worker(factory: Factory, name: str, spec: Any, feeds: Any, cycle: bool, pipe) -> None:
     try:
         run = factory(name, spec)
-        for _ in range(3):
-            run(feeds)
+        for warmup in itertools.islice(_items(feeds, cycle), 3):
+            run(warmup)
+        items = _items(feeds, cycle)
         while (calls := pipe.recv()) > 0:
             times = []
             for _ in range(calls):
+                item = next(items)
                 started = time.perf_counter()
-                run(feeds)
+                run(item)
                 times.append((time.perf_counter() - started) * 1e3)
             pipe.send(times)
     except Exception as exc:  # reported to the parent as the runner's failure
         pipe.send(f"{type(exc).__name__}: {exc}")
+
+
+def _items(feeds: Any, cycle: bool):
+    return itertools.cycle(feeds) if cycle else itertools.repeat(feeds)
 
 
 def _receive(pipe, name: str) -> list[float]:
@@ -46,14 +57,24 @@ def _receive(pipe, name: str) -> list[float]:
 
 
 def measure(
-    factory: Factory, specs: dict[str, Any], feeds: dict, *, rounds: int = 10, per_round: int = 10
+    factory: Factory,
+    specs: dict[str, Any],
+    feeds: Any,
+    *,
+    rounds: int = 10,
+    per_round: int = 10,
+    cycle: bool = False,
 ) -> dict[str, list[float]]:
-    """Milliseconds per call for each runner; one slower than 0.5 s a call gets one call per round."""
+    """Milliseconds per call for each runner; one slower than 0.5 s a call gets one call per round.
+    With `cycle`, the timed calls (a first probe call included) take feeds[0], feeds[1], … in turn,
+    after three warm-up calls on the first items."""
+    if cycle and not len(feeds):
+        raise ValueError("cycle=True needs at least one item in feeds")
     context = multiprocessing.get_context("spawn")
     pipes = {}
     for name, spec in specs.items():
         mine, theirs = context.Pipe()
-        context.Process(target=_worker, args=(factory, name, spec, feeds, theirs), daemon=True).start()
+        context.Process(target=_worker, args=(factory, name, spec, feeds, cycle, theirs), daemon=True).start()
         pipes[name] = mine
     calls = {}
     for name, pipe in pipes.items():

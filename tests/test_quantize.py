@@ -259,6 +259,7 @@ def test_backend_auto_measures_the_candidates_and_keeps_the_fastest_within_budge
             str(classifier["train"]),
             "--auto-sequence",
             "32",
+            "--auto-keep-candidates",
             "-o",
             str(out),
         ]
@@ -266,6 +267,11 @@ def test_backend_auto_measures_the_candidates_and_keeps_the_fastest_within_budge
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "reports" / "selection.json").read_text())
     names = {row["name"] for row in report["candidates"]}
+    kept = tmp_path / "auto.candidates"  # --auto-keep-candidates: every built candidate, loadable
+    assert {folder.name for folder in kept.iterdir()} == {
+        row["name"] for row in report["candidates"] if not row["error"]
+    }
+    assert load(kept / "onnxruntime-int8-dynamic").manifest.quantization is not None
     assert {
         "onnxruntime-fp32",
         "onnxruntime-int8-dynamic",
