@@ -67,11 +67,12 @@ def check(
     names: tuple[str, str],
     details: dict | None = None,
     shape_hint: str | None = None,
+    cosine_floor: float | None = None,
 ) -> FidelityReport:
     """Run both on every case and judge the outputs against `config`'s limits (nothing is raised, but
     a model that cannot run a case's shapes is one error naming them and `shape_hint`, the flags to pass)."""
     rows = [
-        _compare_case(reference, candidate, feeds, batch, sequence, config, classifier, names, shape_hint)
+        _compare_case(reference, candidate, feeds, batch, sequence, config, classifier, names, shape_hint, cosine_floor)
         for batch, sequence, feeds in cases
     ]
     if classifier:
@@ -104,6 +105,7 @@ def _compare_case(
     classifier: bool,
     names: tuple[str, str],
     shape_hint: str | None,
+    cosine_floor: float | None = None,
 ) -> FidelityRow:
     expected, got = _run(reference, feeds, names[0], shape_hint), _run(candidate, feeds, names[1], shape_hint)
     expected, got = real_tokens(expected, feeds), real_tokens(got, feeds)
@@ -115,7 +117,7 @@ def _compare_case(
             sequence,
             classifier=classifier,
             tolerance=config.max_relative_error,
-            cosine_floor=config.max_abs_diff,
+            cosine_floor=config.max_abs_diff if cosine_floor is None else cosine_floor,
         )
     except FidelityError as exc:
         if shape_hint is None or "shape" not in exc.message:
@@ -247,6 +249,8 @@ def _within(report: FidelityReport, limits: dict[str, float]) -> bool:
 # int8 is held to the accuracy budget on real data; this check only reports how far the kept model
 # moved from float on the fidelity shapes (random inputs), so its limits are loose and not enforced.
 INT8_REPORT_LIMITS = FidelityConfig(max_abs_diff=1e6, min_cosine=0.99, min_agreement=0.9, max_relative_error=0.25)
+# the cosine skips rows smaller than this; not the loose abs limit above, which would skip every row
+INT8_COSINE_FLOOR = FidelityConfig().max_abs_diff
 
 
 def int8_fidelity(state: BuildState, float_model: Runner, int8_model: Runner, name: str) -> FidelityReport:
@@ -258,4 +262,5 @@ def int8_fidelity(state: BuildState, float_model: Runner, int8_model: Runner, na
         classifier=is_classifier(state),
         names=("the float model", name),
         shape_hint=getattr(state.source.shape_plan, "suggestion", lambda: None)(),
+        cosine_floor=INT8_COSINE_FLOOR,
     )

@@ -320,6 +320,7 @@ def test_static_int8_from_npz_calibration_stays_close_to_float(tmp_path, backend
 
     report = read_reports(result.path).quantization
     assert report.metric == "top1_agreement" and report.float_metric == 1.0  # agreement with itself
+    assert 0.9 < report.fidelity.min_cosine < 1.0  # measured (it read 1.0 whatever int8 did)
     images = _images(96, 3)
     from edgekiln.compiler.ort_sessions import cpu_session
 
@@ -369,6 +370,26 @@ def test_near_zero_rows_are_judged_by_abs_diff_not_direction():
         ).min_cosine
         == 0.0
     )
+
+
+def test_int8_report_measures_direction_despite_its_loose_abs_limit():
+    """The int8 report's abs limit (1e6) means "not enforced"; used as the cosine floor it skipped
+    every row, so the report always said min cosine 1.0."""
+    from edgekiln.compiler.fidelity import INT8_COSINE_FLOOR, INT8_REPORT_LIMITS, check
+
+    flipped = np.ones((2, 100), np.float32)
+    flipped[1, :50] = -1
+    cases = [(2, None, {"x": np.zeros((2, 4), np.float32)})]
+    report = check(
+        lambda feeds: [np.ones((2, 100), np.float32)],
+        lambda feeds: [flipped],
+        cases,
+        INT8_REPORT_LIMITS,
+        classifier=False,
+        names=("the float model", "int8"),
+        cosine_floor=INT8_COSINE_FLOOR,
+    )
+    assert report.min_cosine == 0.0 and report.max_abs_diff == 2.0
 
 
 def test_preflight_counts_operators_inside_subgraphs(tmp_path):
