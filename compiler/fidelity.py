@@ -141,7 +141,8 @@ def real_tokens(outputs: list[np.ndarray], feeds: dict[str, np.ndarray]) -> list
     if mask is None or mask.ndim != 2 or mask.all():
         return outputs
     keep = mask.astype(bool)
-    return [np.asarray(out)[keep] if np.ndim(out) >= 2 and np.shape(out)[:2] == mask.shape else out for out in outputs]
+    # rank 3 and up ([batch, sequence, features]): a [batch, labels] output may have as many labels as tokens
+    return [np.asarray(out)[keep] if np.ndim(out) >= 3 and np.shape(out)[:2] == mask.shape else out for out in outputs]
 
 
 def _run(runner: Runner, feeds: dict[str, np.ndarray], who: str, shape_hint: str | None) -> list[np.ndarray]:

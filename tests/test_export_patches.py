@@ -94,6 +94,8 @@ def test_real_tokens_drops_padding_positions_only():
     assert kept.shape == (4, 4) and np.array_equal(kept[3], tokens[1, 0])
     assert same is pooled
     assert real_tokens([tokens], {"attention_mask": np.ones((2, 3))})[0] is tokens
+    three_labels = np.ones((2, 3), np.float32)  # [batch, labels] with as many labels as tokens: not per token
+    assert real_tokens([three_labels], {"attention_mask": mask})[0] is three_labels
 
 
 def test_integer_initializers_become_constants_for_tvm():
