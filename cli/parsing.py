@@ -26,6 +26,14 @@ positive_int = _positive(int, "integer")
 positive_float = _positive(float, "number")
 
 
+def unit_float(text: str) -> float:
+    """A fraction in (0, 1]."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], found {text!r}")
+    return value
+
+
 def int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())

@@ -5,17 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from .artifact_commands import write_json
-from .parsing import positive_float, positive_int
+from .parsing import positive_float, positive_int, unit_float
 
-TASKS = ("text-classification", "token-classification")
+TASKS = ("text-classification", "token-classification", "image-classification")
 
 
 def register(commands) -> None:
-    tune = commands.add_parser("finetune", help="fine-tune a Hugging Face encoder on labelled data (full or LoRA)")
-    tune.add_argument("model", type=Path, help="Hugging Face model folder (an encoder such as BERT or MiniLM)")
-    tune.add_argument("--task", required=True, choices=TASKS)
-    tune.add_argument("--data", required=True, help="training data: PATH or PATH:SPLIT")
-    tune.add_argument("--eval-data", help="dev data for per-epoch evaluation (default: hold out --val-fraction)")
+    tune = commands.add_parser(
+        "finetune", help="fine-tune a Hugging Face text encoder or image classifier on labelled data (full or LoRA)"
+    )
+    tune.add_argument(
+        "model",
+        type=Path,
+        help="Hugging Face model folder: a text encoder (BERT, MiniLM, ...) or an image classifier "
+        "with its preprocessor_config.json (ViT, ConvNeXt, ResNet, MobileNetV2, ...)",
+    )
+    tune.add_argument("--task", choices=TASKS, help="default: the training data's (a folder of class folders: images)")
+    tune.add_argument("--data", "--train", required=True, help="training data: PATH or PATH:SPLIT")
+    tune.add_argument(
+        "--eval-data", "--eval", help="dev data for per-epoch evaluation (default: hold out --val-fraction)"
+    )
     tune.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder to write")
     tune.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the weights on save)")
     tune.add_argument("--lora-rank", type=positive_int, default=8)
@@ -26,7 +35,17 @@ def register(commands) -> None:
     tune.add_argument("--max-train", type=positive_int, help="use a seeded sample of this many training examples")
     tune.add_argument("--val-fraction", type=positive_float, default=0.1)
     tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--threads", type=positive_int, help="PyTorch threads (default: all cores)")
     tune.add_argument("--force", action="store_true", help="replace an earlier fine-tuning output")
+    tune.add_argument(
+        "--augment",
+        choices=("standard", "none"),
+        help="images: random resized crop + horizontal flip on the training split (default standard)",
+    )
+    tune.add_argument(
+        "--crop-scale", type=unit_float, help="images: smallest crop, as a fraction of the area (default 0.08)"
+    )
+    tune.add_argument("--no-flip", action="store_true", help="images: no horizontal flips (digits, text)")
     _columns(tune)
     tune.set_defaults(handler=cmd_finetune)
 
@@ -58,27 +77,49 @@ def cmd_finetune(args) -> int:
     from edgekiln.compiler.data import DataTask, load_dataset
     from edgekiln.compiler.finetune import FinetuneConfig, LoraSettings, finetune
 
-    task = DataTask(args.task)
+    columns = {"text_column": args.text_column, "label_column": args.label_column, "format": args.data_format}
+    train = load_dataset(args.data, task=DataTask(args.task) if args.task else None, **columns)
+    task = train.task
+    dev = load_dataset(args.eval_data, task=task, **columns) if args.eval_data else None
     config = FinetuneConfig(
+        augment=_augment(args, task),
         task=task,
         epochs=args.epochs,
         learning_rate=args.lr,
         batch_size=args.batch_size,
         max_length=args.max_length,
         seed=args.seed,
+        threads=args.threads,
         max_train_examples=args.max_train,
         validation_fraction=args.val_fraction,
         lora=LoraSettings(rank=args.lora_rank, alpha=2 * args.lora_rank) if args.lora else None,
     )
-    columns = {"text_column": args.text_column, "label_column": args.label_column, "format": args.data_format}
-    train = load_dataset(args.data, task=task, **columns)
-    dev = load_dataset(args.eval_data, task=task, **columns) if args.eval_data else None
     result = finetune(args.model, args.output, train_data=train, eval_data=dev, config=config, force=args.force)
     print(
         f"checkpoint: {result.path}\nbest dev {result.report['metric']}: {result.report['best_metric']:.4f} "
         f"(epoch {result.report['best_epoch']})\nnext: edgekiln compile {result.path} -o ARTIFACT"
     )
     return 0
+
+
+def _augment(args, task):
+    """The augmentation settings from the flags: standard for image data unless --augment none."""
+    from edgekiln.compiler.errors import CompileError
+    from edgekiln.compiler.finetune import AugmentSettings
+    from edgekiln.compiler.tasks import compiler_task
+
+    asked = args.augment == "standard" or args.crop_scale is not None or args.no_flip
+    if compiler_task(task).text_input:
+        if asked:
+            raise CompileError(
+                "--augment, --crop-scale and --no-flip apply to image data", hint=f"the data {args.data} is text"
+            )
+        return None
+    if args.augment == "none":
+        if args.crop_scale is not None or args.no_flip:
+            raise CompileError("--crop-scale and --no-flip need augmentation", hint="drop --augment none")
+        return None
+    return AugmentSettings(crop_scale=(args.crop_scale or 0.08, 1.0), flip=not args.no_flip)
 
 
 def cmd_eval(args) -> int:

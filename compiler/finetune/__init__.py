@@ -1,22 +1,23 @@
-"""`finetune`: a Hugging Face encoder + labelled data -> a fine-tuned checkpoint `edgekiln compile` takes."""
+"""`finetune`: a Hugging Face text encoder or image classifier + labelled data -> a fine-tuned
+checkpoint `edgekiln compile` takes."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import DataError, Dataset, load_dataset, split_off
+from ..data import DataError, Dataset, ImageExample, load_dataset, split_off
 from ..errors import CompileError
-from ..evaluate.predictors import make_encoder
 from ..folders import check_parent, move_into_place
-from ..sources.hf import export_tokenizer, folder_hashes
+from ..sources.hf import folder_hashes
+from ..tasks import compiler_task
 from ..tool_versions import tool_versions
-from .config import FinetuneConfig, LoraSettings
+from .config import AugmentSettings, FinetuneConfig, LoraSettings
+from .inputs import check_data_files, check_model_fits, head_note, model_encoder
 from .model import load_for_task, parameter_counts, with_lora
 from .state import BEST_DIR, open_run, partial_dir
 from .trainer import Log, Plan, stderr_log, train
@@ -48,12 +49,9 @@ def finetune(
     if not (model_folder / "config.json").is_file():
         raise CompileError(f"{model_folder} is not a Hugging Face model folder (no config.json)")
     train_set, dev_set = _datasets(train_data, eval_data, config)
-    labels = train_set.labels
-    unknown = sorted(set(dev_set.labels) - set(labels))
-    if unknown:
-        raise DataError(f"{dev_set.source} has labels {unknown} that {train_set.source} never uses")
-    if len(labels) < 2:
-        raise DataError(f"{train_set.source} has a single label {labels}; classification needs two or more")
+    check_model_fits(model_folder, config.task)
+    labels = _check_labels(train_set, dev_set)
+    check_data_files(config.task, train_set, dev_set)
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     torch.manual_seed(config.seed)
     work = partial_dir(out_dir)
@@ -63,11 +61,12 @@ def finetune(
         "train": [train_set.source, len(train_set)],
         "eval": [dev_set.source, len(dev_set)],
     }
+    encoder = model_encoder(model_folder, config)
     resume = open_run(work, identity)
-    with tempfile.TemporaryDirectory(prefix="edgekiln-tok-") as scratch:
-        tokenizer_file, spec = export_tokenizer(model_folder, Path(scratch))
-        encoder = make_encoder(tokenizer_file, spec, config.max_length)
-    network = load_for_task(model_folder, config.task, labels)
+    note = head_note(model_folder, labels)
+    if note and not resume:
+        log(note)
+    network = load_for_task(model_folder, config.task, labels, fresh_head=note is not None)
     if config.lora is not None:
         network = with_lora(network, config.task, config.lora)
     plan = Plan(config, train_set, dev_set, labels, encoder, model_folder, work)
@@ -102,10 +101,33 @@ def finetune(
     return FinetuneResult(out_dir, report)
 
 
+def _check_labels(train_set: Dataset, dev_set: Dataset) -> tuple[str, ...]:
+    unlabelled = next(
+        (e for e in train_set.examples + dev_set.examples if isinstance(e, ImageExample) and not e.label), None
+    )
+    if unlabelled is not None:
+        raise DataError(
+            f"{train_set.source} has unlabelled images (e.g. {unlabelled.path}); fine-tuning needs classes",
+            hint="lay the images out as FOLDER/CLASS/IMAGE, or give a CSV/TSV with path and label columns",
+        )
+    labels = train_set.labels
+    unknown = sorted(set(dev_set.labels) - set(labels))
+    if unknown:
+        raise DataError(f"{dev_set.source} has labels {unknown} that {train_set.source} never uses")
+    if len(labels) < 2:
+        raise DataError(
+            f"{train_set.source} has a single label {list(labels)}; classification needs two or more",
+            hint="give data with at least two classes (for images: two or more class sub-folders)",
+        )
+    return labels
+
+
 def _datasets(train_data, eval_data, config: FinetuneConfig) -> tuple[Dataset, Dataset]:
     train_set = train_data if isinstance(train_data, Dataset) else load_dataset(train_data, task=config.task)
     if train_set.task is not config.task:
         raise DataError(f"{train_set.source} is {train_set.task.value} data, but the task is {config.task.value}")
+    if config.augment is not None and compiler_task(config.task).text_input:
+        raise CompileError("augmentation applies to image data", hint=f"the data {train_set.source} is text")
     if eval_data is None:
         train_set, dev_set = split_off(train_set, config.validation_fraction, config.seed)
     else:
@@ -141,4 +163,4 @@ def _publish(work: Path, out_dir: Path, force: bool) -> None:
     shutil.rmtree(work)
 
 
-__all__ = ["FinetuneConfig", "FinetuneResult", "LoraSettings", "finetune"]
+__all__ = ["AugmentSettings", "FinetuneConfig", "FinetuneResult", "LoraSettings", "finetune"]

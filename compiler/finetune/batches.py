@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from edgekiln.runtime.preprocess import TextEncoder
 
 from ..data import Dataset, DataTask
+from ..tasks import compiler_task
+from .config import FinetuneConfig
 
 IGNORE = -100  # label of sub-tokens that carry no loss (continuations, specials, padding)
 
@@ -59,3 +63,41 @@ def encode_batch(
                 seen.add(word)
                 labels[row, position] = label_ids[example.tags[word]]
     return feeds, labels
+
+
+Batch = tuple[dict[str, np.ndarray], np.ndarray]
+
+
+class Batches(Protocol):
+    """The training split as seeded batches of (feeds, labels), epoch by epoch."""
+
+    def steps(self) -> int:
+        """Batches per epoch."""
+
+    def epoch(self, epoch: int, skip: int) -> Iterator[Batch]:
+        """Epoch `epoch`'s batches (0-based), without the first `skip` (resume mid-epoch)."""
+
+
+class TextBatches:
+    """Texts tokenised per batch (dynamic padding), length-grouped within a seeded shuffle."""
+
+    def __init__(self, dataset: Dataset, encoder: TextEncoder, labels: tuple[str, ...], config: FinetuneConfig):
+        self.dataset, self.encoder, self.config = dataset, encoder, config
+        self.label_ids = {label: i for i, label in enumerate(labels)}
+        self.lengths = example_lengths(dataset)
+
+    def steps(self) -> int:
+        return math.ceil(len(self.dataset) / self.config.batch_size)
+
+    def epoch(self, epoch: int, skip: int) -> Iterator[Batch]:
+        order = epoch_order(self.lengths, self.config.batch_size, self.config.seed, epoch)
+        return iterate_batches(self.dataset, self.encoder, self.label_ids, order, self.config.batch_size, skip)
+
+
+def training_batches(dataset: Dataset, encoder, labels: tuple[str, ...], config: FinetuneConfig) -> Batches:
+    """Text batches for text tasks; decoded, augmented, preprocessed image batches for image tasks."""
+    if compiler_task(dataset.task).text_input:
+        return TextBatches(dataset, encoder, labels, config)
+    from .image_batches import ImageBatches
+
+    return ImageBatches(dataset, encoder, labels, config)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..data import DataTask
 
@@ -16,6 +16,26 @@ class LoraSettings(BaseModel):
     rank: int = Field(default=8, ge=1)
     alpha: int = Field(default=16, ge=1)
     dropout: float = Field(default=0.1, ge=0, lt=1)
+
+
+class AugmentSettings(BaseModel):
+    """Training-split image augmentation, on the decoded image before the runtime's preprocessing:
+    a random crop of `crop_scale` of the area and `crop_ratio` aspect, and a horizontal flip."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    crop_scale: tuple[float, float] = Field(default=(0.08, 1.0), description="area fraction of the crop (min, max)")
+    crop_ratio: tuple[float, float] = Field(default=(3 / 4, 4 / 3), description="aspect ratio w/h (min, max)")
+    flip: bool = Field(default=True, description="random horizontal flip (off for digits and text in images)")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> AugmentSettings:
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, found {list(self.crop_scale)}")
+        if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
+            raise ValueError(f"crop_ratio must satisfy 0 < min <= max, found {list(self.crop_ratio)}")
+        return self
 
 
 class FinetuneConfig(BaseModel):
@@ -40,6 +60,7 @@ class FinetuneConfig(BaseModel):
     )
     save_every: int = Field(default=200, ge=1, description="steps between resumable training-state saves")
     threads: int | None = Field(default=None, ge=1)
+    augment: AugmentSettings | None = Field(default=None, description="image tasks: None trains on plain inputs")
 
     @property
     def effective_learning_rate(self) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import shutil
 from pathlib import Path
 
 from ..data import DataTask
@@ -11,6 +12,8 @@ from ..errors import CompileError
 from ..pruning.loading import load_pretrained, save_pretrained
 from ..tasks import auto_model_class, compiler_task
 from .config import LoraSettings
+
+PROCESSOR_FILE = "preprocessor_config.json"
 
 
 @contextlib.contextmanager
@@ -29,12 +32,13 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def load_for_task(folder: Path, task: DataTask, labels: tuple[str, ...]):
-
+def load_for_task(folder: Path, task: DataTask, labels: tuple[str, ...], *, fresh_head: bool = False):
+    """The folder's model with a head for `labels`; `fresh_head` re-initialises the head even where
+    its size fits (the data's classes are not the ones it was trained on)."""
     auto = auto_model_class(task)
     try:
         with quiet_transformers():
-            return load_pretrained(
+            model = load_pretrained(
                 auto,
                 folder,
                 num_labels=len(labels),
@@ -44,30 +48,77 @@ def load_for_task(folder: Path, task: DataTask, labels: tuple[str, ...]):
             )
     except Exception as exc:  # unknown architecture, corrupt weights, missing files
         raise CompileError(
-            f"cannot load {folder} for {task.value}: {exc}", hint="pass a Hugging Face encoder folder (BERT family)"
+            f"cannot load {folder} for {task.value}: {_first_line(exc)}",
+            hint="pass a Hugging Face model folder with weights for this task",
         ) from None
+    if fresh_head:
+        for name in head_names(model):
+            for part in getattr(model, name).modules():
+                if hasattr(part, "reset_parameters"):
+                    part.reset_parameters()
+    return model
+
+
+def head_names(model) -> list[str]:
+    """The model's top-level modules outside its backbone (the classifier), by Hugging Face's
+    `base_model_prefix` convention."""
+    prefix = getattr(model, "base_model_prefix", "")
+    return [
+        name for name, child in model.named_children() if name != prefix and next(child.parameters(), None) is not None
+    ]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def with_lora(model, task: DataTask, settings: LoraSettings):
+    """LoRA on every linear layer (text encoders, through peft's task type), or for a model peft has
+    no task type for (image classifiers) on the backbone's linears and ungrouped convolutions, the
+    head trained in full."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    config = LoraConfig(
-        task_type=getattr(TaskType, compiler_task(task).peft_task_type),
-        r=settings.rank,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules="all-linear",
-    )
+    common = {"r": settings.rank, "lora_alpha": settings.alpha, "lora_dropout": settings.dropout}
+    kind = compiler_task(task).peft_task_type
+    if kind is not None:
+        config = LoraConfig(task_type=getattr(TaskType, kind), target_modules="all-linear", **common)
+    else:
+        targets = lora_targets(model)
+        if not targets:
+            raise CompileError(
+                f"{type(model).__name__} has no linear or convolution layers LoRA can adapt",
+                hint="fine-tune it in full (without --lora)",
+            )
+        config = LoraConfig(target_modules=targets, modules_to_save=head_names(model), **common)
     return get_peft_model(model, config)
 
 
+def lora_targets(model) -> list[str]:
+    """Full names of the backbone's Linear and Conv2d layers (depthwise/grouped convolutions are
+    left out: a low-rank update of a per-channel filter saves nothing)."""
+    import torch
+
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    return [
+        name
+        for name, module in model.named_modules()
+        if name.startswith(prefix)
+        and (isinstance(module, torch.nn.Linear) or (isinstance(module, torch.nn.Conv2d) and module.groups == 1))
+    ]
+
+
 def save_checkpoint(model, tokenizer_source: Path, folder: Path) -> None:
-    """A plain Hugging Face checkpoint: LoRA adapters merged into the weights, tokenizer beside it."""
+    """A plain Hugging Face checkpoint: LoRA adapters merged into the weights, and beside it the
+    tokenizer, or for an image model the source's preprocessor_config.json."""
     import transformers
 
     plain = copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model
     with quiet_transformers():
         save_pretrained(plain, folder)
+        if getattr(plain, "main_input_name", None) == "pixel_values":
+            shutil.copyfile(tokenizer_source / PROCESSOR_FILE, folder / PROCESSOR_FILE)
+            return
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_source), local_files_only=True)
         tokenizer.save_pretrained(str(folder))
 

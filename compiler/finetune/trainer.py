@@ -3,7 +3,6 @@ best checkpoint kept, state saved every few steps so an interrupted run resumes 
 
 from __future__ import annotations
 
-import math
 import shutil
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekiln.runtime.images.preprocess import ImagePreprocessor
 from edgekiln.runtime.manifest import Task
 from edgekiln.runtime.preprocess import TextEncoder
 from edgekiln.runtime.progress import Progress as Bar
@@ -21,7 +21,7 @@ from ..data import Dataset
 from ..evaluate import evaluate_predictor
 from ..evaluate.predictors import Predictor
 from ..tasks import compiler_task
-from .batches import epoch_order, example_lengths, iterate_batches
+from .batches import training_batches
 from .config import FinetuneConfig
 from .model import save_checkpoint
 from .state import BEST_DIR, Progress, load_state, save_state
@@ -35,7 +35,7 @@ class Plan:
     train: Dataset
     dev: Dataset
     labels: tuple[str, ...]
-    encoder: TextEncoder
+    encoder: TextEncoder | ImagePreprocessor  # the runtime's preprocessing of this model's inputs
     model_folder: Path
     work: Path
     loss: Callable | None = None  # (model, inputs, labels) -> loss; None: the model's own task loss
@@ -44,29 +44,21 @@ class Plan:
     def metric(self) -> str:
         return compiler_task(self.config.task).metric
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train) / self.config.batch_size)
-
 
 def train(plan: Plan, model, *, resume: bool, log: Log, show_bar: bool | None) -> Progress:
-    optimizer, scheduler = _optimizer(plan, model)
+    batches = training_batches(plan.train, plan.encoder, plan.labels, plan.config)
+    optimizer, scheduler = _optimizer(plan, model, batches.steps())
     progress = load_state(plan.work, model, optimizer, scheduler) if resume else Progress()
     if resume:
         log(f"resuming from epoch {progress.epoch + 1}, step {progress.step_in_epoch} ({plan.work})")
-    label_ids = {label: i for i, label in enumerate(plan.labels)}
     config = plan.config
-    lengths = example_lengths(plan.train)
     while progress.epoch < config.epochs:
         started = time.perf_counter()
         last = f", dev {plan.metric} {progress.history[-1][plan.metric]:.4f}" if progress.history else ""
-        bar = Bar(plan.steps_per_epoch, f"epoch {progress.epoch + 1}/{config.epochs}{last}", enabled=show_bar)
+        bar = Bar(batches.steps(), f"epoch {progress.epoch + 1}/{config.epochs}{last}", enabled=show_bar)
         bar.done = progress.step_in_epoch
         model.train()
-        order = epoch_order(lengths, config.batch_size, config.seed, progress.epoch)
-        for feeds, labels in iterate_batches(
-            plan.train, plan.encoder, label_ids, order, config.batch_size, skip=progress.step_in_epoch
-        ):
+        for feeds, labels in batches.epoch(progress.epoch, progress.step_in_epoch):
             loss = _step(model, optimizer, scheduler, feeds, labels, config.max_grad_norm, plan.loss)
             progress.step_in_epoch += 1
             progress.global_step += 1
@@ -152,7 +144,7 @@ def training_predictor(plan: Plan, model) -> Predictor:
     return Predictor("model in training", Task(plan.config.task.value), plan.labels, plan.encoder, logits)
 
 
-def _optimizer(plan: Plan, model):
+def _optimizer(plan: Plan, model, steps_per_epoch: int):
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -164,7 +156,7 @@ def _optimizer(plan: Plan, model):
         [{"params": decay, "weight_decay": plan.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=plan.config.effective_learning_rate,
     )
-    total = plan.steps_per_epoch * plan.config.epochs
+    total = steps_per_epoch * plan.config.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(total * plan.config.warmup_ratio), total)
     return optimizer, scheduler
 

@@ -79,6 +79,14 @@ def load_rgb(item: Any) -> Any:
         ) from None
 
 
+def check_header(item: Any) -> None:
+    """What `load_rgb` refuses from the file header alone (not an image, too small or large, a bomb),
+    without decoding pixels: a quick pass over a dataset before a long job."""
+    image = _open(item, describe(item))
+    with image:
+        _check_size(image.size, describe(item))
+
+
 def _open(item: Any, name: str) -> Any:
     Image, _ = pillow()
     if isinstance(item, (str, os.PathLike)):
