@@ -15,7 +15,7 @@ transformers = pytest.importorskip("transformers")
 
 from edgekiln.cli.main import main
 from edgekiln.compiler import compile
-from edgekiln.compiler.data import DataTask, load_dataset
+from edgekiln.compiler.data import DataError, DataTask, load_dataset
 from edgekiln.compiler.evaluate import evaluate
 from edgekiln.compiler.evaluate.predictors import image_encoder
 from edgekiln.compiler.finetune import AugmentSettings, FinetuneConfig, LoraSettings, finetune
@@ -262,3 +262,40 @@ def test_bad_inputs_are_one_error_line(models, data, tmp_path, capsys):
     for image in sorted((data[0] / "red").glob("*.png"))[:3]:
         (loose / image.name).write_bytes(image.read_bytes())
     _one_line_error(capsys, ["finetune", str(models["vit"]), "--train", str(loose), *out], "unlabelled images")
+
+
+def test_the_head_is_kept_only_for_the_same_classes(models, data, tuned, tmp_path):
+    messages: list[str] = []
+    args = dict(train_data=str(data[0]), eval_data=str(data[1]), config=_config(epochs=1), log=messages.append)
+    finetune(tuned.path, tmp_path / "again", **args)
+    assert not any("fresh random weights" in message for message in messages)
+    before = _weights(tuned.path)["classifier.1.weight"]
+    model = load_for_task(models["resnet"], DataTask.IMAGE_CLASSIFICATION, ("blue", "green", "red"), fresh_head=True)
+    assert model.config.id2label == {0: "blue", 1: "green", 2: "red"}
+    assert not torch.equal(
+        load_for_task(tuned.path, DataTask.IMAGE_CLASSIFICATION, ("blue", "green", "red"), fresh_head=True)
+        .classifier[1]
+        .weight,
+        before,
+    )
+    finetune(models["resnet"], tmp_path / "fresh", **args)
+    assert any("3 classes (blue, green, red) are not the model's (5 labels)" in message for message in messages)
+
+
+def test_a_truncated_training_image_is_one_error_naming_it(data, models, tmp_path):
+    broken = tmp_path / "truncated"
+    for name in COLOURS:
+        (broken / name).mkdir(parents=True)
+        for image in sorted((data[0] / name).glob("*.png"))[:4]:
+            (broken / name / image.name).write_bytes(image.read_bytes())
+    whole = (broken / "red" / "0.png").read_bytes()
+    (broken / "red" / "0.png").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match=r"training image in .*truncated: .*0\.png is truncated or corrupt"):
+        finetune(
+            models["resnet"],
+            tmp_path / "out",
+            train_data=str(broken),
+            eval_data=str(data[1]),
+            config=_config(),
+            log=_quiet,
+        )
