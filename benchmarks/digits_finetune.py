@@ -8,7 +8,9 @@ scikit-learn's handwritten digits (1,797 real 8x8 scans), written as PNG image f
 Steps, each left in --out for the legs that follow (prune, int8):
   DIR/data/train/<digit>/*.png, DIR/data/test/<digit>/*.png  a stratified, seeded 80/20 split, the 8x8
       scans upscaled (bilinear) to --size pixels, greyscale PNG (the runtime decodes them to RGB);
-  DIR/base/       a small random-init Hugging Face CNN (transformers config + preprocessor_config.json);
+  DIR/base/       a small random-init Hugging Face CNN (transformers config + preprocessor_config.json):
+      ResNet (measured in benchmarks/README.md), or MobileNetV2 (runs; its first epoch took 92 s here
+      against ResNet's 41 s, and it was at 38 % after it: not measured to convergence);
   DIR/tuned/      `edgekiln finetune DIR/base --train DIR/data/train` (10 % of the train split held out
       for picking the best epoch; the test split is never seen), mild augmentation, no flips;
   DIR/eval.json   `edgekiln eval DIR/tuned --data DIR/data/test`;
