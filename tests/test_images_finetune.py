@@ -299,3 +299,15 @@ def test_a_truncated_training_image_is_one_error_naming_it(data, models, tmp_pat
             config=_config(),
             log=_quiet,
         )
+
+
+def test_a_head_the_checkpoint_lacks_keeps_transformers_initialisation(tmp_path):
+    """Only a head loaded from the checkpoint is re-drawn; one the folder never had (a bare encoder's
+    classifier) keeps the initialisation transformers gives it."""
+    folder = make_bert_folder(tmp_path / "encoder", "encoder")
+    heads = []
+    for fresh in (False, True):
+        torch.manual_seed(0)
+        heads.append(load_for_task(folder, DataTask.TEXT_CLASSIFICATION, ("neg", "pos"), fresh_head=fresh).classifier)
+    assert torch.equal(heads[0].weight, heads[1].weight)
+    assert float(heads[1].weight.std()) < 0.03  # BERT's normal(0, 0.02), not PyTorch's default uniform

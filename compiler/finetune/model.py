@@ -52,11 +52,30 @@ def load_for_task(folder: Path, task: DataTask, labels: tuple[str, ...], *, fres
             hint="pass a Hugging Face model folder with weights for this task",
         ) from None
     if fresh_head:
+        stored = _stored_tensor_names(folder)
         for name in head_names(model):
+            if stored is not None and not any(key.startswith(f"{name}.") for key in stored):
+                continue  # not in the checkpoint: transformers already initialised it its own way
             for part in getattr(model, name).modules():
                 if hasattr(part, "reset_parameters"):
                     part.reset_parameters()
     return model
+
+
+def _stored_tensor_names(folder: Path) -> set[str] | None:
+    """The tensor names of the folder's safetensors weights (None: weights in another format)."""
+    import json
+
+    from safetensors import safe_open
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return set(json.loads(index.read_text())["weight_map"])
+    single = folder / "model.safetensors"
+    if not single.is_file():
+        return None
+    with safe_open(str(single), framework="np") as weights:
+        return set(weights.keys())
 
 
 def head_names(model) -> list[str]:
