@@ -111,8 +111,8 @@ def cpu_lowered(mod, tvm_target, target: dict, database: Path | None):
     from tvm import relax
     from tvm.relax import transform
 
-    applied = [transform.MetaScheduleApplyDatabase(str(database))] if database is not None else []
-    with tvm_target, tvm.transform.PassContext(opt_level=3):
+    with tvm_target, tvm.transform.PassContext(opt_level=3):  # the database pass reads the target when made
+        applied = [transform.MetaScheduleApplyDatabase(str(database))] if database is not None else []
         return tvm.transform.Sequential([*prepare_passes(target), relax.get_pipeline("zero"), *applied])(mod)
 
 
