@@ -53,9 +53,6 @@ def make_runner(name: str, spec: tuple[str, int]):
 def kernel_table(onnx_path: Path, seq: int, threads: int) -> list[dict]:
     """Each kernel of the scheduled module built alone and timed (min of 5 x 10 calls) on random
     data, times its calls in `main`: [{kernel, rule, calls, ms_each, ms_total, gflops?}], slowest first."""
-    import os
-
-    os.environ["TVM_NUM_THREADS"] = str(threads)
     import tvm
 
     from edgekiln.compiler.tvm_build.build import cpu_lowered
@@ -64,6 +61,7 @@ def kernel_table(onnx_path: Path, seq: int, threads: int) -> list[dict]:
     from edgekiln.compiler.tvm_build.target import local_target
     from edgekiln.targets.host import detect_host
 
+    tvm.get_global_func("runtime.config_threadpool")(0, threads)  # as the runtime does
     target = local_target(detect_host())
     mod, _ = import_fixed(onnx_path, {n: [1, seq] for n in ("input_ids", "attention_mask", "token_type_ids")})
     tvm_target = tvm.target.Target(target)
