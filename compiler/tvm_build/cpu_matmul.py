@@ -106,13 +106,12 @@ def _micro_kernel(sch, block, tiles: Tiles) -> None:
     *_, i, j, k = sch.get_loops(block)
     k_out, k_in = sch.split(k, factors=[None, UNROLL_K])
     sch.reorder(k_out, k_in, i, j)
-    j_vec = _vectorize(sch, j, tiles.lanes)
+    _vectorize(sch, j, tiles.lanes)
     sch.unroll(i)
     sch.unroll(k_in)
     init = sch.decompose_reduction(block, k_out)
     *_, init_j = sch.get_loops(init)
     _vectorize(sch, init_j, tiles.lanes)
-    del j_vec
 
 
 def _pack_transposed(sch, block, panel) -> None:
@@ -129,16 +128,15 @@ def _pack_transposed(sch, block, panel) -> None:
             return
 
 
-def _vectorize(sch, loop, lanes: int):
+def _vectorize(sch, loop, lanes: int) -> None:
     """Vectorise `loop` in chunks of `lanes` (the chunks unrolled)."""
     extent = _int(sch.get(loop).extent)
     if not isinstance(extent, int) or extent <= lanes:
         sch.vectorize(loop)
-        return loop
+        return
     outer, inner = sch.split(loop, factors=[None, lanes])
     sch.unroll(outer)
     sch.vectorize(inner)
-    return inner
 
 
 def _dtype_bits(sch, block) -> int:
