@@ -20,12 +20,12 @@ def default_schedules(mod, target):
     """A copy of `mod` with every unscheduled PrimFunc scheduled by the first rule that applies."""
     import tvm
 
-    mod, rules = mod.clone(), _rules()
+    mod, ordered = mod.clone(), rules()
     updated = {}
     for gvar, func in mod.functions_items():
         if not isinstance(func, tvm.tirx.PrimFunc) or _is_scheduled(func):
             continue
-        for name, rule in rules:
+        for name, rule in ordered:
             sch = _try(rule, func, target)
             if sch is not None:
                 scheduled = sch.mod["main"].with_attr("tirx.is_scheduled", True)
@@ -47,15 +47,20 @@ def scheduled_by(mod) -> dict[str, str]:
     }
 
 
-def _rules():
+def rules() -> tuple:
+    """(name, dlight ScheduleRule) in the order they are tried; also usable with dlight's
+    ApplyDefaultSchedule."""
     from tvm.s_tir import dlight as dl
+    from tvm.s_tir.dlight.base import ScheduleRule
 
-    gemv, reduction = dl.cpu.GEMV(), dl.cpu.Reduction()
     return (
-        ("matmul", schedule_matmul),
-        ("gemv", lambda func, target: gemv.apply(func, target, False)),
-        ("reduction", lambda func, target: reduction.apply(func, target, False)),
-        ("fallback", schedule_fallback),
+        ("matmul", ScheduleRule.from_callable("EdgekilnMatmul")(lambda func, target, _: schedule_matmul(func, target))),
+        ("gemv", dl.cpu.GEMV()),
+        ("reduction", dl.cpu.Reduction()),
+        (
+            "fallback",
+            ScheduleRule.from_callable("EdgekilnFallback")(lambda func, target, _: schedule_fallback(func, target)),
+        ),
     )
 
 
@@ -64,7 +69,7 @@ def _try(rule, func, target):
     from tvm import s_tir
 
     try:
-        sch = rule(func, target)
+        sch = rule.apply(func, target, False)
     except Exception:  # a rule that cannot handle a kernel raises TVM's ScheduleError and others
         return None
     return sch if isinstance(sch, s_tir.Schedule) else None
