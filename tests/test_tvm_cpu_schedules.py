@@ -146,3 +146,20 @@ def test_tiny_bert_matches_onnxruntime_with_every_matmul_scheduled(bert_folders,
     rules = report["details"]["cpu_default_schedules"]
     assert rules.get("matmul", 0) >= 4, rules  # dense (Q/K/V/out), FFN up and down, Q.K^T, P.V
     assert report["max_abs_diff"] <= 1e-4, report
+
+
+def test_a_rule_that_fails_leaves_the_kernel_to_the_next_rule(tmp_path, monkeypatch):
+    """A rule raising on a kernel is skipped, never an error: the matmul falls to the fallback rule."""
+    from onnx import helper
+
+    from edgekiln.compiler.tvm_build import cpu_schedules
+
+    def broken(func, target):
+        raise RuntimeError("cannot schedule this")
+
+    monkeypatch.setattr(cpu_schedules, "schedule_matmul", broken)
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((5, 11), np.float32), rng.standard_normal((11, 17), np.float32)
+    path = _model(tmp_path, [helper.make_node("MatMul", ["a", "b"], ["y"])], {"a": a}, {"b": b}, (5, 17))
+    rules = _check(path, {"a": a}, TARGETS[0])
+    assert "matmul" not in rules.values() and rules, rules
