@@ -47,7 +47,9 @@ class LowerTvmConfig(PassConfig):
 @register_pass
 class LowerTvm(Pass):
     name = "lower_tvm"
-    version = 2  # 2: CUDA kernels are compiled to a fatbin (version 1 stored their source only)
+    version = (
+        3  # 2: CUDA kernels are compiled to a fatbin (version 1 stored their source only); 3: CPU default schedules
+    )
     Config = LowerTvmConfig
     changes_model = False
     lowers_to = (INDEX_FILE, PARAMS_FILE)
@@ -59,6 +61,7 @@ class LowerTvm(Pass):
         io = graph_io(_onnx(state.model_path))  # read once: both builds and the check use it
         database = Path(cfg.tuning_database) if cfg.tuning_database else None
         applied = [0, 0]  # kernels scheduled from the database, kernels in all
+        defaults: dict[str, int] = {}  # kernels edgekiln's default CPU schedules scheduled, by rule
         index, tuned = self._build_all(
             state,
             io,
@@ -69,6 +72,7 @@ class LowerTvm(Pass):
             tune_minutes=cfg.tune_minutes,
             database=database,
             applied=applied,
+            defaults=defaults,
         )
         details = {
             "tvm": tvm.__version__,
@@ -77,6 +81,7 @@ class LowerTvm(Pass):
             "tune_trials": tuned,
             "tune_minutes": cfg.tune_minutes,
             "buckets": [[b.batch, b.sequence] for b in index.buckets],
+            "cpu_default_schedules": defaults,
             "tuning_database": None
             if database is None
             else {
@@ -115,6 +120,7 @@ class LowerTvm(Pass):
         tune_minutes: float = 0,
         database: Path | None,
         applied: list[int],
+        defaults: dict[str, int] | None = None,
     ) -> tuple[TvmIndex, int]:
         inputs, outputs = io
         axes = bucket_axes(inputs, outputs)
@@ -140,7 +146,7 @@ class LowerTvm(Pass):
         for (batch, sequence), (mod, params) in zip(shapes, imported):
             taken.add(main_inputs(mod))
             library = f"tvm_b{batch}" + (f"_s{sequence}" if sequence else "") + ".so"
-            executable = tvm_build.build(mod, target, tuned_database=database, applied=applied)
+            executable = tvm_build.build(mod, target, tuned_database=database, applied=applied, defaults=defaults)
             tvm_build.export(executable, out_dir / library, arch)
             kernels = cuda.write_kernels(executable, out_dir, library[:-3], target.get("arch")) if on_gpu else ()
             keys = tuple(param_key(p) for p in params)

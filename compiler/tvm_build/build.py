@@ -2,33 +2,62 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
 from edgekiln.runtime.backends.tvm import host_arch
 
 from ..errors import CompileError
+from .cpu_rewrites import prepare_passes
+from .cpu_schedules import default_schedules, scheduled_by
 from .target import CROSS_COMPILERS
+
+_log = logging.getLogger(__name__)
 
 CROSS_PACKAGES = "gcc-aarch64-linux-gnu libc6-dev-arm64-cross"  # the compiler and the target's C library
 
 
-def build(mod, target: dict, *, tuned_database: Path | None = None, applied: list[int] | None = None):
+def build(
+    mod,
+    target: dict,
+    *,
+    tuned_database: Path | None = None,
+    applied: list[int] | None = None,
+    defaults: dict[str, int] | None = None,
+):
     """Compile `mod` for `target`: GPU kernels get dlight's default schedules; CPU kernels the records
-    of a MetaSchedule database when one is given (those it has no record for: TVM's default lowering),
-    else TVM's default lowering. `applied` ([scheduled, kernels]) counts the kernels the database scheduled."""
+    of a MetaSchedule database when one is given, and edgekiln's default CPU schedules
+    (cpu_schedules) for the rest. `applied` ([scheduled, kernels]) counts the kernels the database
+    scheduled; `defaults` (rule name -> kernels) gains the kernels each default rule scheduled.
+    Should a default schedule not compile, the build is retried without them."""
     import tvm
     from tvm import relax
 
     tvm_target = tvm.target.Target(target)
     if target["kind"] == "cuda":
-        mod = _gpu_schedules(mod, tvm_target)
-    elif tuned_database is not None:
-        mod = _apply_database(mod, tvm_target, tuned_database)
-        if applied is not None:
-            kernels = [f for f in mod.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
-            applied[0] += sum(bool(f.attrs and f.attrs.get("tirx.is_scheduled")) for f in kernels)
-            applied[1] += len(kernels)
+        return _relax_build(_gpu_schedules(mod, tvm_target), tvm_target, target)
+    mod = cpu_lowered(mod, tvm_target, target, tuned_database)
+    if applied is not None and tuned_database is not None:
+        kernels = [f for f in mod.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+        applied[0] += sum(bool(f.attrs and f.attrs.get("tirx.is_scheduled")) for f in kernels)
+        applied[1] += len(kernels)
+    with tvm_target:
+        scheduled = default_schedules(mod, tvm_target)
+    try:
+        executable = relax.build(scheduled, target=tvm_target)
+    except Exception as exc:  # a default schedule TVM cannot compile: build the kernels as they were
+        _log.warning("TVM could not compile edgekiln's default CPU schedules (%s); building without them", exc)
+        return _relax_build(mod, tvm_target, target)
+    if defaults is not None:
+        for rule in scheduled_by(scheduled).values():
+            defaults[rule] = defaults.get(rule, 0) + 1
+    return executable
+
+
+def _relax_build(mod, tvm_target, target: dict):
+    from tvm import relax
+
     try:
         return relax.build(mod, target=tvm_target)
     except Exception as exc:  # TVM's errors: name the target and the first line
@@ -76,20 +105,15 @@ def _gpu_schedules(mod, tvm_target):
     return mod
 
 
-def _apply_database(mod, tvm_target, database: Path):
+def cpu_lowered(mod, tvm_target, target: dict, database: Path | None):
+    """Legalized and fused, with the database's schedules applied (when there is one)."""
     import tvm
     from tvm import relax
     from tvm.relax import transform
 
-    with tvm_target, tvm.transform.PassContext(opt_level=3):
-        return tvm.transform.Sequential(
-            [
-                transform.DecomposeOpsForInference(),
-                transform.CanonicalizeBindings(),
-                relax.get_pipeline("zero"),
-                transform.MetaScheduleApplyDatabase(str(database)),
-            ]
-        )(mod)
+    with tvm_target, tvm.transform.PassContext(opt_level=3):  # the database pass reads the target when made
+        applied = [transform.MetaScheduleApplyDatabase(str(database))] if database is not None else []
+        return tvm.transform.Sequential([*prepare_passes(target), relax.get_pipeline("zero"), *applied])(mod)
 
 
 def _build_hint(target: dict) -> str:

@@ -62,8 +62,9 @@ def tune(mod, target: dict, database: Path, trials: int, *, workers: int, per_ke
     records to `database`; returns the number of candidates measured."""
     import tvm
     from tvm import relax
-    from tvm.relax import transform
     from tvm.s_tir import meta_schedule as ms
+
+    from .cpu_rewrites import prepare_passes
 
     try:
         import xgboost  # noqa: F401  (MetaSchedule's cost model)
@@ -74,9 +75,7 @@ def tune(mod, target: dict, database: Path, trials: int, *, workers: int, per_ke
         ) from None
     tvm_target = tvm.target.Target(target)
     with tvm_target:
-        mod = tvm.transform.Sequential(
-            [transform.DecomposeOpsForInference(), transform.CanonicalizeBindings(), relax.get_pipeline("zero")]
-        )(mod)
+        mod = tvm.transform.Sequential([*prepare_passes(target), relax.get_pipeline("zero")])(mod)
     database.mkdir(parents=True, exist_ok=True)
     measured = [0]
     ms.relax_integration.tune_relax(
