@@ -64,6 +64,22 @@ def _isolated_cache(tmp_path_factory):
         os.environ["EDGEKILN_CACHE"] = previous
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """For pytest-xdist's `--dist loadgroup` (pyproject's addopts): a module's tests share one worker, so
+    its module fixtures are built once, unless a test names a finer group itself (the coverage matrix: one
+    per model folder). Groups holding a `slow` test go first, so that no long test ends the run alone."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    slow = {_group(item) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: _group(item) not in slow)  # stable: collection order within each part
+
+
+def _group(item) -> str:
+    return item.get_closest_marker("xdist_group").args[0]
+
+
 def _vocab() -> list[str]:
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
     return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *".,!?'", *letters, *(f"##{c}" for c in letters), *WORDS]

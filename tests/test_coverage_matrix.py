@@ -8,6 +8,7 @@ benchmarks/coverage_table.py renders into the README's supported-architectures t
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import os
@@ -30,7 +31,7 @@ RESULTS_ENV = "EDGEKILN_COVERAGE_JSON"
 
 
 def _marks(family: str, kind: str, backend: str) -> list:
-    marks = [pytest.mark.slow] if backend == "tvm" else []  # a TVM build takes ~10 s per cell on 2 cores
+    marks = [pytest.mark.xdist_group(f"matrix-{family}-{kind}")]  # one folder's cells, one worker: one export
     reason = lookup(KNOWN_BUGS, family, kind, backend)
     if reason:
         marks.append(pytest.mark.xfail(strict=True, reason=reason))
@@ -53,9 +54,11 @@ def coverage_results():
     target = os.environ.get(RESULTS_ENV)
     if target and results:
         path = Path(target)
-        merged = json.loads(path.read_text()) if path.is_file() else {}
-        merged.update(results)
-        path.write_text(json.dumps(dict(sorted(merged.items())), indent=1) + "\n")
+        with open(path.with_suffix(".lock"), "w") as lock:  # pytest-xdist's workers merge one at a time
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            merged = json.loads(path.read_text()) if path.is_file() else {}
+            merged.update(results)
+            path.write_text(json.dumps(dict(sorted(merged.items())), indent=1) + "\n")
 
 
 @pytest.fixture(scope="session")

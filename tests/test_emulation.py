@@ -27,6 +27,7 @@ pytestmark = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tvm", "onnxruntime"])
 def test_aarch64_artifact_passes_under_emulation(backend, bert_folders, tmp_path, capsys):
     pytest.importorskip("tvm", reason="the tvm extra is not installed")

@@ -21,7 +21,9 @@ from edgekiln.compiler.finetune.state import STATE_FILE
 
 from .conftest import make_bert_folder
 
+pytestmark = pytest.mark.slow  # four fine-tuning runs of about a minute each
 POSITIVE, NEGATIVE = ("good", "great", "love", "fun"), ("bad", "terrible", "hate", "boring")
+
 FILLER = ("the", "movie", "film", "plot", "acting", "was", "very", "this", "it", "i")
 PEOPLE, PLACES = ("john", "mary"), ("paris", "london")
 

@@ -201,6 +201,7 @@ def _matches_onnxruntime(artifact, model) -> None:
     np.testing.assert_allclose(load(artifact).run({"x": x})["y"], want, atol=ATOL)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_tuned_records_exported_imported_and_applied_by_an_untuned_compile(tmp_path, capsys):
     pytest.importorskip("xgboost")
