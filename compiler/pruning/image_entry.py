@@ -1,0 +1,184 @@
+"""`--prune-flops` on an image classifier (a Hugging Face image-classification CNN folder, or a torch
+module with a declared preprocessing): score, prune conv channels to the FLOPs target, measure,
+recover, and hand the export an in-memory module with the source's preprocessing and labels.
+
+A pruned Hugging Face CNN cannot be saved back as a Hugging Face folder (its config fixes the
+widths), so the pruned model flows on as a torch-module source (`from_image_module`) carrying the
+folder's image preprocessing and id2label: the artifact takes the same images and answers with the
+same labels. Its passes are cached by the pruned module's content (state dict and structure)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from edgekiln.runtime.hashing import sha256_json
+from edgekiln.runtime.manifest import PassRecord, Task
+
+from ..errors import CompileError
+from ..sources.base import ModelSource
+from .cnn_data import ImageData, batches, image_encoder_for, measure, model_labels, predictions, resolve_image_data
+from .cnn_search import accumulate_gradients, prune_to_flops
+from .config import Importance, PruneConfig, RecoveryConfig
+
+
+def is_image_classifier(model: Any, source_recipe) -> bool:
+    """A torch module declared with image preprocessing, or a Hugging Face image-classification folder."""
+    if source_recipe is not None and source_recipe.image is not None and not isinstance(model, (str, Path)):
+        return True
+    if not isinstance(model, (str, Path)):
+        return False
+    config = Path(str(model)).expanduser() / "config.json"
+    try:
+        architectures = json.loads(config.read_text()).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(str(name).endswith("ForImageClassification") for name in architectures)
+
+
+def prune_image_classifier(
+    model: Any, source_recipe, config: PruneConfig, recovery: RecoveryConfig | None, *, data: dict, say
+) -> tuple[ModelSource, dict, PassRecord]:
+    started = time.perf_counter()
+    _check_config(config)
+    source = _load(model, source_recipe)
+    module = source.torch.build()
+    _refuse_transformer(module, source)
+    example = source.torch.example()
+    classes = int(module(*example).shape[-1])
+    labels = model_labels(source.labels, classes)
+    images = resolve_image_data(data, config, recovery)
+    encoder = image_encoder_for(source.image)
+    teacher = copy.deepcopy(module).eval()
+    teacher_top = predictions(teacher, images.dev, encoder, labels)[0] if images.dev is not None else None
+    before = measure(teacher, teacher_top, images, encoder, labels)
+    scored = _score(module, images, config, encoder, labels, say)
+    say(f"prune: searching the channel ratio that removes {config.flops:.0%} of the FLOPs")
+    searched = prune_to_flops(module, example, config.importance, config.flops, classes, config.multiple_of or 1)
+    pruned = searched.model
+    after = measure(pruned, teacher_top, images, encoder, labels)
+    recovered = None
+    if recovery is not None:
+        from .cnn_recovery import recover_images
+
+        say(f"prune: recovery, distilling from the unpruned model ({recovery.epochs} epoch(s))")
+        recovered = recover_images(pruned, teacher, images, encoder, labels, teacher_top, recovery, say)
+    final = measure(pruned, teacher_top, images, encoder, labels)
+    report = _report(module, pruned, searched, config, images, (before, after, final), recovered, scored)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    out = _pruned_source(pruned, source)
+    record = PassRecord(
+        name="prune",
+        config=config.model_dump(mode="json"),
+        input_sha256=source.content_hash,
+        output_sha256=out.content_hash,
+        seconds=round(time.perf_counter() - started, 3),
+        cached=False,
+    )
+    return out, report, record
+
+
+def _check_config(config: PruneConfig) -> None:
+    if config.flops is None:
+        raise CompileError(
+            "image classifiers are pruned to a FLOPs target",
+            hint="pass --prune-flops F (e.g. 0.4); --prune-heads/--prune-ffn are for transformer text encoders",
+        )
+
+
+def _load(model, source_recipe) -> ModelSource:
+    from ..sources import resolve_source
+
+    with tempfile.TemporaryDirectory(prefix="edgekiln-prune-") as work:
+        source = resolve_source(
+            model,
+            work_dir=Path(work),
+            task=source_recipe.task if source_recipe else None,
+            image=source_recipe.image if source_recipe else None,
+            labels=source_recipe.labels if source_recipe else None,
+            output_names=source_recipe.output_names if source_recipe else None,
+        )
+    if source.task is not Task.IMAGE_CLASSIFICATION or source.torch is None or source.image is None:
+        raise CompileError(f"{source.description} is not an image classifier edgekiln can prune")
+    return source
+
+
+def _refuse_transformer(module, source: ModelSource) -> None:
+    import torch
+
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    attention = any(type(m).__name__.endswith(("SelfAttention", "Attention")) for m in module.modules())
+    if attention:
+        raise CompileError(
+            f"--prune-flops on {source.description}: vision transformers (ViT/DeiT heads and MLP width) are "
+            "not pruned yet; conv-channel pruning covers CNNs",
+            hint="compile it without --prune-flops, or prune a CNN (ResNet, MobileNetV2, ConvNeXt …)",
+        )
+    if not convs:
+        raise CompileError(
+            f"--prune-flops prunes conv channels; {source.description} has no Conv2d",
+            hint="pass a CNN image classifier",
+        )
+
+
+def _score(module, images: ImageData, config: PruneConfig, encoder, labels, say) -> dict | None:
+    if config.importance is Importance.MAGNITUDE:
+        return None
+    from .cnn_data import sample
+
+    scoring = sample(images.scoring, config.samples, config.seed)
+    label_free = config.importance is Importance.TAYLOR_LABEL_FREE
+    say(f"prune: Taylor importance on {len(scoring)} images ({'model-labelled' if label_free else 'labelled'})")
+    seen = accumulate_gradients(module, batches(scoring, encoder, labels), label_free=label_free)
+    return {"images": seen, "data": scoring.source, "labels": "model's predictions" if label_free else "gold"}
+
+
+def _report(module, pruned, searched, config: PruneConfig, images: ImageData, measured, recovered, scored) -> dict:
+    import torch
+
+    def widths(model) -> dict[str, int]:
+        return {name: m.out_channels for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+
+    full, cut = widths(module), widths(pruned)
+    before, after, final = measured
+    accuracy = [m.get("accuracy") if m else None for m in measured]
+    return {
+        "kind": "conv-channels",
+        "flops_reduction": 1 - searched.ops[1] / searched.ops[0],
+        "metric": "accuracy",
+        "accuracy_before": accuracy[0],
+        "accuracy_after_pruning": accuracy[1],
+        "accuracy_after_recovery": accuracy[2] if recovered else None,
+        "accuracy_drop": None if accuracy[0] is None or accuracy[2] is None else accuracy[0] - accuracy[2],
+        "agreement_with_unpruned": {
+            "after_pruning": (after or {}).get("agreement"),
+            "final": (final or {}).get("agreement"),
+        },
+        "macs": {"before": int(searched.ops[0]), "after": int(searched.ops[1])},
+        "parameters": {"before": int(searched.params[0]), "after": int(searched.params[1])},
+        "channel_ratio": round(searched.ratio, 4),
+        "search_trials": searched.trials,
+        "layers": [{"layer": name, "channels": [full[name], cut.get(name, full[name])]} for name in full],
+        "importance": scored,
+        "config": config.model_dump(mode="json"),
+        "recovery": recovered,
+        "data": {
+            name: d.source if d else None
+            for name, d in zip(("train", "dev", "calibration"), (images.train, images.dev, images.calibration))
+        },
+        "before": before,
+    }
+
+
+def _pruned_source(pruned, source: ModelSource) -> ModelSource:
+    from ..sources.module_image import from_image_module
+
+    out = from_image_module(pruned, source.image, source.labels, Task.IMAGE_CLASSIFICATION, source.torch.output_names)
+    description = f"{source.description} (pruned)"
+    content = sha256_json({"pruned": out.content_hash, "from": source.content_hash})
+    return replace(out, description=description, content_hash=content, notes=source.notes)
