@@ -17,9 +17,14 @@ pytest.importorskip("PIL")
 from edgekiln.compiler import Recipe, compile  # noqa: E402
 from edgekiln.compiler.errors import CompileError  # noqa: E402
 from edgekiln.compiler.pruning import image_entry  # noqa: E402
-from edgekiln.compiler.pruning.config import PruneConfig, RecoveryConfig  # noqa: E402
+from edgekiln.compiler.pruning.config import PruneConfig  # noqa: E402
 from edgekiln.runtime import load  # noqa: E402
 from edgekiln.runtime.images.spec import ImagePreprocessSpec  # noqa: E402
+
+from .image_helpers import make_image_folder  # noqa: E402
+from .test_cli import assert_one_line_error, run_cli  # noqa: E402
+
+pytest.importorskip("transformers").utils.logging.get_verbosity()  # its stderr handler: made now, not under capsys
 
 SPEC = ImagePreprocessSpec(input="pixels", size=(32, 32), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 LABELS = tuple(str(i) for i in range(10))
@@ -151,3 +156,155 @@ def test_flops_target_met_and_the_artifact_is_the_pruned_model(trained, digits, 
     manifest = result.manifest
     assert tuple(manifest.labels) == LABELS
     assert manifest.image == SPEC  # the declared preprocessing survives pruning
+
+
+def kept_filters(model, pruned) -> list[frozenset[int]]:
+    """Per conv layer, which of the original filters the pruned model kept (matched by their weights)."""
+    kept = []
+    for name, conv in model.named_modules():
+        if isinstance(conv, torch.nn.Conv2d):
+            cut = dict(pruned.named_modules())[name].weight.detach()
+            rows = conv.weight.detach()[:, : cut.shape[1]]
+            kept.append(frozenset(int((rows - row).abs().flatten(1).sum(1).argmin()) for row in cut))
+    return kept
+
+
+def searched(model, folder: Path | None, importance: str, *, shuffle_labels: bool = False):
+    import copy
+
+    from edgekiln.compiler.data import load_dataset
+    from edgekiln.compiler.evaluate.predictors import image_encoder
+    from edgekiln.compiler.pruning.cnn_data import batches
+    from edgekiln.compiler.pruning.cnn_search import accumulate_gradients, prune_to_flops
+    from edgekiln.compiler.pruning.config import Importance
+
+    model = copy.deepcopy(model)
+    if folder is not None:
+        data = load_dataset(str(folder))
+        labels = LABELS[::-1] if shuffle_labels else LABELS  # every image scored against a wrong class
+        label_free = importance == "taylor-label-free"
+        accumulate_gradients(model, batches(data, image_encoder(SPEC), labels), label_free=label_free)
+    example = (torch.zeros(2, 3, 32, 32),)
+    return prune_to_flops(model, example, Importance(importance), 0.4, 10, 1).model
+
+
+def test_taylor_importance_uses_the_images_and_differs_from_magnitude(trained, digits):
+    magnitude = kept_filters(trained, searched(trained, None, "magnitude"))
+    taylor = kept_filters(trained, searched(trained, digits[0], "taylor"))
+    wrong = kept_filters(trained, searched(trained, digits[0], "taylor", shuffle_labels=True))
+    label_free = kept_filters(trained, searched(trained, digits[0], "taylor-label-free"))
+    assert taylor != magnitude
+    assert taylor != wrong  # the gold labels change the scores: the data is used
+    assert label_free != magnitude
+
+
+@pytest.mark.slow
+def test_recovery_brings_back_the_accuracy_pruning_lost(trained, digits, tmp_path):
+    prune = recipe(flops=0.6, importance="magnitude").with_overrides(
+        {"data.train": str(digits[0]), "data.eval": str(digits[1]), "recover": {"epochs": 3, "batch_size": 32}}
+    )
+    result = compile(trained, "x86-64-avx2", tmp_path / "art", prune)
+    report = json.loads((result.path / "reports" / "pruning.json").read_text())
+    assert report["flops_reduction"] >= 0.6
+    before, after, recovered = (
+        report[k] for k in ("accuracy_before", "accuracy_after_pruning", "accuracy_after_recovery")
+    )
+    assert recovered > after + 5, report
+    assert recovered >= before - 10, report
+    agreement = report["agreement_with_unpruned"]
+    assert agreement["final"] > agreement["after_pruning"]
+    assert report["recovery"]["epochs"][-1]["epoch"] == 3
+
+
+def hf_cnn(folder: Path, kind: str) -> Path:
+    """A random-weight transformers CNN for the ten digits, with its image processor."""
+    import transformers as tf
+
+    labels = dict(enumerate(LABELS))
+    common = {"num_labels": 10, "id2label": labels, "label2id": {v: k for k, v in labels.items()}}
+    torch.manual_seed(0)
+    if kind == "resnet":
+        config = tf.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic", **common)
+        model = tf.ResNetForImageClassification(config)
+    else:
+        config = tf.MobileNetV2Config(depth_multiplier=0.5, image_size=32, **common)
+        model = tf.MobileNetV2ForImageClassification(config)
+    model.eval().save_pretrained(folder)
+    tf.ConvNextImageProcessor(size={"shortest_edge": 32}, resample=2).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["resnet", pytest.param("mobilenet_v2", marks=pytest.mark.slow)])
+def test_a_hugging_face_cnn_folder_prunes_from_the_cli(kind, digits, captured, capsys, tmp_path):
+    from edgekiln.compiler.sources.hf_image import image_spec
+
+    folder = hf_cnn(tmp_path / kind, kind)
+    out = tmp_path / "art"
+    code, stdout, err = run_cli(
+        capsys, "compile", str(folder), "--target", "x86-64-avx2", "-o", str(out), "--prune-flops", "0.3",
+        "--prune-importance", "taylor-label-free", "--data", str(digits[0]), "--eval-data", str(digits[1]),
+        "--no-cache",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "pruning: FLOPs -" in stdout
+    report = json.loads((out / "reports" / "pruning.json").read_text())
+    assert report["flops_reduction"] >= 0.3
+    assert report["importance"]["labels"] == "model's predictions"
+    assert report["agreement_with_unpruned"]["after_pruning"] is not None
+    session = load(out)
+    assert tuple(session.manifest.labels) == LABELS  # id2label
+    assert session.manifest.image == image_spec(folder)  # the folder's preprocessing
+    images = sorted(str(p) for p in digits[1].glob("*/*.png"))[:16]
+    assert all(answer.label in LABELS for answer in session.predict(images))
+    got, pixels = artifact_logits(out, images)
+    with torch.inference_mode():
+        want = captured["module"].eval()(torch.from_numpy(pixels)).numpy()
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
+
+
+def test_bad_combinations_are_one_line_errors(trained, digits, capsys, tmp_path):
+    folder = hf_cnn(tmp_path / "resnet", "resnet")
+    out = str(tmp_path / "art")
+    code, _, err = run_cli(capsys, "compile", str(folder), "--target", "x86-64-avx2", "-o", out, "--prune-flops", "0.3")
+    assert_one_line_error(code, err, "Taylor importance", "no --data")
+    code, _, err = run_cli(
+        capsys, "compile", str(folder), "--target", "x86-64-avx2", "-o", out, "--prune-flops", "0.3",
+        "--prune-importance", "magnitude", "--recover",
+    )  # fmt: skip
+    assert_one_line_error(code, err, "--recover needs training images")
+    code, _, err = run_cli(
+        capsys, "compile", str(folder), "--target", "x86-64-avx2", "-o", out, "--prune-flops", "0.99",
+        "--prune-importance", "magnitude",
+    )  # fmt: skip
+    assert_one_line_error(code, err, "--prune-flops 0.99 cannot be met")
+    code, _, err = run_cli(
+        capsys, "compile", str(folder), "--target", "x86-64-avx2", "-o", out, "--prune-heads", "0.3",
+        "--prune-importance", "magnitude",
+    )  # fmt: skip
+    assert_one_line_error(code, err, "FLOPs target")
+    vit = make_image_folder(tmp_path / "vit", "vit")
+    code, _, err = run_cli(
+        capsys,
+        "compile",
+        str(vit),
+        "--target",
+        "x86-64-avx2",
+        "-o",
+        out,
+        "--prune-flops",
+        "0.3",
+        "--prune-importance",
+        "magnitude",
+    )
+    assert_one_line_error(code, err, "vision transformers")
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    with pytest.raises(CompileError, match="has no Conv2d"):
+        compile(mlp, "x86-64-avx2", tmp_path / "mlp", recipe(flops=0.3, importance="magnitude"))
+    with pytest.raises(CompileError, match="declares no image preprocessing"):
+        compile(
+            trained,
+            "x86-64-avx2",
+            tmp_path / "raw",
+            Recipe(prune=PruneConfig(flops=0.3, importance="magnitude")),
+            example_inputs=torch.zeros(1, 3, 32, 32),
+        )

@@ -1,7 +1,7 @@
 """Conv-channel pruning to a FLOPs target with Torch-Pruning's dependency graph: channel groups are
 ranked across layers (global pruning, at most MAX_LAYER_RATIO of any layer) by Taylor importance
 (|w * dL/dw| of each group, the gradient summed over labelled, or model-labelled, images) or by L2
-magnitude, and the global channel ratio is bisected until the measured FLOPs drop (Torch-Pruning's
+magnitude, and the global channel ratio is searched (a coarse ascending grid, then bisection) until the measured FLOPs drop (Torch-Pruning's
 count_ops, before and after) reaches the target. The classifier's outputs are never pruned."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from ..errors import CompileError
 from .config import Importance
 
 MAX_LAYER_RATIO = 0.9  # no layer loses more than this fraction of its channels
-STEPS = 10  # bisection steps of the global ratio
+GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, MAX_LAYER_RATIO)  # global ratios tried first, in order
+STEPS = 6  # then bisection steps between the last two
 SLACK = 0.01  # a drop within [target, target + SLACK] ends the search early
 
 
@@ -77,26 +78,33 @@ def prune_to_flops(module, example, importance: Importance, target: float, class
         ops, params = tp.utils.count_ops_and_params(model, example)
         return model, 1 - ops / before[0], (ops, params)
 
-    best = trial(MAX_LAYER_RATIO)
-    trials = 1
-    if best[1] < target:
+    low, best, most, trials = 0.0, None, 0.0, 0
+    for high in GRID:  # ascending: channel rounding can make larger ratios prune less, so no bisection yet
+        got = trial(high)
+        trials, most = trials + 1, max(most, got[1])
+        if got[1] >= target:
+            best = (got, high)
+            break
+        low = high
+    if best is None:
         raise CompileError(
             f"--prune-flops {target} cannot be met: removing up to {MAX_LAYER_RATIO:.0%} of every conv layer's "
-            f"channels removes {best[1]:.1%} of the FLOPs (the rest is in unprunable layers)",
-            hint=f"ask for at most {best[1]:.2f}",
+            f"channels (rounded to multiples of {round_to}) removes at most {most:.1%} of the FLOPs",
+            hint=f"ask for at most {most:.2f}"
+            + (", or prune for a target with a smaller multiple" if round_to > 1 else ""),
         )
-    ratio, low, high = MAX_LAYER_RATIO, 0.0, MAX_LAYER_RATIO
+    high = best[1]
     for _ in range(STEPS):
+        if best[0][1] <= target + SLACK:
+            break
         middle = (low + high) / 2
         got = trial(middle)
         trials += 1
         if got[1] >= target:
-            best, ratio, high = got, middle, middle
-            if got[1] <= target + SLACK:
-                break
+            best, high = (got, middle), middle
         else:
             low = middle
-    model, _, (ops, params) = best
+    (model, _, (ops, params)), ratio = best
     return Searched(model.eval(), ratio, (before[0], ops), (before[1], params), trials)
 
 
