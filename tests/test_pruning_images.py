@@ -282,21 +282,11 @@ def test_bad_combinations_are_one_line_errors(trained, digits, capsys, tmp_path)
         "--prune-importance", "magnitude",
     )  # fmt: skip
     assert_one_line_error(code, err, "FLOPs target")
-    vit = make_image_folder(tmp_path / "vit", "vit")
     code, _, err = run_cli(
-        capsys,
-        "compile",
-        str(vit),
-        "--target",
-        "x86-64-avx2",
-        "-o",
-        out,
-        "--prune-flops",
-        "0.3",
-        "--prune-importance",
-        "magnitude",
-    )
-    assert_one_line_error(code, err, "vision transformers")
+        capsys, "compile", str(folder), "--target", "x86-64-avx2", "-o", out, "--prune-flops", "0.3",
+        "--data", str(digits[0]), "--eval-data", str(tmp_path / "none"),
+    )  # fmt: skip
+    assert_one_line_error(code, err, "none")
     mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
     with pytest.raises(CompileError, match="has no Conv2d"):
         compile(mlp, "x86-64-avx2", tmp_path / "mlp", recipe(flops=0.3, importance="magnitude"))
@@ -308,3 +298,40 @@ def test_bad_combinations_are_one_line_errors(trained, digits, capsys, tmp_path)
             Recipe(prune=PruneConfig(flops=0.3, importance="magnitude")),
             example_inputs=torch.zeros(1, 3, 32, 32),
         )
+
+
+def test_a_vit_folder_loses_heads_and_mlp_neurons(captured, capsys, tmp_path):
+    """ViT's layers are found like the text encoders' (separate Q/K/V, a two-Linear MLP): heads and MLP
+    neurons go to an encoder-FLOPs target, scored by Taylor on labelled images, then distilled."""
+    from PIL import Image
+
+    from edgekiln.compiler.sources.hf_image import image_spec
+
+    from .image_helpers import LABELS as VIT_LABELS
+
+    vit = make_image_folder(tmp_path / "vit", "vit")
+    rng = np.random.default_rng(0)
+    for label in VIT_LABELS:
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / label / f"{i}.png")
+    out = tmp_path / "art"
+    code, stdout, err = run_cli(
+        capsys, "compile", str(vit), "--target", "x86-64-avx2", "-o", str(out), "--prune-flops", "0.3",
+        "--data", str(tmp_path / "images"), "--recover",
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads((out / "reports" / "pruning.json").read_text())
+    assert report["kind"] == "vit-heads-mlp" and report["flops_reduction"] >= 0.3
+    assert report["recovery"]["epochs"][0]["agreement"] is not None
+    assert report["encoder_flops"]["sequence"] == 17  # 4x4 patches and the class token
+    shapes = [(layer["heads"], layer["ffn"]) for layer in report["layers"]]
+    assert any(h[1] < h[0] or f[1] < f[0] for h, f in shapes), shapes
+    session = load(out)
+    assert tuple(session.manifest.labels) == VIT_LABELS and session.manifest.image == image_spec(vit)
+    images = sorted(str(p) for p in (tmp_path / "images").glob("*/*.png"))[:10]
+    got, pixels = artifact_logits(out, images)
+    with torch.inference_mode():
+        want = captured["module"].eval()(torch.from_numpy(pixels)).numpy()
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekiln.runtime.images.spec import ImagePreprocessSpec
-from edgekiln.runtime.manifest import Task
 
 from ..data import DataError, Dataset, DataTask, load_dataset, split_off
 from ..errors import CompileError
@@ -92,10 +91,11 @@ def label_ids(dataset: Dataset, labels: tuple[str, ...]) -> dict[str, int] | Non
 
 
 def batches(
-    dataset: Dataset, encoder, labels: tuple[str, ...], order=None, size: int = BATCH
+    dataset: Dataset, encoder, labels: tuple[str, ...], order=None, size: int = BATCH, *, gold: bool = True
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """(pixels, label ids or None) per batch, through the runtime's image preprocessing."""
-    ids = label_ids(dataset, labels)
+    """(pixels, label ids or None) per batch, through the runtime's image preprocessing (`gold`
+    False: the data's labels are not read)."""
+    ids = label_ids(dataset, labels) if gold else None
     order = np.arange(len(dataset)) if order is None else order
     for start in range(0, len(order), size):
         examples = [dataset.examples[i] for i in order[start : start + size]]
@@ -144,6 +144,3 @@ def image_encoder_for(spec: ImagePreprocessSpec):
     from ..evaluate.predictors import image_encoder
 
     return image_encoder(spec)
-
-
-TASK = Task.IMAGE_CLASSIFICATION

@@ -25,6 +25,7 @@ from ..sources.base import ModelSource
 from .cnn_data import ImageData, batches, image_encoder_for, measure, model_labels, predictions, resolve_image_data
 from .cnn_search import accumulate_gradients, prune_to_flops
 from .config import Importance, PruneConfig, RecoveryConfig
+from .vit import is_vision_transformer, prune_vit
 
 
 def is_image_classifier(model: Any, source_recipe) -> bool:
@@ -48,7 +49,6 @@ def prune_image_classifier(
     _check_config(config)
     source = _load(model, source_recipe)
     module = source.torch.build()
-    _refuse_transformer(module, source)
     example = source.torch.example()
     classes = int(module(*example).shape[-1])
     labels = model_labels(source.labels, classes)
@@ -57,9 +57,8 @@ def prune_image_classifier(
     teacher = copy.deepcopy(module).eval()
     teacher_top = predictions(teacher, images.dev, encoder, labels)[0] if images.dev is not None else None
     before = measure(teacher, teacher_top, images, encoder, labels)
-    scored = _score(module, images, config, encoder, labels, say)
-    say(f"prune: searching the channel ratio that removes {config.flops:.0%} of the FLOPs")
-    searched = prune_to_flops(module, example, config.importance, config.flops, classes, config.multiple_of or 1)
+    scoring = _scoring(images, config, encoder, labels, say)
+    searched, cut = _cut(module, source, example, classes, config, scoring[1], say)
     pruned = searched.model
     after = measure(pruned, teacher_top, images, encoder, labels)
     recovered = None
@@ -69,7 +68,8 @@ def prune_image_classifier(
         say(f"prune: recovery, distilling from the unpruned model ({recovery.epochs} epoch(s))")
         recovered = recover_images(pruned, teacher, images, encoder, labels, teacher_top, recovery, say)
     final = measure(pruned, teacher_top, images, encoder, labels)
-    report = _report(module, pruned, searched, config, images, (before, after, final), recovered, scored)
+    report = _report(searched, config, images, (before, after, final), recovered, scoring[0])
+    report.update(cut)
     report["seconds"] = round(time.perf_counter() - started, 1)
     out = _pruned_source(pruned, source)
     record = PassRecord(
@@ -81,6 +81,26 @@ def prune_image_classifier(
         cached=False,
     )
     return out, report, record
+
+
+def _cut(module, source: ModelSource, example, classes: int, config: PruneConfig, scoring, say):
+    """(the pruned model, what the report says about the cut): ViT heads and MLP, or conv channels."""
+    if is_vision_transformer(module):
+        say(f"prune: removing attention heads and MLP neurons for {config.flops:.0%} of the encoder FLOPs")
+        searched, layers, encoder = prune_vit(module, example, scoring, config)
+        reduction = 1 - encoder["encoder_flops"]["after"] / encoder["encoder_flops"]["before"]
+        return searched, {"kind": "vit-heads-mlp", "flops_reduction": reduction, "layers": layers, **encoder}
+    _refuse_non_cnn(module, source)
+    if scoring is not None:
+        accumulate_gradients(module, scoring, label_free=config.importance is Importance.TAYLOR_LABEL_FREE)
+    say(f"prune: searching the channel ratio that removes {config.flops:.0%} of the FLOPs")
+    searched = prune_to_flops(module, example, config.importance, config.flops, classes, config.multiple_of or 1)
+    reduction = 1 - searched.ops[1] / searched.ops[0]
+    return searched, {
+        "kind": "conv-channels",
+        "flops_reduction": reduction,
+        "layers": _conv_layers(module, searched.model),
+    }
 
 
 def _check_config(config: PruneConfig) -> None:
@@ -108,16 +128,16 @@ def _load(model, source_recipe) -> ModelSource:
     return source
 
 
-def _refuse_transformer(module, source: ModelSource) -> None:
+def _refuse_non_cnn(module, source: ModelSource) -> None:
     import torch
 
     convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
     attention = any(type(m).__name__.endswith(("SelfAttention", "Attention")) for m in module.modules())
     if attention:
         raise CompileError(
-            f"--prune-flops on {source.description}: vision transformers (ViT/DeiT heads and MLP width) are "
-            "not pruned yet; conv-channel pruning covers CNNs",
-            hint="compile it without --prune-flops, or prune a CNN (ResNet, MobileNetV2, ConvNeXt …)",
+            f"--prune-flops on {source.description}: its attention layers do not have the layout edgekiln cuts "
+            "(separate Q/K/V projections and a two-Linear MLP per layer, as ViT and DeiT)",
+            hint="compile it without --prune-flops, or prune a CNN (ResNet, MobileNetV2, ConvNeXt …) or a ViT",
         )
     if not convs:
         raise CompileError(
@@ -126,30 +146,33 @@ def _refuse_transformer(module, source: ModelSource) -> None:
         )
 
 
-def _score(module, images: ImageData, config: PruneConfig, encoder, labels, say) -> dict | None:
+def _scoring(images: ImageData, config: PruneConfig, encoder, labels, say):
+    """(what the report says about the scores, the image batches to score with; None for magnitude)."""
     if config.importance is Importance.MAGNITUDE:
-        return None
+        return None, None
     from .cnn_data import sample
 
     scoring = sample(images.scoring, config.samples, config.seed)
     label_free = config.importance is Importance.TAYLOR_LABEL_FREE
     say(f"prune: Taylor importance on {len(scoring)} images ({'model-labelled' if label_free else 'labelled'})")
-    seen = accumulate_gradients(module, batches(scoring, encoder, labels), label_free=label_free)
-    return {"images": seen, "data": scoring.source, "labels": "model's predictions" if label_free else "gold"}
+    info = {"images": len(scoring), "data": scoring.source, "labels": "model's predictions" if label_free else "gold"}
+    return info, batches(scoring, encoder, labels, gold=not label_free)
 
 
-def _report(module, pruned, searched, config: PruneConfig, images: ImageData, measured, recovered, scored) -> dict:
+def _conv_layers(module, pruned) -> list[dict]:
     import torch
 
     def widths(model) -> dict[str, int]:
         return {name: m.out_channels for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
 
     full, cut = widths(module), widths(pruned)
+    return [{"layer": name, "channels": [full[name], cut.get(name, full[name])]} for name in full]
+
+
+def _report(searched, config: PruneConfig, images: ImageData, measured, recovered, scored) -> dict:
     before, after, final = measured
     accuracy = [m.get("accuracy") if m else None for m in measured]
     return {
-        "kind": "conv-channels",
-        "flops_reduction": 1 - searched.ops[1] / searched.ops[0],
         "metric": "accuracy",
         "accuracy_before": accuracy[0],
         "accuracy_after_pruning": accuracy[1],
@@ -161,9 +184,8 @@ def _report(module, pruned, searched, config: PruneConfig, images: ImageData, me
         },
         "macs": {"before": int(searched.ops[0]), "after": int(searched.ops[1])},
         "parameters": {"before": int(searched.params[0]), "after": int(searched.params[1])},
-        "channel_ratio": round(searched.ratio, 4),
+        "channel_ratio": None if searched.ratio is None else round(searched.ratio, 4),
         "search_trials": searched.trials,
-        "layers": [{"layer": name, "channels": [full[name], cut.get(name, full[name])]} for name in full],
         "importance": scored,
         "config": config.model_dump(mode="json"),
         "recovery": recovered,
