@@ -226,6 +226,9 @@ def hf_cnn(folder: Path, kind: str) -> Path:
     if kind == "resnet":
         config = tf.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic", **common)
         model = tf.ResNetForImageClassification(config)
+    elif kind == "convnext":
+        config = tf.ConvNextConfig(num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], **common)
+        model = tf.ConvNextForImageClassification(config)
     else:
         config = tf.MobileNetV2Config(depth_multiplier=0.5, image_size=32, **common)
         model = tf.MobileNetV2ForImageClassification(config)
@@ -234,7 +237,9 @@ def hf_cnn(folder: Path, kind: str) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("kind", ["resnet", pytest.param("mobilenet_v2", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "kind", ["resnet", *(pytest.param(kind, marks=pytest.mark.slow) for kind in ("mobilenet_v2", "convnext"))]
+)
 def test_a_hugging_face_cnn_folder_prunes_from_the_cli(kind, digits, captured, capsys, tmp_path):
     from edgekiln.compiler.sources.hf_image import image_spec
 

@@ -32,8 +32,8 @@ class ImageData:
 
 def resolve_image_data(data: dict, config: PruneConfig, recovery: RecoveryConfig | None) -> ImageData:
     """The recipe's data roles as image datasets, checked against the importance and recovery asked for."""
-    loaded = {role: _images(role, value) for role, value in data.items()}
-    train, dev, calibration = loaded.get("train"), loaded.get("dev"), loaded.get("calibration")
+    train, dev = _images("train", data.get("train")), _images("dev", data.get("dev"))
+    calibration = _images("calibration", data.get("calibration")) if train is None else None
     if config.importance is Importance.TAYLOR and (train is None or not _labelled(train)):
         found = "no --data" if train is None else f"{train.source} has no labels"
         raise CompileError(

@@ -7,6 +7,7 @@ count_ops, before and after) reaches the target. The classifier's outputs are ne
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 
 from ..errors import CompileError
@@ -124,17 +125,19 @@ def _prune(model, example, importance: Importance, ratio: float, classes: int, r
     )
     head = output_layer(model, classes)
     try:
-        pruner = tp.pruner.MetaPruner(
-            model,
-            example,
-            importance=scorer,
-            pruning_ratio=ratio,
-            global_pruning=True,
-            max_pruning_ratio=MAX_LAYER_RATIO,
-            ignored_layers=[head] if head is not None else [],
-            round_to=round_to if round_to > 1 else None,
-        )
-        pruner.step()
+        with warnings.catch_warnings():  # ConvNeXt's layer scales: pruned along their one dimension, as wanted
+            warnings.simplefilter("ignore")
+            pruner = tp.pruner.MetaPruner(
+                model,
+                example,
+                importance=scorer,
+                pruning_ratio=ratio,
+                global_pruning=True,
+                max_pruning_ratio=MAX_LAYER_RATIO,
+                ignored_layers=[head] if head is not None else [],
+                round_to=round_to if round_to > 1 else None,
+            )
+            pruner.step()
     except Exception as exc:  # Torch-Pruning cannot trace some dynamic control flow
         raise CompileError(
             f"Torch-Pruning could not prune {type(model).__name__}: {type(exc).__name__}: {str(exc)[:200]}",

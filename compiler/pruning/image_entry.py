@@ -46,7 +46,7 @@ def prune_image_classifier(
     model: Any, source_recipe, config: PruneConfig, recovery: RecoveryConfig | None, *, data: dict, say
 ) -> tuple[ModelSource, dict, PassRecord]:
     started = time.perf_counter()
-    _check_config(config)
+    _check_config(config, recovery)
     source = _load(model, source_recipe)
     module = source.torch.build()
     example = source.torch.example()
@@ -103,7 +103,12 @@ def _cut(module, source: ModelSource, example, classes: int, config: PruneConfig
     }
 
 
-def _check_config(config: PruneConfig) -> None:
+def _check_config(config: PruneConfig, recovery: RecoveryConfig | None) -> None:
+    if recovery is not None and recovery.lora:
+        raise CompileError(
+            "--recover-lora recovers transformer text encoders; image classifiers recover all their weights",
+            hint="drop --recover-lora",
+        )
     if config.flops is None:
         raise CompileError(
             "image classifiers are pruned to a FLOPs target",
