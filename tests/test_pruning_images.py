@@ -272,6 +272,15 @@ def test_bad_combinations_are_one_line_errors(trained, digits, capsys, tmp_path)
     out = str(tmp_path / "art")
     code, _, err = run_cli(capsys, "compile", str(folder), "--target", "x86-64-avx2", "-o", out, "--prune-flops", "0.3")
     assert_one_line_error(code, err, "Taylor importance", "no --data")
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    for image in sorted(digits[0].glob("*/*.png"))[:4]:
+        (unlabelled / image.name).write_bytes(image.read_bytes())
+    code, _, err = run_cli(
+        capsys, "compile", str(folder), "--target", "x86-64-avx2", "-o", out, "--prune-flops", "0.3",
+        "--data", str(unlabelled),
+    )  # fmt: skip
+    assert_one_line_error(code, err, "has no labels", "taylor-label-free")
     code, _, err = run_cli(
         capsys, "compile", str(folder), "--target", "x86-64-avx2", "-o", out, "--prune-flops", "0.3",
         "--prune-importance", "magnitude", "--recover",
