@@ -349,3 +349,20 @@ def test_a_vit_folder_loses_heads_and_mlp_neurons(captured, capsys, tmp_path):
     with torch.inference_mode():
         want = captured["module"].eval()(torch.from_numpy(pixels)).numpy()
     assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
+
+
+def test_unlabelled_images_score_and_recover_by_the_models_own_predictions(trained, digits, tmp_path):
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    for image in sorted(digits[0].glob("*/*.png"))[:160]:
+        (unlabelled / image.name).write_bytes(image.read_bytes())
+    prune = recipe(flops=0.4, importance="taylor-label-free").with_overrides(
+        {"quantize.calibration": str(unlabelled), "data.eval": str(digits[1]), "recover": {"epochs": 1}}
+    )
+    result = compile(trained, "x86-64-avx2", tmp_path / "art", prune)
+    report = json.loads((result.path / "reports" / "pruning.json").read_text())
+    assert report["flops_reduction"] >= 0.4
+    assert report["importance"] == {"images": 160, "data": str(unlabelled), "labels": "model's predictions"}
+    assert report["recovery"]["train"] == str(unlabelled)
+    assert report["data"]["train"] is None and report["data"]["calibration"] == str(unlabelled)
+    assert report["accuracy_before"] is not None and report["agreement_with_unpruned"]["final"] is not None

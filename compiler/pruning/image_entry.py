@@ -39,7 +39,7 @@ def is_image_classifier(model: Any, source_recipe) -> bool:
         architectures = json.loads(config.read_text()).get("architectures") or []
     except (OSError, ValueError, AttributeError):
         return False
-    return any(str(name).endswith("ForImageClassification") for name in architectures)
+    return any("ForImageClassification" in str(name) for name in architectures)
 
 
 def prune_image_classifier(
