@@ -26,6 +26,7 @@ class Searched:
     ops: tuple[float, float]  # multiply-accumulates before, after
     params: tuple[float, float]
     trials: int
+    replay: object = None  # what rebuilds the cut on a fresh copy: conv groups, or the ViT's KeepPlan
 
 
 def torch_pruning():
@@ -75,9 +76,9 @@ def prune_to_flops(module, example, importance: Importance, target: float, class
 
     def trial(ratio: float):
         model = _copy_with_grads(module)
-        _prune(model, example, importance, ratio, classes, round_to)
+        replay = _prune(model, example, importance, ratio, classes, round_to)
         ops, params = tp.utils.count_ops_and_params(model, example)
-        return model, 1 - ops / before[0], (ops, params)
+        return model, 1 - ops / before[0], (ops, params), replay
 
     low, best, most, trials = 0.0, None, 0.0, 0
     for high in GRID:  # ascending: channel rounding can make larger ratios prune less, so no bisection yet
@@ -105,8 +106,8 @@ def prune_to_flops(module, example, importance: Importance, target: float, class
             best, high = (got, middle), middle
         else:
             low = middle
-    (model, _, (ops, params)), ratio = best
-    return Searched(model.eval(), ratio, (before[0], ops), (before[1], params), trials)
+    (model, _, (ops, params), replay), ratio = best
+    return Searched(model.eval(), ratio, (before[0], ops), (before[1], params), trials, replay)
 
 
 def _copy_with_grads(module):
@@ -116,7 +117,8 @@ def _copy_with_grads(module):
     return model
 
 
-def _prune(model, example, importance: Importance, ratio: float, classes: int, round_to: int) -> None:
+def _prune(model, example, importance: Importance, ratio: float, classes: int, round_to: int) -> list:
+    """Prune `model` in place; returns the groups cut, in order: [module name, out-channels?, indices]."""
     tp = torch_pruning()
     scorer = (
         tp.importance.GroupMagnitudeImportance(p=2)
@@ -137,10 +139,30 @@ def _prune(model, example, importance: Importance, ratio: float, classes: int, r
                 ignored_layers=[head] if head is not None else [],
                 round_to=round_to if round_to > 1 else None,
             )
-            pruner.step()
+            names = {id(module): name for name, module in model.named_modules()}
+            replay = []
+            for group in pruner.step(interactive=True):
+                dep, idxs = group[0].dep, group[0].idxs
+                out = bool(pruner.DG.is_out_channel_pruning_fn(dep.handler))
+                replay.append([names[id(dep.target.module)], out, [int(i) for i in idxs]])
+                group.prune()
     except Exception as exc:  # Torch-Pruning cannot trace some dynamic control flow
         raise CompileError(
             f"Torch-Pruning could not prune {type(model).__name__}: {type(exc).__name__}: {str(exc)[:200]}",
             hint="structured channel pruning needs a traceable Conv/BatchNorm network",
         ) from None
     model.zero_grad(set_to_none=True)
+    return replay
+
+
+def replay_cut(model, example, replay: list) -> None:
+    """Cut a fresh copy of the source model exactly as `_prune` cut the searched one."""
+    tp = torch_pruning()
+    modules = dict(model.named_modules())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+        for name, out, idxs in replay:
+            pruner = graph.get_pruner_of_module(modules[name])
+            handler = pruner.prune_out_channels if out else pruner.prune_in_channels
+            graph.get_pruning_group(modules[name], handler, idxs).prune()

@@ -38,7 +38,7 @@ def prune_model(
     from .image_entry import is_image_classifier, prune_image_classifier
 
     if is_image_classifier(model, source_recipe):
-        return prune_image_classifier(model, source_recipe, config, recovery, data=data, say=say)
+        return prune_image_classifier(model, source_recipe, config, recovery, data=data, store=store, say=say)
     if not config.transformer:
         raise CompileError("no pruning amount given", hint="pass --prune-heads, --prune-ffn or --prune-flops")
     folder = Path(str(model)).expanduser() if isinstance(model, (str, Path)) else None

@@ -5,7 +5,8 @@ recover, and hand the export an in-memory module with the source's preprocessing
 A pruned Hugging Face CNN cannot be saved back as a Hugging Face folder (its config fixes the
 widths), so the pruned model flows on as a torch-module source (`from_image_module`) carrying the
 folder's image preprocessing and id2label: the artifact takes the same images and answers with the
-same labels. Its passes are cached by the pruned module's content (state dict and structure)."""
+same labels. The pruning is cached like a pass (image_cache.py); the export and later passes are cached
+by the pruned module's content (state dict and structure)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from ..sources.base import ModelSource
 from .cnn_data import ImageData, batches, image_encoder_for, measure, model_labels, predictions, resolve_image_data
 from .cnn_search import accumulate_gradients, prune_to_flops
 from .config import Importance, PruneConfig, RecoveryConfig
+from .image_cache import cache_key, load_result, store_result
 from .vit import is_vision_transformer, prune_vit
 
 
@@ -43,16 +45,36 @@ def is_image_classifier(model: Any, source_recipe) -> bool:
 
 
 def prune_image_classifier(
-    model: Any, source_recipe, config: PruneConfig, recovery: RecoveryConfig | None, *, data: dict, say
+    model: Any, source_recipe, config: PruneConfig, recovery: RecoveryConfig | None, *, data: dict, store, say
 ) -> tuple[ModelSource, dict, PassRecord]:
     started = time.perf_counter()
     _check_config(config, recovery)
     source = _load(model, source_recipe)
-    module = source.torch.build()
-    example = source.torch.example()
-    classes = int(module(*example).shape[-1])
-    labels = model_labels(source.labels, classes)
     images = resolve_image_data(data, config, recovery)
+    key = cache_key(source, config, recovery, images)
+    folder, cached = store.run(key, lambda work: _prune(source, config, recovery, images, work, say), say=say)
+    if cached:
+        say("prune (cached)")
+    pruned, report = load_result(folder, source)
+    out = _pruned_source(pruned, source)
+    record = PassRecord(
+        name="prune",
+        config=config.model_dump(mode="json"),
+        input_sha256=source.content_hash,
+        output_sha256=out.content_hash,
+        seconds=round(time.perf_counter() - started, 3),
+        cached=cached,
+    )
+    return out, report, record
+
+
+def _prune(source: ModelSource, config: PruneConfig, recovery, images: ImageData, work: Path, say) -> None:
+    started = time.perf_counter()
+    module = copy.deepcopy(source.torch.build())  # a module from the Python API stays as the user gave it
+    example = source.torch.example()
+    with torch_no_grad():
+        classes = int(module(*example).shape[-1])
+    labels = model_labels(source.labels, classes)
     encoder = image_encoder_for(source.image)
     teacher = copy.deepcopy(module).eval()
     teacher_top = predictions(teacher, images.dev, encoder, labels)[0] if images.dev is not None else None
@@ -71,16 +93,13 @@ def prune_image_classifier(
     report = _report(searched, config, images, (before, after, final), recovered, scoring[0])
     report.update(cut)
     report["seconds"] = round(time.perf_counter() - started, 1)
-    out = _pruned_source(pruned, source)
-    record = PassRecord(
-        name="prune",
-        config=config.model_dump(mode="json"),
-        input_sha256=source.content_hash,
-        output_sha256=out.content_hash,
-        seconds=round(time.perf_counter() - started, 3),
-        cached=False,
-    )
-    return out, report, record
+    store_result(work, pruned, cut["kind"], searched.replay, report)
+
+
+def torch_no_grad():
+    import torch
+
+    return torch.no_grad()
 
 
 def _cut(module, source: ModelSource, example, classes: int, config: PruneConfig, scoring, say):

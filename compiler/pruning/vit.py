@@ -57,7 +57,8 @@ def prune_vit(module, example: tuple, batches, config: PruneConfig) -> tuple[Sea
             zip(full.heads, plan.shape.heads, full.widths, plan.shape.widths, plan.heads)
         )
     ]
-    searched = Searched(module.eval(), None, (before[0], after[0]), (before[1], after[1]), 1)
+    replay = {"heads": [list(kept) for kept in plan.heads], "neurons": [list(kept) for kept in plan.neurons]}
+    searched = Searched(module.eval(), None, (before[0], after[0]), (before[1], after[1]), 1, replay)
     flops = {"before": encoder_flops(full, *dims), "after": encoder_flops(plan.shape, *dims), "sequence": dims[2]}
     params = {"before": encoder_parameters(full, *dims[:2]), "after": encoder_parameters(plan.shape, *dims[:2])}
     return searched, layers, {"encoder_flops": flops, "encoder_parameters": params}
