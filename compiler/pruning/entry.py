@@ -42,10 +42,10 @@ def prune_model(
     if not config.transformer:
         raise CompileError("no pruning amount given", hint="pass --prune-heads, --prune-ffn or --prune-flops")
     folder = Path(str(model)).expanduser() if isinstance(model, (str, Path)) else None
-    if folder is None and type(model).__name__ != "str" and hasattr(model, "state_dict"):
+    if folder is None and hasattr(model, "state_dict"):
         raise CompileError(
-            f"--prune-flops on a torch module prunes an image classifier; {type(model).__name__} declares no "
-            "image preprocessing",
+            f"pruning a torch module to a FLOPs target prunes an image classifier; {type(model).__name__} "
+            "declares no image preprocessing",
             hint="pass recipe source.image (an ImagePreprocessSpec), or prune.channels for a raw-tensor CNN",
         )
     if folder is None or not (folder / "config.json").is_file():
