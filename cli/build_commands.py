@@ -91,10 +91,14 @@ def register(commands) -> None:
         type=float,
         help="tune for about this many minutes instead of a trial count (rounds of trials across all buckets)",
     )
-    prune = build.add_argument_group("structured pruning (fine-tuned BERT-family classifiers)")
+    prune = build.add_argument_group("structured pruning (fine-tuned BERT-family classifiers, image classifiers)")
     prune.add_argument("--prune-heads", type=float, help="fraction of attention heads to remove, e.g. 0.3")
     prune.add_argument("--prune-ffn", type=float, help="fraction of FFN neurons to remove, e.g. 0.4")
-    prune.add_argument("--prune-flops", type=float, help="fraction of encoder FLOPs to remove (sets both ratios)")
+    prune.add_argument(
+        "--prune-flops",
+        type=float,
+        help="fraction of FLOPs to remove: encoder FLOPs (heads and FFN) of transformers, conv MACs of CNNs",
+    )
     prune.add_argument(
         "--prune-importance",
         choices=["taylor", "taylor-label-free", "magnitude"],
@@ -113,7 +117,9 @@ def register(commands) -> None:
     prune.add_argument(
         "--recover-lora", action="store_const", const=True, help="recover with LoRA instead of all weights"
     )
-    prune.add_argument("--data", help="labelled training data for importance scores and recovery: PATH[:SPLIT]")
+    prune.add_argument(
+        "--data", help="training data for importance scores and recovery: PATH[:SPLIT], or an image folder"
+    )
     build.add_argument(
         "--data-format",
         choices=["tsv", "csv", "jsonl", "conll", "hf-disk", "image-folder"],

@@ -97,7 +97,7 @@ def _build(job: _Job, model: Any, example_inputs: Any, backend_passes: list[Pass
         if recipe.prune is not None:
             model, reports["pruning"], record = _prune_first(model, example_inputs, job, store)
             records.append(record)
-        source = _source(model, recipe, build_dir, example_inputs)
+        source = model if isinstance(model, ModelSource) else _source(model, recipe, build_dir, example_inputs)
         start = BuildState(source=source)
         if recipe.quantize.mode is not QuantMode.NONE:
             start = quantization_inputs(
@@ -202,6 +202,7 @@ def _prune_first(model, example_inputs, job: _Job, store: PassCache):
         job.recipe.recover,
         store=store,
         say=job.progress,
+        source_recipe=job.recipe.source,
         data={"train": job.data.get("train"), "dev": job.data.get("eval"), "calibration": job.data.get("calibration")},
     )
 

@@ -13,7 +13,8 @@ from .structure import ROLES, Block, encoder_blocks, keep_heads, keep_neurons
 TOLERANCE = 1e-4
 
 
-def apply_plan(model, plan: KeepPlan, *, check: bool = True) -> None:
+def apply_plan(model, plan: KeepPlan, *, check: bool = True, inputs: dict | None = None) -> None:
+    """Cut `model` to `plan`; checked on `inputs` (default: two token sequences, one padded)."""
     twin = zeroed_twin(model, plan) if check else None
     for block, heads, neurons in zip(encoder_blocks(model), plan.heads, plan.neurons):
         if len(heads) < block.heads:
@@ -21,7 +22,7 @@ def apply_plan(model, plan: KeepPlan, *, check: bool = True) -> None:
         if len(neurons) < block.width:
             keep_neurons(block, list(neurons))
     if twin is not None:
-        _compare(model, twin)
+        _compare(model, twin, inputs)
 
 
 def zeroed_twin(model, plan: KeepPlan):
@@ -49,19 +50,16 @@ def _zero_groups(block: Block, heads, neurons) -> None:
         up.bias[dropped] = 0
 
 
-def _compare(model, twin) -> None:
+def _compare(model, twin, inputs: dict | None = None) -> None:
     import torch
 
     model_type = getattr(model.config, "model_type", type(model).__name__)
-    top = max(6, min(100, model.config.vocab_size))
-    ids = torch.randint(5, top, (2, 12), generator=torch.Generator().manual_seed(0))
-    mask = torch.ones_like(ids)
-    mask[1, 8:] = 0
+    inputs = inputs or _token_inputs(model)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            got, want = model(input_ids=ids, attention_mask=mask)[0], twin(input_ids=ids, attention_mask=mask)[0]
+            got, want = model(**inputs)[0], twin(**inputs)[0]
     except Exception as exc:  # the layer's forward still assumes the old shapes
         raise CompileError(
             f"structured pruning cannot rewrite {model_type!r}: the cut model fails "
@@ -77,6 +75,16 @@ def _compare(model, twin) -> None:
             f"model with those heads and neurons zeroed (max error {error:.2g})",
             hint="its attention does not follow the BERT pattern; prune another architecture",
         )
+
+
+def _token_inputs(model) -> dict:
+    import torch
+
+    top = max(6, min(100, model.config.vocab_size))
+    ids = torch.randint(5, top, (2, 12), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
 
 
 def heads_fixed_reason(model) -> str | None:

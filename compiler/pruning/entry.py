@@ -29,13 +29,25 @@ def prune_model(
     data: dict[str, str | Dataset | None],
     store: PassCache,
     say: Callable[[str], None],
+    source_recipe: Any = None,
 ) -> tuple[Any, dict, PassRecord]:
+    """(the pruned folder, module, or image classifier's ModelSource; the report; the manifest record)."""
     started = time.perf_counter()
     if config.channels is not None:
         return _prune_module(model, example_inputs, config, started)
+    from .image_entry import is_image_classifier, prune_image_classifier
+
+    if is_image_classifier(model, source_recipe):
+        return prune_image_classifier(model, source_recipe, config, recovery, data=data, store=store, say=say)
     if not config.transformer:
         raise CompileError("no pruning amount given", hint="pass --prune-heads, --prune-ffn or --prune-flops")
     folder = Path(str(model)).expanduser() if isinstance(model, (str, Path)) else None
+    if folder is None and hasattr(model, "state_dict"):
+        raise CompileError(
+            f"pruning a torch module to a FLOPs target prunes an image classifier; {type(model).__name__} "
+            "declares no image preprocessing",
+            hint="pass recipe source.image (an ImagePreprocessSpec), or prune.channels for a raw-tensor CNN",
+        )
     if folder is None or not (folder / "config.json").is_file():
         raise CompileError(
             f"head/FFN pruning takes a fine-tuned Hugging Face folder; found {type(model).__name__}",

@@ -13,21 +13,30 @@ from .config import RecoveryConfig
 
 def distillation_loss(teacher, temperature: float, alpha: float):
     import torch
-    import torch.nn.functional as F
 
     def loss(model, inputs: dict, labels):
         logits = model(**inputs).logits
         with torch.no_grad():
             target = teacher(**inputs).logits
-        valid = labels != -100 if logits.dim() == 3 else None  # token tasks: labelled first sub-tokens only
-        student_log = F.log_softmax(logits / temperature, dim=-1)
-        teacher_prob = F.softmax(target / temperature, dim=-1)
-        kl = (teacher_prob * (teacher_prob.clamp_min(1e-12).log() - student_log)).sum(dim=-1)
-        kl = kl[valid].mean() if valid is not None else kl.mean()
-        task = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
-        return alpha * kl * temperature**2 + (1 - alpha) * task
+        return distilled(logits, target, labels, temperature, alpha)
 
     return loss
+
+
+def distilled(logits, target, labels, temperature: float, alpha: float):
+    """alpha * T^2 * KL(teacher || student) on logits softened by T, plus (1 - alpha) * cross-entropy
+    on `labels` (-100: no label; None: pure distillation)."""
+    import torch.nn.functional as F
+
+    valid = labels != -100 if logits.dim() == 3 and labels is not None else None  # token tasks
+    student_log = F.log_softmax(logits / temperature, dim=-1)
+    teacher_prob = F.softmax(target / temperature, dim=-1)
+    kl = (teacher_prob * (teacher_prob.clamp_min(1e-12).log() - student_log)).sum(dim=-1)
+    kl = kl[valid].mean() if valid is not None else kl.mean()
+    if labels is None or alpha == 1:
+        return kl * temperature**2
+    task = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+    return alpha * kl * temperature**2 + (1 - alpha) * task
 
 
 def recover(

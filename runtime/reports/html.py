@@ -274,7 +274,9 @@ def _pruning(report: dict[str, Any], folder: Path) -> str:
         head = (
             f"<p>Conv channels pruned: MACs {report['macs']['before']:,} → {report['macs']['after']:,} "
             f"(−{report['flops_reduction']:.1%}), parameters {report['parameters']['before']:,} → "
-            f"{report['parameters']['after']:,}.</p>"
+            f"{report['parameters']['after']:,}. Dev accuracy (points): before {_fmt(report.get('accuracy_before'))}, "
+            f"after pruning {_fmt(report.get('accuracy_after_pruning'))}, after recovery "
+            f"{_fmt(report.get('accuracy_after_recovery'))}.</p>"
         )
         return head + table(
             ["layer", "channels before", "channels after"], [[r["layer"], *r["channels"]] for r in report["layers"]]
