@@ -40,6 +40,15 @@ def test_class_folders_and_their_splits(tmp_path):
     assert len(rest) == 2 and len(held) == 1
 
 
+def test_an_image_replaced_under_the_same_name_is_new_data(tmp_path):
+    """Cache keys (pruning, calibration) hash image files' contents, not only their names."""
+    _folder(tmp_path / "data", {"cat": ["chelsea.png"], "rocket": ["rocket.jpg"]})
+    before = load_dataset(tmp_path / "data").fingerprint()
+    assert load_dataset(tmp_path / "data").fingerprint() == before
+    shutil.copy(photo("coffee.png"), tmp_path / "data" / "cat" / "chelsea.png")
+    assert load_dataset(tmp_path / "data").fingerprint() != before
+
+
 def test_an_unlabelled_folder(tmp_path):
     for path in photos()[:3]:
         shutil.copy(path, tmp_path / path.name)

@@ -71,13 +71,27 @@ class Dataset:
         return tuple(sorted(found, key=lambda label: (label != "O", _entity_type(label), label)))
 
     def fingerprint(self) -> str:
-        """Hash of the examples and where they came from (for cache keys)."""
+        """Hash of the examples and where they came from (for cache keys); an image counts by its
+        file's contents, so an image replaced under the same name is new data."""
         from edgekiln.runtime.hashing import sha256_json
 
-        return sha256_json([self.source, [str(example) for example in self.examples]])
+        return sha256_json([self.source, [_identity(example) for example in self.examples]])
 
     def subset(self, indices, source: str) -> Dataset:
         return Dataset(self.task, tuple(self.examples[i] for i in indices), source)
+
+
+def _identity(example: Example) -> str:
+    if not isinstance(example, ImageExample):
+        return str(example)
+    from pathlib import Path
+
+    from edgekiln.runtime.hashing import sha256_file
+
+    try:
+        return f"{example.label}|{sha256_file(Path(example.path))}"
+    except OSError:  # unreadable: reading it later gives the error that names it
+        return str(example)
 
 
 def _entity_type(label: str) -> str:
