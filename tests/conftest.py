@@ -76,6 +76,21 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: _group(item) not in slow)  # stable: collection order within each part
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Seconds spent in each test file (setup, call and teardown summed over its tests, whichever
+    worker ran them): where CI's time goes, file by file."""
+    seconds: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) and hasattr(report, "duration"):
+                path = report.nodeid.split("::", 1)[0]
+                seconds[path] = seconds.get(path, 0.0) + report.duration
+    if seconds:
+        terminalreporter.write_sep("=", "seconds per test file (summed over its tests)")
+        for path, total in sorted(seconds.items(), key=lambda item: -item[1])[:15]:
+            terminalreporter.write_line(f"{total:8.1f}s  {path}")
+
+
 def _group(item) -> str:
     return item.get_closest_marker("xdist_group").args[0]
 
