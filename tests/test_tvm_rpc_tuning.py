@@ -3,6 +3,7 @@ loopback, started by the test), records in the same database as local tuning, ap
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -31,22 +32,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def rpc_server():
-    """TVM's own RPC server on a free loopback port, stopped at teardown."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tvm.exec.rpc_server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--port-end",
-            str(port + 1),
-        ],
+@contextlib.contextmanager
+def _tvm_process(module: str, port: int, *extra: str):
+    """`python -m tvm.exec.MODULE` listening on a loopback port, stopped on exit."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"tvm.exec.{module}", "--host", "127.0.0.1", "--port", str(port)]
+        + ["--port-end", str(port + 1), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -57,17 +48,25 @@ def rpc_server():
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"TVM's RPC server did not start on port {port}")
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"TVM's {module} did not start on port {port}")
                 time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
+        yield
     finally:
-        server.terminate()
+        process.terminate()
         try:
-            server.wait(timeout=10)
+            process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def rpc_server():
+    """TVM's own RPC server on a free loopback port, stopped at teardown."""
+    port = _free_port()
+    with _tvm_process("rpc_server", port):
+        yield f"127.0.0.1:{port}"
 
 
 def _matmul(path) -> None:
@@ -188,3 +187,22 @@ def test_a_listener_that_is_no_rpc_server_times_out_with_one_error():
         port = silent.getsockname()[1]
         with pytest.raises(CompileError, match=f"127.0.0.1:{port} accepted the connection but gave no TVM RPC"):
             check_remote(parse_remote(f"127.0.0.1:{port}"), timeout=1)
+
+
+@pytest.mark.timeout(120)
+def test_a_tracker_gives_the_server_registered_under_the_key():
+    pytest.importorskip("tornado", reason="TVM's tracker needs tornado")
+    tracker = _free_port()
+    server = ("--tracker", f"127.0.0.1:{tracker}", "--key", "board")
+    with _tvm_process("rpc_tracker", tracker), _tvm_process("rpc_server", _free_port(), *server):
+        deadline = time.monotonic() + 30  # the server registers with the tracker after it starts
+        while True:
+            try:
+                check_remote(parse_remote(f"tracker://127.0.0.1:{tracker}/board"), timeout=3)
+                break
+            except CompileError:
+                if time.monotonic() > deadline:
+                    raise
+        with pytest.raises(CompileError, match="gave no server for key 'other' within 1 s") as caught:
+            check_remote(parse_remote(f"tracker://127.0.0.1:{tracker}/other"), timeout=1)
+        assert "--key other" in caught.value.hint

@@ -73,10 +73,12 @@ def check_remote(address: RemoteAddress, timeout: float = CONNECT_SECONDS) -> No
     thread.start()
     thread.join(timeout + 1)
     if not result:
-        raise CompileError(
-            f"{address} accepted the connection but gave no TVM RPC session within {timeout:.0f} s",
-            hint=_start_hint(address),
+        what = (
+            f"the tracker at {address.host}:{address.port} gave no server for key {address.key!r}"
+            if address.kind == "tracker"
+            else f"{address} accepted the connection but gave no TVM RPC session"
         )
+        raise CompileError(f"{what} within {timeout:.0f} s", hint=_start_hint(address))
     if isinstance(result[0], Exception):
         reason = str(result[0]).strip().splitlines()
         raise CompileError(
