@@ -161,6 +161,9 @@ def test_addresses_parse_to_a_server_or_a_tracker_and_key():
     tracker = parse_remote("tracker://lab-host:9190/rk3588")
     assert (tracker.kind, tracker.host, tracker.port, tracker.key) == ("tracker", "lab-host", 9190, "rk3588")
     assert str(tracker) == "tracker://lab-host:9190/rk3588"
+    ipv6 = parse_remote("[::1]:9090")
+    assert (ipv6.host, ipv6.port, str(ipv6)) == ("::1", 9090, "[::1]:9090")
+    assert TvmOptions(tune_trials=4, tune_remote=" [::1]:9090").tune_remote == "[::1]:9090", "stored normalised"
 
 
 def test_a_remote_without_a_tuning_budget_is_refused():

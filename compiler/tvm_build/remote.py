@@ -39,7 +39,7 @@ class RemoteAddress(BaseModel):
     key: str | None = None
 
     def __str__(self) -> str:
-        where = f"{self.host}:{self.port}"
+        where = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         return f"tracker://{where}/{self.key}" if self.kind == "tracker" else where
 
 
@@ -81,10 +81,13 @@ def check_remote(address: RemoteAddress, timeout: float = CONNECT_SECONDS) -> No
         raise CompileError(f"{what} within {timeout:.0f} s", hint=_start_hint(address))
     if isinstance(result[0], Exception):
         reason = str(result[0]).strip().splitlines()
-        raise CompileError(
-            f"{address} did not give a TVM RPC session: {reason[-1] if reason else type(result[0]).__name__}",
-            hint=_start_hint(address),
-        )
+        reason = reason[-1] if reason else type(result[0]).__name__
+        if "random_fill_for_measure" in reason:
+            raise CompileError(
+                f"the TVM RPC server at {address} cannot measure candidates: {reason}",
+                hint="run rpc_server with TVM's full library on the board (not TVM_USE_RUNTIME_LIB=1)",
+            )
+        raise CompileError(f"{address} did not give a TVM RPC session: {reason}", hint=_start_hint(address))
 
 
 def _probe(address: RemoteAddress, result: list) -> None:
