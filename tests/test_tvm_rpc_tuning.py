@@ -107,7 +107,7 @@ def _lines(path) -> list:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_tuning_over_rpc_fills_the_database_that_later_compiles_apply(tmp_path, rpc_server):
     pytest.importorskip("xgboost")
     model, cache = tmp_path / "matmul.onnx", tmp_path / "cache"
