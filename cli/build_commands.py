@@ -91,6 +91,12 @@ def register(commands) -> None:
         type=float,
         help="tune for about this many minutes instead of a trial count (rounds of trials across all buckets)",
     )
+    tvm.add_argument(
+        "--tune-remote",
+        metavar="ADDRESS",
+        help="measure tuning candidates on a board over TVM's RPC: HOST:PORT (its rpc_server) or "
+        "tracker://HOST:PORT/KEY (a tracker); candidates are linked here, cross-compiled for the profile",
+    )
     prune = build.add_argument_group("structured pruning (fine-tuned BERT-family classifiers, image classifiers)")
     prune.add_argument("--prune-heads", type=float, help="fraction of attention heads to remove, e.g. 0.3")
     prune.add_argument("--prune-ffn", type=float, help="fraction of FFN neurons to remove, e.g. 0.4")

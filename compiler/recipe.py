@@ -254,6 +254,7 @@ FLAGS = {
     "backend_options": "backend.options",
     "tune_trials": "backend.options.tune_trials",
     "tune_minutes": "backend.options.tune_minutes",
+    "tune_remote": "backend.options.tune_remote",
     "sequence_buckets": "backend.options.sequence_buckets",
     "precision": "precision",
     "fidelity": "fidelity",

@@ -23,6 +23,7 @@ from ..input_shapes import suggestion
 from ..tvm_build import build as tvm_build
 from ..tvm_build import cuda
 from ..tvm_build.importer import import_fixed, main_inputs, param_key
+from ..tvm_build.remote import parse_remote
 from ..tvm_build.shapes import BucketAxes, bucket_axes, sequence_buckets
 from ..tvm_build.target import HOST_TWIN
 from ..tvm_build.tuning import TRIALS_PER_ROUND, tune, tune_for_minutes
@@ -41,6 +42,9 @@ class LowerTvmConfig(PassConfig):
     tune_minutes: float = Field(default=0, ge=0)  # a wall-clock budget instead of a trial count
     tuning_database: str | None = None  # folder of the MetaSchedule database (in the build cache)
     tuning_fingerprint: str | None = None  # sha256 of its records when an untuned build applies them
+    # where candidates are measured (tvm_build.remote's address); out of the cache key: the database
+    # is keyed by the target, and a board's address says nothing about its kernels
+    tune_remote: str | None = Field(default=None, exclude=True)
     fidelity: FidelityConfig = FidelityConfig(max_abs_diff=1e-4)
 
 
@@ -80,6 +84,7 @@ class LowerTvm(Pass):
             "arch": cfg.arch,
             "tune_trials": tuned,
             "tune_minutes": cfg.tune_minutes,
+            **({"tune_remote": cfg.tune_remote} if cfg.tune_remote and tuned else {}),
             "buckets": [[b.batch, b.sequence] for b in index.buckets],
             "cpu_default_schedules": defaults,
             "tuning_database": None
@@ -141,7 +146,9 @@ class LowerTvm(Pass):
             for batch, sequence in shapes
         ]
         trials = (
-            0 if database is None else _tune([mod for mod, _ in imported], target, database, tune_trials, tune_minutes)
+            0
+            if database is None
+            else _tune([mod for mod, _ in imported], target, database, tune_trials, tune_minutes, self._remote(arch))
         )
         for (batch, sequence), (mod, params) in zip(shapes, imported):
             taken.add(main_inputs(mod))
@@ -162,6 +169,10 @@ class LowerTvm(Pass):
         index = _index(state, [specs[name] for name in taken.pop()], axes, target, arch, buckets)
         (out_dir / INDEX_FILE).write_text(index.model_dump_json(indent=2))
         return index, trials
+
+    def _remote(self, arch: str) -> tuple | None:
+        """(the board's RPC address, its arch) when candidates are measured on a board."""
+        return None if self.config.tune_remote is None else (parse_remote(self.config.tune_remote), arch)
 
     def _check(self, state: BuildState, io, folder: Path, index: TvmIndex, details: dict):
         output_names = [spec.name for spec in io[1]]
@@ -190,7 +201,7 @@ class LowerTvm(Pass):
         )
 
 
-def _tune(mods: list, target: dict, database: Path, trials: int, minutes: float) -> int:
+def _tune(mods: list, target: dict, database: Path, trials: int, minutes: float, remote: tuple | None = None) -> int:
     """Tune the buckets' kernels: `trials` shared evenly, or rounds of TRIALS_PER_ROUND trials per kernel
     until `minutes` are spent. Returns the trials measured."""
     workers = os.cpu_count() or 1
@@ -199,12 +210,22 @@ def _tune(mods: list, target: dict, database: Path, trials: int, minutes: float)
             mods,
             minutes,
             lambda mod: tune(
-                mod, target, database, TRIALS_PER_ROUND * 10_000, workers=workers, per_kernel=TRIALS_PER_ROUND
+                mod,
+                target,
+                database,
+                TRIALS_PER_ROUND * 10_000,
+                workers=workers,
+                per_kernel=TRIALS_PER_ROUND,
+                remote=remote,
             ),
         )
         return measured
     per_bucket = trials // len(mods)  # MetaSchedule measures whole batches, so it may run a few more
-    return sum(tune(mod, target, database, per_bucket, workers=workers) for mod in mods) if per_bucket else 0
+    return (
+        sum(tune(mod, target, database, per_bucket, workers=workers, remote=remote) for mod in mods)
+        if per_bucket
+        else 0
+    )
 
 
 def _index(state: BuildState, inputs, axes: BucketAxes, target: dict, arch: str, buckets: list[Bucket]) -> TvmIndex:

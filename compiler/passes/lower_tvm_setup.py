@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from edgekiln.targets.schema import TvmKind
+
 from ..errors import CompileError
+from ..tvm_build.remote import parse_remote
 from ..tvm_build.target import local_target, runs_here
 from ..tvm_build.tuning import database_dir
 from ..tvm_build.tuning_db import fingerprint
@@ -18,6 +21,9 @@ class TvmOptions(BaseModel):
 
     tune_trials: int = Field(default=0, ge=0, description="MetaSchedule trials on this machine (0: untuned)")
     tune_minutes: float = Field(default=0, ge=0, description="MetaSchedule wall-clock budget instead of trials")
+    tune_remote: str | None = Field(
+        default=None, description="measure candidates on a board: HOST:PORT or tracker://HOST:PORT/KEY (TVM RPC)"
+    )
     sequence_buckets: tuple[int, ...] | None = Field(
         default=None, min_length=1, description="sequence lengths to compile; None: the profile's"
     )
@@ -36,11 +42,21 @@ class TvmOptions(BaseModel):
             raise CompileError(f"--tune-minutes must be a number of minutes >= 0, found {value!r}")
         return value
 
+    @field_validator("tune_remote")
+    @classmethod
+    def _address(cls, value):
+        return None if value is None else str(parse_remote(value))
+
     @model_validator(mode="after")
     def _one_budget(self):
         if self.tune_trials and self.tune_minutes:
             raise CompileError(
                 "--tune-trials and --tune-minutes are two budgets for the same search", hint="give one of them"
+            )
+        if self.tune_remote and not (self.tune_trials or self.tune_minutes):
+            raise CompileError(
+                "--tune-remote names where to measure tuning candidates, but no tuning was asked for",
+                hint="add --tune-trials N (or --tune-minutes M)",
             )
         return self
 
@@ -75,10 +91,16 @@ def make_lowering(context) -> LowerTvm:
             "onnxruntime or openvino for ranges",
         )
     profile, options = context.profile, context.options or TvmOptions()
-    if (options.tune_trials or options.tune_minutes) and not runs_here(profile):
+    tuning = bool(options.tune_trials or options.tune_minutes)
+    if tuning and options.tune_remote and profile.tvm_target.kind is not TvmKind.LLVM:
+        raise CompileError(
+            f"--tune-remote measures CPU kernels; {profile.name} is a {profile.tvm_target.kind.value} target",
+            hint="drop --tune-remote (GPU builds use dlight's schedules)",
+        )
+    if tuning and not options.tune_remote and not runs_here(profile):
         raise CompileError(
             f"tuning measures kernels on the machine that runs them; {profile.name} is not this machine",
-            hint="drop --tune-trials/--tune-minutes, or compile (and tune) on the device itself",
+            hint="tune on the board over TVM's RPC with --tune-remote HOST:PORT, or drop --tune-trials/--tune-minutes",
         )
     target = local_target(profile)
     database, records = _database(context.cache_root, target, bool(options.tune_trials or options.tune_minutes))
@@ -90,6 +112,7 @@ def make_lowering(context) -> LowerTvm:
             batch_buckets=profile.batch_buckets,
             tune_trials=options.tune_trials,
             tune_minutes=options.tune_minutes,
+            tune_remote=options.tune_remote,
             tuning_database=str(database) if database else None,
             tuning_fingerprint=records,
             fidelity=context.recipe.fidelity.model_copy(

@@ -57,9 +57,19 @@ def tune_for_minutes(
     return measured, rounds
 
 
-def tune(mod, target: dict, database: Path, trials: int, *, workers: int, per_kernel: int | None = None) -> int:
+def tune(
+    mod,
+    target: dict,
+    database: Path,
+    trials: int,
+    *,
+    workers: int,
+    per_kernel: int | None = None,
+    remote: tuple | None = None,
+) -> int:
     """Spend `trials` measured candidates on `mod`'s kernels (at most `per_kernel` each), adding the
-    records to `database`; returns the number of candidates measured."""
+    records to `database`; returns the number of candidates measured. `remote` (a RemoteAddress and
+    the board's arch) measures them on a board over TVM's RPC instead of on this machine."""
     import tvm
     from tvm import relax
     from tvm.s_tir import meta_schedule as ms
@@ -73,6 +83,14 @@ def tune(mod, target: dict, database: Path, trials: int, *, workers: int, per_ke
             "--tune-trials needs xgboost for MetaSchedule's cost model",
             hint="pip install 'edgekiln[tvm]' (it brings xgboost-cpu)",
         ) from None
+    if remote is None:
+        runner, export = ms.runner.LocalRunner(), {}
+    else:
+        from .remote import check_remote, export_for, rpc_runner
+
+        address, arch = remote
+        check_remote(address)
+        runner, export = rpc_runner(address), {"f_export": export_for(arch)}
     tvm_target = tvm.target.Target(target)
     with tvm_target:
         mod = tvm.transform.Sequential([*prepare_passes(target), relax.get_pipeline("zero")])(mod)
@@ -87,8 +105,8 @@ def tune(mod, target: dict, database: Path, trials: int, *, workers: int, per_ke
         max_trials_per_task=per_kernel,
         num_trials_per_iter=TRIALS_PER_ROUND,
         seed=0,
-        builder=ms.builder.LocalBuilder(max_workers=workers, f_build=build_candidate),
-        runner=ms.runner.LocalRunner(),
+        builder=ms.builder.LocalBuilder(max_workers=workers, f_build=build_candidate, **export),
+        runner=runner,
         measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), _counter(measured)],
     )
     return measured[0]
