@@ -3,7 +3,11 @@
 against TVM fp32 (same default CPU schedules) and ONNX Runtime fp32/int8: batch 1 x 128 tokens, one
 thread, one process, interleaved rounds; outputs compared on the same seeded tokens.
 
-    python benchmarks/tvm_int8.py FP32_ARTIFACT/model.onnx INT8_ARTIFACT/model.onnx
+    python benchmarks/tvm_int8.py FP32_ARTIFACT/model.onnx INT8_ARTIFACT/model.onnx [SENTENCES.tsv]
+
+With SENTENCES.tsv (a `sentence` column first, e.g. SST-2 validation), the first 100 sentences, each
+tokenized by the fp32 artifact and padded to 128, are embedded (mean of the real tokens' last hidden
+states) by every int8 runner and compared with ONNX Runtime fp32 by cosine: int8 against the float model.
 """
 
 import os
@@ -30,13 +34,14 @@ ids[0, 0] = 101
 ids[0, -1] = 102
 feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
 models = {"fp32": sys.argv[1], "int8": sys.argv[2]}
-runners, outs = {}, {}
+runners, outs, sessions, machines = {}, {}, {}, {}
 for name, path in models.items():
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     f = {i.name: feeds[i.name] for i in s.get_inputs()}
     outs["ort-" + name] = s.run(None, f)[0]
+    sessions[name] = s
     runners["ort-" + name] = lambda s=s, f=f: s.run(None, f)
     t = time.perf_counter()
     mod, params = import_fixed(Path(path), {k: list(v.shape) for k, v in f.items()})
@@ -48,6 +53,7 @@ for name, path in models.items():
     out = out[0] if not hasattr(out, "numpy") else out
     outs["tvm-" + name] = out.numpy()
     runners["tvm-" + name] = lambda vm=vm, args=args: vm["main"](*args)
+    machines[name] = (vm, [tvm.runtime.tensor(p) for p in params], list(f))
 
 
 def cos(a, b):
@@ -71,3 +77,43 @@ for _round in range(8):
         times[k].append((time.perf_counter() - t) / 5 * 1e3)
 for k, v in times.items():
     print(f"{k:10s} p50 {np.median(v):8.2f} ms")
+
+
+def embed_tvm(name: str, feeds: dict) -> np.ndarray:
+    vm, params, order = machines[name]
+    out = vm["main"](*[tvm.runtime.tensor(feeds[k]) for k in order], *params)
+    return (out[0] if not hasattr(out, "numpy") else out).numpy()
+
+
+def pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    weights = mask[..., None].astype(np.float32)
+    return (hidden * weights).sum(axis=1) / weights.sum(axis=1)
+
+
+if len(sys.argv) > 3:
+    from edgekiln.runtime import load
+
+    encoder = load(Path(sys.argv[1]).parent).encoder
+    lines = Path(sys.argv[3]).read_text().splitlines()[1:101]
+    cosines: dict[str, list[float]] = {"ort-int8": [], "tvm-int8": [], "tvm-fp32": []}
+    for line in lines:
+        encoded, _ = encoder.encode([line.split("\t")[0]])
+        length = min(encoded["input_ids"].shape[1], 128)
+        padded = {k: np.zeros((1, 128), np.int64) for k in feeds}
+        for k in padded:
+            if k in encoded:
+                padded[k][:, :length] = encoded[k][:, :length]
+        mask = padded["attention_mask"]
+        feed = {i.name: padded[i.name] for i in sessions["fp32"].get_inputs()}
+        reference = pooled(sessions["fp32"].run(None, feed)[0], mask)
+        found = {
+            "ort-int8": pooled(sessions["int8"].run(None, feed)[0], mask),
+            "tvm-int8": pooled(embed_tvm("int8", feed), mask),
+            "tvm-fp32": pooled(embed_tvm("fp32", feed), mask),
+        }
+        for k, v in found.items():
+            cosines[k].append(cos(v, reference))
+    for k, v in cosines.items():
+        print(
+            f"{k:10s} sentence embedding vs ort-fp32 on {len(v)} sentences: median cosine {np.median(v):.6f}, min {min(v):.6f}"
+        )
