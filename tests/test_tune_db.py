@@ -266,3 +266,25 @@ def test_tuned_records_exported_imported_and_applied_by_an_untuned_compile(tmp_p
         == 2
     )
     assert "holds no records" in capsys.readouterr().err
+
+
+def test_tuning_survives_an_unnamed_handler_on_meta_schedules_logger(tmp_path):
+    """MetaSchedule rebuilds its logger from its handlers' names; an unnamed one (seen in a pytest-xdist
+    worker that had tuned before) made every later tuning run fail before its first trial."""
+    import logging
+
+    pytest.importorskip("tvm")
+    from tvm.s_tir.meta_schedule.logging import create_loggers
+
+    from edgekiln.compiler.tvm_build.tuning import drop_unnamed_handlers
+
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    stray = logging.StreamHandler()
+    logger.addHandler(stray)
+    try:
+        drop_unnamed_handlers()
+        assert stray not in logger.handlers
+        create_loggers(str(tmp_path), [{"logger_name": "tvm.s_tir.meta_schedule.task_0", "log_dir": str(tmp_path)}])
+        assert all(handler.get_name() for handler in logger.handlers)
+    finally:
+        logger.removeHandler(stray)

@@ -96,6 +96,7 @@ def tune(
         mod = tvm.transform.Sequential([*prepare_passes(target), relax.get_pipeline("zero")])(mod)
     database.mkdir(parents=True, exist_ok=True)
     measured = [0]
+    drop_unnamed_handlers()
     ms.relax_integration.tune_relax(
         mod,
         params={},
@@ -110,6 +111,18 @@ def tune(
         measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), _counter(measured)],
     )
     return measured[0]
+
+
+def drop_unnamed_handlers(logger_name: str = "tvm.s_tir.meta_schedule") -> None:
+    """MetaSchedule's logging set-up (TVM 0.27, meta_schedule/logging.py `create_loggers`) rebuilds its
+    logger from the names of the handlers it holds and fails with "'NoneType' object has no attribute
+    'format'" when one has no name; it adds its own console and file handlers again on every run.
+    Seen when a test process had tuned before (pytest-xdist worker); unnamed handlers are removed."""
+    import logging
+
+    logger = logging.getLogger(logger_name)
+    for handler in [h for h in logger.handlers if h.get_name() is None]:
+        logger.removeHandler(handler)
 
 
 def _counter(count: list[int]):
