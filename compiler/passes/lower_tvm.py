@@ -51,9 +51,8 @@ class LowerTvmConfig(PassConfig):
 @register_pass
 class LowerTvm(Pass):
     name = "lower_tvm"
-    version = (
-        3  # 2: CUDA kernels are compiled to a fatbin (version 1 stored their source only); 3: CPU default schedules
-    )
+    # 2: CUDA kernels are compiled to a fatbin (version 1 stored their source only); 3: CPU default schedules
+    version = 3
     Config = LowerTvmConfig
     changes_model = False
     lowers_to = (INDEX_FILE, PARAMS_FILE)
