@@ -4,27 +4,15 @@ match the reference outputs the build machine stored in them. `.ci/run` installs
 from __future__ import annotations
 
 import json
-import os
-import shutil
 
 import pytest
 
 from edgekiln.cli.main import main
 from edgekiln.compiler import Recipe
 
-MISSING = [tool for tool in ("qemu-aarch64-static", "debootstrap", "aarch64-linux-gnu-gcc") if not shutil.which(tool)]
-pytestmark = [
-    pytest.mark.emulation,
-    pytest.mark.skipif(
-        bool(MISSING),
-        reason=f"needs {', '.join(MISSING)} (apt-get install qemu-user-static "
-        "debootstrap gcc-aarch64-linux-gnu; .ci/run installs them)",
-    ),
-    pytest.mark.skipif(
-        hasattr(os, "geteuid") and os.geteuid() != 0,
-        reason="building the arm64 sysroot runs debootstrap, which needs root",
-    ),
-]
+from .emulation_marks import EMULATION
+
+pytestmark = EMULATION
 
 
 @pytest.mark.slow

@@ -19,19 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-MISSING = [tool for tool in ("qemu-aarch64-static", "debootstrap", "aarch64-linux-gnu-gcc") if not shutil.which(tool)]
-pytestmark = [
-    pytest.mark.emulation,
-    pytest.mark.skipif(
-        bool(MISSING),
-        reason=f"needs {', '.join(MISSING)} (apt-get install qemu-user-static "
-        "debootstrap gcc-aarch64-linux-gnu; .ci/run installs them)",
-    ),
-    pytest.mark.skipif(
-        hasattr(os, "geteuid") and os.geteuid() != 0,
-        reason="building the arm64 sysroot runs debootstrap, which needs root",
-    ),
-]
+from .emulation_marks import EMULATION
+
+pytestmark = EMULATION
 
 pytest.importorskip("tvm")
 
