@@ -2,7 +2,7 @@
 """Backends side by side: all-MiniLM-L6-v2 at batch 1 x seq 128 on ONNX Runtime, OpenVINO f32 and
 bf16, TVM untuned and MetaSchedule-tuned, and PyTorch eager, all in one process, interleaved.
 
-    python benchmarks/backends_real.py [--tune-trials 800] [--threads 2] [--rounds 10] [--out DIR]
+    python benchmarks/backends_real.py [--tune-trials 800 | --tune-minutes 30] [--threads 2] [--rounds 10] [--out DIR]
 
 Building comes first (the tuning time is printed), then every runner, each in its own process
 (benchmarks/interleave.py), is timed in rounds that alternate between them. Latency is also stated as a multiple
@@ -32,7 +32,7 @@ from edgekiln.runtime import load  # noqa: E402
 from edgekiln.runtime.backends.openvino import compile_ir  # noqa: E402
 
 
-def build(out: Path, trials: int, seq: int) -> dict:
+def build(out: Path, tuning: dict, seq: int) -> dict:
     model, built = str(model_folder()), {}
     for name, options in (
         ("onnxruntime", {}),
@@ -40,7 +40,7 @@ def build(out: Path, trials: int, seq: int) -> dict:
         ("tvm-untuned", {"backend": "tvm", "sequence_buckets": (seq,), "cache": False}),
         (
             "tvm-tuned",
-            {"backend": "tvm", "sequence_buckets": (seq,), "tune_trials": trials, "cache_dir": str(out / "cache")},
+            {"backend": "tvm", "sequence_buckets": (seq,), **tuning, "cache_dir": str(out / "cache")},
         ),
     ):
         started = time.perf_counter()
@@ -66,6 +66,7 @@ def make_runner(name: str, spec: tuple[dict, int]):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tune-trials", type=int, default=800)
+    parser.add_argument("--tune-minutes", type=float, default=0, help="a tuning time budget instead of trials")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=10)
@@ -74,8 +75,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="measure the artifacts already in --out")
     args = parser.parse_args()
 
+    tuning = {"tune_minutes": args.tune_minutes} if args.tune_minutes else {"tune_trials": args.tune_trials}
     index = args.out / "built.json"
-    built = json.loads(index.read_text()) if args.reuse else build(args.out, args.tune_trials, args.seq)
+    built = json.loads(index.read_text()) if args.reuse else build(args.out, tuning, args.seq)
     index.write_text(json.dumps(built, indent=2))
     names = ["onnxruntime", "openvino", "openvino-bf16", "tvm-untuned", "tvm-tuned", "pytorch-eager"]
     rng = np.random.default_rng(0)

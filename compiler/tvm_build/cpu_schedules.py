@@ -26,7 +26,7 @@ def default_schedules(mod, target):
         if not isinstance(func, tvm.tirx.PrimFunc) or _is_scheduled(func):
             continue
         for name, rule in ordered:
-            sch = _try(rule, func, target)
+            sch = try_rule(rule, func, target)
             if sch is not None:
                 scheduled = sch.mod["main"].with_attr("tirx.is_scheduled", True)
                 updated[gvar] = scheduled.with_attr(SCHEDULE_ATTR, name)
@@ -64,7 +64,7 @@ def rules() -> tuple:
     )
 
 
-def _try(rule, func, target):
+def try_rule(rule, func, target):
     """The rule's schedule, or None where it does not apply or fails (the kernel stays unscheduled)."""
     from tvm import s_tir
 

@@ -68,13 +68,15 @@ def tune(
     remote: tuple | None = None,
 ) -> int:
     """Spend `trials` measured candidates on `mod`'s kernels (at most `per_kernel` each), adding the
-    records to `database`; returns the number of candidates measured. `remote` (a RemoteAddress and
+    records to `database`; returns the number of candidates measured. The database is first seeded
+    with each kernel's default schedule, measured the same way (tuning_seed). `remote` (a RemoteAddress and
     the board's arch) measures them on a board over TVM's RPC instead of on this machine."""
     import tvm
     from tvm import relax
     from tvm.s_tir import meta_schedule as ms
 
     from .cpu_rewrites import prepare_passes
+    from .tuning_seed import seed_defaults
 
     try:
         import xgboost  # noqa: F401  (MetaSchedule's cost model)
@@ -94,7 +96,8 @@ def tune(
     tvm_target = tvm.target.Target(target)
     with tvm_target:
         mod = tvm.transform.Sequential([*prepare_passes(target), relax.get_pipeline("zero")])(mod)
-    database.mkdir(parents=True, exist_ok=True)
+    builder = ms.builder.LocalBuilder(max_workers=workers, f_build=build_candidate, **export)
+    seed_defaults(mod, tvm_target, database, builder, runner)
     measured = [0]
     drop_unnamed_handlers()
     ms.relax_integration.tune_relax(
@@ -106,7 +109,7 @@ def tune(
         max_trials_per_task=per_kernel,
         num_trials_per_iter=TRIALS_PER_ROUND,
         seed=0,
-        builder=ms.builder.LocalBuilder(max_workers=workers, f_build=build_candidate, **export),
+        builder=builder,
         runner=runner,
         measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), _counter(measured)],
     )
