@@ -161,7 +161,19 @@ def register(commands) -> None:
         type=name_list,
         help="backends to try (default: the target's preferred ones that need no on-device tuning)",
     )
-    auto.add_argument("--auto-sequence", type=positive_int, default=128, help="sequence length timed (default 128)")
+    auto.add_argument(
+        "--auto-timing",
+        choices=("data", "shape"),
+        default="data",
+        help="time candidates on the eval examples, one per predict call, tokenization or decoding included "
+        "(data, the default), or the model alone at one batch x sequence (shape)",
+    )
+    auto.add_argument(
+        "--auto-sequence",
+        type=positive_int,
+        default=128,
+        help="--auto-timing shape: sequence length timed (default 128)",
+    )
     auto.add_argument(
         "--auto-keep-candidates",
         action="store_true",
@@ -228,6 +240,7 @@ def _compile_auto(args) -> int:
         accuracy_budget=budget,
         latency_budget_ms=args.latency_budget,
         backends=args.auto_backends,
+        timing=args.auto_timing,
         sequence=args.auto_sequence,
         keep_candidates=args.auto_keep_candidates,
         recover=full.recover,

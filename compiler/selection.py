@@ -4,7 +4,9 @@ Candidates are recipes: every installed backend that can run on the target × it
 (fp32; bf16 where the target has it) × its int8 modes (dynamic; static with calibration data) ×
 pruning levels (none, and each `--prune-flops` level when training data is given). Each is built
 (shared pass outputs come from the cache), evaluated on the eval data, and timed on this machine with
-every artifact in its own process, interleaved. The winner is the fastest within the accuracy budget
+every artifact in its own process, interleaved: by default one eval example per call through
+`Session.predict` (tokenization or image decoding included, the lengths the data has), or with
+`timing="shape"` the model alone on one synthetic batch x sequence. The winner is the fastest within the accuracy budget
 (or, with a latency budget, the most accurate under it); its recipe is compiled into the output, so
 the artifact stores the plain recipe of the choice and rebuilds without the search.
 """
@@ -17,6 +19,7 @@ import statistics
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,13 @@ from .recipe import Recipe
 SELECTION_REPORT = "selection.json"
 
 
+class Timing(str, Enum):
+    """What candidates are timed on."""
+
+    DATA = "data"  # one eval example per call through Session.predict, as an application calls it
+    SHAPE = "shape"  # the model alone on one synthetic batch x sequence
+
+
 class SelectionConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -44,8 +54,10 @@ class SelectionConfig(BaseModel):
     )
     prune_levels: tuple[float, ...] = ()
     recover: RecoveryConfig | None = None  # applied to each pruned candidate
-    batch: int = Field(default=1, ge=1)
-    sequence: int = Field(default=128, ge=1)
+    timing: Timing = Timing.DATA
+    timing_examples: int = Field(default=240, ge=1, description="timing=data: eval examples timed, in file order")
+    batch: int = Field(default=1, ge=1, description="timing=shape: the batch timed")
+    sequence: int = Field(default=128, ge=1, description="timing=shape: the sequence length timed")
     rounds: int = Field(default=6, ge=1)
     keep_candidates: bool = Field(default=False, description="keep every candidate artifact in OUTPUT.candidates/")
 
@@ -138,8 +150,8 @@ def select_build(
         built = [c for c in pool if c.error is None]
         if not built:
             raise CompileError(f"no candidate could be built: {pool[0].error if pool else 'none fits the target'}")
-        _evaluate(built, base, progress)
-        _time(built, config)
+        dataset = _evaluate(built, base, progress)
+        _time(built, config, dataset)
         winner, reason = choose(built, config)
         progress(f"auto: {winner.name} ({reason})")
         result = compile(model, profile, output, winner.recipe, force=force, progress=progress)
@@ -171,7 +183,7 @@ def _build(candidate: Candidate, model, profile, work: Path, progress) -> None:
     candidate.size_mb = round(sum(p.stat().st_size for p in result.path.rglob("*") if p.is_file()) / 1e6, 2)
 
 
-def _evaluate(built: list[Candidate], base: Recipe, progress) -> None:
+def _evaluate(built: list[Candidate], base: Recipe, progress):
     from edgekiln.runtime import load
 
     from .data import DataTask, load_dataset
@@ -192,21 +204,53 @@ def _evaluate(built: list[Candidate], base: Recipe, progress) -> None:
     reference = next((c for c in built if c.name.endswith("-fp32")), built[0]).metric
     for candidate in built:
         candidate.drop = round(reference - candidate.metric, 3)
+    return dataset
 
 
-def _time(built: list[Candidate], config: SelectionConfig) -> None:
-    from edgekiln.runtime import load
-    from edgekiln.runtime.bench import feeds_for
+def _time(built: list[Candidate], config: SelectionConfig, dataset) -> None:
     from edgekiln.runtime.interleave import measure
 
-    session = load(built[0].path, verify=False)
-    sequence = min(config.sequence, session.encoder.max_length) if session.encoder else config.sequence
-    feeds = feeds_for(session, config.batch, sequence, np.random.default_rng(0))
-    times = measure(open_artifact, {c.name: str(c.path) for c in built}, feeds, rounds=config.rounds)
+    specs = {c.name: str(c.path) for c in built}
+    if config.timing is Timing.DATA:
+        items = timing_items(dataset, config.timing_examples)
+        per_round = max(10, -(-len(items) // config.rounds))  # every item about once per candidate
+        times = measure(open_predict, specs, items, rounds=config.rounds, per_round=per_round, cycle=True)
+    else:
+        times = measure(open_artifact, specs, _shape_feeds(built[0].path, config), rounds=config.rounds)
     for candidate in built:
         runs = sorted(times[candidate.name])
         candidate.p50_ms = round(statistics.median(runs), 3)
         candidate.p99_ms = round(runs[min(len(runs) - 1, int(0.99 * len(runs)))], 3)
+
+
+def _shape_feeds(path: Path, config: SelectionConfig) -> dict:
+    from edgekiln.runtime import load
+    from edgekiln.runtime.bench import feeds_for
+
+    session = load(path, verify=False)
+    sequence = min(config.sequence, session.encoder.max_length) if session.encoder else config.sequence
+    return feeds_for(session, config.batch, sequence, np.random.default_rng(0))
+
+
+def timing_items(dataset, limit: int) -> list[str]:
+    """The first `limit` eval examples as `Session.predict` takes them: texts, words joined by
+    spaces, image paths."""
+    from .data import ImageExample, TextExample
+
+    def item(example) -> str:
+        if isinstance(example, TextExample):
+            return example.text
+        return example.path if isinstance(example, ImageExample) else " ".join(example.tokens)
+
+    return [item(example) for example in dataset.examples[:limit]]
+
+
+def open_predict(_name: str, path: str):
+    """Module-level (spawned processes import it): predict one example per call."""
+    from edgekiln.runtime import load
+
+    session = load(path)
+    return lambda item: session.predict([item])
 
 
 def open_artifact(_name: str, path: str):
@@ -228,7 +272,8 @@ def choose(built: list[Candidate], config: SelectionConfig) -> tuple[Candidate, 
             )
         winner = min(fitting, key=lambda c: c.p50_ms)
         return winner, (
-            f"fastest within {config.accuracy_budget} points: p50 {winner.p50_ms:.2f} ms, drop {winner.drop:.2f} points"
+            f"fastest within {config.accuracy_budget} points: p50 {winner.p50_ms:.2f} ms {_timed_on(config)}, "
+            f"drop {winner.drop:.2f} points"
         )
     fitting = [c for c in built if c.p50_ms <= config.latency_budget_ms]
     if not fitting:
@@ -238,7 +283,16 @@ def choose(built: list[Candidate], config: SelectionConfig) -> tuple[Candidate, 
             hint="raise --latency-budget",
         )
     winner = max(fitting, key=lambda c: (c.metric, -c.p50_ms))
-    return winner, f"most accurate under {config.latency_budget_ms} ms: {winner.metric:.2f}, p50 {winner.p50_ms:.2f} ms"
+    return winner, (
+        f"most accurate under {config.latency_budget_ms} ms: {winner.metric:.2f}, p50 {winner.p50_ms:.2f} ms "
+        f"{_timed_on(config)}"
+    )
+
+
+def _timed_on(config: SelectionConfig) -> str:
+    if config.timing is Timing.DATA:
+        return "per eval example"
+    return f"at batch {config.batch} x sequence {config.sequence}"
 
 
 def pareto(built: list[Candidate]) -> list[str]:

@@ -257,8 +257,6 @@ def test_backend_auto_measures_the_candidates_and_keeps_the_fastest_within_budge
             str(classifier["dev"]),
             "--calibration",
             str(classifier["train"]),
-            "--auto-sequence",
-            "32",
             "--auto-keep-candidates",
             "-o",
             str(out),
@@ -287,6 +285,26 @@ def test_backend_auto_measures_the_candidates_and_keeps_the_fastest_within_budge
     assert report["winner"] in report["pareto"]
     assert "Build selection" in (out / "reports" / "report.html").read_text()
     assert (out / "reports" / "selection_pareto.png").is_file()
+    assert report["goal"]["timing"] == "data" and "per eval example" in report["reason"]
+
+    from edgekiln.compiler.selection import Candidate, SelectionConfig, Timing, _time
+
+    pair = [Candidate(name, Recipe(), path=kept / name) for name in ("onnxruntime-fp32", "openvino-fp32")]
+    _time(pair, SelectionConfig(accuracy_budget=1, timing=Timing.SHAPE, sequence=16, rounds=1), None)
+    assert all(c.p50_ms > 0 and c.p99_ms >= c.p50_ms for c in pair), "the model alone at one synthetic shape"
+
+
+def test_timing_items_are_what_predict_takes_one_example_each():
+    from edgekiln.compiler.data import Dataset, DataTask, ImageExample, TextExample, TokenExample
+    from edgekiln.compiler.selection import timing_items
+
+    texts = Dataset(DataTask.TEXT_CLASSIFICATION, (TextExample("a fine film", "1"), TextExample("dull", "0")), "t")
+    words = Dataset(DataTask.TOKEN_CLASSIFICATION, (TokenExample(("Paris", "is", "big"), ("B-LOC", "O", "O")),), "w")
+    images = Dataset(DataTask.IMAGE_CLASSIFICATION, (ImageExample("/data/cat.png", "cat"),), "i")
+    assert timing_items(texts, 1) == ["a fine film"]
+    assert timing_items(texts, 10) == ["a fine film", "dull"]
+    assert timing_items(words, 10) == ["Paris is big"]
+    assert timing_items(images, 10) == ["/data/cat.png"]
 
 
 def test_selection_rules_without_timing():
