@@ -134,16 +134,16 @@ def test_a_minutes_budget_tunes_every_bucket_in_rounds_until_it_is_spent():
     now = [0.0]
     calls = []
 
-    def run_round(mod) -> int:  # each bucket's round takes 50 s here
-        calls.append(mod)
-        now[0] += 50
+    def run_round(mod, deadline) -> int:  # each bucket's round takes 50 s here, up to the deadline
+        calls.append((mod, deadline))
+        now[0] = min(now[0] + 50, deadline)
         return 32
 
     measured, rounds = tune_for_minutes(["b32", "b64"], 3, run_round, clock=lambda: now[0])
-    assert calls == ["b32", "b64", "b32", "b64"], "the clock is read between buckets, so the budget can be passed"
-    assert (measured, rounds) == (128, 2)
+    assert calls == [("b32", 180), ("b64", 180), ("b32", 180), ("b64", 180)], "each run gets the deadline"
+    assert (measured, rounds) == (128, 2) and now[0] == 180
     calls.clear()
-    exhausted = tune_for_minutes(["b32"], 60, lambda mod: calls.append(mod) or 0, clock=lambda: 0.0)
+    exhausted = tune_for_minutes(["b32"], 60, lambda mod, deadline: calls.append(mod) or 0, clock=lambda: 0.0)
     assert exhausted == (0, 1) and calls == ["b32"], "a round that measures nothing ends the search"
 
 

@@ -122,3 +122,19 @@ def test_a_slower_record_of_the_same_kernel_loses_to_the_default(tmp_path):
         kernels = [f for f in applied.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
         parallel = ["parallel" in f.script() for f in kernels]  # the defaults run the matmuls in parallel
         assert all(parallel) if expect_default else not any(parallel), (factor, parallel)
+
+
+@pytest.mark.timeout(600)
+def test_a_deadline_ends_tuning_at_the_first_batch_past_it(tmp_path):
+    """MetaSchedule has no time budget; a run given a deadline already passed measures the batches in
+    flight, not the thousands of trials asked for, and keeps the seeded defaults."""
+    import time
+
+    pytest.importorskip("xgboost")
+    from edgekiln.compiler.tvm_build.tuning import TRIALS_PER_ROUND, tune
+
+    _, mod, _, _, _ = _mlp_module(tmp_path)
+    database = tmp_path / "db"
+    measured = tune(mod, TARGET, database, 10_000, workers=1, deadline=time.monotonic())
+    assert 0 < measured <= 2 * TRIALS_PER_ROUND, f"{measured}: at most the batch each of the 2 kernels had in flight"
+    assert len(_records(database)) >= 2, "the defaults were recorded before the search"

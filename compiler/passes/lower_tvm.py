@@ -202,13 +202,14 @@ class LowerTvm(Pass):
 
 def _tune(mods: list, target: dict, database: Path, trials: int, minutes: float, remote: tuple | None = None) -> int:
     """Tune the buckets' kernels: `trials` shared evenly, or rounds of TRIALS_PER_ROUND trials per kernel
-    until `minutes` are spent. Returns the trials measured."""
+    until `minutes` are spent (the run stops at the first measured batch past them). Returns the
+    trials measured."""
     workers = os.cpu_count() or 1
     if minutes:
         measured, _ = tune_for_minutes(
             mods,
             minutes,
-            lambda mod: tune(
+            lambda mod, deadline: tune(
                 mod,
                 target,
                 database,
@@ -216,6 +217,7 @@ def _tune(mods: list, target: dict, database: Path, trials: int, minutes: float,
                 workers=workers,
                 per_kernel=TRIALS_PER_ROUND,
                 remote=remote,
+                deadline=deadline,
             ),
         )
         return measured

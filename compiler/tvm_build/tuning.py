@@ -35,13 +35,16 @@ def build_candidate(mod, target, _params):
 
 
 def tune_for_minutes(
-    mods: Sequence, minutes: float, run_round: Callable[[object], int], clock: Callable[[], float] = time.monotonic
+    mods: Sequence,
+    minutes: float,
+    run_round: Callable[[object, float], int],
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[int, int]:
     """Tune `mods` (the buckets) in rounds until `minutes` of wall time are spent: a round gives each
-    bucket `run_round(mod)` (TRIALS_PER_ROUND trials per kernel; it returns the trials measured).
-    MetaSchedule has no time budget, so the clock is read between buckets: the last bucket's round
-    may run past the budget. Stops early when a whole round measures nothing (every search space is
-    exhausted). Returns (trials measured, rounds started)."""
+    bucket `run_round(mod, deadline)` (TRIALS_PER_ROUND trials per kernel, stopping at the first
+    measured batch past `deadline`, a `clock` time; it returns the trials measured). Stops early
+    when a whole round measures nothing (every search space is exhausted). Returns (trials measured,
+    rounds started)."""
     deadline = clock() + minutes * 60
     measured = rounds = 0
     while clock() < deadline:
@@ -50,7 +53,7 @@ def tune_for_minutes(
         for mod in mods:
             if clock() >= deadline:
                 break
-            this_round += run_round(mod)
+            this_round += run_round(mod, deadline)
         measured += this_round
         if this_round == 0:
             break
@@ -66,11 +69,13 @@ def tune(
     workers: int,
     per_kernel: int | None = None,
     remote: tuple | None = None,
+    deadline: float | None = None,
 ) -> int:
     """Spend `trials` measured candidates on `mod`'s kernels (at most `per_kernel` each), adding the
     records to `database`; returns the number of candidates measured. The database is first seeded
     with each kernel's default schedule, measured the same way (tuning_seed). `remote` (a RemoteAddress and
-    the board's arch) measures them on a board over TVM's RPC instead of on this machine."""
+    the board's arch) measures them on a board over TVM's RPC instead of on this machine. `deadline`
+    (a time.monotonic() value) ends the run at the first measured batch past it."""
     import tvm
     from tvm import relax
     from tvm.s_tir import meta_schedule as ms
@@ -99,6 +104,7 @@ def tune(
     builder = ms.builder.LocalBuilder(max_workers=workers, f_build=build_candidate, **export)
     seed_defaults(mod, tvm_target, database, builder, runner)
     measured = [0]
+    stop = [] if deadline is None else [_stop_at(deadline)]
     drop_unnamed_handlers()
     ms.relax_integration.tune_relax(
         mod,
@@ -111,7 +117,7 @@ def tune(
         seed=0,
         builder=builder,
         runner=runner,
-        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), _counter(measured)],
+        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), _counter(measured), *stop],
     )
     return measured[0]
 
@@ -126,6 +132,24 @@ def drop_unnamed_handlers(logger_name: str = "tvm.s_tir.meta_schedule") -> None:
     logger = logging.getLogger(logger_name)
     for handler in [h for h in logger.handlers if h.get_name() is None]:
         logger.removeHandler(handler)
+
+
+def _stop_at(deadline: float, clock: Callable[[], float] = time.monotonic):
+    """A measure callback that ends every task once `clock()` passes `deadline`: MetaSchedule has no
+    time budget, and one round over a model's kernels can take longer than the whole budget."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+    @derived_object
+    class StopAtDeadline(PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, candidates, builder_results, runner_results) -> None:
+            if clock() < deadline:
+                return
+            for index, task in enumerate(task_scheduler.tasks_):
+                if not task.is_terminated:
+                    task_scheduler.terminate_task(index)
+
+    return StopAtDeadline()
 
 
 def _counter(count: list[int]):
