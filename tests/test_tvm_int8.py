@@ -119,6 +119,7 @@ def test_int8_products_are_integer_kernels_matching_onnxruntime(tmp_path, target
     rules, scheduled, executable, params = _lowered_and_built(path, feeds, target)
     integer = [name for name, rule in rules.items() if rule == "int8_matmul"]
     assert len(integer) == 2, rules  # both quantized products; fails if the rewrite is removed
+    assert not [name for name in rules if "qweight" in name], rules  # packed once at import, not per call
     text = scheduled.script()
     if target is VNNI:
         assert text.count("vpdpbusd") == 2, "one tensorized vpdpbusd body per integer kernel"  # noqa: PLR2004
