@@ -32,14 +32,15 @@ def _runs_here(target: dict) -> bool:
     return _host_has(needs)
 
 
-def _qdq_model(tmp_path: Path, gemm: bool) -> tuple[Path, dict]:
+def _qdq_model(tmp_path: Path, gemm: bool, signed: bool = False) -> tuple[Path, dict]:
     """A float MLP (MatMul + bias + Relu + MatMul, or Gemm(transB) + Relu + MatMul on 2-D input),
-    quantized by edgekiln's static int8 pass (QDQ, per-channel int8 weights, uint8 activations)."""
+    quantized by edgekiln's static int8 pass (QDQ, per-channel int8 weights, uint8 activations or,
+    `signed`, symmetric int8 ones)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from edgekiln.compiler.quantization.calibration import CalibrationSet
-    from edgekiln.compiler.quantization.config import QuantizeConfig, QuantMode
+    from edgekiln.compiler.quantization.config import IntType, QuantizeConfig, QuantMode
     from edgekiln.compiler.quantization.ort_quantize import quantize_model
 
     rng = np.random.default_rng(0)
@@ -64,7 +65,9 @@ def _qdq_model(tmp_path: Path, gemm: bool) -> tuple[Path, dict]:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(float_path))
     feeds = tuple({"x": rng.normal(0, 1, shape).astype(np.float32)} for _ in range(8))
     calibration = CalibrationSet(feeds=feeds, samples=8, source="test", sha256="0")
-    quantize_model(float_path, int8_path, QuantizeConfig(mode=QuantMode.STATIC), calibration, tmp_path)
+    activations = IntType.INT8 if signed else IntType.UINT8  # int8: the ARM profiles' S8S8
+    config = QuantizeConfig(mode=QuantMode.STATIC, activation_type=activations)
+    quantize_model(float_path, int8_path, config, calibration, tmp_path)
     return int8_path, {"x": rng.normal(0, 1, shape).astype(np.float32)}
 
 
@@ -131,6 +134,18 @@ def test_int8_products_are_integer_kernels_matching_onnxruntime(tmp_path, target
     step = _output_step(path)
     assert np.abs(found - expected).max() <= step * 1.001, (np.abs(found - expected).max(), step)
     assert np.mean(found != expected) <= 0.02  # noqa: PLR2004  (one-step flips are rare)
+
+
+def test_signed_activations_use_the_int32_path(tmp_path):
+    """S8S8 (the ARM profiles' types): integer kernels without VNNI (vpdpbusd is unsigned x signed)."""
+    path, feeds = _qdq_model(tmp_path, gemm=False, signed=True)
+    rules, scheduled, executable, params = _lowered_and_built(path, feeds, VNNI)
+    assert sum(rule == "int8_matmul" for rule in rules.values()) == 2, rules  # noqa: PLR2004
+    assert "vpdpbusd" not in scheduled.script()
+    if not _runs_here(VNNI):
+        pytest.skip("this CPU cannot run cascadelake code (built and checked only)")
+    found, expected = _run(executable, feeds, params), _ort(path, feeds)
+    assert np.abs(found - expected).max() <= _output_step(path) * 1.001
 
 
 def test_float_models_keep_their_float_products(tmp_path):

@@ -16,8 +16,9 @@ from ..errors import CompileError
 from .int8_prepack import prepack_int8
 
 
-def import_fixed(onnx_path: Path, shapes: dict[str, list[int]]):
-    """(Relax IRModule whose `main` takes the inputs then the weights, the weights as numpy arrays)."""
+def import_fixed(onnx_path: Path, shapes: dict[str, list[int]], *, pack_int8: bool = True):
+    """(Relax IRModule whose `main` takes the inputs then the weights, the weights as numpy arrays).
+    `pack_int8`: rewrite QDQ products into integer ones with packed weights (CPU targets only)."""
     import onnx
     import onnxslim
     from tvm.relax.frontend import detach_params
@@ -39,7 +40,8 @@ def import_fixed(onnx_path: Path, shapes: dict[str, list[int]]):
             hint="use --backend onnxruntime or openvino for this model",
         ) from None
     mod, params = detach_params(mod)
-    return prepack_int8(mod, [p.numpy() for p in params.get("main", [])])
+    weights = [p.numpy() for p in params.get("main", [])]
+    return prepack_int8(mod, weights) if pack_int8 else (mod, weights)
 
 
 _MAX_CONSTANT = 4096  # elements: shapes, axes, index tables, position ids; never a weight matrix
