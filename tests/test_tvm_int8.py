@@ -165,3 +165,22 @@ def test_float_models_keep_their_float_products(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     rules, *_ = _lowered_and_built(path, {"x": np.zeros((1, SEQ, D), np.float32)}, AVX2)
     assert "int8_matmul" not in rules.values() and "matmul" in rules.values()
+
+
+@pytest.mark.slow  # the whole pass with its check: about two minutes on 2 busy cores
+def test_a_qdq_onnx_file_compiles_for_tvm_with_integer_kernels(tmp_path):
+    """The whole TVM pass on a QDQ file (`--backend tvm`, the file already int8): the integer
+    kernels, weights stored packed in the artifact, and the pass's own same-ONNX check (1e-4 against
+    ONNX Runtime) passes on this tiny model."""
+    import json
+
+    from edgekiln.compiler import Recipe, compile
+
+    path, _ = _qdq_model(tmp_path, gemm=False)
+    out = compile(path, "host", tmp_path / "tvm", recipe=Recipe.from_flags(backend="tvm")).path
+    report = json.loads((out / "reports" / "lower_tvm.json").read_text())
+    assert report["details"]["cpu_default_schedules"].get("int8_matmul") == 2, report  # noqa: PLR2004
+    assert report["passed"] and report["max_abs_diff"] <= 1e-4, report  # noqa: PLR2004
+    stored = np.load(out / "tvm_params.npz")
+    packed = [stored[k].shape for k in stored.files if stored[k].ndim == 4 and stored[k].dtype == np.int8]
+    assert sorted(packed) == [(D // 16, H // 4, 16, 4), (H // 16, D // 4, 16, 4)], packed
