@@ -141,7 +141,11 @@ class LowerTvm(Pass):
         weights: dict[str, np.ndarray] = {}
         buckets, taken = [], set()
         imported = [
-            import_fixed(state.model_path, {spec.name: axes.shape(spec, batch, sequence) for spec in inputs})
+            import_fixed(
+                state.model_path,
+                {spec.name: axes.shape(spec, batch, sequence) for spec in inputs},
+                pack_int8=not on_gpu,  # the integer products have CPU schedules only
+            )
             for batch, sequence in shapes
         ]
         trials = (

@@ -16,7 +16,9 @@ def prepare_passes(target: dict) -> list:
     records are the ones builds look up: inference decompositions, then (CPU only) the rewrites."""
     from tvm.relax import transform
 
-    cpu = [cpu_rewrites()] if target["kind"] == "llvm" else []
+    from .int8_rewrites import int8_rewrites
+
+    cpu = [int8_rewrites(), cpu_rewrites()] if target["kind"] == "llvm" else []
     return [transform.DecomposeOpsForInference(), transform.CanonicalizeBindings(), *cpu]
 
 

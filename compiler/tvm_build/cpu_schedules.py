@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .cpu_matmul import schedule_matmul
 from .cpu_target import vector_bits
+from .int8_schedules import schedule_qmatmul
 
 SCHEDULE_ATTR = "edgekiln.cpu_schedule"
 MIN_PARALLEL = 4096  # elements: smaller loops run on one thread (a parallel launch costs microseconds)
@@ -54,6 +55,10 @@ def rules() -> tuple:
     from tvm.s_tir.dlight.base import ScheduleRule
 
     return (
+        (
+            "int8_matmul",
+            ScheduleRule.from_callable("EdgekilnInt8Matmul")(lambda func, target, _: schedule_qmatmul(func, target)),
+        ),
         ("matmul", ScheduleRule.from_callable("EdgekilnMatmul")(lambda func, target, _: schedule_matmul(func, target))),
         ("gemv", dl.cpu.GEMV()),
         ("reduction", dl.cpu.Reduction()),

@@ -1,7 +1,8 @@
 """ONNX -> Relax at fixed shapes. TVM 0.27's importer cannot infer the shapes of a transformers
 export's attention-mask arithmetic (Range/broadcast); simplifying the graph with every input shape
 fixed (onnxslim) folds it away, and the folded integer tensors become Constant nodes so the importer
-reads their values. Weights are detached so buckets can share one copy."""
+reads their values. Weights are detached so buckets can share one copy; the int8 products' weights
+are packed here, once (int8_prepack)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CompileError
+from .int8_prepack import prepack_int8
 
 
-def import_fixed(onnx_path: Path, shapes: dict[str, list[int]]):
-    """(Relax IRModule whose `main` takes the inputs then the weights, the weights as numpy arrays)."""
+def import_fixed(onnx_path: Path, shapes: dict[str, list[int]], *, pack_int8: bool = True):
+    """(Relax IRModule whose `main` takes the inputs then the weights, the weights as numpy arrays).
+    `pack_int8`: rewrite QDQ products into integer ones with packed weights (CPU targets only)."""
     import onnx
     import onnxslim
     from tvm.relax.frontend import detach_params
@@ -37,7 +40,8 @@ def import_fixed(onnx_path: Path, shapes: dict[str, list[int]]):
             hint="use --backend onnxruntime or openvino for this model",
         ) from None
     mod, params = detach_params(mod)
-    return mod, [p.numpy() for p in params.get("main", [])]
+    weights = [p.numpy() for p in params.get("main", [])]
+    return prepack_int8(mod, weights) if pack_int8 else (mod, weights)
 
 
 _MAX_CONSTANT = 4096  # elements: shapes, axes, index tables, position ids; never a weight matrix
