@@ -51,8 +51,9 @@ class LowerTvmConfig(PassConfig):
 @register_pass
 class LowerTvm(Pass):
     name = "lower_tvm"
-    # 2: CUDA kernels are compiled to a fatbin (version 1 stored their source only); 3: CPU default schedules
-    version = 3
+    # 2: CUDA kernels are compiled to a fatbin (version 1 stored their source only); 3: CPU default schedules;
+    # 4: QDQ int8 products as integer kernels on CPU (int8_rewrites)
+    version = 4
     Config = LowerTvmConfig
     changes_model = False
     lowers_to = (INDEX_FILE, PARAMS_FILE)
