@@ -21,7 +21,7 @@ from edgekiln.compiler import CompileError, Recipe, compile
 from edgekiln.runtime import load
 
 from .coverage.expected import KNOWN_BUGS, UNSUPPORTED, lookup
-from .coverage.families import FAMILIES, KINDS, make_family_folder
+from .coverage.families import FAMILIES, KINDS, make_family_folder, matrix_layers
 
 BACKENDS = ("onnxruntime", "openvino", "tvm")
 TASKS = {"sequence": "sequence classification", "token": "token classification", "encoder": "sentence embedding"}
@@ -69,7 +69,7 @@ def family_folder(tmp_path_factory):
 
     def get(family: str, kind: str) -> Path:
         if (family, kind) not in made:
-            made[family, kind] = make_family_folder(root / family / kind, family, kind)
+            made[family, kind] = make_family_folder(root / family / kind, family, kind, layers=matrix_layers(family))
         return made[family, kind]
 
     return get
