@@ -21,7 +21,7 @@ from edgekiln.compiler import CompileError, Recipe, compile
 from edgekiln.runtime import load
 
 from .coverage.expected import KNOWN_BUGS, UNSUPPORTED, lookup
-from .coverage.families import FAMILIES, KINDS, make_family_folder
+from .coverage.families import FAMILIES, KINDS, make_family_folder, matrix_layers
 
 BACKENDS = ("onnxruntime", "openvino", "tvm")
 TASKS = {"sequence": "sequence classification", "token": "token classification", "encoder": "sentence embedding"}
@@ -69,7 +69,7 @@ def family_folder(tmp_path_factory):
 
     def get(family: str, kind: str) -> Path:
         if (family, kind) not in made:
-            made[family, kind] = make_family_folder(root / family / kind, family, kind)
+            made[family, kind] = make_family_folder(root / family / kind, family, kind, layers=matrix_layers(family))
         return made[family, kind]
 
     return get
@@ -99,7 +99,18 @@ def _pytorch_model(folder: Path, kind: str):
     return auto.from_pretrained(str(folder)).eval()
 
 
+_REFERENCES: dict[tuple, np.ndarray] = {}
+
+
 def _reference(folder: Path, kind: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """PyTorch's output for `feeds`, run once per folder and feeds (the backends' cells share the feeds)."""
+    key = (folder, kind, tuple((name, array.shape, array.tobytes()) for name, array in sorted(feeds.items())))
+    if key not in _REFERENCES:
+        _REFERENCES[key] = _run_reference(folder, kind, feeds)
+    return _REFERENCES[key]
+
+
+def _run_reference(folder: Path, kind: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
     import torch
 
     model = _pytorch_model(folder, kind)
