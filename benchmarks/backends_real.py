@@ -35,7 +35,7 @@ from edgekiln.runtime.backends.openvino import compile_ir  # noqa: E402
 def build(out: Path, tuning: dict, seq: int) -> dict:
     model, built = str(model_folder()), {}
     for name, options in (
-        ("onnxruntime", {}),
+        ("onnxruntime", {"backend": "onnxruntime"}),
         ("openvino", {"backend": "openvino"}),
         ("tvm-untuned", {"backend": "tvm", "sequence_buckets": (seq,), "cache": False}),
         (

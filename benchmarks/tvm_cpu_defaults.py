@@ -7,6 +7,11 @@ each TVM kernel timed alone: what dominates, and the fraction of the fp32 GEMM p
 
 --old: an artifact compiled by an edgekiln without the default schedules (e.g. the main checkout:
 `edgekiln compile MODEL -o DIR --backend tvm --sequence-buckets 128`).
+
+    python benchmarks/tvm_cpu_defaults.py --kernels-only --onnx MODEL.onnx --database DIR [--threads 1]
+
+prints only the kernel table, with the kernels a tuning database schedules (rule "database") taken
+from DIR (a build cache's tvm-tuning/KEY folder) and the rest from the default rules.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ def make_runner(name: str, spec: tuple[str, int]):
     return load(path, threads=threads).run
 
 
-def kernel_table(onnx_path: Path, seq: int, threads: int) -> list[dict]:
+def kernel_table(onnx_path: Path, seq: int, threads: int, database: Path | None = None) -> list[dict]:
     """Each kernel of the scheduled module built alone and timed (min of 5 x 10 calls) on random
     data, times its calls in `main`: [{kernel, rule, calls, ms_each, ms_total, gflops?}], slowest first."""
     import tvm
@@ -66,15 +71,16 @@ def kernel_table(onnx_path: Path, seq: int, threads: int) -> list[dict]:
     mod, _ = import_fixed(onnx_path, {n: [1, seq] for n in ("input_ids", "attention_mask", "token_type_ids")})
     tvm_target = tvm.target.Target(target)
     with tvm_target:
-        mod = default_schedules(cpu_lowered(mod, tvm_target, target, None), tvm_target)
+        mod = default_schedules(cpu_lowered(mod, tvm_target, target, database), tvm_target)
     rules, text, rows = scheduled_by(mod), mod.script(), []
     for gvar, func in mod.functions_items():
         if isinstance(func, tvm.tirx.PrimFunc):
             name = gvar.name_hint
             calls = len(re.findall(rf"cls\.{re.escape(name)}\b", text))
             each = _time_kernel(func, tvm_target)
-            row = {"kernel": name, "rule": rules.get(name, "-"), "calls": calls, "ms_each": each}
-            if row["rule"] == "matmul":
+            rule = rules.get(name, "database" if func.attrs and func.attrs.get("tirx.is_scheduled") else "-")
+            row = {"kernel": name, "rule": rule, "calls": calls, "ms_each": each}
+            if rule == "matmul" or (rule == "database" and ("dense" in name or "matmul" in name)):
                 row["gflops"] = _matmul_flop(func) / each / 1e6
             rows.append(row | {"ms_total": each * calls})
     return sorted(rows, key=lambda r: -r["ms_total"])
@@ -109,7 +115,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="edgekiln-tvmcpu-")))
+    parser.add_argument("--kernels-only", action="store_true", help="only the kernel table of --onnx")
+    parser.add_argument("--onnx", type=Path, help="--kernels-only: the model (an ONNX Runtime artifact's model.onnx)")
+    parser.add_argument("--database", type=Path, help="--kernels-only: a MetaSchedule database folder")
     args = parser.parse_args()
+    if args.kernels_only:
+        _print_kernels(kernel_table(args.onnx, args.seq, args.threads, args.database), fp32_peak_gflops(args.threads))
+        return
 
     built = build(args.out, args.seq)
     if args.old:
