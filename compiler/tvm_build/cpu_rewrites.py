@@ -24,14 +24,27 @@ def prepare_passes(target: dict) -> list:
 
 def cpu_rewrites():
     """The rewrite pass (a Relax module pass), followed by dead-code removal of the transposes."""
+    return mutator_pass(_rewriter(), "EdgekilnCpuRewrites")
+
+
+def mutator_pass(rewriter_class, name: str):
+    """A module pass running `rewriter_class` (a relax.PyExprMutator) over every Relax function,
+    followed by dead-code removal of the bindings it replaced."""
     import tvm
     from tvm import relax
 
-    return tvm.transform.Sequential([_rewrite_pass(), relax.transform.DeadCodeElimination()])
+    @tvm.transform.module_pass(opt_level=0, name=name)
+    def rewrite(mod, _ctx):
+        rewriter = rewriter_class(mod)
+        for gvar, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
+        return rewriter.builder_.get()
+
+    return tvm.transform.Sequential([rewrite, relax.transform.DeadCodeElimination()])
 
 
-def _rewrite_pass():
-    import tvm
+def _rewriter():
     from tvm import relax, topi
     from tvm.relax import expr_functor
 
@@ -66,15 +79,7 @@ def _rewrite_pass():
                 return None
             return self.builder_.call_te(topi.nn.dense, x, bound.args[0], primfunc_name_hint="dense")
 
-    @tvm.transform.module_pass(opt_level=0, name="EdgekilnCpuRewrites")
-    def rewrite(mod, _ctx):
-        rewriter = Rewriter(mod)
-        for gvar, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
-
-    return rewrite
+    return Rewriter
 
 
 def _is_transpose_2d(expr) -> bool:

@@ -24,14 +24,12 @@ LANES, GROUP = 16, 4  # output channels x reduction steps of one packed weight b
 
 def int8_rewrites():
     """The rewrite pass (a Relax module pass), then dead-code removal of the float dequantizes."""
-    import tvm
-    from tvm import relax
+    from .cpu_rewrites import mutator_pass
 
-    return tvm.transform.Sequential([_rewrite_pass(), relax.transform.DeadCodeElimination()])
+    return mutator_pass(_rewriter(), "EdgekilnInt8Matmul")
 
 
-def _rewrite_pass():
-    import tvm
+def _rewriter():
     from tvm import relax
     from tvm.relax import expr_functor
 
@@ -44,15 +42,7 @@ def _rewrite_pass():
             operands = _match(self, call)
             return _integer_matmul(self.builder_, *operands) if operands is not None else call
 
-    @tvm.transform.module_pass(opt_level=0, name="EdgekilnInt8Matmul")
-    def rewrite(mod, _ctx):
-        rewriter = Rewriter(mod)
-        for gvar, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
-
-    return rewrite
+    return Rewriter
 
 
 def _match(mutator, call):
