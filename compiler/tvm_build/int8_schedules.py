@@ -5,8 +5,8 @@ epilogue are tiled into MR rows x NB_TILE blocks of 16 output channels: (channel
 parallel, row tiles inside, and the whole reduction runs on an MR x NB_TILE x 16 int32 accumulator.
 The innermost (16 channels x 4 steps) is one instruction where the target has one:
 
-- x86 with AVX512-VNNI, uint8 activations: `vpdpbusd` (TVM's `dot_16x4_vnni` tensor intrinsic,
-  re-registered for LLVM's newer signature, see `vnni_intrinsic`);
+- x86 with AVX512-VNNI, uint8 activations: `vpdpbusd` (a tensor intrinsic registered here, see
+  `vnni_intrinsic`);
 - otherwise (AVX2, AVX-512 without VNNI, ARM, int8 activations) the 16 channels are a vectorised
   int32 loop over the 4 reduction steps. TVM's `dot_16x4_avx512` (vpmaddubsw + vpmaddwd) is not
   used: vpmaddubsw saturates its int16 pair sums (255 * 127 * 2 > 32767), so with full-range int8
@@ -80,28 +80,51 @@ def _divisor(extent: int, wanted: int) -> int:
     return next(d for d in range(min(wanted, extent), 0, -1) if extent % d == 0)
 
 
-VNNI_I8 = "edgekiln_dot_16x4_vnni_i8"  # dot_16x4_vnni with LLVM's <64 x i8> operand types
+VNNI = "edgekiln_dot_16x4_vnni"  # 16 x 4 uint8 x int8 -> int32 dot product on vpdpbusd
 
 
 def vnni_intrinsic() -> str:
-    """TVM 0.27's `dot_16x4_vnni` calls `llvm.x86.avx512.vpdpbusd.512` with <16 x i32> operands; the
-    LLVM this wheel links (22) declares them <64 x i8> (LLVM 21 changed the VNNI intrinsics'
-    types) and rejects the module. From LLVM 21 on, the same description with byte operands is
-    registered (once) under VNNI_I8."""
+    """The VNNI dot product, registered once. Defined here rather than taken from TVM's
+    `tensor_intrin.x86`: importing that package loads every target's intrinsics (30-45 s on the
+    development machine, per process), and its `dot_16x4_vnni` declares the LLVM intrinsic with
+    <16 x i32> operands, which the LLVM this wheel links (22) rejects: LLVM 21 changed them to
+    <64 x i8>. The operand type follows the linked LLVM."""
     from tvm.s_tir import TensorIntrin
-    from tvm.s_tir.tensor_intrin import x86
     from tvm.target.codegen import llvm_version_major
 
-    if llvm_version_major() < 21:
-        return x86.VNNI_DOT_16x4_INTRIN
     try:
-        TensorIntrin.get(VNNI_I8)
+        TensorIntrin.get(VNNI)
     except Exception:  # not registered yet (TVM raises a plain error for unknown names)
-        TensorIntrin.register(VNNI_I8, x86.dot_product_16x4_u8i8i32_desc, _vnni_i8_impl())
-    return VNNI_I8
+        operand = "int8x64" if llvm_version_major() >= 21 else "int32x16"
+        TensorIntrin.register(VNNI, _dot_16x4_desc(), _vnni_impl(operand))
+    return VNNI
 
 
-def _vnni_i8_impl():
+def _dot_16x4_desc():
+    """C[i] += sum_k A[k] * B[i, k] for 16 outputs and 4 reduction steps, in int32."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        A: T.Buffer((4,), "uint8", offset_factor=1),
+        B: T.Buffer((16, 4), "int8", offset_factor=1),
+        C: T.Buffer((16,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+            T.writes(C[0:16])
+            for i in T.serial(0, 16):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    return desc
+
+
+def _vnni_impl(operand: str):
+    """One vpdpbusd: the 4 activation bytes broadcast to all 16 lanes, the 16 x 4 weight bytes as
+    they lie, operands typed `operand` (LLVM's signature)."""
     from tvm.script import tirx as T
 
     @T.prim_func(s_tir=True)
@@ -117,8 +140,8 @@ def _vnni_i8_impl():
             C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
                 C.vload([0], dtype="int32x16"),
-                T.reinterpret(T.broadcast(a, 16), dtype="int8x64"),
-                B.vload([0, 0], dtype="int8x64"),
+                T.reinterpret(T.broadcast(a, 16), dtype=operand),
+                T.reinterpret(B.vload([0, 0], dtype="int8x64"), dtype=operand),
                 dtype="int32x16",
             )
 
