@@ -8,7 +8,7 @@ from pathlib import Path
 from edgekiln.runtime.bench import BenchConfig, format_table
 
 from .artifact_commands import run_bench, save_bench_report
-from .parsing import int_list, key_value, name_list, positive_int
+from .parsing import fraction_list, int_list, key_value, name_list, positive_int
 
 
 def register(commands) -> None:
@@ -75,11 +75,13 @@ def register(commands) -> None:
         choices=["fp32", "bf16"],
         help="float precision: bf16 runs OpenVINO in bf16 on CPUs with AVX-512 BF16 or AMX",
     )
-    tvm = build.add_argument_group("tvm (backend options)")
+    tvm = build.add_argument_group("tvm and openvino (backend options)")
     tvm.add_argument(
         "--sequence-buckets",
         type=int_list,
-        help="sequence lengths to compile (default: the profile's, e.g. 32,64,128); requests are padded up",
+        help="TVM: sequence lengths to compile (default: the profile's, e.g. 32,64,128); OpenVINO: text "
+        "requests padded to these lengths run as static shapes (faster when lengths change from call to "
+        "call; default: dynamic shapes); auto: the lengths its OpenVINO static-shape candidates use",
     )
     tvm.add_argument(
         "--tune-trials",
@@ -175,6 +177,12 @@ def register(commands) -> None:
         help="--auto-timing shape: sequence length timed (default 128)",
     )
     auto.add_argument(
+        "--auto-prune-flops",
+        type=fraction_list,
+        metavar="LEVELS",
+        help="pruning levels to try, e.g. 0.4,0.6 (needs --data; default: --prune-flops's one level)",
+    )
+    auto.add_argument(
         "--auto-keep-candidates",
         action="store_true",
         help="keep every candidate artifact in OUTPUT.candidates/ (to benchmark the runners-up)",
@@ -234,6 +242,9 @@ def _compile_auto(args) -> int:
             hint="pass -o DIR; the winner's recipe is stored as DIR/recipe.toml",
         )
     budget, args.backend, args.accuracy_budget = args.accuracy_budget, None, None
+    static_sequences, args.sequence_buckets = args.sequence_buckets, None  # for the static-shape twins
+    if args.auto_prune_flops and args.prune_flops is None:
+        args.prune_flops = args.auto_prune_flops[0]  # so the recipe takes --recover and the data
     full = recipe_from_args(args)  # pruning and recovery become candidate levels, not the base
     base = full.model_copy(update={"prune": None, "recover": None})
     config = SelectionConfig(
@@ -244,7 +255,9 @@ def _compile_auto(args) -> int:
         sequence=args.auto_sequence,
         keep_candidates=args.auto_keep_candidates,
         recover=full.recover,
-        prune_levels=(full.prune.flops,) if full.prune is not None and full.prune.flops else (),
+        prune_levels=args.auto_prune_flops
+        or ((full.prune.flops,) if full.prune is not None and full.prune.flops else ()),
+        static_sequences=static_sequences,
     )
     result, winner = select_build(
         args.model, load_profile(args.target), args.output, base, config, force=args.force, progress=_progress

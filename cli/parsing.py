@@ -34,6 +34,17 @@ def unit_float(text: str) -> float:
     return value
 
 
+def fraction_list(text: str) -> tuple[float, ...]:
+    """Comma-separated fractions in (0, 1), e.g. 0.4,0.6."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated fractions like 0.4,0.6, found {text!r}") from None
+    if not values or any(not 0 < value < 1 for value in values):
+        raise argparse.ArgumentTypeError(f"expected fractions between 0 and 1, found {text!r}")
+    return values
+
+
 def int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())

@@ -68,9 +68,9 @@ def compile(
         profile = target if isinstance(target, TargetProfile) else load_profile(str(target))
         cache_root = Path(recipe.cache.dir).expanduser() if recipe.cache.dir else default_cache_dir()
         plan = plan_build(profile, recipe, cache_root)
-        lowering, quantizer = plan.lowering(), plan.quantizer()  # their own checks, before any work
+        steps = (plan.lowering(), plan.quantizer(), plan.finishing())  # their own checks, before any work
         job = _Job(profile, recipe, plan, _DataRoles(recipe, datasets or {}), out_dir, force, progress)
-        manifest, notes = _build(job, model, example_inputs, [step for step in (lowering, quantizer) if step])
+        manifest, notes = _build(job, model, example_inputs, [step for step in steps if step])
     return CompileResult(out_dir, manifest, plan.notes + notes, recipe)
 
 

@@ -47,6 +47,9 @@ class Plan:
     def lowering(self) -> Pass | None:
         return None if self.spec.lowering is None else load_object(self.spec.lowering)(self.context)
 
+    def finishing(self) -> Pass | None:
+        return None if self.spec.finishing is None else load_object(self.spec.finishing)(self.context)
+
     def quantizer(self) -> Pass | None:
         mode = self.context.recipe.quantize.mode
         if mode is QuantMode.NONE:

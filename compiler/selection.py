@@ -53,6 +53,12 @@ class SelectionConfig(BaseModel):
         default=None, description="None: the target's preferred backends that need no on-device tuning"
     )
     prune_levels: tuple[float, ...] = ()
+    static_twins: bool = Field(
+        default=True, description="text models: also build each candidate whose backend takes static shapes with them"
+    )
+    static_sequences: tuple[int, ...] | None = Field(
+        default=None, min_length=1, description="lengths static-shape twins pad to; None: the profile's buckets"
+    )
     recover: RecoveryConfig | None = None  # applied to each pruned candidate
     timing: Timing = Timing.DATA
     timing_examples: int = Field(default=240, ge=1, description="timing=data: eval examples timed, in file order")
@@ -122,6 +128,30 @@ def candidates(profile, base: Recipe, config: SelectionConfig) -> list[Candidate
     return found
 
 
+def static_twins(pool: list[Candidate], profile, config: SelectionConfig) -> list[Candidate]:
+    """Built text-model candidates whose backend takes `sequence_buckets` as an option (OpenVINO: static
+    shapes, requests padded up), again with them: padding costs compute, shape changes cost OpenVINO
+    re-preparation, and which wins depends on the workload, so both are measured."""
+    from edgekiln.runtime.artifact import read_manifest
+    from edgekiln.runtime.backends.spec import load_object
+
+    if not config.static_twins:
+        return []
+    twins = []
+    for candidate in pool:
+        spec = backend_spec(candidate.recipe.backend.name)
+        if candidate.error is not None or spec.options is None:
+            continue
+        if "sequence_buckets" not in load_object(spec.options).model_fields:
+            continue
+        if read_manifest(candidate.path).tokenizer is None:  # not a text model: nothing to pad
+            continue
+        buckets = config.static_sequences or profile.sequence_buckets
+        recipe = Recipe.from_flags(candidate.recipe, sequence_buckets=buckets)
+        twins.append(Candidate(f"{candidate.name}-buckets", recipe))
+    return twins
+
+
 def select_build(
     model: Any,
     profile,
@@ -147,6 +177,10 @@ def select_build(
     try:
         for candidate in pool:
             _build(candidate, model, profile, work, progress)
+        twins = static_twins(pool, profile, config)
+        for candidate in twins:
+            _build(candidate, model, profile, work, progress)
+        pool += twins
         built = [c for c in pool if c.error is None]
         if not built:
             raise CompileError(f"no candidate could be built: {pool[0].error if pool else 'none fits the target'}")

@@ -276,7 +276,14 @@ def test_backend_auto_measures_the_candidates_and_keeps_the_fastest_within_budge
         "onnxruntime-int8-static",
         "openvino-fp32",
         "openvino-int8-static",
+        "openvino-fp32-buckets",  # the text model's OpenVINO candidates again with static shapes
+        "openvino-int8-static-buckets",
     } <= names
+    twin = next(row for row in report["candidates"] if row["name"] == "openvino-fp32-buckets")
+    assert twin["recipe"]["backend"]["options"]["sequence_buckets"] == [32, 64, 128]  # the profile's
+    assert not any(
+        row["name"].startswith("onnxruntime") and row["name"].endswith("-buckets") for row in report["candidates"]
+    )
     built = [row for row in report["candidates"] if row["error"] is None]
     fitting = [row for row in built if row["accuracy_drop"] <= 5]
     winner = next(row for row in built if row["name"] == report["winner"])
@@ -344,3 +351,33 @@ def test_in_memory_datasets_are_named_by_fingerprint_in_the_recipe(classifier, t
         compile(classifier["model"], "x86-64-avx2", tmp_path / "again", Recipe.from_file(built.path / "recipe.toml"))
     with pytest.raises(CompileError, match=r"unknown dataset role\(s\) \['dev'\]"):
         compile(classifier["model"], "x86-64-avx2", tmp_path / "bad", Recipe(), datasets={"dev": train})
+
+
+def test_auto_flags_become_the_selection_config(classifier, monkeypatch, tmp_path, capsys):
+    import edgekiln.compiler.selection as selection
+
+    seen = {}
+
+    def fake_select(model, profile, output, base, config, **kwargs):
+        seen.update(base=base, config=config)
+        raise CompileError("stop here")
+
+    monkeypatch.setattr(selection, "select_build", fake_select)
+    flags = [
+        "compile",
+        str(classifier["model"]),
+        "--backend",
+        "auto",
+        "--accuracy-budget",
+        "1",
+        "-o",
+        str(tmp_path / "a"),
+    ]
+    data = ["--eval-data", str(classifier["dev"]), "--data", str(classifier["train"]), "--recover"]
+    assert main([*flags, *data, "--auto-prune-flops", "0.4,0.6", "--sequence-buckets", "16,32"]) != 0
+    assert seen["config"].prune_levels == (0.4, 0.6) and seen["config"].recover is not None
+    assert seen["config"].static_sequences == (16, 32)
+    assert seen["base"].prune is None and seen["base"].backend.options == {}  # levels and buckets are per candidate
+    with pytest.raises(SystemExit):
+        main([*flags, *data, "--auto-prune-flops", "0.4,1.5"])
+    assert "expected fractions between 0 and 1" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from edgekiln.targets.schema import TvmKind
 
 from ..errors import CompileError
 from ..tvm_build.remote import parse_remote
+from ..tvm_build.shapes import SequenceBuckets
 from ..tvm_build.target import local_target, runs_here
 from ..tvm_build.tuning import database_dir
 from ..tvm_build.tuning_db import fingerprint
@@ -24,7 +25,7 @@ class TvmOptions(BaseModel):
     tune_remote: str | None = Field(
         default=None, description="measure candidates on a board: HOST:PORT or tracker://HOST:PORT/KEY (TVM RPC)"
     )
-    sequence_buckets: tuple[int, ...] | None = Field(
+    sequence_buckets: SequenceBuckets = Field(
         default=None, min_length=1, description="sequence lengths to compile; None: the profile's"
     )
 
@@ -59,16 +60,6 @@ class TvmOptions(BaseModel):
                 hint="add --tune-trials N (or --tune-minutes M)",
             )
         return self
-
-    @field_validator("sequence_buckets")
-    @classmethod
-    def _increasing(cls, buckets):
-        if buckets is not None and (list(buckets) != sorted(set(buckets)) or buckets[0] < 1):
-            raise CompileError(
-                f"bad sequence buckets {list(buckets)}: they must be increasing positive lengths",
-                hint="e.g. --sequence-buckets 32,64,128",
-            )
-        return buckets
 
 
 def make_lowering(context) -> LowerTvm:

@@ -45,6 +45,7 @@ def _load_builtins() -> None:
         export_onnx,
         lower_openvino,
         lower_tvm,
+        openvino_static,
         ort_optimize,
         quantize,  # (importing registers them; none imports its tool)
         quantize_openvino,

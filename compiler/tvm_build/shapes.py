@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from edgekiln.runtime.manifest import TensorSpec
 
@@ -27,12 +30,13 @@ class BucketAxes:
         return dims
 
 
-def bucket_axes(inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -> BucketAxes:
+def bucket_axes(
+    inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], who: str = "TVM compiles fixed shapes and"
+) -> BucketAxes:
     names = {size for spec in inputs for size in spec.shape[1:] if isinstance(size, str)}
     if len(names) > 1:
         raise CompileError(
-            f"TVM compiles fixed shapes and buckets only the batch and one sequence axis; "
-            f"the inputs have several dynamic axes {sorted(names)}",
+            f"{who} buckets only the batch and one sequence axis; the inputs have several dynamic axes {sorted(names)}",
             hint="declare fixed sizes with --input-shape NAME:SHAPE (e.g. images:1x3x640x640), or "
             "export the model with fixed sizes for all but the batch and sequence axes",
         )
@@ -62,6 +66,19 @@ def _output_axes(outputs: tuple[TensorSpec, ...], name: str | None) -> dict[str,
         if spec.name not in axes and len(dynamic) == 1:
             axes[spec.name] = dynamic[0]
     return axes
+
+
+def check_buckets(buckets: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    """`--sequence-buckets` as given: increasing positive lengths (or None: the default)."""
+    if buckets is not None and (list(buckets) != sorted(set(buckets)) or buckets[0] < 1):
+        raise CompileError(
+            f"bad sequence buckets {list(buckets)}: they must be increasing positive lengths",
+            hint="e.g. --sequence-buckets 32,64,128",
+        )
+    return buckets
+
+
+SequenceBuckets = Annotated[tuple[int, ...] | None, AfterValidator(check_buckets)]
 
 
 def sequence_buckets(requested: tuple[int, ...], max_length: int | None) -> tuple[int, ...]:

@@ -13,20 +13,31 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
+from ..artifact import first_error
 from ..errors import ArtifactError, BackendUnavailableError
 from ..manifest import Accelerator, Manifest, Precision
 from ..paths import inside
 from .base import BackendOptions, Device
+from .openvino_shapes import SHAPES_FILE, StaticDispatch, StaticShapes
 from .pool import Pool
 from .spec import BackendSpec, QuantizerSpec
 
 Compiled = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-def compile_ir(path: Path, *, threads: int, cache_dir: Path | None, precision: str = "f32") -> Compiled:
+def compile_ir(
+    path: Path,
+    *,
+    threads: int,
+    cache_dir: Path | None,
+    precision: str = "f32",
+    shapes: dict[str, list[int]] | None = None,
+) -> Compiled:
     """The IR compiled for the CPU, as a function of named arrays returning arrays the caller owns.
-    `precision` is OpenVINO's inference precision: f32, or bf16 on CPUs with AVX-512 BF16 or AMX."""
+    `precision` is OpenVINO's inference precision: f32, or bf16 on CPUs with AVX-512 BF16 or AMX;
+    `shapes` fixes every input's shape (a static model), else the IR's own (dynamic) shapes."""
     import openvino as ov
 
     core = ov.Core()
@@ -37,7 +48,10 @@ def compile_ir(path: Path, *, threads: int, cache_dir: Path | None, precision: s
             config["CACHE_DIR"] = str(cache_dir)
         except OSError:  # a read-only home on a device: run without the compiled-model cache
             pass
-    compiled = core.compile_model(str(path), "CPU", config)
+    model = core.read_model(str(path))
+    if shapes is not None:
+        model.reshape({name: ov.PartialShape(shape) for name, shape in shapes.items()})
+    compiled = core.compile_model(model, "CPU", config)
     requests = Pool(compiled.create_infer_request)
     requests.prime()
     outputs = [(port, port.get_any_name()) for port in compiled.outputs]
@@ -84,13 +98,18 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
     if options.device is Device.CUDA or manifest.target.accelerator is Accelerator.CUDA:
         raise BackendUnavailableError("OpenVINO artifacts run on the CPU here; CUDA targets use onnxruntime or tvm")
     cache = cache_folder(manifest.artifact_id)
+    precision = "bf16" if manifest.precision is Precision.BF16 else "f32"  # int8 IR: f32 for the rest
+    ir = inside(folder, manifest.model_file)
     try:
-        precision = "bf16" if manifest.precision is Precision.BF16 else "f32"  # int8 IR: f32 for the rest
-        return OpenVinoSession(
-            compile_ir(
-                inside(folder, manifest.model_file), threads=options.threads, cache_dir=cache, precision=precision
-            )
-        )
+        run = compile_ir(ir, threads=options.threads, cache_dir=cache, precision=precision)
+        if SHAPES_FILE in manifest.files:
+            shapes = read_shapes(inside(folder, SHAPES_FILE))
+
+            def compile_static(fixed: dict[str, list[int]]) -> Compiled:
+                return compile_ir(ir, threads=options.threads, cache_dir=cache, precision=precision, shapes=fixed)
+
+            run = StaticDispatch(shapes, compile_static, run)
+        return OpenVinoSession(run)
     except RuntimeError as exc:  # OpenVINO reports bad IR as RuntimeError
         raise ArtifactError(
             f"OpenVINO cannot load {manifest.model_file}: {str(exc).splitlines()[0]}",
@@ -99,8 +118,17 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
 
 
 def opened_files(folder: Path, manifest: Manifest) -> list[str]:
-    """Besides the IR's .xml: its weights."""
-    return [str(Path(manifest.model_file).with_suffix(".bin"))]
+    """Besides the IR's .xml: its weights, and the static shapes when the artifact has them."""
+    return [str(Path(manifest.model_file).with_suffix(".bin"))] + (
+        [SHAPES_FILE] if SHAPES_FILE in manifest.files else []
+    )
+
+
+def read_shapes(path: Path) -> StaticShapes:
+    try:
+        return StaticShapes.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise ArtifactError(f"{SHAPES_FILE} is not valid: {first_error(exc)}", hint="recompile the artifact") from None
 
 
 _QUANTIZER = "edgekiln.compiler.passes.quantize_openvino:make_quantizer"
@@ -114,6 +142,8 @@ SPEC = BackendSpec(
         "static": QuantizerSpec(_QUANTIZER, needs_calibration=True),
         "auto": QuantizerSpec(_QUANTIZER, needs_calibration=True),
     },
+    options="edgekiln.compiler.passes.openvino_static:OpenVinoOptions",
+    finishing="edgekiln.compiler.passes.openvino_static:make_static_shapes",
     profiler="edgekiln.runtime.profile.openvino:profile",
     precisions=("fp32", "bf16"),
     emulation_refusal="OpenVINO's CPU plugin did not start under qemu-user",

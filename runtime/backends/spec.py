@@ -37,6 +37,7 @@ class BackendSpec:
     runtime: str  # "module:function" -> open_session(folder, manifest, options) -> BackendSession
     lowering: str | None = None  # "module:function" -> function(context) -> Pass; None: the ONNX file ships
     quantizers: Mapping[str, QuantizerSpec] = field(default_factory=lambda: MappingProxyType({}))
+    finishing: str | None = None  # "module:function" -> function(context) -> Pass | None, after lowering and int8
     precisions: tuple[str, ...] = ("fp32",)  # float precisions it compiles (int8 comes from `quantizers`)
     target_fields: tuple[str, ...] = ()  # target-profile fields it needs, e.g. ("tvm_target",)
     options: str | None = None  # "module:Class": the pydantic model of its own recipe options
