@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgekiln.runtime.backends.onnxruntime import CPU_DISABLED_OPTIMIZERS
+
 
 def cpu_session(
     model: Path | bytes, *, threads: int | None = None, optimize: bool = True, data_folder: Path | None = None
 ):
-    """A quiet CPU session; `optimize=False` runs the graph exactly as written (a reference);
+    """A quiet CPU session, optimised as the runtime does; `optimize=False` runs the graph exactly as written (a reference);
     `data_folder`: where a model given as bytes finds its external-data files."""
     import onnxruntime as ort
 
@@ -22,4 +24,6 @@ def cpu_session(
     if data_folder is not None:
         options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(data_folder))
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        source, options, providers=["CPUExecutionProvider"], disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS)
+    )

@@ -14,6 +14,10 @@ from .spec import BackendSpec, QuantizerSpec
 
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
+# ONNX Runtime 1.32's CPU SkipLayerNormalization kernel is ~6x slower than the Add + LayerNormalization
+# it fuses (1 thread, [1, 128, 384]: 248 vs 40 us; all-MiniLM-L6-v2 pruned int8 at 24 tokens 3.0 -> 1.9 ms,
+# benchmarks/README.md), so CPU sessions keep the two nodes; CUDA keeps every fusion.
+CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
 class OnnxRuntimeSession:
@@ -39,7 +43,12 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
     settings.log_severity_level = 3
     providers = _providers(manifest, options.device, ort.get_available_providers())
     try:
-        session = ort.InferenceSession(str(inside(folder, manifest.model_file)), settings, providers=providers)
+        session = ort.InferenceSession(
+            str(inside(folder, manifest.model_file)),
+            settings,
+            providers=providers,
+            disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS) if providers == [_CPU] else None,
+        )
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         raise ArtifactError(
             f"onnxruntime could not load {manifest.model_file}: {exc}",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends.onnxruntime import CPU_DISABLED_OPTIMIZERS
 from ..manifest import Manifest
 from . import OpTime
 
@@ -24,7 +25,12 @@ def profile(folder: Path, manifest: Manifest, feeds: dict[str, np.ndarray], runs
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(scratch) / "ort")
         options.log_severity_level = 3
-        session = ort.InferenceSession(str(folder / manifest.model_file), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            str(folder / manifest.model_file),
+            options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS),  # as the session runs it
+        )
         for _ in range(WARMUP + runs):
             session.run(None, feeds)
         trace = json.loads(Path(session.end_profiling()).read_text())

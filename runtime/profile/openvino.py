@@ -23,6 +23,7 @@ def profile(folder: Path, manifest: Manifest, feeds: dict[str, np.ndarray], runs
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": precision,
             "PERF_COUNT": True,
+            "ENABLE_CPU_PINNING": False,  # as the session runs it (runtime/backends/openvino.py)
         },
     )
     request = compiled.create_infer_request()
