@@ -26,15 +26,22 @@ def default_schedules(mod, target):
     for gvar, func in mod.functions_items():
         if not isinstance(func, tvm.tirx.PrimFunc) or _is_scheduled(func):
             continue
-        for name, rule in ordered:
-            sch = try_rule(rule, func, target)
-            if sch is not None:
-                scheduled = sch.mod["main"].with_attr("tirx.is_scheduled", True)
-                updated[gvar] = scheduled.with_attr(SCHEDULE_ATTR, name)
-                break
+        found = first_schedule(func, target, ordered)
+        if found is not None:
+            name, sch = found
+            updated[gvar] = sch.mod["main"].with_attr("tirx.is_scheduled", True).with_attr(SCHEDULE_ATTR, name)
     for gvar, func in updated.items():
         mod[gvar] = func
     return mod
+
+
+def first_schedule(func, target, ordered: tuple | None = None):
+    """(rule name, schedule) from the first default rule that applies to `func`, or None."""
+    for name, rule in ordered or rules():
+        sch = try_rule(rule, func, target)
+        if sch is not None:
+            return name, sch
+    return None
 
 
 def scheduled_by(mod) -> dict[str, str]:

@@ -51,14 +51,11 @@ def seed_defaults(mod, tvm_target, database: Path, builder, runner) -> int:
 
 def default_schedule(func, tvm_target):
     """The schedule the first default rule that applies gives `func`, or None."""
-    from .cpu_schedules import rules, try_rule
+    from .cpu_schedules import first_schedule
 
     with tvm_target:
-        for _name, rule in rules():
-            sch = try_rule(rule, func, tvm_target)
-            if sch is not None:
-                return sch
-    return None
+        found = first_schedule(func, tvm_target)
+    return None if found is None else found[1]
 
 
 def _recorded(db, workload, trace) -> bool:
