@@ -56,10 +56,12 @@ def compile_ir(
             config["CACHE_DIR"] = str(cache_dir)
         except OSError:  # a read-only home on a device: run without the compiled-model cache
             pass
-    model = core.read_model(str(path))
-    if shapes is not None:
+    if shapes is None:  # from the path: with a cached blob OpenVINO does not read the IR at all
+        compiled = core.compile_model(str(path), "CPU", config)
+    else:
+        model = core.read_model(str(path))
         model.reshape({name: ov.PartialShape(shape) for name, shape in shapes.items()})
-    compiled = core.compile_model(model, "CPU", config)
+        compiled = core.compile_model(model, "CPU", config)
     requests = Pool(compiled.create_infer_request)
     requests.prime()
     outputs = [(port, port.get_any_name()) for port in compiled.outputs]
