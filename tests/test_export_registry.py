@@ -92,3 +92,15 @@ def test_torch_onnx_export_takes_the_reused_registry_and_gives_the_same_model(tm
     assert built == [18]  # the export asked for its registry through the cache
     assert _registration.ONNXRegistry.__dict__["from_torchlib"] is export_registry._ORIGINAL  # restored
     assert reused.graph == plain.graph
+
+
+def test_an_unknown_torch_layout_leaves_the_export_alone(monkeypatch):
+    """Another torch or onnxscript version without these internals: exports build their own registry."""
+    from torch.onnx._internal.exporter import _registration
+
+    def missing():
+        raise AttributeError("no torchlib registry here")
+
+    monkeypatch.setattr(export_registry, "torchlib_fingerprint", missing)
+    with export_registry.reused_registry():
+        assert _registration.ONNXRegistry.__dict__["from_torchlib"] is export_registry._original()

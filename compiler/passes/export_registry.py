@@ -59,14 +59,19 @@ def _original():
 
 @contextlib.contextmanager
 def reused_registry() -> Iterator[None]:
-    """Make torch.onnx.export take its registry from `registry_for` while the block runs."""
-    from torch.onnx._internal.exporter import _registration
+    """Make torch.onnx.export take its registry from `registry_for` while the block runs; where torch
+    or onnxscript lay their registries out otherwise (another version), exports build their own."""
+    try:
+        from torch.onnx._internal.exporter import _registration
 
-    cls, original = _registration.ONNXRegistry, _original()
-    if cls.__dict__["from_torchlib"] is not original:  # nested or concurrent export: already patched
+        cls, original, opset = _registration.ONNXRegistry, _original(), _default_opset()
+        torchlib_fingerprint()
+    except (ImportError, AttributeError, KeyError):
+        cls = original = None
+    if cls is None or cls.__dict__["from_torchlib"] is not original:  # unknown layout, or already patched
         yield
         return
-    cls.from_torchlib = classmethod(lambda _cls, opset_version=_default_opset(): registry_for(opset_version))
+    cls.from_torchlib = classmethod(lambda _cls, opset_version=opset: registry_for(opset_version))
     try:
         yield
     finally:
