@@ -13,6 +13,7 @@ from edgekiln.runtime.manifest import PassRecord
 
 from .cache import PassCache
 from .errors import CompileError
+from .gc_scope import older_objects_frozen
 from .passes.base import MODEL_FILE, BuildState, Pass
 from .tool_versions import tool_versions
 
@@ -82,7 +83,8 @@ def _lowered_files(step: Pass, folder) -> tuple:
 
 
 def _run_one(step: Pass, state: BuildState, out_dir) -> None:
-    report = step.run(state, out_dir)
+    with older_objects_frozen():  # the collector walks the pass's own objects only (gc_scope)
+        report = step.run(state, out_dir)
     promised = ((MODEL_FILE,) if step.changes_model else ()) + step.lowers_to
     missing = [name for name in promised if not (out_dir / name).is_file()]
     if missing:

@@ -19,6 +19,7 @@ from ..errors import ExportError
 from ..onnx_external import consolidate
 from .base import MODEL_FILE, BuildState, Pass, PassConfig
 from .export_patches import patched_for_export, refusal
+from .export_registry import reused_registry
 from .registry import register_pass
 
 
@@ -106,18 +107,19 @@ def _export_dynamo(module, example, spec, path: Path, opset: int) -> None:
     # ("s = 2*_s"), and the graph silently takes only even lengths.
     shapes = tuple(dict(spec.dynamic_axes[input_name]) for input_name in spec.input_names)
     example = tuple(_at_least_two(tensor, spec.dynamic_axes[name]) for name, tensor in zip(spec.input_names, example))
-    torch.onnx.export(
-        module,
-        example,
-        str(path),
-        input_names=list(spec.input_names),
-        output_names=list(spec.output_names),
-        dynamic_shapes=shapes,
-        opset_version=opset,
-        dynamo=True,
-        external_data=False,
-        verbose=False,
-    )
+    with reused_registry():  # the ATen -> ONNX table, built once per process
+        torch.onnx.export(
+            module,
+            example,
+            str(path),
+            input_names=list(spec.input_names),
+            output_names=list(spec.output_names),
+            dynamic_shapes=shapes,
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
 
 
 def _export_torchscript(module, example, spec, path: Path, opset: int) -> None:
