@@ -73,6 +73,33 @@ def test_longer_requests_and_shapes_past_the_limit_run_dynamic():
     ]
 
 
+def test_a_compile_blocks_neither_other_shapes_nor_compiles_twice():
+    release, started, compiles = threading.Event(), threading.Event(), []
+
+    def compile_static(shapes):
+        compiles.append(shapes["input_ids"])
+        if shapes["input_ids"] == [1, 8]:  # the slow one
+            started.set()
+            assert release.wait(10)
+        return _echo
+
+    dispatch = StaticDispatch(SHAPES, compile_static, _echo)
+    dispatch(_feeds(1, 3))  # (1, 4) compiled beforehand
+    slow = [threading.Thread(target=dispatch, args=(_feeds(1, 6),)) for _ in range(3)]
+    for thread in slow:
+        thread.start()
+    assert started.wait(10)
+    quick = threading.Thread(target=dispatch, args=(_feeds(1, 4),))
+    quick.start()
+    quick.join(5)
+    finished = not quick.is_alive()  # a compiled shape does not wait for (1, 8)'s compile
+    release.set()
+    for thread in slow:
+        thread.join(10)
+    assert finished
+    assert compiles == [[1, 4], [1, 8]] and dispatch.compiled_shapes == [(1, 4), (1, 8)]
+
+
 def test_a_shape_openvino_cannot_fix_runs_dynamic():
     def refuse(shapes):
         raise RuntimeError("cannot reshape")

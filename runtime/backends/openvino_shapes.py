@@ -59,7 +59,8 @@ class StaticDispatch:
         self._compile = compile_static
         self._dynamic = dynamic
         self._compiled: dict[tuple[int, int], Runner | None] = {}
-        self._lock = threading.Lock()
+        self._compiling: dict[tuple[int, int], threading.Lock] = {}  # shapes being compiled, one lock each
+        self._lock = threading.Lock()  # guards the two dicts, never held while compiling
 
     @property
     def compiled_shapes(self) -> list[tuple[int, int]]:
@@ -79,18 +80,27 @@ class StaticDispatch:
         return {name: self._cut(name, array, sequence) for name, array in outputs.items()}
 
     def _runner(self, feeds: dict[str, np.ndarray], batch: int, length: int) -> Runner | None:
+        """The static model for (batch, length), compiled by the first caller that needs it; calls at
+        shapes already compiled never wait for another shape's compile."""
         key = (batch, length)
-        with self._lock:  # one compile at a time; a second caller of the same shape waits for it
-            if key not in self._compiled:
-                if len(self._compiled) >= self._shapes.max_compiled:
-                    return None
-                try:
-                    self._compiled[key] = self._compile(
-                        {name: self._static_shape(name, array, length) for name, array in feeds.items()}
-                    )
-                except RuntimeError:  # OpenVINO cannot fix this shape: it runs dynamic, as before
-                    self._compiled[key] = None
-            return self._compiled[key]
+        with self._lock:
+            if key in self._compiled:
+                return self._compiled[key]
+            if len(self._compiled) + len(self._compiling) >= self._shapes.max_compiled and key not in self._compiling:
+                return None
+            gate = self._compiling.setdefault(key, threading.Lock())
+        with gate:  # one compile per shape; its other callers wait for that one
+            with self._lock:
+                if key in self._compiled:
+                    return self._compiled[key]
+            try:
+                runner = self._compile({name: self._static_shape(name, array, length) for name, array in feeds.items()})
+            except RuntimeError:  # OpenVINO cannot fix this shape: it runs dynamic, as before
+                runner = None
+            with self._lock:
+                self._compiled[key] = runner
+                self._compiling.pop(key, None)
+            return runner
 
     def _sequence_length(self, feeds: dict[str, np.ndarray]) -> int:
         lengths = {
