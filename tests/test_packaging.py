@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# One worker for the module: the wheel fixture builds in the checkout's build/ folder, and two xdist
+# workers building it at once collide there ("Directory not empty: 'edgekiln'").
+pytestmark = pytest.mark.xdist_group("packaging-wheel")
 
 
 @pytest.fixture(scope="module")
