@@ -30,7 +30,7 @@ from edgekiln.targets import TargetProfile
 from .diagnostics.plots import write_plots
 from .errors import CompileError
 from .folders import check_parent, move_into_place
-from .graph_io import graph_io
+from .graph_io import file_io
 from .onnx_external import copy_model
 from .passes.base import MODEL_FILE, BuildState
 from .recipe import RECIPE_FILE, Recipe
@@ -133,8 +133,6 @@ def write_artifact(
 def _fill(
     staging: Path, state: BuildState, records: list[PassRecord], profile: TargetProfile, backend: str, recipe: Recipe
 ) -> Manifest:
-    import onnx
-
     for path in state.lowered:
         shutil.copyfile(path, staging / path.name)
     if not state.lowered:  # model.onnx, and model.onnx.data beside it when the weights are external
@@ -144,7 +142,7 @@ def _fill(
     tokenizer = source.tokenizer
     if tokenizer is not None and longest is not None and longest < tokenizer.max_length:
         tokenizer = tokenizer.model_copy(update={"max_length": longest})  # fixed-shape backends: the longest bucket
-    inputs, outputs = graph_io(onnx.load(str(state.model_path), load_external_data=False))
+    inputs, outputs = file_io(state.model_path)
     reference = write_reference(
         staging, state, [spec.name for spec in outputs], longest or (tokenizer.max_length if tokenizer else None)
     )

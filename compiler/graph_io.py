@@ -33,6 +33,13 @@ def load_onnx(path: Path, *, load_external_data: bool = True):
     return model
 
 
+def file_io(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """`graph_io` of an ONNX file, read without its weights."""
+    import onnx
+
+    return graph_io(onnx.load(str(path), load_external_data=False))
+
+
 def graph_io(model) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """Input and output specs of a graph; initializers listed as inputs are left out."""
     initializers = {init.name for init in model.graph.initializer}

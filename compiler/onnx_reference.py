@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CompileError
-from .graph_io import graph_io, load_onnx
+from .graph_io import file_io, load_onnx
 from .onnx_upgrade import apply, plan
 from .ort_sessions import cpu_session
 
@@ -56,12 +56,10 @@ def test_data_files(path: Path) -> list[Path]:
 
 def shipped_cases(path: Path) -> list[tuple[str, dict[str, np.ndarray], list[np.ndarray]]]:
     """(folder name, inputs, expected outputs) of each `test_data_set_*` beside the model."""
-    import onnx
-
     folders = sorted(folder for folder in path.parent.glob(TEST_DATA_GLOB) if folder.is_dir())
     if not folders:
         return []
-    inputs, outputs = graph_io(onnx.load(str(path), load_external_data=False))
+    inputs, outputs = file_io(path)
     cases = []
     for folder in folders:
         given, expected = _read_tensors(folder, "input"), _read_tensors(folder, "output")

@@ -18,13 +18,13 @@ from edgekiln.runtime.backends.tvm_index import INDEX_FILE, PARAMS_FILE, Bucket,
 
 from ..errors import CompileError
 from ..fidelity import FidelityConfig, check, fidelity_feeds, is_classifier, require
-from ..graph_io import graph_io
+from ..graph_io import file_io
 from ..input_shapes import suggestion
 from ..tvm_build import build as tvm_build
 from ..tvm_build import cuda
 from ..tvm_build.importer import import_fixed, main_inputs, param_key
 from ..tvm_build.remote import parse_remote
-from ..tvm_build.shapes import BucketAxes, bucket_axes, sequence_buckets
+from ..tvm_build.shapes import BucketAxes, bucket_axes, pad_values, sequence_buckets
 from ..tvm_build.target import HOST_TWIN
 from ..tvm_build.tuning import TRIALS_PER_ROUND, tune, tune_for_minutes
 from ..tvm_build.tuning_db import fingerprint, record_count
@@ -62,7 +62,7 @@ class LowerTvm(Pass):
         import tvm
 
         cfg = self.config
-        io = graph_io(_onnx(state.model_path))  # read once: both builds and the check use it
+        io = file_io(state.model_path)  # read once: both builds and the check use it
         database = Path(cfg.tuning_database) if cfg.tuning_database else None
         applied = [0, 0]  # kernels scheduled from the database, kernels in all
         defaults: dict[str, int] = {}  # kernels edgekiln's default CPU schedules scheduled, by rule
@@ -235,10 +235,6 @@ def _tune(mods: list, target: dict, database: Path, trials: int, minutes: float,
 
 
 def _index(state: BuildState, inputs, axes: BucketAxes, target: dict, arch: str, buckets: list[Bucket]) -> TvmIndex:
-    tokenizer = state.source.tokenizer
-    pad_values = {
-        spec.name: (tokenizer.pad_id if tokenizer and tokenizer.feeds.get(spec.name) == "ids" else 0) for spec in inputs
-    }
     names = tuple(spec.name for spec in inputs)  # those `main` takes: the runtime passes no others
     return TvmIndex(
         arch=arch,
@@ -246,13 +242,7 @@ def _index(state: BuildState, inputs, axes: BucketAxes, target: dict, arch: str,
         target=target,
         inputs=names,
         sequence_axes={name: axis for name, axis in axes.sequence_axes.items() if name in names},
-        pad_values=pad_values,
+        pad_values=pad_values(inputs, state.source.tokenizer),
         output_sequence_axes=axes.output_sequence_axes,
         buckets=tuple(buckets),
     )
-
-
-def _onnx(path: Path):
-    import onnx
-
-    return onnx.load(str(path), load_external_data=False)

@@ -20,9 +20,9 @@ from edgekiln.runtime.hashing import sha256_file, sha256_json
 
 from ..errors import CompileError
 from ..fidelity import FidelityConfig, check, fidelity_feeds, is_classifier, require
-from ..graph_io import graph_io
+from ..graph_io import file_io
 from ..quantization.config import QuantMode
-from ..tvm_build.shapes import SequenceBuckets, bucket_axes, sequence_buckets
+from ..tvm_build.shapes import SequenceBuckets, bucket_axes, pad_values, sequence_buckets
 from .base import BuildState, Pass
 from .lower_openvino import BF16_LIMITS, IR_MODEL, IR_WEIGHTS, OV_PRECISION
 from .registry import register_pass
@@ -100,7 +100,7 @@ class OpenVinoStaticShapes(Pass):
         return report.model_dump(mode="json")
 
     def _shapes(self, state: BuildState) -> StaticShapes:
-        inputs, outputs = graph_io(_onnx(state.model_path))
+        inputs, outputs = file_io(state.model_path)
         axes = bucket_axes(inputs, outputs, who="--sequence-buckets on OpenVINO")
         if axes.sequence_name is None or not axes.sequence_axes:
             raise CompileError(
@@ -111,18 +111,9 @@ class OpenVinoStaticShapes(Pass):
         return StaticShapes(
             sequences=sequence_buckets(self.config.sequence_buckets, tokenizer.max_length if tokenizer else None),
             sequence_axes=axes.sequence_axes,
-            pad_values={
-                spec.name: (tokenizer.pad_id if tokenizer and tokenizer.feeds.get(spec.name) == "ids" else 0)
-                for spec in inputs
-            },
+            pad_values=pad_values(inputs, tokenizer),
             output_sequence_axes=axes.output_sequence_axes,
         )
-
-
-def _onnx(path: Path):
-    import onnx
-
-    return onnx.load(str(path), load_external_data=False)
 
 
 def make_static_shapes(context) -> OpenVinoStaticShapes | None:

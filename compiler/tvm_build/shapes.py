@@ -68,6 +68,14 @@ def _output_axes(outputs: tuple[TensorSpec, ...], name: str | None) -> dict[str,
     return axes
 
 
+def pad_values(inputs: tuple[TensorSpec, ...], tokenizer) -> dict[str, int]:
+    """What pads each input up to a bucket: the tokenizer's pad id for token ids, else 0 (which masks
+    a position in attention_mask)."""
+    return {
+        spec.name: (tokenizer.pad_id if tokenizer and tokenizer.feeds.get(spec.name) == "ids" else 0) for spec in inputs
+    }
+
+
 def check_buckets(buckets: tuple[int, ...] | None) -> tuple[int, ...] | None:
     """`--sequence-buckets` as given: increasing positive lengths (or None: the default)."""
     if buckets is not None and (list(buckets) != sorted(set(buckets)) or buckets[0] < 1):
