@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from types import MappingProxyType
 
 from edgekiln.runtime.hashing import sha256_file, sha256_json
@@ -24,7 +26,7 @@ Progress = Callable[[str], None]
 def run_passes(
     passes: list[Pass], state: BuildState, cache: PassCache, progress: Progress = lambda message: None
 ) -> tuple[BuildState, list[PassRecord]]:
-    records = []
+    records, scratch = [], []
     for step in passes:
         step.check_preconditions(state)
         input_sha = step.input_key(state)
@@ -63,7 +65,19 @@ def run_passes(
             )
         )
         progress(f"{step.name} done in {seconds:.1f} s{' (cached)' if cached else ''}")
+        if cache.root is None:
+            scratch = _drop_unreferenced([*scratch, folder], state)
     return state, records
+
+
+def _drop_unreferenced(folders: list[Path], state: BuildState) -> list[Path]:
+    """With caching off each pass writes a fresh folder: one the build state no longer points into is
+    deleted at once (a 2.4 GB model otherwise leaves a copy per pass on disk until the build ends)."""
+    live = {path.parent for path in (state.model_path, *state.lowered) if path is not None}
+    for folder in folders:
+        if folder not in live:
+            shutil.rmtree(folder, ignore_errors=True)
+    return [folder for folder in folders if folder in live]
 
 
 def _lowered_files(step: Pass, folder) -> tuple:
