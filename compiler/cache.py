@@ -10,17 +10,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from edgekiln.runtime.cache_root import cache_root
 from edgekiln.runtime.hashing import sha256_file
 
 _DONE = ".complete"
 
 
 def default_cache_dir() -> Path:
-    configured = os.environ.get("EDGEKILN_CACHE")
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edgekiln"
+    return cache_root()
 
 
 class PassCache:

@@ -13,7 +13,7 @@ import pytest
 from edgekiln.cli.main import main
 from edgekiln.compiler import compile
 from edgekiln.runtime import ArtifactError, load
-from edgekiln.runtime.backends.openvino import cache_folder
+from edgekiln.runtime.backends.openvino_cache import cache_folder
 from edgekiln.runtime.manifest import artifact_identity
 
 from .artifact_tools import edit_manifest, read_manifest_json, reseal_manifest, write_manifest_json

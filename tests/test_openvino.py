@@ -85,6 +85,31 @@ def test_compiled_model_is_cached_for_the_next_load(ov_artifacts):
     assert cache.is_dir() and any(cache.iterdir()), "OpenVINO wrote no compiled blob to the cache"
 
 
+def test_the_cache_keeps_the_opened_artifact_and_drops_stale_ones(ov_artifacts, tmp_path, monkeypatch):
+    """A device's cache stays within EDGEKILN_OPENVINO_CACHE_GB: opening an artifact removes the least
+    recently used other artifacts' blobs; 0 runs without the cache; a bad value is one error line."""
+    import os
+
+    from edgekiln.runtime.errors import InputError
+
+    monkeypatch.setenv("EDGEKILN_CACHE", str(tmp_path))
+    stale = tmp_path / "openvino" / "0123abcd"
+    stale.mkdir(parents=True)
+    (stale / "blob").write_bytes(b"x" * 4096)
+    os.utime(stale / "blob", (1, 1))
+    os.utime(stale, (1, 1))
+    monkeypatch.setenv("EDGEKILN_OPENVINO_CACHE_GB", "0.000001")  # 1 KiB: only the opened artifact stays
+    session = load(ov_artifacts["sequence"])
+    assert not stale.exists()
+    assert [path.name for path in (tmp_path / "openvino").iterdir()] == [session.manifest.artifact_id]
+    monkeypatch.setenv("EDGEKILN_CACHE", str(tmp_path / "off"))
+    monkeypatch.setenv("EDGEKILN_OPENVINO_CACHE_GB", "0")
+    assert load(ov_artifacts["sequence"]).predict(TEXTS) and not (tmp_path / "off").exists()
+    monkeypatch.setenv("EDGEKILN_OPENVINO_CACHE_GB", "lots")
+    with pytest.raises(InputError, match="EDGEKILN_OPENVINO_CACHE_GB='lots' is not a size"):
+        load(ov_artifacts["sequence"])
+
+
 def test_backend_choice_follows_the_profile_and_the_job():
     from edgekiln.compiler.planning import choose_backend
     from edgekiln.targets import load_profile

@@ -4,6 +4,9 @@ tuned kernel can be the default but never a slower search result."""
 
 from __future__ import annotations
 
+import logging.config
+import shutil
+
 import numpy as np
 import pytest
 
@@ -134,6 +137,10 @@ def test_a_deadline_ends_tuning_at_the_first_batch_past_it(tmp_path):
     from edgekiln.compiler.tvm_build.tuning import TRIALS_PER_ROUND, tune
 
     _, mod, _, _, _ = _mlp_module(tmp_path)
+    earlier = tmp_path / "earlier"  # a run whose folder is deleted: MetaSchedule's log files lay there
+    tune(mod, TARGET, earlier, 10_000, workers=1, deadline=time.monotonic())
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})  # closes every handler
+    shutil.rmtree(earlier)
     database = tmp_path / "db"
     measured = tune(mod, TARGET, database, 10_000, workers=1, deadline=time.monotonic())
     assert 0 < measured <= 2 * TRIALS_PER_ROUND, f"{measured}: at most the batch each of the 2 kernels had in flight"

@@ -106,20 +106,39 @@ def tune(
     measured = [0]
     stop = [] if deadline is None else [_stop_at(deadline)]
     drop_unnamed_handlers()
-    ms.relax_integration.tune_relax(
-        mod,
-        params={},
-        target=tvm_target,
-        work_dir=str(database),
-        max_trials_global=trials,
-        max_trials_per_task=per_kernel,
-        num_trials_per_iter=TRIALS_PER_ROUND,
-        seed=0,
-        builder=builder,
-        runner=runner,
-        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), _counter(measured), *stop],
-    )
+    try:
+        ms.relax_integration.tune_relax(
+            mod,
+            params={},
+            target=tvm_target,
+            work_dir=str(database),
+            max_trials_global=trials,
+            max_trials_per_task=per_kernel,
+            num_trials_per_iter=TRIALS_PER_ROUND,
+            seed=0,
+            builder=builder,
+            runner=runner,
+            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), _counter(measured), *stop],
+        )
+    finally:
+        release_log_files(database)
     return measured[0]
+
+
+def release_log_files(folder: Path) -> None:
+    """MetaSchedule attaches file handlers writing into the tuning folder to its loggers and leaves them
+    there: the next run in the process logs through them (its LocalRunner does when created), reopening
+    files in a folder that may be gone by then (seen in CI: FileNotFoundError once an earlier build's
+    folder was deleted). After a run, every handler writing under `folder` is detached and closed."""
+    import logging
+
+    root = str(Path(folder).resolve())
+    loggers = [logging.getLogger(name) for name, item in list(logging.root.manager.loggerDict.items())]
+    for logger in [logging.root, *(item for item in loggers if isinstance(item, logging.Logger))]:
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.FileHandler) and handler.baseFilename.startswith(root + "/"):
+                logger.removeHandler(handler)
+                handler.close()
 
 
 def drop_unnamed_handlers(logger_name: str = "tvm.s_tir.meta_schedule") -> None:

@@ -7,9 +7,6 @@ between threads takes one from a pool for each call."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from ..errors import ArtifactError, BackendUnavailableError
 from ..manifest import Accelerator, Manifest, Precision
 from ..paths import inside
 from .base import BackendOptions, Device
+from .openvino_cache import cache_folder, limit_bytes, mark_used, trim
 from .openvino_shapes import SHAPES_FILE, StaticDispatch, StaticShapes
 from .pool import Pool
 from .spec import BackendSpec, QuantizerSpec
@@ -76,18 +74,6 @@ def compile_ir(
     return run
 
 
-def cache_folder(artifact_id: str) -> Path:
-    """Where OpenVINO caches this artifact's compiled blob: a folder named by the id when it is
-    plain hex (as the manifest schema requires), else by its hash, always inside the cache root."""
-    root = Path(os.environ.get("EDGEKILN_CACHE") or Path.home() / ".cache" / "edgekiln") / "openvino"
-    name = (
-        artifact_id
-        if re.fullmatch("[0-9a-f]{1,64}", artifact_id)
-        else hashlib.sha256(artifact_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    )
-    return root / name
-
-
 class OpenVinoSession:
     name = "openvino"
 
@@ -107,7 +93,8 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
         ) from None
     if options.device is Device.CUDA or manifest.target.accelerator is Accelerator.CUDA:
         raise BackendUnavailableError("OpenVINO artifacts run on the CPU here; CUDA targets use onnxruntime or tvm")
-    cache = cache_folder(manifest.artifact_id)
+    limit = limit_bytes()
+    cache = cache_folder(manifest.artifact_id) if limit > 0 else None
     precision = "bf16" if manifest.precision is Precision.BF16 else "f32"  # int8 IR: f32 for the rest
     ir = inside(folder, manifest.model_file)
     try:
@@ -119,6 +106,9 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
                 return compile_ir(ir, threads=options.threads, cache_dir=cache, precision=precision, shapes=fixed)
 
             run = StaticDispatch(shapes, compile_static, run)
+        if cache is not None:
+            mark_used(cache)
+            trim(cache.parent, keep=cache, limit=limit)
         return OpenVinoSession(run)
     except RuntimeError as exc:  # OpenVINO reports bad IR as RuntimeError
         raise ArtifactError(
