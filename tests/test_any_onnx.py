@@ -321,6 +321,8 @@ def test_static_int8_from_npz_calibration_stays_close_to_float(tmp_path, backend
     report = read_reports(result.path).quantization
     assert report.metric == "top1_agreement" and report.float_metric == 1.0  # agreement with itself
     assert 0.9 < report.fidelity.min_cosine < 1.0  # measured (it read 1.0 whatever int8 did)
+    if backend == "onnxruntime":  # a convolutional graph: its 3 int32 biases corrected (bias_correction.py)
+        assert report.attempts[0].bias_correction["layers"] == 3
     images = _images(96, 3)
     from edgekiln.compiler.ort_sessions import cpu_session
 

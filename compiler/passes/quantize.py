@@ -22,8 +22,9 @@ from edgekiln.runtime.reports.schema import QuantizationReport
 from ..errors import CompileError
 from ..fidelity import int8_fidelity
 from ..onnx_external import copy_compact, remove_model
+from ..quantization.bias_correction import correct_biases
 from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode, types_for_profile
-from ..quantization.conv_ops import static_op_types
+from ..quantization.conv_ops import CNN_OP_TYPES, static_op_types
 from ..quantization.evaluation import Evaluator, Score, latency_ms
 from ..quantization.ort_quantize import quantizable_nodes, quantize_model
 from ..quantization.sensitivity import layer_report
@@ -41,6 +42,7 @@ class QuantizePassConfig(PassConfig):
     weight_type: IntType = IntType.INT8
     reduce_range: bool = False
     per_channel: bool = True
+    bias_correction: bool = True  # static int8 of a convolutional graph (bias_correction.py)
     bench_sequence: int = Field(default=128, ge=1)
     threads: int = Field(default=1, ge=1)
 
@@ -62,6 +64,7 @@ class Attempt:
     drop: float | None  # points lost against float on the eval data; None without eval data
     steps: list[dict] = field(default_factory=list)
     latency_ms: float | None = None
+    bias_correction: dict | None = None
 
     def row(self, float_score: Score | None) -> dict:
         return {
@@ -71,13 +74,15 @@ class Attempt:
             "excluded_nodes": list(self.exclude),
             "steps": self.steps,
             "agreement": None if float_score is None else Evaluator.agreement(float_score, self.score),
+            "bias_correction": self.bias_correction,
         }
 
 
 @register_pass
 class QuantizeOrt(Pass):
     name = "quantize"
-    version = 2  # 2: static int8 of a convolutional graph quantizes its activations, Adds and pools too
+    version = 3  # 2: static int8 of a convolutional graph quantizes its activations, Adds and pools too
+    # 3: ... and its Conv/Gemm biases are corrected empirically (bias_correction.py)
     Config = QuantizePassConfig
     changes_model = True
 
@@ -171,9 +176,10 @@ class QuantizeOrt(Pass):
         def build(exclude: tuple[str, ...]) -> Attempt:
             path = out_dir / f"{mode.value}-{len(exclude)}.onnx"
             quantize_model(state.model_path, path, self._config(mode, exclude), state.calibration, out_dir)
+            corrected = self._correct_biases(mode, state, path)
             score = evaluator.score(path) if evaluator else None
             drop = None if score is None else round((float_score.value - score.value) * 100, 3)
-            return Attempt(mode, path, exclude, score, drop)
+            return Attempt(mode, path, exclude, score, drop, bias_correction=corrected)
 
         attempt = build(())
         steps = [{"excluded": 0, "accuracy_drop": attempt.drop}]
@@ -193,6 +199,12 @@ class QuantizeOrt(Pass):
             count = min(count * 2, len(nodes))
         attempt.steps = steps
         return attempt
+
+    def _correct_biases(self, mode: QuantMode, state: BuildState, path: Path) -> dict | None:
+        """Static int8 of a convolutional graph: per-layer mean shifts folded into the int32 biases."""
+        if mode is not QuantMode.STATIC or self._static_ops != CNN_OP_TYPES or not self.config.bias_correction:
+            return None
+        return correct_biases(state.model_path, path, state.calibration.feeds).row()
 
     def _fits(self, attempt: Attempt) -> bool:
         budget = self.config.accuracy_budget

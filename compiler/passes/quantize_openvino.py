@@ -18,7 +18,7 @@ from edgekiln.runtime.reports.schema import LayerRow, QuantizationReport
 
 from ..errors import CompileError
 from ..fidelity import int8_fidelity
-from ..quantization.config import QuantMode
+from ..quantization.config import QuantMode, types_for_profile
 from ..quantization.conv_ops import is_convolutional_ir
 from ..quantization.evaluation import Evaluator, latency_ms
 from ..quantization.openvino_layers import kept_float_layers, openvino_layer_report
@@ -34,13 +34,16 @@ class QuantizeOpenVinoConfig(PassConfig):
     accuracy_budget: float | None = Field(default=None, ge=0, description="allowed drop in points")
     bench_sequence: int = Field(default=128, ge=1)
     threads: int = Field(default=1, ge=1)
+    # the target's int8 dot products do not saturate (VNNI, AMX, ARM): all weights keep the full 8-bit range
+    full_range_weights: bool = False
 
 
 @register_pass
 class QuantizeOpenVino(Pass):
     name = "quantize_openvino"
-    version = 4  # 2: per-layer SQNR rows and the layers returned to float; 3: no SmoothQuant under a budget
+    version = 5  # 2: per-layer SQNR rows and the layers returned to float; 3: no SmoothQuant under a budget
     # 4: a convolutional image model is quantized as a CNN, not as a transformer
+    # 5: a CNN gets NNCF's full bias correction, and no overflow fix where the target does not saturate
     Config = QuantizeOpenVinoConfig
     changes_model = False
     lowers_to = (IR_MODEL, IR_WEIGHTS)
@@ -151,10 +154,16 @@ class QuantizeOpenVino(Pass):
         transformer = state.source.task is not Task.RAW and not is_convolutional_ir(model)
         model_type = nncf.ModelType.TRANSFORMER if transformer else None
         options = dict(model_type=model_type, subset_size=len(state.calibration.feeds))  # batches, not rows
+        # EfficientNet-Lite0 (546 real images, top-1 agreement with fp32): 83.9 % with NNCF's defaults; 88.5 %
+        # with the stem's weights at the full 8-bit range (NNCF halves the first layer's against pre-VNNI
+        # x86's saturation); 92.7 % with its full bias correction as well; the same speed
+        cnn = not transformer and is_convolutional_ir(model)
+        options["fast_bias_correction"] = not cnn
+        full_range = cnn and self.config.full_range_weights
         if evaluator is None or self.config.accuracy_budget is None:
-            quantized = nncf.quantize(model, calibration, **options)
+            quantized = nncf.quantize(model, calibration, advanced_parameters=_advanced(full_range), **options)
             return quantized, quantized
-        plain = nncf.quantize(model.clone(), calibration, **options)
+        plain = nncf.quantize(model.clone(), calibration, advanced_parameters=_advanced(full_range), **options)
 
         def validate(compiled, _items) -> tuple[float, None]:
             request = compiled.create_infer_request()
@@ -174,17 +183,25 @@ class QuantizeOpenVino(Pass):
             validate,
             max_drop=self.config.accuracy_budget / 100,
             drop_type=nncf.DropType.ABSOLUTE,
-            advanced_quantization_parameters=_without_smooth_quant(),
+            advanced_quantization_parameters=_advanced(full_range, smooth_quant=False),
             **options,
         ), plain
 
 
-def _without_smooth_quant():
-    """NNCF 3.4's accuracy control returns a layer's weights to float but leaves SmoothQuant's scaling on
-    its input, so each layer it reverts makes the drop worse: under a budget, quantize without SmoothQuant."""
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+def _advanced(full_range_weights: bool, smooth_quant: bool = True):
+    """NNCF's advanced parameters. `smooth_quant=False`: NNCF 3.4's accuracy control returns a layer's weights
+    to float but leaves SmoothQuant's scaling on its input, so each layer it reverts makes the drop worse:
+    under a budget, quantize without SmoothQuant. `full_range_weights`: no overflow fix (7-bit weights)."""
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        AdvancedSmoothQuantParameters,
+        OverflowFix,
+    )
 
-    return AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1))
+    options: dict[str, Any] = {} if smooth_quant else {"smooth_quant_alphas": AdvancedSmoothQuantParameters(matmul=-1)}
+    if full_range_weights:
+        options["overflow_fix"] = OverflowFix.DISABLE
+    return AdvancedQuantizationParameters(**options)
 
 
 def make_quantizer(context) -> QuantizeOpenVino:
@@ -192,7 +209,11 @@ def make_quantizer(context) -> QuantizeOpenVino:
     recipe = context.recipe.quantize
     return QuantizeOpenVino(
         QuantizeOpenVinoConfig(
-            mode=recipe.mode, accuracy_budget=recipe.accuracy_budget, **bench_settings(context.profile)
+            mode=recipe.mode,
+            accuracy_budget=recipe.accuracy_budget,
+            # no 7-bit weights where ONNX Runtime's quantizer needs no reduce_range either (VNNI, AMX, ARM)
+            full_range_weights=not types_for_profile(context.profile)["reduce_range"],
+            **bench_settings(context.profile),
         )
     )
 

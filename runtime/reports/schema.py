@@ -74,6 +74,7 @@ class QuantAttempt(_Report):
     excluded_nodes: tuple[str, ...] = ()
     steps: tuple[dict[str, Any], ...] = ()
     agreement: float | None = None
+    bias_correction: dict[str, Any] | None = None  # static int8 of a CNN: {"layers", "max_shift"}
 
 
 class QuantizationReport(_Report):

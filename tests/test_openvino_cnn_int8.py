@@ -1,0 +1,78 @@
+"""NNCF static int8 of a CNN (compiler/passes/quantize_openvino.py): the first layer's weights keep the
+full 8-bit range where the target's int8 dot products do not saturate (VNNI), and are halved (NNCF's
+overflow fix) where they do (AVX2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+from onnx import TensorProto as T  # noqa: E402
+from onnx import helper as h  # noqa: E402
+from onnx import numpy_helper as nh  # noqa: E402
+
+from edgekiln.compiler import Recipe, compile  # noqa: E402
+
+
+def small_cnn(path):
+    rng = np.random.default_rng(0)
+    weights = {
+        "w1": rng.standard_normal((8, 3, 3, 3)) * 0.3,
+        "b1": rng.uniform(0, 0.3, 8),
+        "w2": rng.standard_normal((8, 1, 3, 3)) * 0.4,
+        "w3": rng.standard_normal((10, 8)) * 0.3,
+        "b3": np.zeros(10),
+        "lo": np.array(0.0),
+        "hi": np.array(6.0),
+    }
+    nodes = [
+        h.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="stem"),
+        h.make_node("Clip", ["c1", "lo", "hi"], ["r1"]),
+        h.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], group=8, name="depthwise"),
+        h.make_node("Clip", ["c2", "lo", "hi"], ["r2"]),
+        h.make_node("GlobalAveragePool", ["r2"], ["p"]),
+        h.make_node("Flatten", ["p"], ["f"]),
+        h.make_node("Gemm", ["f", "w3", "b3"], ["logits"], transB=1),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "cnn",
+        [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, 16, 16])],
+        [h.make_tensor_value_info("logits", T.FLOAT, ["N", 10])],
+        [nh.from_array(v.astype(np.float32), n) for n, v in weights.items()],
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def stem_weight_range(artifact) -> int:
+    """The largest |int8 value| of the first convolution's weights in the int8 IR."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(artifact / "model.xml"))
+    conv = next(op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution")
+    node = conv.input_value(1).get_node()
+    while node.get_type_name() != "Constant":  # Multiply(scale) <- [Subtract] <- Convert <- Constant(int8)
+        node = node.input_value(0).get_node()
+    values = node.get_data()
+    assert values.dtype == np.int8
+    return int(np.abs(values.astype(np.int32)).max())
+
+
+@pytest.mark.parametrize(("target", "largest"), [("x86-64-avx512-vnni", 127), ("x86-64-avx2", 64)])
+def test_first_layer_weights_use_the_full_range_only_where_the_isa_does_not_saturate(tmp_path, target, largest):
+    model = small_cnn(tmp_path / "cnn.onnx")
+    coarse = np.random.default_rng(1).standard_normal((32, 3, 4, 4)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=np.repeat(np.repeat(coarse, 4, axis=2), 4, axis=3))
+    recipe = Recipe.from_flags(
+        backend="openvino", quantize="static", calibration=str(tmp_path / "calib.npz"), cache=False
+    )
+    result = compile(str(model), target, tmp_path / target, recipe)
+    assert result.manifest.precision.value == "int8"
+    assert stem_weight_range(result.path) in (largest - 1, largest)
