@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from edgekiln.runtime.backends.onnxruntime import CPU_DISABLED_OPTIMIZERS
+from edgekiln.runtime.cpus import available_cpus
 
 
 def cpu_session(
@@ -16,6 +18,8 @@ def cpu_session(
 
     options = ort.SessionOptions()
     options.log_severity_level = 4  # errors come back as exceptions (one line each); not logged as well
+    if threads is None and available_cpus() < (os.cpu_count() or 1):
+        threads = available_cpus()  # ONNX Runtime's default counts the machine's cores, not this process's
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -13,6 +13,7 @@ import numpy as np
 from .artifact import check_artifact, read_manifest
 from .backends import BackendOptions, BackendSession, open_backend
 from .backends.base import Device
+from .cpus import available_cpus
 from .errors import InputError
 from .feeds import check_feeds
 from .manifest import Manifest, Task
@@ -74,7 +75,7 @@ def load(
 
 
 def _threads(threads: int | None, manifest: Manifest) -> int:
-    cores = os.cpu_count() or 1
+    cores = available_cpus()
     if threads is None:
         return min(manifest.target.threads, cores)
     try:
@@ -84,7 +85,9 @@ def _threads(threads: int | None, manifest: Manifest) -> int:
     if count is None or count < 1:
         raise InputError(f"threads must be a positive integer, found {threads!r}")
     if count > cores:
-        warnings.warn(f"threads={count} is more than this machine's {cores} CPUs; using {cores}", stacklevel=3)
+        warnings.warn(
+            f"threads={count} is more than the {cores} CPUs this process may use; using {cores}", stacklevel=3
+        )
         return cores
     return count
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 from pathlib import Path
 
+from edgekiln.runtime.cpus import available_cpus
 from edgekiln.runtime.manifest import Accelerator, Precision
 
 from .schema import Arch, TargetProfile, TvmKind, TvmTarget
@@ -57,7 +57,7 @@ def detect_host() -> TargetProfile:
     else:
         isa = tuple(name for flag, name in _ARM_FEATURES.items() if flag in flags) or ("neon",)
         base = load_profile("arm64-cortex-a76" if "dotprod" in isa else "arm64-cortex-a72")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = available_cpus()
     cuda = shutil.which("nvidia-smi") is not None and Path("/dev/nvidiactl").exists()
     precisions = base.precisions
     if arch is Arch.X86_64 and {"avx512_bf16", "amx_bf16"} & flags and Precision.BF16 not in precisions:

@@ -4,11 +4,14 @@ on every backend (TVM's gather reads out of bounds on a bad token or type id: th
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from edgekiln.runtime import InputError, load
+from edgekiln.runtime.cpus import available_cpus
 
 NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -82,11 +85,26 @@ def test_whole_floats_and_narrower_ints_give_the_int64_result(artifacts):
 
 
 def test_thread_counts_are_capped_at_the_cpu_count_and_must_be_positive(artifacts):
-    cores = os.cpu_count() or 1
-    with pytest.warns(UserWarning, match=f"more than this machine's {cores} CPUs"):
+    cores = available_cpus()
+    with pytest.warns(UserWarning, match=f"more than the {cores} CPUs this process may use"):
         session = load(artifacts["sequence"], threads=10**6)
     assert session.threads == cores
     assert load(artifacts["sequence"], threads=np.int64(1)).threads == 1
     for bad in (0, -3, True, "4", 2.5):
         with pytest.raises(InputError, match="threads must be a positive integer"):
             load(artifacts["sequence"], threads=bad)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_threads_follow_the_cpus_the_process_may_use(artifacts):
+    """A process limited to one CPU (taskset, a cpuset) runs one thread, not one per machine core."""
+    code = (
+        "import os, warnings; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from edgekiln.runtime import load; "
+        "from edgekiln.runtime.cpus import available_cpus; "
+        "warnings.simplefilter('error'); "
+        f"s = load({str(artifacts['sequence'])!r}); print(available_cpus(), s.threads)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "1"]

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgekiln.runtime.cpus import available_cpus
+
 from ..data import DataError, Dataset, ImageExample, load_dataset, split_off
 from ..errors import CompileError
 from ..folders import check_parent, move_into_place
@@ -52,7 +54,7 @@ def finetune(
     check_model_fits(model_folder, config.task)
     labels = _check_labels(train_set, dev_set)
     check_data_files(config.task, train_set, dev_set)
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.set_num_threads(config.threads or available_cpus())
     torch.manual_seed(config.seed)
     work = partial_dir(out_dir)
     identity = {

@@ -8,7 +8,6 @@ at a time, until the budget holds. Candidates are timed against the float model 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from edgekiln.runtime.cpus import available_cpus
 from edgekiln.runtime.hashing import sha256_json
 from edgekiln.runtime.reports.schema import QuantizationReport
 
@@ -236,7 +236,7 @@ class QuantizeOrt(Pass):
 
 def bench_settings(profile) -> dict:
     """Where a quantizer times float against int8: the target's longest sequence bucket and its threads."""
-    return {"bench_sequence": profile.sequence_buckets[-1], "threads": min(profile.threads, os.cpu_count() or 1)}
+    return {"bench_sequence": profile.sequence_buckets[-1], "threads": min(profile.threads, available_cpus())}
 
 
 def make_quantizer(context) -> QuantizeOrt:

@@ -4,18 +4,19 @@ They are created on demand, at most `limit` of them; further callers wait for on
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
+
+from ..cpus import available_cpus
 
 Item = TypeVar("Item")
 
 
 def default_limit() -> int:
     """As many concurrent calls as CPU cores (at least 2): more would only share the same cores."""
-    return max(2, os.cpu_count() or 1)
+    return max(2, available_cpus())
 
 
 class Pool(Generic[Item]):

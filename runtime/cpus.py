@@ -1,0 +1,14 @@
+"""The CPUs this process may run on: its affinity (taskset, a container's cpuset), not the machine's count."""
+
+from __future__ import annotations
+
+import os
+
+
+def available_cpus() -> int:
+    """How many CPUs this process may use: os.cpu_count() counts the machine's, so a process limited to
+    one core (taskset, a cpuset, a test worker given its share) would start a thread per machine core
+    and spin them against each other."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
