@@ -11,6 +11,7 @@ from edgekiln.runtime.backends.openvino import compile_ir
 from ..errors import CompileError
 from ..fidelity import FidelityConfig, check, fidelity_feeds, is_classifier, require
 from ..input_shapes import DimRange, suggestion
+from ..vendor_telemetry import decline_unless_opted_in
 from .base import BuildState, Pass
 from .registry import register_pass
 from .verify_fidelity import ort_runner
@@ -97,6 +98,7 @@ def _openvino():
         raise CompileError(
             "the openvino backend needs the openvino package", hint="pip install 'edgekiln[openvino]'"
         ) from None
+    decline_unless_opted_in()
     return openvino
 
 

@@ -23,6 +23,7 @@ from ..quantization.conv_ops import is_convolutional_ir
 from ..quantization.evaluation import Evaluator, latency_ms
 from ..quantization.openvino_layers import kept_float_layers, openvino_layer_report
 from ..quantization.tensors import make_evaluator
+from ..vendor_telemetry import decline_unless_opted_in
 from .base import BuildState, Pass, PassConfig
 from .lower_openvino import IR_MODEL, IR_WEIGHTS
 from .quantize import BudgetError, bench_settings
@@ -143,6 +144,7 @@ class QuantizeOpenVino(Pass):
     def _quantize(self, model, state: BuildState, evaluator: Evaluator | None):
         """The int8 model and NNCF's plain quantize of the same model (the same model without accuracy
         control): layers the plain one quantizes and the int8 model does not were returned to float."""
+        decline_unless_opted_in()
         try:
             import nncf
         except ImportError:
