@@ -64,9 +64,10 @@ def kernel_table(onnx_path: Path, seq: int, threads: int, database: Path | None 
     from edgekiln.compiler.tvm_build.cpu_schedules import default_schedules, scheduled_by
     from edgekiln.compiler.tvm_build.importer import import_fixed
     from edgekiln.compiler.tvm_build.target import local_target
+    from edgekiln.runtime.backends.tvm import share_cpus
     from edgekiln.targets.host import detect_host
 
-    tvm.get_global_func("runtime.config_threadpool")(0, threads)  # as the runtime does
+    share_cpus(tvm, threads)  # as the runtime does
     target = local_target(detect_host())
     mod, _ = import_fixed(onnx_path, {n: [1, seq] for n in ("input_ids", "attention_mask", "token_type_ids")})
     tvm_target = tvm.target.Target(target)

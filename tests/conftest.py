@@ -84,6 +84,7 @@ def pytest_configure(config):
         sys.modules["torch"].set_num_threads(len(share))
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """For pytest-xdist's `--dist loadgroup` (pyproject's addopts): a module's tests share one worker, so
     its module fixtures are built once, unless a test names a finer group itself (the coverage matrix: one

@@ -108,3 +108,19 @@ def test_threads_follow_the_cpus_the_process_may_use(artifacts):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["1", "1"]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+def test_no_backend_pins_the_calling_thread(backend_artifacts):
+    """TVM's thread pool pinned the thread that configured it to core 0 (every process that ran a TVM
+    artifact, whatever else it did, then ran on one core); OpenVINO pins its own by default."""
+    for backend, path in backend_artifacts.items():
+        code = (
+            "import os; os.sched_setaffinity(0, range(os.cpu_count())); before = os.sched_getaffinity(0); "
+            "from edgekiln.runtime import load; "
+            f"s = load({str(path)!r}, threads=1); s.predict(['a film']); "
+            "print(before == os.sched_getaffinity(0))"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.split()[-1] == "True", f"{backend} pinned the calling thread"

@@ -8,6 +8,7 @@ each thread that runs the session gets the session's thread count."""
 
 from __future__ import annotations
 
+import os
 import platform
 import threading
 from pathlib import Path
@@ -29,6 +30,7 @@ from .spec import BackendSpec
 from .tvm_index import INDEX_FORMAT, PARAMS_FILE, Bucket, TvmIndex
 
 _RECOMPILE = "recompile the artifact with this edgekiln version"
+SHARE_ALL_CPUS = -3  # TVM's AffinityMode kSpecifyThreadShareAllCore: threads may run on any of the CPUs given
 
 _MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
 
@@ -75,7 +77,7 @@ class TvmSession:
         import tvm
 
         if not getattr(self._configured, "done", False):  # TVM's worker pool belongs to the calling thread
-            tvm.get_global_func("runtime.config_threadpool")(0, self._threads)
+            share_cpus(tvm, self._threads)
             self._configured.done = True
         pool, weights = self._machines[bucket]
         with pool.take() as main:
@@ -87,6 +89,15 @@ class TvmSession:
                 raise ArtifactError(
                     f"TVM failed running {bucket.library}: {_first_line(exc)}", hint=_RECOMPILE
                 ) from None
+
+
+def share_cpus(tvm, threads: int) -> None:
+    """TVM's worker pool for the calling thread: `threads` threads sharing every CPU this process may use.
+    TVM's other modes pin the calling thread itself to the first core: each process that opened a TVM
+    artifact then ran all its Python on core 0, whatever else it did (two test workers, or two servers,
+    on one core while the other idled)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    tvm.get_global_func("runtime.config_threadpool")(SHARE_ALL_CPUS, threads, [str(cpu) for cpu in cpus])
 
 
 def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> TvmSession:
@@ -144,7 +155,7 @@ def open_buckets(folder: Path, index: TvmIndex, output_names: list[str], options
     device = _device(tvm, index, options.device)
     if index.device == "cuda":
         tvm_cuda.provide(folder, index)  # the kernels' machine code, compiled at build time
-    tvm.get_global_func("runtime.config_threadpool")(0, options.threads)
+    share_cpus(tvm, options.threads)
     params = {key: tvm.runtime.tensor(stored[key], device) for key in stored}
     machines = {}
     for bucket, path in libraries.items():
