@@ -276,7 +276,7 @@ def test_tuning_survives_an_unnamed_handler_on_meta_schedules_logger(tmp_path):
     pytest.importorskip("tvm")
     from tvm.s_tir.meta_schedule.logging import create_loggers
 
-    from edgekiln.compiler.tvm_build.tuning import drop_unnamed_handlers
+    from edgekiln.compiler.tvm_build.tuning import drop_unnamed_handlers, release_log_files
 
     logger = logging.getLogger("tvm.s_tir.meta_schedule")
     stray = logging.StreamHandler()
@@ -288,3 +288,4 @@ def test_tuning_survives_an_unnamed_handler_on_meta_schedules_logger(tmp_path):
         assert all(handler.get_name() for handler in logger.handlers)
     finally:
         logger.removeHandler(stray)
+        release_log_files(tmp_path)

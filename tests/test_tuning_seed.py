@@ -141,6 +141,8 @@ def test_a_deadline_ends_tuning_at_the_first_batch_past_it(tmp_path):
     tune(mod, TARGET, earlier, 10_000, workers=1, deadline=time.monotonic())
     logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})  # closes every handler
     shutil.rmtree(earlier)
+    orphan = logging.FileHandler(tmp_path / "gone" / "x.log", delay=True)  # a handler another run left
+    logging.getLogger("tvm.s_tir.meta_schedule").addHandler(orphan)
     database = tmp_path / "db"
     measured = tune(mod, TARGET, database, 10_000, workers=1, deadline=time.monotonic())
     assert 0 < measured <= 2 * TRIALS_PER_ROUND, f"{measured}: at most the batch each of the 2 kernels had in flight"

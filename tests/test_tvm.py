@@ -96,6 +96,25 @@ def test_a_request_longer_than_every_bucket_is_refused(tvm_artifacts):
         session.run(feeds)
 
 
+def test_an_artifact_replaced_in_place_runs_its_own_library(tvm_artifacts, tmp_path):
+    """dlopen hands back a library already loaded from the same path: an artifact written where another
+    had been ran the old one's code (a ConvNeXt artifact called a ViT library's main)."""
+    import shutil
+
+    place = tmp_path / "model"
+    shutil.copytree(tvm_artifacts["sequence"], place)
+    first = load(place)
+    assert next(iter(first.predict(["a film"]))).label
+    shutil.rmtree(place)
+    shutil.copytree(tvm_artifacts["token"], place)
+    feeds = load(tvm_artifacts["token"]).encoder.encode(["john visited paris"])[0]
+    expected = load(tvm_artifacts["token"]).run(feeds)
+    got = load(place).run(feeds)
+    assert {name: value.shape for name, value in got.items()} == {name: value.shape for name, value in expected.items()}
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name])
+
+
 def test_tvm_artifact_runs_without_torch(tvm_artifacts):
     """As on a device where they are not installed: importing torch, transformers or onnx fails (tvm_ffi
     imports torch whenever it can, so merely checking sys.modules would not show the runtime's needs)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -90,6 +91,8 @@ def tune(
             "--tune-trials needs xgboost for MetaSchedule's cost model",
             hint="pip install 'edgekiln[tvm]' (it brings xgboost-cpu)",
         ) from None
+    drop_orphaned_file_handlers()  # before the LocalRunner: it logs when created
+    drop_unnamed_handlers()
     if remote is None:
         runner, export = ms.runner.LocalRunner(), {}
     else:
@@ -105,7 +108,6 @@ def tune(
     seed_defaults(mod, tvm_target, database, builder, runner)
     measured = [0]
     stop = [] if deadline is None else [_stop_at(deadline)]
-    drop_unnamed_handlers()
     try:
         ms.relax_integration.tune_relax(
             mod,
@@ -130,13 +132,23 @@ def release_log_files(folder: Path) -> None:
     there: the next run in the process logs through them (its LocalRunner does when created), reopening
     files in a folder that may be gone by then (seen in CI: FileNotFoundError once an earlier build's
     folder was deleted). After a run, every handler writing under `folder` is detached and closed."""
+    root = str(Path(folder).resolve())
+    _detach_file_handlers(lambda filename: filename.startswith(root + "/"))
+
+
+def drop_orphaned_file_handlers() -> None:
+    """TVM's file handlers whose folder is gone (left by a run that did not release them): the next
+    record would fail reopening their file."""
+    _detach_file_handlers(lambda filename: not os.path.isdir(os.path.dirname(filename)))
+
+
+def _detach_file_handlers(chosen: Callable[[str], bool]) -> None:
     import logging
 
-    root = str(Path(folder).resolve())
-    loggers = [logging.getLogger(name) for name, item in list(logging.root.manager.loggerDict.items())]
-    for logger in [logging.root, *(item for item in loggers if isinstance(item, logging.Logger))]:
+    loggers = [logging.root.manager.loggerDict.get(name) for name in list(logging.root.manager.loggerDict)]
+    for logger in [item for item in loggers if isinstance(item, logging.Logger) and item.name.startswith("tvm")]:
         for handler in list(logger.handlers):
-            if isinstance(handler, logging.FileHandler) and handler.baseFilename.startswith(root + "/"):
+            if isinstance(handler, logging.FileHandler) and chosen(handler.baseFilename):
                 logger.removeHandler(handler)
                 handler.close()
 

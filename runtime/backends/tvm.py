@@ -28,6 +28,7 @@ from .buckets import run_bucketed
 from .pool import Pool
 from .spec import BackendSpec
 from .tvm_index import INDEX_FORMAT, PARAMS_FILE, Bucket, TvmIndex
+from .tvm_libraries import loadable_copy
 
 _RECOMPILE = "recompile the artifact with this edgekiln version"
 SHARE_ALL_CPUS = -3  # TVM's AffinityMode kSpecifyThreadShareAllCore: threads may run on any of the CPUs given
@@ -160,7 +161,7 @@ def open_buckets(folder: Path, index: TvmIndex, output_names: list[str], options
     machines = {}
     for bucket, path in libraries.items():
         try:
-            library = tvm.runtime.load_module(str(path))
+            library = tvm.runtime.load_module(str(loadable_copy(path)))
             pool = Pool(lambda library=library: tvm.runtime.vm.VirtualMachine(library, device)["main"])
             pool.prime()  # the first VM now, so a library that is not a Relax VM fails at load
         except Exception as exc:  # TVM raises its own error types for a bad library
