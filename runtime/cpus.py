@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 
 
+def allowed_cpus() -> list[int]:
+    """The ids of the CPUs this process may run on (all of the machine's where affinity is unknown)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def available_cpus() -> int:
     """How many CPUs this process may use: os.cpu_count() counts the machine's, so a process limited to
     one core (taskset, a cpuset, a test worker given its share) would start a thread per machine core
     and spin them against each other."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+    return max(1, len(allowed_cpus()))

@@ -8,7 +8,6 @@ each thread that runs the session gets the session's thread count."""
 
 from __future__ import annotations
 
-import os
 import platform
 import threading
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from ..artifact import first_error
+from ..cpus import allowed_cpus
 from ..errors import ArtifactError, BackendUnavailableError
 from ..feeds import token_limit
 from ..manifest import Manifest
@@ -97,8 +97,7 @@ def share_cpus(tvm, threads: int) -> None:
     TVM's other modes pin the calling thread itself to the first core: each process that opened a TVM
     artifact then ran all its Python on core 0, whatever else it did (two test workers, or two servers,
     on one core while the other idled)."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-    tvm.get_global_func("runtime.config_threadpool")(SHARE_ALL_CPUS, threads, [str(cpu) for cpu in cpus])
+    tvm.get_global_func("runtime.config_threadpool")(SHARE_ALL_CPUS, threads, [str(cpu) for cpu in allowed_cpus()])
 
 
 def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> TvmSession:
