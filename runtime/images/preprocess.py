@@ -53,7 +53,7 @@ class ImagePreprocessor:
         """One RGB Pillow image -> float32 [3, H, W] (NCHW) or [H, W, 3] (NHWC)."""
         pixels = np.asarray(resize(image, self.spec))
         if self.spec.crop is not None:
-            pixels = center_crop(pixels, *self.spec.crop)
+            pixels = center_crop(pixels, *self.spec.crop, offset=self.spec.crop_offset)
         return normalise(pixels, self.spec)
 
 
@@ -93,8 +93,9 @@ def resize(image: Any, spec: ImagePreprocessSpec) -> Any:
     return image.resize((new_width, new_height), resample=resample, reducing_gap=None)
 
 
-def center_crop(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The centre (height, width) window, padded with zeros where the image is smaller (as transformers)."""
+def center_crop(pixels: np.ndarray, height: int, width: int, offset: str = "floor") -> np.ndarray:
+    """The centre (height, width) window, padded with zeros where the image is smaller (as transformers);
+    `offset` "round": an odd margin's offset rounded half to even, as torchvision's CenterCrop does."""
     rows, cols = pixels.shape[:2]
     if rows < height or cols < width:
         padded = np.zeros((max(rows, height), max(cols, width), pixels.shape[2]), dtype=pixels.dtype)
@@ -102,6 +103,8 @@ def center_crop(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
         padded[top : top + rows, left : left + cols] = pixels
         pixels, rows, cols = padded, padded.shape[0], padded.shape[1]
     top, left = (rows - height) // 2, (cols - width) // 2
+    if offset == "round":
+        top, left = round((rows - height) / 2), round((cols - width) / 2)
     return pixels[top : top + height, left : left + width]
 
 

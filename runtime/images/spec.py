@@ -49,6 +49,11 @@ class ImagePreprocessSpec(BaseModel):
     size: tuple[int, ...] = Field(default=(224, 224), description="shortest-edge: (edge,); exact: (height, width)")
     interpolation: Interpolation = Interpolation.BILINEAR
     crop: tuple[int, int] | None = Field(default=None, description="centre crop (height, width) after the resize")
+    crop_offset: Literal["floor", "round"] = Field(
+        default="floor",
+        description="an odd margin's crop offset: floor(margin / 2) (transformers) or round half to even "
+        "(torchvision's CenterCrop, which timm uses)",
+    )
     rescale: float = Field(default=1 / 255, gt=0, description="multiplies the 0-255 pixel values (1: none)")
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
