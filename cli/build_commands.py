@@ -18,7 +18,7 @@ def register(commands) -> None:
         description="Settings come from --recipe FILE (TOML/JSON/YAML), then the flags; "
         "every artifact stores its recipe as recipe.toml.",
     )
-    build.add_argument("model", help="Hugging Face model folder, or an .onnx file")
+    build.add_argument("model", help="Hugging Face model folder, an .onnx file, or timm:NAME (with --weights)")
     build.add_argument("--target", default="host", help="profile name (see `edgekiln targets`), host, or a .toml file")
     build.add_argument(
         "-o", "--output", type=Path, help="artifact folder to write (needed unless only --save-recipe is wanted)"
@@ -61,6 +61,10 @@ def register(commands) -> None:
         "axes: images:1x3x[320..1280:32]x[320..1280:32] (repeatable, one per input)",
     )
     build.add_argument("--pooling", help="pooling for a bare encoder: mean, cls, max, mean-sqrt-len")
+    build.add_argument("--weights", help="timm:NAME models: the weights file (.safetensors, or a .pth state dict)")
+    build.add_argument(
+        "--labels", type=Path, help="timm:NAME models: class names, one a line (or a JSON list), in output order"
+    )
     build.add_argument("--exporter", help="auto (dynamo, then torchscript; default), dynamo, torchscript")
     build.add_argument(
         "--opset",
@@ -276,6 +280,10 @@ def recipe_from_args(args):
     flags = {name: getattr(args, name) for name in FLAGS if getattr(args, name, None) is not None}
     if "backend_options" in flags:
         flags["backend_options"] = dict(flags["backend_options"])
+    if "labels" in flags:
+        from edgekiln.compiler.sources.timm_model import read_labels
+
+        flags["labels"] = read_labels(flags["labels"])
     if "input_shapes" in flags:
         from edgekiln.compiler.input_shapes import shapes_from_flags
 

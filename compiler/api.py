@@ -170,6 +170,9 @@ def _absolute_data(recipe: Recipe) -> Recipe:
         path, split = parse_spec(ref)
         if path.exists() and not path.is_absolute():
             updates[DATA_PATHS[role]] = str(path.resolve()) + (f":{split}" if split else "")
+    weights = recipe.source.weights
+    if weights is not None and not Path(weights).is_absolute() and Path(weights).expanduser().exists():  # timm
+        updates["source.weights"] = str(Path(weights).expanduser().resolve())
     return recipe.with_overrides(updates) if updates else recipe
 
 
@@ -187,6 +190,7 @@ def _source(model: Any, recipe: Recipe, build_dir: Path, example_inputs: Any) ->
         image=spec.image,
         labels=spec.labels,
         input_shapes=spec.input_shapes,
+        weights=spec.weights,
     )
 
 

@@ -49,6 +49,7 @@ class SourceRecipe(_Section):
         default=None, description="a torch module's image preprocessing (an image classifier)"
     )
     labels: tuple[str, ...] | None = Field(default=None, description="a torch module's class names, in output order")
+    weights: str | None = Field(default=None, description="a timm:NAME model's weights file (.safetensors, .pth)")
     input_shapes: dict[str, tuple[Dim, ...]] | None = Field(
         default=None,
         description="raw-tensor models: per input, each dimension a size or a range "
@@ -230,6 +231,7 @@ FLAGS = {
     "image": "source.image",
     "labels": "source.labels",
     "input_shapes": "source.input_shapes",
+    "weights": "source.weights",
     "exporter": "export.exporter",
     "opset": "export.opset",
     "train_data": "data.train",

@@ -33,6 +33,8 @@ def prune_model(
 ) -> tuple[Any, dict, PassRecord]:
     """(the pruned folder, module, or image classifier's ModelSource; the report; the manifest record)."""
     started = time.perf_counter()
+    if isinstance(model, str) and model.startswith("timm:"):
+        raise CompileError("pruning timm:NAME models is not supported yet", hint="compile it without --prune-*")
     if config.channels is not None:
         return _prune_module(model, example_inputs, config, started)
     from .image_entry import is_image_classifier, prune_image_classifier

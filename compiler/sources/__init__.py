@@ -28,19 +28,24 @@ def resolve_source(
     image=None,
     labels=None,
     input_shapes=None,
+    weights=None,
 ) -> ModelSource:
     if input_shapes and not (isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx")):
         raise CompileError(
             "--input-shape declares the shapes of an ONNX file's inputs",
             hint="drop it: torch and Hugging Face models are exported with their own shapes",
         )
+    if weights is not None or (isinstance(model, str) and model.startswith("timm:")):
+        from .timm_model import from_timm
+
+        return from_timm(model, weights, labels=labels, task=task, image=image)
     if _is_torch_module(model) and image is not None:
         from .module_image import from_image_module
 
         return from_image_module(model, image, labels, task, output_names)
     if image is not None or labels is not None:
         raise CompileError(
-            "a declared image preprocessing and labels apply to a torch.nn.Module image classifier",
+            "a declared image preprocessing and labels apply to a torch.nn.Module or timm image classifier",
             hint="a Hugging Face folder brings its own (preprocessor_config.json, id2label)",
         )
     if _is_torch_module(model):

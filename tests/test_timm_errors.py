@@ -1,0 +1,78 @@
+"""`timm:NAME` requests that fail before timm is needed, and the one-line error where timm does not import
+(timm hidden from the import system: these run with or without timm installed)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from edgekiln.compiler.errors import CompileError
+from edgekiln.compiler.sources.timm_model import read_labels
+
+from .test_cli import assert_one_line_error, run_cli
+
+
+def _compile(capsys, tmp_path, *argv: str):
+    return run_cli(capsys, "compile", *argv, "--target", "host", "-o", str(tmp_path / "out"))
+
+
+def test_without_timm_the_error_says_how_to_install_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)  # as if not installed (None: ModuleNotFoundError)
+    weights = tmp_path / "r18.safetensors"
+    weights.write_bytes(b"unused: timm is checked first")
+    code, _, err = _compile(capsys, tmp_path, "timm:resnet18", "--weights", str(weights))
+    assert_one_line_error(code, err, "timm:NAME models need timm", "not installed", "torchvision==0.29.1 timm")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_timm_that_does_not_import_beside_this_torch_is_one_line(capsys, tmp_path, monkeypatch):
+    fake = tmp_path / "site" / "timm"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    monkeypatch.syspath_prepend(str(fake.parent))
+    monkeypatch.delitem(sys.modules, "timm", raising=False)
+    weights = tmp_path / "r18.safetensors"
+    weights.write_bytes(b"unused: timm is checked first")
+    code, _, err = _compile(capsys, tmp_path, "timm:resnet18", "--weights", str(weights))
+    assert_one_line_error(code, err, "does not import beside this torch", "torchvision::nms", "torchvision==0.29.1")
+
+
+def test_a_timm_id_without_weights_is_refused_edgekiln_never_downloads(capsys, tmp_path):
+    code, _, err = _compile(capsys, tmp_path, "timm:resnet18")
+    assert_one_line_error(code, err, "timm:resnet18 needs its weights file", "never downloads", "--weights FILE")
+
+
+def test_weights_belong_to_a_timm_model(capsys, tmp_path):
+    folder = tmp_path / "not-timm"
+    folder.mkdir()
+    code, _, err = _compile(capsys, tmp_path, str(folder), "--weights", str(tmp_path / "w.pth"))
+    assert_one_line_error(code, err, "--weights gives the weights of a timm model", "timm:NAME")
+
+
+def test_an_empty_timm_name_is_refused(capsys, tmp_path):
+    code, _, err = _compile(capsys, tmp_path, "timm:", "--weights", str(tmp_path / "w.pth"))
+    assert_one_line_error(code, err, "names no timm model", "timm:resnet18")
+
+
+def test_pruning_a_timm_model_is_refused(capsys, tmp_path):
+    argv = ["timm:resnet18", "--weights", str(tmp_path / "w.pth"), "--prune-flops", "0.3"]
+    code, _, err = _compile(capsys, tmp_path, *argv, "--data", str(tmp_path))
+    assert_one_line_error(code, err, "pruning timm:NAME models is not supported yet")
+
+
+def test_labels_files(tmp_path):
+    lines = tmp_path / "labels.txt"
+    lines.write_text("cat\n\n dog \nbird\n")
+    assert read_labels(lines) == ("cat", "dog", "bird")
+    listed = tmp_path / "labels.json"
+    listed.write_text('["a", "b"]')
+    assert read_labels(listed) == ("a", "b")
+    listed.write_text('{"0": "a"}')
+    with pytest.raises(CompileError, match="JSON list of names"):
+        read_labels(listed)
+    lines.write_text("\n\n")
+    with pytest.raises(CompileError, match="holds no names"):
+        read_labels(lines)
+    with pytest.raises(CompileError, match="cannot read labels file"):
+        read_labels(tmp_path / "absent.txt")
