@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,7 @@ def _import_timm():
         raise CompileError(f"timm:NAME models need timm, and {exc.name} is not installed", hint=INSTALL_HINT) from None
     except Exception as exc:  # a torchvision built for another torch fails at import with RuntimeError
         raise CompileError(
-            f"timm is installed but does not import beside this torch: {str(exc).splitlines()[0]}",
+            f"timm is installed but does not import beside this torch: {_first_line(exc)}",
             hint=INSTALL_HINT,
         ) from None
     return timm
@@ -142,7 +143,7 @@ def _read_safetensors(path: Path) -> Any:
         return load_file(str(path), device="cpu")
     except Exception as exc:  # safetensors raises its own SafetensorError and OSError
         raise CompileError(
-            f"cannot read {path} as safetensors: {str(exc).splitlines()[0]}", hint="pass a complete .safetensors file"
+            f"cannot read {path} as safetensors: {_first_line(exc)}", hint="pass a complete .safetensors file"
         ) from None
 
 
@@ -154,16 +155,16 @@ def _read_torch(path: Path) -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = str(exc).split("Unsupported global:")[-1].split(". ")[0].strip() if "global" in str(exc) else ""
+        found = re.search(r"GLOBAL (\S+)", str(exc))
         raise CompileError(
-            f"{path} needs pickle to load{f' ({found})' if found else ''}; edgekiln only reads tensors "
+            f"{path} needs pickle to load{f' (it holds {found.group(1)})' if found else ''}; edgekiln only reads tensors "
             "(torch.load with weights_only=True)",
             hint="on a machine you trust, re-save its weights alone: "
             "torch.save(checkpoint['state_dict'], FILE), or as .safetensors",
         ) from None
     except Exception as exc:  # a truncated or foreign file: RuntimeError, EOFError, ...
         raise CompileError(
-            f"cannot read weights file {path}: {str(exc).splitlines()[0]}",
+            f"cannot read weights file {path}: {_first_line(exc)}",
             hint="pass a state dict saved with torch.save(model.state_dict(), FILE)",
         ) from None
 
@@ -335,3 +336,7 @@ def read_labels(path: Path) -> tuple[str, ...]:
     if not names:
         raise CompileError(f"labels file {path} holds no names", hint="write one class name a line, in output order")
     return tuple(names)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
