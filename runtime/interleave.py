@@ -3,7 +3,11 @@
 Runtimes' worker threads spin for a while after each call; in one shared process they steal the
 cores from whichever runner is timed next (PyTorch measured 933 ms instead of 25 ms that way).
 Each runner therefore lives in its own process, and the runners are timed in alternating rounds,
-one process at a time, so machine noise falls on all of them alike.
+one process at a time, so machine noise falls on all of them alike. Separate processes are not
+enough on their own: ONNX Runtime's worker keeps a core busy for about 40 ms after a call returns,
+longer than a whole round of a fast model, so the next runner's round ran beside it (EfficientNet-Lite0
+int8 on 2 cores: 6.5 ms a call instead of 2.4). A runner therefore reports its round only once its
+process has gone idle (`settle`), and the next round starts on quiet cores.
 
 `feeds` is one input given to every call, or with `cycle=True` a sequence whose items the calls
 take in turn (a real workload: one sentence per call), the same items in the same order in every
@@ -23,6 +27,23 @@ __all__ = ["Factory", "measure"]
 
 
 TIMEOUT_S = 600.0  # one round of one runner; a runner that died or hangs is reported, not waited for
+SETTLE_STEP_S = 0.01  # a runner samples its own CPU time this often after a round (the clock ticks 4 ms here)
+SETTLE_IDLE = 0.2  # idle: its threads used under a fifth of one core over a step ...
+SETTLE_STEPS = 2  # ... for this many steps in a row (a spinning worker pauses now and then)
+SETTLE_MAX_S = 1.0  # a runner that never goes idle (a busy background thread) is not waited on longer
+
+
+def settle(step: float = SETTLE_STEP_S, limit: float = SETTLE_MAX_S) -> float:
+    """Wait until this process's threads stop using the CPU (spinning workers gone to sleep), at most
+    `limit` seconds; returns the seconds waited."""
+    started = time.perf_counter()
+    before, quiet = time.process_time(), 0
+    while quiet < SETTLE_STEPS and time.perf_counter() - started < limit:
+        time.sleep(step)
+        now = time.process_time()
+        quiet = quiet + 1 if now - before < step * SETTLE_IDLE else 0
+        before = now
+    return time.perf_counter() - started
 
 
 def _worker(factory: Factory, name: str, spec: Any, feeds: Any, cycle: bool, pipe) -> None:
@@ -38,6 +59,7 @@ def _worker(factory: Factory, name: str, spec: Any, feeds: Any, cycle: bool, pip
                 started = time.perf_counter()
                 run(item)
                 times.append((time.perf_counter() - started) * 1e3)
+            settle()
             pipe.send(times)
     except Exception as exc:  # reported to the parent as the runner's failure
         pipe.send(f"{type(exc).__name__}: {exc}")

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from edgekiln.runtime.interleave import measure
+from edgekiln.runtime.interleave import measure, settle
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "real_workload.py"
 
@@ -36,6 +38,36 @@ def test_cycle_gives_every_runner_the_items_in_turn():
         measure(checking_runner, {"wrong": ("a", "c", "b")}, items, rounds=1, per_round=2, cycle=True)
     with pytest.raises(RuntimeError, match="runner same failed"):  # without cycle every call gets the whole list
         measure(checking_runner, {"same": order}, items, rounds=1, per_round=2)
+
+
+def _spin_until(stop: threading.Event) -> None:
+    while not stop.is_set():
+        sum(range(1000))
+
+
+def test_settle_waits_for_a_spinning_thread_to_stop():
+    """A runner reports its round only once its process is idle: ONNX Runtime's worker keeps a core busy
+    for about 40 ms after a call, and the next runner's round would run beside it."""
+    stop = threading.Event()
+    spinner = threading.Thread(target=_spin_until, args=(stop,))
+    spinner.start()
+    threading.Timer(0.3, stop.set).start()
+    settle(limit=5.0)
+    assert stop.is_set()  # it did not return while the thread was still spinning
+    spinner.join()
+
+
+def test_settle_gives_up_on_a_thread_that_never_stops():
+    stop = threading.Event()
+    spinner = threading.Thread(target=_spin_until, args=(stop,))
+    spinner.start()
+    try:
+        started = time.perf_counter()
+        settle(limit=0.2)
+        assert spinner.is_alive() and time.perf_counter() - started < 5.0
+    finally:
+        stop.set()
+        spinner.join()
 
 
 def test_real_workload_script_runs_eager_artifact_and_serve(bert_folders, artifacts, tmp_path):
