@@ -29,6 +29,7 @@ from ..quantization.evaluation import Evaluator, Score, latency_ms
 from ..quantization.ort_quantize import quantizable_nodes, quantize_model
 from ..quantization.sensitivity import layer_report
 from ..quantization.tensors import make_evaluator
+from ..quantization.weight_rounding import round_weights
 from .base import MODEL_FILE, BuildState, Pass, PassConfig
 from .registry import register_pass
 from .verify_fidelity import ort_runner
@@ -43,6 +44,7 @@ class QuantizePassConfig(PassConfig):
     reduce_range: bool = False
     per_channel: bool = True
     bias_correction: bool = True  # static int8 of a convolutional graph (bias_correction.py)
+    weight_rounding: bool = True  # ... and its conv weights' codes chosen by GPTQ (weight_rounding.py)
     bench_sequence: int = Field(default=128, ge=1)
     threads: int = Field(default=1, ge=1)
 
@@ -65,6 +67,7 @@ class Attempt:
     steps: list[dict] = field(default_factory=list)
     latency_ms: float | None = None
     bias_correction: dict | None = None
+    weight_rounding: dict | None = None
 
     def row(self, float_score: Score | None) -> dict:
         return {
@@ -75,14 +78,16 @@ class Attempt:
             "steps": self.steps,
             "agreement": None if float_score is None else Evaluator.agreement(float_score, self.score),
             "bias_correction": self.bias_correction,
+            "weight_rounding": self.weight_rounding,
         }
 
 
 @register_pass
 class QuantizeOrt(Pass):
     name = "quantize"
-    version = 3  # 2: static int8 of a convolutional graph quantizes its activations, Adds and pools too
+    version = 4  # 2: static int8 of a convolutional graph quantizes its activations, Adds and pools too
     # 3: ... and its Conv/Gemm biases are corrected empirically (bias_correction.py)
+    # 4: ... after its conv weights' int8 codes are chosen by GPTQ (weight_rounding.py)
     Config = QuantizePassConfig
     changes_model = True
 
@@ -176,10 +181,10 @@ class QuantizeOrt(Pass):
         def build(exclude: tuple[str, ...]) -> Attempt:
             path = out_dir / f"{mode.value}-{len(exclude)}.onnx"
             quantize_model(state.model_path, path, self._config(mode, exclude), state.calibration, out_dir)
-            corrected = self._correct_biases(mode, state, path)
+            rounded, corrected = self._refine(mode, state, path)
             score = evaluator.score(path) if evaluator else None
             drop = None if score is None else round((float_score.value - score.value) * 100, 3)
-            return Attempt(mode, path, exclude, score, drop, bias_correction=corrected)
+            return Attempt(mode, path, exclude, score, drop, bias_correction=corrected, weight_rounding=rounded)
 
         attempt = build(())
         steps = [{"excluded": 0, "accuracy_drop": attempt.drop}]
@@ -200,11 +205,15 @@ class QuantizeOrt(Pass):
         attempt.steps = steps
         return attempt
 
-    def _correct_biases(self, mode: QuantMode, state: BuildState, path: Path) -> dict | None:
-        """Static int8 of a convolutional graph: per-layer mean shifts folded into the int32 biases."""
-        if mode is not QuantMode.STATIC or self._static_ops != CNN_OP_TYPES or not self.config.bias_correction:
-            return None
-        return correct_biases(state.model_path, path, state.calibration.feeds).row()
+    def _refine(self, mode: QuantMode, state: BuildState, path: Path) -> tuple[dict | None, dict | None]:
+        """Static int8 of a convolutional graph: conv weight codes chosen by GPTQ, then per-layer mean
+        shifts folded into the int32 biases (each step on when its config says so)."""
+        if mode is not QuantMode.STATIC or self._static_ops != CNN_OP_TYPES:
+            return None, None
+        feeds = state.calibration.feeds
+        rounded = round_weights(state.model_path, path, feeds).row() if self.config.weight_rounding else None
+        corrected = correct_biases(state.model_path, path, feeds).row() if self.config.bias_correction else None
+        return rounded, corrected
 
     def _fits(self, attempt: Attempt) -> bool:
         budget = self.config.accuracy_budget

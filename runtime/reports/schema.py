@@ -75,6 +75,7 @@ class QuantAttempt(_Report):
     steps: tuple[dict[str, Any], ...] = ()
     agreement: float | None = None
     bias_correction: dict[str, Any] | None = None  # static int8 of a CNN: {"layers", "max_shift"}
+    weight_rounding: dict[str, Any] | None = None  # static int8 of a CNN, GPTQ codes: {"layers", "changed"}
 
 
 class QuantizationReport(_Report):

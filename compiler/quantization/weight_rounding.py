@@ -1,0 +1,188 @@
+"""Error-compensated rounding of int8 convolution weights (GPTQ: Frantar et al. 2023, "GPTQ: Accurate
+Post-Training Quantization for Generative Pre-trained Transformers", after Optimal Brain Quantization,
+which applied it to convolutions).
+
+Rounding each weight to its nearest int8 step is optimal weight by weight, not for the layer's output.
+GPTQ rounds a layer's input weights one at a time and spreads each rounding error over the weights not
+yet rounded, weighted by the inverse second moment of the layer's inputs (H = E[x xᵀ], here the inputs
+the int8 graph itself feeds the layer), so the output error on real inputs is what gets minimised. The
+int8 grid stays the quantizer's (its per-channel scales and code range): only which code each weight
+gets changes, so kernels and speed stay the same. A dense conv's input vector is its receptive field
+(C·kh·kw, one H for all output channels); a depthwise conv's is its own channel's kh·kw window (one H
+per channel). EfficientNet-Lite0 (546 real images): rounding to nearest alone changes the top-1 of
+12.5 % of them (the float model with int8-rounded weights, activations float); with GPTQ codes the int8
+model agrees with fp32 on 93.0 % instead of 81.5 %, and 96.5 % instead of 94.0 % with bias correction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bias_correction import _first_rows
+
+SAMPLES = 32  # calibration rows whose layer inputs make each H
+MAX_WIDTH = 4608  # a dense conv's receptive field (512 channels x 3 x 3) beyond which nearest codes stay
+DAMPING = 0.01  # of H's mean diagonal, added to its diagonal (GPTQ's default)
+
+
+@dataclass(frozen=True)
+class WeightRounding:
+    layers: int  # convolutions whose codes were chosen by GPTQ
+    changed: float  # fraction of their weights given another code than the nearest one
+
+    def row(self) -> dict:
+        return {"layers": self.layers, "changed": round(self.changed, 4)}
+
+
+@dataclass(frozen=True)
+class _Layer:
+    node: object  # the int8 graph's Conv (NodeProto)
+    codes: object  # its int8 weight initializer (TensorProto), rewritten in place
+    scale: np.ndarray  # per output channel
+    weight: np.ndarray  # the float model's weights, [out, in/group, kh, kw]
+    depthwise: bool
+
+
+def round_weights(
+    float_path: Path, int8_path: Path, feeds: Sequence[dict[str, np.ndarray]], samples: int = SAMPLES
+) -> WeightRounding:
+    """Rewrite the int8 weight codes of the QDQ model at `int8_path`'s convolutions (dense and depthwise,
+    symmetric int8) with GPTQ's; other layers keep the quantizer's."""
+    import onnx
+
+    int8_model = onnx.load(str(int8_path))
+    layers = _layers(onnx.load(str(float_path)), int8_model)
+    if not layers:
+        return WeightRounding(0, 0.0)
+    hessians = _hessians(int8_model, layers, _first_rows(feeds, samples))
+    changed = total = 0
+    for layer in layers:
+        nearest = onnx.numpy_helper.to_array(layer.codes)
+        limit = np.abs(nearest).reshape(len(nearest), -1).max(axis=1)  # the quantizer's code range, per channel
+        rows = layer.weight.reshape(len(nearest), -1).astype(np.float64)
+        codes = gptq(rows, hessians[layer.node.name], layer.scale, limit).reshape(nearest.shape)
+        changed += int((codes != nearest).sum())
+        total += codes.size
+        layer.codes.CopyFrom(onnx.numpy_helper.from_array(codes.astype(np.int8), layer.codes.name))
+    onnx.save(int8_model, str(int8_path))
+    return WeightRounding(len(layers), changed / total)
+
+
+def gptq(weights: np.ndarray, hessian: np.ndarray, scale: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Integer codes for `weights` [rows, d] on the grid `scale` [rows] (codes within ±`limit`), each
+    column's rounding error compensated in the later columns. `hessian` is [d, d] (shared by every row)
+    or [rows, d, d]."""
+    rows, width = weights.shape
+    h = np.array(hessian, dtype=np.float64).reshape(-1, width, width)
+    diagonal = np.einsum("rii->ri", h)
+    for index in range(len(h)):  # inputs that were always zero: their weights are free, their rows inert
+        dead = diagonal[index] == 0
+        h[index][dead, dead] = 1.0
+    h += (DAMPING * diagonal.mean(axis=1) + 1e-12)[:, None, None] * np.eye(width)
+    upper = np.linalg.cholesky(np.linalg.inv(h)).transpose(0, 2, 1)  # H⁻¹ = Uᵀ U, U upper triangular
+    upper = np.broadcast_to(upper, (rows, width, width))
+    work, codes = weights.copy(), np.zeros((rows, width), dtype=np.int64)
+    step = scale.astype(np.float64)
+    for column in range(width):
+        codes[:, column] = np.clip(np.round(work[:, column] / step), -limit, limit)
+        error = (work[:, column] - codes[:, column] * step) / upper[:, column, column]
+        work[:, column + 1 :] -= error[:, None] * upper[:, column, column + 1 :]
+    return codes
+
+
+def _layers(float_model, int8_model) -> list[_Layer]:
+    """The int8 graph's convolutions whose weights come from a symmetric int8 DequantizeLinear, paired with
+    the float model's weights by node name (onnxruntime's quantizer keeps the names)."""
+    from onnx import numpy_helper
+
+    float_init = {init.name: init for init in float_model.graph.initializer}
+    float_weights = {n.name: float_init.get(n.input[1]) for n in float_model.graph.node if n.op_type == "Conv"}
+    init = {item.name: item for item in int8_model.graph.initializer}
+    producers = {out: node for node in int8_model.graph.node for out in node.output}
+    layers = []
+    for node in int8_model.graph.node:
+        source = float_weights.get(node.name) if node.op_type == "Conv" and node.name else None
+        dequantize = producers.get(node.input[1]) if source is not None else None
+        if dequantize is None or dequantize.op_type != "DequantizeLinear":
+            continue
+        codes = init.get(dequantize.input[0])
+        scale = init.get(dequantize.input[1])
+        zero = init.get(dequantize.input[2]) if len(dequantize.input) > 2 and dequantize.input[2] else None
+        if codes is None or scale is None or codes.data_type != 3:  # onnx.TensorProto.INT8
+            continue
+        if zero is not None and numpy_helper.to_array(zero).any():
+            continue
+        weight = numpy_helper.to_array(source)
+        groups = _attribute(node, "group", 1)
+        depthwise = groups > 1 and weight.shape[1] == 1 and groups == weight.shape[0]
+        if (groups > 1 and not depthwise) or _attribute(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            continue  # grouped (not depthwise) and auto-padded convolutions keep the nearest codes
+        if not depthwise and weight[0].size > MAX_WIDTH:
+            continue
+        step = np.broadcast_to(numpy_helper.to_array(scale).astype(np.float64), (weight.shape[0],))
+        layers.append(_Layer(node, codes, step, weight, depthwise))
+    return layers
+
+
+def _hessians(model, layers: list[_Layer], feeds) -> dict[str, np.ndarray]:
+    """H = E[x xᵀ] of each layer's input windows, over the feeds, as the int8 graph computes them."""
+    from ..ort_sessions import cpu_session
+
+    wanted = list(dict.fromkeys(layer.node.input[0] for layer in layers))
+    probe = type(model)()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.extend(_value_info(name) for name in wanted)
+    session = cpu_session(probe.SerializeToString(), optimize=False)
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for feed in feeds:
+        values = dict(zip(wanted, session.run(wanted, feed)))
+        for layer in layers:
+            windows = _windows(values[layer.node.input[0]], layer)  # [positions, channels, kh*kw]
+            if layer.depthwise:
+                moment = np.einsum("pci,pcj->cij", windows, windows, optimize=True)
+            else:
+                flat = windows.reshape(len(windows), -1)
+                moment = flat.T @ flat
+            name = layer.node.name
+            sums[name] = sums.get(name, 0) + moment.astype(np.float64)
+            counts[name] = counts.get(name, 0) + len(windows)
+    return {name: total / counts[name] for name, total in sums.items()}
+
+
+def _windows(x: np.ndarray, layer: _Layer) -> np.ndarray:
+    """im2col: each output position's receptive field, [positions, channels, kh*kw] (NCHW input)."""
+    kh, kw = layer.weight.shape[2:]
+    strides = _attribute(layer.node, "strides", [1, 1])
+    dilations = _attribute(layer.node, "dilations", [1, 1])
+    top, left, bottom, right = _attribute(layer.node, "pads", [0, 0, 0, 0])
+    x = np.asarray(x, dtype=np.float32)
+    if (kh, kw) == (1, 1) and not any((top, left, bottom, right)):
+        x = x[:, :, :: strides[0], :: strides[1]]
+        return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1], 1)
+    x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    span = ((kh - 1) * dilations[0] + 1, (kw - 1) * dilations[1] + 1)
+    view = np.lib.stride_tricks.sliding_window_view(x, span, axis=(2, 3))
+    view = view[:, :, :: strides[0], :: strides[1], :: dilations[0], :: dilations[1]]
+    batch, channels, out_h, out_w = view.shape[:4]
+    return view.transpose(0, 2, 3, 1, 4, 5).reshape(batch * out_h * out_w, channels, kh * kw)
+
+
+def _attribute(node, name: str, default):
+    from onnx import helper
+
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return helper.get_attribute_value(attribute)
+    return default
+
+
+def _value_info(name: str):
+    from onnx import helper
+
+    return helper.make_empty_tensor_value_info(name)
