@@ -252,3 +252,17 @@ def test_cli_eval_against_prints_report(tuned, sentiment_data, tmp_path, capsys)
     assert main(["eval", str(tuned.path), "--data", str(sentiment_data[1]), "--against", str(copy)]) == 0
     out = capsys.readouterr().out
     assert "precision" in out and "prediction agreement: 100.00 %" in out
+
+
+def test_a_label_mismatch_with_many_classes_names_a_few_and_counts_the_rest():
+    from types import SimpleNamespace
+
+    from edgekiln.compiler.evaluate.predict import label_mapping
+
+    model = SimpleNamespace(name="imagenet.art", labels=tuple(f"class {i}" for i in range(1000)))
+    data = SimpleNamespace(source="photos/", labels=("cat", "dog"))
+    with pytest.raises(DataError) as raised:
+        label_mapping(data, model)
+    message = str(raised.value)
+    assert "['cat', 'dog'] in photos/ are not among imagenet.art's 1000 labels" in message
+    assert "'class 7'] and 992 more" in message and "class 8'" not in message

@@ -24,10 +24,18 @@ def label_mapping(dataset: Dataset, predictor: Predictor) -> dict[str, str]:
     missing = [label for label in dataset.labels if label not in mapping]
     if missing:
         raise DataError(
-            f"labels {missing} in {dataset.source} are not among {predictor.name}'s labels {list(predictor.labels)}",
+            f"labels {_some(missing)} in {dataset.source} are not among {predictor.name}'s "
+            f"{len(predictor.labels)} labels {_some(list(predictor.labels))}",
             hint="evaluate with data labelled like the model's training data",
         )
     return mapping
+
+
+def _some(names: list[str], shown: int = 8) -> str:
+    """A list for an error line: the first few names, and how many more (ImageNet has 1000)."""
+    if len(names) <= shown:
+        return str(names)
+    return f"{names[:shown]} and {len(names) - shown} more"
 
 
 def predict_dataset(
