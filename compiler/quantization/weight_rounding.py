@@ -118,6 +118,8 @@ def _layers(float_model, int8_model) -> list[_Layer]:
         if zero is not None and numpy_helper.to_array(zero).any():
             continue
         weight = numpy_helper.to_array(source)
+        if weight.ndim != 4:
+            continue  # 1-D and 3-D convolutions keep the nearest codes
         groups = _attribute(node, "group", 1)
         depthwise = groups > 1 and weight.shape[1] == 1 and groups == weight.shape[0]
         if (groups > 1 and not depthwise) or _attribute(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
