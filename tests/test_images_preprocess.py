@@ -11,7 +11,7 @@ import pytest
 from edgekiln.compiler.evaluate.predictors import image_encoder
 from edgekiln.compiler.sources.hf_image import image_spec
 from edgekiln.runtime.images.decode import load_rgb
-from edgekiln.runtime.images.spec import ChannelOrder, Layout
+from edgekiln.runtime.images.spec import ChannelOrder, ImagePreprocessSpec, Layout
 
 from .image_helpers import make_image_folder, photo, photos
 
@@ -97,3 +97,14 @@ def test_an_unsupported_processor_is_refused(tmp_path):
     tf.LevitImageProcessor().save_pretrained(tmp_path)
     with pytest.raises(CompileError, match="LevitImageProcessor is not one edgekiln reproduces"):
         image_spec(tmp_path)
+
+
+def test_crop_offset_is_written_only_where_it_is_not_the_default():
+    """A spec that floors (Hugging Face and torch-module artifacts) dumps as before the field existed, so
+    runtimes older than it (extra="forbid") still load those artifacts; a rounding spec (timm) says so."""
+    floor = ImagePreprocessSpec(input="pixel_values", resize="shortest-edge", size=(256,), crop=(224, 224))
+    assert "crop_offset" not in floor.model_dump(mode="json")
+    assert ImagePreprocessSpec.model_validate(floor.model_dump(mode="json")) == floor
+    rounded = floor.model_copy(update={"crop_offset": "round"})
+    assert rounded.model_dump(mode="json")["crop_offset"] == "round"
+    assert ImagePreprocessSpec.model_validate_json(rounded.model_dump_json()) == rounded

@@ -86,3 +86,25 @@ def test_one_dimensional_convolutions_keep_the_nearest_codes(tmp_path):
     int8 = quantized(model, tmp_path, feeds)
     before = int8.read_bytes()
     assert round_weights(model, int8, feeds).layers == 0 and int8.read_bytes() == before
+
+
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
+def test_unnamed_convolutions_pair_by_order_and_per_tensor_scales_share_one_range(tmp_path, per_channel):
+    from edgekiln.compiler.quantization.calibration import CalibrationSet
+    from edgekiln.compiler.quantization.config import QuantizeConfig, QuantMode
+    from edgekiln.compiler.quantization.conv_ops import CNN_OP_TYPES
+    from edgekiln.compiler.quantization.ort_quantize import quantize_model
+
+    model = mobile_block(tmp_path / "block.onnx")
+    graph = onnx.load(str(model))
+    for node in graph.graph.node:
+        node.name = ""  # as some exporters leave them
+    onnx.save(graph, str(model))
+    feeds = [{"x": images(8, seed)} for seed in range(4)]
+    int8 = tmp_path / "int8.onnx"
+    config = QuantizeConfig(mode=QuantMode.STATIC, op_types=CNN_OP_TYPES, per_channel=per_channel)
+    quantize_model(model, int8, config, CalibrationSet(tuple(feeds), 32, "test", "test"), tmp_path)
+    result = round_weights(model, int8, feeds)
+    assert result.layers == 3 and result.changed > 0
+    codes = [onnx.numpy_helper.to_array(init) for init in onnx.load(str(int8)).graph.initializer if init.data_type == 3]
+    assert codes and max(int(np.abs(c).max()) for c in codes) <= 127

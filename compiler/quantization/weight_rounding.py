@@ -26,6 +26,7 @@ import numpy as np
 from .bias_correction import _first_rows
 
 SAMPLES = 32  # calibration rows whose layer inputs make each H
+MAX_POSITIONS = 16384  # output positions per calibration batch whose windows go into H (a seeded sample)
 MAX_WIDTH = 4608  # a dense conv's receptive field (512 channels x 3 x 3) beyond which nearest codes stay
 DAMPING = 0.01  # of H's mean diagonal, added to its diagonal (GPTQ's default)
 
@@ -46,6 +47,7 @@ class _Layer:
     scale: np.ndarray  # per output channel
     weight: np.ndarray  # the float model's weights, [out, in/group, kh, kw]
     depthwise: bool
+    per_tensor: bool
 
 
 def round_weights(
@@ -64,8 +66,10 @@ def round_weights(
     for layer in layers:
         nearest = onnx.numpy_helper.to_array(layer.codes)
         limit = np.abs(nearest).reshape(len(nearest), -1).max(axis=1)  # the quantizer's code range, per channel
+        if layer.per_tensor:  # one scale for the whole tensor: every channel may use the tensor's range
+            limit = np.full_like(limit, limit.max())
         rows = layer.weight.reshape(len(nearest), -1).astype(np.float64)
-        codes = gptq(rows, hessians[layer.node.name], layer.scale, limit).reshape(nearest.shape)
+        codes = gptq(rows, hessians[layer.node.output[0]], layer.scale, limit).reshape(nearest.shape)
         changed += int((codes != nearest).sum())
         total += codes.size
         layer.codes.CopyFrom(onnx.numpy_helper.from_array(codes.astype(np.int8), layer.codes.name))
@@ -79,7 +83,7 @@ def gptq(weights: np.ndarray, hessian: np.ndarray, scale: np.ndarray, limit: np.
     or [rows, d, d]."""
     rows, width = weights.shape
     h = np.array(hessian, dtype=np.float64).reshape(-1, width, width)
-    diagonal = np.einsum("rii->ri", h)
+    diagonal = np.einsum("rii->ri", h).copy()  # the damping comes from the measured diagonal
     for index in range(len(h)):  # inputs that were always zero: their weights are free, their rows inert
         dead = diagonal[index] == 0
         h[index][dead, dead] = 1.0
@@ -97,16 +101,14 @@ def gptq(weights: np.ndarray, hessian: np.ndarray, scale: np.ndarray, limit: np.
 
 def _layers(float_model, int8_model) -> list[_Layer]:
     """The int8 graph's convolutions whose weights come from a symmetric int8 DequantizeLinear, paired with
-    the float model's weights by node name (onnxruntime's quantizer keeps the names)."""
+    the float model's weights (`_pairs`); a pair whose codes are not the nearest ones of those weights is
+    skipped."""
     from onnx import numpy_helper
 
-    float_init = {init.name: init for init in float_model.graph.initializer}
-    float_weights = {n.name: float_init.get(n.input[1]) for n in float_model.graph.node if n.op_type == "Conv"}
     init = {item.name: item for item in int8_model.graph.initializer}
     producers = {out: node for node in int8_model.graph.node for out in node.output}
     layers = []
-    for node in int8_model.graph.node:
-        source = float_weights.get(node.name) if node.op_type == "Conv" and node.name else None
+    for node, source in _pairs(float_model, int8_model):
         dequantize = producers.get(node.input[1]) if source is not None else None
         if dequantize is None or dequantize.op_type != "DequantizeLinear":
             continue
@@ -127,8 +129,25 @@ def _layers(float_model, int8_model) -> list[_Layer]:
         if not depthwise and weight[0].size > MAX_WIDTH:
             continue
         step = np.broadcast_to(numpy_helper.to_array(scale).astype(np.float64), (weight.shape[0],))
-        layers.append(_Layer(node, codes, step, weight, depthwise))
+        nearest = numpy_helper.to_array(codes)
+        if nearest.shape != weight.shape or np.abs(weight / step[:, None, None, None] - nearest).max() > 0.5 + 1e-3:
+            continue  # not this float layer's codes (a mispaired node): left as the quantizer made them
+        layers.append(_Layer(node, codes, step, weight, depthwise, per_tensor=int(np.prod(scale.dims)) == 1))
     return layers
+
+
+def _pairs(float_model, int8_model) -> list[tuple]:
+    """(int8 Conv node, the float model's weight initializer): by node name, or where the float graph's
+    convs are unnamed, by their order (onnxruntime's quantizer keeps both)."""
+    float_init = {init.name: init for init in float_model.graph.initializer}
+    float_convs = [n for n in float_model.graph.node if n.op_type == "Conv"]
+    int8_convs = [n for n in int8_model.graph.node if n.op_type == "Conv"]
+    if all(n.name for n in float_convs):
+        weights = {n.name: float_init.get(n.input[1]) for n in float_convs}
+        return [(n, weights.get(n.name)) for n in int8_convs]
+    if len(float_convs) != len(int8_convs):
+        return []
+    return [(n, float_init.get(f.input[1])) for n, f in zip(int8_convs, float_convs)]
 
 
 def _hessians(model, layers: list[_Layer], feeds) -> dict[str, np.ndarray]:
@@ -152,7 +171,7 @@ def _hessians(model, layers: list[_Layer], feeds) -> dict[str, np.ndarray]:
             else:
                 flat = windows.reshape(len(windows), -1)
                 moment = flat.T @ flat
-            name = layer.node.name
+            name = layer.node.output[0]  # unique where node names may be empty
             sums[name] = sums.get(name, 0) + moment.astype(np.float64)
             counts[name] = counts.get(name, 0) + len(windows)
     return {name: total / counts[name] for name, total in sums.items()}
@@ -166,14 +185,20 @@ def _windows(x: np.ndarray, layer: _Layer) -> np.ndarray:
     top, left, bottom, right = _attribute(layer.node, "pads", [0, 0, 0, 0])
     x = np.asarray(x, dtype=np.float32)
     if (kh, kw) == (1, 1) and not any((top, left, bottom, right)):
-        x = x[:, :, :: strides[0], :: strides[1]]
-        return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1], 1)
-    x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
-    span = ((kh - 1) * dilations[0] + 1, (kw - 1) * dilations[1] + 1)
-    view = np.lib.stride_tricks.sliding_window_view(x, span, axis=(2, 3))
-    view = view[:, :, :: strides[0], :: strides[1], :: dilations[0], :: dilations[1]]
+        view = x[:, :, :: strides[0], :: strides[1], None, None]
+    else:
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+        span = ((kh - 1) * dilations[0] + 1, (kw - 1) * dilations[1] + 1)
+        view = np.lib.stride_tricks.sliding_window_view(x, span, axis=(2, 3))
+        view = view[:, :, :: strides[0], :: strides[1], :: dilations[0], :: dilations[1]]
     batch, channels, out_h, out_w = view.shape[:4]
-    return view.transpose(0, 2, 3, 1, 4, 5).reshape(batch * out_h * out_w, channels, kh * kw)
+    count = batch * out_h * out_w
+    chosen = np.arange(count)
+    if count > MAX_POSITIONS:  # a seeded sample of positions: H needs thousands, not every pixel's
+        chosen = np.sort(np.random.default_rng(count).choice(count, MAX_POSITIONS, replace=False))
+    image, rest = np.divmod(chosen, out_h * out_w)
+    row, column = np.divmod(rest, out_w)
+    return view[image, :, row, column].reshape(len(chosen), channels, kh * kw)  # copies only the chosen
 
 
 def _attribute(node, name: str, default):

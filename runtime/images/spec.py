@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 IMAGE_SPEC_VERSION = 1
 
@@ -73,6 +73,15 @@ class ImagePreprocessSpec(BaseModel):
         if self.resize is not ResizeMode.EXACT and self.crop is None:
             raise ValueError("the model takes one fixed size: a shortest-edge resize (or none) needs a centre crop")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_default_offset(self, handler):
+        """`crop_offset` is written only where it is not the default: a spec that floors (every Hugging Face
+        and torch-module artifact) stays readable by runtimes older than the field, and hashes as before."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("crop_offset") == "floor":
+            del data["crop_offset"]
+        return data
 
     def output_size(self) -> tuple[int, int]:
         """(height, width) of the tensor: the crop's, else the exact resize's."""
