@@ -7,7 +7,9 @@ one process at a time, so machine noise falls on all of them alike. Separate pro
 enough on their own: ONNX Runtime's worker keeps a core busy for about 40 ms after a call returns,
 longer than a whole round of a fast model, so the next runner's round ran beside it (EfficientNet-Lite0
 int8 on 2 cores: 6.5 ms a call instead of 2.4). A runner therefore reports its round only once its
-process has gone idle (`settle`), and the next round starts on quiet cores.
+process has gone idle (`settle`), and the next round starts on quiet cores. Only the runner's own
+process is watched: a runner that calls another process (an HTTP client of `edgekiln serve`) does not
+wait for that one.
 
 `feeds` is one input given to every call, or with `cycle=True` a sequence whose items the calls
 take in turn (a real workload: one sentence per call), the same items in the same order in every

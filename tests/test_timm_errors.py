@@ -76,3 +76,15 @@ def test_labels_files(tmp_path):
         read_labels(lines)
     with pytest.raises(CompileError, match="cannot read labels file"):
         read_labels(tmp_path / "absent.txt")
+
+
+def test_weights_without_batchnorm_step_counters_fit_as_torch_loads_them(tmp_path):
+    """Converted checkpoints often lack BatchNorm's `num_batches_tracked`; torch's strict load fills it in."""
+    import torch
+
+    from edgekiln.compiler.sources.timm_model import _check_fit
+
+    expected = {"bn.weight": torch.ones(4), "bn.num_batches_tracked": torch.tensor(0), "fc.weight": torch.ones(2, 4)}
+    _check_fit(expected, {"bn.weight": torch.ones(4), "fc.weight": torch.ones(2, 4)}, "net", tmp_path / "w.pth")
+    with pytest.raises(CompileError, match="1 missing \\(fc.weight\\)"):
+        _check_fit(expected, {"bn.weight": torch.ones(4)}, "net", tmp_path / "w.pth")
