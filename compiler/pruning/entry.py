@@ -14,6 +14,7 @@ from edgekiln.runtime.manifest import PassRecord
 from ..cache import PassCache
 from ..data import Dataset, load_dataset
 from ..errors import CompileError
+from ..sources.base import is_timm
 from ..sources.hf import folder_hashes
 from .config import PruneConfig, RecoveryConfig
 from .evaluation import task_of
@@ -33,7 +34,7 @@ def prune_model(
 ) -> tuple[Any, dict, PassRecord]:
     """(the pruned folder, module, or image classifier's ModelSource; the report; the manifest record)."""
     started = time.perf_counter()
-    if isinstance(model, str) and model.startswith("timm:"):
+    if is_timm(model):
         raise CompileError("pruning timm:NAME models is not supported yet", hint="compile it without --prune-*")
     if config.channels is not None:
         return _prune_module(model, example_inputs, config, started)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .qdq_graph import first_rows, paired_nodes, probe_session
+
 LAYER_OPS = ("Conv", "Gemm")
 SAMPLES = 128  # calibration rows measured (at most): one pass of the int8 graph up to each corrected layer
 
@@ -38,12 +40,12 @@ def correct_biases(
     float model's node names, as onnxruntime's quantizer leaves them)."""
     import onnx
 
-    feeds = _first_rows(feeds, samples)
+    feeds = first_rows(feeds, samples)
     float_model = onnx.load(str(float_path))
     int8_model = onnx.load(str(int8_path))
     layers = [
-        (node, float_output, bias)
-        for node, float_output in _pairs(float_model, int8_model)
+        (node, float_node.output[0], bias)
+        for node, float_node in paired_nodes(float_model, int8_model, LAYER_OPS)
         if (bias := _int32_bias(int8_model, node))
     ]
     if not layers:
@@ -65,20 +67,7 @@ def correct_biases(
 
 def channel_means(model, tensors: list[str], feeds: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
     """Mean of each named tensor over every axis but the channel axis (1), across all feeds."""
-    import onnx
-    import onnxruntime as ort
-
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    # only the nodes up to the last one producing a wanted tensor (the graph is topologically sorted)
-    last = max(i for i, node in enumerate(probe.graph.node) if set(node.output) & set(tensors))
-    del probe.graph.node[last + 1 :]
-    del probe.graph.output[:]
-    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in tensors)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor as named
-    options.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = probe_session(model, tensors)
     sums, rows = [0.0] * len(tensors), 0
     for feed in feeds:
         for index, value in enumerate(session.run(tensors, feed)):
@@ -86,19 +75,6 @@ def channel_means(model, tensors: list[str], feeds: Sequence[dict[str, np.ndarra
             sums[index] = sums[index] + value.astype(np.float64).mean(axis=axes) * value.shape[0]
         rows += len(next(iter(feed.values())))
     return [total / rows for total in sums]
-
-
-def _pairs(float_model, int8_model) -> list[tuple]:
-    """(int8 node, the float node's output) for each Conv/Gemm: by node name, or where the float graph's
-    nodes are unnamed, by their order (the quantizer keeps it)."""
-    float_nodes = [n for n in float_model.graph.node if n.op_type in LAYER_OPS]
-    int8_nodes = [n for n in int8_model.graph.node if n.op_type in LAYER_OPS]
-    if all(n.name for n in float_nodes):
-        outputs = {n.name: n.output[0] for n in float_nodes}
-        return [(n, outputs[n.name]) for n in int8_nodes if n.name in outputs]
-    if [n.op_type for n in float_nodes] != [n.op_type for n in int8_nodes]:
-        return []
-    return [(n, f.output[0]) for n, f in zip(int8_nodes, float_nodes)]
 
 
 def _int32_bias(model, node):
@@ -113,13 +89,3 @@ def _int32_bias(model, node):
     if values is None or scale is None or values.data_type != 6:  # onnx.TensorProto.INT32
         return None
     return values, scale
-
-
-def _first_rows(feeds: Sequence[dict[str, np.ndarray]], samples: int) -> list[dict[str, np.ndarray]]:
-    chosen, rows = [], 0
-    for feed in feeds:
-        if rows >= samples:
-            break
-        chosen.append(feed)
-        rows += len(next(iter(feed.values())))
-    return chosen

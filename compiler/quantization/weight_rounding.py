@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bias_correction import _first_rows
+from .qdq_graph import attribute, first_rows, paired_nodes, probe_session
 
 SAMPLES = 32  # calibration rows whose layer inputs make each H
 MAX_POSITIONS = 16384  # output positions per calibration batch whose windows go into H (a seeded sample)
@@ -61,7 +61,7 @@ def round_weights(
     layers = _layers(onnx.load(str(float_path)), int8_model)
     if not layers:
         return WeightRounding(0, 0.0)
-    hessians = _hessians(int8_model, layers, _first_rows(feeds, samples))
+    hessians = _hessians(int8_model, layers, first_rows(feeds, samples))
     changed = total = 0
     for layer in layers:
         nearest = onnx.numpy_helper.to_array(layer.codes)
@@ -101,14 +101,16 @@ def gptq(weights: np.ndarray, hessian: np.ndarray, scale: np.ndarray, limit: np.
 
 def _layers(float_model, int8_model) -> list[_Layer]:
     """The int8 graph's convolutions whose weights come from a symmetric int8 DequantizeLinear, paired with
-    the float model's weights (`_pairs`); a pair whose codes are not the nearest ones of those weights is
+    the float model's weights (`paired_nodes`); a pair whose codes are not the nearest ones of those weights is
     skipped."""
     from onnx import numpy_helper
 
     init = {item.name: item for item in int8_model.graph.initializer}
     producers = {out: node for node in int8_model.graph.node for out in node.output}
     layers = []
-    for node, source in _pairs(float_model, int8_model):
+    float_init = {item.name: item for item in float_model.graph.initializer}
+    for node, float_node in paired_nodes(float_model, int8_model, ("Conv",)):
+        source = float_init.get(float_node.input[1])
         dequantize = producers.get(node.input[1]) if source is not None else None
         if dequantize is None or dequantize.op_type != "DequantizeLinear":
             continue
@@ -122,9 +124,9 @@ def _layers(float_model, int8_model) -> list[_Layer]:
         weight = numpy_helper.to_array(source)
         if weight.ndim != 4:
             continue  # 1-D and 3-D convolutions keep the nearest codes
-        groups = _attribute(node, "group", 1)
+        groups = attribute(node, "group", 1)
         depthwise = groups > 1 and weight.shape[1] == 1 and groups == weight.shape[0]
-        if (groups > 1 and not depthwise) or _attribute(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        if (groups > 1 and not depthwise) or attribute(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
             continue  # grouped (not depthwise) and auto-padded convolutions keep the nearest codes
         if not depthwise and weight[0].size > MAX_WIDTH:
             continue
@@ -136,30 +138,10 @@ def _layers(float_model, int8_model) -> list[_Layer]:
     return layers
 
 
-def _pairs(float_model, int8_model) -> list[tuple]:
-    """(int8 Conv node, the float model's weight initializer): by node name, or where the float graph's
-    convs are unnamed, by their order (onnxruntime's quantizer keeps both)."""
-    float_init = {init.name: init for init in float_model.graph.initializer}
-    float_convs = [n for n in float_model.graph.node if n.op_type == "Conv"]
-    int8_convs = [n for n in int8_model.graph.node if n.op_type == "Conv"]
-    if all(n.name for n in float_convs):
-        weights = {n.name: float_init.get(n.input[1]) for n in float_convs}
-        return [(n, weights.get(n.name)) for n in int8_convs]
-    if len(float_convs) != len(int8_convs):
-        return []
-    return [(n, float_init.get(f.input[1])) for n, f in zip(int8_convs, float_convs)]
-
-
 def _hessians(model, layers: list[_Layer], feeds) -> dict[str, np.ndarray]:
     """H = E[x xᵀ] of each layer's input windows, over the feeds, as the int8 graph computes them."""
-    from ..ort_sessions import cpu_session
-
     wanted = list(dict.fromkeys(layer.node.input[0] for layer in layers))
-    probe = type(model)()
-    probe.CopyFrom(model)
-    del probe.graph.output[:]
-    probe.graph.output.extend(_value_info(name) for name in wanted)
-    session = cpu_session(probe.SerializeToString(), optimize=False)
+    session = probe_session(model, wanted)
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     for feed in feeds:
@@ -180,9 +162,9 @@ def _hessians(model, layers: list[_Layer], feeds) -> dict[str, np.ndarray]:
 def _windows(x: np.ndarray, layer: _Layer) -> np.ndarray:
     """im2col: each output position's receptive field, [positions, channels, kh*kw] (NCHW input)."""
     kh, kw = layer.weight.shape[2:]
-    strides = _attribute(layer.node, "strides", [1, 1])
-    dilations = _attribute(layer.node, "dilations", [1, 1])
-    top, left, bottom, right = _attribute(layer.node, "pads", [0, 0, 0, 0])
+    strides = attribute(layer.node, "strides", [1, 1])
+    dilations = attribute(layer.node, "dilations", [1, 1])
+    top, left, bottom, right = attribute(layer.node, "pads", [0, 0, 0, 0])
     x = np.asarray(x, dtype=np.float32)
     if (kh, kw) == (1, 1) and not any((top, left, bottom, right)):
         view = x[:, :, :: strides[0], :: strides[1], None, None]
@@ -199,18 +181,3 @@ def _windows(x: np.ndarray, layer: _Layer) -> np.ndarray:
     image, rest = np.divmod(chosen, out_h * out_w)
     row, column = np.divmod(rest, out_w)
     return view[image, :, row, column].reshape(len(chosen), channels, kh * kw)  # copies only the chosen
-
-
-def _attribute(node, name: str, default):
-    from onnx import helper
-
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return helper.get_attribute_value(attribute)
-    return default
-
-
-def _value_info(name: str):
-    from onnx import helper
-
-    return helper.make_empty_tensor_value_info(name)

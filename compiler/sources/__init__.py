@@ -9,7 +9,7 @@ from typing import Any
 from edgekiln.runtime.manifest import Task
 
 from ..errors import CompileError
-from .base import ModelSource, SourceKind, TorchSpec
+from .base import ModelSource, SourceKind, TorchSpec, is_timm
 from .wrappers import Pooling
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
@@ -35,7 +35,7 @@ def resolve_source(
             "--input-shape declares the shapes of an ONNX file's inputs",
             hint="drop it: torch and Hugging Face models are exported with their own shapes",
         )
-    if weights is not None or (isinstance(model, str) and model.startswith("timm:")):
+    if weights is not None or is_timm(model):
         from .timm_model import from_timm
 
         return from_timm(model, weights, labels=labels, task=task, image=image)

@@ -13,6 +13,13 @@ import numpy as np
 from edgekiln.runtime.images.spec import ImagePreprocessSpec
 from edgekiln.runtime.manifest import Task, TokenizerSpec
 
+TIMM_PREFIX = "timm:"  # a timm architecture by name, with its weights file (sources/timm_model.py)
+
+
+def is_timm(model: Any) -> bool:
+    return isinstance(model, str) and model.startswith(TIMM_PREFIX)
+
+
 FeedMaker = Callable[[int, int, np.random.Generator], dict[str, np.ndarray]]
 
 

@@ -41,7 +41,6 @@ _RESAMPLE = {0: Interpolation.NEAREST, 1: Interpolation.LANCZOS, 2: Interpolatio
 
 def load_hf_image_folder(folder: Path, config: dict, task: Task, labels: tuple[str, ...] | None) -> ModelSource:
     spec = image_spec(folder)
-    height, width = spec.output_size()
     settings = {"task": task.value, "image": spec.model_dump(mode="json")}
     from .hf import folder_hashes
 
@@ -52,15 +51,29 @@ def load_hf_image_folder(folder: Path, config: dict, task: Task, labels: tuple[s
         task=task,
         labels=labels,
         make_feeds=partial(synthetic_images, spec),
-        torch=TorchSpec(
-            build=partial(_build_module, folder, task),
-            input_names=(INPUT,),
-            output_names=("logits",),
-            dynamic_axes={INPUT: {0: BATCH_AXIS}},
-            example=partial(_example, spec),
-        ),
+        torch=image_torch_spec(spec, partial(_build_module, folder, task)),
         image=spec,
-        notes=(f"images: {_summary(spec)} -> {height}x{width}",),
+        notes=(image_note(spec),),
+    )
+
+
+def image_torch_spec(spec: ImagePreprocessSpec, build) -> TorchSpec:
+    """How to trace an image classifier that takes the spec's tensor and returns logits."""
+    return TorchSpec(
+        build=build,
+        input_names=(spec.input,),
+        output_names=("logits",),
+        dynamic_axes={spec.input: {0: BATCH_AXIS}},
+        example=partial(_example, spec),
+    )
+
+
+def image_note(spec: ImagePreprocessSpec, origin: str = "images") -> str:
+    """The build note that says how images become the model's tensor."""
+    height, width = spec.output_size()
+    crop = f", centre crop {spec.crop[0]}x{spec.crop[1]}" if spec.crop else ""
+    return (
+        f"{origin}: resize {spec.resize.value} {list(spec.size)} ({spec.interpolation.value}){crop} -> {height}x{width}"
     )
 
 
@@ -164,11 +177,6 @@ def _crop(processor) -> tuple[int, int] | None:
 def _triple(values) -> tuple[float, float, float]:
     values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
     return tuple(values * 3) if len(values) == 1 else tuple(values)  # type: ignore[return-value]
-
-
-def _summary(spec: ImagePreprocessSpec) -> str:
-    crop = f", centre crop {spec.crop[0]}x{spec.crop[1]}" if spec.crop else ""
-    return f"resize {spec.resize.value} {list(spec.size)} ({spec.interpolation.value}){crop}"
 
 
 def synthetic_images(spec: ImagePreprocessSpec, batch: int, sequence: int, rng: np.random.Generator) -> dict:

@@ -19,13 +19,12 @@ from typing import Any
 from edgekiln.runtime.hashing import sha256_file, sha256_json
 from edgekiln.runtime.images.spec import ImagePreprocessSpec, Interpolation, ResizeMode
 from edgekiln.runtime.manifest import Task
-from edgekiln.runtime.synthetic import BATCH_AXIS
 
 from ..errors import CompileError
-from .base import ModelSource, SourceKind, TorchSpec
-from .hf_image import _example, _summary, synthetic_images
+from .base import TIMM_PREFIX as PREFIX
+from .base import ModelSource, SourceKind, is_timm
+from .hf_image import image_note, image_torch_spec, synthetic_images
 
-PREFIX = "timm:"
 INPUT = "pixel_values"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 NESTED_KEYS = ("state_dict", "model", "state_dict_ema")  # where timm and torch checkpoints keep the weights
@@ -34,10 +33,6 @@ INSTALL_HINT = (
     "pip install timm beside a torchvision built for your torch; with PyPI's CUDA builds, which run on "
     "CPUs too: pip install torch==2.14.1 torchvision==0.29.1 timm"
 )
-
-
-def is_timm(model: Any) -> bool:
-    return isinstance(model, str) and model.startswith(PREFIX)
 
 
 def from_timm(
@@ -63,7 +58,6 @@ def from_timm(
     num_classes = int(module.num_classes)
     labels = _labels(timm, module, num_classes, labels)
     settings = {"name": name, "timm": timm.__version__, "image": spec.model_dump(mode="json"), "labels": labels}
-    height, width = spec.output_size()
     return ModelSource(
         kind=SourceKind.TORCH_MODULE,
         description=f"{PREFIX}{name}",
@@ -71,15 +65,9 @@ def from_timm(
         task=Task.IMAGE_CLASSIFICATION,
         labels=labels,
         make_feeds=partial(synthetic_images, spec),
-        torch=TorchSpec(
-            build=lambda: module.eval(),
-            input_names=(INPUT,),
-            output_names=("logits",),
-            dynamic_axes={INPUT: {0: BATCH_AXIS}},
-            example=partial(_example, spec),
-        ),
+        torch=image_torch_spec(spec, lambda: module.eval()),
         image=spec,
-        notes=(f"images (timm pretrained_cfg): {_summary(spec)} -> {height}x{width}",),
+        notes=(image_note(spec, "images (timm pretrained_cfg)"),),
     )
 
 
