@@ -85,9 +85,10 @@ class Attempt:
 @register_pass
 class QuantizeOrt(Pass):
     name = "quantize"
-    version = 4  # 2: static int8 of a convolutional graph quantizes its activations, Adds and pools too
+    version = 5  # 2: static int8 of a convolutional graph quantizes its activations, Adds and pools too
     # 3: ... and its Conv/Gemm biases are corrected empirically (bias_correction.py)
     # 4: ... after its conv weights' int8 codes are chosen by GPTQ (weight_rounding.py)
+    # 5: static int8 leaves a Gemm/MatMul graph output (logits) in float (ort_quantize.float_outputs)
     Config = QuantizePassConfig
     changes_model = True
 
