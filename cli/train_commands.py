@@ -50,13 +50,15 @@ def register(commands) -> None:
     tune.set_defaults(handler=cmd_finetune)
 
     check = commands.add_parser("eval", help="evaluate a checkpoint or an artifact on labelled data")
-    check.add_argument("target", type=Path, help="artifact folder or Hugging Face checkpoint folder")
+    check.add_argument("target", type=Path, help="artifact folder, Hugging Face checkpoint folder, or timm:NAME")
     check.add_argument(
         "--data",
         required=True,
         help="PATH or PATH:SPLIT (images: a folder of class folders, or a CSV/TSV with path and label columns)",
     )
     check.add_argument("--against", type=Path, help="a second artifact or checkpoint evaluated on the same data")
+    check.add_argument("--weights", help="the weights file of a timm:NAME target or --against model")
+    check.add_argument("--labels", type=Path, help="that timm model's class names, one a line (or a JSON list)")
     check.add_argument("--batch-size", type=positive_int, default=32)
     check.add_argument("--json", metavar="OUT", type=Path, help="write the results as JSON to OUT")
     _columns(check)
@@ -124,13 +126,18 @@ def _augment(args, task):
 
 def cmd_eval(args) -> int:
     from edgekiln.compiler.data import load_dataset
-    from edgekiln.compiler.evaluate import evaluate
+    from edgekiln.compiler.evaluate import evaluate, timm_options
     from edgekiln.compiler.evaluate.text_report import format_evaluation
+    from edgekiln.compiler.sources.timm_model import read_labels
 
+    labels = None if args.labels is None else read_labels(args.labels)
+    timm_options(args.target, args.against, args.weights, labels)  # before the data is read
     dataset = load_dataset(
         args.data, text_column=args.text_column, label_column=args.label_column, format=args.data_format
     )
-    report = evaluate(args.target, dataset, against=args.against, batch_size=args.batch_size)
+    report = evaluate(
+        args.target, dataset, against=args.against, batch_size=args.batch_size, weights=args.weights, labels=labels
+    )
     print(format_evaluation(report))
     if args.json:
         write_json(args.json, report)

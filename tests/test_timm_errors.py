@@ -88,3 +88,18 @@ def test_weights_without_batchnorm_step_counters_fit_as_torch_loads_them(tmp_pat
     _check_fit(expected, {"bn.weight": torch.ones(4), "fc.weight": torch.ones(2, 4)}, "net", tmp_path / "w.pth")
     with pytest.raises(CompileError, match="1 missing \\(fc.weight\\)"):
         _check_fit(expected, {"bn.weight": torch.ones(4)}, "net", tmp_path / "w.pth")
+
+
+def test_eval_weights_belong_to_one_timm_model(capsys, tmp_path):
+    data = tmp_path / "data"
+    (data / "cat").mkdir(parents=True)
+    weights = str(tmp_path / "w.pth")
+    code, _, err = run_cli(capsys, "eval", str(tmp_path / "art"), "--data", str(data), "--weights", weights)
+    assert_one_line_error(code, err, "--weights belong to a timm:NAME model", "is not one", "drop --weights")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\n")
+    argv = ["eval", "timm:resnet18", "--data", str(data), "--against", "timm:resnet34", "--labels", str(labels)]
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(
+        code, err, "--labels belong to one timm:NAME model", "both timm:resnet18 and timm:resnet34 are"
+    )

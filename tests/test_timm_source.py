@@ -7,6 +7,7 @@ torchvision 0.29.1); skipped where timm does not import."""
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import pytest
@@ -169,6 +170,29 @@ def test_cli_compile_with_a_labels_file_and_a_small_head(capsys, weights, tmp_pa
     labels.write_text("one\ntwo\n")
     code, _, err = run_cli(capsys, *argv, "--labels", str(labels), "-o", str(tmp_path / "again"))
     assert_one_line_error(code, err, "2 labels given for the 7 classes")
+
+
+def test_eval_an_artifact_against_its_timm_model(capsys, weights, tmp_path):
+    """`eval ART --against timm:NAME --weights FILE`: the fp32 artifact predicts what timm's model does."""
+    file = str(weights["mobilenetv3_small_050"])
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"kind{i}" for i in range(7)) + "\n")
+    art = tmp_path / "art"
+    argv = ["compile", "timm:mobilenetv3_small_050", "--weights", file, "--labels", str(labels), "-o", str(art)]
+    code, _, err = run_cli(capsys, *argv, "--backend", "onnxruntime")
+    assert code == 0, err
+    data = tmp_path / "data"
+    for index, path in enumerate(photos()[:14]):  # two real photos per class
+        (data / f"kind{index % 7}").mkdir(parents=True, exist_ok=True)
+        (data / f"kind{index % 7}" / path.name).write_bytes(path.read_bytes())
+    report = tmp_path / "eval.json"
+    argv = ["eval", str(art), "--data", str(data), "--against", "timm:mobilenetv3_small_050", "--weights", file]
+    code, out, err = run_cli(capsys, *argv, "--labels", str(labels), "--json", str(report))
+    assert code == 0, err
+    result = json.loads(report.read_text())
+    assert result["examples"] == 14 and result["agreement"] == 1.0
+    assert result["against"]["target"] == "checkpoint timm:mobilenetv3_small_050"
+    assert "prediction agreement: 100.00 %" in out
 
 
 def test_heads_without_known_names_have_no_labels(weights, tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import DataError, Dataset, DataTask
+from ..errors import CompileError
+from ..sources.base import is_timm
 from .images import evaluate_images
 from .metrics import agreement, classification_metrics, entity_metrics
 from .predict import label_mapping, predict_dataset
@@ -30,13 +32,25 @@ def evaluate_predictor(predictor: Predictor, dataset: Dataset, *, batch_size: in
     return {"target": predictor.name, "data": dataset.source, "task": dataset.task.value, **metrics}, predictions
 
 
-def evaluate(target: str | Path, dataset: Dataset, *, against: str | Path | None = None, batch_size: int = 32) -> dict:
-    """Evaluate `target` (artifact or checkpoint); with `against`, evaluate both on the same data and
-    report the differences and how often their predictions agree."""
-    report, predictions = evaluate_predictor(open_predictor(target), dataset, batch_size=batch_size)
+def evaluate(
+    target: str | Path,
+    dataset: Dataset,
+    *,
+    against: str | Path | None = None,
+    batch_size: int = 32,
+    weights: str | Path | None = None,
+    labels: tuple[str, ...] | None = None,
+) -> dict:
+    """Evaluate `target` (artifact, checkpoint, or timm:NAME with its `weights` file and optional class
+    `labels`); with `against`, evaluate both on the same data and report the differences and how often
+    their predictions agree."""
+    for_target, for_against = timm_options(target, against, weights, labels)
+    report, predictions = evaluate_predictor(open_predictor(target, **for_target), dataset, batch_size=batch_size)
     if against is None:
         return report
-    other, other_predictions = evaluate_predictor(open_predictor(against), dataset, batch_size=batch_size)
+    other, other_predictions = evaluate_predictor(
+        open_predictor(against, **for_against), dataset, batch_size=batch_size
+    )
     report["against"] = other
     report["agreement"] = agreement(predictions, other_predictions)
     keys = ("accuracy", "top5_accuracy", "macro_f1", "entity_f1")
@@ -44,4 +58,23 @@ def evaluate(target: str | Path, dataset: Dataset, *, against: str | Path | None
     return report
 
 
-__all__ = ["evaluate", "evaluate_predictor", "open_predictor"]
+def timm_options(target, against, weights, labels) -> tuple[dict, dict]:
+    """A weights file and class labels go to whichever of `target` and `against` is a timm:NAME model:
+    open_predictor's keywords for each."""
+    given = {key: value for key, value in (("weights", weights), ("labels", labels)) if value is not None}
+    if not given:
+        return {}, {}
+    flags = " and ".join(f"--{key}" for key in given)
+    named = [str(model) for model in (target, against) if model is not None and is_timm(str(model))]
+    if len(named) == 2:
+        raise CompileError(
+            f"{flags} belong to one timm:NAME model, and both {target} and {against} are",
+            hint="evaluate the timm models one at a time",
+        )
+    if not named:
+        which = f"{target} is not one" if against is None else f"neither {target} nor {against} is"
+        raise CompileError(f"{flags} belong to a timm:NAME model, and {which}", hint=f"drop {flags}")
+    return (given, {}) if is_timm(str(target)) else ({}, given)
+
+
+__all__ = ["evaluate", "evaluate_predictor", "open_predictor", "timm_options"]

@@ -30,12 +30,19 @@ class Predictor:
     logits: Logits  # feeds -> [batch, labels] or [batch, seq, labels]
 
 
-def open_predictor(target: str | Path, *, threads: int | None = None) -> Predictor:
-    """An artifact folder (has manifest.json) or a Hugging Face checkpoint folder."""
+def open_predictor(
+    target: str | Path,
+    *,
+    threads: int | None = None,
+    weights: str | Path | None = None,
+    labels: tuple[str, ...] | None = None,
+) -> Predictor:
+    """An artifact folder (has manifest.json), a Hugging Face checkpoint folder, or timm:NAME with its
+    `weights` file (and class `labels` where its head has no known names)."""
     path = Path(target)
     if (path / MANIFEST_FILE).is_file():
         return artifact_predictor(path, threads=threads)
-    return checkpoint_predictor(path)
+    return checkpoint_predictor(path, weights=weights, labels=labels)
 
 
 def artifact_predictor(path: Path, *, threads: int | None = None) -> Predictor:
@@ -51,11 +58,13 @@ def artifact_predictor(path: Path, *, threads: int | None = None) -> Predictor:
     )
 
 
-def checkpoint_predictor(folder: Path) -> Predictor:
+def checkpoint_predictor(
+    folder: Path, *, weights: str | Path | None = None, labels: tuple[str, ...] | None = None
+) -> Predictor:
     from ..sources import resolve_source
 
     with tempfile.TemporaryDirectory(prefix="edgekiln-eval-") as work_dir:
-        source = resolve_source(str(folder), work_dir=Path(work_dir))
+        source = resolve_source(str(folder), work_dir=Path(work_dir), weights=weights, labels=labels)
         _check_task(folder, source.task)
         encoder = (
             make_encoder(source.tokenizer_file, source.tokenizer)
