@@ -95,11 +95,11 @@ def test_eval_weights_belong_to_one_timm_model(capsys, tmp_path):
     (data / "cat").mkdir(parents=True)
     weights = str(tmp_path / "w.pth")
     code, _, err = run_cli(capsys, "eval", str(tmp_path / "art"), "--data", str(data), "--weights", weights)
-    assert_one_line_error(code, err, "--weights belong to a timm:NAME model", "is not one", "drop --weights")
+    assert_one_line_error(code, err, "--weights belongs to a timm:NAME model", "is not one", "drop --weights")
     labels = tmp_path / "labels.txt"
     labels.write_text("cat\n")
     argv = ["eval", "timm:resnet18", "--data", str(data), "--against", "timm:resnet34", "--labels", str(labels)]
     code, _, err = run_cli(capsys, *argv)
     assert_one_line_error(
-        code, err, "--labels belong to one timm:NAME model", "both timm:resnet18 and timm:resnet34 are"
+        code, err, "--labels belongs to one timm:NAME model", "both timm:resnet18 and timm:resnet34 are"
     )

@@ -65,15 +65,16 @@ def timm_options(target, against, weights, labels) -> tuple[dict, dict]:
     if not given:
         return {}, {}
     flags = " and ".join(f"--{key}" for key in given)
+    belong = "belong" if len(given) == 2 else "belongs"  # noqa: PLR2004
     named = [str(model) for model in (target, against) if model is not None and is_timm(str(model))]
     if len(named) == 2:
         raise CompileError(
-            f"{flags} belong to one timm:NAME model, and both {target} and {against} are",
+            f"{flags} {belong} to one timm:NAME model, and both {target} and {against} are",
             hint="evaluate the timm models one at a time",
         )
     if not named:
         which = f"{target} is not one" if against is None else f"neither {target} nor {against} is"
-        raise CompileError(f"{flags} belong to a timm:NAME model, and {which}", hint=f"drop {flags}")
+        raise CompileError(f"{flags} {belong} to a timm:NAME model, and {which}", hint=f"drop {flags}")
     return (given, {}) if is_timm(str(target)) else ({}, given)
 
 
