@@ -82,7 +82,9 @@ def test_a_callers_freeze_is_kept():
     frozen = gc.get_freeze_count()
     with older_objects_frozen():
         pass
-    assert gc.get_freeze_count() == frozen  # not unfrozen by the block
+    # not unfrozen by the block (that would leave 0); frozen objects that die meanwhile leave the count
+    # (CI once saw 1649818 of 1649820: two died, in another thread or the block's own machinery)
+    assert frozen - 1000 <= gc.get_freeze_count() <= frozen
 
 
 def test_a_disabled_collector_is_left_alone():
