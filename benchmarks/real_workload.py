@@ -86,8 +86,9 @@ def _eager_sentences(folder: str, threads: int):
 
 
 def _serve_client(url: str):
-    """One keep-alive connection; one sentence per POST /v2/models/NAME/predict."""
-    host, port, path = url.split("|")
+    """One keep-alive connection; one sentence per POST /v2/models/NAME/predict. The server's process
+    is watched too: its runtime's workers spin after each request, as an in-process runner's do."""
+    host, port, path, server_pid = url.split("|")
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
 
     def post(sentence: str) -> http.client.HTTPResponse:
@@ -105,6 +106,7 @@ def _serve_client(url: str):
             raise RuntimeError(f"the server answered {response.status}: {body[:200]!r}")
         return json.loads(body)["predictions"][0]
 
+    run.watched_pids = (int(server_pid),)
     return run
 
 
@@ -120,7 +122,7 @@ def start_server(name: str, artifact: str, threads: int) -> tuple[subprocess.Pop
     except BaseException:
         stop_server(server)
         raise
-    return server, f"127.0.0.1|{port}|/v2/models/{name}/predict"
+    return server, f"127.0.0.1|{port}|/v2/models/{name}/predict|{server.pid}"
 
 
 def stop_server(server: subprocess.Popen) -> None:

@@ -7,9 +7,9 @@ one process at a time, so machine noise falls on all of them alike. Separate pro
 enough on their own: ONNX Runtime's worker keeps a core busy for about 40 ms after a call returns,
 longer than a whole round of a fast model, so the next runner's round ran beside it (EfficientNet-Lite0
 int8 on 2 cores: 6.5 ms a call instead of 2.4). A runner therefore reports its round only once its
-process has gone idle (`settle`), and the next round starts on quiet cores. Only the runner's own
-process is watched: a runner that calls another process (an HTTP client of `edgekiln serve`) does not
-wait for that one.
+process has gone idle (`settle`), and the next round starts on quiet cores. A runner that calls
+another process (an HTTP client of `edgekiln serve`) names it: a run function with a `watched_pids`
+attribute also waits for those processes to go idle (Linux; elsewhere only its own process is watched).
 
 `feeds` is one input given to every call, or with `cycle=True` a sequence whose items the calls
 take in turn (a real workload: one sentence per call), the same items in the same order in every
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 Factory = Callable[[str, Any], Callable]  # (name, spec) -> run(feeds); must be a module-level function
+# run may carry `watched_pids`: other processes it calls, waited on as its own after each round
 __all__ = ["Factory", "measure"]
 
 
@@ -35,17 +36,29 @@ SETTLE_STEPS = 2  # ... for this many steps in a row (a spinning worker pauses n
 SETTLE_MAX_S = 1.0  # a runner that never goes idle (a busy background thread) is not waited on longer
 
 
-def settle(step: float = SETTLE_STEP_S, limit: float = SETTLE_MAX_S) -> float:
-    """Wait until this process's threads stop using the CPU (spinning workers gone to sleep), at most
-    `limit` seconds; returns the seconds waited."""
+def settle(step: float = SETTLE_STEP_S, limit: float = SETTLE_MAX_S, others: tuple[int, ...] = ()) -> float:
+    """Wait until this process's threads, and those of the processes `others`, stop using the CPU
+    (spinning workers gone to sleep), at most `limit` seconds; returns the seconds waited."""
     started = time.perf_counter()
-    before, quiet = time.process_time(), 0
+    before, quiet = _cpu_seconds(others), 0
     while quiet < SETTLE_STEPS and time.perf_counter() - started < limit:
         time.sleep(step)
-        now = time.process_time()
+        now = _cpu_seconds(others)
         quiet = quiet + 1 if now - before < step * SETTLE_IDLE else 0
         before = now
     return time.perf_counter() - started
+
+
+def _cpu_seconds(others: tuple[int, ...]) -> float:
+    """CPU seconds used so far by this process and the processes `others` (a process's CPU clock is
+    (~pid << 3) | 2 on Linux; one that has exited, or a platform without such clocks, counts 0)."""
+    total = time.process_time()
+    for pid in others:
+        try:
+            total += time.clock_gettime(((~pid) << 3) | 2)
+        except (OSError, AttributeError, OverflowError):
+            pass
+    return total
 
 
 def _worker(factory: Factory, name: str, spec: Any, feeds: Any, cycle: bool, pipe) -> None:
@@ -61,7 +74,7 @@ def _worker(factory: Factory, name: str, spec: Any, feeds: Any, cycle: bool, pip
                 started = time.perf_counter()
                 run(item)
                 times.append((time.perf_counter() - started) * 1e3)
-            settle()
+            settle(others=getattr(run, "watched_pids", ()))
             pipe.send(times)
     except Exception as exc:  # reported to the parent as the runner's failure
         pipe.send(f"{type(exc).__name__}: {exc}")

@@ -57,6 +57,22 @@ def test_settle_waits_for_a_spinning_thread_to_stop():
     spinner.join()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="other processes' CPU clocks are Linux's")
+def test_settle_waits_for_a_watched_process_too():
+    """A serve client's round ends only once the server's workers have stopped spinning as well."""
+    spin = "import time\nwhile time.process_time() < 0.6: pass\ntime.sleep(60)"  # 0.6 CPU-s, then idle
+    child = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        settle(limit=30.0, others=(child.pid,))
+        assert time.clock_gettime(((~child.pid) << 3) | 2) >= 0.6  # it waited out the whole spin
+        started = time.perf_counter()
+        settle(limit=30.0, others=(child.pid,))
+        assert time.perf_counter() - started < 5.0  # an idle watched process lets it return at once
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_settle_gives_up_on_a_thread_that_never_stops():
     stop = threading.Event()
     spinner = threading.Thread(target=_spin_until, args=(stop,))
