@@ -55,12 +55,6 @@ def test_an_empty_timm_name_is_refused(capsys, tmp_path):
     assert_one_line_error(code, err, "names no timm model", "timm:resnet18")
 
 
-def test_pruning_a_timm_model_is_refused(capsys, tmp_path):
-    argv = ["timm:resnet18", "--weights", str(tmp_path / "w.pth"), "--prune-flops", "0.3"]
-    code, _, err = _compile(capsys, tmp_path, *argv, "--data", str(tmp_path))
-    assert_one_line_error(code, err, "pruning timm:NAME models is not supported yet")
-
-
 def test_labels_files(tmp_path):
     lines = tmp_path / "labels.txt"
     lines.write_text("cat\n\n dog \nbird\n")

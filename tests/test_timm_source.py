@@ -181,10 +181,7 @@ def test_eval_an_artifact_against_its_timm_model(capsys, weights, tmp_path):
     argv = ["compile", "timm:mobilenetv3_small_050", "--weights", file, "--labels", str(labels), "-o", str(art)]
     code, _, err = run_cli(capsys, *argv, "--backend", "onnxruntime")
     assert code == 0, err
-    data = tmp_path / "data"
-    for index, path in enumerate(photos()[:14]):  # two real photos per class
-        (data / f"kind{index % 7}").mkdir(parents=True, exist_ok=True)
-        (data / f"kind{index % 7}" / path.name).write_bytes(path.read_bytes())
+    data = _photo_classes(tmp_path / "data", 7, 14)  # two real photos per class
     report = tmp_path / "eval.json"
     argv = ["eval", str(art), "--data", str(data), "--against", "timm:mobilenetv3_small_050", "--weights", file]
     code, out, err = run_cli(capsys, *argv, "--labels", str(labels), "--json", str(report))
@@ -193,6 +190,44 @@ def test_eval_an_artifact_against_its_timm_model(capsys, weights, tmp_path):
     assert result["examples"] == 14 and result["agreement"] == 1.0
     assert result["against"]["target"] == "checkpoint timm:mobilenetv3_small_050"
     assert "prediction agreement: 100.00 %" in out
+
+
+def _photo_classes(folder, classes: int, count: int):
+    """A class-folder dataset of the real photos, `classes` folders named kind0, kind1, …"""
+    for index, path in enumerate(photos()[:count]):
+        (folder / f"kind{index % classes}").mkdir(parents=True, exist_ok=True)
+        (folder / f"kind{index % classes}" / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
+def test_a_timm_cnn_prunes_to_a_flops_target(capsys, weights, tmp_path):
+    """`--prune-flops` on timm:NAME: the pruned module keeps timm's preprocessing and the labels given."""
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"kind{i}" for i in range(7)) + "\n")
+    data = _photo_classes(tmp_path / "data", 7, 21)
+    out = tmp_path / "art"
+    argv = ["compile", "timm:mobilenetv3_small_050", "--weights", str(weights["mobilenetv3_small_050"])]
+    argv += ["--labels", str(labels), "--backend", "onnxruntime", "-o", str(out), "--no-cache"]
+    code, stdout, err = run_cli(
+        capsys, *argv, "--prune-flops", "0.3", "--prune-importance", "taylor-label-free", "--data", str(data)
+    )
+    assert code == 0, err
+    report = json.loads((out / "reports" / "pruning.json").read_text())
+    assert report["flops_reduction"] >= 0.3, report
+    session = load(out)
+    assert session.manifest.labels == tuple(f"kind{i}" for i in range(7))
+    model = _create("mobilenetv3_small_050", 7)
+    assert session.manifest.image == image_spec(timm, model, "mobilenetv3_small_050")
+    assert all(answer.label.startswith("kind") for answer in session.predict(photos()[:4]))
+
+
+def test_a_timm_vit_is_not_pruned_with_its_fused_qkv(capsys, weights, tmp_path):
+    data = _photo_classes(tmp_path / "data", 5, 10)
+    argv = ["compile", "timm:vit_tiny_patch16_224", "--weights", str(weights["vit_tiny_patch16_224"])]
+    argv += ["-o", str(tmp_path / "art"), "--prune-flops", "0.3", "--prune-importance", "magnitude"]
+    code, _, err = run_cli(capsys, *argv, "--data", str(data))
+    assert_one_line_error(code, err, "attention layers do not have the layout edgekiln cuts")
+    assert not (tmp_path / "art").exists()
 
 
 def test_heads_without_known_names_have_no_labels(weights, tmp_path):

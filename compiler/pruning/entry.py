@@ -34,13 +34,11 @@ def prune_model(
 ) -> tuple[Any, dict, PassRecord]:
     """(the pruned folder, module, or image classifier's ModelSource; the report; the manifest record)."""
     started = time.perf_counter()
-    if is_timm(model):
-        raise CompileError("pruning timm:NAME models is not supported yet", hint="compile it without --prune-*")
     if config.channels is not None:
         return _prune_module(model, example_inputs, config, started)
     from .image_entry import is_image_classifier, prune_image_classifier
 
-    if is_image_classifier(model, source_recipe):
+    if is_timm(model) or is_image_classifier(model, source_recipe):
         return prune_image_classifier(model, source_recipe, config, recovery, data=data, store=store, say=say)
     if not config.transformer:
         raise CompileError("no pruning amount given", hint="pass --prune-heads, --prune-ffn or --prune-flops")

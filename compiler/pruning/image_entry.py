@@ -146,6 +146,7 @@ def _load(model, source_recipe) -> ModelSource:
             image=source_recipe.image if source_recipe else None,
             labels=source_recipe.labels if source_recipe else None,
             output_names=source_recipe.output_names if source_recipe else None,
+            weights=source_recipe.weights if source_recipe else None,
         )
     if source.task is not Task.IMAGE_CLASSIFICATION or source.torch is None or source.image is None:
         raise CompileError(f"{source.description} is not an image classifier edgekiln can prune")
