@@ -184,6 +184,8 @@ def test_eval_an_artifact_against_its_timm_model(capsys, weights, tmp_path):
     data = _photo_classes(tmp_path / "data", 7, 14)  # two real photos per class
     report = tmp_path / "eval.json"
     argv = ["eval", str(art), "--data", str(data), "--against", "timm:mobilenetv3_small_050", "--weights", file]
+    code, _, err = run_cli(capsys, *argv)  # a 7-class head has no known names
+    assert_one_line_error(code, err, "timm:mobilenetv3_small_050 records no label names", "--labels FILE")
     code, out, err = run_cli(capsys, *argv, "--labels", str(labels), "--json", str(report))
     assert code == 0, err
     result = json.loads(report.read_text())

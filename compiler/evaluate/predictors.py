@@ -17,6 +17,7 @@ from edgekiln.runtime.manifest import MANIFEST_FILE, Task, TensorSpec, Tokenizer
 from edgekiln.runtime.preprocess import TextEncoder
 
 from ..errors import CompileError
+from ..sources.base import is_timm
 
 Logits = Callable[[dict[str, np.ndarray]], np.ndarray]
 
@@ -111,5 +112,10 @@ def _check_task(path: Path, task: Task) -> None:
 
 def _labels(labels: tuple[str, ...] | None, path: Path) -> tuple[str, ...]:
     if not labels:
-        raise CompileError(f"{path} records no label names (id2label)", hint="fine-tune it with edgekiln finetune")
+        hint = (
+            "pass --labels FILE (its class names, one a line)"
+            if is_timm(str(path))
+            else "fine-tune it with edgekiln finetune"
+        )
+        raise CompileError(f"{path} records no label names (id2label)", hint=hint)
     return labels
