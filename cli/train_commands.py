@@ -12,14 +12,17 @@ TASKS = ("text-classification", "token-classification", "image-classification")
 
 def register(commands) -> None:
     tune = commands.add_parser(
-        "finetune", help="fine-tune a Hugging Face text encoder or image classifier on labelled data (full or LoRA)"
+        "finetune",
+        help="fine-tune a Hugging Face text encoder or image classifier, or a timm classifier, on labelled data "
+        "(full or LoRA)",
     )
     tune.add_argument(
         "model",
-        type=Path,
         help="Hugging Face model folder: a text encoder (BERT, MiniLM, ...) or an image classifier "
-        "with its preprocessor_config.json (ViT, ConvNeXt, ResNet, MobileNetV2, ...)",
+        "with its preprocessor_config.json (ViT, ConvNeXt, ResNet, MobileNetV2, ...); a timm folder; "
+        "or timm:NAME with --weights",
     )
+    tune.add_argument("--weights", help="timm:NAME models: the weights file (.safetensors, or a .pth state dict)")
     tune.add_argument("--task", choices=TASKS, help="default: the training data's (a folder of class folders: images)")
     tune.add_argument("--data", "--train", required=True, help="training data: PATH or PATH:SPLIT")
     tune.add_argument(
@@ -96,7 +99,9 @@ def cmd_finetune(args) -> int:
         validation_fraction=args.val_fraction,
         lora=LoraSettings(rank=args.lora_rank, alpha=2 * args.lora_rank) if args.lora else None,
     )
-    result = finetune(args.model, args.output, train_data=train, eval_data=dev, config=config, force=args.force)
+    result = finetune(
+        args.model, args.output, train_data=train, eval_data=dev, config=config, weights=args.weights, force=args.force
+    )
     print(
         f"checkpoint: {result.path}\nbest dev {result.report['metric']}: {result.report['best_metric']:.4f} "
         f"(epoch {result.report['best_epoch']})\nnext: edgekiln compile {result.path} -o ARTIFACT"

@@ -22,8 +22,13 @@ def test_without_timm_the_error_says_how_to_install_it(capsys, tmp_path, monkeyp
     weights = tmp_path / "r18.safetensors"
     weights.write_bytes(b"unused: timm is checked first")
     code, _, err = _compile(capsys, tmp_path, "timm:resnet18", "--weights", str(weights))
-    assert_one_line_error(code, err, "timm:NAME models need timm", "not installed", "torchvision==0.29.1 timm")
+    assert_one_line_error(code, err, "timm models (timm:NAME, timm folders) need timm", "torchvision==0.29.1 timm")
     assert not (tmp_path / "out").exists()
+    folder = tmp_path / "timm-folder"  # a timm checkpoint folder: its config.json names an architecture
+    folder.mkdir()
+    (folder / "config.json").write_text('{"architecture": "resnet18", "num_classes": 3, "pretrained_cfg": {}}')
+    code, _, err = _compile(capsys, tmp_path, str(folder))
+    assert_one_line_error(code, err, "timm models (timm:NAME, timm folders) need timm", "not installed")
 
 
 def test_a_timm_that_does_not_import_beside_this_torch_is_one_line(capsys, tmp_path, monkeypatch):
@@ -76,12 +81,12 @@ def test_weights_without_batchnorm_step_counters_fit_as_torch_loads_them(tmp_pat
     """Converted checkpoints often lack BatchNorm's `num_batches_tracked`; torch's strict load fills it in."""
     import torch
 
-    from edgekiln.compiler.sources.timm_model import _check_fit
+    from edgekiln.compiler.sources.timm_model import check_fit
 
     expected = {"bn.weight": torch.ones(4), "bn.num_batches_tracked": torch.tensor(0), "fc.weight": torch.ones(2, 4)}
-    _check_fit(expected, {"bn.weight": torch.ones(4), "fc.weight": torch.ones(2, 4)}, "net", tmp_path / "w.pth")
+    check_fit(expected, {"bn.weight": torch.ones(4), "fc.weight": torch.ones(2, 4)}, "net", tmp_path / "w.pth")
     with pytest.raises(CompileError, match="1 missing \\(fc.weight\\)"):
-        _check_fit(expected, {"bn.weight": torch.ones(4)}, "net", tmp_path / "w.pth")
+        check_fit(expected, {"bn.weight": torch.ones(4)}, "net", tmp_path / "w.pth")
 
 
 def test_eval_weights_belong_to_one_timm_model(capsys, tmp_path):
@@ -97,3 +102,26 @@ def test_eval_weights_belong_to_one_timm_model(capsys, tmp_path):
     assert_one_line_error(
         code, err, "--labels belongs to one timm:NAME model", "both timm:resnet18 and timm:resnet34 are"
     )
+
+
+def _image_classes(folder):
+    from PIL import Image
+
+    for label in ("cat", "dog"):
+        (folder / label).mkdir(parents=True)
+        for index in range(3):
+            Image.new("RGB", (12, 12), (40 * index, 90, 0)).save(folder / label / f"{index}.png")
+    return folder
+
+
+def test_finetune_weights_belong_to_a_timm_model(capsys, tmp_path):
+    data = _image_classes(tmp_path / "data")
+    argv = ["finetune", "timm:resnet18", "--data", str(data), "-o", str(tmp_path / "out")]
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, "timm:resnet18 needs its weights file", "never downloads")
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    argv = ["finetune", str(folder), "--weights", str(tmp_path / "w.pth"), "--data", str(data)]
+    code, _, err = run_cli(capsys, *argv, "-o", str(tmp_path / "out"))
+    assert_one_line_error(code, err, "--weights gives the weights of a timm model", "timm:NAME")
+    assert not (tmp_path / "out").exists()

@@ -17,7 +17,7 @@ from edgekiln.runtime.manifest import MANIFEST_FILE, Task, TensorSpec, Tokenizer
 from edgekiln.runtime.preprocess import TextEncoder
 
 from ..errors import CompileError
-from ..sources.base import is_timm
+from ..sources.base import is_timm, is_timm_folder
 
 Logits = Callable[[dict[str, np.ndarray]], np.ndarray]
 
@@ -112,10 +112,10 @@ def _check_task(path: Path, task: Task) -> None:
 
 def _labels(labels: tuple[str, ...] | None, path: Path) -> tuple[str, ...]:
     if not labels:
-        hint = (
-            "pass --labels FILE (its class names, one a line)"
-            if is_timm(str(path))
-            else "fine-tune it with edgekiln finetune"
-        )
+        hint = "fine-tune it with edgekiln finetune"
+        if is_timm(str(path)):
+            hint = "pass --labels FILE (its class names, one a line)"
+        elif is_timm_folder(path):
+            hint = 'add "label_names" (a list, in output order) to its config.json'
         raise CompileError(f"{path} records no label names (id2label)", hint=hint)
     return labels

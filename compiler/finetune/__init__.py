@@ -1,5 +1,5 @@
-"""`finetune`: a Hugging Face text encoder or image classifier + labelled data -> a fine-tuned
-checkpoint `edgekiln compile` takes."""
+"""`finetune`: a Hugging Face text encoder or image classifier, or a timm classifier, + labelled data
+-> a fine-tuned checkpoint `edgekiln compile` takes (a timm model's is a timm folder)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from edgekiln.runtime.cpus import available_cpus
 from ..data import DataError, Dataset, ImageExample, load_dataset, split_off
 from ..errors import CompileError
 from ..folders import check_parent, move_into_place
-from ..sources.hf import folder_hashes
 from ..tasks import compiler_task
 from ..tool_versions import tool_versions
 from .config import AugmentSettings, FinetuneConfig, LoraSettings
-from .inputs import check_data_files, check_model_fits, head_note, model_encoder
-from .model import load_for_task, parameter_counts, with_lora
+from .inputs import check_data_files, head_note
+from .model import parameter_counts, with_lora
 from .state import BEST_DIR, open_run, partial_dir
 from .trainer import Log, Plan, stderr_log, train
+from .tunable import check_model_path, open_tunable
 
 REPORT_FILE = "train_report.json"
 
@@ -40,47 +40,47 @@ def finetune(
     train_data: str | Dataset,
     config: FinetuneConfig,
     eval_data: str | Dataset | None = None,
+    weights: str | os.PathLike | None = None,
     force: bool = False,
     log: Log = stderr_log,
     show_progress: bool | None = None,
 ) -> FinetuneResult:
+    """Fine-tune `model` (a Hugging Face folder, a timm folder, or timm:NAME with its `weights` file)."""
     import torch
 
-    model_folder, out_dir = Path(model).expanduser(), Path(output).expanduser().resolve()
+    out_dir = Path(output).expanduser().resolve()
     _check_output(out_dir, force)
-    if not (model_folder / "config.json").is_file():
-        raise CompileError(f"{model_folder} is not a Hugging Face model folder (no config.json)")
+    check_model_path(model, weights)
     train_set, dev_set = _datasets(train_data, eval_data, config)
-    check_model_fits(model_folder, config.task)
+    tunable = open_tunable(model, weights, config)
     labels = _check_labels(train_set, dev_set)
     check_data_files(config.task, train_set, dev_set)
     torch.set_num_threads(config.threads or available_cpus())
     torch.manual_seed(config.seed)
     work = partial_dir(out_dir)
     identity = {
-        "model": folder_hashes(model_folder),
+        "model": tunable.identity,
         "config": config.model_dump(mode="json"),
         "train": [train_set.source, len(train_set)],
         "eval": [dev_set.source, len(dev_set)],
     }
-    encoder = model_encoder(model_folder, config)
     resume = open_run(work, identity)
-    note = head_note(model_folder, labels)
+    note = head_note(tunable.labels, labels)
     if note and not resume:
         log(note)
-    network = load_for_task(model_folder, config.task, labels, fresh_head=note is not None)
+    network = tunable.network(labels, note is not None)
     if config.lora is not None:
         network = with_lora(network, config.task, config.lora)
-    plan = Plan(config, train_set, dev_set, labels, encoder, model_folder, work)
+    plan = Plan(config, train_set, dev_set, labels, tunable.encoder, tunable.folder, work)
     log(
-        f"fine-tuning {model_folder.name} ({'LoRA' if config.lora else 'full'}, "
+        f"fine-tuning {tunable.name} ({'LoRA' if config.lora else 'full'}, "
         f"{parameter_counts(network)['trainable']:,} trainable parameters) on {len(train_set)} examples, "
         f"evaluating {plan.metric} on {len(dev_set)}"
     )
     started = time.perf_counter()
     progress = train(plan, network, resume=resume, log=log, show_bar=show_progress)
     report = {
-        "model": str(model_folder),
+        "model": str(model),
         "method": "lora" if config.lora else "full",
         "task": config.task.value,
         "config": config.model_dump(mode="json"),

@@ -58,9 +58,8 @@ def folder_labels(folder: Path) -> tuple[str, ...] | None:
         return None
 
 
-def head_note(folder: Path, labels: tuple[str, ...]) -> str | None:
-    """Why the head is new, when the data's classes are not the folder's labels (None: they are)."""
-    current = folder_labels(folder)
+def head_note(current: tuple[str, ...] | None, labels: tuple[str, ...]) -> str | None:
+    """Why the head is new, when the data's classes are not the model's labels `current` (None: they are)."""
     if current == labels:
         return None
     shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")

@@ -103,13 +103,14 @@ def with_lora(model, task: DataTask, settings: LoraSettings):
     if kind is not None:
         config = LoraConfig(task_type=getattr(TaskType, kind), target_modules="all-linear", **common)
     else:
-        targets = lora_targets(model)
+        layout = getattr(model, "lora_layout", None)  # a timm classifier (timm_classifier.py) names its own
+        targets, heads = layout() if layout else (lora_targets(model), head_names(model))
         if not targets:
             raise CompileError(
                 f"{type(model).__name__} has no linear or convolution layers LoRA can adapt",
                 hint="fine-tune it in full (without --lora)",
             )
-        config = LoraConfig(target_modules=targets, modules_to_save=head_names(model), **common)
+        config = LoraConfig(target_modules=targets, modules_to_save=heads, **common)
     return get_peft_model(model, config)
 
 
@@ -133,6 +134,9 @@ def save_checkpoint(model, tokenizer_source: Path, folder: Path) -> None:
     import transformers
 
     plain = copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    if hasattr(plain, "save_folder"):  # a timm classifier: a timm folder
+        plain.save_folder(folder)
+        return
     with quiet_transformers():
         save_pretrained(plain, folder)
         if getattr(plain, "main_input_name", None) == "pixel_values":

@@ -36,7 +36,7 @@ class Plan:
     dev: Dataset
     labels: tuple[str, ...]
     encoder: TextEncoder | ImagePreprocessor  # the runtime's preprocessing of this model's inputs
-    model_folder: Path
+    model_folder: Path | None  # a Hugging Face folder (its tokenizer or processor is saved beside)
     work: Path
     loss: Callable | None = None  # (model, inputs, labels) -> loss; None: the model's own task loss
 

@@ -14,7 +14,7 @@ from edgekiln.runtime.manifest import PassRecord
 from ..cache import PassCache
 from ..data import Dataset, load_dataset
 from ..errors import CompileError
-from ..sources.base import is_timm
+from ..sources.base import is_timm, is_timm_folder
 from ..sources.hf import folder_hashes
 from .config import PruneConfig, RecoveryConfig
 from .evaluation import task_of
@@ -38,7 +38,7 @@ def prune_model(
         return _prune_module(model, example_inputs, config, started)
     from .image_entry import is_image_classifier, prune_image_classifier
 
-    if is_timm(model) or is_image_classifier(model, source_recipe):
+    if is_timm(model) or is_timm_folder(model) or is_image_classifier(model, source_recipe):
         return prune_image_classifier(model, source_recipe, config, recovery, data=data, store=store, say=say)
     if not config.transformer:
         raise CompileError("no pruning amount given", hint="pass --prune-heads, --prune-ffn or --prune-flops")

@@ -9,7 +9,7 @@ from typing import Any
 from edgekiln.runtime.manifest import Task
 
 from ..errors import CompileError
-from .base import ModelSource, SourceKind, TorchSpec, is_timm
+from .base import ModelSource, SourceKind, TorchSpec, is_timm, is_timm_folder
 from .wrappers import Pooling
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
@@ -35,6 +35,10 @@ def resolve_source(
             "--input-shape declares the shapes of an ONNX file's inputs",
             hint="drop it: torch and Hugging Face models are exported with their own shapes",
         )
+    if is_timm_folder(model):
+        from .timm_folder import from_timm_folder
+
+        return from_timm_folder(Path(model).expanduser(), weights, labels=labels, task=task, image=image)
     if weights is not None or is_timm(model):
         from .timm_model import from_timm
 

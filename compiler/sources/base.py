@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -14,10 +15,22 @@ from edgekiln.runtime.images.spec import ImagePreprocessSpec
 from edgekiln.runtime.manifest import Task, TokenizerSpec
 
 TIMM_PREFIX = "timm:"  # a timm architecture by name, with its weights file (sources/timm_model.py)
+TIMM_CONFIG = "config.json"  # a timm checkpoint folder's, naming its architecture (sources/timm_folder.py)
 
 
 def is_timm(model: Any) -> bool:
     return isinstance(model, str) and model.startswith(TIMM_PREFIX)
+
+
+def is_timm_folder(model: Any) -> bool:
+    """A folder whose config.json names a timm `architecture` (a transformers config has `model_type`)."""
+    if not isinstance(model, (str, Path)) or is_timm(model):
+        return False
+    try:
+        config = json.loads((Path(model).expanduser() / TIMM_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "architecture" in config and "model_type" not in config
 
 
 FeedMaker = Callable[[int, int, np.random.Generator], dict[str, np.ndarray]]

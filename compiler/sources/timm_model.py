@@ -49,19 +49,43 @@ def from_timm(
             "--weights gives the weights of a timm model", hint="compile timm:NAME with it, e.g. timm:resnet18"
         )
     name = model[len(PREFIX) :].strip()
-    _check_request(model, name, weights, task, image)
-    timm = _import_timm()
+    _check_named(model, name, weights)
+    check_task_and_image(task, image)
+    module, path, timm = build_named(model, name, weights)
+    return timm_source(timm, module, name, path, labels, description=f"{PREFIX}{name}")
+
+
+def build_named(model: str, name: str, weights: str | Path | None):
+    """(the module of `timm:NAME` with its weights loaded, the weights path, the timm package)."""
+    _check_named(model, name, weights)
+    timm = import_timm()
     path = Path(weights).expanduser()  # type: ignore[arg-type]
-    state = read_state_dict(path)
-    module = _build(timm, name, state, path)
+    return _build(timm, name, read_state_dict(path), path), path, timm
+
+
+def timm_source(
+    timm,
+    module,
+    name: str,
+    weights: Path,
+    labels: tuple[str, ...] | None,
+    *,
+    description: str,
+    config: str | None = None,
+) -> ModelSource:
+    """The ModelSource of a loaded timm classifier: its pretrained_cfg's preprocessing, and `labels`
+    (else the cfg's label names, else ImageNet's for an ImageNet-sized head); `config`, the hash of a
+    timm folder's config.json."""
     spec = image_spec(timm, module, name)
     num_classes = int(module.num_classes)
     labels = _labels(timm, module, num_classes, labels)
     settings = {"name": name, "timm": timm.__version__, "image": spec.model_dump(mode="json"), "labels": labels}
     return ModelSource(
         kind=SourceKind.TORCH_MODULE,
-        description=f"{PREFIX}{name}",
-        content_hash=sha256_json({"weights": sha256_file(path), "settings": settings}),
+        description=description,
+        content_hash=sha256_json(
+            {"weights": sha256_file(weights), "settings": settings, **({"config": config} if config else {})}
+        ),
         task=Task.IMAGE_CLASSIFICATION,
         labels=labels,
         make_feeds=partial(synthetic_images, spec),
@@ -71,7 +95,7 @@ def from_timm(
     )
 
 
-def _check_request(model: str, name: str, weights, task: Task | None, image) -> None:
+def _check_named(model: str, name: str, weights) -> None:
     if not name:
         raise CompileError(f"{model!r} names no timm model", hint="write timm:NAME, e.g. timm:resnet18")
     if weights is None:
@@ -80,6 +104,9 @@ def _check_request(model: str, name: str, weights, task: Task | None, image) -> 
             hint="pass --weights FILE (.safetensors or .pth), e.g. from torch.save(model.state_dict(), FILE) "
             "or timm's model.safetensors, fetched on a connected machine",
         )
+
+
+def check_task_and_image(task: Task | None, image) -> None:
     if task not in (None, Task.IMAGE_CLASSIFICATION):
         raise CompileError(
             f"a timm model compiles as an image classifier, but the task is {task.value}",
@@ -92,17 +119,19 @@ def _check_request(model: str, name: str, weights, task: Task | None, image) -> 
         )
 
 
-def _import_timm():
+def import_timm():
     try:
         import timm
         import timm.data
     except ModuleNotFoundError as exc:
         if exc.name not in ("timm", "torchvision"):
             raise
-        raise CompileError(f"timm:NAME models need timm, and {exc.name} is not installed", hint=INSTALL_HINT) from None
+        raise CompileError(
+            f"timm models (timm:NAME, timm folders) need timm, and {exc.name} is not installed", hint=INSTALL_HINT
+        ) from None
     except Exception as exc:  # a torchvision built for another torch fails at import with RuntimeError
         raise CompileError(
-            f"timm is installed but does not import beside this torch: {_first_line(exc)}",
+            f"timm is installed but does not import beside this torch: {first_line(exc)}",
             hint=INSTALL_HINT,
         ) from None
     return timm
@@ -131,7 +160,7 @@ def _read_safetensors(path: Path) -> Any:
         return load_file(str(path), device="cpu")
     except Exception as exc:  # safetensors raises its own SafetensorError and OSError
         raise CompileError(
-            f"cannot read {path} as safetensors: {_first_line(exc)}", hint="pass a complete .safetensors file"
+            f"cannot read {path} as safetensors: {first_line(exc)}", hint="pass a complete .safetensors file"
         ) from None
 
 
@@ -152,7 +181,7 @@ def _read_torch(path: Path) -> Any:
         ) from None
     except Exception as exc:  # a truncated or foreign file: RuntimeError, EOFError, ...
         raise CompileError(
-            f"cannot read weights file {path}: {_first_line(exc)}",
+            f"cannot read weights file {path}: {first_line(exc)}",
             hint="pass a state dict saved with torch.save(model.state_dict(), FILE)",
         ) from None
 
@@ -180,8 +209,6 @@ def _state_of(loaded: Any, path: Path) -> dict[str, Any]:
 
 
 def _build(timm, name: str, state: dict[str, Any], path: Path):
-    import torch
-
     arch, _, tag = name.partition(".")
     if not timm.is_model(arch):
         close = difflib.get_close_matches(arch, timm.list_models(), n=4, cutoff=0.6)
@@ -196,7 +223,15 @@ def _build(timm, name: str, state: dict[str, Any], path: Path):
             hint=f"use one of {', '.join(tags)}, or drop the tag" if tags else "drop the tag",
         )
     module = timm.create_model(name, pretrained=False, num_classes=_num_classes(timm, name, state))
-    _check_fit(module.state_dict(), state, name, path)
+    return load_weights(module, state, name, path)
+
+
+def load_weights(module, state: dict[str, Any], name: str, path: Path):
+    """`module` with the state dict read from `path` loaded strictly, in eval mode, checked to be a
+    classifier returning one [batch, classes] logits tensor."""
+    import torch
+
+    check_fit(module.state_dict(), state, name, path)
     module.load_state_dict(state, strict=True)
     module.eval()
     if int(getattr(module, "num_classes", 0) or 0) < 1:
@@ -220,7 +255,7 @@ def _num_classes(timm, name: str, state: dict[str, Any]) -> int | None:
     return int(weight.shape[0]) if weight is not None else None
 
 
-def _check_fit(expected: dict[str, Any], state: dict[str, Any], name: str, path: Path) -> None:
+def check_fit(expected: dict[str, Any], state: dict[str, Any], name: str, path: Path) -> None:
     # BatchNorm's step counter: torch's strict load accepts weights saved without it (converted checkpoints)
     missing = [key for key in expected if key not in state and not key.endswith("num_batches_tracked")]
     unexpected = [key for key in state if key not in expected]
@@ -330,5 +365,5 @@ def read_labels(path: Path) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
