@@ -42,6 +42,12 @@ def register(commands) -> None:
         "--max-text-chars", type=positive_int, default=10_000, help="characters per text for /predict (default 10000)"
     )
     serve.add_argument("--threads", type=positive_int, help="inference threads per model (default: the target's)")
+    serve.add_argument(
+        "--no-warm-up",
+        action="store_true",
+        help="start listening without a warm-up call per model (and per static sequence length of OpenVINO/TVM "
+        "artifacts): the first requests then pay for it",
+    )
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(handler=cmd_serve)
 
@@ -67,11 +73,12 @@ def cmd_serve(args) -> int:
         max_text_chars=args.max_text_chars,
         threads=args.threads,
     )
-    server = Server(load_models(args.artifacts, threads=config.threads), config)
+    server = Server(load_models(args.artifacts, threads=config.threads, warm_up=not args.no_warm_up), config)
     for name, model in server.models.items():
+        warm = f"; {model.warm.describe()}" if model.warm else ""
         print(
             f"serving {model.session.folder} as model {name} ({model.session.task.value}, "
-            f"{model.session.manifest.backend})",
+            f"{model.session.manifest.backend}{warm})",
             flush=True,
         )
     uvicorn.run(

@@ -46,6 +46,12 @@ class Session:
         Images (paths, bytes, PIL images, uint8 arrays) for an image classifier, which takes `top=5`."""
         return self.task_spec.predict(self, items, **options)
 
+    def warm_up(self, batches: Sequence[int] = (1,)):
+        """Run the one-time work of the first calls now (see warmup.py); returns a `WarmUp` (what ran, how long)."""
+        from .warmup import warm_up
+
+        return warm_up(self, batches)
+
     def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return check_feeds(feeds, self.manifest.inputs, self.manifest.tokenizer)
 

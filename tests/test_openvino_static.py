@@ -194,6 +194,28 @@ def test_static_session_is_thread_safe(static_artifacts):
     assert failures == []
 
 
+def test_warm_up_compiles_every_static_length_before_the_first_request(static_artifacts, monkeypatch):
+    """A server's first request of each length must not pay for compiling that shape: warm_up does it."""
+    from edgekiln.runtime import load
+    from edgekiln.runtime.serve.models import load_models
+
+    monkeypatch.setenv("EDGEKILN_OPENVINO_CACHE_GB", "0")  # no OpenVINO model cache: each compile is real
+    session = load(static_artifacts["sequence"])
+    dispatch = session.backend._run
+    assert session.backend.static_lengths == (8, 16) and dispatch.compiled_shapes == []
+    feeds, _ = session.encoder.encode(TEXTS[1:2])
+    before = load(static_artifacts["sequence"]).run(feeds)["logits"]
+    warm = session.warm_up()
+    assert warm.shapes == ((1, 8), (1, 16)) and dispatch.compiled_shapes == [(1, 8), (1, 16)]
+    assert "2 warm-up call(s) (1x8, 1x16)" in warm.describe()
+    np.testing.assert_allclose(session.run(feeds)["logits"], before, atol=1e-5)  # warming changed nothing
+    assert dispatch.compiled_shapes == [(1, 8), (1, 16)]  # that request found its shape compiled
+    (served,) = load_models([str(static_artifacts["token"])])  # edgekiln serve warms each model up
+    assert served.warm.shapes == ((1, 8), (1, 16)) and served.session.backend._run.compiled_shapes == [(1, 8), (1, 16)]
+    (cold,) = load_models([str(static_artifacts["token"])], warm_up=False)  # --no-warm-up
+    assert cold.warm is None and cold.session.backend._run.compiled_shapes == []
+
+
 def test_buckets_on_a_model_without_a_sequence_axis_are_refused(tmp_path):
     pytest.importorskip("openvino", reason="the openvino extra is not installed")
     import onnx

@@ -83,6 +83,11 @@ class OpenVinoSession:
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._run(feeds)
 
+    @property
+    def static_lengths(self) -> tuple[int, ...]:
+        """The sequence lengths with a static-shape model (compiled on first use; warmup.py compiles them)."""
+        return self._run.lengths if isinstance(self._run, StaticDispatch) else ()
+
 
 def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> OpenVinoSession:
     try:

@@ -63,6 +63,10 @@ class StaticDispatch:
         self._lock = threading.Lock()  # guards the two dicts, never held while compiling
 
     @property
+    def lengths(self) -> tuple[int, ...]:
+        return self._shapes.sequences
+
+    @property
     def compiled_shapes(self) -> list[tuple[int, int]]:
         with self._lock:
             return sorted(key for key, runner in self._compiled.items() if runner is not None)

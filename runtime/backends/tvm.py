@@ -74,6 +74,11 @@ class TvmSession:
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return run_bucketed(self._index, feeds, self._output_names, self._run_bucket)
 
+    @property
+    def static_lengths(self) -> tuple[int, ...]:
+        """The buckets' sequence lengths (warmup.py runs each once)."""
+        return tuple(sorted({bucket.sequence for bucket in self._index.buckets if bucket.sequence is not None}))
+
     def _run_bucket(self, bucket: Bucket, arrays: list[np.ndarray]) -> list[np.ndarray]:
         import tvm
 

@@ -85,6 +85,7 @@ class ServedModel:
         self.max_length = tokenizer.max_length if tokenizer else None
         self.id_limit = _id_limit(session) if self._ids else None
         self.batchable = all(axes.batch for axes in self._in_axes.values())
+        self.warm = None  # the WarmUp load_models ran, if any
 
     # -- metadata ---------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
@@ -214,15 +215,18 @@ class ServedModel:
         return np.ascontiguousarray(array[tuple(index)])
 
 
-def load_models(args: Sequence[str], threads: int | None = None) -> list[ServedModel]:
-    """Each `ART` or `NAME=ART` loaded (hashes checked) and named."""
+def load_models(args: Sequence[str], threads: int | None = None, *, warm_up: bool = True) -> list[ServedModel]:
+    """Each `ART` or `NAME=ART` loaded (hashes checked), named, and with `warm_up` run once per static
+    shape (warmup.py) so that no request pays for a first call."""
     from ..session import load
 
     models = []
     for arg in args:
         name, path = parse_model_arg(arg)
         session = load(path, threads=threads)
-        models.append(ServedModel(name or default_name(session.manifest.source, path), session))
+        model = ServedModel(name or default_name(session.manifest.source, path), session)
+        model.warm = session.warm_up() if warm_up else None
+        models.append(model)
     return models
 
 
