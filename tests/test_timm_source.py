@@ -223,12 +223,33 @@ def test_a_timm_cnn_prunes_to_a_flops_target(capsys, weights, tmp_path):
     assert all(answer.label.startswith("kind") for answer in session.predict(photos()[:4]))
 
 
-def test_a_timm_vit_is_not_pruned_with_its_fused_qkv(capsys, weights, tmp_path):
+def test_a_timm_vit_prunes_heads_and_mlp_through_its_fused_qkv(capsys, weights, tmp_path):
+    """timm's one qkv Linear is cut per head in all three segments; the cut replays from the cache."""
     data = _photo_classes(tmp_path / "data", 5, 10)
     argv = ["compile", "timm:vit_tiny_patch16_224", "--weights", str(weights["vit_tiny_patch16_224"])]
-    argv += ["-o", str(tmp_path / "art"), "--prune-flops", "0.3", "--prune-importance", "magnitude"]
-    code, _, err = run_cli(capsys, *argv, "--data", str(data))
-    assert_one_line_error(code, err, "attention layers do not have the layout edgekiln cuts")
+    argv += ["--backend", "onnxruntime", "--prune-flops", "0.3", "--prune-importance", "magnitude", "--data", str(data)]
+    code, _, err = run_cli(capsys, *argv, "-o", str(tmp_path / "art"))
+    assert code == 0, err
+    report = json.loads((tmp_path / "art" / "reports" / "pruning.json").read_text())
+    assert report["kind"] == "vit-heads-mlp" and report["flops_reduction"] >= 0.3, report
+    assert any(layer["heads"][1] < layer["heads"][0] for layer in report["layers"])  # heads went, not only MLP
+    assert report["encoder_flops"]["sequence"] == 197  # 14 x 14 patches and the class token
+    code, _, err = run_cli(capsys, *argv, "-o", str(tmp_path / "again"))  # the same cut, from the cache
+    assert code == 0, err
+    assert "prune (cached)" in err
+    first, again = (tmp_path / name / "model.onnx" for name in ("art", "again"))
+    assert first.read_bytes() == again.read_bytes()
+
+
+def test_a_timm_vit_the_cut_cannot_rewrite_is_refused(capsys, tmp_path):
+    from timm.models import save_for_hf
+
+    model = timm.create_model("test_vit", pretrained=False, num_classes=5, scale_attn_norm=True)
+    save_for_hf(model, str(tmp_path / "vit"), safe_serialization=True)  # a LayerNorm over all heads' output
+    data = _photo_classes(tmp_path / "data", 5, 10)
+    argv = ["compile", str(tmp_path / "vit"), "-o", str(tmp_path / "art"), "--prune-flops", "0.3"]
+    code, _, err = run_cli(capsys, *argv, "--prune-importance", "magnitude", "--data", str(data))
+    assert_one_line_error(code, err, "cannot cut timm block 0", "normalised over all heads")
     assert not (tmp_path / "art").exists()
 
 

@@ -38,11 +38,15 @@ def zeroed_twin(model, plan: KeepPlan):
 
 def _zero_groups(block: Block, heads, neurons) -> None:
     size = block.head_size
-    value = next(block.linear(ref) for ref in block.projections if ref[1] in ROLES["v"])
+    if block.segments == 3:  # a fused QKV: V is its last third
+        value, start = block.linear(block.projections[0]), 2 * block.heads * size
+    else:
+        value, start = next(block.linear(ref) for ref in block.projections if ref[1] in ROLES["v"]), 0
     for head in sorted(set(range(block.heads)) - set(heads)):
-        value.weight[head * size : (head + 1) * size] = 0
+        rows = slice(start + head * size, start + (head + 1) * size)
+        value.weight[rows] = 0
         if value.bias is not None:
-            value.bias[head * size : (head + 1) * size] = 0
+            value.bias[rows] = 0
     up = block.linear(block.up)
     dropped = sorted(set(range(block.width)) - set(neurons))
     up.weight[dropped] = 0

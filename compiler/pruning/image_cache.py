@@ -55,9 +55,10 @@ def load_result(folder: Path, source: ModelSource):
     else:
         from .apply import apply_plan
         from .plan import KeepPlan
+        from .timm_vit import TimmViT, is_timm_vit
 
         plan = KeepPlan(*(tuple(tuple(kept) for kept in cut["replay"][part]) for part in ("heads", "neurons")))
-        apply_plan(module.model, plan, check=False)
+        apply_plan(TimmViT(module) if is_timm_vit(module) else module.model, plan, check=False)
     try:
         module.load_state_dict(load_file(str(folder / WEIGHTS)))
     except RuntimeError as exc:

@@ -104,9 +104,12 @@ def torch_no_grad():
 
 def _cut(module, source: ModelSource, example, classes: int, config: PruneConfig, scoring, say):
     """(the pruned model, what the report says about the cut): ViT heads and MLP, or conv channels."""
-    if is_vision_transformer(module):
+    from .timm_vit import is_timm_vit, prune_timm_vit
+
+    if is_vision_transformer(module) or is_timm_vit(module):
         say(f"prune: removing attention heads and MLP neurons for {config.flops:.0%} of the encoder FLOPs")
-        searched, layers, encoder = prune_vit(module, example, scoring, config)
+        prune = prune_timm_vit if is_timm_vit(module) else prune_vit
+        searched, layers, encoder = prune(module, example, scoring, config)
         reduction = 1 - encoder["encoder_flops"]["after"] / encoder["encoder_flops"]["before"]
         return searched, {"kind": "vit-heads-mlp", "flops_reduction": reduction, "layers": layers, **encoder}
     _refuse_non_cnn(module, source)

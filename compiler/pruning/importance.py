@@ -31,8 +31,8 @@ def _groups(block: Block):
     """(head contributions, neuron contributions) of `w * grad` for one layer."""
     size = block.head_size
     heads = 0
-    for ref in block.projections:
-        heads = heads + _rows(block.linear(ref)).view(-1, size).sum(dim=1)
+    for ref in block.projections:  # a fused QKV's three segments add up per head
+        heads = heads + _rows(block.linear(ref)).view(block.segments, -1, size).sum(dim=(0, 2))
     out = block.linear(block.output)
     heads = heads + (out.weight * out.weight.grad).sum(dim=0).view(-1, size).sum(dim=1)
     down = block.linear(block.down)
@@ -71,7 +71,10 @@ def _magnitude(model):
     heads, neurons = [], []
     with torch.no_grad():
         for block in encoder_blocks(model):
-            rows = sum(block.linear(ref).weight.pow(2).sum(dim=1) for ref in block.projections)
+            rows = sum(
+                block.linear(ref).weight.pow(2).sum(dim=1).view(block.segments, -1).sum(dim=0)
+                for ref in block.projections
+            )
             cols = block.linear(block.output).weight.pow(2).sum(dim=0)
             heads.append((rows + cols).view(-1, block.head_size).sum(dim=1).sqrt().numpy())
             up, down = block.linear(block.up), block.linear(block.down)

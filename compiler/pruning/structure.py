@@ -46,13 +46,14 @@ class Block:
     down: tuple[object, str]
     head_size: int
     uses: int = 1
+    segments: int = 1  # head-sliced blocks in each projection's output: 3 for a fused QKV Linear (timm)
 
     def linear(self, ref: tuple[object, str]):
         return getattr(*ref)
 
     @property
     def heads(self) -> int:
-        return self.linear(self.projections[0]).out_features // self.head_size
+        return self.linear(self.projections[0]).out_features // self.head_size // self.segments
 
     @property
     def width(self) -> int:
@@ -61,6 +62,9 @@ class Block:
 
 def encoder_blocks(model) -> list[Block]:
     """The model's prunable layers in order, or a CompileError saying why it has none."""
+    own = getattr(model, "prunable_blocks", None)  # an adapter that finds its own (timm_vit.py)
+    if own is not None:
+        return own()
     model_type = getattr(model.config, "model_type", type(model).__name__)
     base = getattr(model, "base_model", model)
     modules = dict(base.named_modules())
@@ -169,15 +173,18 @@ def keep_heads(block: Block, keep: list[int], size: int | None = None) -> None:
 
     size = size or block.head_size
     index = torch.tensor([h * size + i for h in sorted(keep) for i in range(size)], dtype=torch.long)
+    width = block.heads * size  # one segment's rows before the cut
+    rows = torch.cat([index + segment * width for segment in range(block.segments)])
     for parent, attribute in block.projections:
-        setattr(parent, attribute, prune_linear_layer(getattr(parent, attribute), index, dim=0))
+        setattr(parent, attribute, prune_linear_layer(getattr(parent, attribute), rows, dim=0))
     parent, attribute = block.output
     setattr(parent, attribute, prune_linear_layer(getattr(parent, attribute), index, dim=1))
     for name in HEAD_COUNTS:
         if isinstance(getattr(block.holder, name, None), int):
             setattr(block.holder, name, len(keep))
-    if isinstance(getattr(block.holder, "all_head_size", None), int):
-        block.holder.all_head_size = len(keep) * size
+    for name in ("all_head_size", "attn_dim"):  # transformers' and timm's name for heads x head size
+        if isinstance(getattr(block.holder, name, None), int):
+            setattr(block.holder, name, len(keep) * size)
 
 
 def keep_neurons(block: Block, keep: list[int]) -> None:

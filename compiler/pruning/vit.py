@@ -32,6 +32,8 @@ def tokens(model, pixels) -> int:
     """Sequence length the encoder runs at: patches plus the class (and distillation) tokens."""
     import torch
 
+    if hasattr(model, "tokens"):  # an adapter that counts its own (timm_vit.py)
+        return model.tokens(pixels)
     with torch.no_grad():
         return int(model.base_model.embeddings(pixels[:1]).shape[1])
 
