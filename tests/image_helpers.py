@@ -62,3 +62,19 @@ def make_image_folder(folder: Path, kind: str, *, size: int = 32, seed: int = 0)
     model.eval().save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def timm_or_skip():
+    """The timm package, or the calling test module skipped: timm is not installed, or its torchvision was
+    built for another torch (CI's second leg has torch==2.14.1 torchvision==0.29.1 timm)."""
+    try:
+        import timm
+        import timm.data
+        import timm.models
+    except Exception as exc:  # ModuleNotFoundError, or RuntimeError from a mismatched torchvision
+        pytest.skip(
+            f"timm does not import here ({type(exc).__name__}: {str(exc).splitlines()[0][:80]}); "
+            "CI runs these in a venv with torch==2.14.1 torchvision==0.29.1 timm",
+            allow_module_level=True,
+        )
+    return timm

@@ -10,18 +10,7 @@ import json
 
 import numpy as np
 import pytest
-
-try:
-    import timm
-    import timm.data
-    import torch
-    from timm.models import save_for_hf
-except Exception as exc:  # not installed, or a torchvision built for another torch (RuntimeError)
-    pytest.skip(
-        f"timm does not import here ({type(exc).__name__}: {str(exc).splitlines()[0][:80]}); "
-        "CI runs these in a venv with torch==2.14.1 torchvision==0.29.1 timm",
-        allow_module_level=True,
-    )
+import torch
 
 from edgekiln.compiler import compile
 from edgekiln.compiler.errors import CompileError
@@ -31,8 +20,10 @@ from edgekiln.compiler.sources.timm_model import image_spec
 from edgekiln.runtime import load
 from edgekiln.runtime.images.decode import load_rgb
 
-from .image_helpers import photos
+from .image_helpers import photos, timm_or_skip
 from .test_cli import assert_one_line_error, run_cli
+
+timm = timm_or_skip()
 
 PIL = pytest.importorskip("PIL.Image")
 LOGITS_ABS = 1e-4
@@ -150,7 +141,7 @@ def test_lora_on_a_timm_folder_merges_into_a_plain_one(capsys, tuned, digits, tm
 def test_a_timm_hub_folder_compiles_with_its_own_cfg(tmp_path):
     """A folder as timm saves it (save_for_hf), ImageNet-sized head, no label names, its own crop and filter."""
     model = _create("test_resnet", 1000, crop_pct=0.8, interpolation="bicubic")
-    save_for_hf(model, str(tmp_path / "hub"), safe_serialization=True)
+    timm.models.save_for_hf(model, str(tmp_path / "hub"), safe_serialization=True)
     art = compile(tmp_path / "hub", "host", tmp_path / "art", Recipe.from_flags(backend="onnxruntime"))
     spec = art.manifest.image
     assert spec.size == (200,) and spec.interpolation.value == "bicubic"  # floor(160 / 0.8), not timm's default

@@ -11,17 +11,7 @@ import json
 
 import numpy as np
 import pytest
-
-try:
-    import timm
-    import timm.data
-    import torch
-except Exception as exc:  # not installed, or a torchvision built for another torch (RuntimeError)
-    pytest.skip(
-        f"timm does not import here ({type(exc).__name__}: {str(exc).splitlines()[0][:80]}); "
-        "CI runs these in a venv with torch==2.14.1 torchvision==0.29.1 timm",
-        allow_module_level=True,
-    )
+import torch
 
 from edgekiln.compiler import compile
 from edgekiln.compiler.errors import CompileError
@@ -32,8 +22,10 @@ from edgekiln.runtime.images.decode import load_rgb
 from edgekiln.runtime.images.preprocess import ImagePreprocessor
 from edgekiln.runtime.manifest import TensorSpec
 
-from .image_helpers import photo, photos
+from .image_helpers import photo, photos, timm_or_skip
 from .test_cli import assert_one_line_error, run_cli
+
+timm = timm_or_skip()
 
 pytest.importorskip("PIL")
 LOGITS_ABS = 1e-4  # random-weight logits are O(1): float32 export and graph optimisation stay far below
@@ -242,10 +234,9 @@ def test_a_timm_vit_prunes_heads_and_mlp_through_its_fused_qkv(capsys, weights, 
 
 
 def test_a_timm_vit_the_cut_cannot_rewrite_is_refused(capsys, tmp_path):
-    from timm.models import save_for_hf
-
+    """A ViT with a LayerNorm over all heads' output (scale_attn_norm), as a timm folder."""
     model = timm.create_model("test_vit", pretrained=False, num_classes=5, scale_attn_norm=True)
-    save_for_hf(model, str(tmp_path / "vit"), safe_serialization=True)  # a LayerNorm over all heads' output
+    timm.models.save_for_hf(model, str(tmp_path / "vit"), safe_serialization=True)
     data = _photo_classes(tmp_path / "data", 5, 10)
     argv = ["compile", str(tmp_path / "vit"), "-o", str(tmp_path / "art"), "--prune-flops", "0.3"]
     code, _, err = run_cli(capsys, *argv, "--prune-importance", "magnitude", "--data", str(data))
