@@ -81,7 +81,9 @@ def _columns(parser) -> None:
 def cmd_finetune(args) -> int:
     from edgekiln.compiler.data import DataTask, load_dataset
     from edgekiln.compiler.finetune import FinetuneConfig, LoraSettings, finetune
+    from edgekiln.compiler.finetune.tunable import check_model_path
 
+    check_model_path(args.model, args.weights)  # before the data is read
     columns = {"text_column": args.text_column, "label_column": args.label_column, "format": args.data_format}
     train = load_dataset(args.data, task=DataTask(args.task) if args.task else None, **columns)
     task = train.task

@@ -21,19 +21,21 @@ TEXT_LENGTH = 32  # one call at this many tokens warms a dynamic-shape text mode
 
 @dataclass(frozen=True)
 class WarmUp:
-    shapes: tuple[tuple[int, int], ...]  # (batch, sequence length) of each call made
+    shapes: tuple[tuple[int, int | None], ...]  # (batch, sequence length; None: image or raw tensors) per call
     seconds: float
 
     def describe(self) -> str:
         if not self.shapes:
             return "no warm-up call (inputs with dynamic axes of unknown range)"
-        lengths = ", ".join(f"{batch}x{length}" for batch, length in self.shapes)
-        return f"{len(self.shapes)} warm-up call(s) ({lengths}) in {self.seconds:.2f} s"
+        calls = ", ".join(f"{batch}x{length}" if length else f"batch {batch}" for batch, length in self.shapes)
+        return f"{len(self.shapes)} warm-up call(s) ({calls}) in {self.seconds:.2f} s"
 
 
 def warm_up(session, batches: Sequence[int] = (1,)) -> WarmUp:
-    """One call on synthetic inputs per (batch, length): each static sequence length of an OpenVINO
-    artifact with static shapes, else one length. The outputs are discarded."""
+    """One call on synthetic inputs per (batch, length): each static sequence length of an OpenVINO or
+    TVM artifact with static shapes, else one length, for each of `batches` (in order, up to the number
+    of static models OpenVINO keeps). The outputs are discarded. Other batch sizes (a server's merged
+    requests) still meet their first call later."""
     from .bench import feeds_for
 
     if not batches or any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in batches):
@@ -41,15 +43,17 @@ def warm_up(session, batches: Sequence[int] = (1,)) -> WarmUp:
     started = time.perf_counter()
     rng = np.random.default_rng(0)
     shapes = [(batch, length) for batch in batches for length in _lengths(session)]
+    limit = getattr(session.backend, "static_limit", None)  # more would run on the dynamic model anyway
+    shapes = shapes[:limit] if limit is not None else shapes
     for batch, length in shapes:
-        session.run(feeds_for(session, batch, length, rng))
+        session.run(feeds_for(session, batch, length or 1, rng))
     return WarmUp(tuple(shapes), time.perf_counter() - started)
 
 
-def _lengths(session) -> tuple[int, ...]:
+def _lengths(session) -> tuple[int | None, ...]:
     text = session.manifest.tokenizer is not None and session.task is not Task.RAW
     if not text:  # image and raw tensors: one call at their fixed shapes, a declared range's least size
-        return () if any(_unknown_axes(spec) for spec in session.manifest.inputs) else (1,)
+        return () if any(_unknown_axes(spec) for spec in session.manifest.inputs) else (None,)
     longest = session.encoder.max_length
     static = tuple(length for length in getattr(session.backend, "static_lengths", ()) if length <= longest)
     return static or (min(TEXT_LENGTH, longest),)

@@ -214,6 +214,8 @@ def test_warm_up_compiles_every_static_length_before_the_first_request(static_ar
     assert served.warm.shapes == ((1, 8), (1, 16)) and served.session.backend._run.compiled_shapes == [(1, 8), (1, 16)]
     (cold,) = load_models([str(static_artifacts["token"])], warm_up=False)  # --no-warm-up
     assert cold.warm is None and cold.session.backend._run.compiled_shapes == []
+    many = load(static_artifacts["encoder"]).warm_up(batches=range(1, 10))  # 18 shapes; OpenVINO keeps 16
+    assert len(many.shapes) == 16 and many.shapes[-1] == (8, 16)
 
 
 def test_buckets_on_a_model_without_a_sequence_axis_are_refused(tmp_path):

@@ -100,7 +100,7 @@ def test_eval_weights_belong_to_one_timm_model(capsys, tmp_path):
     argv = ["eval", "timm:resnet18", "--data", str(data), "--against", "timm:resnet34", "--labels", str(labels)]
     code, _, err = run_cli(capsys, *argv)
     assert_one_line_error(
-        code, err, "--labels belongs to one timm:NAME model", "both timm:resnet18 and timm:resnet34 are"
+        code, err, "--labels belongs to one timm model (timm:NAME, or a timm folder)", "both timm:resnet18 and"
     )
 
 

@@ -138,6 +138,32 @@ def test_lora_on_a_timm_folder_merges_into_a_plain_one(capsys, tuned, digits, tm
     assert art.manifest.labels == DIGITS
 
 
+def test_fine_tuning_keeps_a_folder_s_own_preprocessing(digits, tmp_path):
+    """A timm folder with a non-default crop and filter: the tuned folder keeps them (so does its artifact)."""
+    from edgekiln.compiler.data import DataTask
+    from edgekiln.compiler.finetune import FinetuneConfig, finetune
+
+    start = _create("test_resnet", 3, crop_pct=0.8, interpolation="bicubic")
+    timm.models.save_for_hf(start, str(tmp_path / "start"), safe_serialization=True)
+    config = FinetuneConfig(task=DataTask.IMAGE_CLASSIFICATION, epochs=1, batch_size=16, max_train_examples=32)
+    finetune(tmp_path / "start", tmp_path / "tuned", train_data=str(digits), config=config, log=lambda _: None)
+    tuned = load_timm_folder(tmp_path / "tuned").module
+    assert image_spec(timm, tuned, "test_resnet") == image_spec(timm, start, "test_resnet")
+    assert image_spec(timm, start, "test_resnet").size == (200,)  # floor(160 / 0.8): not timm's default 0.95
+
+
+def test_eval_takes_labels_for_a_timm_folder_without_names(capsys, digits, tmp_path):
+    timm.models.save_for_hf(_create("test_resnet", 3), str(tmp_path / "bare"), safe_serialization=True)
+    argv = ["eval", str(tmp_path / "bare"), "--data", str(digits)]
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, "records no label names", "--labels FILE")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(DIGITS) + "\n")
+    code, out, err = run_cli(capsys, *argv, "--labels", str(labels))
+    assert code == 0, err
+    assert "accuracy" in out
+
+
 def test_a_timm_hub_folder_compiles_with_its_own_cfg(tmp_path):
     """A folder as timm saves it (save_for_hf), ImageNet-sized head, no label names, its own crop and filter."""
     model = _create("test_resnet", 1000, crop_pct=0.8, interpolation="bicubic")
@@ -179,6 +205,9 @@ def test_timm_folder_refusals(capsys, tuned, start_weights, tmp_path):
     (bare / "config.json").write_text(json.dumps({**config, "architecture": "resnet18"}))
     with pytest.raises(CompileError, match="does not fit timm:resnet18"):
         compile(bare, "host", tmp_path / "c", Recipe.from_flags())
+    argv = ["finetune", str(folder), "--weights", str(start_weights), "--data", "absent", "-o", str(tmp_path / "f")]
+    code, _, err = run_cli(capsys, *argv)  # refused before the data is read
+    assert_one_line_error(code, err, "holds its own weights")
     text = tmp_path / "text.tsv"
     text.write_text("sentence\tlabel\n" + "".join(f"words {i}\t{i % 2}\n" for i in range(20)))
     code, _, err = run_cli(capsys, "finetune", str(folder), "--data", str(text), "-o", str(tmp_path / "t"))

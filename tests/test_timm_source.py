@@ -242,6 +242,30 @@ def test_a_timm_vit_the_cut_cannot_rewrite_is_refused(capsys, tmp_path):
     code, _, err = run_cli(capsys, *argv, "--prune-importance", "magnitude", "--data", str(data))
     assert_one_line_error(code, err, "cannot cut timm block 0", "normalised over all heads")
     assert not (tmp_path / "art").exists()
+    from edgekiln.compiler.pruning.timm_vit import is_timm_vit
+
+    hiera = timm.create_model("sam2_hiera_tiny", pretrained=False)  # qkv Linears, but no ViT embed_dim
+    assert not is_timm_vit(hiera)  # so it takes the attention refusal, not an AttributeError
+
+
+def test_fused_qkv_importance_lands_on_the_right_head():
+    """A head whose Q, K, V rows and output columns are zero scores 0 (magnitude) and is the one cut."""
+    from edgekiln.compiler.pruning.config import Importance
+    from edgekiln.compiler.pruning.importance import importance_scores
+    from edgekiln.compiler.pruning.plan import plan_ratios
+    from edgekiln.compiler.pruning.timm_vit import TimmViT
+
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3, depth=2).eval()
+    attn, width = vit.blocks[1].attn, vit.blocks[1].attn.head_dim
+    with torch.no_grad():
+        for third in range(3):
+            start = third * attn.attn_dim + 2 * width
+            attn.qkv.weight[start : start + width] = 0
+            attn.qkv.bias[start : start + width] = 0
+        attn.proj.weight[:, 2 * width : 3 * width] = 0
+    heads, neurons = importance_scores(TimmViT(vit), [], Importance.MAGNITUDE)
+    assert [len(h) for h in heads] == [3, 3] and heads[1][2] == 0 and min(heads[1][:2]) > 0
+    assert plan_ratios(heads, neurons, 1 / 6, 0.0, 1).heads == ((0, 1, 2), (0, 1))
 
 
 def test_heads_without_known_names_have_no_labels(weights, tmp_path):

@@ -41,7 +41,8 @@ def test_raw_tensors_warm_up_only_where_their_sizes_are_known(tmp_path):
     from edgekiln.compiler import compile
 
     fixed = compile(_raw_model(tmp_path / "fixed.onnx", 6), "x86-64-avx2", tmp_path / "fixed")
-    assert load(fixed.path).warm_up().shapes == ((1, 1),)  # batch 1 at its fixed width 6
+    warm = load(fixed.path).warm_up()  # batch 1 at its fixed width 6
+    assert warm.shapes == ((1, None),) and "1 warm-up call(s) (batch 1)" in warm.describe()
     free = compile(_raw_model(tmp_path / "free.onnx", "width"), "x86-64-avx2", tmp_path / "free")
     warm = load(free.path).warm_up()  # a width of unknown range: no made-up size is run
     assert warm.shapes == () and "no warm-up call" in warm.describe()
@@ -65,3 +66,16 @@ def test_each_tvm_bucket_length_gets_its_call(backend_artifacts):
     session = load(backend_artifacts["tvm"])  # one 16-token bucket
     assert session.backend.static_lengths == (16,)
     assert session.warm_up().shapes == ((1, 16),)
+
+
+def test_a_failed_warm_up_stops_serve_in_one_line_naming_the_way_round(capsys, artifacts, monkeypatch):
+    from edgekiln.runtime.session import Session
+
+    def broken(self, batches=(1,)):
+        raise RuntimeError("kernel lookup failed\nbackend details")
+
+    monkeypatch.setattr(Session, "warm_up", broken)
+    code, _, err = run_cli(capsys, "serve", f"clf={artifacts['sequence']}", "--port", "0")
+    assert code == 2 and "Traceback" not in err, err
+    line = next(line for line in err.splitlines() if line.startswith("edgekiln: error:"))
+    assert "model clf" in line and "kernel lookup failed" in line and "--no-warm-up" in line

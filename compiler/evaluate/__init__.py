@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..data import DataError, Dataset, DataTask
 from ..errors import CompileError
-from ..sources.base import is_timm
+from ..sources.base import is_timm, is_timm_folder
 from .images import evaluate_images
 from .metrics import agreement, classification_metrics, entity_metrics
 from .predict import label_mapping, predict_dataset
@@ -59,23 +59,28 @@ def evaluate(
 
 
 def timm_options(target, against, weights, labels) -> tuple[dict, dict]:
-    """A weights file and class labels go to whichever of `target` and `against` is a timm:NAME model:
-    open_predictor's keywords for each."""
+    """A weights file and class labels go to whichever of `target` and `against` is a timm:NAME model
+    (labels alone also to a timm folder): open_predictor's keywords for each."""
     given = {key: value for key, value in (("weights", weights), ("labels", labels)) if value is not None}
     if not given:
         return {}, {}
     flags = " and ".join(f"--{key}" for key in given)
     belong = "belong" if len(given) == 2 else "belongs"  # noqa: PLR2004
-    named = [str(model) for model in (target, against) if model is not None and is_timm(str(model))]
+
+    def takes(model) -> bool:
+        return model is not None and (is_timm(str(model)) or ("weights" not in given and is_timm_folder(model)))
+
+    named = [str(model) for model in (target, against) if takes(model)]
+    kind = "timm:NAME model" if "weights" in given else "timm model (timm:NAME, or a timm folder)"
     if len(named) == 2:
         raise CompileError(
-            f"{flags} {belong} to one timm:NAME model, and both {target} and {against} are",
+            f"{flags} {belong} to one {kind}, and both {target} and {against} are",
             hint="evaluate the timm models one at a time",
         )
     if not named:
         which = f"{target} is not one" if against is None else f"neither {target} nor {against} is"
-        raise CompileError(f"{flags} {belong} to a timm:NAME model, and {which}", hint=f"drop {flags}")
-    return (given, {}) if is_timm(str(target)) else ({}, given)
+        raise CompileError(f"{flags} {belong} to a {kind}, and {which}", hint=f"drop {flags}")
+    return (given, {}) if takes(target) else ({}, given)
 
 
 __all__ = ["evaluate", "evaluate_predictor", "open_predictor", "timm_options"]

@@ -112,10 +112,7 @@ def _check_task(path: Path, task: Task) -> None:
 
 def _labels(labels: tuple[str, ...] | None, path: Path) -> tuple[str, ...]:
     if not labels:
-        hint = "fine-tune it with edgekiln finetune"
-        if is_timm(str(path)):
-            hint = "pass --labels FILE (its class names, one a line)"
-        elif is_timm_folder(path):
-            hint = 'add "label_names" (a list, in output order) to its config.json'
+        timm = is_timm(str(path)) or is_timm_folder(path)
+        hint = "pass --labels FILE (its class names, one a line)" if timm else "fine-tune it with edgekiln finetune"
         raise CompileError(f"{path} records no label names (id2label)", hint=hint)
     return labels

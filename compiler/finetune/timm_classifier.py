@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import torch
 
+from ..errors import CompileError
+
 
 class TimmClassifier(torch.nn.Module):
     main_input_name = "pixel_values"
@@ -25,8 +27,20 @@ class TimmClassifier(torch.nn.Module):
 
     def head_names(self) -> list[str]:
         """The classifier's module names (timm's pretrained_cfg `classifier`), as named from here."""
-        head = self.model.pretrained_cfg.get("classifier") or "fc"
-        return [f"model.{name}" for name in ((head,) if isinstance(head, str) else head)]
+        head = self.model.pretrained_cfg.get("classifier")
+        names = [f"model.{name}" for name in ((head,) if isinstance(head, str) else head or ())]
+        present = dict(self.named_modules())
+        if not names or any(name not in present for name in names):
+            raise CompileError(
+                f"cannot find the classifier of this timm model (pretrained_cfg classifier: {head!r})",
+                hint="fine-tune it in full (without --lora)",
+            )
+        return names
+
+    def no_weight_decay(self) -> set[str]:
+        """timm's own exclusions (position embeddings, class tokens), as named from here."""
+        names = getattr(self.model, "no_weight_decay", None)
+        return {f"model.{name}" for name in names()} if names else set()
 
     def lora_layout(self) -> tuple[list[str], list[str]]:
         """(LoRA targets: the Linear and ungrouped Conv2d layers outside the head, the head trained in full)."""

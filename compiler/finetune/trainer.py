@@ -149,9 +149,11 @@ def _optimizer(plan: Plan, model, steps_per_epoch: int):
     from transformers import get_linear_schedule_with_warmup
 
     decay, no_decay = [], []
+    exempt = tuple(getattr(model, "no_weight_decay", set)())  # a timm model's (timm_classifier.py); under LoRA too
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
+            skip = parameter.ndim < 2 or "LayerNorm" in name or name.endswith(exempt)
+            (no_decay if skip else decay).append(parameter)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": plan.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=plan.config.effective_learning_rate,

@@ -23,9 +23,11 @@ def is_timm_vit(module) -> bool:
     blocks = getattr(module, "blocks", None)
     return (
         hasattr(module, "patch_embed")
+        and isinstance(getattr(module, "embed_dim", None), int)
         and isinstance(blocks, torch.nn.Sequential)
         and len(blocks) > 0
         and all(isinstance(getattr(getattr(b, "attn", None), "qkv", None), torch.nn.Linear) for b in blocks)
+        and all(isinstance(getattr(b.attn, "num_heads", None), int) for b in blocks)
     )
 
 
@@ -54,8 +56,14 @@ class TimmViT(torch.nn.Module):
         return _Output((self.vit(pixel_values),))
 
     def tokens(self, pixels: torch.Tensor) -> int:
-        """Patches plus the prefix (class, distillation, register) tokens."""
-        return int(self.vit.patch_embed.num_patches) + int(getattr(self.vit, "num_prefix_tokens", 1))
+        """Patches of `pixels`' size plus the prefix (class, distillation, register) tokens."""
+        embed = self.vit.patch_embed
+        if hasattr(embed, "dynamic_feat_size"):
+            rows, columns = embed.dynamic_feat_size(tuple(pixels.shape[-2:]))
+            patches = rows * columns
+        else:
+            patches = embed.num_patches
+        return int(patches) + int(getattr(self.vit, "num_prefix_tokens", 1))
 
     def prunable_blocks(self) -> list[Block]:
         return [_block(index, block, self.config.hidden_size) for index, block in enumerate(self.vit.blocks)]

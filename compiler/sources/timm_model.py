@@ -49,7 +49,7 @@ def from_timm(
             "--weights gives the weights of a timm model", hint="compile timm:NAME with it, e.g. timm:resnet18"
         )
     name = model[len(PREFIX) :].strip()
-    _check_named(model, name, weights)
+    check_named(model, name, weights)
     check_task_and_image(task, image)
     module, path, timm = build_named(model, name, weights)
     return timm_source(timm, module, name, path, labels, description=f"{PREFIX}{name}")
@@ -57,7 +57,7 @@ def from_timm(
 
 def build_named(model: str, name: str, weights: str | Path | None):
     """(the module of `timm:NAME` with its weights loaded, the weights path, the timm package)."""
-    _check_named(model, name, weights)
+    check_named(model, name, weights)
     timm = import_timm()
     path = Path(weights).expanduser()  # type: ignore[arg-type]
     return _build(timm, name, read_state_dict(path), path), path, timm
@@ -95,7 +95,7 @@ def timm_source(
     )
 
 
-def _check_named(model: str, name: str, weights) -> None:
+def check_named(model: str, name: str, weights) -> None:
     if not name:
         raise CompileError(f"{model!r} names no timm model", hint="write timm:NAME, e.g. timm:resnet18")
     if weights is None:

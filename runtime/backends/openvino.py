@@ -88,6 +88,11 @@ class OpenVinoSession:
         """The sequence lengths with a static-shape model (compiled on first use; warmup.py compiles them)."""
         return self._run.lengths if isinstance(self._run, StaticDispatch) else ()
 
+    @property
+    def static_limit(self) -> int | None:
+        """How many static-shape models are kept (shapes past it run on the dynamic model)."""
+        return self._run.limit if isinstance(self._run, StaticDispatch) else None
+
 
 def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> OpenVinoSession:
     try:

@@ -67,6 +67,10 @@ class StaticDispatch:
         return self._shapes.sequences
 
     @property
+    def limit(self) -> int:
+        return self._shapes.max_compiled
+
+    @property
     def compiled_shapes(self) -> list[tuple[int, int]]:
         with self._lock:
             return sorted(key for key, runner in self._compiled.items() if runner is not None)

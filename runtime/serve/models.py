@@ -225,9 +225,20 @@ def load_models(args: Sequence[str], threads: int | None = None, *, warm_up: boo
         name, path = parse_model_arg(arg)
         session = load(path, threads=threads)
         model = ServedModel(name or default_name(session.manifest.source, path), session)
-        model.warm = session.warm_up() if warm_up else None
+        model.warm = _warm(model, path) if warm_up else None
         models.append(model)
     return models
+
+
+def _warm(model: ServedModel, path: Path):
+    try:
+        return model.session.warm_up()
+    except Exception as exc:  # the backend's own error type: one line, and how to start anyway
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(
+            f"model {model.name} ({path}) failed its warm-up call on synthetic inputs: {first}",
+            hint="serve it with --no-warm-up (its first requests then pay for the first call)",
+        ) from None
 
 
 def _id_limit(session: Session) -> int:
