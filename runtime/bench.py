@@ -78,14 +78,15 @@ def benchmark(
     so the artifact's memory figures do not include the other model.
     """
     rng = np.random.default_rng(config.seed)
-    grid = [(b, s) for b in config.batches for s in config.sequences]
-    inputs = {point: feeds_for(session, *point, rng) for point in grid}
+    sequences = (None,) if session.manifest.image is not None else config.sequences  # images: one size
+    grid = [(b, s) for b in config.batches for s in sequences]
+    inputs = {point: feeds_for(session, point[0], point[1] or 1, rng) for point in grid}
     progress = Progress(len(grid) * (2 if against else 1), "bench", enabled=show_progress)
     points = []
     for batch, sequence in grid:
         stats = measure(session.run, inputs[(batch, sequence)], config, batch)
         points.append({"batch": batch, "seq": sequence, **stats})
-        progress.advance(f"artifact b{batch} s{sequence}: p50 {stats['p50_ms']:.2f} ms")
+        progress.advance(f"artifact {point_name(batch, sequence)}: p50 {stats['p50_ms']:.2f} ms")
     report = _header(session, config, load_seconds)
     if against is not None:
         name, factory = against
@@ -96,7 +97,7 @@ def benchmark(
             stats = measure(runner, inputs[(point["batch"], point["seq"])], config, point["batch"])
             point["against"] = stats
             point["speedup_p50"] = round(stats["p50_ms"] / point["p50_ms"], 3)
-            progress.advance(f"{name} b{point['batch']} s{point['seq']}: p50 {stats['p50_ms']:.2f} ms")
+            progress.advance(f"{name} {point_name(point['batch'], point['seq'])}: p50 {stats['p50_ms']:.2f} ms")
     if session.manifest.image is not None and session.encoder is not None:  # decode + preprocess, apart
         from .images.bench import measure_front_end
 
@@ -104,6 +105,10 @@ def benchmark(
     progress.close()
     report["points"] = points
     return report
+
+
+def point_name(batch: int, sequence: int | None) -> str:
+    return f"batch {batch}" if sequence is None else f"batch {batch} × seq {sequence}"
 
 
 def measure(runner: Runner, feeds: dict[str, np.ndarray], config: BenchConfig, batch: int) -> dict:
@@ -170,7 +175,7 @@ def format_table(report: dict) -> str:
     for p in report["points"]:
         row = [
             p["batch"],
-            p["seq"],
+            "-" if p["seq"] is None else p["seq"],  # an image model's inputs have one size
             p["p50_ms"],
             p["p90_ms"],
             p["p99_ms"],

@@ -156,7 +156,8 @@ def test_bench_on_an_image_artifact(capsys, vit_artifact):
     )
     assert code == 0, err
     report = json.loads(report_file.read_text())
-    assert [point["batch"] for point in report["points"]] == [1, 2]
+    assert [(point["batch"], point["seq"]) for point in report["points"]] == [(1, None), (2, None)]  # one size
+    assert out.splitlines()[1].split()[:2] == ["1", "-"]  # no sequence column value for an image model
     assert report["preprocess"]["runs"] >= 3 and report["preprocess"]["p50_ms"] > 0  # decode + preprocess, apart
     assert "decode + preprocess" in out
 

@@ -21,7 +21,7 @@ needs_model = pytest.mark.skipif(
 @needs_model
 def test_quickstart_then_run_and_bench(tmp_path, capsys):
     artifact = tmp_path / "not-yet" / "minilm"  # parents are created, as for the default output
-    assert main(["quickstart", "-o", str(artifact), "--runs", "5"]) == 0
+    assert main(["quickstart", "--only", "text", "-o", str(artifact), "--runs", "5"]) == 0
     out = capsys.readouterr().out
     assert "speed-up" in out and str(artifact) in out
     fidelity = json.loads((artifact / "reports" / "sentence_fidelity.json").read_text())

@@ -199,7 +199,13 @@ def _benchmark(report: dict[str, Any], _folder: Path) -> str:
     points = report["points"]
     header = ["batch", "seq", "p50 ms", "p90 ms", "p99 ms", "mean ms", "items/s", "peak RSS MB"]
     rows = [
-        [p["batch"], p["seq"], p["p50_ms"], p["p90_ms"], p["p99_ms"], p["mean_ms"], p["throughput"], p["peak_rss_mb"]]
+        [
+            p["batch"],
+            "-" if p["seq"] is None else p["seq"],
+            *(p[k] for k in ("p50_ms", "p90_ms", "p99_ms")),
+            p["mean_ms"],
+        ]
+        + [p["throughput"], p["peak_rss_mb"]]
         for p in points
     ]
     against = [p.get("against") for p in points]
@@ -210,7 +216,8 @@ def _benchmark(report: dict[str, Any], _folder: Path) -> str:
     series = {"artifact p50": [p["p50_ms"] for p in points]}
     if all(against):
         series["pytorch p50"] = [p["against"]["p50_ms"] for p in points]
-    chart = bar_chart("p50 latency", [f"batch {p['batch']} × seq {p['seq']}" for p in points], series, "ms")
+    names = [f"batch {p['batch']}" + ("" if p["seq"] is None else f" × seq {p['seq']}") for p in points]
+    chart = bar_chart("p50 latency", names, series, "ms")
     context = (
         f"<p>{report['threads']} threads, {report['runs']} timed runs after {report['warmup']} warm-up "
         f"runs per point; load time {report['load_seconds']:.2f} s.</p>"
