@@ -23,6 +23,8 @@ from edgekiln.runtime.reports import write_report
 from .parsing import int_list, positive_float, positive_int
 from .signing_commands import add_trusted_key_option
 
+DEFAULT_SEQUENCES = (128,)
+
 
 def register(commands) -> None:
     run = commands.add_parser("run", help="run an artifact on texts (or image files) and print predictions")
@@ -48,7 +50,7 @@ def register(commands) -> None:
     bench = commands.add_parser("bench", help="measure an artifact's latency, optionally against PyTorch")
     bench.add_argument("artifact", type=Path)
     bench.add_argument("--batch", type=int_list, default=(1,), help="batch sizes, e.g. 1,8 (default 1)")
-    bench.add_argument("--seq", type=int_list, default=(128,), help="sequence lengths, e.g. 32,128 (default 128)")
+    bench.add_argument("--seq", type=int_list, help="sequence lengths, e.g. 32,128 (default 128; not for image models)")
     bench.add_argument("--against", metavar="MODEL", help="also measure this PyTorch model (Hugging Face folder)")
     bench.add_argument("--threads", type=positive_int, help="inference threads (default: the target's)")
     bench.add_argument("--warmup", type=int, default=5)
@@ -143,10 +145,18 @@ def _describe(texts: list[str], predictions) -> tuple[list[dict], list[str]]:
 
 
 def cmd_bench(args) -> int:
+    if args.seq is not None and read_manifest(args.artifact).image is not None:
+        raise InputError(
+            f"{args.artifact} is an image model: its input has one size, so --seq does not apply", hint="drop --seq"
+        )
     if args.profile:
         return _profile(args)
     config = BenchConfig(
-        batches=args.batch, sequences=args.seq, warmup=args.warmup, runs=args.runs, seconds=args.seconds
+        batches=args.batch,
+        sequences=args.seq or DEFAULT_SEQUENCES,
+        warmup=args.warmup,
+        runs=args.runs,
+        seconds=args.seconds,
     )
     report = run_bench(args.artifact, config, threads=args.threads, against=args.against, trusted_keys=args.trusted_key)
     print(format_table(report))
@@ -162,7 +172,7 @@ def _profile(args) -> int:
     from edgekiln.runtime.profile import format_profile, profile_ops, summarize
 
     session = load(args.artifact, threads=args.threads, trusted_keys=args.trusted_key)
-    batch, sequence = args.batch[0], args.seq[0]
+    batch, sequence = args.batch[0], (args.seq or DEFAULT_SEQUENCES)[0]
     feeds = feeds_for(session, batch, sequence, np.random.default_rng(0))
     ops = profile_ops(args.artifact, session.manifest, feeds, runs=args.runs, threads=session.threads)
     report = {

@@ -160,6 +160,8 @@ def test_bench_on_an_image_artifact(capsys, vit_artifact):
     assert out.splitlines()[1].split()[:2] == ["1", "-"]  # no sequence column value for an image model
     assert report["preprocess"]["runs"] >= 3 and report["preprocess"]["p50_ms"] > 0  # decode + preprocess, apart
     assert "decode + preprocess" in out
+    code, _, err = run_cli(capsys, "bench", str(vit_artifact), "--seq", "32", "--no-save")
+    assert_one_line_error(code, err, "is an image model", "--seq does not apply", "drop --seq")
 
 
 def test_static_int8_calibrates_on_an_unlabelled_folder(folders, tmp_path):
