@@ -11,7 +11,7 @@ from typing import Any
 
 from ..data import DataTask
 from ..errors import CompileError
-from ..sources.base import TIMM_PREFIX, is_timm, is_timm_folder
+from ..sources.base import is_timm, is_timm_folder
 from ..sources.hf import folder_hashes
 from .config import FinetuneConfig
 from .inputs import check_model_fits, folder_labels, model_encoder
@@ -30,17 +30,11 @@ class Tunable:
 
 def check_model_path(model: str | os.PathLike, weights: str | os.PathLike | None) -> None:
     """Before any data is read: a Hugging Face folder, a timm folder, or timm:NAME (which alone takes weights)."""
-    if is_timm(str(model)):
-        from ..sources.timm_model import check_named
+    if weights is not None or is_timm(str(model)) or is_timm_folder(model):
+        from ..sources.timm_folder import check_timm_request
 
-        check_named(str(model), str(model)[len(TIMM_PREFIX) :].strip(), weights)
+        check_timm_request(str(model) if is_timm(str(model)) else model, weights)
         return
-    if is_timm_folder(model) and weights is not None:
-        raise CompileError(f"{model} is a timm folder and holds its own weights", hint="drop --weights")
-    if is_timm_folder(model):
-        return
-    if weights is not None:
-        raise CompileError("--weights gives the weights of a timm model", hint="fine-tune timm:NAME with it")
     if not (Path(model).expanduser() / "config.json").is_file():
         raise CompileError(
             f"{model} is not a Hugging Face model folder (no config.json)",

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import torch
 
 from ..errors import CompileError
+from ..sources.wrappers import ImageLogits
 from .structure import Block
 
 _HINT = "compile it without --prune-flops, or prune a timm ViT/DeiT with plain attention and MLP blocks"
@@ -69,22 +70,11 @@ class TimmViT(torch.nn.Module):
         return [_block(index, block, self.config.hidden_size) for index, block in enumerate(self.vit.blocks)]
 
 
-class _Logits(torch.nn.Module):
-    """`model(pixels) -> logits`, as vit.py's ImageLogits of a Hugging Face model."""
-
-    def __init__(self, model: TimmViT) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values).logits
-
-
 def prune_timm_vit(module, example: tuple, batches, config):
     """vit.prune_vit on the timm model `module`, cut in place; the result's model is `module` itself."""
     from .vit import prune_vit
 
-    searched, layers, encoder = prune_vit(_Logits(TimmViT(module)), example, batches, config)
+    searched, layers, encoder = prune_vit(ImageLogits(TimmViT(module)), example, batches, config)
     return replace(searched, model=module.eval()), layers, encoder
 
 

@@ -35,12 +35,8 @@ def resolve_source(
             "--input-shape declares the shapes of an ONNX file's inputs",
             hint="drop it: torch and Hugging Face models are exported with their own shapes",
         )
-    if is_timm_folder(model):
-        from .timm_folder import from_timm_folder
-
-        return from_timm_folder(Path(model).expanduser(), weights, labels=labels, task=task, image=image)
-    if weights is not None or is_timm(model):
-        from .timm_model import from_timm
+    if weights is not None or is_timm(model) or is_timm_folder(model):
+        from .timm_folder import from_timm
 
         return from_timm(model, weights, labels=labels, task=task, image=image)
     if _is_torch_module(model) and image is not None:

@@ -2,7 +2,8 @@
 `pretrained_cfg` (preprocessing, label names) beside `model.safetensors` or `pytorch_model.bin`. It is
 what `huggingface-cli download timm/NAME` fetches, what `timm.models.save_for_hf` writes, and what
 `edgekiln finetune` writes for a timm model; it compiles, evaluates and prunes like `timm:NAME
---weights FILE`, with the folder's own preprocessing and labels."""
+--weights FILE`, with the folder's own preprocessing and labels. Both kinds of timm model are opened
+here (`open_timm`, `from_timm`)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from edgekiln.runtime.manifest import Task
 
 from ..errors import CompileError
 from .base import TIMM_CONFIG as CONFIG
-from .base import TIMM_PREFIX, ModelSource, is_timm
+from .base import TIMM_PREFIX, ModelSource, is_timm, is_timm_folder
 from .timm_model import (
     build_named,
+    check_named,
     check_task_and_image,
     first_line,
     import_timm,
@@ -42,18 +44,34 @@ class TimmModel:
     description: str  # timm:NAME, or the folder
 
 
-def from_timm_folder(
-    folder: Path,
+def check_timm_request(model: Any, weights: str | Path | None) -> None:
+    """One line, before anything loads: `--weights` for a model that is not timm:NAME, timm:NAME without
+    its weights (or without a name), or weights beside a timm folder, which holds its own."""
+    if is_timm(model):
+        check_named(model, model[len(TIMM_PREFIX) :].strip(), weights)
+    elif weights is not None and is_timm_folder(model):
+        raise CompileError(f"{model} is a timm folder and holds its own weights", hint="drop --weights")
+    elif weights is not None:
+        raise CompileError(
+            "--weights gives the weights of a timm model", hint="use it with timm:NAME, e.g. timm:resnet18"
+        )
+
+
+def from_timm(
+    model: Any,
     weights: str | Path | None,
     *,
     labels: tuple[str, ...] | None,
     task: Task | None,
     image: ImagePreprocessSpec | None,
 ) -> ModelSource:
-    """The ModelSource of a timm folder (`labels` replace the names its config.json gives)."""
+    """The ModelSource of `timm:NAME` with its weights file, or of a timm folder (`labels` replace the
+    names its pretrained_cfg gives)."""
+    check_timm_request(model, weights)
     check_task_and_image(task, image)
-    loaded = open_timm(folder, weights)
-    config = sha256_file(folder / CONFIG)  # model_args and pretrained_cfg: what the module and its inputs are
+    loaded = open_timm(model, weights)
+    # a folder's model_args and pretrained_cfg are what its module and inputs are: hashed too
+    config = None if is_timm(model) else sha256_file(Path(model).expanduser() / CONFIG)
     return timm_source(
         loaded.timm, loaded.module, loaded.name, loaded.weights, labels, description=loaded.description, config=config
     )
@@ -87,10 +105,9 @@ def load_timm_folder(folder: Path) -> TimmModel:
 
 def open_timm(model: Any, weights: str | Path | None = None) -> TimmModel:
     """`timm:NAME` with its weights file, or a timm folder."""
+    check_timm_request(model, weights)
     if is_timm(model):
         name = model[len(TIMM_PREFIX) :].strip()
-        module, path, timm = build_named(model, name, weights)
+        module, path, timm = build_named(name, weights)
         return TimmModel(timm, module, name, path, f"{TIMM_PREFIX}{name}")
-    if weights is not None:
-        raise CompileError(f"{model} is a timm folder and holds its own weights", hint="drop --weights")
     return load_timm_folder(Path(model))

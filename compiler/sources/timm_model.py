@@ -21,8 +21,7 @@ from edgekiln.runtime.images.spec import ImagePreprocessSpec, Interpolation, Res
 from edgekiln.runtime.manifest import Task
 
 from ..errors import CompileError
-from .base import TIMM_PREFIX as PREFIX
-from .base import ModelSource, SourceKind, is_timm
+from .base import ModelSource, SourceKind
 from .hf_image import image_note, image_torch_spec, synthetic_images
 
 INPUT = "pixel_values"
@@ -35,29 +34,9 @@ INSTALL_HINT = (
 )
 
 
-def from_timm(
-    model: Any,
-    weights: str | Path | None,
-    *,
-    labels: tuple[str, ...] | None,
-    task: Task | None,
-    image: ImagePreprocessSpec | None,
-) -> ModelSource:
-    """The ModelSource of `timm:NAME` with its weights file (see the module docstring)."""
-    if not is_timm(model):
-        raise CompileError(
-            "--weights gives the weights of a timm model", hint="compile timm:NAME with it, e.g. timm:resnet18"
-        )
-    name = model[len(PREFIX) :].strip()
-    check_named(model, name, weights)
-    check_task_and_image(task, image)
-    module, path, timm = build_named(model, name, weights)
-    return timm_source(timm, module, name, path, labels, description=f"{PREFIX}{name}")
-
-
-def build_named(model: str, name: str, weights: str | Path | None):
-    """(the module of `timm:NAME` with its weights loaded, the weights path, the timm package)."""
-    check_named(model, name, weights)
+def build_named(name: str, weights: str | Path):
+    """(the module of `timm:NAME` with its weights loaded, the weights path, the timm package); the
+    request already checked (check_named)."""
     timm = import_timm()
     path = Path(weights).expanduser()  # type: ignore[arg-type]
     return _build(timm, name, read_state_dict(path), path), path, timm
