@@ -1,6 +1,8 @@
-"""NNCF static int8 of a CNN (compiler/passes/quantize_openvino.py): the first layer's weights keep the
-full 8-bit range where the target's int8 dot products do not saturate (VNNI), and are halved (NNCF's
-overflow fix) where they do (AVX2)."""
+"""Static int8 of a CNN for OpenVINO (compiler/passes/quantize_openvino.py). Without an accuracy budget it is
+ONNX Runtime's QDQ graph with GPTQ codes and corrected biases, converted to IR
+(compiler/quantization/openvino_qdq.py): the same codes ONNX Runtime runs. The first layer's weights keep the
+full 8-bit range where the target's int8 dot products do not saturate (VNNI), and are halved (7-bit
+weights) where they do (AVX2)."""
 
 from __future__ import annotations
 
@@ -76,3 +78,56 @@ def test_first_layer_weights_use_the_full_range_only_where_the_isa_does_not_satu
     result = compile(str(model), target, tmp_path / target, recipe)
     assert result.manifest.precision.value == "int8"
     assert stem_weight_range(result.path) in (largest - 1, largest)
+
+
+def _reports(artifact) -> dict:
+    import json
+
+    return json.loads((artifact / "reports" / "quantize_openvino.json").read_text())
+
+
+def test_a_cnn_without_a_budget_gets_gptq_codes_and_runs_like_onnx_runtimes_int8(tmp_path):
+    """The IR carries the QDQ graph's codes: OpenVINO's int8 logits match ONNX Runtime's int8 artifact (the
+    same graph; 3e-8 apart here) far closer than either matches fp32 (2.6e-3)."""
+    from edgekiln.runtime import load
+
+    model = small_cnn(tmp_path / "cnn.onnx")
+    rng = np.random.default_rng(1)
+    coarse = rng.standard_normal((48, 3, 4, 4)).astype(np.float32)
+    images = np.repeat(np.repeat(coarse, 4, axis=2), 4, axis=3)
+    np.savez(tmp_path / "calib.npz", x=images[:32])
+    built = {}
+    for backend, quantize in (("onnxruntime", "none"), ("onnxruntime", "static"), ("openvino", "static")):
+        recipe = Recipe.from_flags(
+            backend=backend, quantize=quantize, calibration=str(tmp_path / "calib.npz"), cache=False
+        )
+        path = tmp_path / f"{backend}-{quantize}"
+        built[backend, quantize] = compile(str(model), "x86-64-avx512-vnni", path, recipe).path
+    report = _reports(built["openvino", "static"])
+    assert report["method"] == "onnxruntime-qdq" and report["chosen"] == "onnxruntime-qdq-int8"
+    assert report["attempts"][0]["weight_rounding"]["layers"] == 2  # the stem and the depthwise conv
+    assert report["attempts"][0]["bias_correction"]["layers"] >= 2
+    assert report["fidelity"]["candidate"] == "int8 (QDQ, GPTQ codes)"
+    assert stem_weight_range(built["openvino", "static"]) == 127
+    held_out = {"x": images[32:]}
+    fp32, ort, ov = (load(built[key]).run(held_out)["logits"] for key in [("onnxruntime", "none"), *list(built)[1:]])
+    assert np.abs(ov - ort).max() < 0.05 * np.abs(ort - fp32).max(), (np.abs(ov - ort).max(), np.abs(ort - fp32).max())
+
+
+def test_with_an_accuracy_budget_nncf_quantizes(tmp_path):
+    """NNCF's accuracy control returns layers to float in its own quantization: a budget keeps NNCF."""
+    model = small_cnn(tmp_path / "cnn.onnx")
+    rng = np.random.default_rng(2)
+    images = np.repeat(np.repeat(rng.standard_normal((32, 3, 4, 4)), 4, axis=2), 4, axis=3).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=images)
+    np.savez(tmp_path / "eval.npz", x=images, labels=np.zeros(32, dtype=np.int64))
+    recipe = Recipe.from_flags(
+        backend="openvino",
+        quantize="static",
+        calibration=str(tmp_path / "calib.npz"),
+        eval_data=str(tmp_path / "eval.npz"),
+        accuracy_budget=100,
+        cache=False,
+    )
+    report = _reports(compile(str(model), "x86-64-avx512-vnni", tmp_path / "budget", recipe).path)
+    assert report["method"] == "nncf" and report["attempts"][0]["weight_rounding"] is None

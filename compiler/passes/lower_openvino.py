@@ -46,7 +46,7 @@ class LowerOpenVino(Pass):
             raise CompileError(
                 f"OpenVINO cannot convert the model: {str(exc).splitlines()[0]}", hint="use --backend onnxruntime"
             ) from None
-        _bound_ranges(ov, model, state.source.shape_plan)
+        bound_ranges(ov, model, state.source.shape_plan)
         ov.save_model(model, str(out_dir / IR_MODEL), compress_to_fp16=False)
         precision = OV_PRECISION[self.config.precision]
         compiled = compile_ir(out_dir / IR_MODEL, threads=1, cache_dir=None, precision=precision)
@@ -65,7 +65,7 @@ class LowerOpenVino(Pass):
         return report.model_dump(mode="json")
 
 
-def _bound_ranges(ov, model, plan) -> None:
+def bound_ranges(ov, model, plan) -> None:
     """Declared ranges become bounded dynamic dimensions (fixed sizes are already in the ONNX graph)."""
     if plan is None or not plan.has_ranges:
         return

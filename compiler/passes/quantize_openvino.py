@@ -1,6 +1,8 @@
 """int8 for the OpenVINO backend: NNCF post-training quantization of the IR with the same
 calibration data; with an accuracy budget, NNCF's accuracy control returns the layers that cost
-the most accuracy to float until the drop fits. Speed is measured against the float IR."""
+the most accuracy to float until the drop fits. A CNN without a budget goes through ONNX Runtime's
+QDQ graph with GPTQ codes instead (quantization/openvino_qdq.py). Speed is measured against the
+float IR."""
 
 from __future__ import annotations
 
@@ -18,16 +20,19 @@ from edgekiln.runtime.reports.schema import LayerRow, QuantizationReport
 
 from ..errors import CompileError
 from ..fidelity import int8_fidelity
-from ..quantization.config import QuantMode, types_for_profile
-from ..quantization.conv_ops import is_convolutional_ir
+from ..quantization.config import IntType, QuantMode, types_for_profile
+from ..quantization.conv_ops import CNN_OP_TYPES, is_convolutional_ir, static_op_types
 from ..quantization.evaluation import Evaluator, latency_ms
 from ..quantization.openvino_layers import kept_float_layers, openvino_layer_report
+from ..quantization.openvino_qdq import qdq_int8_ir
 from ..quantization.tensors import make_evaluator
 from ..vendor_telemetry import decline_unless_opted_in
 from .base import BuildState, Pass, PassConfig
-from .lower_openvino import IR_MODEL, IR_WEIGHTS
+from .lower_openvino import IR_MODEL, IR_WEIGHTS, bound_ranges
 from .quantize import BudgetError, bench_settings
 from .registry import register_pass
+
+CANDIDATE = {"nncf": "int8 (NNCF)", "onnxruntime-qdq": "int8 (QDQ, GPTQ codes)"}
 
 
 class QuantizeOpenVinoConfig(PassConfig):
@@ -37,14 +42,18 @@ class QuantizeOpenVinoConfig(PassConfig):
     threads: int = Field(default=1, ge=1)
     # the target's int8 dot products do not saturate (VNNI, AMX, ARM): all weights keep the full 8-bit range
     full_range_weights: bool = False
+    # a CNN without an accuracy budget: ONNX Runtime's QDQ graph, GPTQ codes and corrected biases, as IR
+    weight_rounding: bool = True
+    activation_type: IntType = IntType.UINT8  # of that QDQ graph: the ISA's (types_for_profile)
 
 
 @register_pass
 class QuantizeOpenVino(Pass):
     name = "quantize_openvino"
-    version = 5  # 2: per-layer SQNR rows and the layers returned to float; 3: no SmoothQuant under a budget
+    version = 6  # 2: per-layer SQNR rows and the layers returned to float; 3: no SmoothQuant under a budget
     # 4: a convolutional image model is quantized as a CNN, not as a transformer
     # 5: a CNN gets NNCF's full bias correction, and no overflow fix where the target does not saturate
+    # 6: a CNN without a budget is quantized as a QDQ graph with GPTQ codes (openvino_qdq.py)
     Config = QuantizeOpenVinoConfig
     changes_model = False
     lowers_to = (IR_MODEL, IR_WEIGHTS)
@@ -68,6 +77,7 @@ class QuantizeOpenVino(Pass):
                 "ir": [sha256_file(path) for path in state.lowered],
                 "calibration": state.calibration.sha256,
                 "evaluation": state.evaluation and state.evaluation.fingerprint(),
+                "onnx": self._gptq_route(state) and sha256_file(state.model_path),
             }
         )
 
@@ -78,7 +88,12 @@ class QuantizeOpenVino(Pass):
         staging = out_dir / "int8"
         staging.mkdir()
         evaluator = None if state.evaluation is None else make_evaluator(state, self.config.threads)
-        quantized, plain = self._quantize(ov.Core().read_model(str(float_ir)), state, evaluator)
+        if self._gptq_route(state):
+            quantized, refined = self._quantize_qdq(state, out_dir)
+            plain, method = quantized, "onnxruntime-qdq"
+        else:
+            quantized, plain = self._quantize(ov.Core().read_model(str(float_ir)), state, evaluator)
+            method, refined = "nncf", {}
         ov.save_model(quantized, str(staging / IR_MODEL), compress_to_fp16=False)
         float_score = evaluator.score(float_ir) if evaluator else None
         int8_score = evaluator.score(staging / IR_MODEL) if evaluator else None
@@ -89,18 +104,18 @@ class QuantizeOpenVino(Pass):
         if budget is not None and drop > budget + 1e-9:
             raise BudgetError(
                 f"NNCF's int8 model loses {drop:.2f} points, over the budget of {budget}",
-                {"attempts": [{"mode": "nncf", "accuracy_drop": drop, "latency_ms": int8_ms}]},
+                {"attempts": [{"mode": method, "accuracy_drop": drop, "latency_ms": int8_ms}]},
             )
         keep_float = int8_ms >= float_ms and self.config.mode is QuantMode.AUTO
         kept = kept_float_layers(quantized, plain)
         report = QuantizationReport(
             backend="openvino",
-            method="nncf",
+            method=method,
             requested=self.config.mode.value,
             budget_points=budget,
             metric=evaluator.metric if evaluator else None,
             float_metric=float_score.value if float_score else None,
-            chosen="float" if keep_float else "nncf-int8",
+            chosen="float" if keep_float else f"{method}-int8",
             accuracy_drop=0.0 if keep_float else drop,
             speedup=1.0 if keep_float else round(float_ms / int8_ms, 3),
             float_ms=float_ms,
@@ -110,11 +125,12 @@ class QuantizeOpenVino(Pass):
             bench={"batch": 1, "sequence": self.config.bench_sequence, "threads": self.config.threads},
             attempts=(
                 {
-                    "mode": "nncf",
+                    "mode": method,
                     "accuracy_drop": drop,
                     "latency_ms": int8_ms,
                     "excluded_nodes": kept,
                     "agreement": Evaluator.agreement(float_score, int8_score) if evaluator else None,
+                    **refined,
                 },
             ),
         )
@@ -132,7 +148,7 @@ class QuantizeOpenVino(Pass):
                         )
                     ),
                     "fidelity": int8_fidelity(
-                        state, _ir_runner(float_ir), _ir_runner(staging / IR_MODEL), "int8 (NNCF)"
+                        state, _ir_runner(float_ir), _ir_runner(staging / IR_MODEL), CANDIDATE[method]
                     ),
                 }
             )
@@ -140,6 +156,27 @@ class QuantizeOpenVino(Pass):
             shutil.copyfile((float_ir.parent if keep_float else staging) / name, out_dir / name)
         shutil.rmtree(staging)
         return report.model_dump(mode="json")
+
+    def _gptq_route(self, state: BuildState) -> bool:
+        """A CNN without an accuracy budget (NNCF's accuracy control needs NNCF's own quantization)."""
+        return (
+            self.config.weight_rounding
+            and self.config.accuracy_budget is None
+            and static_op_types(state.model_path, ()) == CNN_OP_TYPES
+        )
+
+    def _quantize_qdq(self, state: BuildState, out_dir: Path):
+        """The int8 IR from ONNX Runtime's QDQ graph with GPTQ codes, and what the refinements did."""
+        import openvino as ov
+
+        types = {
+            "activation_type": self.config.activation_type,
+            "weight_type": IntType.INT8,
+            "reduce_range": not self.config.full_range_weights,
+        }
+        reshape = lambda model: bound_ranges(ov, model, state.source.shape_plan)  # noqa: E731
+        qdq = qdq_int8_ir(state.model_path, state.calibration, types, out_dir, reshape)
+        return qdq.model, {"weight_rounding": qdq.weight_rounding, "bias_correction": qdq.bias_correction}
 
     def _quantize(self, model, state: BuildState, evaluator: Evaluator | None):
         """The int8 model and NNCF's plain quantize of the same model (the same model without accuracy
@@ -209,12 +246,14 @@ def _advanced(full_range_weights: bool, smooth_quant: bool = True):
 def make_quantizer(context) -> QuantizeOpenVino:
     """The NNCF quantize pass for `context` (planning.BuildContext)."""
     recipe = context.recipe.quantize
+    types = types_for_profile(context.profile)
     return QuantizeOpenVino(
         QuantizeOpenVinoConfig(
             mode=recipe.mode,
             accuracy_budget=recipe.accuracy_budget,
             # no 7-bit weights where ONNX Runtime's quantizer needs no reduce_range either (VNNI, AMX, ARM)
-            full_range_weights=not types_for_profile(context.profile)["reduce_range"],
+            full_range_weights=not types["reduce_range"],
+            activation_type=types["activation_type"],
             **bench_settings(context.profile),
         )
     )
