@@ -144,7 +144,7 @@ def read_shapes(path: Path) -> StaticShapes:
 _QUANTIZER = "edgekiln.compiler.passes.quantize_openvino:make_quantizer"
 SPEC = BackendSpec(
     name="openvino",
-    description="OpenVINO IR on the CPU, f32 or bf16; int8 through NNCF (static, with calibration data)",
+    description="OpenVINO IR on the CPU, f32 or bf16; int8 static, with calibration data (NNCF; a CNN: the GPTQ QDQ graph)",
     runtime="edgekiln.runtime.backends.openvino:open_session",
     opened_files="edgekiln.runtime.backends.openvino:opened_files",
     lowering="edgekiln.compiler.passes.lower_openvino:make_lowering",
