@@ -1,7 +1,8 @@
-"""Shared by the image tests: the scikit-image photos, tiny random-weight image classifiers."""
+"""Shared by the image tests: the scikit-image and AI Benchmark photos, tiny random-weight image classifiers."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,17 @@ def photos() -> list[Path]:
     data = pytest.importorskip("skimage.data")
     folder = Path(data.__file__).parent
     return sorted(path for path in folder.iterdir() if path.suffix in (".png", ".jpg"))
+
+
+def ai_benchmark_photos(kind: str) -> list[Path]:
+    """AI Benchmark's real photos (the `ai-benchmark` package's data, Apache-2.0; its code is not imported):
+    "classification" (100 photos of ImageNet-type subjects), "enhancement" (100 street scenes),
+    "segmentation" (30 photos of cats, their `_segmented` overlays left out)."""
+    spec = importlib.util.find_spec("ai_benchmark")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("ai-benchmark (its photos) is not installed: pip install -e '.[test]'")
+    folder = Path(spec.submodule_search_locations[0]) / "data" / kind
+    return sorted((p for p in folder.glob("*.jpg") if p.stem.isdigit()), key=lambda p: int(p.stem))
 
 
 def photo(name: str) -> Path:
