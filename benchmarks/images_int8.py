@@ -149,7 +149,7 @@ def build_all(reuse: bool, out: Path, calibration: Path, samples: int) -> dict[s
     np.savez(out / "calib.npz", images=session.encoder.encode(sorted(calibration.iterdir()))[0]["images"])
     onnx_file = str(builds["onnxruntime"][0] / session.manifest.model_file)
     raw = dict(backend="onnxruntime", cache=False)
-    int8 = Recipe.from_flags(**raw, quantize="static", calibration=str(out / "calib.npz"))
+    int8 = Recipe.from_flags(**raw, quantize="static", calibration=str(out / "calib.npz"), calibration_samples=samples)
     builds["raw-tensor onnxruntime"] = (
         build(reuse, onnx_file, out / "raw-fp32", Recipe.from_flags(**raw)),
         build(reuse, onnx_file, out / "raw-int8", int8),

@@ -11,7 +11,6 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("openvino")
-pytest.importorskip("nncf")
 
 from onnx import TensorProto as T  # noqa: E402
 from onnx import helper as h  # noqa: E402
@@ -116,6 +115,7 @@ def test_a_cnn_without_a_budget_gets_gptq_codes_and_runs_like_onnx_runtimes_int8
 
 def test_with_an_accuracy_budget_nncf_quantizes(tmp_path):
     """NNCF's accuracy control returns layers to float in its own quantization: a budget keeps NNCF."""
+    pytest.importorskip("nncf", reason="NNCF is not installed (pip install 'edgekiln[openvino]')")
     model = small_cnn(tmp_path / "cnn.onnx")
     rng = np.random.default_rng(2)
     images = np.repeat(np.repeat(rng.standard_normal((32, 3, 4, 4)), 4, axis=2), 4, axis=3).astype(np.float32)
@@ -131,3 +131,21 @@ def test_with_an_accuracy_budget_nncf_quantizes(tmp_path):
     )
     report = _reports(compile(str(model), "x86-64-avx512-vnni", tmp_path / "budget", recipe).path)
     assert report["method"] == "nncf" and report["attempts"][0]["weight_rounding"] is None
+
+
+def test_the_int8_pass_declines_vendor_telemetry_itself(tmp_path, monkeypatch):
+    """lower_openvino declines OpenVINO's usage reports, but it may come from the pass cache: the int8 pass,
+    which converts the QDQ graph with OpenVINO's converter, declines them itself."""
+    from edgekiln.compiler.passes import quantize_openvino
+
+    calls = []
+    monkeypatch.setattr(quantize_openvino, "decline_unless_opted_in", lambda: calls.append(1))
+    model = small_cnn(tmp_path / "cnn.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(3).standard_normal((16, 3, 16, 16)).astype(np.float32))
+    recipe = Recipe.from_flags(
+        backend="openvino", quantize="static", calibration=str(tmp_path / "calib.npz"), cache=False
+    )
+    assert _reports(compile(str(model), "x86-64-avx512-vnni", tmp_path / "out", recipe).path)["method"] == (
+        "onnxruntime-qdq"
+    )
+    assert calls

@@ -20,7 +20,8 @@ from edgekiln.runtime.reports.schema import LayerRow, QuantizationReport
 
 from ..errors import CompileError
 from ..fidelity import int8_fidelity
-from ..quantization.config import IntType, QuantMode, types_for_profile
+from ..onnx_external import data_files
+from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode, types_for_profile
 from ..quantization.conv_ops import CNN_OP_TYPES, is_convolutional_ir, static_op_types
 from ..quantization.evaluation import Evaluator, latency_ms
 from ..quantization.openvino_layers import kept_float_layers, openvino_layer_report
@@ -45,6 +46,7 @@ class QuantizeOpenVinoConfig(PassConfig):
     # a CNN without an accuracy budget: ONNX Runtime's QDQ graph, GPTQ codes and corrected biases, as IR
     weight_rounding: bool = True
     activation_type: IntType = IntType.UINT8  # of that QDQ graph: the ISA's (types_for_profile)
+    calibration_method: CalibrationMethod = CalibrationMethod.MINMAX  # of that QDQ graph (NNCF: its own)
 
 
 @register_pass
@@ -63,11 +65,11 @@ class QuantizeOpenVino(Pass):
             raise CompileError("internal: quantize_openvino needs an OpenVINO IR; run lower_openvino first")
         if self.config.mode is QuantMode.DYNAMIC:
             raise CompileError(
-                "OpenVINO quantizes statically (NNCF); there is no dynamic mode",
+                "OpenVINO int8 is static; there is no dynamic mode",
                 hint="use --quantize static or auto with --calibration DATA",
             )
         if state.calibration is None:
-            raise CompileError("NNCF quantization needs calibration data", hint="pass --calibration DATA")
+            raise CompileError("OpenVINO int8 needs calibration data", hint="pass --calibration DATA")
         if self.config.accuracy_budget is not None and state.evaluation is None:
             raise CompileError("--accuracy-budget needs labelled data", hint="pass --eval-data DEV")
 
@@ -77,13 +79,14 @@ class QuantizeOpenVino(Pass):
                 "ir": [sha256_file(path) for path in state.lowered],
                 "calibration": state.calibration.sha256,
                 "evaluation": state.evaluation and state.evaluation.fingerprint(),
-                "onnx": self._gptq_route(state) and sha256_file(state.model_path),
+                "onnx": self._gptq_route(state) and state.model_sha256(),
             }
         )
 
     def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
         import openvino as ov
 
+        decline_unless_opted_in()  # lower_openvino may have come from the cache, in another process
         float_ir = state.lowered[0]
         staging = out_dir / "int8"
         staging.mkdir()
@@ -108,6 +111,14 @@ class QuantizeOpenVino(Pass):
             )
         keep_float = int8_ms >= float_ms and self.config.mode is QuantMode.AUTO
         kept = kept_float_layers(quantized, plain)
+        attempt = {
+            "mode": method,
+            "accuracy_drop": drop,
+            "latency_ms": int8_ms,
+            "excluded_nodes": kept,
+            "agreement": Evaluator.agreement(float_score, int8_score) if evaluator else None,
+            **refined,
+        }
         report = QuantizationReport(
             backend="openvino",
             method=method,
@@ -123,45 +134,36 @@ class QuantizeOpenVino(Pass):
             int8_slower_than_float=int8_ms >= float_ms,
             excluded_nodes=() if keep_float else kept,
             bench={"batch": 1, "sequence": self.config.bench_sequence, "threads": self.config.threads},
-            attempts=(
-                {
-                    "mode": method,
-                    "accuracy_drop": drop,
-                    "latency_ms": int8_ms,
-                    "excluded_nodes": kept,
-                    "agreement": Evaluator.agreement(float_score, int8_score) if evaluator else None,
-                    **refined,
-                },
-            ),
+            attempts=(attempt,),
         )
         if not keep_float:  # what was kept, against float: per layer, and at the outputs
-            report = report.model_copy(
-                update={
-                    "layers": tuple(
-                        LayerRow(**row)
-                        for row in openvino_layer_report(
-                            ov.Core().read_model(str(float_ir)),
-                            quantized,
-                            state.calibration.feeds,
-                            plain_int8_model=plain,
-                            threads=self.config.threads,
-                        )
-                    ),
-                    "fidelity": int8_fidelity(
-                        state, _ir_runner(float_ir), _ir_runner(staging / IR_MODEL), CANDIDATE[method]
-                    ),
-                }
-            )
+            report = self._with_layers(report, state, float_ir, staging / IR_MODEL, quantized, plain)
         for name in self.lowers_to:
             shutil.copyfile((float_ir.parent if keep_float else staging) / name, out_dir / name)
         shutil.rmtree(staging)
         return report.model_dump(mode="json")
 
+    def _with_layers(self, report, state: BuildState, float_ir: Path, int8_ir: Path, quantized, plain):
+        """The report with its per-layer table and the int8 model's fidelity against float."""
+        import openvino as ov
+
+        rows = openvino_layer_report(
+            ov.Core().read_model(str(float_ir)),
+            quantized,
+            state.calibration.feeds,
+            plain_int8_model=plain,
+            threads=self.config.threads,
+        )
+        fidelity = int8_fidelity(state, _ir_runner(float_ir), _ir_runner(int8_ir), CANDIDATE[report.method])
+        return report.model_copy(update={"layers": tuple(LayerRow(**row) for row in rows), "fidelity": fidelity})
+
     def _gptq_route(self, state: BuildState) -> bool:
-        """A CNN without an accuracy budget (NNCF's accuracy control needs NNCF's own quantization)."""
+        """A CNN without an accuracy budget (NNCF's accuracy control needs NNCF's own quantization) whose
+        weights are inline (GPTQ rewrites the graph as one file)."""
         return (
             self.config.weight_rounding
             and self.config.accuracy_budget is None
+            and not data_files(state.model_path)
             and static_op_types(state.model_path, ()) == CNN_OP_TYPES
         )
 
@@ -169,13 +171,19 @@ class QuantizeOpenVino(Pass):
         """The int8 IR from ONNX Runtime's QDQ graph with GPTQ codes, and what the refinements did."""
         import openvino as ov
 
-        types = {
-            "activation_type": self.config.activation_type,
-            "weight_type": IntType.INT8,
-            "reduce_range": not self.config.full_range_weights,
-        }
-        reshape = lambda model: bound_ranges(ov, model, state.source.shape_plan)  # noqa: E731
-        qdq = qdq_int8_ir(state.model_path, state.calibration, types, out_dir, reshape)
+        config = QuantizeConfig(
+            mode=QuantMode.STATIC,
+            op_types=CNN_OP_TYPES,
+            activation_type=self.config.activation_type,
+            weight_type=IntType.INT8,
+            reduce_range=not self.config.full_range_weights,
+            calibration_method=self.config.calibration_method,
+        )
+
+        def reshape(model) -> None:
+            bound_ranges(ov, model, state.source.shape_plan)
+
+        qdq = qdq_int8_ir(state.model_path, state.calibration, config, out_dir, reshape)
         return qdq.model, {"weight_rounding": qdq.weight_rounding, "bias_correction": qdq.bias_correction}
 
     def _quantize(self, model, state: BuildState, evaluator: Evaluator | None):
@@ -244,7 +252,7 @@ def _advanced(full_range_weights: bool, smooth_quant: bool = True):
 
 
 def make_quantizer(context) -> QuantizeOpenVino:
-    """The NNCF quantize pass for `context` (planning.BuildContext)."""
+    """The OpenVINO int8 pass for `context` (planning.BuildContext)."""
     recipe = context.recipe.quantize
     types = types_for_profile(context.profile)
     return QuantizeOpenVino(
@@ -254,6 +262,7 @@ def make_quantizer(context) -> QuantizeOpenVino:
             # no 7-bit weights where ONNX Runtime's quantizer needs no reduce_range either (VNNI, AMX, ARM)
             full_range_weights=not types["reduce_range"],
             activation_type=types["activation_type"],
+            calibration_method=recipe.calibration_method,
             **bench_settings(context.profile),
         )
     )

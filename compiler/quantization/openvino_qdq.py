@@ -2,23 +2,23 @@
 (the whole convolutional graph), the conv weights' codes chosen by GPTQ and the biases corrected
 (weight_rounding.py, bias_correction.py), then converted to IR like the float model. NNCF has no
 GPTQ for activation-quantized convolutions: on EfficientNet-Lite0 this route agrees with fp32 on
-98.5 % of 600 ImageNet-subject images and 94.5 % of scikit-image's 546 (NNCF: 98.2 % and 91.6 %) at the
-same speed (benchmarks/README.md)."""
+98.3 % of 600 held-out images of ImageNet-type subjects and 93.6 % of scikit-image's 546 (NNCF: 97.5 %
+and 91.6 %) at the same speed (benchmarks/README.md)."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import CompileError
 from .bias_correction import correct_biases
 from .calibration import CalibrationSet
-from .config import QuantizeConfig, QuantMode
-from .conv_ops import CNN_OP_TYPES
+from .config import QuantizeConfig
 from .ort_quantize import quantize_model
 from .weight_rounding import round_weights
-
-QDQ_FILE = "qdq.onnx"
 
 
 @dataclass(frozen=True)
@@ -28,17 +28,28 @@ class QdqInt8:
     bias_correction: dict
 
 
-def qdq_int8_ir(float_onnx: Path, calibration: CalibrationSet, types: dict, work_dir: Path, reshape) -> QdqInt8:
-    """The int8 IR of `float_onnx` with `types` (activation_type, weight_type, reduce_range);
-    `reshape(model)` gives it the float IR's input ranges."""
+def qdq_int8_ir(
+    float_onnx: Path, calibration: CalibrationSet, config: QuantizeConfig, work_dir: Path, reshape: Callable
+) -> QdqInt8:
+    """The int8 IR of `float_onnx` (weights inline: no external data) quantized as `config` says;
+    `reshape(model)` gives it the float IR's input ranges. Nothing is left in `work_dir`."""
     import openvino as ov
 
-    path = work_dir / QDQ_FILE
-    config = QuantizeConfig(mode=QuantMode.STATIC, op_types=CNN_OP_TYPES, **types)
-    quantize_model(float_onnx, path, config, calibration, work_dir)
-    rounded = round_weights(float_onnx, path, calibration.feeds).row()
-    corrected = correct_biases(float_onnx, path, calibration.feeds).row()
-    model = ov.convert_model(str(path))
+    scratch = work_dir / "qdq"
+    scratch.mkdir()
+    try:
+        path = scratch / "model.onnx"
+        quantize_model(float_onnx, path, config, calibration, scratch)
+        rounded = round_weights(float_onnx, path, calibration.feeds).row()
+        corrected = correct_biases(float_onnx, path, calibration.feeds).row()
+        try:
+            model = ov.convert_model(str(path))
+        except Exception as exc:  # OpenVINO's conversion errors name the operator it cannot take
+            raise CompileError(
+                f"OpenVINO cannot convert the int8 (QDQ) graph: {str(exc).splitlines()[0]}",
+                hint="use --backend onnxruntime, or give --accuracy-budget (NNCF then quantizes the IR)",
+            ) from None
+    finally:
+        shutil.rmtree(scratch)
     reshape(model)
-    path.unlink()
     return QdqInt8(model, rounded, corrected)
