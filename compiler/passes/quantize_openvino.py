@@ -179,11 +179,8 @@ class QuantizeOpenVino(Pass):
             reduce_range=not self.config.full_range_weights,
             calibration_method=self.config.calibration_method,
         )
-
-        def reshape(model) -> None:
-            bound_ranges(ov, model, state.source.shape_plan)
-
-        qdq = qdq_int8_ir(state.model_path, state.calibration, config, out_dir, reshape)
+        qdq = qdq_int8_ir(state.model_path, state.calibration, config, out_dir)
+        bound_ranges(ov, qdq.model, state.source.shape_plan)  # the float IR's declared input ranges
         return qdq.model, {"weight_rounding": qdq.weight_rounding, "bias_correction": qdq.bias_correction}
 
     def _quantize(self, model, state: BuildState, evaluator: Evaluator | None):

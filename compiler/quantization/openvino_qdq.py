@@ -8,7 +8,6 @@ and 91.6 %) at the same speed (benchmarks/README.md)."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,9 @@ class QdqInt8:
     bias_correction: dict
 
 
-def qdq_int8_ir(
-    float_onnx: Path, calibration: CalibrationSet, config: QuantizeConfig, work_dir: Path, reshape: Callable
-) -> QdqInt8:
-    """The int8 IR of `float_onnx` (weights inline: no external data) quantized as `config` says;
-    `reshape(model)` gives it the float IR's input ranges. Nothing is left in `work_dir`."""
+def qdq_int8_ir(float_onnx: Path, calibration: CalibrationSet, config: QuantizeConfig, work_dir: Path) -> QdqInt8:
+    """The int8 IR of `float_onnx` (weights inline: no external data) quantized as `config` says, with the
+    ONNX graph's input shapes. Nothing is left in `work_dir`."""
     import openvino as ov
 
     scratch = work_dir / "qdq"
@@ -51,5 +48,4 @@ def qdq_int8_ir(
             ) from None
     finally:
         shutil.rmtree(scratch)
-    reshape(model)
     return QdqInt8(model, rounded, corrected)
