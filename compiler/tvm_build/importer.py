@@ -20,17 +20,13 @@ def import_fixed(onnx_path: Path, shapes: dict[str, list[int]], *, pack_int8: bo
     """(Relax IRModule whose `main` takes the inputs then the weights, the weights as numpy arrays).
     `pack_int8`: rewrite QDQ products into integer ones with packed weights (CPU targets only)."""
     import onnx
-    import onnxslim
     from tvm.relax.frontend import detach_params
     from tvm.relax.frontend.onnx import from_onnx
 
     model = onnx.load(str(onnx_path))
     described = ", ".join(f"{name}:{','.join(map(str, dims))}" for name, dims in shapes.items())
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            model = onnxslim.slim(
-                model, input_shapes=[f"{n}:{','.join(map(str, d))}" for n, d in shapes.items() if d]
-            )  # a scalar input has no dimension to fix
+        model = _slim_fixed(model, [f"{n}:{','.join(map(str, d))}" for n, d in shapes.items() if d])
         _integers_as_constants(model.graph)
         mod = from_onnx(model, keep_params_in_input=True)
     except Exception as exc:  # onnxslim and TVM raise many types; name the stage and the shapes
@@ -42,6 +38,24 @@ def import_fixed(onnx_path: Path, shapes: dict[str, list[int]], *, pack_int8: bo
     mod, params = detach_params(mod)
     weights = [p.numpy() for p in params.get("main", [])]
     return prepack_int8(mod, weights) if pack_int8 else (mod, weights)
+
+
+_SLIM_ROUNDS = 4
+
+
+def _slim_fixed(model, input_shapes: list[str]):
+    """onnxslim at fixed shapes (a scalar input has no dimension to fix), repeated while shape
+    arithmetic is left and the graph still shrinks: one call stops folding partway through a deep
+    model (a 12-layer ViT kept the Shape ops of its last three layers, which TVM cannot import)."""
+    import onnxslim
+
+    for _ in range(_SLIM_ROUNDS):
+        before = len(model.graph.node)
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = onnxslim.slim(model, input_shapes=input_shapes)
+        if not any(node.op_type == "Shape" for node in model.graph.node) or len(model.graph.node) >= before:
+            break
+    return model
 
 
 _MAX_CONSTANT = 4096  # elements: shapes, axes, index tables, position ids; never a weight matrix
