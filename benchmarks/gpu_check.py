@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """On a machine with an NVIDIA GPU: load the TVM CUDA artifacts that benchmarks/gpu_prepare.py built
 (elsewhere, with no GPU), check their outputs against the CPU outputs computed there, and time them
-beside PyTorch eager on the same GPU (same architecture, random weights: latency only).
+beside PyTorch eager on the same GPU (same architecture, random weights: latency only). Parts:
+text (BERT-shaped), image (EfficientNet-Lite0), vit (a Hugging Face ViT folder).
 
     python benchmarks/gpu_check.py --folder .gpu [--runs 200] [--json out.json]
 
@@ -92,6 +93,18 @@ def check_image(folder: Path, runs: int) -> dict:
     return {"checks": checks, "timings": timings, "cat_predicted": predicted}
 
 
+def check_vit(folder: Path, runs: int) -> dict:
+    session = load(folder / "vit-tvm-cuda", device="cuda")
+    expected = np.load(folder / "vit-tvm-cuda.expected.npz", allow_pickle=False)
+    meta = json.loads((folder / "vit-tvm-cuda.meta.json").read_text())
+    images, name = expected["images"], session.manifest.outputs[0].name
+    got = np.concatenate([session.run({meta["input"]: images[i : i + 1]})[name] for i in range(len(images))])
+    one = {meta["input"]: images[:1]}
+    timings = {"tvm_cuda_1x3x224x224": percentiles(lambda: session.run(one), 20, runs)}
+    timings |= guarded(torch_vit, meta["config"], runs)
+    return {"checks": [{"inputs": "the same feeds"} | compare(got, expected["logits"])], "timings": timings}
+
+
 def folder_of_photos() -> Path:
     try:
         import skimage.data
@@ -145,6 +158,17 @@ def torch_image(meta: dict, runs: int) -> dict:
     return {"pytorch_cuda_eager_1x3x224x224": _torch_timer(model, images, runs)}
 
 
+def torch_vit(config: dict, runs: int) -> dict:
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        return {"pytorch": f"skipped: {exc}"}
+    model = transformers.ViTForImageClassification(transformers.ViTConfig(**config)).eval().cuda()
+    images = torch.randn(1, 3, 224, 224, device="cuda")
+    return {"pytorch_cuda_eager_1x3x224x224": _torch_timer(model, {"pixel_values": images}, runs)}
+
+
 def environment() -> dict:
     info = {"python": platform.python_version(), "machine": platform.machine()}
     try:
@@ -168,7 +192,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results = {"environment": environment()}
-    for kind, check in (("text", check_text), ("image", check_image)):
+    for kind, check in (("text", check_text), ("image", check_image), ("vit", check_vit)):
         try:
             results[kind] = check(args.folder, args.runs)
         except Exception as exc:  # report every part, then fail

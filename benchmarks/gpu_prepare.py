@@ -12,8 +12,13 @@ CPU.
   preprocessing declared as in benchmarks/images_real.py. Expected: PyTorch's logits on the
   scikit-image photos, preprocessed by the artifact's own encoder; the feeds of the first few are
   carried too, so that the kernels are compared on identical inputs.
+- `vit`: a Hugging Face ViT image-classification folder (224x224, patch 16, ViT-Base's 12 layers
+  but hidden 64 and 2 heads, so that all three fit in the 64 MiB carried; random weights, 10 labels) compiled from the folder itself, its
+  preprocessing read from `preprocessor_config.json`. Expected: PyTorch's logits on the feeds the
+  artifact's encoder makes of the first scikit-image photos.
 
-Beside each artifact folder NAME: `NAME.expected.npz` (feeds and outputs; no pickle) and
+`--out` gets only what travels (the CUDA artifacts and their expected outputs); the source models
+and the CPU artifacts go to `--work`. Beside each artifact folder NAME: `NAME.expected.npz` (feeds and outputs; no pickle) and
 `NAME.meta.json` (what gpu_check.py needs to rebuild the PyTorch twin on the GPU for a side-by-side
 timing).
 """
@@ -61,6 +66,7 @@ SENTENCES = [
     " ".join(WORDS * 6),  # long enough for the 128 bucket
 ]
 EXACT_PHOTOS = 6  # 600 kB of float feeds each: the carried folder must stay under 64 MiB
+VIT_PHOTOS = 3
 TEXT_CONFIG = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024}
 
 
@@ -88,11 +94,11 @@ def text_model(folder: Path) -> Path:
     return folder
 
 
-def prepare_text(out: Path) -> None:
-    model = text_model(out / "text-model")
+def prepare_text(out: Path, work: Path) -> None:
+    model = text_model(work / "text-model")
     recipe = Recipe.from_flags(backend="tvm", sequence_buckets=(32, 128))
     compile(model, "nvidia-cuda", out / "text-tvm-cuda", recipe, force=True)
-    cpu = compile(model, "host", out / "text-ort-cpu", Recipe.from_flags(backend="onnxruntime"), force=True).path
+    cpu = compile(model, "host", work / "text-ort-cpu", Recipe.from_flags(backend="onnxruntime"), force=True).path
     session = load(cpu)
     arrays: dict[str, np.ndarray] = {}
     for number, sentence in enumerate(SENTENCES):
@@ -104,14 +110,14 @@ def prepare_text(out: Path) -> None:
     (out / "text-tvm-cuda.meta.json").write_text(json.dumps(meta, indent=2))
 
 
-def prepare_image(out: Path) -> None:
+def prepare_image(out: Path, work: Path) -> None:
     import torch
 
     model = efficientnet_lite0()
     recipe = Recipe.from_flags(backend="tvm", image=SPEC, labels=LABELS)
     compile(model, "nvidia-cuda", out / "image-tvm-cuda", recipe, force=True)
     ort = Recipe.from_flags(backend="onnxruntime", image=SPEC, labels=LABELS)
-    cpu = compile(model, "host", out / "image-ort-cpu", ort, force=True)
+    cpu = compile(model, "host", work / "image-ort-cpu", ort, force=True)
     feeds, _ = load(cpu.path).encoder.encode(photos())
     with torch.inference_mode():
         logits = model(torch.from_numpy(feeds["images"])).numpy()
@@ -122,15 +128,59 @@ def prepare_image(out: Path) -> None:
     (out / "image-tvm-cuda.meta.json").write_text(json.dumps(meta, indent=2))
 
 
+VIT_CONFIG = {
+    "image_size": 224,
+    "patch_size": 16,
+    "hidden_size": 64,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 2,
+    "intermediate_size": 256,
+}
+
+
+def vit_model(folder: Path) -> Path:
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    labels = {number: f"class-{number}" for number in range(10)}
+    config = transformers.ViTConfig(id2label=labels, label2id={v: k for k, v in labels.items()}, **VIT_CONFIG)
+    transformers.ViTForImageClassification(config).eval().save_pretrained(str(folder))
+    transformers.ViTImageProcessor(size={"height": 224, "width": 224}).save_pretrained(str(folder))
+    return folder
+
+
+def prepare_vit(out: Path, work: Path) -> None:
+    import torch
+    import transformers
+
+    folder = vit_model(work / "vit-model")
+    compile(folder, "nvidia-cuda", out / "vit-tvm-cuda", Recipe.from_flags(backend="tvm"), force=True)
+    cpu = compile(folder, "host", work / "vit-ort-cpu", Recipe.from_flags(backend="onnxruntime"), force=True)
+    feeds, _ = load(cpu.path).encoder.encode(photos()[:VIT_PHOTOS])
+    (name,) = feeds  # the input's name as the folder's exporter gave it
+    model = transformers.ViTForImageClassification.from_pretrained(str(folder)).eval()
+    with torch.inference_mode():
+        logits = model(pixel_values=torch.from_numpy(feeds[name])).logits.numpy()
+    np.savez(out / "vit-tvm-cuda.expected.npz", images=feeds[name], logits=logits)
+    meta = {"kind": "vit", "input": name, "config": json.loads((folder / "config.json").read_text())}
+    (out / "vit-tvm-cuda.meta.json").write_text(json.dumps(meta, indent=2))
+
+
+PARTS = {"text": prepare_text, "image": prepare_image, "vit": prepare_vit}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(".gpu"))
-    parser.add_argument("--only", choices=("text", "image"))
+    parser.add_argument("--out", type=Path, default=Path(".gpu"), help="what travels to the GPU machine")
+    parser.add_argument(
+        "--work", type=Path, default=Path(".gpu-work"), help="the source models and CPU artifacts (stay here)"
+    )
+    parser.add_argument("--only", choices=tuple(PARTS))
     args = parser.parse_args()
-    if args.only in (None, "text"):
-        prepare_text(args.out)
-    if args.only in (None, "image"):
-        prepare_image(args.out)
+    for part, prepare in PARTS.items():
+        if args.only in (None, part):
+            prepare(args.out, args.work)
     return 0
 
 
