@@ -32,9 +32,8 @@ def photo(name: str) -> Path:
     return next(path for path in photos() if path.name == name)
 
 
-def make_image_folder(folder: Path, kind: str, *, size: int = 32, seed: int = 0, layers: int = 2) -> Path:
-    """A tiny random-weight transformers classifier of `kind` (vit, convnext, resnet) with its processor;
-    `layers`: the ViT's depth."""
+def make_image_folder(folder: Path, kind: str, *, size: int = 32, seed: int = 0) -> Path:
+    """A tiny random-weight transformers classifier of `kind` (vit, convnext, resnet) with its processor."""
     import torch
     import transformers as tf
 
@@ -46,7 +45,7 @@ def make_image_folder(folder: Path, kind: str, *, size: int = 32, seed: int = 0,
             image_size=size,
             patch_size=8,
             hidden_size=32,
-            num_hidden_layers=layers,
+            num_hidden_layers=2,
             num_attention_heads=2,
             intermediate_size=64,
             **common,

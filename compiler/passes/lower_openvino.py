@@ -11,6 +11,7 @@ from edgekiln.runtime.backends.openvino import compile_ir
 from ..errors import CompileError
 from ..fidelity import FidelityConfig, check, fidelity_feeds, is_classifier, require
 from ..input_shapes import DimRange, suggestion
+from ..openvino_convert import convert_onnx
 from ..vendor_telemetry import decline_unless_opted_in
 from .base import BuildState, Pass
 from .registry import register_pass
@@ -40,12 +41,7 @@ class LowerOpenVino(Pass):
 
     def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
         ov = _openvino()
-        try:
-            model = ov.convert_model(str(state.model_path))
-        except Exception as exc:  # OpenVINO's conversion errors name the unsupported operator
-            raise CompileError(
-                f"OpenVINO cannot convert the model: {str(exc).splitlines()[0]}", hint="use --backend onnxruntime"
-            ) from None
+        model = convert_onnx(ov, state.model_path)
         bound_ranges(ov, model, state.source.shape_plan)
         ov.save_model(model, str(out_dir / IR_MODEL), compress_to_fp16=False)
         precision = OV_PRECISION[self.config.precision]

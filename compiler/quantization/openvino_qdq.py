@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CompileError
+from ..openvino_convert import convert_onnx
 from .bias_correction import correct_biases
 from .calibration import CalibrationSet
 from .config import QuantizeConfig
@@ -39,13 +39,12 @@ def qdq_int8_ir(float_onnx: Path, calibration: CalibrationSet, config: QuantizeC
         quantize_model(float_onnx, path, config, calibration, scratch)
         rounded = round_weights(float_onnx, path, calibration.feeds).row()
         corrected = correct_biases(float_onnx, path, calibration.feeds).row()
-        try:
-            model = ov.convert_model(str(path))
-        except Exception as exc:  # OpenVINO's conversion errors name the operator it cannot take
-            raise CompileError(
-                f"OpenVINO cannot convert the int8 (QDQ) graph: {str(exc).splitlines()[0]}",
-                hint="use --backend onnxruntime, or give --accuracy-budget (NNCF then quantizes the IR)",
-            ) from None
+        model = convert_onnx(
+            ov,
+            path,
+            what="the int8 (QDQ) graph",
+            hint="use --backend onnxruntime, or give --accuracy-budget (NNCF then quantizes the IR)",
+        )
     finally:
         shutil.rmtree(scratch)
     return QdqInt8(model, rounded, corrected)

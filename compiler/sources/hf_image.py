@@ -21,8 +21,9 @@ from ..errors import CompileError
 from .base import ModelSource, SourceKind, TorchSpec
 
 INPUT = "pixel_values"
-# Processors whose steps are resize / centre crop / rescale / normalise (+ ConvNeXt's crop_pct and
-# MobileViT's channel flip), which the spec reproduces exactly. Others are refused, not guessed.
+# Processors whose steps are resize / centre crop / rescale / normalise (+ ConvNeXt's crop_pct,
+# MobileViT's channel flip and EfficientNet's offset and second division by std, both folded into the
+# spec's mean and std), which the spec reproduces exactly. Others are refused, not guessed.
 SUPPORTED = (
     "ViTImageProcessor",
     "DeiTImageProcessor",
@@ -35,6 +36,7 @@ SUPPORTED = (
     "MobileViTImageProcessor",
     "SiglipImageProcessor",
     "Dinov2ImageProcessor",
+    "EfficientNetImageProcessor",
 )
 _RESAMPLE = {0: Interpolation.NEAREST, 1: Interpolation.LANCZOS, 2: Interpolation.BILINEAR, 3: Interpolation.BICUBIC}
 
@@ -104,7 +106,7 @@ def image_spec(folder: Path) -> ImagePreprocessSpec:
             f"{folder}: resampling filter {resample} of its image processor is not supported",
             hint="use nearest (0), lanczos (1), bilinear (2) or bicubic (3)",
         )
-    normalize = bool(getattr(processor, "do_normalize", False))
+    mean, std = _normalisation(processor, kind)
     try:
         return ImagePreprocessSpec(
             input=INPUT,
@@ -113,8 +115,8 @@ def image_spec(folder: Path) -> ImagePreprocessSpec:
             interpolation=_RESAMPLE[resample],
             crop=crop,
             rescale=float(processor.rescale_factor) if getattr(processor, "do_rescale", False) else 1.0,
-            mean=_triple(processor.image_mean) if normalize else None,
-            std=_triple(processor.image_std) if normalize else None,
+            mean=mean,
+            std=std,
             channel_order=ChannelOrder.BGR if getattr(processor, "do_flip_channel_order", False) else ChannelOrder.RGB,
         )
     except ValueError as exc:
@@ -122,6 +124,22 @@ def image_spec(folder: Path) -> ImagePreprocessSpec:
             f"{folder}: its image processor does not give one fixed input size ({exc})",
             hint="set crop_size (with do_center_crop) or an exact size in preprocessor_config.json",
         ) from None
+
+
+def _normalisation(processor, kind: str) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """(mean, std) after the rescale, or (None, None). EfficientNet's processor may subtract 1 after
+    rescaling (`rescale_offset`) and divides by std once more (`include_top`): x*r - o, then (· - mean) /
+    std, then / std is (x*r - (o + mean)) / std², the same arithmetic up to float rounding."""
+    normalize = bool(getattr(processor, "do_normalize", False))
+    mean = _triple(processor.image_mean) if normalize else (0.0, 0.0, 0.0)
+    std = _triple(processor.image_std) if normalize else (1.0, 1.0, 1.0)
+    if kind != "EfficientNetImageProcessor":
+        return (mean, std) if normalize else (None, None)
+    offset = 1.0 if getattr(processor, "do_rescale", False) and getattr(processor, "rescale_offset", False) else 0.0
+    again = _triple(processor.image_std) if getattr(processor, "include_top", False) else (1.0, 1.0, 1.0)
+    mean = tuple(m + offset for m in mean)
+    std = tuple(s * t for s, t in zip(std, again, strict=True))
+    return (None, None) if mean == (0.0, 0.0, 0.0) and std == (1.0, 1.0, 1.0) else (mean, std)
 
 
 def _load_processor(folder: Path):
