@@ -26,6 +26,7 @@ from ..quantization.bias_correction import correct_biases
 from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode, types_for_profile
 from ..quantization.conv_ops import CNN_OP_TYPES, static_op_types
 from ..quantization.evaluation import Evaluator, Score, latency_ms
+from ..quantization.input_channels import pad_input_channels
 from ..quantization.ort_quantize import quantizable_nodes, quantize_model
 from ..quantization.sensitivity import layer_report
 from ..quantization.tensors import make_evaluator
@@ -68,6 +69,7 @@ class Attempt:
     latency_ms: float | None = None
     bias_correction: dict | None = None
     weight_rounding: dict | None = None
+    input_padding: dict | None = None
 
     def row(self, float_score: Score | None) -> dict:
         return {
@@ -79,16 +81,18 @@ class Attempt:
             "agreement": None if float_score is None else Evaluator.agreement(float_score, self.score),
             "bias_correction": self.bias_correction,
             "weight_rounding": self.weight_rounding,
+            "input_padding": self.input_padding,
         }
 
 
 @register_pass
 class QuantizeOrt(Pass):
     name = "quantize"
-    version = 5  # 2: static int8 of a convolutional graph quantizes its activations, Adds and pools too
+    version = 6  # 2: static int8 of a convolutional graph quantizes its activations, Adds and pools too
     # 3: ... and its Conv/Gemm biases are corrected empirically (bias_correction.py)
     # 4: ... after its conv weights' int8 codes are chosen by GPTQ (weight_rounding.py)
     # 5: static int8 leaves a Gemm/MatMul graph output (logits) in float (ort_quantize.float_outputs)
+    # 6: ... and pads an RGB stem's input channels to 4 for ONNX Runtime's fast kernels (input_channels.py)
     Config = QuantizePassConfig
     changes_model = True
 
@@ -182,10 +186,19 @@ class QuantizeOrt(Pass):
         def build(exclude: tuple[str, ...]) -> Attempt:
             path = out_dir / f"{mode.value}-{len(exclude)}.onnx"
             quantize_model(state.model_path, path, self._config(mode, exclude), state.calibration, out_dir)
-            rounded, corrected = self._refine(mode, state, path)
+            rounded, corrected, padded = self._refine(mode, state, path)
             score = evaluator.score(path) if evaluator else None
             drop = None if score is None else round((float_score.value - score.value) * 100, 3)
-            return Attempt(mode, path, exclude, score, drop, bias_correction=corrected, weight_rounding=rounded)
+            return Attempt(
+                mode,
+                path,
+                exclude,
+                score,
+                drop,
+                bias_correction=corrected,
+                weight_rounding=rounded,
+                input_padding=padded,
+            )
 
         attempt = build(())
         steps = [{"excluded": 0, "accuracy_drop": attempt.drop}]
@@ -206,15 +219,17 @@ class QuantizeOrt(Pass):
         attempt.steps = steps
         return attempt
 
-    def _refine(self, mode: QuantMode, state: BuildState, path: Path) -> tuple[dict | None, dict | None]:
+    def _refine(self, mode: QuantMode, state: BuildState, path: Path) -> tuple[dict | None, ...]:
         """Static int8 of a convolutional graph: conv weight codes chosen by GPTQ, then per-layer mean
-        shifts folded into the int32 biases (each step on when its config says so)."""
+        shifts folded into the int32 biases (each step on when its config says so), then the stem's
+        input channels padded to 4 (same outputs, faster kernels)."""
         if mode is not QuantMode.STATIC or self._static_ops != CNN_OP_TYPES:
-            return None, None
+            return None, None, None
         feeds = state.calibration.feeds
         rounded = round_weights(state.model_path, path, feeds).row() if self.config.weight_rounding else None
         corrected = correct_biases(state.model_path, path, feeds).row() if self.config.bias_correction else None
-        return rounded, corrected
+        padded = pad_input_channels(path)
+        return rounded, corrected, padded and padded.row()
 
     def _fits(self, attempt: Attempt) -> bool:
         budget = self.config.accuracy_budget

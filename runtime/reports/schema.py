@@ -76,6 +76,7 @@ class QuantAttempt(_Report):
     agreement: float | None = None
     bias_correction: dict[str, Any] | None = None  # static int8 of a CNN: {"layers", "max_shift"}
     weight_rounding: dict[str, Any] | None = None  # static int8 of a CNN, GPTQ codes: {"layers", "changed"}
+    input_padding: dict[str, Any] | None = None  # static int8 of a CNN, ONNX Runtime: {"node", "channels"}
 
 
 class QuantizationReport(_Report):
