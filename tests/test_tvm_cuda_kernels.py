@@ -94,3 +94,26 @@ def test_nvcc_errors_are_one_line_with_the_fix(monkeypatch):
 def test_source_nvcc_rejects_is_one_error_naming_nvcc():
     with pytest.raises(Exception, match="nvcc could not compile the CUDA kernels: .*error"):
         cuda.nvcc_fatbin("this is not CUDA", "sm_80")
+
+
+def test_a_kernel_a_dlight_rule_cannot_take_gets_the_next_rule():
+    """A batched matrix product over a reduction of length 1 (MobileViT's attention): dlight's GEMV rule
+    asserts on it, which aborted the whole CUDA build; the next rule now schedules it. No nvcc needed:
+    TVM 0.27 builds CUDA source."""
+    import tvm
+    from tvm.script import relax as R
+
+    from edgekiln.compiler.tvm_build import build
+
+    @tvm.script.ir_module
+    class Module:
+        @R.function
+        def main(a: R.Tensor((4, 4, 1, 1), "float32"), b: R.Tensor((4, 4, 1, 8), "float32")):
+            with R.dataflow():
+                y = R.matmul(a, b)
+                R.output(y)
+            return y
+
+    executable = build.build(Module, {"kind": "cuda", "host": {"kind": "llvm"}})
+    (source,) = cuda.kernel_sources(executable)
+    assert "__global__" in source

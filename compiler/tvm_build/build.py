@@ -10,7 +10,7 @@ from edgekiln.runtime.backends.tvm import host_arch
 
 from ..errors import CompileError
 from .cpu_rewrites import prepare_passes
-from .cpu_schedules import default_schedules, scheduled_by
+from .cpu_schedules import default_schedules, scheduled_by, try_rule
 from .target import CROSS_COMPILERS
 
 _log = logging.getLogger(__name__)
@@ -89,20 +89,29 @@ def export(executable, path: Path, arch: str) -> None:
 
 
 def _gpu_schedules(mod, tvm_target):
+    """dlight's default GPU schedules, each rule tried in turn. A rule that raises on a kernel counts as
+    not applying to it (dlight would abort the build: its GEMV rule asserts on one of MobileViT's
+    kernels), so the next rule, at last the fallback, schedules it."""
     import tvm
     from tvm import relax
     from tvm.s_tir import dlight as dl
+    from tvm.s_tir.dlight.base import ScheduleRule
 
-    with tvm_target:
-        mod = tvm.transform.Sequential(
-            [
-                relax.get_pipeline("zero"),
-                dl.ApplyDefaultSchedule(
-                    dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback()
-                ),
-            ]
-        )(mod)
-    return mod
+    rules = (dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback())
+    tolerant = [
+        ScheduleRule.from_callable(f"Edgekiln{type(rule).__name__}")(
+            lambda func, target, _, rule=rule: try_rule(rule, func, target)
+        )
+        for rule in rules
+    ]
+    try:
+        with tvm_target:
+            return tvm.transform.Sequential([relax.get_pipeline("zero"), dl.ApplyDefaultSchedule(*tolerant)])(mod)
+    except Exception as exc:  # TVM's lowering before the schedules
+        raise CompileError(
+            f"TVM could not lower the model for {tvm_target.kind.name}: {_first_line(exc)}",
+            hint="use --backend onnxruntime for this model, and report it",
+        ) from None
 
 
 def cpu_lowered(mod, tvm_target, target: dict, database: Path | None):
