@@ -16,4 +16,6 @@ done
 site=$("$venv/bin/python" -c "import tvm, pathlib; print(pathlib.Path(tvm.__file__).parent.parent)")
 tar cJf .gpu/tvm-runtime.tar.xz -C "$site" --exclude tvm/lib/libtvm_compiler.so --exclude tvm/src \
   --exclude tvm/include --exclude __pycache__ tvm
-du -sh .gpu/whl .gpu/tvm-runtime.tar.xz
+# the image families' 13 artifacts are mostly code (libraries, fatbins): 63 MB, 12 MB compressed
+[ -d .gpu/families ] && tar cJf .gpu/families.tar.xz -C .gpu families
+du -sh .gpu/whl .gpu/tvm-runtime.tar.xz .gpu/*.tar.xz

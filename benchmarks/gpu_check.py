@@ -2,7 +2,8 @@
 """On a machine with an NVIDIA GPU: load the TVM CUDA artifacts that benchmarks/gpu_prepare.py built
 (elsewhere, with no GPU), check their outputs against the CPU outputs computed there, and time them
 beside PyTorch eager on the same GPU (same architecture, random weights: latency only). Parts:
-text (BERT-shaped), image (EfficientNet-Lite0), vit (a Hugging Face ViT folder).
+text (BERT-shaped), image (EfficientNet-Lite0), vit (a Hugging Face ViT folder), families (13 Hugging
+Face image families, outputs only).
 
     python benchmarks/gpu_check.py --folder .gpu [--runs 200] [--json out.json]
 
@@ -105,6 +106,21 @@ def check_vit(folder: Path, runs: int) -> dict:
     return {"checks": [{"inputs": "the same feeds"} | compare(got, expected["logits"])], "timings": timings}
 
 
+def check_families(folder: Path, runs: int) -> dict:
+    """Each image family's CUDA artifact on the same feeds as PyTorch's CPU logits (no timing: tiny models)."""
+    expected = np.load(folder / "families.expected.npz", allow_pickle=False)
+    checks = {}
+    for family in json.loads((folder / "families.meta.json").read_text())["families"]:
+        try:
+            session = load(folder / "families" / family, device="cuda")
+            got = session.run({"pixel_values": expected[f"{family}.images"]})["logits"]
+            checks[family] = compare(got, expected[f"{family}.logits"])
+        except Exception as exc:  # one family's failure is reported beside the others
+            checks[family] = {"error": f"{type(exc).__name__}: {exc}"}
+    failed = [family for family, check in checks.items() if "error" in check]
+    return {"checks": checks} | ({"error": f"failed: {failed}"} if failed else {})
+
+
 def folder_of_photos() -> Path:
     try:
         import skimage.data
@@ -185,14 +201,20 @@ def environment() -> dict:
     return info
 
 
+PARTS = {"text": check_text, "image": check_image, "vit": check_vit, "families": check_families}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, default=Path(".gpu"))
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", nargs="+", choices=PARTS, help="the parts to check (default: all)")
     args = parser.parse_args()
     results = {"environment": environment()}
-    for kind, check in (("text", check_text), ("image", check_image), ("vit", check_vit)):
+    for kind, check in PARTS.items():
+        if args.only and kind not in args.only:
+            continue
         try:
             results[kind] = check(args.folder, args.runs)
         except Exception as exc:  # report every part, then fail

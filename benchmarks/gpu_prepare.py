@@ -17,6 +17,10 @@ CPU.
   preprocessing read from `preprocessor_config.json`. Expected: PyTorch's logits on the feeds the
   artifact's encoder makes of the first scikit-image photos.
 
+- `families`: the 13 Hugging Face image-classification families of tests/test_image_families.py
+  (narrow random weights, the transformer families at 12 layers). Expected: PyTorch's logits on the
+  feeds each artifact's encoder makes of two photos.
+
 `--out` gets only what travels (the CUDA artifacts and their expected outputs); the source models
 and the CPU artifacts go to `--work`. Beside each artifact folder NAME: `NAME.expected.npz` (feeds and outputs; no pickle) and
 `NAME.meta.json` (what gpu_check.py needs to rebuild the PyTorch twin on the GPU for a side-by-side
@@ -167,7 +171,36 @@ def prepare_vit(out: Path, work: Path) -> None:
     (out / "vit-tvm-cuda.meta.json").write_text(json.dumps(meta, indent=2))
 
 
-PARTS = {"text": prepare_text, "image": prepare_image, "vit": prepare_vit}
+def prepare_families(out: Path, work: Path) -> None:
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent.parent))  # the repository root: the tests' catalogue
+    from tests.test_image_families import FAMILIES, PHOTOS, _folder
+
+    arrays: dict[str, np.ndarray] = {}
+    for family in FAMILIES:
+        folder, _ = _folder(work / "families", family)
+        compile(folder, "nvidia-cuda", out / "families" / family, Recipe.from_flags(backend="tvm"), force=True)
+        session = load(compile(folder, "host", work / f"{family}-ort", Recipe.from_flags(backend="onnxruntime")).path)
+        feeds, _ = session.encoder.encode([path for path in photos() if path.name in PHOTOS])
+        model = transformers_model(folder)
+        with torch.inference_mode():
+            arrays[f"{family}.images"] = feeds["pixel_values"]
+            arrays[f"{family}.logits"] = model(pixel_values=torch.from_numpy(feeds["pixel_values"])).logits.numpy()
+    np.savez(out / "families.expected.npz", **arrays)
+    (out / "families.meta.json").write_text(json.dumps({"families": list(FAMILIES)}, indent=2))
+
+
+def transformers_model(folder: Path):
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(str(folder))
+    if config.model_type == "deit":  # its Auto class is the with-teacher head; the folder holds the plain one
+        return transformers.DeiTForImageClassification.from_pretrained(str(folder)).eval()
+    return transformers.AutoModelForImageClassification.from_pretrained(str(folder)).eval()
+
+
+PARTS = {"text": prepare_text, "image": prepare_image, "vit": prepare_vit, "families": prepare_families}
 
 
 def main() -> int:
