@@ -20,10 +20,10 @@ from .errors import CompileError
 def convert_onnx(ov, path: Path, *, what: str = "the model", hint: str = "use --backend onnxruntime") -> Any:
     """`ov.convert_model` of the ONNX file `path` (an openvino.Model), or one CompileError line."""
     with tempfile.TemporaryDirectory(prefix="edgekiln-ov-") as scratch:
-        source = _with_global_pools(path, Path(scratch)) or path
         try:
+            source = _with_global_pools(path, Path(scratch)) or path
             return ov.convert_model(str(source))
-        except Exception as exc:
+        except Exception as exc:  # onnx's load/save and OpenVINO's conversion raise many types
             raise CompileError(f"OpenVINO cannot convert {what}: {conversion_failure(str(exc))}", hint=hint) from None
 
 
@@ -64,7 +64,9 @@ def _with_global_pools(path: Path, scratch: Path) -> Path | None:
     positions = [
         i
         for i, node in enumerate(graph_only.graph.node)
-        if node.op_type == "AveragePool" and _covers_input(node, dims.get(node.input[0]))
+        if node.op_type == "AveragePool"
+        and node.domain in ("", "ai.onnx")
+        and _covers_input(node, dims.get(node.input[0]))
     ]
     if not positions:
         return None
@@ -80,7 +82,7 @@ def _with_global_pools(path: Path, scratch: Path) -> Path | None:
 
 
 def _static_dims(graph) -> dict[str, list[int | None]]:
-    values = [*graph.input, *graph.value_info]
+    values = [*graph.input, *graph.value_info, *graph.output]
     return {
         value.name: [dim.dim_value if dim.HasField("dim_value") else None for dim in value.type.tensor_type.shape.dim]
         for value in values
@@ -88,13 +90,14 @@ def _static_dims(graph) -> dict[str, list[int | None]]:
 
 
 def _covers_input(node, dims: list[int | None] | None) -> bool:
-    """One window, no padding, over every spatial position: exactly the input's mean per channel."""
+    """One window, no padding, over every spatial position: the input's mean per channel, as ONNX Runtime
+    and PyTorch compute it (their divisor counts only the positions inside the input)."""
     if not dims or len(dims) < 3 or any(d is None for d in dims[2:]):
         return False
     attributes = {a.name: _value(a) for a in node.attribute}
     kernel = list(attributes.get("kernel_shape", []))
     spatial = dims[2:]
-    strides = list(attributes.get("strides", kernel))
+    strides = list(attributes.get("strides", [1] * len(kernel)))
     if len(kernel) != len(spatial) or attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
         return False
     if any(attributes.get("pads", [0])) or any(d != 1 for d in attributes.get("dilations", [1])):

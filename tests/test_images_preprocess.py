@@ -30,6 +30,7 @@ PROCESSORS = {
     "bit": lambda: tf.BitImageProcessor(),
     "efficientnet": lambda: tf.EfficientNetImageProcessor(),  # divides by std twice (include_top)
     "efficientnet-offset-no-top": lambda: tf.EfficientNetImageProcessor(rescale_offset=True, include_top=False),
+    "efficientnet-top-only": lambda: tf.EfficientNetImageProcessor(do_normalize=False),
     "efficientnet-offset-only": lambda: tf.EfficientNetImageProcessor(
         rescale_offset=True, do_normalize=False, include_top=False, size={"height": 224, "width": 224}
     ),

@@ -93,3 +93,41 @@ def test_graphs_outside_the_pattern_are_left_alone(tmp_path, shape):
     before = (tmp_path / "qdq.onnx").read_bytes()
     assert pad_input_channels(qdq) is None
     assert (tmp_path / "qdq.onnx").read_bytes() == before
+
+
+def _two_views(path, opset=17):
+    """Two image inputs through one shared 3-channel stem weight (a siamese or multi-view stem)."""
+    nodes = [h.make_node("Conv", ["x", "w"], ["ca"]), h.make_node("Conv", ["v", "w"], ["cb"])]
+    nodes += [h.make_node("Add", ["ca", "cb"], ["s"]), h.make_node("GlobalAveragePool", ["s"], ["p"])]
+    inputs = [h.make_tensor_value_info(name, T.FLOAT, ["N", 3, 32, 32]) for name in ("x", "v")]
+    outputs = [h.make_tensor_value_info("p", T.FLOAT, ["N", 6, 1, 1])]
+    graph = h.make_graph(nodes, "views", inputs, outputs, [_weights("w", (6, 3, 3, 3))])
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", opset)]), str(path))
+    return path
+
+
+def test_a_stem_weight_shared_with_another_convolution_is_left_alone(tmp_path):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.rows = iter([{"x": image[None], "v": image[None] * 0.5} for image in _images(8, 1)])
+
+        def get_next(self):
+            return next(self.rows, None)
+
+    qdq = tmp_path / "qdq.onnx"
+    quantize_static(str(_two_views(tmp_path / "f.onnx")), str(qdq), Reader(), quant_format=QuantFormat.QDQ)
+    before = qdq.read_bytes()
+    assert pad_input_channels(qdq) is None
+    assert qdq.read_bytes() == before
+
+
+def test_an_opset_before_11_is_left_alone(tmp_path):
+    """Pad reads its pads from an input only from opset 11; an opset-10 QDQ graph keeps its stem."""
+    qdq = tmp_path / "qdq.onnx"
+    shutil.copy(_qdq(residual_cnn(tmp_path / "cnn.onnx"), tmp_path / "q17.onnx"), qdq)
+    model = onnx.load(str(qdq))
+    model.opset_import[0].version = 10
+    onnx.save(model, str(qdq))
+    assert pad_input_channels(qdq) is None

@@ -57,8 +57,29 @@ def test_a_pool_over_the_whole_input_converts_and_matches_onnxruntime(tmp_path, 
 
 
 @pytest.mark.parametrize(("kernel", "stride", "ceil_mode"), [(3, 2, 0), (3, 2, 1), (7, 7, 0)])
-def test_other_pools_convert_as_they_are(tmp_path, kernel, stride, ceil_mode):
+def test_pools_convert_and_match_onnxruntime(tmp_path, kernel, stride, ceil_mode):
     _compare_with_onnxruntime(_pool_model(tmp_path / "pool.onnx", kernel=kernel, stride=stride, ceil_mode=ceil_mode))
+
+
+@pytest.mark.parametrize(
+    ("attributes", "whole"),
+    [
+        ({"kernel_shape": [1280, 1280], "strides": [1280, 1280], "ceil_mode": 1}, True),  # EfficientNet's
+        ({"kernel_shape": [7, 7]}, True),  # one exact window: strides 1 give one output
+        ({"kernel_shape": [1280, 1280], "ceil_mode": 1}, False),  # strides 1: a negative output size
+        ({"kernel_shape": [1280, 1280], "strides": [1280, 1280]}, False),  # floor mode: no window fits
+        ({"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}, False),
+        ({"kernel_shape": [7, 7], "pads": [1, 1, 1, 1]}, False),
+        ({"kernel_shape": [7, 7], "auto_pad": "SAME_UPPER"}, False),
+        ({"kernel_shape": [7, 7], "dilations": [2, 2]}, False),
+    ],
+)
+def test_only_a_pool_with_one_window_over_the_whole_input_is_rewritten(attributes, whole):
+    from edgekiln.compiler.openvino_convert import _covers_input
+
+    node = helper.make_node("AveragePool", ["c"], ["y"], **attributes)
+    assert _covers_input(node, [1, 4, 7, 7]) is whole
+    assert _covers_input(node, [1, 4, None, 7]) is False  # an unknown size is never assumed
 
 
 def test_an_operator_openvino_lacks_is_named_in_one_line(tmp_path):

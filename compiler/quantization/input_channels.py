@@ -32,18 +32,28 @@ def pad_input_channels(path: Path) -> PaddedInput | None:
     """Rewrite the QDQ model at `path` as above where its pattern allows; None where it does not:
     a graph input (N, C, H, W) with C not a multiple of 4, read only by one QuantizeLinear, whose
     codes are read only by one DequantizeLinear feeding only input 0 of one ungrouped Conv, whose
-    weights are int8 codes (read by nothing else) behind a DequantizeLinear; and no external data."""
+    weights are int8 codes behind a DequantizeLinear, both serving this Conv alone; opset 11 or later and
+    no external data."""
     import onnx
-    from onnx import helper, numpy_helper
 
     model = onnx.load(str(path), load_external_data=False)
     if any(init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer):
         return None  # a graph past 2 GB: left as it is rather than rewritten in memory
+    if _opset(model) < 11:  # Pad takes its pads as an input from opset 11
+        return None
     graph = model.graph
     found = _stem(graph)
     if found is None:
         return None
-    graph_input, quantize, conv, codes, channels = found
+    padded = _rewrite(graph, *found)
+    onnx.save(model, str(path))
+    return PaddedInput(found[2].name or found[2].output[0], (found[4], padded))
+
+
+def _rewrite(graph, graph_input: str, quantize, conv, codes, channels: int) -> int:
+    """Pad the input before `quantize` and `codes` with zero columns; returns the padded channel count."""
+    from onnx import helper, numpy_helper
+
     padded = -(-channels // ALIGN) * ALIGN
     weights = numpy_helper.to_array(codes)
     extra = np.zeros((weights.shape[0], padded - channels, *weights.shape[2:]), weights.dtype)
@@ -55,14 +65,15 @@ def pad_input_channels(path: Path) -> PaddedInput | None:
     quantize.input[0] = padded_name
     position = list(graph.node).index(quantize)
     graph.node.insert(position, helper.make_node("Pad", [graph_input, pads_name], [padded_name], mode="constant"))
-    onnx.save(model, str(path))
-    return PaddedInput(conv.name or conv.output[0], (channels, padded))
+    stale = {quantize.output[0], conv.input[0], conv.input[1]}  # recorded shapes with the old channel count
+    kept = [value for value in graph.value_info if value.name not in stale]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    return padded
 
 
 def _stem(graph):
     """(graph input name, its QuantizeLinear, the Conv, the Conv's int8 weight initializer, channels) or None."""
-    from onnx import TensorProto
-
     readers: dict[str, list] = {}
     for node in graph.node:
         for name in node.input:
@@ -80,16 +91,29 @@ def _stem(graph):
             continue
         if _size(initializers.get(quantize.input[1])) != 1:  # a per-tensor input scale
             continue
-        weight_dq = producers.get(conv.input[1])
-        codes = (
-            weight_dq is not None and weight_dq.op_type == "DequantizeLinear" and initializers.get(weight_dq.input[0])
-        )
-        if not codes or codes.data_type != TensorProto.INT8 or len(readers[codes.name]) != 1:
-            continue
-        if _size(initializers.get(weight_dq.input[1])) not in (1, codes.dims[0]):  # per tensor or per output channel
-            continue
-        return value.name, quantize, conv, codes, dims[1].dim_value
+        codes = _weight_codes(conv, producers.get(conv.input[1]), readers, initializers)
+        if codes is not None:
+            return value.name, quantize, conv, codes, dims[1].dim_value
     return None
+
+
+def _weight_codes(conv, weight_dq, readers: dict[str, list], initializers: dict):
+    """The int8 weight initializer behind `conv`'s DequantizeLinear, where both serve this Conv alone
+    and the scales are per tensor or per output channel (axis 0); else None."""
+    from onnx import TensorProto
+
+    if weight_dq is None or weight_dq.op_type != "DequantizeLinear" or len(readers[weight_dq.output[0]]) != 1:
+        return None
+    codes = initializers.get(weight_dq.input[0])
+    if codes is None or codes.data_type != TensorProto.INT8 or len(readers[codes.name]) != 1:
+        return None
+    scales = _size(initializers.get(weight_dq.input[1]))
+    axis = next((a.i for a in weight_dq.attribute if a.name == "axis"), 1)
+    return codes if scales == 1 or (scales == codes.dims[0] and axis == 0) else None
+
+
+def _opset(model) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _only_reader(readers: dict[str, list], value: str, op_type: str):

@@ -23,7 +23,8 @@ from .base import ModelSource, SourceKind, TorchSpec
 INPUT = "pixel_values"
 # Processors whose steps are resize / centre crop / rescale / normalise (+ ConvNeXt's crop_pct,
 # MobileViT's channel flip and EfficientNet's offset and second division by std, both folded into the
-# spec's mean and std), which the spec reproduces exactly. Others are refused, not guessed.
+# spec's mean and std), which the spec reproduces (EfficientNet's up to float rounding, ~5e-7).
+# Others are refused, not guessed.
 SUPPORTED = (
     "ViTImageProcessor",
     "DeiTImageProcessor",
