@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CompileError
+from .quantization.qdq_graph import attribute
 
 
 def convert_onnx(ov, path: Path, *, what: str = "the model", hint: str = "use --backend onnxruntime") -> Any:
@@ -33,9 +34,8 @@ def conversion_failure(message: str) -> str:
     failed = []
     if "Summary:" in lines:
         failed = [line[3:] for line in lines[lines.index("Summary:") + 1 :] if line.startswith("-- ")]
-    reasons = [line for line in lines if line and not _is_location(line)]
     if not failed:
-        return reasons[0] if reasons else "unknown error"
+        return next((line for line in lines if line and not _is_location(line)), "unknown error")
     blocks = message.split("Summary:")[0].split("\n-- ")
     detail = [line.strip() for line in blocks[1].splitlines()[1:] if line.strip()] if len(blocks) > 1 else []
     reason = next((line for line in reversed(detail) if not _is_location(line)), "")
@@ -94,15 +94,14 @@ def _covers_input(node, dims: list[int | None] | None) -> bool:
     and PyTorch compute it (their divisor counts only the positions inside the input)."""
     if not dims or len(dims) < 3 or any(d is None for d in dims[2:]):
         return False
-    attributes = {a.name: _value(a) for a in node.attribute}
-    kernel = list(attributes.get("kernel_shape", []))
+    kernel = list(attribute(node, "kernel_shape", []))
     spatial = dims[2:]
-    strides = list(attributes.get("strides", [1] * len(kernel)))
-    if len(kernel) != len(spatial) or attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
+    strides = list(attribute(node, "strides", [1] * len(kernel)))
+    if len(kernel) != len(spatial) or attribute(node, "auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
         return False
-    if any(attributes.get("pads", [0])) or any(d != 1 for d in attributes.get("dilations", [1])):
+    if any(attribute(node, "pads", [0])) or any(d != 1 for d in attribute(node, "dilations", [1])):
         return False
-    ceil = bool(attributes.get("ceil_mode", 0))
+    ceil = bool(attribute(node, "ceil_mode", 0))
     return all(_one_window(size, k, s, ceil) for size, k, s in zip(spatial, kernel, strides, strict=True))
 
 
@@ -111,9 +110,3 @@ def _one_window(size: int, kernel: int, stride: int, ceil: bool) -> bool:
         return False
     outputs = (math.ceil if ceil else math.floor)((size - kernel) / stride) + 1
     return outputs == 1
-
-
-def _value(attribute):
-    from onnx import helper
-
-    return helper.get_attribute_value(attribute)

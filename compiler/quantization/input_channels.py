@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .qdq_graph import attribute
+
 ALIGN = 4
 
 
@@ -87,7 +89,7 @@ def _stem(graph):
         quantize = _only_reader(readers, value.name, "QuantizeLinear")
         dequantize = quantize and _only_reader(readers, quantize.output[0], "DequantizeLinear")
         conv = dequantize and _only_reader(readers, dequantize.output[0], "Conv")
-        if not conv or any(a.name == "group" and a.i != 1 for a in conv.attribute):
+        if not conv or attribute(conv, "group", 1) != 1:
             continue
         if _size(initializers.get(quantize.input[1])) != 1:  # a per-tensor input scale
             continue
@@ -108,8 +110,7 @@ def _weight_codes(conv, weight_dq, readers: dict[str, list], initializers: dict)
     if codes is None or codes.data_type != TensorProto.INT8 or len(readers[codes.name]) != 1:
         return None
     scales = _size(initializers.get(weight_dq.input[1]))
-    axis = next((a.i for a in weight_dq.attribute if a.name == "axis"), 1)
-    return codes if scales == 1 or (scales == codes.dims[0] and axis == 0) else None
+    return codes if scales == 1 or (scales == codes.dims[0] and attribute(weight_dq, "axis", 1) == 0) else None
 
 
 def _opset(model) -> int:
