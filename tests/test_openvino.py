@@ -54,6 +54,32 @@ def test_results_are_not_overwritten_by_later_requests(ov_artifacts):
     np.testing.assert_array_equal(first, kept)
 
 
+def test_requests_read_the_callers_arrays_in_place_and_let_go_of_them(ov_artifacts):
+    """The request reads the feeds without copying them; after the call it holds no reference to
+    them, and non-contiguous or differently typed arrays give the same outputs."""
+    import sys as _sys
+
+    backend = load(ov_artifacts["sequence"]).backend
+    feeds = load(ov_artifacts["sequence"]).encoder.encode(TEXTS)[0]
+    expected = backend.run(feeds)
+    before = {name: _sys.getrefcount(array) for name, array in feeds.items()}
+    for _ in range(3):
+        backend.run(feeds)
+    assert {name: _sys.getrefcount(array) for name, array in feeds.items()} == before
+    strided = {name: np.repeat(array, 2, axis=0)[::2] for name, array in feeds.items()}
+    assert not all(array.flags.c_contiguous for array in strided.values())
+    widened = {name: array.astype(np.int32) for name, array in feeds.items()}
+    for variant in (strided, widened):
+        got = backend.run(variant)
+        for name in expected:
+            np.testing.assert_array_equal(got[name], expected[name])
+    first = backend.run(feeds)
+    for array in feeds.values():
+        array[:] = 0  # the caller reuses its buffers: the earlier results are unaffected
+    for name in expected:
+        np.testing.assert_array_equal(first[name], expected[name])
+
+
 def test_openvino_artifact_runs_without_torch(ov_artifacts):
     script = (
         "import sys, edgekiln.runtime as rt\n"

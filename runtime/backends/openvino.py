@@ -62,14 +62,27 @@ def compile_ir(
         compiled = core.compile_model(model, "CPU", config)
     requests = Pool(compiled.create_infer_request)
     requests.prime()
+    dtypes = {port.get_any_name(): port.get_element_type().to_dtype() for port in compiled.inputs}
     outputs = [(port, port.get_any_name()) for port in compiled.outputs]
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # Copy in and out: by default OpenVINO shares numpy memory both ways, so a later request
-        # would overwrite arrays an earlier caller still holds.
+        # The request reads the caller's arrays in place (the call is synchronous) and lets go of them
+        # afterwards; the outputs are copied, since the request's next call overwrites its own.
+        # 0.06-0.07 ms a call less than infer(feeds)'s copies (EfficientNet-Lite0, 2 threads). An array
+        # converted here is held in `arrays` until the call returns: a shared tensor does not keep it alive.
+        arrays = {
+            name: np.ascontiguousarray(array, dtype=dtypes.get(name, array.dtype)) for name, array in feeds.items()
+        }
         with requests.take() as request:
-            results = request.infer(feeds, share_inputs=False, share_outputs=False)
-            return {name: np.array(results[port], copy=True) for port, name in outputs}
+            own = {name: request.get_tensor(name) for name in arrays}
+            try:
+                for name, array in arrays.items():
+                    request.set_tensor(name, ov.Tensor(array, shared_memory=True))
+                request.infer()
+                return {name: request.get_tensor(port).data.copy() for port, name in outputs}
+            finally:
+                for name, tensor in own.items():
+                    request.set_tensor(name, tensor)
 
     return run
 
