@@ -1,6 +1,6 @@
-"""Static int8 of a CNN for OpenVINO (compiler/passes/quantize_openvino.py). Without an accuracy budget it is
-ONNX Runtime's QDQ graph with GPTQ codes and corrected biases, converted to IR
-(compiler/quantization/openvino_qdq.py): the same codes ONNX Runtime runs. The first layer's weights keep the
+"""Static int8 of a CNN for OpenVINO (compiler/passes/quantize_openvino.py): ONNX Runtime's QDQ graph with
+GPTQ codes and corrected biases, converted to IR (compiler/quantization/openvino_qdq.py): the same codes
+ONNX Runtime runs; under an accuracy budget its least accurate layers go back to float. The first layer's weights keep the
 full 8-bit range where the target's int8 dot products do not saturate (VNNI), and are halved (7-bit
 weights) where they do (AVX2)."""
 
@@ -37,7 +37,7 @@ def small_cnn(path):
         h.make_node("Clip", ["c2", "lo", "hi"], ["r2"]),
         h.make_node("GlobalAveragePool", ["r2"], ["p"]),
         h.make_node("Flatten", ["p"], ["f"]),
-        h.make_node("Gemm", ["f", "w3", "b3"], ["logits"], transB=1),
+        h.make_node("Gemm", ["f", "w3", "b3"], ["logits"], transB=1, name="head"),
     ]
     graph = h.make_graph(
         nodes,
@@ -113,9 +113,7 @@ def test_a_cnn_without_a_budget_gets_gptq_codes_and_runs_like_onnx_runtimes_int8
     assert np.abs(ov - ort).max() < 0.05 * np.abs(ort - fp32).max(), (np.abs(ov - ort).max(), np.abs(ort - fp32).max())
 
 
-def test_with_an_accuracy_budget_nncf_quantizes(tmp_path):
-    """NNCF's accuracy control returns layers to float in its own quantization: a budget keeps NNCF."""
-    pytest.importorskip("nncf", reason="NNCF is not installed (pip install 'edgekiln[openvino]')")
+def _budget_build(tmp_path, budget: float):
     model = small_cnn(tmp_path / "cnn.onnx")
     rng = np.random.default_rng(2)
     images = np.repeat(np.repeat(rng.standard_normal((32, 3, 4, 4)), 4, axis=2), 4, axis=3).astype(np.float32)
@@ -126,11 +124,65 @@ def test_with_an_accuracy_budget_nncf_quantizes(tmp_path):
         quantize="static",
         calibration=str(tmp_path / "calib.npz"),
         eval_data=str(tmp_path / "eval.npz"),
-        accuracy_budget=100,
+        accuracy_budget=budget,
         cache=False,
     )
-    report = _reports(compile(str(model), "x86-64-avx512-vnni", tmp_path / "budget", recipe).path)
-    assert report["method"] == "nncf" and report["attempts"][0]["weight_rounding"] is None
+    return compile(str(model), "x86-64-avx512-vnni", tmp_path / "budget", recipe)
+
+
+def _fake_drops(monkeypatch, drops: list[float]):
+    """Scores in call order: the float IR's, then each attempt's, losing `drops` points in turn."""
+    from edgekiln.compiler.quantization.evaluation import Score
+    from edgekiln.compiler.quantization.tensors import TensorEvaluator  # eval tensors (an .npz)
+
+    calls = []
+
+    def score(self, path):
+        calls.append(path)
+        value = 0.9 if len(calls) == 1 else 0.9 - drops[len(calls) - 2] / 100
+        return Score(self.metric, value, [])
+
+    monkeypatch.setattr(TensorEvaluator, "score", score)
+    monkeypatch.setattr(TensorEvaluator, "agreement", staticmethod(lambda a, b: 1.0))
+    return calls
+
+
+def test_a_budget_returns_the_least_accurate_layers_of_the_qdq_graph_to_float(tmp_path, monkeypatch):
+    """Under a budget a CNN keeps the GPTQ route; while over it, layers go back to float 1, 2, ... at a
+    time (least accurate first), and the report's rows say which."""
+    calls = _fake_drops(monkeypatch, [5.0, 3.0, 0.5])
+    result = _budget_build(tmp_path, budget=1.0)
+    report = _reports(result.path)
+    assert report["method"] == "onnxruntime-qdq" and report["chosen"] == "onnxruntime-qdq-int8"
+    steps = report["attempts"][0]["steps"]
+    assert [s["excluded"] for s in steps] == [0, 1, 2] and [s["accuracy_drop"] for s in steps] == [5.0, 3.0, 0.5]
+    assert len(calls) == 4 and report["accuracy_drop"] == 0.5
+    # the layers back in float are ONNX nodes, as ONNX Runtime's are: the same in the manifest and the rows
+    kept = set(report["excluded_nodes"])
+    assert len(kept) == 2 and kept <= {"stem", "depthwise", "head"}
+    assert set(result.manifest.quantization.kept_float) == kept
+    assert {row["node"] for row in report["layers"] if row["kept_float"]} == kept
+    assert not any(row["int8"] for row in report["layers"] if row["kept_float"])
+    plain_convs = 2  # the stem and the depthwise conv get GPTQ codes when quantized
+    assert report["attempts"][0]["weight_rounding"]["layers"] < plain_convs  # the stem (lowest SQNR) is float
+    assert not list((tmp_path / "budget").glob("*.onnx"))
+
+
+def test_a_budget_measured_on_the_int8_ir_that_fits_needs_no_float_layers(tmp_path):
+    """No fake scores: the drop is measured on the IR that OpenVINO runs; within the budget nothing goes back."""
+    report = _reports(_budget_build(tmp_path, budget=100).path)
+    assert report["method"] == "onnxruntime-qdq" and report["excluded_nodes"] == []
+    assert report["attempts"][0]["steps"] == [{"excluded": 0, "accuracy_drop": report["accuracy_drop"]}]
+    assert report["attempts"][0]["agreement"] is not None and report["float_metric"] is not None
+
+
+def test_a_budget_that_cannot_be_met_names_the_route_and_writes_no_artifact(tmp_path, monkeypatch):
+    from edgekiln.compiler import CompileError
+
+    _fake_drops(monkeypatch, [5.0] * 4)
+    with pytest.raises(CompileError, match=r"the int8 \(QDQ, GPTQ codes\) model loses 5.00 points with 3 layers"):
+        _budget_build(tmp_path, budget=1.0)
+    assert not (tmp_path / "budget").exists()
 
 
 def test_the_int8_pass_declines_vendor_telemetry_itself(tmp_path, monkeypatch):

@@ -107,6 +107,29 @@ def test_budget_returns_the_least_accurate_layers_to_float(classifier, monkeypat
     assert not any(row["int8"] for row in report["layers"] if row["kept_float"])
 
 
+def test_openvino_budget_on_a_transformer_uses_nncf_accuracy_control(classifier, tmp_path):
+    """A CNN's OpenVINO int8 takes the QDQ route (test_openvino_cnn_int8.py); any other model NNCF's,
+    under a budget its accuracy control (measured drop on the eval data, nothing faked)."""
+    pytest.importorskip("nncf")
+    result = compile(
+        classifier["model"],
+        "x86-64-avx512-vnni",
+        tmp_path / "ov",
+        recipe=Recipe.from_flags(
+            backend="openvino",
+            quantize="static",
+            calibration=str(classifier["train"]),
+            eval_data=str(classifier["dev"]),
+            accuracy_budget=100.0,
+            cache=False,
+        ),
+    )
+    report = json.loads((result.path / "reports" / "quantize_openvino.json").read_text())
+    assert report["method"] == "nncf" and report["chosen"] == "nncf-int8"
+    assert report["metric"] == "accuracy" and report["float_metric"] is not None
+    assert report["accuracy_drop"] <= 100 and report["attempts"][0]["steps"] == []
+
+
 def test_budget_that_cannot_be_met_writes_no_artifact(classifier, monkeypatch, tmp_path):
     _fake_scores(monkeypatch, lambda excluded: 5.0)
     with pytest.raises(CompileError, match="no int8 model stays within the accuracy budget of 0.5 points"):

@@ -1,8 +1,7 @@
 """Post-training int8 quantization with ONNX Runtime, held to an accuracy budget and to speed.
 
 Each candidate mode (dynamic, static) is quantized; if its drop on the eval data exceeds the
-budget, the least accurate layers (lowest output SQNR against float) go back to float, 1, 2, 4, …
-at a time, until the budget holds. Candidates are timed against the float model side by side;
+budget, the least accurate layers go back to float until the budget holds (quantization/fallback.py). Candidates are timed against the float model side by side;
 `auto` keeps the fastest one within budget, and the float model when int8 is not faster.
 """
 
@@ -26,6 +25,7 @@ from ..quantization.bias_correction import correct_biases
 from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode, types_for_profile
 from ..quantization.conv_ops import CNN_OP_TYPES, static_op_types
 from ..quantization.evaluation import Evaluator, Score, latency_ms
+from ..quantization.fallback import ranked_layers, within_budget
 from ..quantization.input_channels import pad_input_channels
 from ..quantization.ort_quantize import quantizable_nodes, quantize_model
 from ..quantization.sensitivity import layer_report
@@ -200,22 +200,12 @@ class QuantizeOrt(Pass):
                 input_padding=padded,
             )
 
-        attempt = build(())
-        steps = [{"excluded": 0, "accuracy_drop": attempt.drop}]
-        if self._fits(attempt):
-            attempt.steps = steps
-            return attempt
-        probe = (state.source.make_feeds(2, 32, np.random.default_rng(1)),)
-        ranked = sorted(
-            layer_report(state.model_path, attempt.path, nodes, state.calibration, probe),
-            key=lambda row: row["sqnr_db"] if row["sqnr_db"] is not None else float("inf"),
+        attempt, steps = within_budget(
+            build,
+            lambda first: ranked_layers(state, first.path, nodes),
+            self._fits,
+            lambda superseded: remove_model(superseded.path),
         )
-        count = 1
-        while not self._fits(attempt) and len(attempt.exclude) < len(nodes):
-            remove_model(attempt.path)
-            attempt = build(tuple(row["node"] for row in ranked[:count]))
-            steps.append({"excluded": len(attempt.exclude), "accuracy_drop": attempt.drop})
-            count = min(count * 2, len(nodes))
         attempt.steps = steps
         return attempt
 

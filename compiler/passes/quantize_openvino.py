@@ -1,12 +1,13 @@
-"""int8 for the OpenVINO backend: NNCF post-training quantization of the IR with the same
-calibration data; with an accuracy budget, NNCF's accuracy control returns the layers that cost
-the most accuracy to float until the drop fits. A CNN without a budget goes through ONNX Runtime's
-QDQ graph with GPTQ codes instead (quantization/openvino_qdq.py). Speed is measured against the
-float IR."""
+"""int8 for the OpenVINO backend. A CNN whose weights are inline goes through ONNX Runtime's QDQ graph
+with GPTQ codes (quantization/openvino_qdq.py), under an accuracy budget with the same per-layer fallback
+as ONNX Runtime's (quantization/fallback.py); any other model through NNCF's post-training quantization
+of the IR with the same calibration data, under a budget NNCF's accuracy control, which returns the
+layers that cost the most accuracy to float until the drop fits. Speed is measured against the float IR."""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,12 @@ from ..fidelity import int8_fidelity
 from ..onnx_external import data_files
 from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode, types_for_profile
 from ..quantization.conv_ops import CNN_OP_TYPES, is_convolutional_ir, static_op_types
-from ..quantization.evaluation import Evaluator, latency_ms
+from ..quantization.evaluation import Evaluator, Score, latency_ms
+from ..quantization.fallback import ranked_layers, within_budget
 from ..quantization.openvino_layers import kept_float_layers, openvino_layer_report
 from ..quantization.openvino_qdq import qdq_int8_ir
+from ..quantization.ort_quantize import quantizable_nodes
+from ..quantization.sensitivity import layer_report
 from ..quantization.tensors import make_evaluator
 from ..vendor_telemetry import decline_unless_opted_in
 from .base import BuildState, Pass, PassConfig
@@ -34,6 +38,21 @@ from .quantize import BudgetError, bench_settings
 from .registry import register_pass
 
 CANDIDATE = {"nncf": "int8 (NNCF)", "onnxruntime-qdq": "int8 (QDQ, GPTQ codes)"}
+
+
+@dataclass
+class Int8:
+    """An int8 IR and how it was made."""
+
+    model: Any  # openvino.Model
+    plain: Any  # NNCF: its quantization of the same model with no layer returned to float (else None)
+    method: str  # a key of CANDIDATE
+    exclude: tuple[str, ...] = ()  # ONNX nodes kept in float (the QDQ route)
+    drop: float | None = None  # points lost against float; None without eval data
+    score: Score | None = None
+    refined: dict = field(default_factory=dict)  # the QDQ route's weight rounding and bias correction rows
+    onnx: Path | None = None  # the QDQ route's graph, until the report is written
+    steps: list[dict] | None = None
 
 
 class QuantizeOpenVinoConfig(PassConfig):
@@ -52,10 +71,11 @@ class QuantizeOpenVinoConfig(PassConfig):
 @register_pass
 class QuantizeOpenVino(Pass):
     name = "quantize_openvino"
-    version = 6  # 2: per-layer SQNR rows and the layers returned to float; 3: no SmoothQuant under a budget
+    version = 7  # 2: per-layer SQNR rows and the layers returned to float; 3: no SmoothQuant under a budget
     # 4: a convolutional image model is quantized as a CNN, not as a transformer
     # 5: a CNN gets NNCF's full bias correction, and no overflow fix where the target does not saturate
     # 6: a CNN without a budget is quantized as a QDQ graph with GPTQ codes (openvino_qdq.py)
+    # 7: ... and with a budget too, its least accurate layers returned to float (fallback.py)
     Config = QuantizeOpenVinoConfig
     changes_model = False
     lowers_to = (IR_MODEL, IR_WEIGHTS)
@@ -84,40 +104,39 @@ class QuantizeOpenVino(Pass):
         )
 
     def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
-        import openvino as ov
-
         decline_unless_opted_in()  # lower_openvino may have come from the cache, in another process
         float_ir = state.lowered[0]
         staging = out_dir / "int8"
         staging.mkdir()
         evaluator = None if state.evaluation is None else make_evaluator(state, self.config.threads)
-        if self._gptq_route(state):
-            quantized, refined = self._quantize_qdq(state, out_dir)
-            plain, method = quantized, "onnxruntime-qdq"
-        else:
-            quantized, plain = self._quantize(ov.Core().read_model(str(float_ir)), state, evaluator)
-            method, refined = "nncf", {}
-        ov.save_model(quantized, str(staging / IR_MODEL), compress_to_fp16=False)
         float_score = evaluator.score(float_ir) if evaluator else None
-        int8_score = evaluator.score(staging / IR_MODEL) if evaluator else None
-        drop = None if evaluator is None else round((float_score.value - int8_score.value) * 100, 3)
+        route = self._quantize_qdq if self._gptq_route(state) else self._quantize_nncf
+        int8 = route(state, out_dir, staging / IR_MODEL, evaluator, float_score)
+        quantized, plain, method, drop = int8.model, int8.plain, int8.method, int8.drop
         feeds = state.source.make_feeds(1, self.config.bench_sequence, np.random.default_rng(0))
         float_ms, int8_ms = latency_ms([float_ir, staging / IR_MODEL], feeds, self.config.threads)
         budget = self.config.accuracy_budget
         if budget is not None and drop > budget + 1e-9:
+            kept_note = f" with {len(int8.exclude)} layers in float" if int8.exclude else ""
             raise BudgetError(
-                f"NNCF's int8 model loses {drop:.2f} points, over the budget of {budget}",
-                {"attempts": [{"mode": method, "accuracy_drop": drop, "latency_ms": int8_ms}]},
+                f"the {CANDIDATE[method]} model loses {drop:.2f} points{kept_note}, over the budget of {budget}",
+                {
+                    "attempts": [
+                        {"mode": method, "accuracy_drop": drop, "latency_ms": int8_ms, "steps": int8.steps or []}
+                    ]
+                },
             )
         keep_float = int8_ms >= float_ms and self.config.mode is QuantMode.AUTO
-        kept = kept_float_layers(quantized, plain)
+        # the QDQ route's layers back in float are ONNX nodes; NNCF's, IR layers (as each one's rows name them)
+        kept = list(int8.exclude) if int8.onnx else kept_float_layers(quantized, plain)
         attempt = {
             "mode": method,
             "accuracy_drop": drop,
             "latency_ms": int8_ms,
             "excluded_nodes": kept,
-            "agreement": Evaluator.agreement(float_score, int8_score) if evaluator else None,
-            **refined,
+            "steps": int8.steps or [],
+            "agreement": Evaluator.agreement(float_score, int8.score) if evaluator else None,
+            **int8.refined,
         }
         report = QuantizationReport(
             backend="openvino",
@@ -137,51 +156,92 @@ class QuantizeOpenVino(Pass):
             attempts=(attempt,),
         )
         if not keep_float:  # what was kept, against float: per layer, and at the outputs
-            report = self._with_layers(report, state, float_ir, staging / IR_MODEL, quantized, plain)
+            report = self._with_layers(report, state, float_ir, staging / IR_MODEL, int8)
+        if int8.onnx:
+            int8.onnx.unlink()
         for name in self.lowers_to:
             shutil.copyfile((float_ir.parent if keep_float else staging) / name, out_dir / name)
         shutil.rmtree(staging)
         return report.model_dump(mode="json")
 
-    def _with_layers(self, report, state: BuildState, float_ir: Path, int8_ir: Path, quantized, plain):
-        """The report with its per-layer table and the int8 model's fidelity against float."""
+    def _with_layers(self, report, state: BuildState, float_ir: Path, int8_ir: Path, int8: Int8):
+        """The report with its per-layer table and the int8 model's fidelity against float. The QDQ route's
+        rows are those of its QDQ graph (run by ONNX Runtime, as the onnxruntime backend reports them: the
+        layers it returned to float are ONNX nodes); NNCF's are read from the IR."""
         import openvino as ov
 
-        rows = openvino_layer_report(
-            ov.Core().read_model(str(float_ir)),
-            quantized,
-            state.calibration.feeds,
-            plain_int8_model=plain,
-            threads=self.config.threads,
-        )
+        if int8.onnx:
+            nodes = quantizable_nodes(state.model_path, QuantizeConfig(mode=QuantMode.DYNAMIC).op_types)
+            rows = [
+                {**row, "kept_float": row["node"] in int8.exclude}
+                for row in layer_report(state.model_path, int8.onnx, nodes, state.calibration, ())
+            ]
+        else:
+            rows = openvino_layer_report(
+                ov.Core().read_model(str(float_ir)),
+                int8.model,
+                state.calibration.feeds,
+                plain_int8_model=int8.plain,
+                threads=self.config.threads,
+            )
         fidelity = int8_fidelity(state, _ir_runner(float_ir), _ir_runner(int8_ir), CANDIDATE[report.method])
         return report.model_copy(update={"layers": tuple(LayerRow(**row) for row in rows), "fidelity": fidelity})
 
     def _gptq_route(self, state: BuildState) -> bool:
-        """A CNN without an accuracy budget (NNCF's accuracy control needs NNCF's own quantization) whose
-        weights are inline (GPTQ rewrites the graph as one file)."""
+        """A CNN whose weights are inline (GPTQ rewrites the graph as one file)."""
         return (
             self.config.weight_rounding
-            and self.config.accuracy_budget is None
             and not data_files(state.model_path)
             and static_op_types(state.model_path, ()) == CNN_OP_TYPES
         )
 
-    def _quantize_qdq(self, state: BuildState, out_dir: Path):
-        """The int8 IR from ONNX Runtime's QDQ graph with GPTQ codes, and what the refinements did."""
+    def _quantize_qdq(self, state: BuildState, out_dir: Path, ir_path: Path, evaluator, float_score) -> Int8:
+        """The int8 IR from ONNX Runtime's QDQ graph with GPTQ codes, scored at `ir_path` (where the chosen
+        attempt is left); over the budget, its least accurate layers back in float (fallback.py)."""
         import openvino as ov
 
-        config = QuantizeConfig(
+        nodes = quantizable_nodes(state.model_path, QuantizeConfig(mode=QuantMode.DYNAMIC).op_types)
+
+        def build(exclude: tuple[str, ...]) -> Int8:
+            onnx_path = out_dir / f"qdq-{len(exclude)}.onnx"
+            qdq = qdq_int8_ir(state.model_path, state.calibration, self._qdq_config(exclude), onnx_path)
+            bound_ranges(ov, qdq.model, state.source.shape_plan)  # the float IR's declared input ranges
+            ov.save_model(qdq.model, str(ir_path), compress_to_fp16=False)
+            score = evaluator.score(ir_path) if evaluator else None
+            drop = None if score is None else round((float_score.value - score.value) * 100, 3)
+            refined = {"weight_rounding": qdq.weight_rounding, "bias_correction": qdq.bias_correction}
+            return Int8(qdq.model, None, "onnxruntime-qdq", exclude, drop, score, refined, onnx_path)
+
+        def fits(attempt: Int8) -> bool:
+            budget = self.config.accuracy_budget
+            return budget is None or attempt.drop is None or attempt.drop <= budget + 1e-9
+
+        chosen, steps = within_budget(
+            build, lambda attempt: ranked_layers(state, attempt.onnx, nodes), fits, lambda old: old.onnx.unlink()
+        )
+        chosen.steps = steps
+        return chosen
+
+    def _qdq_config(self, exclude: tuple[str, ...]) -> QuantizeConfig:
+        return QuantizeConfig(
             mode=QuantMode.STATIC,
             op_types=CNN_OP_TYPES,
             activation_type=self.config.activation_type,
             weight_type=IntType.INT8,
             reduce_range=not self.config.full_range_weights,
             calibration_method=self.config.calibration_method,
+            exclude=exclude,
         )
-        qdq = qdq_int8_ir(state.model_path, state.calibration, config, out_dir)
-        bound_ranges(ov, qdq.model, state.source.shape_plan)  # the float IR's declared input ranges
-        return qdq.model, {"weight_rounding": qdq.weight_rounding, "bias_correction": qdq.bias_correction}
+
+    def _quantize_nncf(self, state: BuildState, out_dir: Path, ir_path: Path, evaluator, float_score) -> Int8:
+        """NNCF's int8 IR, saved and scored at `ir_path`."""
+        import openvino as ov
+
+        quantized, plain = self._quantize(ov.Core().read_model(str(state.lowered[0])), state, evaluator)
+        ov.save_model(quantized, str(ir_path), compress_to_fp16=False)
+        score = evaluator.score(ir_path) if evaluator else None
+        drop = None if score is None else round((float_score.value - score.value) * 100, 3)
+        return Int8(quantized, plain, "nncf", drop=drop, score=score)
 
     def _quantize(self, model, state: BuildState, evaluator: Evaluator | None):
         """The int8 model and NNCF's plain quantize of the same model (the same model without accuracy

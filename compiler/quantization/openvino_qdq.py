@@ -27,23 +27,23 @@ class QdqInt8:
     bias_correction: dict
 
 
-def qdq_int8_ir(float_onnx: Path, calibration: CalibrationSet, config: QuantizeConfig, work_dir: Path) -> QdqInt8:
+def qdq_int8_ir(float_onnx: Path, calibration: CalibrationSet, config: QuantizeConfig, onnx_path: Path) -> QdqInt8:
     """The int8 IR of `float_onnx` (weights inline: no external data) quantized as `config` says, with the
-    ONNX graph's input shapes. Nothing is left in `work_dir`."""
+    ONNX graph's input shapes. The QDQ graph is left at `onnx_path` (for the per-layer ranking of a budget
+    search), nothing else beside it."""
     import openvino as ov
 
-    scratch = work_dir / "qdq"
+    scratch = onnx_path.with_name(onnx_path.stem + "-scratch")
     scratch.mkdir()
     try:
-        path = scratch / "model.onnx"
-        quantize_model(float_onnx, path, config, calibration, scratch)
-        rounded = round_weights(float_onnx, path, calibration.feeds).row()
-        corrected = correct_biases(float_onnx, path, calibration.feeds).row()
+        quantize_model(float_onnx, onnx_path, config, calibration, scratch)
+        rounded = round_weights(float_onnx, onnx_path, calibration.feeds).row()
+        corrected = correct_biases(float_onnx, onnx_path, calibration.feeds).row()
         model = convert_onnx(
             ov,
-            path,
+            onnx_path,
             what="the int8 (QDQ) graph",
-            hint="use --backend onnxruntime, or give --accuracy-budget (NNCF then quantizes the IR)",
+            hint="use --backend onnxruntime, or compile without --quantize",
         )
     finally:
         shutil.rmtree(scratch)
