@@ -13,6 +13,7 @@ import numpy as np
 
 from edgekiln.runtime.images.spec import ImagePreprocessSpec
 from edgekiln.runtime.manifest import Task, TokenizerSpec
+from edgekiln.runtime.tasks.base import distinct_labels
 
 TIMM_PREFIX = "timm:"  # a timm architecture by name, with its weights file (sources/timm_model.py)
 TIMM_CONFIG = "config.json"  # a timm checkpoint folder's, naming its architecture (sources/timm_folder.py)
@@ -68,3 +69,7 @@ class ModelSource:
     image: ImagePreprocessSpec | None = None  # image tasks: how an image becomes the input tensor
     notes: tuple[str, ...] = ()
     shape_plan: Any = None  # input_shapes.ShapePlan of a raw-tensor (ONNX file) model
+
+    def __post_init__(self) -> None:
+        if self.labels is not None and self.task in (Task.TEXT_CLASSIFICATION, Task.IMAGE_CLASSIFICATION):
+            object.__setattr__(self, "labels", distinct_labels(tuple(self.labels)))  # a classifier's scores' keys

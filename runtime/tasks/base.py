@@ -6,6 +6,8 @@ compiler's side of a task (model heads, metrics, data) is in `edgekiln.compiler.
 
 from __future__ import annotations
 
+import collections
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,3 +68,14 @@ class TextTask(TaskSpec):
 
 def labels_of(manifest: Manifest, output: np.ndarray) -> tuple[str, ...]:
     return manifest.labels or tuple(str(i) for i in range(output.shape[-1]))
+
+
+@functools.lru_cache(maxsize=64)
+def distinct_labels(labels: tuple[str, ...]) -> tuple[str, ...]:
+    """Class names as keys of a classifier's scores: a name given to more than one class (ImageNet-1k's
+    Hugging Face id2label has two 'crane's and two 'maillot's) gains its index, "crane (134)", so that
+    no class's score hides another's. Compiles do this already; an older artifact gets it here."""
+    counts = collections.Counter(labels)
+    if len(counts) == len(labels):
+        return labels
+    return tuple(f"{label} ({index})" if counts[label] > 1 else label for index, label in enumerate(labels))

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import InputError
 from ..manifest import Manifest, Task
 from ..postprocess import Classification, softmax
-from .base import TaskSpec, labels_of
+from .base import TaskSpec, distinct_labels, labels_of
 
 DEFAULT_TOP = 5
 
@@ -38,7 +38,7 @@ class ImageClassification(TaskSpec):
             raise InputError(f"top must be a positive integer, found {top!r}")
         feeds, _ = session.encoder.encode(items)
         logits = next(iter(session.backend.run(feeds).values()))
-        return top_k(np.asarray(logits), labels_of(session.manifest, logits), top)
+        return top_k(np.asarray(logits), distinct_labels(labels_of(session.manifest, logits)), top)
 
     def describe(self, items: list, predictions: list[Classification]) -> tuple[list[dict], list[str]]:
         records = [{"image": str(item), **p.to_dict()} for item, p in zip(items, predictions)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..manifest import Task
 from ..postprocess import classify
-from .base import TextTask, labels_of
+from .base import TextTask, distinct_labels, labels_of
 
 
 class TextClassification(TextTask):
@@ -12,7 +12,7 @@ class TextClassification(TextTask):
     description = "a label per text (sentiment, topic, intent)"
 
     def decode(self, output, manifest, encodings, texts):
-        return classify(output, labels_of(manifest, output))
+        return classify(output, distinct_labels(labels_of(manifest, output)))
 
 
 SPEC = TextClassification()
