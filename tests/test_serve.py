@@ -246,6 +246,51 @@ def test_worker_merges_queued_jobs_and_isolates_a_failing_one():
     assert isinstance(answers["bad"][1], ValueError) and worker.depth == 0
 
 
+def test_jobs_with_array_payloads_merge_past_waiting_jobs_of_another_shape():
+    """A job taken out of the waiting line behind another is found by identity: comparing two jobs'
+    arrays (shapes (2, 4) and (3, 4)) raised inside the worker thread, which died and hung the model."""
+    worker = ModelWorker("m", max_batch=8, max_wait_ms=0, max_queue=10)
+
+    def runner(payloads):  # one runner for every job, as a served model's bound method is
+        return [p.sum() for p in payloads]
+
+    def done(result, error):
+        pass
+
+    jobs = [Job(runner, np.ones((rows, 4)), rows, key, done, 0.0) for rows, key in ((1, "b"), (2, "a"), (3, "b"))]
+    worker._waiting.extend(jobs[1:])  # set aside earlier: "other" (another key) ahead of "merged"
+    batch = [jobs[0]]
+    assert worker._gather(batch) is False
+    assert batch == [jobs[0], jobs[2]] and list(worker._waiting) == [jobs[1]]
+
+
+def test_a_failure_while_gathering_fails_the_jobs_in_hand_and_the_worker_goes_on(monkeypatch):
+    done = {}
+    worker = ModelWorker("m", max_batch=4, max_wait_ms=0, max_queue=10)
+    broken = {"once": True}
+    gather = worker._gather
+
+    def flaky(batch):
+        if broken.pop("once", False):
+            raise RuntimeError("a bug")
+        return gather(batch)
+
+    monkeypatch.setattr(worker, "_gather", flaky)
+    for name in ("a", "b"):
+        worker.submit(
+            Job(
+                lambda payloads: [p.upper() for p in payloads],
+                name,
+                1,
+                name,
+                lambda r, e, k=name: done.__setitem__(k, (r, e)),
+            )
+        )
+    worker.start()
+    worker.stop(10)
+    assert isinstance(done["a"][1], RuntimeError) and done["b"] == ("B", None) and worker.depth == 0
+
+
 class _Blocking:
     """A backend whose run waits until released: holds the model's worker busy on purpose."""
 

@@ -23,7 +23,7 @@ Done = Callable[[Any, BaseException | None], None]
 Runner = Callable[[list[Any]], list[Any]]  # payloads of one merged call -> one result per payload
 
 
-@dataclass
+@dataclass(eq=False)  # jobs are told apart by identity: payloads are arrays, which do not compare as bools
 class Job:
     runner: Runner
     payload: Any
@@ -94,12 +94,17 @@ class ModelWorker:
             if first is _STOP:
                 stopping = True
                 continue
-            batch, stop_seen = self._gather(first)
-            stopping = stopping or stop_seen
+            batch = [first]
+            try:
+                stopping = self._gather(batch) or stopping
+            except Exception as exc:  # noqa: BLE001 - a bug here fails the jobs in hand, never the worker
+                self._finish(batch, [None] * len(batch), exc)
+                continue
             self._run(batch)
 
-    def _gather(self, first: Job) -> tuple[list[Job], bool]:
-        batch, rows = [first], first.rows
+    def _gather(self, batch: list[Job]) -> bool:
+        """Add to `batch` (its first job given) the jobs that merge with it; whether a stop was seen."""
+        first, rows = batch[0], batch[0].rows
         for job in list(self._waiting):  # set aside earlier: oldest first
             if rows >= self.max_batch:
                 break
@@ -115,13 +120,13 @@ class ModelWorker:
             except queue.Empty:
                 break
             if job is _STOP:
-                return batch, True
+                return True
             if job.key == first.key and rows + job.rows <= self.max_batch:
                 batch.append(job)
                 rows += job.rows
             else:
                 self._waiting.append(job)
-        return batch, False
+        return False
 
     def _run(self, batch: list[Job]) -> None:
         try:
