@@ -65,7 +65,7 @@ def _check_array(name: str, value, spec: TensorSpec) -> np.ndarray:
     target = np.dtype(spec.dtype)
     if target.kind in "iu":
         _check_integral(name, array, target)
-    return np.ascontiguousarray(array, dtype=target)
+    return np.asarray(array, dtype=target, order="C")  # ascontiguousarray would make a scalar 1-d
 
 
 def _check_integral(name: str, array: np.ndarray, target: np.dtype) -> None:

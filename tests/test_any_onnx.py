@@ -429,3 +429,21 @@ def test_cli_input_shape_flags_land_in_the_recipe(tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--input-shape" in err[0] and "pydantic" not in err[0]
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "tvm"])
+def test_a_scalar_input_compiles_and_runs_on_every_backend(tmp_path, backend):
+    """A rank-0 input (a threshold, a temperature) beside a batched one: no batch axis to slice or pad."""
+    pytest.importorskip(backend)
+    x = h.make_tensor_value_info("x", T.FLOAT, ["N", 4])
+    s = h.make_tensor_value_info("s", T.FLOAT, [])
+    model = _save(
+        tmp_path / "scaled.onnx",
+        [h.make_node("Mul", ["x", "s"], ["y"]), h.make_node("ReduceSum", ["y"], ["total"], keepdims=0)],
+        [x, s],
+        [h.make_tensor_value_info("y", T.FLOAT, ["N", 4]), h.make_tensor_value_info("total", T.FLOAT, [])],
+    )
+    result = _compile(model, tmp_path / "out", backend, "x:1x4")
+    _matches_ort(
+        result.path, model, {"x": RNG.standard_normal((1, 4)).astype(np.float32), "s": np.array(2.5, np.float32)}
+    )

@@ -30,19 +30,26 @@ def pick_bucket(index: TvmIndex, batch: int, sequence: int | None) -> Bucket:
 def run_bucketed(
     index: TvmIndex, feeds: dict[str, np.ndarray], output_names: list[str], runner: Runner
 ) -> dict[str, np.ndarray]:
-    first = feeds[index.inputs[0]]
-    batch = first.shape[0]
+    # a scalar (rank-0) input has no batch axis: every chunk gets it whole, and a scalar output is the first chunk's
+    batched = [name for name in index.inputs if feeds[name].ndim > 0]
+    batch = feeds[batched[0]].shape[0] if batched else 1
     sequence = _sequence_length(index, feeds)
     chunks: list[list[np.ndarray]] = []
     start = 0
     while start < batch:
         bucket = pick_bucket(index, batch - start, sequence)
         rows = min(bucket.batch, batch - start)
-        padded = [_pad(index, name, feeds[name][start : start + rows], bucket) for name in index.inputs]
+        padded = [
+            _pad(index, name, feeds[name][start : start + rows], bucket) if name in batched else feeds[name]
+            for name in index.inputs
+        ]
         outputs = runner(bucket, padded)
         chunks.append([_cut(index, name, out, rows, sequence) for name, out in zip(output_names, outputs)])
         start += rows
-    return {name: np.concatenate([chunk[i] for chunk in chunks]) for i, name in enumerate(output_names)}
+    return {
+        name: np.concatenate([chunk[i] for chunk in chunks]) if chunks[0][i].ndim else chunks[0][i]
+        for i, name in enumerate(output_names)
+    }
 
 
 def _sequence_length(index: TvmIndex, feeds: dict[str, np.ndarray]) -> int | None:
@@ -64,6 +71,8 @@ def _pad(index: TvmIndex, name: str, array: np.ndarray, bucket: Bucket) -> np.nd
 
 
 def _cut(index: TvmIndex, name: str, array: np.ndarray, rows: int, sequence: int | None) -> np.ndarray:
+    if array.ndim == 0:
+        return array
     array = array[:rows]
     axis = index.output_sequence_axes.get(name)
     if axis is not None and sequence is not None:

@@ -73,7 +73,7 @@ def compile_ir(
         # 2 threads). An array converted here is held in `arrays` until the call returns: a shared
         # tensor does not keep it alive.
         arrays = {
-            name: np.ascontiguousarray(array, dtype=dtypes.get(name, array.dtype)) for name, array in feeds.items()
+            name: np.asarray(array, dtype=dtypes.get(name, array.dtype), order="C") for name, array in feeds.items()
         }
         with requests.take() as request:
             try:

@@ -117,4 +117,4 @@ def normalise(pixels: np.ndarray, spec: ImagePreprocessSpec) -> np.ndarray:
         values = values[..., ::-1]
     if spec.layout is Layout.NCHW:
         values = values.transpose(2, 0, 1)
-    return np.ascontiguousarray(values, dtype=np.float32)
+    return np.asarray(values, dtype=np.float32, order="C")
