@@ -27,6 +27,7 @@ PROCESSORS = {
     "convnext-384-warp": lambda: tf.ConvNextImageProcessor(size={"shortest_edge": 384}),
     "mobilenet-v2": lambda: tf.MobileNetV2ImageProcessor(),
     "deit": lambda: tf.DeiTImageProcessor(),
+    "deit-crop-without-resize": lambda: tf.DeiTImageProcessor(do_resize=False),
     "bit": lambda: tf.BitImageProcessor(),
     "efficientnet": lambda: tf.EfficientNetImageProcessor(),  # divides by std twice (include_top)
     "efficientnet-offset-no-top": lambda: tf.EfficientNetImageProcessor(rescale_offset=True, include_top=False),
@@ -103,6 +104,17 @@ def test_an_unsupported_processor_is_refused(tmp_path):
     tf.LevitImageProcessor().save_pretrained(tmp_path)
     with pytest.raises(CompileError, match="LevitImageProcessor is not one edgekiln reproduces"):
         image_spec(tmp_path)
+
+
+def test_a_processor_that_neither_resizes_nor_crops_is_refused(tmp_path):
+    """ConvNeXt's crop_pct crop belongs to its resize: without do_resize the whole image goes in, at its
+    own size, which a fixed-size artifact cannot take (it was centre-cropped to 224 without a word)."""
+    from edgekiln.compiler.errors import CompileError
+
+    tf.ConvNextImageProcessor(size={"shortest_edge": 224}, do_resize=False).save_pretrained(tmp_path)
+    with pytest.raises(CompileError, match="does not give one fixed input size") as caught:
+        image_spec(tmp_path)
+    assert "\n" not in str(caught.value) and "validation error" not in str(caught.value)
 
 
 def test_crop_offset_is_written_only_where_it_is_not_the_default():

@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from edgekiln.runtime.hashing import sha256_json
 from edgekiln.runtime.images.preprocess import normalise
@@ -99,8 +100,8 @@ def image_spec(folder: Path) -> ImagePreprocessSpec:
             else (ResizeMode.EXACT, (edge, edge))
         )
         crop = (edge, edge) if edge < 384 else None
-    if not getattr(processor, "do_resize", True):
-        resize, sizes = ResizeMode.NONE, ()
+    if not getattr(processor, "do_resize", True):  # ConvNeXt's crop_pct crop is part of its resize: gone too
+        resize, sizes, crop = ResizeMode.NONE, (), _crop(processor)
     resample = int(getattr(processor, "resample", 2))
     if resample not in _RESAMPLE:
         raise CompileError(
@@ -120,9 +121,9 @@ def image_spec(folder: Path) -> ImagePreprocessSpec:
             std=std,
             channel_order=ChannelOrder.BGR if getattr(processor, "do_flip_channel_order", False) else ChannelOrder.RGB,
         )
-    except ValueError as exc:
+    except ValidationError as exc:
         raise CompileError(
-            f"{folder}: its image processor does not give one fixed input size ({exc})",
+            f"{folder}: its image processor does not give one fixed input size ({exc.errors()[0]['msg']})",
             hint="set crop_size (with do_center_crop) or an exact size in preprocessor_config.json",
         ) from None
 

@@ -94,12 +94,14 @@ def resize(image: Any, spec: ImagePreprocessSpec) -> Any:
 
 
 def center_crop(pixels: np.ndarray, height: int, width: int, offset: str = "floor") -> np.ndarray:
-    """The centre (height, width) window, padded with zeros where the image is smaller (as transformers);
-    `offset` "round": an odd margin's offset rounded half to even, as torchvision's CenterCrop does."""
+    """The centre (height, width) window, padded with zeros where the image is smaller. `offset` "floor"
+    is transformers' (an odd padding puts the extra row on top); "round": an odd margin's offset rounded
+    half to even and an odd padding's extra row at the bottom, as torchvision's CenterCrop does."""
     rows, cols = pixels.shape[:2]
     if rows < height or cols < width:
         padded = np.zeros((max(rows, height), max(cols, width), pixels.shape[2]), dtype=pixels.dtype)
-        top, left = (padded.shape[0] - rows) // 2, (padded.shape[1] - cols) // 2
+        extra = 0 if offset == "round" else 1  # ceil (transformers) or floor (torchvision) of half the padding
+        top, left = (padded.shape[0] - rows + extra) // 2, (padded.shape[1] - cols + extra) // 2
         padded[top : top + rows, left : left + cols] = pixels
         pixels, rows, cols = padded, padded.shape[0], padded.shape[1]
     top, left = (rows - height) // 2, (cols - width) // 2
