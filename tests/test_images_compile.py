@@ -227,3 +227,40 @@ def test_declared_preprocessing_needs_a_torch_module(folders, tmp_path):
     spec = ImagePreprocessSpec(input="pixel_values", size=(32, 32))
     with pytest.raises(CompileError, match="apply to a torch.nn.Module"):
         compile(folders["vit"], "host", tmp_path / "art", Recipe.from_flags(image=spec))
+
+
+def test_serve_predict_takes_base64_images_and_never_reads_a_path(vit_artifact, tmp_path):
+    """An image model's /predict body carries the image files themselves (base64); a string a client
+    sends is never opened as a file on the server."""
+    import base64
+
+    pytest.importorskip("uvicorn")
+    from edgekiln.runtime.serve.app import Server
+    from edgekiln.runtime.serve.config import ServeConfig
+    from edgekiln.runtime.serve.models import ServedModel
+
+    from .serve_helpers import request, serving
+
+    session = load(vit_artifact)
+    pictures = photos()[:3]
+    encoded = [base64.b64encode(path.read_bytes()).decode() for path in pictures]
+    secret = tmp_path / "secret.png"
+    shutil.copyfile(pictures[0], secret)
+    with serving(Server([ServedModel("vit", session)], ServeConfig(max_wait_ms=5))) as running:
+
+        def post(body):
+            return request(running.port, "POST", "/v2/models/vit/predict", body)[::2]
+
+        status, body = post({"images": encoded})
+        assert status == 200, body
+        expected = session.predict(pictures)
+        assert [p["label"] for p in body["predictions"]] == [p.label for p in expected]
+        np.testing.assert_allclose([p["score"] for p in body["predictions"]], [p.score for p in expected], rtol=1e-5)
+        status, body = post({"texts": [str(secret)]})
+        assert status == 400 and "base64" in body["error"] and "not read as file paths" in body["error"]
+        status, body = post({"images": [str(secret)]})  # a path is not base64 ('/' and '.' aside, no padding)
+        assert status == 400 and "images[0]" in body["error"]
+        status, body = post({"images": [base64.b64encode(b"not an image").decode()]})
+        assert status == 400 and "\n" not in body["error"]
+        status, body = post({"images": [encoded[0], 7]})
+        assert status == 400 and "images[1]" in body["error"]

@@ -8,6 +8,8 @@ sent as `{"error": "..."}` with its status; anything unexpected is a 500 with on
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
 import time
@@ -21,6 +23,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import EdgekilnError, InputError
+from ..manifest import Task
 from .batching import Job, ModelWorker
 from .config import ServeConfig
 from .errors import ServeError
@@ -168,14 +171,18 @@ def _routes(server: Server) -> list[Route]:
 
     async def predict(request):
         async def handle(model: ServedModel) -> Response:
-            texts = _texts(json_body(await server.body(request)), server.config.max_text_chars)
+            payload = json_body(await server.body(request))
             if model.session.encoder is None:
                 raise ServeError(
                     400,
                     f"model {model.name} ({model.session.task.value}) takes tensors, not texts; "
                     f"use POST /v2/models/{model.name}/infer",
                 )
-            answers = await server.run(model, model.run_predict, texts, len(texts), "predict")
+            if model.session.task is Task.IMAGE_CLASSIFICATION:
+                items = _images(payload, model.name)
+            else:
+                items = _texts(payload, server.config.max_text_chars)
+            answers = await server.run(model, model.run_predict, items, len(items), "predict")
             return JSONResponse(
                 {"model_name": model.name, "task": model.session.task.value, "predictions": _answers_json(answers)}
             )
@@ -226,6 +233,28 @@ def _texts(payload: dict[str, Any], max_chars: int) -> list[str]:
                 422, f"texts[{index}] has {len(text)} characters, more than the limit {max_chars} (--max-text-chars)"
             )
     return texts
+
+
+def _images(payload: dict[str, Any], model: str) -> list[bytes]:
+    """The encoded image files of an image model's /predict body, base64 in JSON. A string is never
+    taken as a path: a client names no file on the server."""
+    images = payload.get("images")
+    if not isinstance(images, list) or not images:
+        found = "texts (which are not read as file paths here)" if "texts" in payload else f"keys {sorted(payload)}"
+        raise ServeError(
+            400,
+            f'model {model} classifies images: the body must be {{"images": ["<base64 of an image file>", ...]}} '
+            f"with at least one image, found {found}",
+        )
+    decoded = []
+    for index, image in enumerate(images):
+        if not isinstance(image, str) or not image:
+            raise ServeError(400, f"images[{index}] must be a non-empty base64 string, found {type(image).__name__}")
+        try:
+            decoded.append(base64.b64decode(image, validate=True))
+        except (binascii.Error, ValueError) as exc:
+            raise ServeError(400, f"images[{index}] is not valid base64 ({exc})") from None
+    return decoded
 
 
 def _answers_json(answers: Any) -> list[Any]:

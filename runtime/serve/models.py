@@ -185,12 +185,13 @@ class ServedModel:
             start += rows
         return results
 
-    def run_predict(self, requests: list[list[str]]) -> list[Any]:
-        answers = self.session.predict([text for texts in requests for text in texts])
+    def run_predict(self, requests: list[list[str] | list[bytes]]) -> list[Any]:
+        """Texts, or an image model's encoded image files, of several requests in one call."""
+        answers = self.session.predict([item for items in requests for item in items])
         results, start = [], 0
-        for texts in requests:
-            results.append(answers[start : start + len(texts)])
-            start += len(texts)
+        for items in requests:
+            results.append(answers[start : start + len(items)])
+            start += len(items)
         return results
 
     def _sequence_length(self, arrays: dict[str, np.ndarray]) -> int | None:

@@ -72,8 +72,11 @@ def openapi(models: list[str], version: str) -> dict[str, Any]:
     }
     predict_body = {
         "type": "object",
-        "required": ["texts"],
-        "properties": {"texts": {"type": "array", "items": {"type": "string"}}},
+        "description": 'a text model: {"texts": [...]}; an image model: {"images": [base64 of each image file]}',
+        "properties": {
+            "texts": {"type": "array", "items": {"type": "string"}},
+            "images": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}},
+        },
     }
     model_paths = {
         "/v2/models/{model_name}": {
@@ -90,7 +93,7 @@ def openapi(models: list[str], version: str) -> dict[str, Any]:
         },
         "/v2/models/{model_name}/predict": {
             "post": _operation(
-                "labels, tags or embeddings for texts, through the model's task",
+                "labels, tags or embeddings for texts, or the top labels of images, through the model's task",
                 {"type": "object"},
                 predict_body,
                 (400, 404, 413, 422, 503),
