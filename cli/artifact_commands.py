@@ -168,12 +168,13 @@ def cmd_bench(args) -> int:
 
 
 def _profile(args) -> int:
-    from edgekiln.runtime.bench import feeds_for
+    from edgekiln.runtime.bench import feeds_for, has_sequence_axis
     from edgekiln.runtime.profile import format_profile, profile_ops, summarize
 
     session = load(args.artifact, threads=args.threads, trusted_keys=args.trusted_key)
-    batch, sequence = args.batch[0], (args.seq or DEFAULT_SEQUENCES)[0]
-    feeds = feeds_for(session, batch, sequence, np.random.default_rng(0))
+    batch = args.batch[0]
+    sequence = (args.seq or DEFAULT_SEQUENCES)[0] if has_sequence_axis(session) else None
+    feeds = feeds_for(session, batch, sequence or 1, np.random.default_rng(0))
     ops = profile_ops(args.artifact, session.manifest, feeds, runs=args.runs, threads=session.threads)
     report = {
         "backend": session.manifest.backend,
@@ -183,9 +184,8 @@ def _profile(args) -> int:
         "threads": session.threads,
         **summarize(ops, args.top),
     }
-    print(
-        f"{session.manifest.backend}, batch {batch} x sequence {sequence}, {args.runs} runs, {session.threads} threads"
-    )
+    shape = f"batch {batch}" + (f" x sequence {sequence}" if sequence is not None else "")
+    print(f"{session.manifest.backend}, {shape}, {args.runs} runs, {session.threads} threads")
     print(format_profile(report, args.top))
     if args.json:
         write_json(args.json, report)

@@ -21,7 +21,7 @@ from .errors import InputError
 from .manifest import Task
 from .progress import Progress
 from .session import Session
-from .synthetic import make_tensor_feeds, make_text_feeds
+from .synthetic import make_tensor_feeds, make_text_feeds, range_of
 
 Runner = Callable[[dict[str, np.ndarray]], Any]
 
@@ -48,6 +48,7 @@ class BenchConfig:
 def feeds_for(session: Session, batch: int, sequence: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Full-length synthetic inputs shaped for this artifact."""
     if session.manifest.tokenizer is None or session.task is Task.RAW:  # raw and image tensors
+        _check_ranges(session.manifest.inputs, batch, sequence)
         return make_tensor_feeds(session.manifest.inputs, batch, sequence, rng)
     if sequence > session.encoder.max_length:
         raise InputError(f"sequence length {sequence} exceeds the artifact's maximum {session.encoder.max_length}")
@@ -64,6 +65,31 @@ def feeds_for(session: Session, batch: int, sequence: int, rng: np.random.Genera
     )
 
 
+def _check_ranges(inputs, batch: int, sequence: int) -> None:
+    """A batch or size outside the range an axis was compiled for is refused (it was clamped into it,
+    and the report named a batch it had not run)."""
+    for spec in inputs:
+        for axis, dimension in enumerate(spec.shape):
+            bounds = range_of(dimension) if isinstance(dimension, str) else None
+            wanted = batch if axis == 0 else sequence
+            if bounds and not bounds[0] <= wanted <= bounds[1]:
+                flag = "--batch" if axis == 0 else "--seq"
+                raise InputError(
+                    f"{flag} {wanted} is outside the range input {spec.name} was compiled for on axis {axis} "
+                    f"({dimension})",
+                    hint=f"pass {flag} within {bounds[0]}..{bounds[1]}",
+                )
+
+
+def has_sequence_axis(session: Session) -> bool:
+    """Whether a sequence size means anything here: text, or a raw input with a dynamic axis past the batch."""
+    if session.manifest.image is not None:
+        return False
+    if session.manifest.tokenizer is not None:
+        return True
+    return any(isinstance(size, str) for spec in session.manifest.inputs for size in spec.shape[1:])
+
+
 def benchmark(
     session: Session,
     config: BenchConfig,
@@ -78,7 +104,7 @@ def benchmark(
     so the artifact's memory figures do not include the other model.
     """
     rng = np.random.default_rng(config.seed)
-    sequences = (None,) if session.manifest.image is not None else config.sequences  # images: one size
+    sequences = config.sequences if has_sequence_axis(session) else (None,)  # images, fixed shapes: one size
     grid = [(b, s) for b in config.batches for s in sequences]
     inputs = {point: feeds_for(session, point[0], point[1] or 1, rng) for point in grid}
     progress = Progress(len(grid) * (2 if against else 1), "bench", enabled=show_progress)

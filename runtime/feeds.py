@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import InputError
 from .manifest import TensorSpec, TokenizerSpec
+from .synthetic import range_of
 
 _NUMBERS = "biuf"  # bool, signed and unsigned integers, floats
 _SEQUENCE_AXIS = "sequence"
@@ -62,10 +63,40 @@ def _check_array(name: str, value, spec: TensorSpec) -> np.ndarray:
             raise InputError(f"input {name} is empty on axis {axis} (shape {list(array.shape)})")
         if isinstance(size, int) and array.shape[axis] != size:
             raise InputError(f"input {name} has size {array.shape[axis]} on axis {axis}, expected {size}")
+        if isinstance(size, str):
+            _check_range(name, axis, size, array.shape[axis])
     target = np.dtype(spec.dtype)
     if target.kind in "iu":
         _check_integral(name, array, target)
-    return np.asarray(array, dtype=target, order="C")  # ascontiguousarray would make a scalar 1-d
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, not warned about
+        converted = np.asarray(array, dtype=target, order="C")  # ascontiguousarray would make a scalar 1-d
+    if target.kind == "f" and array.dtype.kind in "fiu" and array.dtype.itemsize > target.itemsize:
+        _check_no_overflow(name, array, converted)
+    return converted
+
+
+def _check_range(name: str, axis: int, dimension: str, size: int) -> None:
+    """A size on an axis compiled for a declared range (`H[64..160:32]`) lies in it."""
+    bounds = range_of(dimension)
+    if bounds is None:
+        return
+    low, high, multiple = bounds
+    if not low <= size <= high or size % multiple:
+        step = f", a multiple of {multiple}" if multiple > 1 else ""
+        raise InputError(
+            f"input {name} has size {size} on axis {axis}; this artifact takes {low}..{high}{step} there ({dimension})",
+            hint="resize or pad the input, or recompile with a wider --input-shape range",
+        )
+
+
+def _check_no_overflow(name: str, original: np.ndarray, converted: np.ndarray) -> None:
+    """Finite values that become infinite in the input's narrower float type are refused."""
+    if not np.isfinite(converted).all() and np.isfinite(original[~np.isfinite(converted)]).any():
+        finfo = np.finfo(converted.dtype)
+        raise InputError(
+            f"input {name} takes {converted.dtype} and holds values beyond its range (±{finfo.max:.4g})",
+            hint="scale the input into the model's range",
+        )
 
 
 def _check_integral(name: str, array: np.ndarray, target: np.dtype) -> None:

@@ -447,3 +447,24 @@ def test_a_scalar_input_compiles_and_runs_on_every_backend(tmp_path, backend):
     _matches_ort(
         result.path, model, {"x": RNG.standard_normal((1, 4)).astype(np.float32), "s": np.array(2.5, np.float32)}
     )
+
+
+def test_sizes_outside_a_declared_range_are_refused_by_run_and_bench(tmp_path):
+    """ONNX Runtime ran them without a word and OpenVINO failed in several lines; bench clamped the batch
+    into the range and reported the batch it was asked for."""
+    from edgekiln.runtime.bench import feeds_for, has_sequence_axis
+    from edgekiln.runtime.errors import InputError
+
+    model = unet(tmp_path / "unet.onnx")
+    result = _compile(model, tmp_path / "out", "onnxruntime", "x:[1..2]x3x[32..96:32]x[32..96:32]")
+    session = load(result.path)
+    assert has_sequence_axis(session)
+    for shape, needle in (((3, 3, 32, 32), "1..2"), ((1, 3, 48, 32), "a multiple of 32"), ((1, 3, 32, 128), "32..96")):
+        with pytest.raises(InputError, match=needle):
+            session.run({"x": np.zeros(shape, np.float32)})
+    with pytest.raises(InputError, match="beyond its range"):  # float64 past float32: refused, not made infinite
+        session.run({"x": np.full((1, 3, 32, 32), 1e300)})
+    with pytest.raises(InputError, match="--batch 8 is outside"):
+        feeds_for(session, 8, 32, np.random.default_rng(0))
+    fixed = load(_compile(model, tmp_path / "fixed", "onnxruntime", "x:1x3x32x64").path)
+    assert not has_sequence_axis(fixed)  # bench reports no sequence size for it
