@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from edgekiln.runtime.errors import InputError
 
 from .parsing import positive_float, positive_int
@@ -12,7 +14,7 @@ def register(commands) -> None:
         "serve",
         help="serve artifacts over the Open Inference Protocol v2 (KServe / Triton REST)",
         description="Serve artifacts over HTTP: /v2/health/{live,ready}, /v2/models/NAME (metadata), "
-        "/v2/models/NAME/infer (JSON and binary tensors), /v2/models/NAME/predict (texts), /metrics.",
+        "/v2/models/NAME/infer (JSON and binary tensors), /v2/models/NAME/predict (texts, or base64 images), /metrics.",
     )
     serve.add_argument(
         "artifacts", nargs="+", metavar="ART", help="artifact folders, each served under its source's name, or NAME=ART"
@@ -73,6 +75,7 @@ def cmd_serve(args) -> int:
         max_text_chars=args.max_text_chars,
         threads=args.threads,
     )
+    listening = bind(config.host, config.port)  # before the models load: a taken port fails at once
     server = Server(load_models(args.artifacts, threads=config.threads, warm_up=not args.no_warm_up), config)
     for name, model in server.models.items():
         warm = f"; {model.warm.describe()}" if model.warm else ""
@@ -81,11 +84,31 @@ def cmd_serve(args) -> int:
             f"{model.session.manifest.backend}{warm})",
             flush=True,
         )
-    uvicorn.run(
-        server.app,
-        host=config.host,
-        port=config.port,
-        log_level=args.log_level,
-        timeout_graceful_shutdown=config.graceful_seconds,
+    host, port = listening.getsockname()[:2]
+    print(f"listening on http://{host}:{port}", flush=True)
+    uvicorn_config = uvicorn.Config(
+        server.app, log_level=args.log_level, timeout_graceful_shutdown=config.graceful_seconds
     )
+    uvicorn.Server(uvicorn_config).run(sockets=[listening])
     return 0
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, or one error naming the address (in use, not this machine's, unknown)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise InputError(
+            f"cannot listen on {host}:{port}: {exc.strerror}", hint="pass --host an address of this machine"
+        ) from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InputError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="choose another --port (0: any free one), or stop the process that holds it",
+        ) from None
+    return sock

@@ -423,3 +423,40 @@ def test_openapi_document_and_page(served):
     assert (
         status == 200 and headers["content-type"].startswith("text/html") and b"/v2/models/{model_name}/infer" in page
     )
+
+
+def test_a_raw_image_model_takes_non_square_inputs_and_json_stays_json(tmp_path):
+    """Two dynamic axes (H, W) are two sizes, not one sequence; NaN and Infinity neither enter nor
+    leave as JSON (strict parsers refuse them); a value past float32 is refused, not made infinite."""
+    from .test_any_onnx import _compile, unet
+
+    shapes = "x:[1..4]x3x[32..96:32]x[32..96:32]"
+    artifact = _compile(unet(tmp_path / "unet.onnx"), tmp_path / "art", "onnxruntime", shapes).path
+    session = load(artifact)
+    with serving(Server([ServedModel("unet", session)], ServeConfig(max_wait_ms=5))) as running:
+        client = httpclient.InferenceServerClient(running.url)
+        x = np.random.default_rng(0).standard_normal((2, 3, 32, 64)).astype(np.float32)
+        given = httpclient.InferInput("x", list(x.shape), "FP32")
+        given.set_data_from_numpy(x, binary_data=True)
+        answer = client.infer("unet", [given]).as_numpy("y")
+        np.testing.assert_allclose(answer, session.run({"x": x})["y"], **TOL)
+
+        def post(data: bytes):
+            return request(running.port, "POST", "/v2/models/unet/infer", data)[::2]
+
+        body = {"inputs": [{"name": "x", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": [0.5] * 3072}]}
+        status, _ = post(json.dumps(body).encode())
+        assert status == 200
+        for constant in ("NaN", "Infinity"):
+            status, answer = post(json.dumps(body).encode().replace(b"0.5", constant.encode(), 1))
+            assert status == 400 and constant in answer["error"], answer
+        status, answer = post(json.dumps(body).encode().replace(b"0.5", b"1e300", 1))
+        assert status == 400 and "beyond its range" in answer["error"], answer
+        nan = np.full((1, 3, 32, 32), np.nan, np.float32)
+        given = httpclient.InferInput("x", list(nan.shape), "FP32")
+        given.set_data_from_numpy(nan, binary_data=True)
+        with pytest.raises(Exception, match="NaN or infinite values") as caught:
+            client.infer("unet", [given], outputs=[httpclient.InferRequestedOutput("y", binary_data=False)])
+        assert "422" in str(caught.value) or "NaN" in str(caught.value)
+        binary = client.infer("unet", [given], outputs=[httpclient.InferRequestedOutput("y", binary_data=True)])
+        assert np.isnan(binary.as_numpy("y")).all()

@@ -86,19 +86,19 @@ class Server:
         return model
 
     async def body(self, request: Request) -> bytes:
-        """The request body, refused with 413 once it passes --max-body-bytes."""
+        """The request body, refused with 413 once it passes --max-body-mb."""
         limit = self.config.max_body_bytes
         encoding = request.headers.get("content-encoding", "identity").lower()
         if encoding != "identity":
             raise ServeError(415, f"Content-Encoding {encoding} is not supported; send the body uncompressed")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise ServeError(413, f"the body has {declared} bytes, more than the limit {limit} (--max-body-bytes)")
+            raise ServeError(413, f"the body has {declared} bytes, more than the limit {limit} (--max-body-mb)")
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise ServeError(413, f"the body is larger than the limit {limit} bytes (--max-body-bytes)")
+                raise ServeError(413, f"the body is larger than the limit {limit} bytes (--max-body-mb)")
             chunks.append(chunk)
         return b"".join(chunks)
 

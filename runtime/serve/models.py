@@ -112,9 +112,13 @@ class ServedModel:
         rows = {array.shape[0] for array in arrays.values() if array.ndim}
         if len(rows) > 1:
             raise ServeError(400, f"inputs disagree on the batch size: {sorted(rows)}")
-        lengths = {array.shape[axis] for name, array in arrays.items() for axis in self._in_axes[name].sequence}
-        if len(lengths) > 1:
-            raise ServeError(400, f"inputs disagree on the sequence length: {sorted(lengths)}")
+        sizes: dict[str, set[int]] = {}  # per axis name: an image's H and W are two axes, a text's one sequence
+        for name, array in arrays.items():
+            for axis, dimension in self._in_axes[name].sequence.items():
+                sizes.setdefault(dimension, set()).add(array.shape[axis])
+        for dimension, found in sizes.items():
+            if len(found) > 1:
+                raise ServeError(400, f"inputs disagree on the {dimension} size: {sorted(found)}")
         return rows.pop() if rows else 1
 
     def _check_input(self, spec: TensorSpec, array: np.ndarray) -> None:

@@ -95,6 +95,12 @@ def encode_infer_response(
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise ServeError(
+                    422,
+                    f"output {name} holds NaN or infinite values, which JSON cannot carry; ask for it as binary "
+                    '(outputs: [{"name": ..., "parameters": {"binary_data": true}}])',
+                )
             entry["data"] = array.reshape(-1).tolist()
         entries.append(entry)
     response: dict[str, Any] = {"model_name": model, "model_version": "1", "outputs": entries}
@@ -125,9 +131,13 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:length], body[length:]
 
 
+def _not_json(constant: str):
+    raise ServeError(400, f"the request body holds {constant}, which JSON has no number for; send finite numbers")
+
+
 def _json_object(data: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(data)
+        value = json.loads(data, parse_constant=_not_json)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ServeError(400, f"the request body is not valid JSON ({exc})") from None
     except RecursionError:
@@ -192,7 +202,13 @@ def _from_json(name: str, data: Any, dtype: np.dtype, shape: list[int]) -> np.nd
         info = np.iinfo(dtype)
         if array.min() < info.min or array.max() > info.max:
             raise ServeError(400, f"input {name} has values outside the {_NAMES[dtype]} range")
-    return array.astype(dtype).reshape(shape)
+    with np.errstate(over="ignore"):
+        converted = array.astype(dtype).reshape(shape)
+    if dtype.kind == "f" and not np.isfinite(converted).all():  # JSON holds finite numbers only: an overflow
+        raise ServeError(
+            400, f"input {name} has values beyond its range (±{np.finfo(dtype).max:.4g} for {_NAMES[dtype]})"
+        )
+    return converted
 
 
 def _describe_kind(array: np.ndarray) -> str:
