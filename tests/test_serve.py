@@ -408,6 +408,15 @@ def test_cli_refuses_bad_artifacts_in_one_line(artifacts, tmp_path, capsys):
     assert "two artifacts would both be served as model 'sequence'" in err and "NAME1=ART1" in err
     assert main(["serve", f"bad name={artifacts['sequence']}", "--port", "0"]) == 2  # not a NAME=: a path
     assert "does not exist" in capsys.readouterr().err
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main(["serve", str(artifacts["sequence"]), "--port", port]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err and len(err.splitlines()) == 1
 
 
 def test_openapi_document_and_page(served):
