@@ -221,7 +221,7 @@ def compare(
 
 
 def _min_cosine(ref: np.ndarray, out: np.ndarray, floor: float) -> float:
-    if not floor or ref.ndim == 0:
+    if not floor or ref.ndim == 0 or ref.size == 0:
         return min_row_cosine(ref, out)
     rows = ref.reshape(ref.shape[0], -1)
     kept = np.sqrt(np.mean(np.square(rows, dtype=np.float64), axis=1)) >= floor if rows.size else []

@@ -105,7 +105,10 @@ def _compare(number: int, expected: dict[str, np.ndarray], got: dict[str, np.nda
 
 
 def min_row_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """The lowest cosine similarity between matching rows (axis 0) of two arrays; 1 for two zero rows."""
+    """The lowest cosine similarity between matching rows (axis 0) of two arrays; 1 for two zero rows
+    and for empty arrays (a detector that found nothing on random inputs)."""
+    if reference.size == 0:
+        return 1.0
     a = reference.reshape(reference.shape[0], -1).astype(np.float64) if reference.ndim else reference.reshape(1, 1)
     b = candidate.reshape(a.shape).astype(np.float64)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)

@@ -468,3 +468,21 @@ def test_sizes_outside_a_declared_range_are_refused_by_run_and_bench(tmp_path):
         feeds_for(session, 8, 32, np.random.default_rng(0))
     fixed = load(_compile(model, tmp_path / "fixed", "onnxruntime", "x:1x3x32x64").path)
     assert not has_sequence_axis(fixed)  # bench reports no sequence size for it
+
+
+def test_an_output_that_is_empty_on_the_check_inputs_compiles_and_verifies(tmp_path):
+    """A detector that finds nothing on random inputs (here NonZero of x > 1e30): the fidelity check
+    compares empty arrays (it crashed reshaping them, an internal error)."""
+    from edgekiln.runtime.verify import verify_artifact
+
+    nodes = [h.make_node("Greater", ["x", "big"], ["hit"]), h.make_node("NonZero", ["hit"], ["where"])]
+    model = _save(
+        tmp_path / "empty.onnx",
+        nodes,
+        [h.make_tensor_value_info("x", T.FLOAT, ["N", 4])],
+        [h.make_tensor_value_info("where", T.INT64, [2, "K"])],
+        [nh.from_array(np.array(1e30, np.float32), "big")],
+    )
+    result = _compile(model, tmp_path / "out", "onnxruntime", "x:[1..4]x4")
+    assert load(result.path).run({"x": np.ones((2, 4), np.float32)})["where"].shape == (2, 0)
+    assert verify_artifact(result.path)["passed"]
