@@ -486,3 +486,28 @@ def test_an_output_that_is_empty_on_the_check_inputs_compiles_and_verifies(tmp_p
     result = _compile(model, tmp_path / "out", "onnxruntime", "x:[1..4]x4")
     assert load(result.path).run({"x": np.ones((2, 4), np.float32)})["where"].shape == (2, 0)
     assert verify_artifact(result.path)["passed"]
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        (h.make_tensor_value_info("x", T.STRING, ["N"]), "input x holds strings"),
+        (h.make_tensor_value_info("x", T.FLOAT, [2, 0]), "input x has a size 0"),
+    ],
+)
+def test_inputs_an_artifact_cannot_take_are_refused_at_compile(tmp_path, value, needle):
+    """A string input compiled on ONNX Runtime into an artifact that could not run, verify or serve;
+    a size-0 input into one that refused its own shape."""
+    model = _save(tmp_path / "m.onnx", [h.make_node("Identity", ["x"], ["y"])], [value], [value_copy(value, "y")])
+    with pytest.raises(CompileError) as caught:
+        _compile(model, tmp_path / "out", "onnxruntime")
+    assert needle in _one_line(caught.value)
+    assert not (tmp_path / "out").exists()
+
+
+def value_copy(value, name):
+    """The same value info under another name."""
+    copy = type(value)()
+    copy.CopyFrom(value)
+    copy.name = name
+    return copy
