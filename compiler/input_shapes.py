@@ -222,7 +222,23 @@ def plan_shapes(inputs: tuple[TensorSpec, ...], declared: InputShapes | None) ->
                     hint=f"use {model_dim} there",
                 )
         dims[spec.name] = tuple(given)
+        _check_size(spec, dims[spec.name])
     return ShapePlan(inputs, dims)
+
+
+MAX_ELEMENTS = 1 << 31  # one input's largest declared shape: 8 GiB of float32
+
+
+def _check_size(spec: TensorSpec, dims: tuple) -> None:
+    """A declared shape whose largest case would not fit in memory is refused before anything is allocated."""
+    largest = 1
+    for dim in dims:
+        largest *= dim.max if isinstance(dim, DimRange) else dim if isinstance(dim, int) else 1
+    if largest > MAX_ELEMENTS:
+        raise CompileError(
+            f"{FLAG} gives input {spec.name!r} up to {largest:,} values ({MAX_ELEMENTS:,} at most)",
+            hint="declare the sizes the model really takes",
+        )
 
 
 def _model_dim(dim: int | str) -> int | DimRange | str:

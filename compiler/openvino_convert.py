@@ -29,13 +29,15 @@ def convert_onnx(ov, path: Path, *, what: str = "the model", hint: str = "use --
 
 
 def conversion_failure(message: str) -> str:
-    """The operators OpenVINO's report lists as failed, and the first one's reason; else its first line."""
+    """The operators OpenVINO's report lists as failed, and the first one's reason; else its lines that
+    are not locations in OpenVINO's source, joined ("Loading input model: Invalid usage of ... (w.bin)")."""
     lines = [line.strip() for line in message.splitlines()]
     failed = []
     if "Summary:" in lines:
         failed = [line[3:] for line in lines[lines.index("Summary:") + 1 :] if line.startswith("-- ")]
     if not failed:
-        return next((line for line in lines if line and not _is_location(line)), "unknown error")
+        said = ": ".join(line for line in lines if line and not _is_location(line))
+        return (said[:297] + "...") if len(said) > 300 else said or "unknown error"
     blocks = message.split("Summary:")[0].split("\n-- ")
     detail = [line.strip() for line in blocks[1].splitlines()[1:] if line.strip()] if len(blocks) > 1 else []
     reason = next((line for line in reversed(detail) if not _is_location(line)), "")

@@ -14,6 +14,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from .openvino_convert import conversion_failure
+
 DEFAULT_DOMAIN = "ai.onnx"
 _ORT_MISSING = re.compile(r"(?:Could not find an implementation for |:)(\w+)\(\d+\)(?: node| is not a registered)")
 
@@ -93,7 +95,10 @@ def _openvino(path: Path, ops: Counter, opset: int, producers: dict[str, str]) -
     import openvino as ov
 
     frontend = ov.frontend.FrontEndManager().load_by_framework("onnx")
-    converted = frontend.convert_partially(frontend.load(str(path)))
+    try:
+        converted = frontend.convert_partially(frontend.load(str(path)))
+    except Exception as exc:  # noqa: BLE001 - it cannot read the file at all (truncated external data, ...)
+        return ["(the whole file)"], "OpenVINO cannot read it: " + conversion_failure(str(exc))
     no_rule, failed = [], []
     for op in converted.get_ordered_ops():
         kind = op.get_type_name()

@@ -342,6 +342,10 @@ def test_tensor_calibration_errors_are_one_line(tmp_path):
     with pytest.raises(CompileError) as caught:
         _compile(model, tmp_path / "b", "onnxruntime", quantize="static", calibration=str(tmp_path / "texts.txt"))
     assert ".npz" in _one_line(caught.value)
+    np.savez(tmp_path / "channels.npz", x=_images(16, 1)[:, :2])  # 2 channels; the model takes 3
+    with pytest.raises(CompileError) as caught:  # was an internal error from ONNX Runtime
+        _compile(model, tmp_path / "c", "onnxruntime", quantize="static", calibration=str(tmp_path / "channels.npz"))
+    assert "x has size 2 on axis 1; the model's input takes 3" in _one_line(caught.value)
 
 
 def test_runtime_feeds_stay_inside_declared_ranges():
@@ -511,3 +515,10 @@ def value_copy(value, name):
     copy.CopyFrom(value)
     copy.name = name
     return copy
+
+
+def test_a_shape_too_large_to_allocate_is_refused_before_anything_is_allocated(tmp_path):
+    """It was a MemoryError (an internal error) from the fidelity check's random inputs."""
+    with pytest.raises(CompileError) as caught:
+        _compile(unet(tmp_path / "unet.onnx"), tmp_path / "out", "onnxruntime", "x:1x3x99999968x99999968")
+    assert "up to 29,999,980,800,003,072 values" in _one_line(caught.value)

@@ -392,3 +392,15 @@ def test_exported_model_with_external_weights(tmp_path, monkeypatch):
     with torch.inference_mode():
         expected = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(load(tmp_path / "out").run({"x": x})["y"], expected, atol=1e-5)
+
+
+def test_inspect_a_file_whose_external_data_is_cut_short(tmp_path, capsys):
+    """OpenVINO's frontend could not load it and inspect ended in an internal error: now a row saying so."""
+    pytest.importorskip("openvino")
+    path, _ = external_matmul(tmp_path / "model", one_file=True)
+    weights = path.parent / "weights.bin"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert main(["inspect", str(path), "--json"]) == 0
+    rows = {row["backend"]: row for row in json.loads(capsys.readouterr().out)["preflight"]}
+    assert rows["openvino"]["lacking"] == ["(the whole file)"]
+    assert "OpenVINO cannot read it" in rows["openvino"]["note"] and "weights.bin" in rows["openvino"]["note"]

@@ -11,6 +11,7 @@ import numpy as np
 
 from edgekiln.runtime.hashing import sha256_json
 from edgekiln.runtime.manifest import TensorSpec
+from edgekiln.runtime.synthetic import range_of
 
 from ..data import DataError
 from .calibration import BATCH, MIN_SAMPLES, CalibrationSet
@@ -92,6 +93,15 @@ def _checked(array: np.ndarray, tensor: TensorSpec, file: Path) -> np.ndarray:
             f"{len(tensor.shape)} {list(tensor.shape)}",
             hint="the first axis counts samples",
         )
+    for axis in range(1, array.ndim):  # the first axis counts samples
+        size, got = tensor.shape[axis], array.shape[axis]
+        bounds = range_of(size) if isinstance(size, str) else None
+        if (isinstance(size, int) and got != size) or (bounds and not bounds[0] <= got <= bounds[1]):
+            raise DataError(
+                f"{file.name}: {tensor.name} has size {got} on axis {axis}; the model's input takes {size} there "
+                f"(shape {list(tensor.shape)})",
+                hint="the first axis counts samples; the others are the input's own",
+            )
     return array.astype(tensor.dtype, copy=False)
 
 
