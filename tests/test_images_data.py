@@ -93,6 +93,23 @@ def test_a_folder_without_images_is_one_error(tmp_path):
         load_dataset(tmp_path, format="image-folder")
 
 
+def test_data_that_is_not_there_says_what_data_is(tmp_path):
+    """An empty folder, a folder of other files, one image, or an image folder asked for a missing split:
+    each was met with advice for text splits (FOLDER:SPLIT, or name it .tsv)."""
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty is empty: no images, no split files"):
+        load_dataset(tmp_path / "empty")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.md").write_text("nothing here")
+    with pytest.raises(DataError, match="holds readme.md: no images"):
+        load_dataset(tmp_path / "notes")
+    with pytest.raises(DataError, match="is one image; image data is a folder of them"):
+        load_dataset(photo("chelsea.png"))
+    folder = _folder(tmp_path / "pets", {"cat": ["chelsea.png"], "dog": ["astronaut.png"]})
+    with pytest.raises(DataError, match="its SPLIT is a sub-folder"):
+        load_dataset(f"{folder}:train")
+
+
 def test_the_runtime_decodes_and_predicts_without_torch(tmp_path):
     """A runtime process that runs an image artifact never imports torch or transformers."""
     from edgekiln.compiler import Recipe, compile

@@ -10,7 +10,7 @@ import numpy as np
 
 from .conll import read_conll
 from .hf_disk import is_saved_dataset, read_saved_dataset
-from .images import read_image_data
+from .images import IMAGE_SUFFIXES, holds_images, read_image_data
 from .sniff import sniff_format
 from .tabular import read_delimited, read_jsonl
 from .types import DataError, DataFormat, Dataset, DataTask, ImageExample, TextExample, TokenExample
@@ -97,6 +97,13 @@ def parse_spec(spec: str) -> tuple[Path, str | None]:
 
 def _split_file(folder: Path, split: str | None) -> Path:
     if split is None:
+        present = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+        if not any(p.suffix in _READERS for p in folder.iterdir()):  # no split files either: say what data is
+            holds = f"holds {', '.join(present[:5])}{', ...' if len(present) > 5 else ''}" if present else "is empty"
+            raise DataError(
+                f"{folder} {holds}: no images, no split files (SPLIT.tsv/.jsonl/.conll), no saved `datasets` dataset",
+                hint="images: FOLDER/CLASS/IMAGE.jpg or the images directly in it; text: FOLDER:SPLIT",
+            )
         raise DataError(f"{folder} is a folder; choose a split file as {folder}:SPLIT (e.g. {folder}:train)")
     names = _SPLIT_ALIASES.get(split, (split,))
     candidates = [folder / f"{name}{suffix}" for name in names for suffix in _READERS]
@@ -104,7 +111,10 @@ def _split_file(folder: Path, split: str | None) -> Path:
     found = [path for path in candidates if path.is_file()]
     if not found:
         present = sorted(p.name for p in folder.iterdir() if p.suffix in _READERS)
-        raise DataError(f"{folder} has no {split} file (found: {', '.join(present) or 'none'})")
+        images = (
+            " (an image folder: its SPLIT is a sub-folder, FOLDER/SPLIT/CLASS/IMAGE)" if holds_images(folder) else ""
+        )
+        raise DataError(f"{folder} has no {split} file (found: {', '.join(present) or 'none'}){images}")
     return found[0]
 
 
@@ -114,6 +124,11 @@ def _read_file(
     try:
         if path.stat().st_size == 0:
             raise DataError(f"{path} is empty")
+        if chosen is None and path.suffix.lower() in IMAGE_SUFFIXES:
+            raise DataError(
+                f"{path} is one image; image data is a folder of them",
+                hint="FOLDER/CLASS/IMAGE.jpg (labelled), the images directly in a folder, or a CSV/TSV with a path column",
+            )
         kind = chosen or _READERS.get(path.suffix.lower()) or sniff_format(path)
         if kind is None:
             raise DataError(

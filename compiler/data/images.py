@@ -25,7 +25,7 @@ def read_image_data(path: Path, split: str | None, chosen: DataFormat | None) ->
         folder = path / split if split is not None else path
         if split is not None and not folder.is_dir():
             return None
-        if chosen is DataFormat.IMAGE_FOLDER or _holds_images(folder):
+        if chosen is DataFormat.IMAGE_FOLDER or holds_images(folder):
             return read_image_folder(folder)
         return None
     if split is None and chosen is not DataFormat.IMAGE_FOLDER and path.suffix.lower() in (".csv", ".tsv", ".tab"):
@@ -84,7 +84,7 @@ def read_image_table(path: Path) -> Dataset | None:
     return Dataset(DataTask.IMAGE_CLASSIFICATION, tuple(examples), str(path))
 
 
-def _holds_images(folder: Path) -> bool:
+def holds_images(folder: Path) -> bool:
     if any(_images(folder)):
         return True
     return any(any(_images(child)) for child in folder.iterdir() if child.is_dir() and not child.name.startswith("."))
