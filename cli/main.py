@@ -8,7 +8,10 @@ import it lazily, so `run`, `bench`, `inspect` and `targets` work on a runtime-o
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -54,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     try:
-        code = args.handler(args) or 0
+        with _terminate_like_interrupt():
+            code = args.handler(args) or 0
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return code
     except EdgekilnError as exc:
@@ -74,11 +78,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except BrokenPipeError:
         return quiet_broken_pipe()
+    except Terminated:
+        print("edgekiln: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("edgekiln: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug, not a user error: one line, the traceback in a log
         return report_crash(args.command, exc, argv, debug=args.debug)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a supervisor's stop, `timeout`, `kill`), raised as Ctrl-C is, so the same cleanup runs:
+    a compile removes its staging folder and lock instead of leaving them behind."""
+
+
+@contextlib.contextmanager
+def _terminate_like_interrupt():
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _quiet_libraries() -> None:

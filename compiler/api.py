@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -89,6 +90,8 @@ def _build(job: _Job, model: Any, example_inputs: Any, backend_passes: list[Pass
     """Prune (if asked), resolve the source, run the pass chain and write the artifact, in a build folder
     beside the output that is removed whatever happens."""
     recipe, out_dir = job.recipe, job.out_dir
+    for stale in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.build-*"):  # a killed build's (we hold the lock)
+        shutil.rmtree(stale, ignore_errors=True)
     build_dir = out_dir.parent / f".{out_dir.name}.build-{uuid.uuid4().hex[:8]}"
     build_dir.mkdir(parents=True)
     try:

@@ -29,3 +29,35 @@ def test_a_folder_that_appears_during_the_compile_is_kept(bert_folders, tmp_path
     assert (target / "thesis.tex").read_text() == "years of work"
     kept = info.value.message.rsplit("new result is at ", 1)[1].split(";")[0]
     assert (tmp_path / kept.rsplit("/", 1)[1] / "manifest.json").is_file()
+
+
+def test_a_killed_builds_staging_folder_is_removed_by_the_next_compile(bert_folders, tmp_path):
+    """A build killed outright (SIGKILL, power) leaves `.OUT.build-*` beside the output; the next compile
+    to that output holds the lock, so any such folder is stale: it goes. Other outputs' stay."""
+    stale, other = tmp_path / ".out.build-deadbeef", tmp_path / ".other.build-deadbeef"
+    for folder in (stale, other):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"half")
+    compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "out")
+    assert not stale.exists() and other.exists()
+
+
+def test_sigterm_cleans_up_as_ctrl_c_does(bert_folders, tmp_path):
+    """`timeout`, a supervisor or `kill` stop a compile with SIGTERM: no staging folder or lock stays."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "edgekiln.cli.main", "compile", str(bert_folders["sequence"])]
+    command += ["-o", str(tmp_path / "out"), "--target", "x86-64-avx2", "--no-cache"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as process:
+        for line in process.stdout:
+            if "…" in line:  # a pass has started: the staging folder exists
+                process.send_signal(signal.SIGTERM)
+                break
+        output = process.stdout.read()
+        assert process.wait(60) == 143, output
+    assert "edgekiln: terminated" in output
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
