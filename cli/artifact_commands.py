@@ -81,6 +81,8 @@ def register(commands) -> None:
 
 def cmd_run(args) -> int:
     texts = _stdin_lines() if args.texts == ["-"] else iter(args.texts)
+    if args.texts == ["-"] and read_manifest(args.artifact).image is not None:  # a blank line names no image
+        texts = (line for line in texts if line.strip())
     batches = _batches(texts, args.batch_size)
     first = next(batches, None)
     if first is None:

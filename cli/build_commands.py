@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from edgekiln.runtime.manifest import Task
+
 from .parsing import fraction_list, int_list, key_value, name_list, positive_int
 
 
@@ -47,7 +49,8 @@ def register(commands) -> None:
         help="KEY=VALUE for the backend's own options (repeatable; VALUE is read as JSON if it can be)",
     )
     build.add_argument(
-        "--task", help="override the detected task: text-classification, token-classification, sentence-embedding"
+        "--task",
+        help="override the detected task: " + ", ".join(task.value for task in Task),
     )
     build.add_argument(
         "--input-shape",

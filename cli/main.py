@@ -12,6 +12,7 @@ import contextlib
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     try:
-        with _terminate_like_interrupt():
+        with _terminate_like_interrupt(), _one_line_warnings():
             code = args.handler(args) or 0
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return code
@@ -107,6 +108,21 @@ def _terminate_like_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Warnings as `edgekiln: warning: ...`, without Python's file and source line."""
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"edgekiln: warning: {one_line(str(message))}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
 
 
 def _quiet_libraries() -> None:

@@ -26,9 +26,14 @@ def read_manifest(folder: Path, *, trusted_keys: TrustedKeys | None = None) -> M
     """Parse `manifest.json` of an artifact folder, refusing unknown or newer schemas and edits
     (its artifact_id must match its fields); with `trusted_keys`, it must be signed by one of them."""
     folder = Path(folder)
+    if folder.is_file():
+        raise ArtifactError(
+            f"{folder} is a file, not an artifact folder",
+            hint=f"compile a model into one first (edgekiln compile {folder} -o OUT), then pass OUT",
+        )
     if not folder.is_dir():
         raise ArtifactError(
-            f"artifact folder {folder} does not exist or is not a folder",
+            f"artifact folder {folder} does not exist",
             hint="pass the folder `edgekiln compile -o` wrote",
         )
     path = folder / MANIFEST_FILE

@@ -52,7 +52,9 @@ def _check_array(name: str, value, spec: TensorSpec) -> np.ndarray:
     if array.dtype.kind not in _NUMBERS:
         raise InputError(
             f"input {name} has dtype {array.dtype}; it takes numbers ({spec.dtype})",
-            hint="convert strings to numbers yourself, or use predict(texts) for text",
+            hint="pass real numbers of that dtype"
+            if array.dtype.kind == "c"
+            else "convert strings to numbers yourself, or use predict(texts) for text",
         )
     if array.ndim != len(spec.shape):
         raise InputError(

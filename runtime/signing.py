@@ -183,7 +183,7 @@ def public_key_bytes(key: str | os.PathLike | bytes) -> bytes:
         try:
             data = Path(key).read_bytes()
         except (OSError, TypeError) as exc:
-            raise InputError(f"cannot read trusted key {key!r} ({getattr(exc, 'strerror', None) or exc})") from None
+            raise InputError(f"cannot read trusted key {where} ({getattr(exc, 'strerror', None) or exc})") from None
     try:
         public = serialization.load_pem_public_key(data)
     except (ValueError, TypeError):

@@ -156,7 +156,9 @@ def test_output_under_a_file(capsys, artifact, bert_folders, data):
     )
     _one_error(code, err, 2, "cannot write")
     code, _, err = _cli(capsys, "run", str(under), "good")
-    _one_error(code, err, 2, "does not exist or is not a folder")
+    _one_error(code, err, 2, "does not exist")
+    code, _, err = _cli(capsys, "run", str(data["a-file"]), "good")  # e.g. the .onnx file itself
+    _one_error(code, err, 2, "a-file is a file, not an artifact folder", "edgekiln compile")
 
 
 @pytest.mark.parametrize(

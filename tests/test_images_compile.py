@@ -264,3 +264,13 @@ def test_serve_predict_takes_base64_images_and_never_reads_a_path(vit_artifact, 
         assert status == 400 and "\n" not in body["error"]
         status, body = post({"images": [encoded[0], 7]})
         assert status == 400 and "images[1]" in body["error"]
+
+
+def test_pooling_is_refused_where_it_would_be_ignored(folders, tmp_path):
+    from edgekiln.compiler.errors import CompileError
+
+    with pytest.raises(
+        CompileError, match="--pooling applies to sentence-embedding models; vit is image-classification"
+    ):
+        compile(folders["vit"], "host", tmp_path / "art", Recipe.from_flags(pooling="mean"))
+    assert not (tmp_path / "art").exists()

@@ -29,6 +29,11 @@ _ST_POOLING = {
 def load_hf_folder(folder: Path, *, task: Task | None, pooling: Pooling | None, work_dir: Path) -> ModelSource:
     config = _read_json(folder / "config.json", folder)
     task = task or detect_task(config, folder)
+    if pooling is not None and task is not Task.SENTENCE_EMBEDDING:
+        raise CompileError(
+            f"--pooling applies to sentence-embedding models; {folder.name} is {task.value}",
+            hint="drop --pooling, or pass --task sentence-embedding for its pooled encoder output",
+        )
     if not compiler_task(task).text_input:
         from .hf_image import load_hf_image_folder
 

@@ -80,8 +80,8 @@ def _providers(manifest: Manifest, device: Device, available: list[str]) -> list
         return [_CPU]
     if _CUDA not in available:
         raise BackendUnavailableError(
-            f"artifact targets {manifest.target.name} (CUDA) but onnxruntime here has no CUDA provider "
-            f"(available: {', '.join(available)})",
+            f"{'device cuda was asked for' if device is Device.CUDA else f'artifact targets {manifest.target.name} (CUDA)'}"
+            f" but onnxruntime here has no CUDA provider (available: {', '.join(available)})",
             hint="install onnxruntime-gpu on a machine with an NVIDIA GPU, or load with device='cpu'",
         )
     return [_CUDA, _CPU]
