@@ -46,10 +46,10 @@ def check_output_folder(out_dir: Path, force: bool) -> None:
     check_parent(out_dir)
     if not out_dir.exists() and not out_dir.is_symlink():
         return
+    if not out_dir.is_dir():  # --force never replaces a file
+        raise CompileError(f"output path {out_dir} is a file, not a folder", hint="choose another -o folder")
     if not force:
         raise CompileError(f"output folder {out_dir} already exists", hint="pass --force to replace it")
-    if not out_dir.is_dir():
-        raise CompileError(f"output path {out_dir} is a file, not a folder", hint="choose another -o folder")
     reason = replacement_problem(out_dir)
     if reason is not None:
         raise CompileError(

@@ -73,8 +73,9 @@ def test_check_output_folder_refusals(built, tmp_path):
     with pytest.raises(CompileError, match="already exists.*--force"):
         check_output_folder(built["artifact"], force=False)
     check_output_folder(built["artifact"], force=True)
-    with pytest.raises(CompileError, match="is a file, not a folder"):
-        check_output_folder(tmp_path / "a", force=True)
+    for force in (True, False):  # without --force it said "already exists (pass --force)", which cannot help
+        with pytest.raises(CompileError, match="is a file, not a folder"):
+            check_output_folder(tmp_path / "a", force=force)
 
 
 def test_without_replace_a_folder_that_appeared_is_kept_and_so_is_the_result(tmp_path):
