@@ -130,6 +130,32 @@ def test_openvino_budget_on_a_transformer_uses_nncf_accuracy_control(classifier,
     assert report["accuracy_drop"] <= 100 and report["attempts"][0]["steps"] == []
 
 
+def test_eval_data_labelled_otherwise_fails_before_any_calibration(classifier, monkeypatch, tmp_path):
+    """Labels the model does not have were found only when the first candidate was scored, after the
+    calibration and quantization had run (minutes on a real model)."""
+    from edgekiln.compiler.passes import quantize as quantize_pass
+
+    def never(*args, **kwargs):
+        raise AssertionError("quantized before the eval labels were checked")
+
+    monkeypatch.setattr(quantize_pass, "quantize_model", never)
+    other = tmp_path / "other.tsv"
+    other.write_text("sentence\tlabel\ngood film\tyes\nbad film\tno\n")
+    with pytest.raises(CompileError, match=r"labels \['no', 'yes'\] in .* are not among"):
+        compile(
+            classifier["model"],
+            "x86-64-avx2",
+            tmp_path / "out",
+            recipe=Recipe.from_flags(
+                quantize="static",
+                calibration=str(classifier["train"]),
+                eval_data=str(other),
+                accuracy_budget=1.0,
+                cache=False,
+            ),
+        )
+
+
 def test_budget_that_cannot_be_met_writes_no_artifact(classifier, monkeypatch, tmp_path):
     _fake_scores(monkeypatch, lambda excluded: 5.0)
     with pytest.raises(CompileError, match="no int8 model stays within the accuracy budget of 0.5 points"):

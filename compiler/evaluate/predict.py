@@ -14,18 +14,24 @@ Progress = Callable[[int], None]
 
 def label_mapping(dataset: Dataset, predictor: Predictor) -> dict[str, str]:
     """Dataset label -> model label. Equal names match; so does "i" with a default "LABEL_i"."""
-    model = set(predictor.labels)
+    return map_labels(dataset, predictor.labels, predictor.name)
+
+
+def map_labels(dataset: Dataset, labels: tuple[str, ...], model: str) -> dict[str, str]:
+    """`label_mapping` for a model's `labels` (named `model` in the error): also checked before a build's
+    quantization runs, so data labelled otherwise fails before the calibration, not after it."""
+    known = set(labels)
     mapping = {}
     for label in dataset.labels:
-        if label in model:
+        if label in known:
             mapping[label] = label
-        elif f"LABEL_{label}" in model:
+        elif f"LABEL_{label}" in known:
             mapping[label] = f"LABEL_{label}"
     missing = [label for label in dataset.labels if label not in mapping]
     if missing:
         raise DataError(
-            f"labels {_some(missing)} in {dataset.source} are not among {predictor.name}'s "
-            f"{len(predictor.labels)} labels {_some(list(predictor.labels))}",
+            f"labels {_some(missing)} in {dataset.source} are not among {model}'s "
+            f"{len(labels)} labels {_some(list(labels))}",
             hint="evaluate with data labelled like the model's training data",
         )
     return mapping

@@ -40,8 +40,7 @@ def quantization_inputs(
             if isinstance(eval_data, Dataset)
             else load_dataset(str(eval_data), task=DataTask(source.task.value))
         )
-        if not source.labels:
-            raise DataError(f"{source.description} has no label names to compare {evaluation.source} with")
+        _check_labels(source, evaluation)
     return BuildState(source=source, calibration=calibration_set, evaluation=evaluation)
 
 
@@ -60,9 +59,18 @@ def _image_inputs(
             if isinstance(eval_data, Dataset)
             else load_dataset(str(eval_data), task=DataTask.IMAGE_CLASSIFICATION)
         )
-        if not source.labels:
-            raise DataError(f"{source.description} has no label names to compare {evaluation.source} with")
+        _check_labels(source, evaluation)
     return BuildState(source=source, calibration=calibration_set, evaluation=evaluation)
+
+
+def _check_labels(source: ModelSource, evaluation: Dataset) -> None:
+    """The eval data's labels are the model's, before any calibration runs."""
+    if not source.labels:
+        raise DataError(f"{source.description} has no label names to compare {evaluation.source} with")
+    if evaluation.task in (DataTask.TEXT_CLASSIFICATION, DataTask.IMAGE_CLASSIFICATION):
+        from ..evaluate.predict import map_labels
+
+        map_labels(evaluation, source.labels, source.description)
 
 
 def tensor_inputs(source: ModelSource, calibration, samples: int, eval_data) -> BuildState:
