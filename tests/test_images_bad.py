@@ -80,6 +80,13 @@ def test_16_bit_greyscale_is_scaled_to_8_bits():
     assert (out[..., 0] == out[..., 2]).all()
 
 
+def test_32_bit_integer_pixels_past_16_bits_are_refused():
+    """Pillow's mode "I" holds 32-bit integers; values past 16 bits were clipped to white without a word."""
+    wide = Image.fromarray(np.full((16, 16), 70000, dtype=np.int32), mode="I")
+    with pytest.raises(InputError, match=r"integer pixels 70000\.\.70000, outside 16 bits"):
+        load_rgb(wide)
+
+
 def test_animated_gif_gives_its_first_frame():
     frames = [Image.new("RGB", (16, 16), colour) for colour in ((255, 0, 0), (0, 0, 255))]
     data = _encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)

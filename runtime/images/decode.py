@@ -152,7 +152,12 @@ def _to_rgb(image: Any, name: str) -> Any:
     if mode == "RGB":
         return image
     if mode in _SIXTEEN_BIT:
-        values = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
+        values = np.asarray(image).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):  # mode "I" is 32-bit: not a 16-bit image
+            raise InputError(
+                f"{name} holds integer pixels {values.min()}..{values.max()}, outside 16 bits (0..65535)",
+                hint="scale it to 8 or 16 bits",
+            )
         grey = ((values * 255 + 32767) // 65535).astype(np.uint8)
         return Image.fromarray(grey).convert("RGB")
     if mode == "F":
