@@ -15,7 +15,7 @@ import numpy as np
 from edgekiln.runtime import load
 from edgekiln.runtime.artifact import read_manifest
 from edgekiln.runtime.backends import backend_names, backend_spec
-from edgekiln.runtime.bench import BenchConfig, benchmark, format_table
+from edgekiln.runtime.bench import BenchConfig, benchmark, check_requested, format_table
 from edgekiln.runtime.errors import InputError
 from edgekiln.runtime.manifest import REPORTS_DIR
 from edgekiln.runtime.reports import write_report
@@ -153,6 +153,7 @@ def cmd_bench(args) -> int:
         )
     if args.profile:
         return _profile(args)
+    check_requested(read_manifest(args.artifact).inputs, args.batch, args.seq)
     config = BenchConfig(
         batches=args.batch,
         sequences=args.seq or DEFAULT_SEQUENCES,
@@ -170,10 +171,11 @@ def cmd_bench(args) -> int:
 
 
 def _profile(args) -> int:
-    from edgekiln.runtime.bench import feeds_for, has_sequence_axis
+    from edgekiln.runtime.bench import check_requested, feeds_for, has_sequence_axis
     from edgekiln.runtime.profile import format_profile, profile_ops, summarize
 
     session = load(args.artifact, threads=args.threads, trusted_keys=args.trusted_key)
+    check_requested(session.manifest.inputs, args.batch[:1], args.seq[:1] if args.seq else None)
     batch = args.batch[0]
     sequence = (args.seq or DEFAULT_SEQUENCES)[0] if has_sequence_axis(session) else None
     feeds = feeds_for(session, batch, sequence or 1, np.random.default_rng(0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Mapping
@@ -90,8 +91,10 @@ def _build(job: _Job, model: Any, example_inputs: Any, backend_passes: list[Pass
     """Prune (if asked), resolve the source, run the pass chain and write the artifact, in a build folder
     beside the output that is removed whatever happens."""
     recipe, out_dir = job.recipe, job.out_dir
+    ours = re.compile(rf"\.{re.escape(out_dir.name)}\.build-[0-9a-f]{{8}}")  # exactly the name given below
     for stale in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.build-*"):  # a killed build's (we hold the lock)
-        shutil.rmtree(stale, ignore_errors=True)
+        if ours.fullmatch(stale.name) and stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
     build_dir = out_dir.parent / f".{out_dir.name}.build-{uuid.uuid4().hex[:8]}"
     build_dir.mkdir(parents=True)
     try:

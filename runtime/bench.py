@@ -11,14 +11,14 @@ import os
 import platform
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .errors import InputError
-from .manifest import Task
+from .manifest import Task, TensorSpec
 from .progress import Progress
 from .session import Session
 from .synthetic import make_tensor_feeds, make_text_feeds, range_of
@@ -48,8 +48,7 @@ class BenchConfig:
 def feeds_for(session: Session, batch: int, sequence: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Full-length synthetic inputs shaped for this artifact."""
     if session.manifest.tokenizer is None or session.task is Task.RAW:  # raw and image tensors
-        _check_ranges(session.manifest.inputs, batch, sequence)
-        return make_tensor_feeds(session.manifest.inputs, batch, sequence, rng)
+        return make_tensor_feeds(session.manifest.inputs, batch, sequence, rng)  # a range's sizes: brought into it
     if sequence > session.encoder.max_length:
         raise InputError(f"sequence length {sequence} exceeds the artifact's maximum {session.encoder.max_length}")
     spec = session.manifest.tokenizer
@@ -65,20 +64,34 @@ def feeds_for(session: Session, batch: int, sequence: int, rng: np.random.Genera
     )
 
 
-def _check_ranges(inputs, batch: int, sequence: int) -> None:
-    """A batch or size outside the range an axis was compiled for is refused (it was clamped into it,
-    and the report named a batch it had not run)."""
+def check_requested(inputs: Sequence[TensorSpec], batches: Sequence[int], sequences: Sequence[int] | None) -> None:
+    """Sizes a user asked for (`bench --batch/--seq`) that an input's declared range does not take are
+    refused; sizes not asked for are brought into the range (and the report names the sizes run)."""
     for spec in inputs:
         for axis, dimension in enumerate(spec.shape):
             bounds = range_of(dimension) if isinstance(dimension, str) else None
-            wanted = batch if axis == 0 else sequence
-            if bounds and not bounds[0] <= wanted <= bounds[1]:
-                flag = "--batch" if axis == 0 else "--seq"
-                raise InputError(
-                    f"{flag} {wanted} is outside the range input {spec.name} was compiled for on axis {axis} "
-                    f"({dimension})",
-                    hint=f"pass {flag} within {bounds[0]}..{bounds[1]}",
-                )
+            asked = batches if axis == 0 else sequences or ()
+            for wanted in asked if bounds else ():
+                low, high, multiple = bounds
+                if not low <= wanted <= high or wanted % multiple:
+                    flag = "--batch" if axis == 0 else "--seq"
+                    step = f", a multiple of {multiple}" if multiple > 1 else ""
+                    raise InputError(
+                        f"{flag} {wanted} is not a size input {spec.name} was compiled for on axis {axis} ({dimension})",
+                        hint=f"pass {flag} within {low}..{high}{step}",
+                    )
+
+
+def _ran(session: Session, feeds: dict[str, np.ndarray], batch: int, sequence: int | None) -> tuple:
+    """The (batch, sequence) the feeds have: a raw input's declared range may have brought them into it."""
+    if session.manifest.tokenizer is not None and session.task is not Task.RAW:
+        return batch, sequence
+    specs = session.manifest.inputs
+    batch = next((int(feeds[s.name].shape[0]) for s in specs if s.shape and isinstance(s.shape[0], str)), batch)
+    if sequence is not None:
+        sizes = (feeds[s.name].shape[a] for s in specs for a, d in enumerate(s.shape) if a and isinstance(d, str))
+        sequence = int(next(sizes, sequence))
+    return batch, sequence
 
 
 def has_sequence_axis(session: Session) -> bool:
@@ -105,8 +118,11 @@ def benchmark(
     """
     rng = np.random.default_rng(config.seed)
     sequences = config.sequences if has_sequence_axis(session) else (None,)  # images, fixed shapes: one size
-    grid = [(b, s) for b in config.batches for s in sequences]
-    inputs = {point: feeds_for(session, point[0], point[1] or 1, rng) for point in grid}
+    inputs: dict[tuple, dict[str, np.ndarray]] = {}
+    for batch, sequence in ((b, s) for b in config.batches for s in sequences):
+        feeds = feeds_for(session, batch, sequence or 1, rng)
+        inputs.setdefault(_ran(session, feeds, batch, sequence), feeds)
+    grid = list(inputs)
     progress = Progress(len(grid) * (2 if against else 1), "bench", enabled=show_progress)
     points = []
     for batch, sequence in grid:

@@ -72,7 +72,11 @@ def _check_array(name: str, value, spec: TensorSpec) -> np.ndarray:
         _check_integral(name, array, target)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, not warned about
         converted = np.asarray(array, dtype=target, order="C")  # ascontiguousarray would make a scalar 1-d
-    if target.kind == "f" and array.dtype.kind in "fiu" and array.dtype.itemsize > target.itemsize:
+    if (
+        target.kind == "f"
+        and array.dtype.kind in "fiu"
+        and (array.dtype.itemsize > target.itemsize or target.itemsize < 4)
+    ):
         _check_no_overflow(name, array, converted)
     return converted
 

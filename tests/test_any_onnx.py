@@ -456,7 +456,7 @@ def test_a_scalar_input_compiles_and_runs_on_every_backend(tmp_path, backend):
 def test_sizes_outside_a_declared_range_are_refused_by_run_and_bench(tmp_path):
     """ONNX Runtime ran them without a word and OpenVINO failed in several lines; bench clamped the batch
     into the range and reported the batch it was asked for."""
-    from edgekiln.runtime.bench import feeds_for, has_sequence_axis
+    from edgekiln.runtime.bench import check_requested, feeds_for, has_sequence_axis
     from edgekiln.runtime.errors import InputError
 
     model = unet(tmp_path / "unet.onnx")
@@ -468,8 +468,18 @@ def test_sizes_outside_a_declared_range_are_refused_by_run_and_bench(tmp_path):
             session.run({"x": np.zeros(shape, np.float32)})
     with pytest.raises(InputError, match="beyond its range"):  # float64 past float32: refused, not made infinite
         session.run({"x": np.full((1, 3, 32, 32), 1e300)})
-    with pytest.raises(InputError, match="--batch 8 is outside"):
-        feeds_for(session, 8, 32, np.random.default_rng(0))
+    for batches, sequences, needle in (([8], None, "--batch 8 is not a size"), ([1], [50], "a multiple of 32")):
+        with pytest.raises(InputError, match=needle):
+            check_requested(session.manifest.inputs, batches, sequences)
+    check_requested(session.manifest.inputs, [2], [64])
+    feeds = feeds_for(session, 1, 1, np.random.default_rng(0))  # warm-up's size, not asked for: into the range
+    assert feeds["x"].shape == (1, 3, 32, 32)
+    from edgekiln.runtime.bench import BenchConfig, benchmark
+    from edgekiln.runtime.warmup import warm_up
+
+    warm_up(session)  # a served model's warm-up (it failed once sizes were checked where they were not asked for)
+    report = benchmark(session, BenchConfig(batches=(8,), sequences=(128,), warmup=0, runs=1), load_seconds=0.0)
+    assert [(p["batch"], p["seq"]) for p in report["points"]] == [(2, 96)]  # the sizes run, not those asked for
     fixed = load(_compile(model, tmp_path / "fixed", "onnxruntime", "x:1x3x32x64").path)
     assert not has_sequence_axis(fixed)  # bench reports no sequence size for it
 

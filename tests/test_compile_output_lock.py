@@ -34,12 +34,13 @@ def test_a_folder_that_appears_during_the_compile_is_kept(bert_folders, tmp_path
 def test_a_killed_builds_staging_folder_is_removed_by_the_next_compile(bert_folders, tmp_path):
     """A build killed outright (SIGKILL, power) leaves `.OUT.build-*` beside the output; the next compile
     to that output holds the lock, so any such folder is stale: it goes. Other outputs' stay."""
-    stale, other = tmp_path / ".out.build-deadbeef", tmp_path / ".other.build-deadbeef"
-    for folder in (stale, other):
+    stale = tmp_path / ".out.build-deadbeef"
+    kept = [tmp_path / name for name in (".other.build-deadbeef", ".out.build-x.build-deadbeef", ".out.build-notes")]
+    for folder in (stale, *kept):  # another output's; a build to `-o out.build-x`; a user's folder
         folder.mkdir()
         (folder / "model.onnx").write_bytes(b"half")
     compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "out")
-    assert not stale.exists() and other.exists()
+    assert not stale.exists() and all(folder.exists() for folder in kept)
 
 
 def test_sigterm_cleans_up_as_ctrl_c_does(bert_folders, tmp_path):

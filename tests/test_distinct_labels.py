@@ -4,6 +4,7 @@ let one class's score hide another's: classifiers key their scores by label."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,6 +29,7 @@ def test_distinct_labels_keep_order_and_names(names):
     assert all(new == old or new.startswith(f"{old} (") for new, old in zip(out, names))
     if len(set(names)) == len(names):
         assert out == tuple(names)
+    assert len(set(out)) == len(out)  # ("a", "a", "a (1)") once gave "a (1)" twice
 
 
 def test_top_k_keeps_every_class_when_names_repeat():
@@ -48,3 +50,14 @@ def test_a_classifier_source_gets_distinct_labels_and_a_tagger_keeps_its_own():
     assert _source(Task.TEXT_CLASSIFICATION, LABELS).labels == ("cat (0)", "cat (1)", "coin")
     assert _source(Task.TOKEN_CLASSIFICATION, ("O", "O", "B-PER")).labels == ("O", "O", "B-PER")
     assert _source(Task.IMAGE_CLASSIFICATION, None).labels is None
+
+
+def test_data_labelled_with_a_shared_name_is_told_which_classes_it_could_mean():
+    from edgekiln.compiler.data import DataError, Dataset, DataTask
+    from edgekiln.compiler.data.types import ImageExample
+    from edgekiln.compiler.evaluate.predict import map_labels
+
+    data = Dataset(DataTask.IMAGE_CLASSIFICATION, (ImageExample("a.png", "cat"), ImageExample("b.png", "coin")), "d")
+    with pytest.raises(DataError, match=r"label 'cat' in d names 2 of m's classes: \['cat \(0\)', 'cat \(1\)'\]"):
+        map_labels(data, distinct_labels(LABELS), "m")
+    assert map_labels(data, ("cat", "coin"), "m") == {"cat": "cat", "coin": "coin"}

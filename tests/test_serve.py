@@ -442,7 +442,15 @@ def test_a_raw_image_model_takes_non_square_inputs_and_json_stays_json(tmp_path)
     shapes = "x:[1..4]x3x[32..96:32]x[32..96:32]"
     artifact = _compile(unet(tmp_path / "unet.onnx"), tmp_path / "art", "onnxruntime", shapes).path
     session = load(artifact)
-    with serving(Server([ServedModel("unet", session)], ServeConfig(max_wait_ms=5))) as running:
+    served = ServedModel("unet", session)
+    assert served.max_rows == 4  # the batch range bounds a merged call
+    rng = np.random.default_rng(1)
+    for shape in ((1, 3, 64, 32), (1, 3, 32, 96)):  # H > W and H < W: stacked as they are, not padded to one length
+        requests = [{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(2)]
+        assert served.infer_key(requests[0]) == served.infer_key(requests[1])
+        for got, alone in zip(served.run_infer(requests), requests):
+            np.testing.assert_allclose(got["y"], session.run(alone)["y"], **TOL)
+    with serving(Server([served], ServeConfig(max_wait_ms=5))) as running:
         client = httpclient.InferenceServerClient(running.url)
         x = np.random.default_rng(0).standard_normal((2, 3, 32, 64)).astype(np.float32)
         given = httpclient.InferInput("x", list(x.shape), "FP32")

@@ -28,6 +28,13 @@ def map_labels(dataset: Dataset, labels: tuple[str, ...], model: str) -> dict[st
         elif f"LABEL_{label}" in known:
             mapping[label] = f"LABEL_{label}"
     missing = [label for label in dataset.labels if label not in mapping]
+    for label in missing:  # a name several classes share reads "crane (134)", "crane (517)" in the model
+        shared = [name for name in labels if name.startswith(f"{label} (") and name.endswith(")")]
+        if len(shared) > 1:
+            raise DataError(
+                f"label {label!r} in {dataset.source} names {len(shared)} of {model}'s classes: {_some(shared)}",
+                hint="label the data with one of those names",
+            )
     if missing:
         raise DataError(
             f"labels {_some(missing)} in {dataset.source} are not among {model}'s "

@@ -62,7 +62,7 @@ class QuantizeOpenVinoConfig(PassConfig):
     threads: int = Field(default=1, ge=1)
     # the target's int8 dot products do not saturate (VNNI, AMX, ARM): all weights keep the full 8-bit range
     full_range_weights: bool = False
-    # a CNN without an accuracy budget: ONNX Runtime's QDQ graph, GPTQ codes and corrected biases, as IR
+    # a CNN (with or without a budget): ONNX Runtime's QDQ graph, GPTQ codes and corrected biases, as IR
     weight_rounding: bool = True
     activation_type: IntType = IntType.UINT8  # of that QDQ graph: the ISA's (types_for_profile)
     calibration_method: CalibrationMethod = CalibrationMethod.MINMAX  # of that QDQ graph (NNCF: its own)

@@ -53,7 +53,7 @@ class Server:
         for model in models:
             worker = ModelWorker(
                 model.name,
-                max_batch=config.max_batch,
+                max_batch=min(config.max_batch, model.max_rows or config.max_batch),
                 max_wait_ms=config.max_wait_ms,
                 max_queue=config.max_queue,
                 on_batch=self.metrics.batch_observer(model.name),
@@ -183,9 +183,14 @@ def _routes(server: Server) -> list[Route]:
             else:
                 items = _texts(payload, server.config.max_text_chars)
             answers = await server.run(model, model.run_predict, items, len(items), "predict")
-            return JSONResponse(
-                {"model_name": model.name, "task": model.session.task.value, "predictions": _answers_json(answers)}
-            )
+            try:
+                return JSONResponse(
+                    {"model_name": model.name, "task": model.session.task.value, "predictions": _answers_json(answers)}
+                )
+            except ValueError:  # starlette refuses NaN and infinity, as JSON has no such numbers
+                raise ServeError(
+                    422, "the model's answers hold NaN or infinite values, which JSON cannot carry"
+                ) from None
 
         return await server.measured(request, "predict", handle)
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..manifest import TensorSpec
+from ..synthetic import range_of
 from .errors import ServeError
 from .tensors import DATATYPES, datatype_of
 
@@ -53,6 +54,10 @@ class _Axes:
     sequence: dict[int, str]
 
 
+def _ranged(size) -> bool:
+    return isinstance(size, str) and range_of(size) is not None
+
+
 def _axes(spec: TensorSpec) -> _Axes:
     dynamic = {axis: size for axis, size in enumerate(spec.shape) if isinstance(size, str)}
     batch = 0 in dynamic
@@ -85,6 +90,9 @@ class ServedModel:
         self.max_length = tokenizer.max_length if tokenizer else None
         self.id_limit = _id_limit(session) if self._ids else None
         self.batchable = all(axes.batch for axes in self._in_axes.values())
+        # a declared batch range (N[1..4]) bounds a merged call's rows
+        highs = [range_of(spec.shape[0])[1] for spec in manifest.inputs if spec.shape and _ranged(spec.shape[0])]
+        self.max_rows = min(highs) if highs else None
         self.warm = None  # the WarmUp load_models ran, if any
 
     # -- metadata ---------------------------------------------------------------------------------
@@ -175,7 +183,10 @@ class ServedModel:
         """Run requests merged into one call (padded to the longest sequence); split the outputs back."""
         if len(requests) == 1:
             return [self.session.run(requests[0])]
-        lengths = [self._sequence_length(arrays) for arrays in requests]
+        if not self.pads_sequences:  # merged only with equal shapes (infer_key): rows stack, nothing to pad or cut
+            lengths = [None] * len(requests)
+        else:
+            lengths = [self._sequence_length(arrays) for arrays in requests]
         longest = max((n for n in lengths if n is not None), default=None)
         feeds = {
             name: np.concatenate([self._pad_to(name, arrays[name], longest) for arrays in requests])
@@ -203,6 +214,8 @@ class ServedModel:
         return lengths[0] if lengths else None
 
     def _pad_to(self, name: str, array: np.ndarray, longest: int | None) -> np.ndarray:
+        if longest is None:
+            return array
         widths = [(0, 0)] * array.ndim
         for axis in self._in_axes[name].sequence:
             widths[axis] = (0, longest - array.shape[axis])

@@ -75,7 +75,7 @@ def distinct_labels(labels: tuple[str, ...]) -> tuple[str, ...]:
     """Class names as keys of a classifier's scores: a name given to more than one class (ImageNet-1k's
     Hugging Face id2label has two 'crane's and two 'maillot's) gains its index, "crane (134)", so that
     no class's score hides another's. Compiles do this already; an older artifact gets it here."""
-    counts = collections.Counter(labels)
-    if len(counts) == len(labels):
-        return labels
-    return tuple(f"{label} ({index})" if counts[label] > 1 else label for index, label in enumerate(labels))
+    names = list(labels)
+    while len(counts := collections.Counter(names)) < len(names):  # until no suffix collides with a name either
+        names = [f"{name} ({index})" if counts[name] > 1 else name for index, name in enumerate(names)]
+    return tuple(names)
