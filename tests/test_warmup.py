@@ -51,10 +51,12 @@ def test_raw_tensors_warm_up_only_where_their_sizes_are_known(tmp_path):
 def test_serve_prints_each_model_s_warm_up(capsys, artifacts, monkeypatch):
     uvicorn = pytest.importorskip("uvicorn")
     ran = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.append(options["port"]))
+    # the socket serve bound (port 0: any free one), handed to uvicorn instead of serving forever
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: ran.append(sockets[0].getsockname()[1]))
     code, out, err = run_cli(capsys, "serve", f"clf={artifacts['sequence']}", "--port", "0")
     assert code == 0, err
-    assert ran == [0] and "as model clf" in out and "1 warm-up call(s) (1x32)" in out
+    assert len(ran) == 1 and ran[0] > 0 and f"listening on http://127.0.0.1:{ran[0]}" in out
+    assert "as model clf" in out and "1 warm-up call(s) (1x32)" in out
     code, out, err = run_cli(capsys, "serve", f"clf={artifacts['sequence']}", "--port", "0", "--no-warm-up")
     assert code == 0, err
     assert "warm-up" not in out
