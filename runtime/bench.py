@@ -21,7 +21,7 @@ from .errors import InputError
 from .manifest import Task, TensorSpec
 from .progress import Progress
 from .session import Session
-from .synthetic import make_tensor_feeds, make_text_feeds, range_of
+from .synthetic import make_tensor_feeds, make_text_feeds, outside_range
 
 Runner = Callable[[dict[str, np.ndarray]], Any]
 
@@ -69,16 +69,13 @@ def check_requested(inputs: Sequence[TensorSpec], batches: Sequence[int], sequen
     refused; sizes not asked for are brought into the range (and the report names the sizes run)."""
     for spec in inputs:
         for axis, dimension in enumerate(spec.shape):
-            bounds = range_of(dimension) if isinstance(dimension, str) else None
-            asked = batches if axis == 0 else sequences or ()
-            for wanted in asked if bounds else ():
-                low, high, multiple = bounds
-                if not low <= wanted <= high or wanted % multiple:
+            for wanted in (batches if axis == 0 else sequences or ()) if isinstance(dimension, str) else ():
+                takes = outside_range(dimension, wanted)
+                if takes is not None:
                     flag = "--batch" if axis == 0 else "--seq"
-                    step = f", a multiple of {multiple}" if multiple > 1 else ""
                     raise InputError(
                         f"{flag} {wanted} is not a size input {spec.name} was compiled for on axis {axis} ({dimension})",
-                        hint=f"pass {flag} within {low}..{high}{step}",
+                        hint=f"pass {flag} within {takes}",
                     )
 
 

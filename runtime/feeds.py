@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import InputError
 from .manifest import TensorSpec, TokenizerSpec
-from .synthetic import range_of
+from .synthetic import outside_range
 
 _NUMBERS = "biuf"  # bool, signed and unsigned integers, floats
 _SEQUENCE_AXIS = "sequence"
@@ -83,14 +83,10 @@ def _check_array(name: str, value, spec: TensorSpec) -> np.ndarray:
 
 def _check_range(name: str, axis: int, dimension: str, size: int) -> None:
     """A size on an axis compiled for a declared range (`H[64..160:32]`) lies in it."""
-    bounds = range_of(dimension)
-    if bounds is None:
-        return
-    low, high, multiple = bounds
-    if not low <= size <= high or size % multiple:
-        step = f", a multiple of {multiple}" if multiple > 1 else ""
+    takes = outside_range(dimension, size)
+    if takes is not None:
         raise InputError(
-            f"input {name} has size {size} on axis {axis}; this artifact takes {low}..{high}{step} there ({dimension})",
+            f"input {name} has size {size} on axis {axis}; this artifact takes {takes} there ({dimension})",
             hint="resize or pad the input, or recompile with a wider --input-shape range",
         )
 

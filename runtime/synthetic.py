@@ -72,6 +72,15 @@ def _axis_size(axis: int, size: int | str, batch: int, sequence: int) -> int:
     return sequence
 
 
+def outside_range(axis_name: str, size: int) -> str | None:
+    """For an axis named after a declared range: None when `size` lies in it, else the range in words
+    ("32..96, a multiple of 32"); None too for an axis without a range."""
+    bounds = range_of(axis_name)
+    if bounds is None or (bounds[0] <= size <= bounds[1] and size % bounds[2] == 0):
+        return None
+    return f"{bounds[0]}..{bounds[1]}" + (f", a multiple of {bounds[2]}" if bounds[2] > 1 else "")
+
+
 def range_of(axis_name: str) -> tuple[int, int, int] | None:
     """(min, max, multiple) of an axis the compiler named after a declared range, else None."""
     match = _RANGE_AXIS.search(axis_name)

@@ -1,8 +1,8 @@
 """Post-training int8 quantization with ONNX Runtime, held to an accuracy budget and to speed.
 
 Each candidate mode (dynamic, static) is quantized; if its drop on the eval data exceeds the
-budget, the least accurate layers go back to float until the budget holds (quantization/fallback.py). Candidates are timed against the float model side by side;
-`auto` keeps the fastest one within budget, and the float model when int8 is not faster.
+budget, the least accurate layers go back to float until the budget holds (quantization/fallback.py).
+Candidates are timed against the float model side by side; `auto` keeps the fastest one within budget, and the float model when int8 is not faster.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from ..onnx_external import copy_compact, remove_model
 from ..quantization.bias_correction import correct_biases
 from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode, types_for_profile
 from ..quantization.conv_ops import CNN_OP_TYPES, static_op_types
-from ..quantization.evaluation import Evaluator, Score, latency_ms
-from ..quantization.fallback import ranked_layers, within_budget
+from ..quantization.evaluation import Evaluator, Score, latency_ms, points_lost
+from ..quantization.fallback import ranked_layers, within, within_budget
 from ..quantization.input_channels import pad_input_channels
 from ..quantization.ort_quantize import quantizable_nodes, quantize_model
 from ..quantization.sensitivity import layer_report
@@ -188,7 +188,7 @@ class QuantizeOrt(Pass):
             quantize_model(state.model_path, path, self._config(mode, exclude), state.calibration, out_dir)
             rounded, corrected, padded = self._refine(mode, state, path)
             score = evaluator.score(path) if evaluator else None
-            drop = None if score is None else round((float_score.value - score.value) * 100, 3)
+            drop = points_lost(float_score, score)
             return Attempt(
                 mode,
                 path,
@@ -222,8 +222,7 @@ class QuantizeOrt(Pass):
         return rounded, corrected, padded and padded.row()
 
     def _fits(self, attempt: Attempt) -> bool:
-        budget = self.config.accuracy_budget
-        return budget is None or attempt.drop is None or attempt.drop <= budget + 1e-9
+        return within(self.config.accuracy_budget, attempt.drop)
 
     def _choose(self, attempts: list[Attempt], float_ms: float, report: dict) -> Attempt | None:
         fitting = [a for a in attempts if self._fits(a)]

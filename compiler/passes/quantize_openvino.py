@@ -24,8 +24,8 @@ from ..fidelity import int8_fidelity
 from ..onnx_external import data_files
 from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode, types_for_profile
 from ..quantization.conv_ops import CNN_OP_TYPES, is_convolutional_ir, static_op_types
-from ..quantization.evaluation import Evaluator, Score, latency_ms
-from ..quantization.fallback import ranked_layers, within_budget
+from ..quantization.evaluation import Evaluator, Score, latency_ms, points_lost
+from ..quantization.fallback import ranked_layers, within, within_budget
 from ..quantization.openvino_layers import kept_float_layers, openvino_layer_report
 from ..quantization.openvino_qdq import qdq_int8_ir
 from ..quantization.ort_quantize import quantizable_nodes
@@ -116,7 +116,7 @@ class QuantizeOpenVino(Pass):
         feeds = state.source.make_feeds(1, self.config.bench_sequence, np.random.default_rng(0))
         float_ms, int8_ms = latency_ms([float_ir, staging / IR_MODEL], feeds, self.config.threads)
         budget = self.config.accuracy_budget
-        if budget is not None and drop > budget + 1e-9:
+        if not within(budget, drop):
             kept_note = f" with {len(int8.exclude)} layers in float" if int8.exclude else ""
             raise BudgetError(
                 f"the {CANDIDATE[method]} model loses {drop:.2f} points{kept_note}, over the budget of {budget}",
@@ -208,16 +208,15 @@ class QuantizeOpenVino(Pass):
             bound_ranges(ov, qdq.model, state.source.shape_plan)  # the float IR's declared input ranges
             ov.save_model(qdq.model, str(ir_path), compress_to_fp16=False)
             score = evaluator.score(ir_path) if evaluator else None
-            drop = None if score is None else round((float_score.value - score.value) * 100, 3)
+            drop = points_lost(float_score, score)
             refined = {"weight_rounding": qdq.weight_rounding, "bias_correction": qdq.bias_correction}
             return Int8(qdq.model, None, "onnxruntime-qdq", exclude, drop, score, refined, onnx_path)
 
-        def fits(attempt: Int8) -> bool:
-            budget = self.config.accuracy_budget
-            return budget is None or attempt.drop is None or attempt.drop <= budget + 1e-9
-
         chosen, steps = within_budget(
-            build, lambda attempt: ranked_layers(state, attempt.onnx, nodes), fits, lambda old: old.onnx.unlink()
+            build,
+            lambda attempt: ranked_layers(state, attempt.onnx, nodes),
+            lambda attempt: within(self.config.accuracy_budget, attempt.drop),
+            lambda old: old.onnx.unlink(),
         )
         chosen.steps = steps
         return chosen
@@ -240,8 +239,7 @@ class QuantizeOpenVino(Pass):
         quantized, plain = self._quantize(ov.Core().read_model(str(state.lowered[0])), state, evaluator)
         ov.save_model(quantized, str(ir_path), compress_to_fp16=False)
         score = evaluator.score(ir_path) if evaluator else None
-        drop = None if score is None else round((float_score.value - score.value) * 100, 3)
-        return Int8(quantized, plain, "nncf", drop=drop, score=score)
+        return Int8(quantized, plain, "nncf", drop=points_lost(float_score, score), score=score)
 
     def _quantize(self, model, state: BuildState, evaluator: Evaluator | None):
         """The int8 model and NNCF's plain quantize of the same model (the same model without accuracy

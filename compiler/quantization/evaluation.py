@@ -64,6 +64,11 @@ class Evaluator:
         return agreement(first.predictions, second.predictions)
 
 
+def points_lost(reference: Score | None, candidate: Score | None) -> float | None:
+    """The candidate's drop against the reference in points (None without eval data)."""
+    return None if reference is None or candidate is None else round((reference.value - candidate.value) * 100, 3)
+
+
 def latency_ms(paths: list[Path], feeds: dict[str, np.ndarray], threads: int, rounds: int = 3) -> list[float]:
     """Median p50 of each model, measured in interleaved rounds so drift hits all alike."""
     runners = [model_runner(path, threads) for path in paths]

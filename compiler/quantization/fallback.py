@@ -22,6 +22,11 @@ class Candidate(Protocol):
 C = TypeVar("C", bound=Candidate)
 
 
+def within(budget: float | None, drop: float | None) -> bool:
+    """Whether a drop in points fits the budget (no budget, or no eval data to measure it: it does)."""
+    return budget is None or drop is None or drop <= budget + 1e-9
+
+
 def ranked_layers(state, quant_path: Path, nodes: list[str]) -> list[str]:
     """`nodes` of the build's float ONNX (`state`: a passes.base.BuildState), least accurate in the QDQ
     graph `quant_path` first: lowest output SQNR against float on the calibration data (else on probe
