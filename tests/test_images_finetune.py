@@ -125,6 +125,7 @@ def test_artifact_matches_pytorch_and_runs_images(tuned, data, tmp_path, capsys)
     assert [p.label for p in predictions] == [model.config.id2label[int(i)] for i in reference.argmax(1)]
     report = evaluate(artifact, load_dataset(str(data[1])), against=tuned.path)
     assert report["agreement"] == 1.0 and report["accuracy"] == pytest.approx(tuned.report["best_metric"])
+    assert "top5_accuracy" not in report  # three classes: every label is in the top five
     assert main(["run", str(artifact), images[0], "--top", "1"]) == 0
     assert predictions[0].label in capsys.readouterr().out
 

@@ -54,7 +54,7 @@ def evaluate(
     report["against"] = other
     report["agreement"] = agreement(predictions, other_predictions)
     keys = ("accuracy", "top5_accuracy", "macro_f1", "entity_f1")
-    report["difference"] = {key: report[key] - other[key] for key in keys if key in report}
+    report["difference"] = {key: report[key] - other[key] for key in keys if key in report and key in other}
     return report
 
 
