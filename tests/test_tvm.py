@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
 import pytest
 
 pytest.importorskip("tvm", reason="the tvm extra is not installed")
@@ -248,3 +249,25 @@ def test_bad_tvm_requests_fail_before_any_work(bert_folders, tmp_path):
             target = options.pop("target")
             compile(bert_folders["sequence"], target, tmp_path / "out", Recipe.from_flags(**options))
         assert list(tmp_path.iterdir()) == [], f"{options} left files behind"
+
+
+def test_sequence_buckets_on_a_model_without_a_sequence_axis_are_refused(tmp_path):
+    """Given explicitly, --sequence-buckets on a model with no sequence axis (an image model, an MLP) is
+    one error, as on OpenVINO; it used to be accepted and ignored. The profile's default buckets are not."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 2), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        [weight],
+    )
+    path = tmp_path / "mlp.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(CompileError, match="no sequence axis"):
+        compile(path, "x86-64-avx2", tmp_path / "out", Recipe.from_flags(backend="tvm", sequence_buckets=(8,)))
+    assert not (tmp_path / "out").exists()
+    built = load(compile(path, "x86-64-avx2", tmp_path / "ok", Recipe.from_flags(backend="tvm")).path)
+    np.testing.assert_allclose(built.run({"x": np.ones((1, 4), np.float32)})["y"], [[4.0, 4.0]], atol=1e-6)

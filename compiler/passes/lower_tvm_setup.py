@@ -100,6 +100,7 @@ def make_lowering(context) -> LowerTvm:
             target=target,
             arch=profile.arch.value,
             sequence_buckets=options.sequence_buckets or profile.sequence_buckets,
+            sequence_buckets_given=options.sequence_buckets is not None,
             batch_buckets=profile.batch_buckets,
             tune_trials=options.tune_trials,
             tune_minutes=options.tune_minutes,
