@@ -54,9 +54,13 @@ def _acquire(path: Path, target: Path):
     while True:
         try:
             handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+")
-        except OSError as exc:  # a symlink or a folder where the lock file goes
+        except OSError as exc:  # a symlink or a folder where the lock file goes, or a folder we cannot write
+            occupied = os.path.lexists(path)
             raise CompileError(
-                f"cannot use {path} as the lock file of {target} ({exc.strerror})", hint=f"remove {path}"
+                f"cannot use {path} as the lock file of {target} ({exc.strerror})",
+                hint=f"remove {path}"
+                if occupied
+                else f"choose another -o folder: no file can be created in {target.parent}",
             ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -162,11 +162,19 @@ def test_output_lock_refuses_a_symlink_and_a_file_parent(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("keep")
     lock_path(tmp_path / "out").symlink_to(victim)
-    with pytest.raises(CompileError, match="cannot use .*lock file"), output_lock(tmp_path / "out"):
+    with pytest.raises(CompileError, match="cannot use .*lock file") as error, output_lock(tmp_path / "out"):
         pass
-    assert victim.read_text() == "keep"
+    assert victim.read_text() == "keep" and error.value.hint == f"remove {lock_path(tmp_path / 'out')}"
     with pytest.raises(CompileError, match="victim.txt is a file, not a folder"), output_lock(victim / "out"):
         pass
+
+
+def test_output_lock_in_a_folder_where_no_file_can_be_made_names_the_folder(tmp_path):
+    """/proc takes no new files, even for root: the hint is another -o folder, not removing a lock file
+    that does not exist."""
+    with pytest.raises(CompileError, match="lock file") as error, output_lock(Path("/proc/edgekiln-out")):
+        pass
+    assert error.value.hint == "choose another -o folder: no file can be created in /proc"
 
 
 def test_pass_cache_checks_every_file_on_a_hit(tmp_path):
