@@ -78,7 +78,9 @@ def test_run_prints_the_top_labels(capsys, vit_artifact, folders):
     code, out, _ = run_cli(capsys, "run", str(vit_artifact), str(cat), "--json")
     record = json.loads(out)[0]
     best = LABELS[int(_torch_logits(folders["vit"], [_rgb(cat)]).argmax())]
-    assert record["image"] == str(cat) and record["label"] == best and len(record["scores"]) == 5  # --top 5 of 7 classes
+    assert (
+        record["image"] == str(cat) and record["label"] == best and len(record["scores"]) == 5
+    )  # --top 5 of 7 classes
 
 
 def _rgb(path):
