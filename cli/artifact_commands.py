@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import sys
 import textwrap
 import time
@@ -23,7 +24,7 @@ from edgekiln.runtime.reports import write_report
 from .parsing import int_list, positive_float, positive_int
 from .signing_commands import add_trusted_key_option
 
-DEFAULT_SEQUENCES = (128,)
+WARMUP = 5
 
 
 def register(commands) -> None:
@@ -50,10 +51,14 @@ def register(commands) -> None:
     bench = commands.add_parser("bench", help="measure an artifact's latency, optionally against PyTorch")
     bench.add_argument("artifact", type=Path)
     bench.add_argument("--batch", type=int_list, default=(1,), help="batch sizes, e.g. 1,8 (default 1)")
-    bench.add_argument("--seq", type=int_list, help="sequence lengths, e.g. 32,128 (default 128; not for image models)")
+    bench.add_argument(
+        "--seq",
+        type=int_list,
+        help="sequence lengths, e.g. 32,128 (default 128, or the artifact's longest if shorter; not for image models)",
+    )
     bench.add_argument("--against", metavar="MODEL", help="also measure this PyTorch model (Hugging Face folder)")
     bench.add_argument("--threads", type=positive_int, help="inference threads (default: the target's)")
-    bench.add_argument("--warmup", type=int, default=5)
+    bench.add_argument("--warmup", type=int, default=WARMUP)
     bench.add_argument("--runs", type=positive_int, default=30, help="timed runs per point (minimum with --seconds)")
     bench.add_argument("--seconds", type=positive_float, help="time budget per point")
     bench.add_argument("--json", metavar="OUT", type=Path, help="write the results as JSON to OUT")
@@ -151,12 +156,20 @@ def cmd_bench(args) -> int:
         raise InputError(
             f"{args.artifact} is an image model: its input has one size, so --seq does not apply", hint="drop --seq"
         )
+    if args.json:
+        check_writable(args.json)
     if args.profile:
+        _refuse_with_profile(args)
         return _profile(args)
+    if args.against and not Path(args.against).exists():
+        raise InputError(
+            f"--against {args.against} does not exist",
+            hint="give the Hugging Face folder the artifact was compiled from",
+        )
     check_requested(read_manifest(args.artifact).inputs, args.batch, args.seq)
     config = BenchConfig(
         batches=args.batch,
-        sequences=args.seq or DEFAULT_SEQUENCES,
+        sequences=args.seq,
         warmup=args.warmup,
         runs=args.runs,
         seconds=args.seconds,
@@ -170,14 +183,40 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _refuse_with_profile(args) -> None:
+    """--profile times operators in one pass of its own: latency options would be ignored."""
+    given = [
+        flag
+        for flag, value, default in (
+            ("--against", args.against, None),
+            ("--seconds", args.seconds, None),
+            ("--warmup", args.warmup, WARMUP),
+        )
+        if value != default
+    ]
+    if given:
+        raise InputError(
+            f"--profile times each operator over --runs calls; {' and '.join(given)} "
+            f"{'applies' if len(given) == 1 else 'apply'} to latency runs only",
+            hint=f"drop {' and '.join(given)}, or run bench without --profile for them",
+        )
+
+
+def check_writable(path: Path) -> None:
+    """An output file that cannot be written is refused before any measuring, not after it."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InputError(f"cannot write {path}", hint="choose a --json path in a folder you can write")
+
+
 def _profile(args) -> int:
-    from edgekiln.runtime.bench import check_requested, feeds_for, has_sequence_axis
+    from edgekiln.runtime.bench import check_requested, default_sequences, feeds_for, has_sequence_axis
     from edgekiln.runtime.profile import format_profile, profile_ops, summarize
 
     session = load(args.artifact, threads=args.threads, trusted_keys=args.trusted_key)
     check_requested(session.manifest.inputs, args.batch[:1], args.seq[:1] if args.seq else None)
     batch = args.batch[0]
-    sequence = (args.seq or DEFAULT_SEQUENCES)[0] if has_sequence_axis(session) else None
+    sequence = (args.seq or default_sequences(session))[0] if has_sequence_axis(session) else None
     feeds = feeds_for(session, batch, sequence or 1, np.random.default_rng(0))
     ops = profile_ops(args.artifact, session.manifest, feeds, runs=args.runs, threads=session.threads)
     report = {
@@ -220,9 +259,13 @@ def run_bench(
     load_seconds = time.perf_counter() - started
     factory = None
     if against:
-        from edgekiln.compiler.reference import pytorch_runner  # only here does bench need torch
 
-        factory = ("pytorch", lambda: pytorch_runner(against, session.threads))
+        def pytorch():  # torch is imported only now, after the artifact's memory is measured
+            from edgekiln.compiler.reference import pytorch_runner
+
+            return pytorch_runner(against, session.threads)
+
+        factory = ("pytorch", pytorch)
     return benchmark(session, config, load_seconds=load_seconds, against=factory)
 
 

@@ -26,17 +26,23 @@ from .synthetic import make_tensor_feeds, make_text_feeds, outside_range
 Runner = Callable[[dict[str, np.ndarray]], Any]
 
 
+DEFAULT_SEQUENCE = 128
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     batches: tuple[int, ...] = (1,)
-    sequences: tuple[int, ...] = (128,)
+    sequences: tuple[int, ...] | None = None  # None: 128, or the artifact's longest sequence if shorter
     warmup: int = 5
     runs: int = 30
     seconds: float | None = None  # per-point time budget; then `runs` is the minimum
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, values in (("batch", self.batches), ("sequence", self.sequences)):
+        for name, values in (
+            ("batch", self.batches),
+            ("sequence", (DEFAULT_SEQUENCE,) if self.sequences is None else self.sequences),
+        ):
             if not values or any(not isinstance(v, int) or v < 1 for v in values):
                 raise InputError(f"{name} sizes must be positive integers, found {list(values)}")
         if self.warmup < 0 or self.runs < 1:
@@ -114,7 +120,7 @@ def benchmark(
     so the artifact's memory figures do not include the other model.
     """
     rng = np.random.default_rng(config.seed)
-    sequences = config.sequences if has_sequence_axis(session) else (None,)  # images, fixed shapes: one size
+    sequences = (config.sequences or default_sequences(session)) if has_sequence_axis(session) else (None,)
     inputs: dict[tuple, dict[str, np.ndarray]] = {}
     for batch, sequence in ((b, s) for b in config.batches for s in sequences):
         feeds = feeds_for(session, batch, sequence or 1, rng)
@@ -144,6 +150,14 @@ def benchmark(
     progress.close()
     report["points"] = points
     return report
+
+
+def default_sequences(session: Session) -> tuple[int, ...]:
+    """The sequence size measured when none is asked for: DEFAULT_SEQUENCE, or a text model's longest
+    sequence when that is shorter (a TVM artifact built for 32 tokens)."""
+    encoder = session.encoder
+    longest = getattr(encoder, "max_length", None) if session.manifest.tokenizer is not None else None
+    return (min(DEFAULT_SEQUENCE, longest) if longest else DEFAULT_SEQUENCE,)
 
 
 def point_name(batch: int, sequence: int | None) -> str:

@@ -182,6 +182,54 @@ def test_bench_json_and_report(capsys, artifacts, bert_folders, tmp_path):
     assert main(["run", str(artifact), "still loads"]) == 0  # reports are not part of the hashed files
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--profile", "--against", "x"], "--against applies to latency runs only"),
+        (["--profile", "--warmup", "2", "--seconds", "1"], "--seconds and --warmup apply to latency runs only"),
+        (["--against", "no-such-model"], "--against no-such-model does not exist"),
+        (["--json", "/no-such-folder/bench.json"], "cannot write /no-such-folder/bench.json"),
+    ],
+)
+def test_bench_refuses_conflicting_or_bad_flags_before_measuring(capsys, artifacts, monkeypatch, flags, message):
+    import edgekiln.runtime.bench as bench
+
+    monkeypatch.setattr(bench, "measure", lambda *a, **k: pytest.fail("measured before refusing"))
+    code, _, err = run_cli(capsys, "bench", str(artifacts["sequence"]), "--no-save", *flags)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_bench_takes_a_short_models_longest_sequence_by_default(capsys, artifacts):
+    """The tiny model reads 64 tokens at most: bench measures 64 rather than failing at its default 128."""
+    code, out, err = run_cli(capsys, "bench", str(artifacts["sequence"]), "--runs", "2", "--no-save")
+    assert code == 0, err
+    assert out.splitlines()[1].split()[:2] == ["1", "64"]
+    with pytest.raises(SystemExit):
+        main(["bench", str(artifacts["sequence"]), "--batch", "1,,2"])
+    assert "found '1,,2'" in capsys.readouterr().err
+
+
+def test_bench_against_loads_torch_only_after_the_artifact_is_measured(artifacts, bert_folders):
+    """The artifact's peak memory must not count PyTorch (torch alone is ~190 MB of resident memory)."""
+    script = f"""
+import sys
+import edgekiln.runtime.bench as bench
+from edgekiln.cli.artifact_commands import run_bench
+seen, measure = [], bench.measure
+def spy(runner, *args):
+    seen.append("torch" in sys.modules)
+    return measure(runner, *args)
+bench.measure = spy
+from pathlib import Path
+run_bench(Path({str(artifacts["sequence"])!r}), bench.BenchConfig(sequences=(8,), runs=1, warmup=0),
+          threads=1, against={str(bert_folders["sequence"])!r})
+print(seen)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[False, True]"  # the artifact first, without torch
+
+
 def test_entry_point_error_has_no_traceback(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "edgekiln.cli.main", "run", str(tmp_path), "x"],

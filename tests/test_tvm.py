@@ -271,3 +271,30 @@ def test_sequence_buckets_on_a_model_without_a_sequence_axis_are_refused(tmp_pat
     assert not (tmp_path / "out").exists()
     built = load(compile(path, "x86-64-avx2", tmp_path / "ok", Recipe.from_flags(backend="tvm")).path)
     np.testing.assert_allclose(built.run({"x": np.ones((1, 4), np.float32)})["y"], [[4.0, 4.0]], atol=1e-6)
+
+
+def test_buckets_equal_to_the_checked_lengths_still_check_padding(tmp_path):
+    """A mean over the sequence axis changes when a request is padded to its bucket. With buckets equal
+    to the fidelity check's own lengths (8, 17, 64) no check length was ever padded, and the artifact
+    gave wrong outputs at every other length: the check now pads to every bucket too."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32), "w")
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["x", "axes"], ["m"], keepdims=0),
+            helper.make_node("MatMul", ["m", "w"], ["y"]),
+        ],
+        "mean",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [weight, axes],
+    )
+    path = tmp_path / "mean.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    recipe = Recipe.from_flags(backend="tvm", sequence_buckets=(8, 17, 64))
+    with pytest.raises(CompileError, match="TVM differs") as error:
+        compile(path, "x86-64-avx2", tmp_path / "out", recipe)
+    assert "padding a request to this model's sequence buckets changes its results" in error.value.hint
+    assert not (tmp_path / "out").exists()

@@ -54,8 +54,8 @@ class LowerTvmConfig(PassConfig):
 class LowerTvm(Pass):
     name = "lower_tvm"
     # 2: CUDA kernels are compiled to a fatbin (version 1 stored their source only); 3: CPU default schedules;
-    # 4: QDQ int8 products as integer kernels on CPU (int8_rewrites)
-    version = 4
+    # 4: QDQ int8 products as integer kernels on CPU (int8_rewrites); 5: the check pads to every bucket
+    version = 5
     Config = LowerTvmConfig
     changes_model = False
     lowers_to = (INDEX_FILE, PARAMS_FILE)
@@ -189,10 +189,11 @@ class LowerTvm(Pass):
         output_names = [spec.name for spec in io[1]]
         session = open_buckets(folder, index, output_names, BackendOptions(threads=2))
         longest = max(b.sequence or 0 for b in index.buckets) or None
+        cases = fidelity_feeds(state, self.config.fidelity, longest)
         report = check(
             ort_runner(state.model_path, optimize=True),
             lambda feeds: list(session.run(feeds).values()),
-            fidelity_feeds(state, self.config.fidelity, longest),
+            cases + padded_cases(state, index, {sequence for _, sequence, _ in cases}, self.config.fidelity.seed),
             self.config.fidelity,
             classifier=is_classifier(state),
             names=("onnxruntime (same ONNX)", "TVM"),
@@ -207,9 +208,22 @@ class LowerTvm(Pass):
             )
         return require(
             report,
-            hint="use --backend onnxruntime, or --sequence-buckets with the exact lengths you "
-            "use; padding to a bucket may change this model's results",
+            hint="use --backend onnxruntime or openvino: padding a request to this model's sequence "
+            "buckets changes its results",
         )
+
+
+def padded_cases(state: BuildState, index: TvmIndex, checked: set, seed: int) -> list[tuple]:
+    """(1, length, feeds) for the shortest length each sequence bucket pads, unless the fidelity shapes
+    already hold a padded length: the runtime pads every request to its bucket, so the check must too."""
+    lengths = sorted({bucket.sequence for bucket in index.buckets if bucket.sequence is not None})
+    rng = np.random.default_rng(seed + 1)
+    cases = []
+    for below, bucket in zip([0, *lengths], lengths):
+        shortest = below + 1
+        if shortest < bucket and not any(shortest <= length < bucket for length in checked if length):
+            cases.append((1, shortest, state.source.make_feeds(1, shortest, rng)))
+    return cases
 
 
 def _tune(mods: list, target: dict, database: Path, trials: int, minutes: float, remote: tuple | None = None) -> int:
