@@ -117,12 +117,20 @@ def _build(job: _Job, model: Any, example_inputs: Any, backend_passes: list[Pass
             records=records + chain,
             profile=job.profile,
             backend=job.plan.backend,
-            recipe=recipe,
+            recipe=_resolved(recipe, job.plan.backend),
             force=job.force,
         )
     finally:
         shutil.rmtree(build_dir, ignore_errors=True)
     return manifest, source.notes
+
+
+def _resolved(recipe: Recipe, backend: str) -> Recipe:
+    """The recipe as built: the backend the target's preferences chose is written down, so that
+    `--recipe ART/recipe.toml` rebuilds on the same backend even where another one is installed."""
+    if recipe.backend.name is not None:
+        return recipe
+    return recipe.model_copy(update={"backend": recipe.backend.model_copy(update={"name": backend})})
 
 
 class _DataRoles:

@@ -3,7 +3,7 @@
 A recipe holds everything that decides what an artifact computes — task, export, pruning, quantization,
 backend and its own options, precision, fidelity limits — and nothing about where it is written.
 It reads from and writes to TOML/JSON/YAML, every artifact stores the one it was built from
-(`recipe.toml`), and `edgekiln compile MODEL --recipe ART/recipe.toml` rebuilds the same artifact.
+(`recipe.toml`), and `edgekiln compile MODEL --recipe ART/recipe.toml --target T` rebuilds the same artifact.
 Rules that involve only the recipe live here, as validators; rules that need the target profile or
 the backend registry live in `planning.py`.
 """
