@@ -124,10 +124,36 @@ def write_artifact(
     staging.mkdir()
     try:
         manifest = _fill(staging, state, records, profile, backend, recipe)
+        check_plugin_artifact(staging, out_dir, backend)
         move_into_place(staging, out_dir, replaceable=replacement_problem if force else None)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def check_plugin_artifact(staging: Path, out_dir: Path, backend: str) -> None:
+    """A plugin backend's artifact, opened with the plugin's runtime and run on the reference inputs
+    before it is moved into place (the built-in lowerings check their own output as they build)."""
+    from edgekiln.runtime.backends import backend_spec, is_builtin
+    from edgekiln.runtime.errors import EdgekilnError
+    from edgekiln.runtime.verify import verify_artifact
+
+    if is_builtin(backend) or not backend_spec(backend).checked_at_compile:
+        return
+    try:
+        report = verify_artifact(staging, threads=1)
+    except EdgekilnError as exc:
+        raise CompileError(
+            f"the {backend} artifact cannot run here: {exc.message.replace(str(staging), str(out_dir))}",
+            hint=f"{exc.hint}; a plugin whose device the build machine lacks sets checked_at_compile=False",
+        ) from None
+    if not report["passed"]:
+        limit = ", ".join(f"{key} {value}" for key, value in report["threshold"].items())
+        raise CompileError(
+            f"backend plugin {backend!r} computes other outputs than the model: max abs diff "
+            f"{report['max_abs_diff']:.3g}, min cosine {report['min_cosine']:.6f} (limit {limit})",
+            hint="a fault of the plugin: report it to its authors",
+        )
 
 
 def _fill(

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
+from edgekiln.runtime.errors import EdgekilnError
 from edgekiln.runtime.hashing import sha256_file, sha256_json
 from edgekiln.runtime.manifest import PassRecord
 
@@ -97,10 +98,20 @@ def _lowered_files(step: Pass, folder) -> tuple:
 
 
 def _run_one(step: Pass, state: BuildState, out_dir) -> None:
+    plugin = not type(step).__module__.startswith("edgekiln.")
     with older_objects_frozen():  # the collector walks the pass's own objects only (gc_scope)
-        report = step.run(state, out_dir)
+        try:
+            report = step.run(state, out_dir)
+        except Exception as exc:
+            if not plugin or isinstance(exc, EdgekilnError):
+                raise
+            raise CompileError(  # a plugin's fault, named as such rather than as edgekiln's internal error
+                f"pass {step.name} (plugin module {type(step).__module__}) failed: {type(exc).__name__}: {exc}",
+                hint="a fault of the plugin (or its toolchain): report it to its authors",
+            ) from None
     promised = ((MODEL_FILE,) if step.changes_model else ()) + step.lowers_to
     missing = [name for name in promised if not (out_dir / name).is_file()]
     if missing:
-        raise CompileError(f"internal: pass {step.name} promised {missing} but did not write them")
+        who = f"plugin pass {step.name} ({type(step).__module__})" if plugin else f"internal: pass {step.name}"
+        raise CompileError(f"{who} promised {missing} but did not write them")
     (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, sort_keys=True))

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from edgekiln.runtime.backends import BackendSpec, backend_names, backend_spec
+from edgekiln.runtime.backends import BackendSpec, backend_names, backend_spec, is_builtin
 from edgekiln.runtime.backends.spec import load_object
-from edgekiln.runtime.errors import BackendUnavailableError
+from edgekiln.runtime.errors import BackendUnavailableError, EdgekilnError
 from edgekiln.runtime.manifest import Precision
 from edgekiln.targets import TargetProfile
 
@@ -45,16 +45,30 @@ class Plan:
         return self.spec.name
 
     def lowering(self) -> Pass | None:
-        return None if self.spec.lowering is None else load_object(self.spec.lowering)(self.context)
+        return None if self.spec.lowering is None else self._make(self.spec.lowering)
 
     def finishing(self) -> Pass | None:
-        return None if self.spec.finishing is None else load_object(self.spec.finishing)(self.context)
+        return None if self.spec.finishing is None else self._make(self.spec.finishing)
 
     def quantizer(self) -> Pass | None:
         mode = self.context.recipe.quantize.mode
         if mode is QuantMode.NONE:
             return None
-        return load_object(self.spec.quantizers[mode.value].factory)(self.context)
+        return self._make(self.spec.quantizers[mode.value].factory)
+
+    def _make(self, factory: str) -> Pass | None:
+        """The pass a backend's factory makes; a plugin's failure is named as the plugin's."""
+        if is_builtin(self.spec.name):
+            return load_object(factory)(self.context)
+        try:
+            return load_object(factory)(self.context)
+        except EdgekilnError:
+            raise
+        except Exception as exc:
+            raise CompileError(
+                f"backend plugin {self.spec.name!r} failed to set up its pass ({factory}): {type(exc).__name__}: {exc}",
+                hint="a fault of the plugin: report it to its authors",
+            ) from None
 
 
 def plan_build(profile: TargetProfile, recipe: Recipe, cache_root: Path) -> Plan:

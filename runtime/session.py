@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from .artifact import check_artifact, read_manifest
-from .backends import BackendOptions, BackendSession, open_backend
+from .backends import BackendOptions, BackendSession, is_builtin, open_backend
 from .backends.base import Device
 from .cpus import available_cpus
 from .errors import InputError
 from .feeds import check_feeds
 from .manifest import Manifest, Task
+from .outputs import check_outputs
 from .postprocess import Classification, TokenTag
 from .preprocess import TextEncoder
 from .tasks import task_spec
@@ -32,6 +33,7 @@ class Session:
         self.encoder = encoder
         self.threads = threads
         self.task_spec = task_spec(manifest.task)
+        self._plugin = not is_builtin(manifest.backend)  # its outputs are checked against the manifest
 
     @property
     def task(self) -> Task:
@@ -39,7 +41,11 @@ class Session:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on named arrays; dtypes are converted to the manifest's, names and ranks checked."""
-        return self.backend.run(self._check_feeds(feeds))
+        checked = self._check_feeds(feeds)
+        outputs = self.backend.run(checked)
+        if self._plugin:
+            check_outputs(outputs, checked, self.manifest)
+        return outputs
 
     def predict(self, items: Sequence[str] | str, **options):
         """Answers by task: Classifications, per-word tags, or a float32 array [n, dim] of embeddings.

@@ -79,3 +79,121 @@ def test_without_the_plugin_the_artifact_names_what_is_missing(toy_artifact):
     )
     assert ran.returncode == 2 and "Traceback" not in ran.stderr
     assert "unknown backend 'toy'" in ran.stderr and "plugin" in ran.stderr
+
+
+FAULTY = """
+import shutil
+
+import numpy as np
+
+from edgekiln.runtime.backends.spec import BackendSpec
+
+
+class Session:
+    def __init__(self, path, outputs, mode):
+        import onnxruntime as ort
+
+        self.session, self.outputs, self.mode = ort.InferenceSession(str(path)), outputs, mode
+
+    def run(self, feeds):
+        got = dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
+        if self.mode == "wrong":
+            return {name: np.full_like(value, 7.0) for name, value in got.items()}
+        if self.mode == "badret":
+            return {name: value[:1].astype(np.float64) for name, value in got.items()}
+        return got
+
+
+def opener(mode):
+    def open_session(folder, manifest, options):
+        if mode == "openboom":
+            raise RuntimeError("cannot open device /dev/npu0")
+        return Session(folder / manifest.model_file, [spec.name for spec in manifest.outputs], mode)
+
+    return open_session
+
+
+def lowering(mode):
+    def make(context):
+        from edgekiln.compiler.passes.base import Pass, PassConfig
+
+        class Lower(Pass):
+            name = f"lower_{mode}"
+            Config = PassConfig
+            changes_model = False
+            lowers_to = ("m.onnx",)
+
+            def run(self, state, out_dir):
+                if mode == "lowerboom":
+                    raise ValueError("vendor SDK exploded")
+                shutil.copyfile(state.model_path, out_dir / "m.onnx")
+                return {}
+
+        return Lower()
+
+    return make
+
+
+def spec(mode):
+    return BackendSpec(
+        name=mode, description="faulty", runtime=f"faulty:{mode}_open", lowering=f"faulty:{mode}_lower"
+    )
+
+
+for _mode in ("wrong", "badret", "openboom", "lowerboom"):
+    globals()[f"{_mode}_open"], globals()[f"{_mode}_lower"] = opener(_mode), lowering(_mode)
+WRONG, BADRET, OPENBOOM, LOWERBOOM = (spec(mode) for mode in ("wrong", "badret", "openboom", "lowerboom"))
+"""
+
+
+@pytest.fixture(scope="module")
+def faulty_plugins(tmp_path_factory) -> Path:
+    """Plugins as pip would lay them out (a module and its dist-info): four faulty backends, one that
+    fails at import, one that takes the built-in onnxruntime's name."""
+    site = tmp_path_factory.mktemp("faulty-site")
+    (site / "faulty.py").write_text(FAULTY)
+    (site / "brokenbk.py").write_text("raise ImportError('boom at import')\n")
+    (site / "clashbk.py").write_text(
+        "from edgekiln.runtime.backends.spec import BackendSpec\n"
+        "SPEC = BackendSpec(name='onnxruntime', description='clash', runtime='clashbk:x')\n"
+    )
+    entries = {
+        "faulty": "\n".join(f"{m} = faulty:{m.upper()}" for m in ("wrong", "badret", "openboom", "lowerboom")),
+        "brokenbk": "brokenbk = brokenbk",
+        "clashbk": "onnxruntime = clashbk",
+    }
+    for package, lines in entries.items():
+        info = site / f"{package}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(f"[edgekiln.backends]\n{lines}\n")
+    return site
+
+
+@pytest.mark.parametrize(
+    ("backend", "message"),
+    [
+        ("wrong", "backend plugin 'wrong' computes other outputs than the model"),
+        ("badret", "returned logits as float64 of shape [1, 2]"),
+        ("openboom", "could not open"),
+        ("lowerboom", "pass lower_lowerboom (plugin module faulty) failed: ValueError: vendor SDK exploded"),
+    ],
+)
+def test_a_faulty_plugin_backend_is_named_and_writes_nothing(faulty_plugins, bert_folders, tmp_path, backend, message):
+    out = tmp_path / "out"
+    built = compile_with(faulty_plugins, bert_folders["sequence"], backend, out)
+    assert built.returncode == 2, built.stderr
+    error = [line for line in built.stderr.splitlines() if line.startswith("edgekiln: error")]
+    assert len(error) == 1 and message in error[0] and "Traceback" not in built.stderr
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+def test_a_broken_or_clashing_plugin_leaves_the_builtin_backends_working(faulty_plugins, artifacts):
+    ran = edgekiln(faulty_plugins, "run", str(artifacts["sequence"]), "a fine film")
+    assert ran.returncode == 0, ran.stderr
+    assert "backend plugin 'brokenbk' (package brokenbk) failed to load: boom at import; it is ignored" in ran.stderr
+    assert "(package clashbk) takes the name 'onnxruntime' of a built-in backend" in ran.stderr
+    used = edgekiln(faulty_plugins, "run", str(artifacts["sequence"]), "x", "--json")
+    assert used.returncode == 0
+    asked = compile_with(faulty_plugins, Path("nowhere.onnx"), "brokenbk", Path("unused"))
+    assert asked.returncode == 2 and "edgekiln: error: backend plugin 'brokenbk'" in asked.stderr

@@ -9,13 +9,14 @@ is installed.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable
 from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, EdgekilnError
 from ..manifest import Manifest
 from .base import BackendOptions, BackendSession
 from .spec import BackendSpec, QuantizerSpec, load_object
@@ -29,8 +30,11 @@ BUILTIN_MODULES = (
 )
 ENTRY_POINT_GROUP = "edgekiln.backends"
 
+BUILTIN_NAMES = frozenset(("onnxruntime", "openvino", "tvm"))
+
 _REGISTRY: dict[str, BackendSpec] = {}
-_LOCK = threading.Lock()
+_BROKEN: dict[str, BackendUnavailableError] = {}  # plugins set aside, by entry-point name
+_LOCK = threading.RLock()  # a plugin module may call register_backend while it is loaded
 _LOADED = False
 
 
@@ -47,6 +51,8 @@ def register_backend(spec: BackendSpec) -> BackendSpec:
 
 def backend_spec(name: str) -> BackendSpec:
     _load_all()
+    if name not in _REGISTRY and name in _BROKEN:
+        raise _BROKEN[name]
     if name not in _REGISTRY:
         raise BackendUnavailableError(
             f"unknown backend {name!r}: none by that name is installed here",
@@ -60,33 +66,68 @@ def backend_names() -> list[str]:
     return list(_REGISTRY)
 
 
+def is_builtin(name: str) -> bool:
+    return name in BUILTIN_NAMES
+
+
 def open_backend(folder: Path, manifest: Manifest, options: BackendOptions) -> BackendSession:
     opener: Opener = load_object(backend_spec(manifest.backend).runtime)
-    return opener(folder, manifest, options)
+    if is_builtin(manifest.backend):
+        return opener(folder, manifest, options)
+    try:
+        return opener(folder, manifest, options)
+    except EdgekilnError:
+        raise
+    except Exception as exc:  # the plugin's own fault (or its device's): named, not an internal error
+        raise BackendUnavailableError(
+            f"backend plugin {manifest.backend!r} could not open {folder}: {type(exc).__name__}: {exc}",
+            hint="check the device and the plugin's installation; report it to the plugin's authors if it persists",
+        ) from None
 
 
 def _load_all() -> None:
+    """Built-ins first, then the plugins. A plugin that fails to load, or that takes a name already
+    registered, is set aside with a warning: using it by name gives its error, and the other backends
+    (the built-ins above all) keep working."""
     global _LOADED
     if _LOADED:
         return
-    for module_name in BUILTIN_MODULES:
-        register_backend(import_module(module_name).SPEC)
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            loaded = entry.load()
-        except Exception as exc:  # a broken plugin must not take the built-in backends down with it
-            raise BackendUnavailableError(
-                f"backend plugin {entry.name!r} ({entry.value}) failed to load: {exc}",
-                hint="reinstall or uninstall that plugin",
-            ) from None
-        spec = loaded.SPEC if isinstance(loaded, ModuleType) else loaded
-        if not isinstance(spec, BackendSpec) or spec.name != entry.name:
-            raise BackendUnavailableError(
-                f"backend plugin {entry.name!r} does not provide a BackendSpec named {entry.name!r}",
-                hint="its entry point must name a BackendSpec",
-            )
-        register_backend(spec)
-    _LOADED = True
+    with _LOCK:
+        if _LOADED:
+            return
+        for module_name in BUILTIN_MODULES:
+            spec = import_module(module_name).SPEC
+            _REGISTRY[spec.name] = spec
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            problem = _plugin_problem(entry)
+            if problem is not None:
+                _BROKEN.setdefault(entry.name, problem)
+                warnings.warn(f"{problem.message}; it is ignored ({problem.hint})", stacklevel=2)
+        _LOADED = True
+
+
+def _plugin_problem(entry) -> BackendUnavailableError | None:
+    """Register the entry point's BackendSpec, or say why it cannot be."""
+    package = getattr(getattr(entry, "dist", None), "name", None) or entry.value.partition(":")[0]
+    where = f"backend plugin {entry.name!r} (package {package})"
+    try:
+        loaded = entry.load()
+    except Exception as exc:
+        return BackendUnavailableError(f"{where} failed to load: {exc}", hint="reinstall or uninstall that plugin")
+    spec = loaded.SPEC if isinstance(loaded, ModuleType) else loaded
+    if not isinstance(spec, BackendSpec) or spec.name != entry.name:
+        return BackendUnavailableError(
+            f"{where} does not provide a BackendSpec named {entry.name!r}",
+            hint="its entry point must name a BackendSpec",
+        )
+    known = _REGISTRY.get(spec.name)
+    if known is not None and known != spec:
+        owner = "a built-in backend" if is_builtin(spec.name) else "another plugin"
+        return BackendUnavailableError(
+            f"{where} takes the name {spec.name!r} of {owner}", hint=f"uninstall {package} or rename its backend"
+        )
+    _REGISTRY[spec.name] = spec
+    return None
 
 
 __all__ = [

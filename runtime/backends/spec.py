@@ -45,6 +45,9 @@ class BackendSpec:
     profiler: str | None = None  # "module:function" -> per-operator times (runtime/profile), for bench --profile
     emulation_wheels: tuple[str, ...] | None = None  # aarch64 packages to emulate it; None: cannot be emulated
     emulation_refusal: str = "this backend cannot be checked under emulation"
+    # a plugin's artifact is opened with its runtime at compile time and checked against the reference
+    # outputs (as `edgekiln verify` does); False for a device the build machine lacks (verify on the device)
+    checked_at_compile: bool = True
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
