@@ -27,6 +27,7 @@ from .passes.check_onnx import CheckOnnx, CheckOnnxConfig
 from .passes.export_onnx import ExportConfig, ExportOnnx
 from .passes.ort_optimize import OrtOptimize
 from .passes.quantize import BudgetError
+from .passes.registry import make_pass
 from .passes.verify_fidelity import VerifyFidelity
 from .pipeline import run_passes
 from .planning import Plan, plan_build
@@ -71,7 +72,9 @@ def compile(
         cache_root = Path(recipe.cache.dir).expanduser() if recipe.cache.dir else default_cache_dir()
         plan = plan_build(profile, recipe, cache_root)
         steps = (plan.lowering(), plan.quantizer(), plan.finishing())  # their own checks, before any work
-        job = _Job(profile, recipe, plan, _DataRoles(recipe, datasets or {}), out_dir, force, progress)
+        graph = tuple(make_pass(step.name, step.options) for step in recipe.passes)
+        data = _DataRoles(recipe, datasets or {})
+        job = _Job(profile, recipe, plan, data, out_dir, force, progress, graph)
         manifest, notes = _build(job, model, example_inputs, [step for step in steps if step])
     return CompileResult(out_dir, manifest, plan.notes + notes, recipe)
 
@@ -85,6 +88,7 @@ class _Job:
     out_dir: Path
     force: bool
     progress: Callable[[str], None]
+    graph_passes: tuple[Pass, ...] = ()  # the recipe's [[passes]]
 
 
 def _build(job: _Job, model: Any, example_inputs: Any, backend_passes: list[Pass]) -> tuple[Manifest, tuple]:
@@ -109,7 +113,7 @@ def _build(job: _Job, model: Any, example_inputs: Any, backend_passes: list[Pass
             start = quantization_inputs(
                 source, job.data.get("calibration"), recipe.quantize.calibration_samples, job.data.get("eval")
             )
-        passes = _front_passes(source, recipe) + backend_passes
+        passes = _front_passes(source, recipe, job.graph_passes) + backend_passes
         state, chain = _run(passes, replace(start, reports=MappingProxyType(reports)), store, job.progress, out_dir)
         manifest = write_artifact(
             out_dir,
@@ -234,12 +238,14 @@ def _run(passes: list[Pass], start: BuildState, store: PassCache, progress, out_
         raise CompileError(f"{exc.message}; the attempts are described in {kept}", hint=exc.hint) from None
 
 
-def _front_passes(source: ModelSource, recipe: Recipe) -> list[Pass]:
-    """Export (or check the given ONNX), optimise, and check the numerics against the reference."""
+def _front_passes(source: ModelSource, recipe: Recipe, graph: tuple[Pass, ...] = ()) -> list[Pass]:
+    """Export (or check the given ONNX), optimise, and check the numerics against the reference; the
+    recipe's own graph passes after that, checked against the reference once more."""
     export = ExportConfig(exporter=recipe.export.exporter, opset=recipe.export.opset)
     first: Pass = (
         ExportOnnx(export)
         if source.torch is not None
         else CheckOnnx(CheckOnnxConfig(input_shapes=recipe.source.input_shapes))
     )
-    return [first, OrtOptimize(), VerifyFidelity(recipe.fidelity)]
+    checked = [first, OrtOptimize(), VerifyFidelity(recipe.fidelity)]
+    return checked + [*graph, VerifyFidelity(recipe.fidelity)] if graph else checked

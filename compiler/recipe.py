@@ -95,6 +95,14 @@ class CacheRecipe(_Section):
     dir: str | None = Field(default=None, description="None: $EDGEKILN_CACHE or ~/.cache/edgekiln")
 
 
+class PassStep(_Section):
+    """A registered graph pass (a plugin's, through the `edgekiln.passes` entry point) and its options,
+    validated by the pass's own Config."""
+
+    name: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class Recipe(_Section):
     recipe_version: int = RECIPE_VERSION
     source: SourceRecipe = SourceRecipe()
@@ -104,6 +112,11 @@ class Recipe(_Section):
     recover: RecoveryConfig | None = None
     quantize: QuantizeRecipe = QuantizeRecipe()
     backend: BackendRecipe = BackendRecipe()
+    passes: tuple[PassStep, ...] = Field(
+        default=(),
+        description="graph passes run in order after ONNX Runtime's optimisation and before the backend's "
+        "lowering; the result is checked against the source again",
+    )
     precision: Precision = Precision.FP32
     fidelity: FidelityConfig = FidelityConfig()
     cache: CacheRecipe = CacheRecipe()
