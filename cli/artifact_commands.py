@@ -8,6 +8,7 @@ import os
 import sys
 import textwrap
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from edgekiln.runtime import load
 from edgekiln.runtime.artifact import read_manifest
 from edgekiln.runtime.backends import backend_names, backend_spec
 from edgekiln.runtime.bench import BenchConfig, benchmark, check_requested, format_table
-from edgekiln.runtime.errors import InputError
+from edgekiln.runtime.errors import EdgekilnError, InputError
 from edgekiln.runtime.manifest import REPORTS_DIR
 from edgekiln.runtime.reports import write_report
 
@@ -354,7 +355,12 @@ def _print_worst_layers(artifact: Path) -> int:
 def cmd_targets(args) -> int:
     from edgekiln.targets import load_profile, profile_names
 
-    profiles = [load_profile(name) for name in profile_names()]
+    profiles = []
+    for name in profile_names():
+        try:
+            profiles.append(load_profile(name))
+        except EdgekilnError as exc:  # a plugin's bad profile: named, the others still listed
+            warnings.warn(f"{exc.message}; not listed ({exc.hint})", stacklevel=1)
     if args.json:
         print(
             json.dumps(

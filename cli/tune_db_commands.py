@@ -66,7 +66,10 @@ def cmd_import(args) -> int:
     try:
         text = args.file.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise CompileError(f"cannot read {args.file}: {exc.strerror or 'not text'}") from None
+        reason = "not a text file" if isinstance(exc, UnicodeDecodeError) else exc.strerror
+        raise CompileError(
+            f"cannot read {args.file}: {reason}", hint="pass a file written by `edgekiln tune-db export`"
+        ) from None
     exported = parse_export(text, str(args.file))
     folder, profile, target = _database(args, args.target or exported.profile)
     added, held = merge(folder, exported)

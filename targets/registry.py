@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import warnings
 from importlib.metadata import entry_points
 from importlib.resources import files
 from pathlib import Path
@@ -25,11 +27,31 @@ def builtin_profile_dir() -> Path:
 
 
 def _profile_files() -> dict[str, Path]:
-    """Profile name -> file: the built-in ones, then those third-party packages register."""
+    return dict(_found_profile_files())
+
+
+@functools.cache  # once a process: the plugins' warnings are given once
+def _found_profile_files() -> dict[str, Path]:
+    """Profile name -> file: the built-in ones, then those third-party packages register. A plugin
+    that fails, or whose profile takes a built-in's name, is skipped with a warning."""
     found = {path.stem: path for path in sorted(builtin_profile_dir().glob("*.toml"))}
     for entry in entry_points(group="edgekiln.targets"):
-        folder = Path(entry.load()())
-        found.update({path.stem: path for path in sorted(folder.glob("*.toml"))})
+        try:
+            folder = Path(entry.load()())
+        except Exception as exc:
+            warnings.warn(
+                f"target plugin {entry.name!r} ({entry.value}) failed: {exc}; its profiles are ignored", stacklevel=2
+            )
+            continue
+        for path in sorted(folder.glob("*.toml")):
+            if path.stem in found:
+                warnings.warn(
+                    f"target plugin {entry.name!r}: its profile {path.name} takes the name of {found[path.stem]}; "
+                    "it is ignored (rename the plugin's file)",
+                    stacklevel=2,
+                )
+                continue
+            found[path.stem] = path
     return found
 
 
@@ -54,7 +76,13 @@ def load_profile(name_or_path: str) -> TargetProfile:
             f"unknown target {name_or_path!r}",
             hint=f"use one of: {', '.join([HOST, *sorted(known)])}, or a path to a .toml profile",
         )
-    return parse_profile_file(known[name_or_path])
+    profile = parse_profile_file(known[name_or_path])
+    if profile.name != name_or_path:
+        raise ProfileError(
+            f"target profile {known[name_or_path]} declares name = {profile.name!r}, not {name_or_path!r}",
+            hint=f"make its name match its file name ({name_or_path}.toml)",
+        )
+    return profile
 
 
 def parse_profile_file(path: Path) -> TargetProfile:
@@ -67,7 +95,8 @@ def parse_profile_file(path: Path) -> TargetProfile:
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())
         raise ProfileError(
-            f"target profile {path}: {problems}", hint="see targets/schema.py for the allowed keys"
+            f"target profile {path}: {problems}",
+            hint="compare it with a shipped profile (edgekiln/targets/profiles/*.toml; README: Target profiles)",
         ) from None
 
 
