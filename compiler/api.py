@@ -34,7 +34,7 @@ from .planning import Plan, plan_build
 from .pruning.entry import prune_model
 from .quantization.config import QuantMode
 from .quantization.inputs import quantization_inputs
-from .recipe import DATA_PATHS, MEMORY_PREFIX, Recipe
+from .recipe import DATA_PATHS, MEMORY_PREFIX, Recipe, parse_recipe
 from .sources import ModelSource, resolve_source
 
 DATA_ROLES = tuple(DATA_PATHS)
@@ -52,7 +52,7 @@ def compile(
     model: Any,
     target: str | TargetProfile = "host",
     output: str | os.PathLike = "edgekiln-out/model",
-    recipe: Recipe | None = None,
+    recipe: Recipe | Mapping | str | os.PathLike | None = None,
     *,
     force: bool = False,
     example_inputs: Any = None,
@@ -64,7 +64,8 @@ def compile(
     first preferred backend). `datasets` hands in-memory data to the recipe's roles (train, eval,
     calibration); the artifact's `recipe.toml` names them by fingerprint."""
     progress = progress or (lambda message: None)
-    recipe = _absolute_data(_with_datasets(recipe or Recipe(), datasets or {}))
+    _check_arguments(output, force, target)
+    recipe = _absolute_data(_with_datasets(_as_recipe(recipe), datasets or {}))
     out_dir = Path(output).expanduser().resolve()
     with output_lock(out_dir):  # held for the whole compile: a second one to the same -o fails at once
         check_output_folder(out_dir, force)
@@ -77,6 +78,30 @@ def compile(
         job = _Job(profile, recipe, plan, data, out_dir, force, progress, graph)
         manifest, notes = _build(job, model, example_inputs, [step for step in steps if step])
     return CompileResult(out_dir, manifest, plan.notes + notes, recipe)
+
+
+def _as_recipe(recipe: Any) -> Recipe:
+    """A Recipe, a mapping of its sections, or a recipe file (TOML, JSON, YAML)."""
+    if recipe is None:
+        return Recipe()
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, Mapping):
+        return parse_recipe(dict(recipe), None)
+    if isinstance(recipe, (str, os.PathLike)):
+        return Recipe.from_file(recipe)
+    raise CompileError(
+        f"recipe: expected a Recipe, a mapping of its sections or a recipe file, found {type(recipe).__name__}"
+    )
+
+
+def _check_arguments(output: Any, force: Any, target: Any) -> None:
+    if not isinstance(output, (str, os.PathLike)) or not str(output).strip():
+        raise CompileError(f"output: expected the artifact folder's path, found {output!r}")
+    if not isinstance(force, bool):
+        raise CompileError(f"force: expected True or False, found {force!r}")
+    if not isinstance(target, (str, os.PathLike, TargetProfile)):
+        raise CompileError(f"target: expected a profile name, a .toml path or a TargetProfile, found {target!r}")
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,15 @@ class Recipe(_Section):
     fidelity: FidelityConfig = FidelityConfig()
     cache: CacheRecipe = CacheRecipe()
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_error(cls, data: Any, handler) -> Recipe:
+        """Recipe(...), model_validate and the files alike: one CompileError naming the setting."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise recipe_error(exc) from None
+
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
         if self.recipe_version > RECIPE_VERSION:
@@ -285,16 +294,19 @@ def parse_recipe(data: Any, where: str | None) -> Recipe:
         raise CompileError(f"{prefix}found a {type(data).__name__}, expected a table of sections")
     try:
         return Recipe.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        place = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        if error["type"] == "extra_forbidden":
-            what = f"unknown setting `{place}`"
-        else:
-            what = f"invalid `{place}` {error.get('input')!r}: {error['msg']}"
-        raise CompileError(
-            prefix + what, hint="see `edgekiln compile --help` and the README's recipe section"
-        ) from None
+    except CompileError as exc:
+        raise CompileError(prefix + exc.message, hint=exc.hint) from None
+
+
+def recipe_error(exc: ValidationError) -> CompileError:
+    """pydantic's report, as one line naming the setting."""
+    error = exc.errors()[0]
+    place = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        what = f"unknown setting `{place}`"
+    else:
+        what = f"invalid `{place}` {error.get('input')!r}: {error['msg']}"
+    return CompileError(what, hint="see `edgekiln compile --help` and the README's recipe section")
 
 
 def _parse_text(text: str, path: Path) -> Any:

@@ -50,6 +50,11 @@ class Session:
     def predict(self, items: Sequence[str] | str, **options):
         """Answers by task: Classifications, per-word tags, or a float32 array [n, dim] of embeddings.
         Images (paths, bytes, PIL images, uint8 arrays) for an image classifier, which takes `top=5`."""
+        if items is None or isinstance(items, Mapping):
+            raise InputError(
+                f"predict: expected a text or a list of items, found {type(items).__name__}",
+                hint="pass e.g. ['a first text', 'a second'] (images: paths, bytes, PIL images or arrays)",
+            )
         return self.task_spec.predict(self, items, **options)
 
     def warm_up(self, batches: Sequence[int] = (1,)):
@@ -73,6 +78,8 @@ def load(
     """Load an artifact folder: check its schema, its artifact_id and every file's hash (all but the
     hashes even with verify=False), then open its backend. With `trusted_keys` (PEM public key files,
     or PEM or raw Ed25519 key bytes) it must be signed by one of them."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"load: expected an artifact folder's path, found {path!r}")
     folder = Path(path)
     manifest = read_manifest(folder, trusted_keys=trusted_keys)
     check_artifact(folder, manifest, hashes=verify)
