@@ -291,6 +291,8 @@ def cmd_inspect(args) -> int:
         from edgekiln.compiler.onnx_inspect import print_description  # needs the compiler's onnx package
 
         return print_description(args.artifact, as_json=args.json)
+    if args.artifact.suffix.lower() == ".onnx" and not args.artifact.exists():
+        raise InputError(f"ONNX file {args.artifact} does not exist", hint="check the path")
     manifest = read_manifest(args.artifact)
     if args.quantization:
         return _print_worst_layers(args.artifact)

@@ -144,6 +144,8 @@ def test_inspect_and_targets(capsys, artifacts):
         assert fragment in out
     code, out, _ = run_cli(capsys, "targets")
     assert code == 0 and "arm64-cortex-a76" in out and "jetson-orin" in out
+    code, _, err = run_cli(capsys, "inspect", "missing.onnx")
+    assert code == 2 and "ONNX file missing.onnx does not exist" in err
 
 
 def test_bench_json_and_report(capsys, artifacts, bert_folders, tmp_path):

@@ -163,6 +163,13 @@ def test_bf16_precision_on_a_cpu_that_has_it(bert_folders, artifacts, tmp_path):
             tmp_path / "no",
             recipe=Recipe.from_flags(backend="openvino", precision="bf16"),
         )
+    with pytest.raises(CompileError, match="nvidia-cuda's CPU ISA .* has no AVX-512 BF16 or AMX"):
+        compile(  # that profile's bf16 is its GPU's; OpenVINO's runs on the CPU
+            bert_folders["sequence"],
+            "nvidia-cuda",
+            tmp_path / "no",
+            recipe=Recipe.from_flags(backend="openvino", precision="bf16"),
+        )
     with pytest.raises(CompileError, match="OpenVINO's float mode"):
         compile(
             bert_folders["sequence"],

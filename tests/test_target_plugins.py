@@ -60,3 +60,16 @@ def test_tune_db_import_of_a_binary_file_is_one_error(capsys, tmp_path):
     junk.write_bytes(bytes(range(256)))
     assert main(["tune-db", "import", str(junk)]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_a_profile_naming_no_installed_backend_says_so(tmp_path):
+    from edgekiln.compiler import CompileError, compile
+
+    profile = tmp_path / "my-pi.toml"
+    profile.write_text(
+        PROFILE.replace('name = "x86-64-avx2"', 'name = "my-pi"').replace(
+            PROFILE[PROFILE.index("preferred_backends") :].splitlines()[0], 'preferred_backends = ["onnxruntme"]'
+        )
+    )
+    with pytest.raises(CompileError, match="'onnxruntme': no backend by that name is installed here"):
+        compile(tmp_path / "nowhere.onnx", str(profile), tmp_path / "out")
