@@ -91,17 +91,34 @@ def cmd_show(args) -> int:
         rows = [(folder, len(read_lines(folder / RECORDS)), json.dumps(target, sort_keys=True))]
     else:
         root = _cache_root(args) / "tvm-tuning"
+        owners = _profiles_by_folder(args)
         rows = []
         for folder in sorted(root.iterdir()) if root.is_dir() else ():
             records = read_lines(folder / RECORDS)
-            if records:  # each record names its target
-                rows.append((folder, len(records), json.dumps(_record_target(records[0]), sort_keys=True)))
+            if records:  # each record names the target it was tuned for
+                tuned = json.dumps(_record_target(records[0]), sort_keys=True)
+                rows.append((folder, len(records), f"for {', '.join(owners.get(folder, ['?']))}; tuned for {tuned}"))
         if not rows:
             print(f"no tuning databases in {root}")
             return 0
     for folder, count, target in rows:
         print(f"{count:>7} records  {target}  {folder}")
     return 0
+
+
+def _profiles_by_folder(args) -> dict[Path, list[str]]:
+    """Database folder -> the CPU profiles whose compiles on this machine use it."""
+    from edgekiln.runtime.errors import EdgekilnError
+    from edgekiln.targets import profile_names
+
+    owners: dict[Path, list[str]] = {}
+    for name in ["host", *profile_names()]:
+        try:
+            folder, profile, _ = _database(args, name)
+        except EdgekilnError:  # a GPU profile: no CPU database
+            continue
+        owners.setdefault(folder, []).append(profile)
+    return owners
 
 
 def _database(args, profile_name: str) -> tuple[Path, str, dict]:
