@@ -65,6 +65,11 @@ def compile(
     calibration); the artifact's `recipe.toml` names them by fingerprint."""
     progress = progress or (lambda message: None)
     _check_arguments(output, force, target)
+    if example_inputs is not None and isinstance(model, (str, os.PathLike)):
+        raise CompileError(
+            f"example_inputs are for a torch.nn.Module; {model} is a path, whose inputs come from the model itself",
+            hint="drop example_inputs",
+        )
     recipe = _absolute_data(_with_datasets(_as_recipe(recipe), datasets or {}))
     out_dir = Path(output).expanduser().resolve()
     with output_lock(out_dir):  # held for the whole compile: a second one to the same -o fails at once

@@ -50,3 +50,14 @@ def test_runtime_arguments_are_checked(artifacts):
     for bad in (None, {"text": "a"}):
         with pytest.raises(InputError, match="predict: expected a text or a list of items"):
             session.predict(bad)
+
+
+def test_example_inputs_are_checked(bert_folders, tmp_path):
+    import torch
+
+    with pytest.raises(CompileError, match="example_inputs are for a torch.nn.Module"):
+        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "a", example_inputs=torch.zeros(1, 4))
+    net = torch.nn.Linear(4, 2)
+    with pytest.raises(CompileError, match=r"Linear fails on example_inputs \(input_0 \[2, 15\]\)"):
+        compile(net, "x86-64-avx2", tmp_path / "b", example_inputs=torch.zeros(2, 15))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

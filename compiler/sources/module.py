@@ -37,7 +37,15 @@ def from_module(
         raise CompileError(f"dynamic_axes names inputs {unknown} that are not among {list(names)}")
     module.eval()
     with torch.inference_mode():
-        outputs = module(*tensors)
+        try:
+            outputs = module(*tensors)
+        except Exception as exc:  # the user's module and example inputs disagree: theirs to fix
+            shapes = ", ".join(f"{name} {list(tensor.shape)}" for name, tensor in zip(names, tensors))
+            raise CompileError(
+                f"{type(module).__name__} fails on example_inputs ({shapes}): {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}",
+                hint="give example_inputs the module's forward takes (shapes, dtypes, order)",
+            ) from None
     count = len(outputs) if isinstance(outputs, (tuple, list)) else 1
     output_names = tuple(output_names or [f"output_{i}" for i in range(count)])
     if len(output_names) != count:
