@@ -34,6 +34,14 @@ def unit_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """A fraction in (0, 1), both ends excluded."""
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1 (both excluded), found {text!r}")
+    return value
+
+
 def fraction_list(text: str) -> tuple[float, ...]:
     """Comma-separated fractions in (0, 1), e.g. 0.4,0.6."""
     try:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from edgekiln.runtime.errors import InputError
+
 from .artifact_commands import write_json
-from .parsing import positive_float, positive_int, unit_float
+from .parsing import fraction, positive_float, positive_int, unit_float
 
 TASKS = ("text-classification", "token-classification", "image-classification")
 
@@ -30,13 +33,13 @@ def register(commands) -> None:
     )
     tune.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder to write")
     tune.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the weights on save)")
-    tune.add_argument("--lora-rank", type=positive_int, default=8)
+    tune.add_argument("--lora-rank", type=positive_int, help="LoRA rank, with --lora (default 8)")
     tune.add_argument("--epochs", type=positive_int, default=3)
     tune.add_argument("--lr", type=positive_float, help="learning rate (default 5e-5 full, 5e-4 LoRA)")
     tune.add_argument("--batch-size", type=positive_int, default=32)
     tune.add_argument("--max-length", type=positive_int, default=128)
     tune.add_argument("--max-train", type=positive_int, help="use a seeded sample of this many training examples")
-    tune.add_argument("--val-fraction", type=positive_float, default=0.1)
+    tune.add_argument("--val-fraction", type=fraction, default=0.1, help="held out when no --eval-data (0 < F < 1)")
     tune.add_argument("--seed", type=int, default=0)
     tune.add_argument("--threads", type=positive_int, help="PyTorch threads (default: all cores)")
     tune.add_argument("--force", action="store_true", help="replace an earlier fine-tuning output")
@@ -81,9 +84,12 @@ def _columns(parser) -> None:
 def cmd_finetune(args) -> int:
     from edgekiln.compiler.data import DataTask, load_dataset
     from edgekiln.compiler.finetune import FinetuneConfig, LoraSettings, finetune
+    from edgekiln.compiler.finetune.state import STATE_FILE, partial_dir
     from edgekiln.compiler.finetune.tunable import check_model_path
 
     check_model_path(args.model, args.weights)  # before the data is read
+    if args.lora_rank is not None and not args.lora:
+        raise InputError("--lora-rank sets the rank of LoRA adapters", hint="add --lora, or drop --lora-rank")
     columns = {"text_column": args.text_column, "label_column": args.label_column, "format": args.data_format}
     train = load_dataset(args.data, task=DataTask(args.task) if args.task else None, **columns)
     task = train.task
@@ -99,11 +105,23 @@ def cmd_finetune(args) -> int:
         threads=args.threads,
         max_train_examples=args.max_train,
         validation_fraction=args.val_fraction,
-        lora=LoraSettings(rank=args.lora_rank, alpha=2 * args.lora_rank) if args.lora else None,
+        lora=LoraSettings(rank=args.lora_rank or 8, alpha=2 * (args.lora_rank or 8)) if args.lora else None,
     )
-    result = finetune(
-        args.model, args.output, train_data=train, eval_data=dev, config=config, weights=args.weights, force=args.force
-    )
+    try:
+        result = finetune(
+            args.model,
+            args.output,
+            train_data=train,
+            eval_data=dev,
+            config=config,
+            weights=args.weights,
+            force=args.force,
+        )
+    except KeyboardInterrupt:
+        saved = partial_dir(args.output.expanduser().resolve()) / STATE_FILE
+        if saved.is_file():
+            print(f"edgekiln: state saved in {saved.parent}: the same command resumes from it", file=sys.stderr)
+        raise
     print(
         f"checkpoint: {result.path}\nbest dev {result.report['metric']}: {result.report['best_metric']:.4f} "
         f"(epoch {result.report['best_epoch']})\nnext: edgekiln compile {result.path} -o ARTIFACT"

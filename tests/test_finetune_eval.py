@@ -179,18 +179,39 @@ def test_interrupted_run_resumes_to_the_same_result(encoder_folder, sentiment_da
 
 
 def test_leftover_state_of_another_run_is_refused(encoder_folder, sentiment_data, tmp_path):
+    from edgekiln.compiler.finetune.state import open_run
+
     partial = tmp_path / "out.partial"
-    partial.mkdir()
-    (partial / "run.json").write_text(json.dumps({"something": "else"}))
-    with pytest.raises(CompileError, match="interrupted run with other settings"):
-        finetune(
-            encoder_folder,
-            tmp_path / "out",
-            train_data=str(sentiment_data[0]),
-            eval_data=str(sentiment_data[1]),
-            config=_config(),
-            log=lambda message: None,
-        )
+    identity = {"model": "m", "config": {"epochs": 1, "seed": 0}, "train": ["abc", 10], "eval": ["def", 5]}
+    assert open_run(partial, identity) is False
+    (partial / STATE_FILE).write_text("{}")  # saved state: now there is a run to resume
+    assert open_run(partial, identity) is True
+    other = {**identity, "config": {"epochs": 2, "seed": 0}, "train": ["xyz", 10]}
+    with pytest.raises(CompileError, match=r"other settings \(epochs\), training data") as error:
+        open_run(partial, other)
+    assert "--force" in error.value.hint and (partial / STATE_FILE).is_file()
+    said = []
+    assert open_run(partial, other, force=True, log=said.append) is False  # discarded, started afresh
+    assert not (partial / STATE_FILE).exists() and "discarding the interrupted run" in said[0]
+    (partial / "run.json").unlink()
+    assert open_run(partial, identity) is False  # no state saved yet: nothing to resume, no refusal
+    stranger = tmp_path / "mine.partial"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("keep")
+    with pytest.raises(CompileError, match="is in the way"):
+        open_run(stranger, identity)
+    assert (stranger / "notes.txt").read_text() == "keep"
+
+
+def test_resume_identifies_the_data_by_its_contents(sentiment_data, tmp_path):
+    moved = tmp_path / "elsewhere.tsv"
+    shutil.copy(sentiment_data[0], moved)
+    same = load_dataset(str(moved)).content_fingerprint()
+    assert same == load_dataset(str(sentiment_data[0])).content_fingerprint()  # another path, the same data
+    lines = moved.read_text().splitlines()
+    flipped = [lines[0]] + [f"{text}\t{1 - int(label)}" for text, label in (line.rsplit("\t", 1) for line in lines[1:])]
+    moved.write_text("\n".join(flipped) + "\n")
+    assert load_dataset(str(moved)).content_fingerprint() != same  # the same name, other labels
 
 
 def test_labels_that_do_not_match_the_model(tuned, tmp_path):
@@ -223,13 +244,19 @@ def test_cli_finetune_errors_are_one_line(encoder_folder, sentiment_data, tmp_pa
         "--data",
         str(sentiment_data[0]),
         "--val-fraction",
-        "1.5",
+        "1",
         "-o",
         str(tmp_path / "x"),
     ]
+    with pytest.raises(SystemExit):
+        main(args)
+    assert "argument --val-fraction: expected a fraction between 0 and 1 (both excluded), found '1'" in (
+        capsys.readouterr().err
+    )
+    args[-4:-2] = ["--lora-rank", "4"]  # without --lora: not a full fine-tune without a word
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "validation_fraction" in err
+    assert err.count("\n") == 1 and "--lora-rank sets the rank of LoRA adapters" in err
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "notes.txt").write_text("keep")
     args = [

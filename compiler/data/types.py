@@ -77,6 +77,13 @@ class Dataset:
 
         return sha256_json([self.source, [_identity(example) for example in self.examples]])
 
+    def content_fingerprint(self) -> str:
+        """Hash of the examples alone: the same data under another path is the same data, and other data
+        under the same name is not (a resumed fine-tune checks it)."""
+        from edgekiln.runtime.hashing import sha256_json
+
+        return sha256_json([self.task.value, [_identity(example) for example in self.examples]])
+
     def subset(self, indices, source: str) -> Dataset:
         return Dataset(self.task, tuple(self.examples[i] for i in indices), source)
 

@@ -60,11 +60,11 @@ def finetune(
     work = partial_dir(out_dir)
     identity = {
         "model": tunable.identity,
-        "config": config.model_dump(mode="json"),
-        "train": [train_set.source, len(train_set)],
-        "eval": [dev_set.source, len(dev_set)],
+        "config": config.model_dump(mode="json", exclude={"threads"}),  # threads do not change the run
+        "train": [train_set.content_fingerprint(), len(train_set)],
+        "eval": [dev_set.content_fingerprint(), len(dev_set)],
     }
-    resume = open_run(work, identity)
+    resume = open_run(work, identity, force=force, log=log)
     note = head_note(tunable.labels, labels)
     if note and not resume:
         log(note)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,19 +35,48 @@ def partial_dir(out_dir: Path) -> Path:
     return out_dir.parent / f"{out_dir.name}.partial"
 
 
-def open_run(work: Path, identity: dict) -> bool:
-    """Create the work folder, or check it belongs to this run. True if there is state to resume."""
+def open_run(work: Path, identity: dict, *, force: bool = False, log=None) -> bool:
+    """Create the work folder, or check it belongs to this run. True if there is state to resume.
+
+    A folder with no saved state (interrupted before the first save) is simply started afresh; one
+    holding another run's state is refused, naming what differs, unless `force` discards it."""
     run_file = work / RUN_FILE
-    if run_file.is_file():
-        if json.loads(run_file.read_text()) != identity:
+    if run_file.is_file() and (work / STATE_FILE).is_file():
+        try:
+            stored = json.loads(run_file.read_text())
+        except (OSError, ValueError):
+            stored = {}
+        if stored == identity:
+            return True
+        differs = _differences(stored, identity)
+        if not force:
             raise CompileError(
-                f"{work} holds an interrupted run with other settings or data",
-                hint="re-run that command to finish it, or delete the folder to start afresh",
+                f"{work} holds an interrupted run with other {', '.join(differs)}",
+                hint="re-run that command to finish it, or pass --force to discard it and start afresh",
             )
-        return (work / STATE_FILE).is_file()
-    work.mkdir(parents=True, exist_ok=True)
+        if log is not None:
+            log(f"discarding the interrupted run in {work} (other {', '.join(differs)})")
+    if work.exists():
+        if not run_file.is_file() and any(work.iterdir()):
+            raise CompileError(
+                f"{work} is in the way: it holds files but no edgekiln run",
+                hint="move it aside (a fine-tune keeps its state in OUT.partial/)",
+            )
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
     run_file.write_text(json.dumps(identity, indent=2, sort_keys=True))
     return False
+
+
+def _differences(stored: dict, identity: dict) -> list[str]:
+    """What differs between two runs, in words: settings by name, the model, the data."""
+    names = {"model": "model", "train": "training data", "eval": "eval data"}
+    differs = [names[key] for key in names if stored.get(key) != identity.get(key)]
+    old, new = stored.get("config") or {}, identity.get("config") or {}
+    settings = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
+    if settings:
+        differs.insert(0, f"settings ({', '.join(settings)})")
+    return differs or ["settings"]
 
 
 def save_state(work: Path, model, optimizer, scheduler, progress: Progress) -> None:
