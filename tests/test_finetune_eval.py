@@ -141,6 +141,23 @@ def test_token_classification_reports_entity_f1(encoder_folder, tmp_path):
     assert {row["label"] for row in report["per_class"]} >= {"O", "B-person", "B-location"}
 
 
+def test_lora_on_token_classification_trains_and_merges(encoder_folder, tmp_path):
+    """peft's token-classification task type saves the head in full; LoRA targeting it too crashed."""
+    train, dev = _entities(tmp_path / "train.conll", 60, 0), _entities(tmp_path / "dev.conll", 20, 1)
+    result = finetune(
+        encoder_folder,
+        tmp_path / "ner-lora",
+        train_data=str(train),
+        eval_data=str(dev),
+        config=_config(task=DataTask.TOKEN_CLASSIFICATION, lora=LoraSettings(rank=4), epochs=1),
+        log=lambda message: None,
+    )
+    assert result.report["method"] == "lora"
+    model = transformers.AutoModelForTokenClassification.from_pretrained(str(result.path))
+    assert not any("lora" in name for name in model.state_dict())
+    assert evaluate(result.path, load_dataset(str(dev)))["entity_f1"] == pytest.approx(result.report["best_metric"])
+
+
 def test_interrupted_run_resumes_to_the_same_result(encoder_folder, sentiment_data, tuned, tmp_path):
     config = _config(save_every=5)
     out = tmp_path / "resumed"

@@ -96,12 +96,14 @@ def with_lora(model, task: DataTask, settings: LoraSettings):
     """LoRA on every linear layer (text encoders, through peft's task type), or for a model peft has
     no task type for (image classifiers) on the backbone's linears and ungrouped convolutions, the
     head trained in full."""
+    import torch
     from peft import LoraConfig, TaskType, get_peft_model
 
     common = {"r": settings.rank, "lora_alpha": settings.alpha, "lora_dropout": settings.dropout}
     kind = compiler_task(task).peft_task_type
-    if kind is not None:
-        config = LoraConfig(task_type=getattr(TaskType, kind), target_modules="all-linear", **common)
+    if kind is not None:  # the encoder's linears (the head is trained in full: peft's task type saves it)
+        linears = [name for name in lora_targets(model) if isinstance(model.get_submodule(name), torch.nn.Linear)]
+        config = LoraConfig(task_type=getattr(TaskType, kind), target_modules=linears or "all-linear", **common)
     else:
         layout = getattr(model, "lora_layout", None)  # a timm classifier (timm_classifier.py) names its own
         targets, heads = layout() if layout else (lora_targets(model), head_names(model))
