@@ -137,6 +137,30 @@ def test_flops_target_and_recovery(lora, bert_folders, data, tmp_path):
     assert report["accuracy_drop"] == pytest.approx(report["accuracy_before"] - report["accuracy_after_recovery"])
 
 
+def test_a_recovery_that_makes_things_worse_keeps_the_pruned_model(bert_folders, data, tmp_path):
+    """The pruned model before recovery is epoch 0 of the best-epoch choice: a learning rate that wrecks
+    the model must not ship the wreck."""
+    result = compile(
+        bert_folders["sequence"],
+        "x86-64-avx2",
+        tmp_path / "art",
+        recipe=Recipe.from_flags(
+            backend="onnxruntime",
+            prune=PruneConfig(flops=0.4),
+            recover=RecoveryConfig(epochs=1, learning_rate=50.0),
+            train_data=data["train"],
+            eval_data=data["dev"],
+        ),
+    )
+    report = json.loads((result.path / "reports" / "pruning.json").read_text())
+    recovery = report["recovery"]
+    # (the tiny model sits at chance, so its recovery epoch can only tie: a tie keeps the start too;
+    # test_pruning_images has the case where the epoch is strictly worse)
+    assert recovery["epochs"][0]["accuracy"] * 100 <= report["accuracy_after_pruning"]
+    assert recovery["kept_epoch"] == 0
+    assert report["accuracy_after_recovery"] == pytest.approx(report["accuracy_after_pruning"])
+
+
 def test_recovery_from_unlabelled_text(bert_folders, data, tmp_path):
     """No labels: label-free scores, and recovery on text the unpruned model labels (pure distillation)."""
     text = tmp_path / "unlabelled.txt"

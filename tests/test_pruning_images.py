@@ -215,6 +215,22 @@ def test_recovery_brings_back_the_accuracy_pruning_lost(trained, digits, tmp_pat
     assert report["recovery"]["epochs"][-1]["epoch"] == 3
 
 
+def test_a_recovery_that_makes_things_worse_keeps_the_pruned_model(trained, digits, tmp_path):
+    prune = recipe(flops=0.3, importance="magnitude").with_overrides(
+        {
+            "data.train": str(digits[0]),
+            "data.eval": str(digits[1]),
+            "recover": {"epochs": 1, "batch_size": 32, "learning_rate": 100.0},
+        }
+    )
+    report = json.loads(
+        (compile(trained, "x86-64-avx2", tmp_path / "art", prune).path / "reports" / "pruning.json").read_text()
+    )
+    after, recovered = report["accuracy_after_pruning"], report["accuracy_after_recovery"]
+    assert report["recovery"]["epochs"][0]["accuracy"] < after, "the wrecking learning rate did not wreck"
+    assert report["recovery"]["kept_epoch"] == 0 and recovered == pytest.approx(after)
+
+
 def hf_cnn(folder: Path, kind: str) -> Path:
     """A random-weight transformers CNN for the ten digits, with its image processor."""
     import transformers as tf

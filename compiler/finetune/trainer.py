@@ -45,12 +45,16 @@ class Plan:
         return compiler_task(self.config.task).metric
 
 
-def train(plan: Plan, model, *, resume: bool, log: Log, show_bar: bool | None) -> Progress:
+def train(plan: Plan, model, *, resume: bool, log: Log, show_bar: bool | None, keep_start: bool = False) -> Progress:
+    """Train for the plan's epochs, keeping the best epoch's checkpoint; with `keep_start` the model as
+    it starts is a candidate too (epoch 0: a recovery that only makes things worse keeps the start)."""
     batches = training_batches(plan.train, plan.encoder, plan.labels, plan.config)
     optimizer, scheduler = _optimizer(plan, model, batches.steps())
     progress = load_state(plan.work, model, optimizer, scheduler) if resume else Progress()
     if resume:
         log(f"resuming from epoch {progress.epoch + 1}, step {progress.step_in_epoch} ({plan.work})")
+    elif keep_start:
+        _score_start(plan, model, progress, log)
     config = plan.config
     while progress.epoch < config.epochs:
         started = time.perf_counter()
@@ -97,6 +101,21 @@ def _step(
     return float(loss.detach())
 
 
+def _score_start(plan: Plan, model, progress: Progress, log: Log) -> None:
+    report, _ = evaluate_predictor(training_predictor(plan, model), plan.dev, batch_size=plan.config.eval_batch_size)
+    progress.best_metric, progress.best_epoch = report[plan.metric], 0
+    _keep_best(plan, model)
+    log(f"before training: dev {plan.metric} {progress.best_metric:.4f} (kept unless an epoch beats it)")
+
+
+def _keep_best(plan: Plan, model) -> None:
+    staging = plan.work / (BEST_DIR + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    save_checkpoint(model, plan.model_folder, staging)
+    shutil.rmtree(plan.work / BEST_DIR, ignore_errors=True)
+    staging.rename(plan.work / BEST_DIR)
+
+
 def _end_epoch(plan: Plan, model, progress: Progress, log: Log) -> None:
     started = time.perf_counter()
     report, _ = evaluate_predictor(training_predictor(plan, model), plan.dev, batch_size=plan.config.eval_batch_size)
@@ -114,11 +133,7 @@ def _end_epoch(plan: Plan, model, progress: Progress, log: Log) -> None:
     improved = progress.best_metric is None or score > progress.best_metric
     if improved:
         progress.best_metric, progress.best_epoch = score, progress.epoch + 1
-        staging = plan.work / (BEST_DIR + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        save_checkpoint(model, plan.model_folder, staging)
-        shutil.rmtree(plan.work / BEST_DIR, ignore_errors=True)
-        staging.rename(plan.work / BEST_DIR)
+        _keep_best(plan, model)
     log(
         f"epoch {entry['epoch']}/{plan.config.epochs}: train loss {entry['train_loss']:.4f}, dev {plan.metric} "
         f"{score:.4f}{' (best so far, saved)' if improved else ''}, {progress.seconds:.0f} s training"

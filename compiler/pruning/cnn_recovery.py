@@ -38,6 +38,11 @@ def recover_images(
     optimizer, scheduler = _optimizer(student, config, steps)
     teacher.eval()
     history, best, best_score = [], None, None
+    start = measure(student, teacher_top, data, encoder, labels) or {}
+    start_score = start.get("accuracy") if start.get("accuracy") is not None else start.get("agreement")
+    kept = None
+    if start_score is not None:  # the pruned model as it is (epoch 0): kept unless an epoch beats it
+        best, best_score, kept = copy.deepcopy(student.state_dict()), start_score, 0
     started = time.perf_counter()
     for epoch in range(config.epochs):
         loss = _epoch(student, teacher, train, encoder, labels, config, (optimizer, scheduler), epoch)
@@ -45,14 +50,15 @@ def recover_images(
         scores = measure(student, teacher_top, data, encoder, labels) or {}
         score = scores.get("accuracy") if scores.get("accuracy") is not None else scores.get("agreement")
         history.append({"epoch": epoch + 1, "train_loss": round(loss, 5), **scores})
-        improved = best is None or score is None or score > best_score
+        improved = best is None or score is None or best_score is None or score > best_score
         if improved:
-            best, best_score = copy.deepcopy(student.state_dict()), score
+            best, best_score, kept = copy.deepcopy(student.state_dict()), score, epoch + 1
         say(f"prune: recovery epoch {epoch + 1}/{config.epochs}, loss {loss:.4f}, dev {scores or 'n/a'}")
     student.load_state_dict(best)
     student.eval()
     return {
         "epochs": history,
+        "kept_epoch": kept,
         "seconds": round(time.perf_counter() - started, 1),
         "train": train.source,
         "config": config.model_dump(mode="json"),

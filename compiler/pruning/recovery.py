@@ -82,4 +82,4 @@ def recover(
         work,
         loss=distillation_loss(teacher, config.temperature, config.alpha),
     )
-    return train(plan, student, resume=False, log=log, show_bar=None)
+    return train(plan, student, resume=False, log=log, show_bar=None, keep_start=True)

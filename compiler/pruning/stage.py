@@ -130,6 +130,7 @@ def _prune(folder: Path, job: PruneJob, work: Path, say) -> None:
         recovered = progress.best_metric * 100 if job.dev is not None else None
         recovery_info = {
             "epochs": progress.history,
+            "kept_epoch": progress.best_epoch,  # 0: the pruned model before recovery
             "seconds": round(progress.seconds, 1),
             "config": recovery.model_dump(mode="json"),
             "train": train_set.source,
