@@ -93,6 +93,9 @@ def test_saved_datasets_folder(tmp_path):
         ("bad.conll", "a\tO\nb\tO\textra\n", "bad.conll:2: expected 2 whitespace-separated columns"),
         ("tags.conll", "a\tPER\n", "tags.conll:1: tag 'PER' is not O, B-TYPE or I-TYPE"),
         ("data.parquet", "x", "cannot tell the format"),
+        ("null.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": null}\n', "null.jsonl:2: 'label' must be"),
+        ("bool.jsonl", '{"text": "a", "label": true}\n', "bool.jsonl:1: 'label' must be a class name or number"),
+        ("list.jsonl", '{"text": "a", "label": [1]}\n', r"found \[1\]"),
     ],
 )
 def test_bad_data_names_file_and_line(tmp_path, name, content, message):
@@ -185,3 +188,21 @@ def test_a_field_over_128_kib_is_one_clear_error(tmp_path, name, body):
     (tmp_path / name).write_text(body)
     with pytest.raises(DataError, match=rf"{name}:\d+: a (TSV|CSV) field is longer than 128 KiB"):
         load_dataset(tmp_path / name)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("bom.csv", "text,label\ngood,1\nbad,0\n"),
+        ("bom.tsv", "sentence\tlabel\ngood\t1\nbad\t0\n"),
+        ("bom.jsonl", '{"text": "good", "label": 1}\n{"text": "bad", "label": 0}\n'),
+        ("bom.conll", "good\tO\nParis\tB-location\n"),
+    ],
+)
+def test_a_byte_order_mark_is_read_as_excel_writes_it(tmp_path, name, content):
+    """Excel's "CSV UTF-8" starts the file with a byte-order mark: read as the same data without it."""
+    plain, marked = tmp_path / name, tmp_path / f"marked-{name}"
+    plain.write_text(content, encoding="utf-8")
+    marked.write_text(content, encoding="utf-8-sig")
+    assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert load_dataset(marked).examples == load_dataset(plain).examples

@@ -40,6 +40,31 @@ def test_class_folders_and_their_splits(tmp_path):
     assert len(rest) == 2 and len(held) == 1
 
 
+def test_a_class_folders_sub_folders_are_read_as_imagefolder_does(tmp_path):
+    root = _folder(tmp_path / "data", {"cat": ["chelsea.png"], "rocket": ["rocket.jpg"]})
+    (root / "cat" / "batch2").mkdir()
+    shutil.copy(photo("coffee.png"), root / "cat" / "batch2" / "coffee.png")
+    (root / "cat" / ".cache").mkdir()
+    shutil.copy(photo("astronaut.png"), root / "cat" / ".cache" / "hidden.png")
+    data = load_dataset(str(root))
+    assert sorted((e.label, e.path.split("/")[-1]) for e in data.examples) == [
+        ("cat", "chelsea.png"),
+        ("cat", "coffee.png"),
+        ("rocket", "rocket.jpg"),
+    ]
+    only_nested = _folder(tmp_path / "nested", {"b": ["rocket.jpg"]})
+    (only_nested / "a" / "sub").mkdir(parents=True)
+    shutil.copy(photo("chelsea.png"), only_nested / "a" / "sub" / "cat.png")
+    assert load_dataset(str(only_nested)).labels == ("a", "b")  # class a was lost before
+
+
+def test_an_image_table_with_a_byte_order_mark(tmp_path):
+    shutil.copy(photo("chelsea.png"), tmp_path / "cat.png")
+    (tmp_path / "images.csv").write_text("path,label\ncat.png,cat\n", encoding="utf-8-sig")
+    data = load_dataset(str(tmp_path / "images.csv"))
+    assert data.task is DataTask.IMAGE_CLASSIFICATION and data.examples[0].label == "cat"
+
+
 def test_an_image_replaced_under_the_same_name_is_new_data(tmp_path):
     """Cache keys (pruning, calibration) hash image files' contents, not only their names."""
     _folder(tmp_path / "data", {"cat": ["chelsea.png"], "rocket": ["rocket.jpg"]})

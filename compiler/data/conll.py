@@ -13,7 +13,7 @@ def read_conll(path: Path) -> Dataset:
     tokens: list[str] = []
     tags: list[str] = []
     width = None
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 if tokens:

@@ -38,7 +38,7 @@ def read_image_data(path: Path, split: str | None, chosen: DataFormat | None) ->
 def read_image_folder(folder: Path) -> Dataset:
     """Labelled by sub-folder name, or (no sub-folders with images) every image unlabelled."""
     classes = sorted(child for child in folder.iterdir() if child.is_dir() and not child.name.startswith("."))
-    examples = [ImageExample(str(image), child.name) for child in classes for image in _images(child)]
+    examples = [ImageExample(str(image), child.name) for child in classes for image in _images_below(child)]
     if not examples:
         examples = [ImageExample(str(image), "") for image in _images(folder)]
     if not examples:
@@ -53,7 +53,7 @@ def read_image_table(path: Path) -> Dataset | None:
     """A CSV/TSV whose header names a path column; None when it names none (then it is text data)."""
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle, delimiter=delimiter)
             header = [name.strip().lower() for name in next(reader, [])]
             path_column = next((header.index(name) for name in PATH_COLUMNS if name in header), None)
@@ -87,7 +87,20 @@ def read_image_table(path: Path) -> Dataset | None:
 def holds_images(folder: Path) -> bool:
     if any(_images(folder)):
         return True
-    return any(any(_images(child)) for child in folder.iterdir() if child.is_dir() and not child.name.startswith("."))
+    return any(
+        any(_images_below(child)) for child in folder.iterdir() if child.is_dir() and not child.name.startswith(".")
+    )
+
+
+def _images_below(folder: Path):
+    """A class folder's images, its sub-folders' included (as torchvision's ImageFolder walks them)."""
+    return (
+        path
+        for path in sorted(folder.rglob("*"))
+        if path.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        and path.is_file()
+    )
 
 
 def _images(folder: Path):

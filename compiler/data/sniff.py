@@ -15,7 +15,7 @@ def sniff_format(path: Path) -> DataFormat | None:
     """The format the first lines of `path` show, or None when they do not tell."""
     with open(path, "rb") as handle:
         head = handle.read(_HEAD_BYTES)
-    lines = head.decode("utf-8", errors="replace").split("\n")
+    lines = head.decode("utf-8-sig", errors="replace").split("\n")
     if len(head) == _HEAD_BYTES:
         lines = lines[:-1]  # the last line may be cut short
     lines = [line.rstrip("\r") for line in lines if line.strip()][:_HEAD_LINES]

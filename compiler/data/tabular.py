@@ -20,7 +20,7 @@ def read_delimited(
     if delimiter is None:
         delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
         try:
             header = next(reader, None)
@@ -59,12 +59,16 @@ def read_jsonl(path: Path, *, text_column: str | None, label_column: str | None)
             raise DataError(f"{path}:{number}: record has no {missing[0]!r} key")
         if not isinstance(record[text_key], str):
             raise DataError(f"{path}:{number}: {text_key!r} must be a string, found {type(record[text_key]).__name__}")
-        examples.append(TextExample(record[text_key], str(record[label_key])))
+        label = record[label_key]
+        if isinstance(label, bool) or not isinstance(label, (str, int)) or not str(label).strip():
+            found = "an empty string" if isinstance(label, str) else json.dumps(label)
+            raise DataError(f"{path}:{number}: {label_key!r} must be a class name or number, found {found}")
+        examples.append(TextExample(record[text_key], str(label).strip()))
     return _non_empty(path, tuple(examples))
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
