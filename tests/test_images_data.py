@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -153,3 +154,29 @@ def test_the_runtime_decodes_and_predicts_without_torch(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith(("cat", "coffee", "rocket", "astronaut", "other"))
+
+
+def test_a_datasets_folder_with_an_image_column(tmp_path, monkeypatch):
+    """`save_to_disk` of an Image column and a ClassLabel: the images are written once, by content, to
+    the cache, and read like an image folder's; "dev" finds the "validation" split."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("EDGEKILN_CACHE", str(tmp_path / "cache"))
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["cat", "rocket"])})
+    rows = {"image": [str(photo("chelsea.png")), str(photo("rocket.jpg"))], "label": [0, 1]}
+    splits = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(rows, features=features),
+            "validation": datasets.Dataset.from_dict(rows, features=features),
+        }
+    )
+    splits.save_to_disk(str(tmp_path / "saved"))
+    data = load_dataset(f"{tmp_path / 'saved'}:dev")
+    assert data.task is DataTask.IMAGE_CLASSIFICATION and data.source.endswith(":validation")
+    assert [e.label for e in data.examples] == ["cat", "rocket"]
+    written = [Path(e.path) for e in data.examples]
+    assert [p.suffix for p in written] == [".png", ".jpg"] and all(
+        p.parent.parent == tmp_path / "cache" for p in written
+    )
+    assert written[0].read_bytes() == photo("chelsea.png").read_bytes()
+    again = load_dataset(f"{tmp_path / 'saved'}:train")
+    assert [e.path for e in again.examples] == [e.path for e in data.examples]  # the same bytes, the same file

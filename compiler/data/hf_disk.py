@@ -31,21 +31,34 @@ def read_saved_dataset(
         raise DataError(f"cannot read the datasets folder {folder}: {exc}") from None
     source = str(folder)
     if isinstance(loaded, datasets.DatasetDict):
-        if split is None or split not in loaded:
+        found = next((name for name in split_aliases(split) if name in loaded), None) if split else None
+        if found is None:
             raise DataError(
                 f"{folder} holds splits {sorted(loaded)}; choose one as {folder}:SPLIT"
                 + ("" if split is None else f" (no split {split!r})")
             )
-        loaded, source = loaded[split], f"{folder}:{split}"
+        loaded, source = loaded[found], f"{folder}:{found}"
     elif split is not None:
         raise DataError(f"{folder} holds a single dataset, not splits; drop ':{split}'")
     columns = list(loaded.column_names)
+    image = next((name for name, feature in loaded.features.items() if type(feature).__name__ == "Image"), None)
+    if image is not None:
+        from .hf_images import saved_images
+
+        return saved_images(loaded, image, source, label_column)
     if any(name in columns for name in TOKEN_COLUMNS):
         return _tokens(loaded, columns, source)
     return _texts(loaded, columns, source, text_column, label_column)
 
 
-def _names(feature) -> list[str] | None:
+def split_aliases(split: str) -> tuple[str, ...]:
+    """The names a split may go by ("dev" is "validation" in most `datasets` releases)."""
+    from . import _SPLIT_ALIASES
+
+    return _SPLIT_ALIASES.get(split, (split,))
+
+
+def names_of(feature) -> list[str] | None:
     feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel) -> ClassLabel
     return list(getattr(feature, "names", None) or []) or None
 
@@ -58,7 +71,7 @@ def _texts(loaded, columns: list[str], source: str, text_column, label_column) -
             f"{source} needs a text and a label column; it has {columns}",
             hint="name them with --text-column and --label-column",
         )
-    names = _names(loaded.features[label])
+    names = names_of(loaded.features[label])
     examples = tuple(TextExample(str(row[text]), names[row[label]] if names else str(row[label])) for row in loaded)
     if not examples:
         raise DataError(f"{source} holds no examples")
@@ -70,7 +83,7 @@ def _tokens(loaded, columns: list[str], source: str) -> Dataset:
     tags = next((c for c in TAG_COLUMNS if c in columns), None)
     if tags is None:
         raise DataError(f"{source} has a {tokens!r} column but no tag column (looked for {', '.join(TAG_COLUMNS)})")
-    names = _names(loaded.features[tags])
+    names = names_of(loaded.features[tags])
     examples = []
     for index, row in enumerate(loaded):
         row_tags = [names[t] if names else str(t) for t in row[tags]]
