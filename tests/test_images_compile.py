@@ -143,6 +143,13 @@ def test_eval_on_an_image_folder_and_against_the_checkpoint(capsys, vit_artifact
     assert "top-5 accuracy" in out
 
 
+def test_eval_of_text_data_on_an_image_model_names_both_tasks(capsys, vit_artifact, tmp_path):
+    table = tmp_path / "dev.tsv"
+    table.write_text("sentence\tlabel\na good film\tcat\n")
+    code, _, err = run_cli(capsys, "eval", str(vit_artifact), "--data", str(table))
+    assert code == 2 and "is text-classification data but" in err and "does image-classification" in err
+
+
 def test_eval_reads_a_csv_of_paths(capsys, vit_artifact, tmp_path):
     data = _image_folder(tmp_path / "data")
     table = tmp_path / "images.csv"

@@ -8,7 +8,7 @@ import hashlib
 import io
 from pathlib import Path
 
-from .tabular import LABEL_COLUMNS
+from .images import LABEL_COLUMNS
 from .types import DataError, Dataset, DataTask, ImageExample
 
 FORMATS = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}

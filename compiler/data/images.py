@@ -13,7 +13,7 @@ from pathlib import Path
 from .types import DataError, DataFormat, Dataset, DataTask, ImageExample
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-PATH_COLUMNS = ("path", "image", "file", "filename", "image_path", "filepath")
+PATH_COLUMNS = ("path", "image", "file", "filename", "image_path", "filepath", "file_path")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
 
 
@@ -58,6 +58,7 @@ def read_image_table(path: Path) -> Dataset | None:
             header = [name.strip().lower() for name in next(reader, [])]
             path_column = next((header.index(name) for name in PATH_COLUMNS if name in header), None)
             if path_column is None:
+                _refuse_unnamed_paths(path, header, next(reader, []))
                 return None  # not an image table: the text readers take it
             rows = [header, *reader]
     except UnicodeDecodeError as exc:
@@ -82,6 +83,18 @@ def read_image_table(path: Path) -> Dataset | None:
     if not examples:
         raise DataError(f"{path} lists no images")
     return Dataset(DataTask.IMAGE_CLASSIFICATION, tuple(examples), str(path))
+
+
+def _refuse_unnamed_paths(path: Path, header: list[str], first: list[str]) -> None:
+    """A table listing image files under a column name the readers do not know: named, with the fix
+    (the text readers would say it has no text column)."""
+    listed = [name for name, cell in zip(header, first) if Path(cell.strip()).suffix.lower() in IMAGE_SUFFIXES]
+    if listed:
+        raise DataError(
+            f"{path} lists image files in column {listed[0]!r}; an image table names that column "
+            f"{', '.join(PATH_COLUMNS)}",
+            hint=f"rename the column {listed[0]!r} to path (and the class column to label)",
+        )
 
 
 def holds_images(folder: Path) -> bool:

@@ -20,6 +20,11 @@ def evaluate_predictor(predictor: Predictor, dataset: Dataset, *, batch_size: in
             raise DataError(f"{dataset.source} is image data but {predictor.name} does {predictor.task.value}")
         metrics, predictions = evaluate_images(predictor, dataset, batch_size=batch_size)
         return {"target": predictor.name, "data": dataset.source, "task": dataset.task.value, **metrics}, predictions
+    if predictor.task.value == DataTask.IMAGE_CLASSIFICATION.value:
+        raise DataError(
+            f"{dataset.source} is {dataset.task.value} data but {predictor.name} does image-classification",
+            hint="give image data: a folder of class sub-folders, or a CSV/TSV with path and label columns",
+        )
     mapping = label_mapping(dataset, predictor)
     back = {model: data for data, model in mapping.items()}
     raw = predict_dataset(predictor, dataset, batch_size=batch_size)
