@@ -181,3 +181,18 @@ def test_a_datasets_folder_with_an_image_column(tmp_path, monkeypatch):
     assert written[0].read_bytes() == photo("chelsea.png").read_bytes()
     again = load_dataset(f"{tmp_path / 'saved'}:train")
     assert [e.path for e in again.examples] == [e.path for e in data.examples]  # the same bytes, the same file
+
+
+def test_column_flags_apply_where_there_are_columns(tmp_path):
+    _folder(tmp_path / "data", {"cat": ["chelsea.png"], "rocket": ["rocket.jpg"]})
+    with pytest.raises(DataError, match="--label-column names a table's column; .* is an image folder"):
+        load_dataset(tmp_path / "data", label_column="kind")
+    table = tmp_path / "list.csv"
+    table.write_text("path,label,kind\ndata/cat/chelsea.png,cat,animal\n")
+    assert load_dataset(table, label_column="kind").examples[0].label == "animal"
+    with pytest.raises(DataError, match="has no label column 'species'"):
+        load_dataset(table, label_column="species")
+    conll = tmp_path / "tags.conll"
+    conll.write_text("Paris\tB-location\n")
+    with pytest.raises(DataError, match="--text-column and --label-column name table columns"):
+        load_dataset(conll, text_column="words", label_column="tags")

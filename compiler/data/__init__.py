@@ -49,7 +49,7 @@ def load_dataset(
     a folder of images (unlabelled), or a CSV/TSV with a path column."""
     chosen = _format(format)
     path, split = parse_spec(str(spec))
-    images = read_image_data(path, split, chosen)  # a folder of class folders, or a CSV/TSV of image paths
+    images = read_image_data(path, split, chosen, label_column)  # class folders, or a CSV/TSV of image paths
     if images is not None:
         dataset = images
     elif path.is_dir():
@@ -68,7 +68,25 @@ def load_dataset(
         dataset = _read_file(path, text_column, label_column, chosen)
     if task is not None and dataset.task is not task:
         raise DataError(f"{dataset.source} is {dataset.task.value} data, but the task is {task.value}")
+    _check_columns_apply(dataset, text_column, label_column)
     return dataset
+
+
+def _check_columns_apply(dataset: Dataset, text_column: str | None, label_column: str | None) -> None:
+    """Column names mean something for tables (and `datasets` folders); elsewhere they would be ignored."""
+    ignored = [
+        flag
+        for flag, value, applies in (
+            ("--text-column", text_column, dataset.task is DataTask.TEXT_CLASSIFICATION),
+            ("--label-column", label_column, dataset.task is not DataTask.TOKEN_CLASSIFICATION),  # images: above
+        )
+        if value is not None and not applies
+    ]
+    if ignored:
+        raise DataError(
+            f"{' and '.join(ignored)} name table columns; {dataset.source} is {dataset.task.value} data without them",
+            hint=f"drop {' and '.join(ignored)}",
+        )
 
 
 def _format(value: DataFormat | str | None) -> DataFormat | None:

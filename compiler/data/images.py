@@ -17,7 +17,9 @@ PATH_COLUMNS = ("path", "image", "file", "filename", "image_path", "filepath", "
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
 
 
-def read_image_data(path: Path, split: str | None, chosen: DataFormat | None) -> Dataset | None:
+def read_image_data(
+    path: Path, split: str | None, chosen: DataFormat | None, label_column: str | None = None
+) -> Dataset | None:
     """The image dataset at `path` (and `split`), or None when it is not image data."""
     if chosen not in (None, DataFormat.IMAGE_FOLDER, DataFormat.CSV, DataFormat.TSV):
         return None
@@ -26,10 +28,15 @@ def read_image_data(path: Path, split: str | None, chosen: DataFormat | None) ->
         if split is not None and not folder.is_dir():
             return None
         if chosen is DataFormat.IMAGE_FOLDER or holds_images(folder):
+            if label_column is not None:
+                raise DataError(
+                    f"--label-column names a table's column; {folder} is an image folder, labelled by its sub-folders",
+                    hint="drop --label-column",
+                )
             return read_image_folder(folder)
         return None
     if split is None and chosen is not DataFormat.IMAGE_FOLDER and path.suffix.lower() in (".csv", ".tsv", ".tab"):
-        return read_image_table(path)
+        return read_image_table(path, label_column)
     if chosen is DataFormat.IMAGE_FOLDER:
         raise DataError(f"{path} is a file; the image-folder format is a folder of class sub-folders")
     return None
@@ -49,7 +56,7 @@ def read_image_folder(folder: Path) -> Dataset:
     return Dataset(DataTask.IMAGE_CLASSIFICATION, tuple(examples), str(folder))
 
 
-def read_image_table(path: Path) -> Dataset | None:
+def read_image_table(path: Path, label_column: str | None = None) -> Dataset | None:
     """A CSV/TSV whose header names a path column; None when it names none (then it is text data)."""
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     try:
@@ -65,7 +72,10 @@ def read_image_table(path: Path) -> Dataset | None:
         raise DataError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except (OSError, csv.Error) as exc:
         raise DataError(f"cannot read {path} ({exc})") from None
-    label_column = next((header.index(name) for name in LABEL_COLUMNS if name in header), None)
+    if label_column is not None and label_column.strip().lower() not in header:
+        raise DataError(f"{path} has no label column {label_column!r} (columns: {', '.join(header)})")
+    names = (label_column.strip().lower(),) if label_column is not None else LABEL_COLUMNS
+    label_column = next((header.index(name) for name in names if name in header), None)
     examples = []
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
