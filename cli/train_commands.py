@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edgekiln.runtime.errors import InputError
 
-from .artifact_commands import write_json
+from .artifact_commands import check_writable, write_json
 from .parsing import fraction, positive_float, positive_int, unit_float
 
 TASKS = ("text-classification", "token-classification", "image-classification")
@@ -155,6 +155,8 @@ def cmd_eval(args) -> int:
     from edgekiln.compiler.evaluate.text_report import format_evaluation
     from edgekiln.compiler.sources.timm_model import read_labels
 
+    if args.json:
+        check_writable(args.json)  # before the evaluation runs, not after
     labels = None if args.labels is None else read_labels(args.labels)
     timm_options(args.target, args.against, args.weights, labels)  # before the data is read
     dataset = load_dataset(

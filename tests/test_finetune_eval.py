@@ -290,6 +290,14 @@ def test_cli_finetune_errors_are_one_line(encoder_folder, sentiment_data, tmp_pa
     assert main(args) == 2 and (tmp_path / "precious" / "notes.txt").exists()
 
 
+def test_cli_eval_refuses_an_unwritable_json_before_evaluating(tuned, sentiment_data, capsys, monkeypatch):
+    import edgekiln.compiler.evaluate as evaluation
+
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated before refusing"))
+    args = ["eval", str(tuned.path), "--data", str(sentiment_data[1]), "--json", "/no-such-folder/e.json"]
+    assert main(args) == 2 and "cannot write /no-such-folder/e.json" in capsys.readouterr().err
+
+
 def test_cli_eval_against_prints_report(tuned, sentiment_data, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(tuned.path, copy)
