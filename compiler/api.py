@@ -36,6 +36,7 @@ from .quantization.config import QuantMode
 from .quantization.inputs import quantization_inputs
 from .recipe import DATA_PATHS, MEMORY_PREFIX, Recipe, parse_recipe
 from .sources import ModelSource, resolve_source
+from .sources.base import is_timm
 
 DATA_ROLES = tuple(DATA_PATHS)
 
@@ -134,10 +135,13 @@ def _build(job: _Job, model: Any, example_inputs: Any, backend_passes: list[Pass
     try:
         store = PassCache(job.plan.context.cache_root if recipe.cache.enabled else None, build_dir)
         reports, records = {}, []
+        named = _name_of(model)
         if recipe.prune is not None:
             model, reports["pruning"], record = _prune_first(model, example_inputs, job, store)
             records.append(record)
         source = model if isinstance(model, ModelSource) else _source(model, recipe, build_dir, example_inputs)
+        if recipe.prune is not None and named and not source.description.startswith(named):
+            source = replace(source, description=f"{named} (pruned)")  # not the cache folder's name
         start = BuildState(source=source)
         if recipe.quantize.mode is not QuantMode.NONE:
             start = quantization_inputs(
@@ -222,6 +226,13 @@ def _absolute_data(recipe: Recipe) -> Recipe:
     if weights is not None and not Path(weights).is_absolute() and Path(weights).expanduser().exists():  # timm
         updates["source.weights"] = str(Path(weights).expanduser().resolve())
     return recipe.with_overrides(updates) if updates else recipe
+
+
+def _name_of(model: Any) -> str | None:
+    """How a model given by path or id is named in the manifest's `source`."""
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    return str(model) if is_timm(str(model)) else Path(model).expanduser().resolve().name
 
 
 def _source(model: Any, recipe: Recipe, build_dir: Path, example_inputs: Any) -> ModelSource:

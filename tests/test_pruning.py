@@ -132,6 +132,7 @@ def test_flops_target_and_recovery(lora, bert_folders, data, tmp_path):
         ),
     )
     report = json.loads((result.path / "reports" / "pruning.json").read_text())
+    assert result.manifest.source == f"{Path(bert_folders['sequence']).name} (pruned)"  # not the cache's folder
     assert report["flops_reduction"] >= 0.4, f"asked for 0.4, got {report['flops_reduction']:.3f}"
     assert report["recovery"]["epochs"] and report["accuracy_after_recovery"] is not None
     assert report["accuracy_drop"] == pytest.approx(report["accuracy_before"] - report["accuracy_after_recovery"])
