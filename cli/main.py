@@ -116,6 +116,8 @@ def _one_line_warnings():
     previous = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
+            return  # a library's notice to its own developers (transformers' renamed attributes), not the user's
         print(f"edgekiln: warning: {one_line(str(message))}", file=sys.stderr)
 
     warnings.showwarning = show

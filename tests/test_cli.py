@@ -241,3 +241,16 @@ def test_entry_point_error_has_no_traceback(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "not an edgekiln artifact" in done.stderr
+
+
+def test_library_deprecation_notices_are_not_shown_as_edgekiln_warnings(capsys):
+    import warnings
+
+    from edgekiln.cli.main import _one_line_warnings
+
+    with _one_line_warnings(), warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("`is_gradient_checkpointing` is deprecated", FutureWarning, stacklevel=1)
+        warnings.warn("old api", DeprecationWarning, stacklevel=1)
+        warnings.warn("--threads 9 is more than this machine's 2 CPUs", UserWarning, stacklevel=1)
+    assert capsys.readouterr().err == "edgekiln: warning: --threads 9 is more than this machine's 2 CPUs\n"
