@@ -122,7 +122,7 @@ def test_lora_merges_adapters_into_a_plain_checkpoint(encoder_folder, sentiment_
     assert evaluate(result.path, dev)["accuracy"] == pytest.approx(result.report["best_metric"])
 
 
-def test_token_classification_reports_entity_f1(encoder_folder, tmp_path):
+def test_token_classification_reports_entity_f1(encoder_folder, tmp_path, capsys):
     train, dev = _entities(tmp_path / "train.conll", 150, 0), _entities(tmp_path / "dev.conll", 40, 1)
     result = finetune(
         encoder_folder,
@@ -139,6 +139,15 @@ def test_token_classification_reports_entity_f1(encoder_folder, tmp_path):
     assert report["entity_f1"] == pytest.approx(result.report["best_metric"])
     assert {row["type"] for row in report["per_entity_type"]} == {"person", "location"}
     assert {row["label"] for row in report["per_class"]} >= {"O", "B-person", "B-location"}
+    assert report["words_past_max_length"] == 0
+    long = tmp_path / "long.conll"
+    long.write_text("\n".join(f"{PLACES[0]}\tB-location" for _ in range(200)) + "\n")
+    capsys.readouterr()
+    assert main(["eval", str(result.path), "--data", str(long), "--json", str(out)]) == 0
+    unseen = json.loads(out.read_text())["words_past_max_length"]
+    assert (
+        0 < unseen < 200 and f"note: {unseen} words fell past the model's longest sequence" in capsys.readouterr().out
+    )
 
 
 def test_lora_on_token_classification_trains_and_merges(encoder_folder, tmp_path):

@@ -27,13 +27,15 @@ def evaluate_predictor(predictor: Predictor, dataset: Dataset, *, batch_size: in
         )
     mapping = label_mapping(dataset, predictor)
     back = {model: data for data, model in mapping.items()}
-    raw = predict_dataset(predictor, dataset, batch_size=batch_size)
+    unseen: list[int] = []
+    raw = predict_dataset(predictor, dataset, batch_size=batch_size, unseen=unseen)
     if dataset.task is DataTask.TEXT_CLASSIFICATION:
         predictions = [back.get(label, label) for label in raw]
         metrics = classification_metrics([e.label for e in dataset.examples], predictions, dataset.labels)
     else:
         predictions = [[back.get(tag, tag) for tag in tags] for tags in raw]
         metrics = entity_metrics([e.tags for e in dataset.examples], predictions)
+        metrics["words_past_max_length"] = sum(unseen)  # scored as O: the model never saw them
     return {"target": predictor.name, "data": dataset.source, "task": dataset.task.value, **metrics}, predictions
 
 

@@ -52,9 +52,15 @@ def _some(names: list[str], shown: int = 8) -> str:
 
 
 def predict_dataset(
-    predictor: Predictor, dataset: Dataset, *, batch_size: int = 32, progress: Progress = lambda done: None
+    predictor: Predictor,
+    dataset: Dataset,
+    *,
+    batch_size: int = 32,
+    progress: Progress = lambda done: None,
+    unseen: list[int] | None = None,
 ) -> list:
-    """Predicted label per example (text), or predicted tag sequence per sentence (tokens)."""
+    """Predicted label per example (text), or predicted tag sequence per sentence (tokens). Words past
+    the model's longest sequence are predicted O; `unseen`, when given, collects how many there were."""
     if dataset.task.value != predictor.task.value:
         raise DataError(
             f"{dataset.source} is {dataset.task.value} data but {predictor.name} does {predictor.task.value}"
@@ -65,13 +71,13 @@ def predict_dataset(
     for start in range(0, len(order), batch_size):
         chunk = [int(i) for i in order[start : start + batch_size]]
         examples = [dataset.examples[i] for i in chunk]
-        for index, prediction in zip(chunk, _predict_batch(predictor, dataset.task, examples)):
+        for index, prediction in zip(chunk, _predict_batch(predictor, dataset.task, examples, unseen)):
             results[index] = prediction
         progress(len(chunk))
     return results
 
 
-def _predict_batch(predictor: Predictor, task: DataTask, examples: list) -> list:
+def _predict_batch(predictor: Predictor, task: DataTask, examples: list, unseen: list[int] | None) -> list:
     labels = predictor.labels
     if task is DataTask.TEXT_CLASSIFICATION:
         feeds, _ = predictor.encoder.encode([e.text for e in examples])
@@ -86,5 +92,7 @@ def _predict_batch(predictor: Predictor, task: DataTask, examples: list) -> list
             if word is not None and word not in seen:
                 seen.add(word)
                 tags[word] = labels[best[row, position]]
+        if unseen is not None:
+            unseen.append(len(example.tokens) - len(seen))
         predictions.append(tags)
     return predictions

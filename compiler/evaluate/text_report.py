@@ -37,6 +37,11 @@ def _one(report: dict) -> str:
     lines.append(f"{'macro f1':>16} {'':9} {'':9} {report['macro_f1']:9.4f}")
     if "top5_accuracy" in report:
         lines.append(f"{'top-5 accuracy':>16} {'':9} {'':9} {report['top5_accuracy']:9.4f}")
+    if report.get("words_past_max_length"):
+        lines.append(
+            f"note: {report['words_past_max_length']} words fell past the model's longest sequence and "
+            "were scored as O (the model never saw them)"
+        )
     return "\n".join(lines)
 
 
