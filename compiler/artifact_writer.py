@@ -124,16 +124,17 @@ def write_artifact(
     staging.mkdir()
     try:
         manifest = _fill(staging, state, records, profile, backend, recipe)
-        check_plugin_artifact(staging, out_dir, backend)
+        check_plugin_artifact(staging, out_dir, backend, recipe.fidelity.max_abs_diff)
         move_into_place(staging, out_dir, replaceable=replacement_problem if force else None)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 
-def check_plugin_artifact(staging: Path, out_dir: Path, backend: str) -> None:
+def check_plugin_artifact(staging: Path, out_dir: Path, backend: str, max_abs_diff: float) -> None:
     """A plugin backend's artifact, opened with the plugin's runtime and run on the reference inputs
-    before it is moved into place (the built-in lowerings check their own output as they build)."""
+    before it is moved into place (the built-in lowerings check their own output as they build): a
+    float artifact within the recipe's fidelity limit, a quantized one by `verify`'s cosine."""
     from edgekiln.runtime.backends import backend_spec, is_builtin
     from edgekiln.runtime.errors import EdgekilnError
     from edgekiln.runtime.verify import verify_artifact
@@ -147,6 +148,9 @@ def check_plugin_artifact(staging: Path, out_dir: Path, backend: str) -> None:
             f"the {backend} artifact cannot run here: {exc.message.replace(str(staging), str(out_dir))}",
             hint=f"{exc.hint}; a plugin whose device the build machine lacks sets checked_at_compile=False",
         ) from None
+    if "max_abs_diff" in report["threshold"]:  # float: the recipe's [fidelity] limit, as the built-ins'
+        report["threshold"] = {"max_abs_diff": max_abs_diff}
+        report["passed"] = report["max_abs_diff"] <= max_abs_diff
     if not report["passed"]:
         limit = ", ".join(f"{key} {value}" for key, value in report["threshold"].items())
         raise CompileError(

@@ -14,7 +14,7 @@ from .artifact import check_artifact, read_manifest
 from .backends import BackendOptions, BackendSession, is_builtin, open_backend
 from .backends.base import Device
 from .cpus import available_cpus
-from .errors import InputError
+from .errors import BackendUnavailableError, EdgekilnError, InputError
 from .feeds import check_feeds
 from .manifest import Manifest, Task
 from .outputs import check_outputs
@@ -41,10 +41,23 @@ class Session:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on named arrays; dtypes are converted to the manifest's, names and ranks checked."""
-        checked = self._check_feeds(feeds)
-        outputs = self.backend.run(checked)
-        if self._plugin:
-            check_outputs(outputs, checked, self.manifest)
+        return self.run_checked(self._check_feeds(feeds))
+
+    def run_checked(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run feeds already checked (the encoders' own). A plugin backend's failure is named as the
+        plugin's, and its outputs are checked against the manifest."""
+        if not self._plugin:
+            return self.backend.run(feeds)
+        try:
+            outputs = self.backend.run(feeds)
+        except EdgekilnError:
+            raise
+        except Exception as exc:
+            raise BackendUnavailableError(
+                f"backend plugin {self.manifest.backend!r} failed to run: {type(exc).__name__}: {exc}",
+                hint="a fault of the plugin or its device: report it to the plugin's authors",
+            ) from None
+        check_outputs(outputs, feeds, self.manifest)
         return outputs
 
     def predict(self, items: Sequence[str] | str, **options):

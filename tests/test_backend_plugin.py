@@ -101,6 +101,8 @@ class Session:
             return {name: np.full_like(value, 7.0) for name, value in got.items()}
         if self.mode == "badret":
             return {name: value[:1].astype(np.float64) for name, value in got.items()}
+        if self.mode == "runboom":
+            raise RuntimeError("NPU timed out")
         return got
 
 
@@ -140,9 +142,10 @@ def spec(mode):
     )
 
 
-for _mode in ("wrong", "badret", "openboom", "lowerboom"):
+MODES = ("wrong", "badret", "openboom", "lowerboom", "runboom")
+for _mode in MODES:
     globals()[f"{_mode}_open"], globals()[f"{_mode}_lower"] = opener(_mode), lowering(_mode)
-WRONG, BADRET, OPENBOOM, LOWERBOOM = (spec(mode) for mode in ("wrong", "badret", "openboom", "lowerboom"))
+WRONG, BADRET, OPENBOOM, LOWERBOOM, RUNBOOM = (spec(mode) for mode in MODES)
 """
 
 
@@ -158,7 +161,9 @@ def faulty_plugins(tmp_path_factory) -> Path:
         "SPEC = BackendSpec(name='onnxruntime', description='clash', runtime='clashbk:x')\n"
     )
     entries = {
-        "faulty": "\n".join(f"{m} = faulty:{m.upper()}" for m in ("wrong", "badret", "openboom", "lowerboom")),
+        "faulty": "\n".join(
+            f"{m} = faulty:{m.upper()}" for m in ("wrong", "badret", "openboom", "lowerboom", "runboom")
+        ),
         "brokenbk": "brokenbk = brokenbk",
         "clashbk": "onnxruntime = clashbk",
     }
@@ -177,6 +182,7 @@ def faulty_plugins(tmp_path_factory) -> Path:
         ("badret", "returned logits as float64 of shape [1, 2]"),
         ("openboom", "could not open"),
         ("lowerboom", "pass lower_lowerboom (plugin module faulty) failed: ValueError: vendor SDK exploded"),
+        ("runboom", "backend plugin 'runboom' failed to run: RuntimeError: NPU timed out"),
     ],
 )
 def test_a_faulty_plugin_backend_is_named_and_writes_nothing(faulty_plugins, bert_folders, tmp_path, backend, message):

@@ -107,10 +107,27 @@ def test_a_text_csv_is_still_text(tmp_path):
     ],
 )
 def test_bad_tables_are_one_error(tmp_path, content, message):
+    (tmp_path / "img").mkdir()
+    shutil.copy(photo("chelsea.png"), tmp_path / "img" / "cat.png")
     table = tmp_path / "images.csv"
     table.write_text(content)
     with pytest.raises(DataError, match=message):
         load_dataset(table)
+
+
+def test_text_that_names_an_image_file_is_still_text(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("text,label\nmy favourite meme is doge.png,pos\nplain,neg\n")
+    assert load_dataset(table).task is DataTask.TEXT_CLASSIFICATION
+
+
+def test_split_folders_given_without_a_split_are_one_error(tmp_path):
+    for split in ("train", "validation"):
+        _folder(tmp_path / "imgs" / split, {"cat": ["chelsea.png"], "rocket": ["rocket.jpg"]})
+    with pytest.raises(DataError, match=r"holds the image splits \['train', 'validation'\]") as error:
+        load_dataset(tmp_path / "imgs")
+    assert error.value.hint.endswith("imgs:train")
+    assert load_dataset(f"{tmp_path / 'imgs'}:train").labels == ("cat", "rocket")
 
 
 def test_a_folder_without_images_is_one_error(tmp_path):
@@ -181,6 +198,9 @@ def test_a_datasets_folder_with_an_image_column(tmp_path, monkeypatch):
     assert written[0].read_bytes() == photo("chelsea.png").read_bytes()
     again = load_dataset(f"{tmp_path / 'saved'}:train")
     assert [e.path for e in again.examples] == [e.path for e in data.examples]  # the same bytes, the same file
+    test = datasets.Dataset.from_dict({**rows, "label": [-1, 0]}, features=features)  # -1: no label
+    test.save_to_disk(str(tmp_path / "test"))
+    assert [e.label for e in load_dataset(tmp_path / "test").examples] == ["", "cat"]
 
 
 def test_column_flags_apply_where_there_are_columns(tmp_path):

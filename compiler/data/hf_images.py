@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import uuid
 from pathlib import Path
 
 from .images import LABEL_COLUMNS
@@ -30,11 +32,17 @@ def saved_images(loaded, image: str, source: str, label_column: str | None) -> D
     examples = []
     for index, row in enumerate(raw):
         path = _materialise(row[image], folder, f"{source} row {index}")
-        value = "" if label is None else row[label]
-        examples.append(ImageExample(str(path), names[value] if names and isinstance(value, int) else str(value)))
+        examples.append(ImageExample(str(path), _label(None if label is None else row[label], names)))
     if not examples:
         raise DataError(f"{source} holds no examples")
     return Dataset(DataTask.IMAGE_CLASSIFICATION, tuple(examples), source)
+
+
+def _label(value, names: list[str] | None) -> str:
+    """A ClassLabel's name; -1 (the `datasets` mark of an unlabelled row) and None: unlabelled ("")."""
+    if value is None or (isinstance(value, int) and value < 0):
+        return ""
+    return names[value] if names and isinstance(value, int) else str(value)
 
 
 def _materialise(cell, folder: Path, where: str) -> Path:
@@ -47,10 +55,10 @@ def _materialise(cell, folder: Path, where: str) -> Path:
         content = Path(stored).read_bytes()
     digest = hashlib.sha256(content).hexdigest()[:32]
     target = folder / f"{digest}{_suffix(content)}"
-    if not target.is_file():
-        partial = target.with_name(f".{target.name}.partial")
+    if not target.is_file():  # a name of its own per writer: two processes may write the same image
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
         partial.write_bytes(content)
-        partial.replace(target)
+        os.replace(partial, target)
     return target
 
 

@@ -27,6 +27,8 @@ def read_image_data(
         folder = path / split if split is not None else path
         if split is not None and not folder.is_dir():
             return None
+        if split is None:
+            _refuse_split_layout(folder)
         if chosen is DataFormat.IMAGE_FOLDER or holds_images(folder):
             if label_column is not None:
                 raise DataError(
@@ -40,6 +42,23 @@ def read_image_data(
     if chosen is DataFormat.IMAGE_FOLDER:
         raise DataError(f"{path} is a file; the image-folder format is a folder of class sub-folders")
     return None
+
+
+SPLIT_NAMES = ("train", "training", "val", "valid", "validation", "dev", "test", "testing", "eval")
+
+
+def _refuse_split_layout(folder: Path) -> None:
+    """FOLDER/train/CLASS/… given as FOLDER: its split folders would read as classes (their images lie
+    below them), a train-versus-test classifier. One error naming the splits instead."""
+    children = [c for c in folder.iterdir() if c.is_dir() and not c.name.startswith(".")]
+    splits = sorted(
+        c.name for c in children if c.name.lower() in SPLIT_NAMES and not any(_images(c)) and any(_images_below(c))
+    )
+    if splits:
+        raise DataError(
+            f"{folder} holds the image splits {splits} (FOLDER/SPLIT/CLASS/IMAGE)",
+            hint=f"choose one as {folder}:{splits[0]}",
+        )
 
 
 def read_image_folder(folder: Path) -> Dataset:
@@ -98,7 +117,11 @@ def read_image_table(path: Path, label_column: str | None = None) -> Dataset | N
 def _refuse_unnamed_paths(path: Path, header: list[str], first: list[str]) -> None:
     """A table listing image files under a column name the readers do not know: named, with the fix
     (the text readers would say it has no text column)."""
-    listed = [name for name, cell in zip(header, first) if Path(cell.strip()).suffix.lower() in IMAGE_SUFFIXES]
+    listed = [
+        name
+        for name, cell in zip(header, first)
+        if Path(cell.strip()).suffix.lower() in IMAGE_SUFFIXES and (path.parent / cell.strip()).is_file()
+    ]
     if listed:
         raise DataError(
             f"{path} lists image files in column {listed[0]!r}; an image table names that column "

@@ -37,7 +37,7 @@ class ImageClassification(TaskSpec):
         if not isinstance(top, int) or top < 1:
             raise InputError(f"top must be a positive integer, found {top!r}")
         feeds, _ = session.encoder.encode(items)
-        logits = next(iter(session.backend.run(feeds).values()))
+        logits = next(iter(session.run_checked(feeds).values()))
         return top_k(np.asarray(logits), distinct_labels(labels_of(session.manifest, logits)), top)
 
     def describe(self, items: list, predictions: list[Classification]) -> tuple[list[dict], list[str]]:
