@@ -280,7 +280,7 @@ def test_the_head_is_kept_only_for_the_same_classes(models, data, tuned, tmp_pat
         before,
     )
     finetune(models["resnet"], tmp_path / "fresh", **args)
-    assert any("3 classes (blue, green, red) are not the model's (5 labels)" in message for message in messages)
+    assert any("3 classes (blue, green, red) are not the model's (7 labels)" in message for message in messages)
 
 
 def test_a_truncated_training_image_is_one_error_naming_it(data, models, tmp_path):
