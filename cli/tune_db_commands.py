@@ -91,16 +91,21 @@ def cmd_show(args) -> int:
         rows = [(folder, len(read_lines(folder / RECORDS)), json.dumps(target, sort_keys=True))]
     else:
         root = _cache_root(args) / "tvm-tuning"
-        owners = _profiles_by_folder(args)
-        rows = []
-        for folder in sorted(root.iterdir()) if root.is_dir() else ():
-            records = read_lines(folder / RECORDS)
-            if records:  # each record names the target it was tuned for
-                tuned = json.dumps(_record_target(records[0]), sort_keys=True)
-                rows.append((folder, len(records), f"for {', '.join(owners.get(folder, ['?']))}; tuned for {tuned}"))
-        if not rows:
+        found = [(folder, read_lines(folder / RECORDS)) for folder in (sorted(root.iterdir()) if root.is_dir() else ())]
+        found = [(folder, records) for folder, records in found if records]
+        if not found:
             print(f"no tuning databases in {root}")
             return 0
+        owners = _profiles_by_folder(args)  # (needs TVM: only when there is something to show)
+        rows = [
+            (
+                folder,
+                len(records),
+                f"for {', '.join(owners.get(folder, ['?']))}; tuned for "
+                + json.dumps(_record_target(records[0]), sort_keys=True),
+            )  # each record names its target
+            for folder, records in found
+        ]
     for folder, count, target in rows:
         print(f"{count:>7} records  {target}  {folder}")
     return 0

@@ -74,7 +74,6 @@ class Plan:
 def plan_build(profile: TargetProfile, recipe: Recipe, cache_root: Path) -> Plan:
     spec, notes = choose_backend(profile, recipe)
     _check_target(profile, recipe)
-    _check_cpu_bf16(spec, profile, recipe)
     options = _options(spec, recipe)
     return Plan(spec, BuildContext(profile, recipe, cache_root, options), tuple(notes))
 
@@ -105,12 +104,23 @@ def choose_backend(profile: TargetProfile, recipe: Recipe) -> tuple[BackendSpec,
             return spec, notes
         notes.append(f"preferred backend {name} cannot do this job ({problem[0]}); trying the next")
     usable = [name for name in backend_names() if cannot_build(backend_spec(name), profile, recipe) is None]
-    absent = [name for name in profile.preferred_backends if name not in backend_names()]
-    why = f" ({', '.join(map(repr, absent))}: no backend by that name is installed here)" if absent else ""
+    why = "".join(f" ({reason})" for reason in _unavailable(profile.preferred_backends)[:1])
     raise CompileError(
         f"none of {profile.name}'s preferred backends {list(profile.preferred_backends)} can do this job{why}",
         hint=f"pass --backend {usable[0]}" if usable else "compile without --quantize",
     )
+
+
+def _unavailable(names) -> list[str]:
+    """Why each of `names` is not a usable backend here: not installed, or its plugin set aside."""
+    reasons = []
+    for name in names:
+        try:
+            backend_spec(name)
+        except BackendUnavailableError as exc:
+            broken = "plugin" in exc.message  # the plugin's own load error says more than "unknown"
+            reasons.append(exc.message if broken else f"{name!r}: no backend by that name is installed here")
+    return reasons
 
 
 def cannot_build(spec: BackendSpec, profile: TargetProfile, recipe: Recipe) -> tuple[str, str] | None:
@@ -129,6 +139,14 @@ def cannot_build(spec: BackendSpec, profile: TargetProfile, recipe: Recipe) -> t
                 f"quantizes {mode.value} from calibration data",
                 "pass --calibration DATA, or --backend onnxruntime for dynamic int8",
             )
+    cpu_bf16 = {"avx512_bf16", "amx_bf16"} & set(profile.isa) or profile.arch.value != "x86_64"
+    listed = Precision.BF16 in profile.precisions  # (unlisted: _check_target's refusal says so)
+    if spec.name == "openvino" and recipe.precision is Precision.BF16 and listed and not cpu_bf16:
+        return (  # OpenVINO's bf16 runs on the CPU: a profile's bf16 for its GPU (nvidia-cuda) is not the CPU's
+            f"runs bf16 on the CPU, and {profile.name}'s CPU ISA {list(profile.isa)} has no AVX-512 BF16 or "
+            "AMX (its bf16 is its GPU's)",
+            "use --precision fp32, or a target whose CPU has avx512_bf16 or amx_bf16",
+        )
     if recipe.precision.value not in spec.precisions:
         return (
             f"does not compile {recipe.precision.value} (it compiles {', '.join(spec.precisions)})",
@@ -162,17 +180,6 @@ def _check_target(profile: TargetProfile, recipe: Recipe) -> None:
         raise CompileError(
             f"target {profile.name} does not list bf16 (it needs AVX-512 BF16 or AMX)",
             hint="use --target host on such a CPU, or a profile that lists bf16",
-        )
-
-
-def _check_cpu_bf16(spec: BackendSpec, profile: TargetProfile, recipe: Recipe) -> None:
-    """OpenVINO's bf16 runs on the CPU: a profile's bf16 for its GPU (nvidia-cuda) does not make the CPU's."""
-    cpu_bf16 = {"avx512_bf16", "amx_bf16"} & set(profile.isa) or profile.arch.value != "x86_64"
-    if spec.name == "openvino" and recipe.precision is Precision.BF16 and not cpu_bf16:
-        raise CompileError(
-            f"OpenVINO's bf16 runs on the CPU, and {profile.name}'s CPU ISA {list(profile.isa)} has no "
-            "AVX-512 BF16 or AMX (its bf16 is its GPU's)",
-            hint="use --precision fp32, or a target whose CPU has avx512_bf16 or amx_bf16",
         )
 
 

@@ -213,7 +213,10 @@ class Recipe(_Section):
     def to_toml(self) -> str:
         import tomli_w
 
-        return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
+        data = self.model_dump(mode="json", exclude_none=True)
+        if not data["passes"]:  # absent rather than empty: older edgekiln reads the recipe as before
+            del data["passes"]
+        return tomli_w.dumps(data)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

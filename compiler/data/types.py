@@ -78,14 +78,27 @@ class Dataset:
         return sha256_json([self.source, [_identity(example) for example in self.examples]])
 
     def content_fingerprint(self) -> str:
-        """Hash of the examples alone: the same data under another path is the same data, and other data
-        under the same name is not (a resumed fine-tune checks it)."""
+        """Hash of the examples alone (a resumed fine-tune checks it): text by its content, so the same
+        data under another path is the same data and other labels under the same name are not; an image
+        by its label, resolved path, size and modification time (hashing every image would take minutes)."""
         from edgekiln.runtime.hashing import sha256_json
 
-        return sha256_json([self.task.value, [_identity(example) for example in self.examples]])
+        return sha256_json([self.task.value, [_stated(example) for example in self.examples]])
 
     def subset(self, indices, source: str) -> Dataset:
         return Dataset(self.task, tuple(self.examples[i] for i in indices), source)
+
+
+def _stated(example: Example) -> str:
+    if not isinstance(example, ImageExample):
+        return str(example)
+    import os
+
+    try:
+        stat = os.stat(example.path)
+    except OSError:  # unreadable: reading it later gives the error that names it
+        return str(example)
+    return f"{example.label}|{os.path.realpath(example.path)}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 def _identity(example: Example) -> str:

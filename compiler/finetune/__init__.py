@@ -14,7 +14,7 @@ from edgekiln.runtime.cpus import available_cpus
 
 from ..data import DataError, Dataset, ImageExample, load_dataset, split_off
 from ..errors import CompileError
-from ..folders import check_parent, move_into_place
+from ..folders import check_parent, move_into_place, output_lock
 from ..tasks import compiler_task
 from ..tool_versions import tool_versions
 from .config import AugmentSettings, FinetuneConfig, LoraSettings
@@ -46,9 +46,14 @@ def finetune(
     show_progress: bool | None = None,
 ) -> FinetuneResult:
     """Fine-tune `model` (a Hugging Face folder, a timm folder, or timm:NAME with its `weights` file)."""
+    out_dir = Path(output).expanduser().resolve()
+    with output_lock(out_dir):  # a second fine-tune to the same -o fails at once (its .partial is ours)
+        return _finetune(out_dir, model, train_data, config, eval_data, weights, force, log, show_progress)
+
+
+def _finetune(out_dir, model, train_data, config, eval_data, weights, force, log, show_progress) -> FinetuneResult:
     import torch
 
-    out_dir = Path(output).expanduser().resolve()
     _check_output(out_dir, force)
     check_model_path(model, weights)
     train_set, dev_set = _datasets(train_data, eval_data, config)

@@ -52,7 +52,7 @@ def open_run(work: Path, identity: dict, *, force: bool = False, log=None) -> bo
         if not force:
             raise CompileError(
                 f"{work} holds an interrupted run with other {', '.join(differs)}",
-                hint="re-run that command to finish it, or pass --force to discard it and start afresh",
+                hint="finish it with the command that started it, or pass --force to discard it and start afresh",
             )
         if log is not None:
             log(f"discarding the interrupted run in {work} (other {', '.join(differs)})")

@@ -37,8 +37,9 @@ class LowerTvmConfig(PassConfig):
     target: dict  # TVM target in dict form (tvm_build.target.target_dict)
     arch: str  # CPU architecture the libraries run on
     sequence_buckets: tuple[int, ...] = (32, 64, 128)
-    # asked for with --sequence-buckets (not the profile's default): refused for a model without a sequence axis
-    sequence_buckets_given: bool = False
+    # asked for with --sequence-buckets (not the profile's default): refused for a model without a sequence
+    # axis, before the cache is asked (so out of the cache key: it changes no output)
+    sequence_buckets_given: bool = Field(default=False, exclude=True)
     batch_buckets: tuple[int, ...] = (1,)
     tune_trials: int = Field(default=0, ge=0)
     tune_minutes: float = Field(default=0, ge=0)  # a wall-clock budget instead of a trial count
@@ -59,6 +60,14 @@ class LowerTvm(Pass):
     Config = LowerTvmConfig
     changes_model = False
     lowers_to = (INDEX_FILE, PARAMS_FILE)
+
+    def check_preconditions(self, state: BuildState) -> None:
+        super().check_preconditions(state)
+        if self.config.sequence_buckets_given and bucket_axes(*file_io(state.model_path)).sequence_name is None:
+            raise CompileError(
+                "--sequence-buckets sets a text model's sequence sizes; this model's inputs have no sequence axis",
+                hint="drop --sequence-buckets for this model",
+            )
 
     def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
         import tvm
@@ -132,11 +141,6 @@ class LowerTvm(Pass):
         inputs, outputs = io
         axes = bucket_axes(inputs, outputs)
         tokenizer = state.source.tokenizer
-        if axes.sequence_name is None and self.config.sequence_buckets_given:
-            raise CompileError(
-                "--sequence-buckets sets a text model's sequence sizes; this model's inputs have no sequence axis",
-                hint="drop --sequence-buckets for this model",
-            )
         lengths = (
             (None,)
             if axes.sequence_name is None
