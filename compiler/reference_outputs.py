@@ -16,7 +16,7 @@ SHAPES = ((1, 11), (2, None))  # None: the longest sequence the artifact takes (
 
 
 def write_reference(folder: Path, state: BuildState, output_names: list[str], longest: int | None) -> str:
-    run = ort_runner(state.model_path, optimize=True)
+    run = _runner(state)
     rng = np.random.default_rng(1234)
     arrays = {}
     for number, (batch, sequence) in enumerate(SHAPES):
@@ -26,3 +26,16 @@ def write_reference(folder: Path, state: BuildState, output_names: list[str], lo
         arrays.update({f"{number}/output/{name}": value for name, value in zip(output_names, run(feeds))})
     np.savez(folder / REFERENCE_FILE, **arrays)
     return REFERENCE_FILE
+
+
+def _runner(state: BuildState):
+    """ONNX Runtime on the build's ONNX; for OpenVINO int8, whose quantized model exists only as the
+    IR (NNCF's, or the QDQ graph converted), OpenVINO on that IR: the reference is what the artifact
+    computes here, not the float model's outputs, or a fresh artifact failed its own verify."""
+    ir = next((path for path in state.lowered if path.name == "model.xml"), None)
+    if ir is not None and "quantize_openvino" in state.reports:
+        from edgekiln.runtime.backends.openvino import compile_ir
+
+        compiled = compile_ir(ir, threads=1, cache_dir=None)
+        return lambda feeds: list(compiled(feeds).values())
+    return ort_runner(state.model_path, optimize=True)

@@ -288,6 +288,10 @@ def test_openvino_int8_through_nncf(classifier, float_artifact, tmp_path):
     sqnr = sqnr_db([reference.run(feeds)["logits"]], [quantized.run(feeds)["logits"]])
     assert sqnr >= MIN_LOGIT_SQNR_DB, f"NNCF int8 logits SQNR {sqnr:.1f} dB < {MIN_LOGIT_SQNR_DB} dB"
     assert "openvino (nncf): requested" in (result.path / "reports" / "report.html").read_text()
+    from edgekiln.runtime.verify import verify_artifact
+
+    checked = verify_artifact(result.path)  # the reference is the int8 IR's own outputs, not the float model's
+    assert checked["passed"] and checked["min_cosine"] > 0.9999, checked
 
 
 def test_backend_auto_measures_the_candidates_and_keeps_the_fastest_within_budget(classifier, tmp_path, capsys):
