@@ -227,10 +227,12 @@ class QuantizeOrt(Pass):
     def _choose(self, attempts: list[Attempt], float_ms: float, report: dict) -> Attempt | None:
         fitting = [a for a in attempts if self._fits(a)]
         if not fitting:
-            best_drop = min(a.drop for a in attempts)
+            drops = [step["accuracy_drop"] for a in attempts for step in (a.steps or [{"accuracy_drop": a.drop}])]
+            best_drop = min(drop for drop in drops if drop is not None)
             raise BudgetError(
                 f"no int8 model stays within the accuracy budget of {self.config.accuracy_budget} "
-                f"points (smallest drop {best_drop:.2f} points)",
+                f"points (smallest drop {best_drop:.2f} points, of every attempt; with every layer in "
+                "float it would be the float model)",
                 report,
             )
         best = min(fitting, key=lambda a: a.latency_ms)

@@ -43,18 +43,20 @@ def within_budget(
     fits: Callable[[C], bool],
     discard: Callable[[C], None],
 ) -> tuple[C, list[dict]]:
-    """The first candidate that fits (or the one with every ranked layer in float), and the steps taken:
-    how many layers each attempt kept in float and the drop it measured. `discard` frees an attempt
-    that is superseded."""
+    """The first candidate that fits (else the last tried), and the steps taken: how many layers each
+    attempt kept in float and the drop it measured. Layers go back to float 1, 2, 4, … at a time, all
+    but one at most: with every layer in float the model is the float one, not an int8 model (the
+    caller's budget check then fails it). `discard` frees an attempt that is superseded."""
     attempt = build(())
     steps = [{"excluded": 0, "accuracy_drop": attempt.drop}]
     if fits(attempt):
         return attempt, steps
     ranked = rank(attempt)
-    count = 1
-    while not fits(attempt) and len(attempt.exclude) < len(ranked):
+    most = len(ranked) - 1
+    count = min(1, most)
+    while not fits(attempt) and len(attempt.exclude) < most:
         discard(attempt)
         attempt = build(tuple(ranked[:count]))
         steps.append({"excluded": len(attempt.exclude), "accuracy_drop": attempt.drop})
-        count = min(count * 2, len(ranked))
+        count = min(count * 2, most)
     return attempt, steps
