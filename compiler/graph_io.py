@@ -61,3 +61,34 @@ def _spec(value) -> TensorSpec:
             named = dim.dim_param if dim.dim_param not in ("", "?") else None  # paddle2onnx writes "?"
             shape.append(named or f"{value.name}_dim{position}")
     return TensorSpec(name=value.name, dtype=dtype, shape=tuple(shape))
+
+
+QUANTIZED_OPS = frozenset(
+    (
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "QLinearConv",
+        "QLinearMatMul",
+        "MatMulInteger",
+        "ConvInteger",
+        "MatMulIntegerToFloat",
+        "QGemm",
+        "QLinearAdd",
+        "DynamicQuantizeMatMul",
+    )
+)
+
+
+def refuse_quantized(path: Path, name: str) -> None:
+    """A model that is already int8 (QDQ or integer operators) is not quantized again: one error, not
+    the quantizer's failure deep inside."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    found = sorted({node.op_type for node in graph.node} & QUANTIZED_OPS)
+    if found:
+        raise CompileError(
+            f"{name} is already quantized (it holds {', '.join(found[:3])})",
+            hint="compile it without --quantize: its int8 operators run as they are",
+        )

@@ -20,6 +20,7 @@ from edgekiln.runtime.reports.schema import QuantizationReport
 
 from ..errors import CompileError
 from ..fidelity import int8_fidelity
+from ..graph_io import refuse_quantized
 from ..onnx_external import copy_compact, remove_model
 from ..quantization.bias_correction import correct_biases
 from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode, types_for_profile
@@ -104,6 +105,13 @@ class QuantizeOrt(Pass):
             raise CompileError("--quantize static needs calibration data", hint="pass --calibration DATA")
         if self.config.accuracy_budget is not None and state.evaluation is None:
             raise CompileError("--accuracy-budget needs labelled data to measure the drop", hint="pass --eval-data DEV")
+        refuse_quantized(state.model_path, state.source.description)
+        if self.config.calibration_method is not CalibrationMethod.MINMAX and state.source.tokenizer is not None:
+            raise CompileError(  # ONNX Runtime's histograms take one shape; text batches vary in length
+                f"--calibration-method {self.config.calibration_method.value} needs inputs of one shape; "
+                "a text model's vary in length",
+                hint="use --calibration-method minmax (the default) for text models",
+            )
 
     def input_key(self, state: BuildState) -> str:
         return sha256_json(

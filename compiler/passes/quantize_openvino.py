@@ -21,6 +21,7 @@ from edgekiln.runtime.reports.schema import LayerRow, QuantizationReport
 
 from ..errors import CompileError
 from ..fidelity import int8_fidelity
+from ..graph_io import refuse_quantized
 from ..onnx_external import data_files
 from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode, types_for_profile
 from ..quantization.conv_ops import CNN_OP_TYPES, is_convolutional_ir, static_op_types
@@ -90,6 +91,7 @@ class QuantizeOpenVino(Pass):
             )
         if state.calibration is None:
             raise CompileError("OpenVINO int8 needs calibration data", hint="pass --calibration DATA")
+        refuse_quantized(state.model_path, state.source.description)
         if self.config.accuracy_budget is not None and state.evaluation is None:
             raise CompileError("--accuracy-budget needs labelled data", hint="pass --eval-data DEV")
 

@@ -102,6 +102,12 @@ def _checked(array: np.ndarray, tensor: TensorSpec, file: Path) -> np.ndarray:
                 f"(shape {list(tensor.shape)})",
                 hint="the first axis counts samples; the others are the input's own",
             )
+    if array.dtype.kind == "f" and array.size and not np.isfinite(array).all():
+        bad = int(np.size(array) - np.isfinite(array).sum())
+        raise DataError(
+            f"{file.name}: {tensor.name} holds {bad} NaN or infinite values",
+            hint="calibration and eval tensors must be finite: clean or drop those samples",
+        )
     return array.astype(tensor.dtype, copy=False)
 
 

@@ -1,0 +1,55 @@
+"""Quantization inputs refused in one line before any work: a model already int8, non-finite
+calibration tensors, a histogram calibration method on variable-length text."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgekiln.compiler import CompileError, Recipe, compile
+from edgekiln.compiler.data import DataError
+
+
+def _mlp(path, batch="batch"):
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4])],
+        [weight],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_a_model_already_quantized_is_not_quantized_again(tmp_path):
+    from onnxruntime.quantization import quantize_dynamic
+
+    quantize_dynamic(str(_mlp(tmp_path / "mlp.onnx")), str(tmp_path / "int8.onnx"))
+    with pytest.raises(CompileError, match="int8.onnx is already quantized") as error:
+        compile(tmp_path / "int8.onnx", "x86-64-avx2", tmp_path / "out", Recipe.from_flags(quantize="dynamic"))
+    assert "without --quantize" in error.value.hint and not (tmp_path / "out").exists()
+    compile(tmp_path / "int8.onnx", "x86-64-avx2", tmp_path / "plain", Recipe.from_flags(backend="onnxruntime"))
+
+
+def test_calibration_tensors_with_nan_are_one_error(tmp_path):
+    model = _mlp(tmp_path / "mlp.onnx")
+    x = np.random.default_rng(1).standard_normal((16, 8)).astype(np.float32)
+    x[3, 2] = np.nan
+    np.savez(tmp_path / "calib.npz", x=x)
+    recipe = Recipe.from_flags(backend="onnxruntime", quantize="static", calibration=str(tmp_path / "calib.npz"))
+    with pytest.raises(DataError, match="calib.npz: x holds 1 NaN or infinite values"):
+        compile(model, "x86-64-avx2", tmp_path / "out", recipe)
+
+
+def test_histogram_calibration_on_text_is_refused(bert_folders, tmp_path):
+    texts = tmp_path / "calib.txt"
+    texts.write_text("\n".join(f"a short text number {i}" + " and more" * (i % 5) for i in range(16)) + "\n")
+    recipe = Recipe.from_flags(
+        backend="onnxruntime", quantize="static", calibration=str(texts), calibration_method="percentile"
+    )
+    with pytest.raises(CompileError, match="--calibration-method percentile needs inputs of one shape"):
+        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "out", recipe)
