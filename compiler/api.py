@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -83,7 +84,20 @@ def compile(
         data = _DataRoles(recipe, datasets or {})
         job = _Job(profile, recipe, plan, data, out_dir, force, progress, graph)
         manifest, notes = _build(job, model, example_inputs, [step for step in steps if step])
+    if manifest.quantization is not None:
+        _warn_if_slower(out_dir)
     return CompileResult(out_dir, manifest, plan.notes + notes, recipe)
+
+
+def _warn_if_slower(out_dir: Path) -> None:
+    from edgekiln.runtime.reports.schema import read_reports
+
+    from .passes.quantize import slower_warning
+
+    quantization = read_reports(out_dir).quantization
+    message = None if quantization is None else slower_warning(quantization)
+    if message:
+        warnings.warn(message, stacklevel=3)
 
 
 def _as_recipe(recipe: Any) -> Recipe:

@@ -53,3 +53,20 @@ def test_histogram_calibration_on_text_is_refused(bert_folders, tmp_path):
     )
     with pytest.raises(CompileError, match="--calibration-method percentile needs inputs of one shape"):
         compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "out", recipe)
+
+
+def test_int8_slower_than_float_is_said_loudly():
+    from types import SimpleNamespace
+
+    from edgekiln.compiler.passes.quantize import slower_warning
+
+    def report(chosen, slower, op):
+        return SimpleNamespace(
+            int8_slower_than_float=slower, chosen=chosen, speedup=0.09, layers=[SimpleNamespace(op=op)]
+        )
+
+    said = slower_warning(report("dynamic", True, "Conv"))
+    assert said.startswith("int8 (dynamic) runs at 0.09x") and "--quantize static --calibration" in said
+    assert "compile without --quantize" in slower_warning(report("static", True, "MatMul"))
+    assert slower_warning(report("dynamic", False, "Conv")) is None
+    assert slower_warning(report("float", True, "Conv")) is None  # auto kept float: nothing to warn about

@@ -258,6 +258,20 @@ class QuantizeOrt(Pass):
         return best
 
 
+def slower_warning(report: QuantizationReport) -> str | None:
+    """Said loudly after the build (cached or not) when the int8 kept runs slower than float: what the
+    user asked for is worse than nothing (ConvInteger: dynamic int8 of a CNN, 10x slower)."""
+    if not report.int8_slower_than_float or report.chosen == "float":
+        return None
+    convolutions = any(row.op == "Conv" for row in report.layers)
+    advice = (
+        "convolutions run as ConvInteger in dynamic int8: use --quantize static --calibration DATA"
+        if report.chosen == QuantMode.DYNAMIC.value and convolutions
+        else "compile without --quantize, or with --quantize auto (which then keeps float)"
+    )
+    return f"int8 ({report.chosen}) runs at {report.speedup:.2f}x the float model's speed on this machine; {advice}"
+
+
 def bench_settings(profile) -> dict:
     """Where a quantizer times float against int8: the target's longest sequence bucket and its threads."""
     return {"bench_sequence": profile.sequence_buckets[-1], "threads": min(profile.threads, available_cpus())}
