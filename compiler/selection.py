@@ -13,7 +13,9 @@ the artifact stores the plain recipe of the choice and rebuilds without the sear
 
 from __future__ import annotations
 
+import glob
 import json
+import re
 import shutil
 import statistics
 import uuid
@@ -30,8 +32,10 @@ from edgekiln.runtime.backends import backend_names, backend_spec
 from edgekiln.runtime.manifest import REPORTS_DIR, Precision
 
 from .errors import CompileError
+from .folders import output_lock
 from .planning import cannot_build
 from .pruning.config import RecoveryConfig
+from .quantization.config import QuantMode
 from .recipe import Recipe
 
 SELECTION_REPORT = "selection.json"
@@ -163,11 +167,36 @@ def select_build(
     progress: Callable[[str], None] = lambda message: None,
 ):
     """Build, evaluate and time every candidate; compile the winner into `output` with selection.json."""
-    from .api import compile
-
     if base.data.eval is None:
         raise CompileError("--backend auto compares candidates on labelled data", hint="pass --eval-data DEV")
+    if base.quantize.mode is not QuantMode.NONE:
+        raise CompileError(
+            "--backend auto builds its own int8 candidates (dynamic; static with --calibration)",
+            hint="drop --quantize; --accuracy-budget sets what they may lose",
+        )
+    raw = str(model).lower().endswith(".onnx") and base.source.image is None and base.source.task is None
+    if raw or (not isinstance(model, (str, Path)) and base.source.image is None):
+        raise CompileError(  # before any candidate is built, not after all of them
+            "--backend auto compares accuracy on labelled data; a raw-tensor model has no labelled metric",
+            hint="pick the backend yourself with --backend NAME",
+        )
     output = Path(output).expanduser().resolve()
+    with output_lock(candidates_folder(output)):  # one selection per output at a time
+        _remove_stale(output)
+        return _select(model, profile, output, base, config, force, progress)
+
+
+def _remove_stale(output: Path) -> None:
+    """Candidate folders an interrupted selection to `output` left (we hold the lock: none is live)."""
+    ours = re.compile(rf"\.{re.escape(output.name)}\.candidates-[0-9a-f]{{8}}")
+    for stale in output.parent.glob(f".{glob.escape(output.name)}.candidates-*"):
+        if ours.fullmatch(stale.name) and stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _select(model, profile, output: Path, base: Recipe, config: SelectionConfig, force: bool, progress):
+    from .api import compile
+
     work = (
         candidates_folder(output)
         if config.keep_candidates

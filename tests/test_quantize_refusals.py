@@ -70,3 +70,31 @@ def test_int8_slower_than_float_is_said_loudly():
     assert "compile without --quantize" in slower_warning(report("static", True, "MatMul"))
     assert slower_warning(report("dynamic", False, "Conv")) is None
     assert slower_warning(report("float", True, "Conv")) is None  # auto kept float: nothing to warn about
+
+
+def test_backend_auto_refuses_before_building_anything(tmp_path, monkeypatch):
+    import edgekiln.compiler.selection as selection
+    from edgekiln.compiler.selection import SelectionConfig, select_build
+    from edgekiln.targets import load_profile
+
+    monkeypatch.setattr(selection, "_build", lambda *a, **k: pytest.fail("built a candidate before refusing"))
+    model, profile = _mlp(tmp_path / "mlp.onnx"), load_profile("x86-64-avx2")
+    dev = tmp_path / "dev.npz"
+    np.savez(dev, x=np.zeros((8, 8), np.float32))
+    with pytest.raises(CompileError, match="a raw-tensor model has no labelled metric"):
+        select_build(
+            model, profile, tmp_path / "out", Recipe.from_flags(eval_data=str(dev)), SelectionConfig(accuracy_budget=1)
+        )
+    quantized = Recipe.from_flags(eval_data=str(dev), quantize="dynamic")
+    with pytest.raises(CompileError, match="builds its own int8 candidates"):
+        select_build("some-folder", profile, tmp_path / "out", quantized, SelectionConfig(accuracy_budget=1))
+
+
+def test_backend_auto_removes_an_interrupted_selections_candidates(tmp_path):
+    from edgekiln.compiler.selection import _remove_stale
+
+    stale, other, mine = (tmp_path / name for name in (".out.candidates-0123abcd", ".out2.candidates-0123abcd", "x"))
+    for folder in (stale, other, mine):
+        folder.mkdir()
+    _remove_stale(tmp_path / "out")
+    assert not stale.exists() and other.exists() and mine.exists()
