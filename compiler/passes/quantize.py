@@ -89,11 +89,13 @@ class Attempt:
 @register_pass
 class QuantizeOrt(Pass):
     name = "quantize"
-    version = 6  # 2: static int8 of a convolutional graph quantizes its activations, Adds and pools too
+    version = 7  # 2: static int8 of a convolutional graph quantizes its activations, Adds and pools too
     # 3: ... and its Conv/Gemm biases are corrected empirically (bias_correction.py)
     # 4: ... after its conv weights' int8 codes are chosen by GPTQ (weight_rounding.py)
     # 5: static int8 leaves a Gemm/MatMul graph output (logits) in float (ort_quantize.float_outputs)
     # 6: ... and pads an RGB stem's input channels to 4 for ONNX Runtime's fast kernels (input_channels.py)
+    # 7: a Conv whose activation the quantizer folds has an SQNR row (the fallback ranked such layers last),
+    # and the fallback never returns every layer to float
     Config = QuantizePassConfig
     changes_model = True
 

@@ -72,11 +72,12 @@ class QuantizeOpenVinoConfig(PassConfig):
 @register_pass
 class QuantizeOpenVino(Pass):
     name = "quantize_openvino"
-    version = 7  # 2: per-layer SQNR rows and the layers returned to float; 3: no SmoothQuant under a budget
+    version = 8  # 2: per-layer SQNR rows and the layers returned to float; 3: no SmoothQuant under a budget
     # 4: a convolutional image model is quantized as a CNN, not as a transformer
     # 5: a CNN gets NNCF's full bias correction, and no overflow fix where the target does not saturate
     # 6: a CNN without a budget is quantized as a QDQ graph with GPTQ codes (openvino_qdq.py)
     # 7: ... and with a budget too, its least accurate layers returned to float (fallback.py)
+    # 8: a Conv whose activation the quantizer folds has an SQNR row; never every layer in float
     Config = QuantizeOpenVinoConfig
     changes_model = False
     lowers_to = (IR_MODEL, IR_WEIGHTS)

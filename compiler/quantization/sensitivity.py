@@ -23,16 +23,16 @@ def layer_report(
     import onnx
 
     float_model = onnx.load(str(float_path), load_external_data=False)  # weights read one tensor at a time
-    outputs = _node_outputs(float_model, nodes)
+    pairs = _node_outputs(float_model, nodes, onnx.load(str(quant_path), load_external_data=False))
     feeds = calibration.feeds[:4] if calibration is not None else fallback_feeds
-    reference = _intermediates(float_path, list(outputs.values()), feeds)
-    quantized = _intermediates(quant_path, list(outputs.values()), feeds)
+    reference = _intermediates(float_path, [ref for ref, _ in pairs.values()], feeds)
+    quantized = _intermediates(quant_path, [got for _, got in pairs.values()], feeds)
     weights = _weight_ranges(float_model, float_path.parent)
     ops = {node.name: node.op_type for node in float_model.graph.node}
     integer = integer_nodes(onnx.load(str(quant_path), load_external_data=False), nodes)
     rows = []
-    for node, tensor in outputs.items():
-        ref, got = reference.get(tensor), quantized.get(tensor)
+    for node, (ref_tensor, got_tensor) in pairs.items():
+        ref, got = reference.get(ref_tensor), quantized.get(got_tensor)
         row = {
             "node": node,
             "op": ops[node],
@@ -79,9 +79,41 @@ def sqnr_from_energy(signal: float, noise: float) -> float:
     return 10 * math.log10(max(signal, 1e-30) / noise)
 
 
-def _node_outputs(model, nodes: list[str]) -> dict[str, str]:
+ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "HardSigmoid", "Sigmoid", "HardSwish")
+
+
+def _node_outputs(model, nodes: list[str], quantized_model) -> dict[str, tuple[str, str]]:
+    """Node -> (the float graph's tensor, the quantized graph's) its SQNR is measured on: its output in
+    both; or, where the QDQ quantizer folded the activation after it (Conv -> Relu: the Conv now writes
+    the Relu's output name, and the Relu's clamp is its QuantizeLinear's), the activation's output
+    against what the quantized graph dequantizes from it."""
     wanted = set(nodes)
-    return {node.name: node.output[0] for node in model.graph.node if node.name in wanted}
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    present = {v for node in quantized_model.graph.node for v in node.output}
+    dequantized = _dequantized(quantized_model)
+    pairs = {}
+    for node in model.graph.node:
+        if node.name not in wanted:
+            continue
+        tensor, after = node.output[0], consumers.get(node.output[0], [])
+        if tensor not in present and len(after) == 1 and after[0].op_type in ACTIVATIONS:
+            folded = after[0].output[0]
+            pairs[node.name] = (folded, dequantized.get(folded, folded))
+        else:
+            pairs[node.name] = (tensor, tensor)
+    return pairs
+
+
+def _dequantized(model) -> dict[str, str]:
+    """Tensor -> the output of the QuantizeLinear -> DequantizeLinear pair that follows it."""
+    quantized_by = {node.input[0]: node.output[0] for node in model.graph.node if node.op_type == "QuantizeLinear"}
+    dequantized_from = {
+        node.input[0]: node.output[0] for node in model.graph.node if node.op_type == "DequantizeLinear"
+    }
+    return {t: dequantized_from[q] for t, q in quantized_by.items() if q in dequantized_from}
 
 
 def _intermediates(path: Path, tensors: list[str], feeds) -> dict[str, list[np.ndarray]]:
