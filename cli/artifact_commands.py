@@ -290,12 +290,18 @@ def cmd_inspect(args) -> int:
     if args.artifact.suffix.lower() == ".onnx" and args.artifact.is_file():
         from edgekiln.compiler.onnx_inspect import print_description  # needs the compiler's onnx package
 
+        if args.quantization:
+            raise InputError(
+                "--quantization shows an artifact's int8 layers; an .onnx file has none yet",
+                hint="compile it with --quantize, then inspect the artifact (or drop --quantization)",
+            )
+
         return print_description(args.artifact, as_json=args.json)
     if args.artifact.suffix.lower() == ".onnx" and not args.artifact.exists():
         raise InputError(f"ONNX file {args.artifact} does not exist", hint="check the path")
     manifest = read_manifest(args.artifact)
     if args.quantization:
-        return _print_worst_layers(args.artifact)
+        return _print_worst_layers(args.artifact, as_json=args.json)
     if args.json:
         print(json.dumps(manifest.to_json_dict(), indent=2))
         return 0
@@ -334,7 +340,7 @@ def cmd_inspect(args) -> int:
     return 0
 
 
-def _print_worst_layers(artifact: Path) -> int:
+def _print_worst_layers(artifact: Path, *, as_json: bool = False) -> int:
     from edgekiln.runtime.reports.schema import read_reports
 
     report = read_reports(artifact).quantization
@@ -343,6 +349,9 @@ def _print_worst_layers(artifact: Path) -> int:
             f"{artifact} was not quantized (it has no quantization report)",
             hint="compile with --quantize to get per-layer diagnostics",
         )
+    if as_json:  # the whole typed report: the summary's figures and every layer's row
+        print(json.dumps(report.model_dump(mode="json"), indent=2))
+        return 0
     print(report.summary())
     if not report.layers:
         print("no per-layer table for this quantizer")

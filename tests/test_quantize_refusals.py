@@ -98,3 +98,18 @@ def test_backend_auto_removes_an_interrupted_selections_candidates(tmp_path):
         folder.mkdir()
     _remove_stale(tmp_path / "out")
     assert not stale.exists() and other.exists() and mine.exists()
+
+
+def test_inspect_quantization_as_json(tmp_path, capsys):
+    import json
+
+    from edgekiln.cli.main import main
+
+    model = _mlp(tmp_path / "mlp.onnx")
+    built = compile(model, "x86-64-avx2", tmp_path / "int8", Recipe.from_flags(quantize="dynamic"))
+    capsys.readouterr()
+    assert main(["inspect", str(built.path), "--quantization", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["chosen"] == "dynamic" and [row["op"] for row in report["layers"]] == ["MatMul"]
+    assert main(["inspect", str(model), "--quantization"]) == 2
+    assert "an .onnx file has none yet" in capsys.readouterr().err
