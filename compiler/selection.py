@@ -148,9 +148,13 @@ def static_twins(pool: list[Candidate], profile, config: SelectionConfig) -> lis
             continue
         if "sequence_buckets" not in load_object(spec.options).model_fields:
             continue
-        if read_manifest(candidate.path).tokenizer is None:  # not a text model: nothing to pad
+        tokenizer = read_manifest(candidate.path).tokenizer
+        if tokenizer is None:  # not a text model: nothing to pad
             continue
-        buckets = config.static_sequences or profile.sequence_buckets
+        buckets = config.static_sequences or (  # the profile's, within what the model reads
+            tuple(length for length in profile.sequence_buckets if length <= tokenizer.max_length)
+            or (tokenizer.max_length,)
+        )
         recipe = Recipe.from_flags(candidate.recipe, sequence_buckets=buckets)
         twins.append(Candidate(f"{candidate.name}-buckets", recipe))
     return twins

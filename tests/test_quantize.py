@@ -333,7 +333,7 @@ def test_backend_auto_measures_the_candidates_and_keeps_the_fastest_within_budge
         "openvino-int8-static-buckets",
     } <= names
     twin = next(row for row in report["candidates"] if row["name"] == "openvino-fp32-buckets")
-    assert twin["recipe"]["backend"]["options"]["sequence_buckets"] == [32, 64, 128]  # the profile's
+    assert twin["recipe"]["backend"]["options"]["sequence_buckets"] == [32, 64]  # the profile's, up to 64 tokens
     assert not any(
         row["name"].startswith("onnxruntime") and row["name"].endswith("-buckets") for row in report["candidates"]
     )

@@ -113,3 +113,11 @@ def test_inspect_quantization_as_json(tmp_path, capsys):
     assert report["chosen"] == "dynamic" and [row["op"] for row in report["layers"]] == ["MatMul"]
     assert main(["inspect", str(model), "--quantization"]) == 2
     assert "an .onnx file has none yet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["openvino", "tvm"])
+def test_sequence_buckets_past_the_models_length_are_refused(bert_folders, tmp_path, backend):
+    pytest.importorskip(backend)
+    recipe = Recipe.from_flags(backend=backend, sequence_buckets=(16, 512))
+    with pytest.raises(CompileError, match="--sequence-buckets 16,512: this model reads at most 64 tokens"):
+        compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "out", recipe)

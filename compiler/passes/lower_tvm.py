@@ -144,7 +144,11 @@ class LowerTvm(Pass):
         lengths = (
             (None,)
             if axes.sequence_name is None
-            else sequence_buckets(self.config.sequence_buckets, tokenizer.max_length if tokenizer else None)
+            else sequence_buckets(
+                self.config.sequence_buckets,
+                tokenizer.max_length if tokenizer else None,
+                given=self.config.sequence_buckets_given,
+            )
         )
         shapes = [(b, s) for s in lengths for b in self.config.batch_buckets]
         on_gpu = target["kind"] == "cuda"

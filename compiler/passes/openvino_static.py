@@ -109,7 +109,9 @@ class OpenVinoStaticShapes(Pass):
             )
         tokenizer = state.source.tokenizer
         return StaticShapes(
-            sequences=sequence_buckets(self.config.sequence_buckets, tokenizer.max_length if tokenizer else None),
+            sequences=sequence_buckets(
+                self.config.sequence_buckets, tokenizer.max_length if tokenizer else None, given=True
+            ),
             sequence_axes=axes.sequence_axes,
             pad_values=pad_values(inputs, tokenizer),
             output_sequence_axes=axes.output_sequence_axes,
