@@ -121,3 +121,15 @@ def test_sequence_buckets_past_the_models_length_are_refused(bert_folders, tmp_p
     recipe = Recipe.from_flags(backend=backend, sequence_buckets=(16, 512))
     with pytest.raises(CompileError, match="--sequence-buckets 16,512: this model reads at most 64 tokens"):
         compile(bert_folders["sequence"], "x86-64-avx2", tmp_path / "out", recipe)
+
+
+def test_an_int8_fidelity_over_its_limits_says_so():
+    from edgekiln.runtime.reports.schema import FidelityReport
+
+    common = dict(
+        reference="the float model", candidate="int8 (static)", output_kind="classifier", shapes=(),
+        max_abs_diff=0.4, min_cosine=0.9, argmax_agreement=1.0, max_relative_error=0.49,
+        thresholds={"max_relative_error": 0.25},
+    )  # fmt: skip
+    assert "OVER THE LIMITS (max_relative_error 0.25)" in FidelityReport(**common, passed=False).summary()
+    assert "OVER" not in FidelityReport(**common, passed=True).summary()

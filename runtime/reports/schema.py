@@ -44,15 +44,20 @@ class FidelityReport(_Report):
 
     def summary(self) -> str:
         if self.output_kind == "classifier":
-            return (
+            line = (
                 f"{self.candidate} vs {self.reference}: top-1 agreement {self.argmax_agreement:.1%}, "
                 f"max error {self.max_relative_error:.2%} of the logit range (max abs diff "
                 f"{self.max_abs_diff:.2e})"
             )
-        return (
-            f"{self.candidate} vs {self.reference}: max abs diff {self.max_abs_diff:.2e}, "
-            f"min cosine {self.min_cosine:.6f}"
-        )
+        else:
+            line = (
+                f"{self.candidate} vs {self.reference}: max abs diff {self.max_abs_diff:.2e}, "
+                f"min cosine {self.min_cosine:.6f}"
+            )
+        if self.passed:
+            return line
+        limits = ", ".join(f"{key} {value:g}" for key, value in self.thresholds.items())
+        return f"{line} -- OVER THE LIMITS ({limits}): check the accuracy with --eval-data before shipping it"
 
 
 class LayerRow(_Report):
