@@ -209,6 +209,11 @@ def cmd_compile(args) -> int:
     if args.backend == "auto":
         return _compile_auto(args)
     recipe = recipe_from_args(args)
+    if recipe.quantize.calibration is not None and recipe.quantize.mode.value == "none" and recipe.prune is None:
+        raise CompileError(
+            "--calibration is data for --quantize (and for pruning's label-free scores); nothing here uses it",
+            hint="add --quantize static (or auto), or drop --calibration",
+        )
     if args.save_recipe is not None:
         print(f"recipe written to {recipe.save(args.save_recipe)}", file=sys.stderr)
         if args.output is None:

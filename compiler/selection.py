@@ -244,7 +244,9 @@ def _build(candidate: Candidate, model, profile, work: Path, progress) -> None:
     try:
         result = compile(model, profile, work / candidate.name, candidate.recipe, force=True)
     except CompileError as exc:  # e.g. int8 over the budget: the candidate is out, with its reason
-        candidate.error = exc.message
+        candidate.error = exc.message.split("; the attempts are described in ")[
+            0
+        ]  # that file goes with the work folder
         return
     candidate.path, candidate.build_s = result.path, round(time.perf_counter() - started, 1)
     candidate.size_mb = round(sum(p.stat().st_size for p in result.path.rglob("*") if p.is_file()) / 1e6, 2)

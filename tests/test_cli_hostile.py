@@ -235,3 +235,10 @@ def test_stdin_is_streamed_in_batches_with_the_one_by_one_results(capsys, monkey
         {"text": t, **p.to_dict()} for t, p in zip(texts, session.predict(texts[:2]) + session.predict(texts[2:3]))
     ]
     assert code == 0 and out == json.dumps(expected, indent=2) + "\n"  # the same text as one json.dumps
+
+
+def test_calibration_data_nothing_uses_is_refused(capsys, bert_folders, data, tmp_path):
+    args = ["compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2", "-o", str(tmp_path / "out")]
+    code, _, err = _cli(capsys, *args, "--calibration", str(data["a-file"]))
+    _one_error(code, err, 2, "--calibration is data for --quantize")
+    assert not (tmp_path / "out").exists()
