@@ -105,7 +105,7 @@ class QuantizationReport(_Report):
     fidelity: FidelityReport | None = None  # the kept model against the float one
 
     def summary(self) -> str:
-        drop = "n/a" if self.accuracy_drop is None else f"{self.accuracy_drop:.2f} points"
+        drop = "n/a" if self.accuracy_drop is None else f"{round(self.accuracy_drop, 2) + 0.0:.2f} points"  # no -0.00
         slower = " (int8 was slower than float here)" if self.int8_slower_than_float else ""
         return (
             f"quantization ({self.method}): kept {self.chosen}, accuracy drop {drop}, speed-up "
