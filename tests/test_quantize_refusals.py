@@ -133,3 +133,14 @@ def test_an_int8_fidelity_over_its_limits_says_so():
     )  # fmt: skip
     assert "OVER THE LIMITS (max_relative_error 0.25)" in FidelityReport(**common, passed=False).summary()
     assert "OVER" not in FidelityReport(**common, passed=True).summary()
+
+
+def test_a_tiny_eval_set_for_a_budget_is_warned_about(bert_folders, tmp_path):
+    from edgekiln.compiler.quantization.inputs import quantization_inputs
+    from edgekiln.compiler.sources import resolve_source
+
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("sentence\tlabel\na fine film\tpositive\n")
+    source = resolve_source(str(bert_folders["sequence"]), work_dir=tmp_path)
+    with pytest.warns(UserWarning, match="holds 1 examples: an accuracy drop is measured in steps of 100 points"):
+        quantization_inputs(source, None, 8, str(dev))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from ..data import DataError, Dataset, DataTask, load_dataset
 from ..errors import CompileError
 from ..evaluate.predictors import make_encoder
@@ -10,6 +12,8 @@ from ..sources import ModelSource
 from ..tasks import compiler_task
 from .calibration import build_calibration, read_calibration_examples
 from .tensors import TensorSet, is_tensor_data, read_tensors, tensor_calibration
+
+FEW_EXAMPLES = 50  # under this, one example is more than 2 points
 
 
 def quantization_inputs(
@@ -71,6 +75,12 @@ def _check_labels(source: ModelSource, evaluation: Dataset) -> None:
         from ..evaluate.predict import map_labels
 
         map_labels(evaluation, source.labels, source.description)
+    if len(evaluation) < FEW_EXAMPLES:
+        warnings.warn(
+            f"eval data {evaluation.source} holds {len(evaluation)} examples: an accuracy drop is measured in "
+            f"steps of {100 / len(evaluation):.3g} points (give a few hundred for a budget to mean much)",
+            stacklevel=2,
+        )
 
 
 def tensor_inputs(source: ModelSource, calibration, samples: int, eval_data) -> BuildState:
