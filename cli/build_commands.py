@@ -209,7 +209,7 @@ def cmd_compile(args) -> int:
     if args.backend == "auto":
         return _compile_auto(args)
     recipe = recipe_from_args(args)
-    if recipe.quantize.calibration is not None and recipe.quantize.mode.value == "none" and recipe.prune is None:
+    if args.calibration and recipe.quantize.mode.value == "none" and recipe.prune is None:  # the flag, not a file's
         raise CompileError(
             "--calibration is data for --quantize (and for pruning's label-free scores); nothing here uses it",
             hint="add --quantize static (or auto), or drop --calibration",

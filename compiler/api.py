@@ -92,12 +92,12 @@ def compile(
 def _warn_if_slower(out_dir: Path) -> None:
     from edgekiln.runtime.reports.schema import read_reports
 
-    from .passes.quantize import slower_warning
+    from .passes.quantize import SlowerInt8Warning, slower_warning
 
     quantization = read_reports(out_dir).quantization
     message = None if quantization is None else slower_warning(quantization)
     if message:
-        warnings.warn(message, stacklevel=3)
+        warnings.warn(message, SlowerInt8Warning, stacklevel=3)
 
 
 def _as_recipe(recipe: Any) -> Recipe:

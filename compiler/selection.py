@@ -19,6 +19,7 @@ import re
 import shutil
 import statistics
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -178,7 +179,7 @@ def select_build(
             "--backend auto builds its own int8 candidates (dynamic; static with --calibration)",
             hint="drop --quantize; --accuracy-budget sets what they may lose",
         )
-    raw = str(model).lower().endswith(".onnx") and base.source.image is None and base.source.task is None
+    raw = str(model).lower().endswith(".onnx") and base.source.image is None  # (--task does not apply to one)
     if raw or (not isinstance(model, (str, Path)) and base.source.image is None):
         raise CompileError(  # before any candidate is built, not after all of them
             "--backend auto compares accuracy on labelled data; a raw-tensor model has no labelled metric",
@@ -241,8 +242,12 @@ def _build(candidate: Candidate, model, profile, work: Path, progress) -> None:
 
     progress(f"auto: building {candidate.name} …")
     started = time.perf_counter()
+    from .passes.quantize import SlowerInt8Warning
+
     try:
-        result = compile(model, profile, work / candidate.name, candidate.recipe, force=True)
+        with warnings.catch_warnings():  # a slow int8 candidate is measured and passed over, not warned about
+            warnings.simplefilter("ignore", SlowerInt8Warning)
+            result = compile(model, profile, work / candidate.name, candidate.recipe, force=True)
     except CompileError as exc:  # e.g. int8 over the budget: the candidate is out, with its reason
         candidate.error = exc.message.split("; the attempts are described in ")[
             0

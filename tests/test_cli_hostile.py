@@ -242,3 +242,8 @@ def test_calibration_data_nothing_uses_is_refused(capsys, bert_folders, data, tm
     code, _, err = _cli(capsys, *args, "--calibration", str(data["a-file"]))
     _one_error(code, err, 2, "--calibration is data for --quantize")
     assert not (tmp_path / "out").exists()
+    from edgekiln.compiler import Recipe
+
+    stored = Recipe.from_flags(calibration=str(data["a-file"])).save(tmp_path / "auto-winner.toml")  # as auto stores
+    code, _, err = _cli(capsys, *args, "--recipe", str(stored))
+    assert code == 0, err  # a recipe file's calibration is not the flag: it rebuilds

@@ -92,7 +92,7 @@ def _predict_batch(predictor: Predictor, task: DataTask, examples: list, unseen:
             if word is not None and word not in seen:
                 seen.add(word)
                 tags[word] = labels[best[row, position]]
-        if unseen is not None:  # the words after the last one the model saw (not words with no tokens)
+        if unseen is not None and getattr(encoding, "overflowing", None):  # truncated: words after the last seen
             unseen.append(len(example.tokens) - 1 - max(seen, default=-1))
         predictions.append(tags)
     return predictions

@@ -24,7 +24,7 @@ from ..tvm_build import build as tvm_build
 from ..tvm_build import cuda
 from ..tvm_build.importer import import_fixed, main_inputs, param_key
 from ..tvm_build.remote import parse_remote
-from ..tvm_build.shapes import BucketAxes, bucket_axes, pad_values, sequence_buckets
+from ..tvm_build.shapes import BucketAxes, bucket_axes, check_lengths, pad_values, sequence_buckets
 from ..tvm_build.target import HOST_TWIN
 from ..tvm_build.tuning import TRIALS_PER_ROUND, tune, tune_for_minutes
 from ..tvm_build.tuning_db import fingerprint, record_count
@@ -63,11 +63,15 @@ class LowerTvm(Pass):
 
     def check_preconditions(self, state: BuildState) -> None:
         super().check_preconditions(state)
-        if self.config.sequence_buckets_given and bucket_axes(*file_io(state.model_path)).sequence_name is None:
+        if not self.config.sequence_buckets_given:
+            return
+        if bucket_axes(*file_io(state.model_path)).sequence_name is None:
             raise CompileError(
                 "--sequence-buckets sets a text model's sequence sizes; this model's inputs have no sequence axis",
                 hint="drop --sequence-buckets for this model",
             )
+        tokenizer = state.source.tokenizer
+        check_lengths(self.config.sequence_buckets, tokenizer.max_length if tokenizer else None)
 
     def run(self, state: BuildState, out_dir: Path) -> dict[str, Any]:
         import tvm
@@ -144,11 +148,7 @@ class LowerTvm(Pass):
         lengths = (
             (None,)
             if axes.sequence_name is None
-            else sequence_buckets(
-                self.config.sequence_buckets,
-                tokenizer.max_length if tokenizer else None,
-                given=self.config.sequence_buckets_given,
-            )
+            else sequence_buckets(self.config.sequence_buckets, tokenizer.max_length if tokenizer else None)
         )
         shapes = [(b, s) for s in lengths for b in self.config.batch_buckets]
         on_gpu = target["kind"] == "cuda"

@@ -22,7 +22,7 @@ from ..errors import CompileError
 from ..fidelity import FidelityConfig, check, fidelity_feeds, is_classifier, require
 from ..graph_io import file_io
 from ..quantization.config import QuantMode
-from ..tvm_build.shapes import SequenceBuckets, bucket_axes, pad_values, sequence_buckets
+from ..tvm_build.shapes import SequenceBuckets, bucket_axes, check_lengths, pad_values, sequence_buckets
 from .base import BuildState, Pass
 from .lower_openvino import BF16_LIMITS, IR_MODEL, IR_WEIGHTS, OV_PRECISION
 from .registry import register_pass
@@ -64,6 +64,8 @@ class OpenVinoStaticShapes(Pass):
         super().check_preconditions(state)
         if not state.lowered or state.lowered[0].name != IR_MODEL:
             raise CompileError(f"internal: pass {self.name} runs after the OpenVINO lowering")
+        tokenizer = state.source.tokenizer
+        check_lengths(self.config.sequence_buckets, tokenizer.max_length if tokenizer else None)
 
     def input_key(self, state: BuildState) -> str:
         return sha256_json(
@@ -109,9 +111,7 @@ class OpenVinoStaticShapes(Pass):
             )
         tokenizer = state.source.tokenizer
         return StaticShapes(
-            sequences=sequence_buckets(
-                self.config.sequence_buckets, tokenizer.max_length if tokenizer else None, given=True
-            ),
+            sequences=sequence_buckets(self.config.sequence_buckets, tokenizer.max_length if tokenizer else None),
             sequence_axes=axes.sequence_axes,
             pad_values=pad_values(inputs, tokenizer),
             output_sequence_axes=axes.output_sequence_axes,

@@ -108,7 +108,8 @@ class QuantizeOrt(Pass):
         if self.config.accuracy_budget is not None and state.evaluation is None:
             raise CompileError("--accuracy-budget needs labelled data to measure the drop", hint="pass --eval-data DEV")
         refuse_quantized(state.model_path, state.source.description)
-        if self.config.calibration_method is not CalibrationMethod.MINMAX and state.source.tokenizer is not None:
+        histogram = self.config.calibration_method is not CalibrationMethod.MINMAX and state.calibration is not None
+        if histogram and state.source.tokenizer is not None:
             raise CompileError(  # ONNX Runtime's histograms take one shape; text batches vary in length
                 f"--calibration-method {self.config.calibration_method.value} needs inputs of one shape; "
                 "a text model's vary in length",
@@ -258,6 +259,10 @@ class QuantizeOrt(Pass):
             int8_ms=best.latency_ms,
         )
         return best
+
+
+class SlowerInt8Warning(UserWarning):
+    """The int8 model kept runs slower than float (auto-selection's candidates do not say it)."""
 
 
 def slower_warning(report: QuantizationReport) -> str | None:

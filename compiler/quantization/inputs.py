@@ -75,7 +75,7 @@ def _check_labels(source: ModelSource, evaluation: Dataset) -> None:
         from ..evaluate.predict import map_labels
 
         map_labels(evaluation, source.labels, source.description)
-    if len(evaluation) < FEW_EXAMPLES:
+    if 0 < len(evaluation) < FEW_EXAMPLES and evaluation.task is not DataTask.TOKEN_CLASSIFICATION:
         warnings.warn(
             f"eval data {evaluation.source} holds {len(evaluation)} examples: an accuracy drop is measured in "
             f"steps of {100 / len(evaluation):.3g} points (give a few hundred for a budget to mean much)",

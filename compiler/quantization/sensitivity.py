@@ -25,14 +25,16 @@ def layer_report(
     float_model = onnx.load(str(float_path), load_external_data=False)  # weights read one tensor at a time
     pairs = _node_outputs(float_model, nodes, onnx.load(str(quant_path), load_external_data=False))
     feeds = calibration.feeds[:4] if calibration is not None else fallback_feeds
-    reference = _intermediates(float_path, [ref for ref, _ in pairs.values()], feeds)
-    quantized = _intermediates(quant_path, [got for _, got in pairs.values()], feeds)
+    reference = _intermediates(float_path, [ref for ref, _, _ in pairs.values()], feeds)
+    quantized = _intermediates(quant_path, [got for _, got, _ in pairs.values()], feeds)
     weights = _weight_ranges(float_model, float_path.parent)
     ops = {node.name: node.op_type for node in float_model.graph.node}
     integer = integer_nodes(onnx.load(str(quant_path), load_external_data=False), nodes)
     rows = []
-    for node, (ref_tensor, got_tensor) in pairs.items():
+    for node, (ref_tensor, got_tensor, clamp) in pairs.items():
         ref, got = reference.get(ref_tensor), quantized.get(got_tensor)
+        if got is not None and clamp is not None:  # the folded activation, applied as the float graph does
+            got = [np.clip(g, *clamp) for g in got]
         row = {
             "node": node,
             "op": ops[node],
@@ -82,29 +84,53 @@ def sqnr_from_energy(signal: float, noise: float) -> float:
 ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "HardSigmoid", "Sigmoid", "HardSwish")
 
 
-def _node_outputs(model, nodes: list[str], quantized_model) -> dict[str, tuple[str, str]]:
-    """Node -> (the float graph's tensor, the quantized graph's) its SQNR is measured on: its output in
-    both; or, where the QDQ quantizer folded the activation after it (Conv -> Relu: the Conv now writes
-    the Relu's output name, and the Relu's clamp is its QuantizeLinear's), the activation's output
-    against what the quantized graph dequantizes from it."""
+def _node_outputs(model, nodes: list[str], quantized_model) -> dict[str, tuple[str, str, tuple | None]]:
+    """Node -> (the float graph's tensor, the quantized graph's, a clamp for the latter) its SQNR is
+    measured on: its output in both; or, where the QDQ quantizer folded the activation after it (Conv ->
+    Relu: the Conv now writes the Relu's output name, and the clamp is its QuantizeLinear's), the
+    activation's output against the Conv's with the activation's clamp applied, so that folded and
+    unfolded layers are measured alike (before their output's quantization); an activation with no
+    constant clamp: against what the int8 graph dequantizes there."""
     wanted = set(nodes)
     consumers: dict[str, list] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     present = {v for node in quantized_model.graph.node for v in node.output}
-    dequantized = _dequantized(quantized_model)
+    constants = {init.name: init for init in model.graph.initializer}
     pairs = {}
     for node in model.graph.node:
         if node.name not in wanted:
             continue
         tensor, after = node.output[0], consumers.get(node.output[0], [])
-        if tensor not in present and len(after) == 1 and after[0].op_type in ACTIVATIONS:
-            folded = after[0].output[0]
-            pairs[node.name] = (folded, dequantized.get(folded, folded))
-        else:
-            pairs[node.name] = (tensor, tensor)
+        if tensor in present or len(after) != 1 or after[0].op_type not in ACTIVATIONS:
+            pairs[node.name] = (tensor, tensor, None)
+            continue
+        folded = after[0].output[0]
+        clamp = _clamp(after[0], constants)
+        got = folded if clamp is not None else _dequantized(quantized_model).get(folded, folded)
+        pairs[node.name] = (folded, got, clamp)
     return pairs
+
+
+def _clamp(activation, constants) -> tuple[float, float] | None:
+    """(low, high) of a Relu or a Clip with constant bounds; None for another activation."""
+    from onnx import numpy_helper
+
+    if activation.op_type == "Relu":
+        return 0.0, np.inf
+    if activation.op_type != "Clip":
+        return None
+    bounds = [-np.inf, np.inf]
+    for attribute in activation.attribute:  # opset < 11
+        if attribute.name in ("min", "max"):
+            bounds[attribute.name == "max"] = attribute.f
+    for index, name in enumerate(activation.input[1:3]):  # opset >= 11: optional inputs
+        if name:
+            if name not in constants:
+                return None
+            bounds[index] = float(numpy_helper.to_array(constants[name]))
+    return bounds[0], bounds[1]
 
 
 def _dequantized(model) -> dict[str, str]:

@@ -89,15 +89,19 @@ def check_buckets(buckets: tuple[int, ...] | None) -> tuple[int, ...] | None:
 SequenceBuckets = Annotated[tuple[int, ...] | None, AfterValidator(check_buckets)]
 
 
-def sequence_buckets(requested: tuple[int, ...], max_length: int | None, *, given: bool = False) -> tuple[int, ...]:
-    """The requested lengths the model can take; the model's own limit added when all exceed it. Lengths
-    the user gave (`given`, not a profile's defaults) past the model's limit are refused, not dropped."""
-    if max_length is None:
-        return requested
-    if given and any(length > max_length for length in requested):
+def check_lengths(requested: tuple[int, ...], max_length: int | None) -> None:
+    """Lengths the user gave (`--sequence-buckets`, not a profile's defaults) past the model's limit are
+    refused, not dropped (passes call it in check_preconditions: before the cache, whose key ignores it)."""
+    if max_length is not None and any(length > max_length for length in requested):
         raise CompileError(
             f"--sequence-buckets {','.join(map(str, requested))}: this model reads at most {max_length} tokens",
             hint=f"give lengths up to {max_length}",
         )
+
+
+def sequence_buckets(requested: tuple[int, ...], max_length: int | None) -> tuple[int, ...]:
+    """The requested lengths the model can take; the model's own limit added when all exceed it."""
+    if max_length is None:
+        return requested
     kept = tuple(length for length in requested if length <= max_length)
     return kept or (max_length,)
