@@ -8,6 +8,7 @@ bad image is one error naming its file, and memory holds one batch of pixels at 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from .types import DataError, DataFormat, Dataset, DataTask, ImageExample
@@ -52,7 +53,7 @@ def _refuse_split_layout(folder: Path) -> None:
     below them), a train-versus-test classifier. One error naming the splits instead."""
     children = [c for c in folder.iterdir() if c.is_dir() and not c.name.startswith(".")]
     splits = sorted(
-        c.name for c in children if c.name.lower() in SPLIT_NAMES and not any(_images(c)) and any(_images_below(c))
+        c.name for c in children if c.name.lower() in SPLIT_NAMES and not any(_images(c)) and _any_image_below(c)
     )
     if splits:
         raise DataError(
@@ -134,8 +135,17 @@ def holds_images(folder: Path) -> bool:
     if any(_images(folder)):
         return True
     return any(
-        any(_images_below(child)) for child in folder.iterdir() if child.is_dir() and not child.name.startswith(".")
+        _any_image_below(child) for child in folder.iterdir() if child.is_dir() and not child.name.startswith(".")
     )
+
+
+def _any_image_below(folder: Path) -> bool:
+    """Whether a folder holds an image at any depth (stops at the first: no sorted walk of a million files)."""
+    for _root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if any(Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".") for name in files):
+            return True
+    return False
 
 
 def _images_below(folder: Path):
