@@ -123,6 +123,21 @@ def _unavailable(names) -> list[str]:
     return reasons
 
 
+def _cpu_isa_problem(spec: BackendSpec, profile: TargetProfile, precision: Precision) -> tuple[str, str] | None:
+    """A precision the backend runs on the CPU needs the target CPU's ISA for it: a profile's bf16 for its
+    GPU (nvidia-cuda) does not make its AVX2 CPU run bf16. (Unlisted precisions: _check_target's refusal.)"""
+    needs = spec.cpu_precision_isa.get(precision.value)
+    if not needs or precision not in profile.precisions or profile.arch.value != "x86_64":
+        return None
+    if set(needs) & set(profile.isa):
+        return None
+    return (
+        f"runs {precision.value} on the CPU, and {profile.name}'s CPU ISA {list(profile.isa)} has none of "
+        f"{', '.join(needs)} (its {precision.value} is its accelerator's)",
+        f"use --precision fp32, or a target whose CPU has {' or '.join(needs)}",
+    )
+
+
 def cannot_build(spec: BackendSpec, profile: TargetProfile, recipe: Recipe) -> tuple[str, str] | None:
     """Why `spec` cannot build `recipe` for `profile` (message, hint), or None."""
     mode = recipe.quantize.mode
@@ -139,14 +154,9 @@ def cannot_build(spec: BackendSpec, profile: TargetProfile, recipe: Recipe) -> t
                 f"quantizes {mode.value} from calibration data",
                 "pass --calibration DATA, or --backend onnxruntime for dynamic int8",
             )
-    cpu_bf16 = {"avx512_bf16", "amx_bf16"} & set(profile.isa) or profile.arch.value != "x86_64"
-    listed = Precision.BF16 in profile.precisions  # (unlisted: _check_target's refusal says so)
-    if spec.name == "openvino" and recipe.precision is Precision.BF16 and listed and not cpu_bf16:
-        return (  # OpenVINO's bf16 runs on the CPU: a profile's bf16 for its GPU (nvidia-cuda) is not the CPU's
-            f"runs bf16 on the CPU, and {profile.name}'s CPU ISA {list(profile.isa)} has no AVX-512 BF16 or "
-            "AMX (its bf16 is its GPU's)",
-            "use --precision fp32, or a target whose CPU has avx512_bf16 or amx_bf16",
-        )
+    problem = _cpu_isa_problem(spec, profile, recipe.precision)
+    if problem is not None:
+        return problem
     if recipe.precision.value not in spec.precisions:
         return (
             f"does not compile {recipe.precision.value} (it compiles {', '.join(spec.precisions)})",

@@ -39,6 +39,8 @@ class BackendSpec:
     quantizers: Mapping[str, QuantizerSpec] = field(default_factory=lambda: MappingProxyType({}))
     finishing: str | None = None  # "module:function" -> function(context) -> Pass | None, after lowering and int8
     precisions: tuple[str, ...] = ("fp32",)  # float precisions it compiles (int8 comes from `quantizers`)
+    # a float precision it runs on an x86 CPU, and the ISA features (any one) the target's CPU needs for it
+    cpu_precision_isa: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     target_fields: tuple[str, ...] = ()  # target-profile fields it needs, e.g. ("tvm_target",)
     options: str | None = None  # "module:Class": the pydantic model of its own recipe options
     opened_files: str | None = None  # "module:function(folder, manifest)": files it opens besides model_file
@@ -53,6 +55,7 @@ class BackendSpec:
         if not _NAME.match(self.name):
             raise EdgekilnError(f"backend name {self.name!r} is not valid", hint=f"use a name matching {NAME_PATTERN}")
         object.__setattr__(self, "quantizers", MappingProxyType(dict(self.quantizers)))
+        object.__setattr__(self, "cpu_precision_isa", MappingProxyType(dict(self.cpu_precision_isa)))
 
     def quantize_modes(self) -> tuple[str, ...]:
         return tuple(self.quantizers)
