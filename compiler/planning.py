@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from edgekiln.runtime.backends import BackendSpec, backend_names, backend_spec, is_builtin
+from edgekiln.runtime.backends import BackendSpec, backend_names, backend_spec, is_builtin, plugin_problem
 from edgekiln.runtime.backends.spec import load_object
 from edgekiln.runtime.errors import BackendUnavailableError, EdgekilnError
 from edgekiln.runtime.manifest import Precision
@@ -115,11 +115,10 @@ def _unavailable(names) -> list[str]:
     """Why each of `names` is not a usable backend here: not installed, or its plugin set aside."""
     reasons = []
     for name in names:
-        try:
-            backend_spec(name)
-        except BackendUnavailableError as exc:
-            broken = "plugin" in exc.message  # the plugin's own load error says more than "unknown"
-            reasons.append(exc.message if broken else f"{name!r}: no backend by that name is installed here")
+        if name in backend_names():
+            continue
+        problem = plugin_problem(name)  # the plugin's own load error says more than "unknown"
+        reasons.append(problem.message if problem else f"{name!r}: no backend by that name is installed here")
     return reasons
 
 

@@ -203,3 +203,17 @@ def test_a_broken_or_clashing_plugin_leaves_the_builtin_backends_working(faulty_
     assert used.returncode == 0
     asked = compile_with(faulty_plugins, Path("nowhere.onnx"), "brokenbk", Path("unused"))
     assert asked.returncode == 2 and "edgekiln: error: backend plugin 'brokenbk'" in asked.stderr
+
+
+def test_a_preferred_backend_that_is_missing_is_told_from_one_set_aside(monkeypatch):
+    from edgekiln.compiler.planning import _unavailable
+    from edgekiln.runtime import backends
+    from edgekiln.runtime.errors import BackendUnavailableError
+
+    backends.backend_names()  # the registry loaded before the set-aside entry is added
+    problem = BackendUnavailableError("backend plugin 'npu' (package npu-kit) failed to load: no driver", hint="x")
+    monkeypatch.setitem(backends._BROKEN, "npu", problem)
+    assert _unavailable(["onnxruntime", "npu", "ghost"]) == [
+        problem.message,
+        "'ghost': no backend by that name is installed here",
+    ]

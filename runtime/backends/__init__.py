@@ -66,6 +66,12 @@ def backend_names() -> list[str]:
     return list(_REGISTRY)
 
 
+def plugin_problem(name: str) -> BackendUnavailableError | None:
+    """Why the plugin backend `name` was set aside when the plugins loaded (None: it was not)."""
+    _load_all()
+    return _BROKEN.get(name) if name not in _REGISTRY else None
+
+
 def is_builtin(name: str) -> bool:
     return name in BUILTIN_NAMES
 
