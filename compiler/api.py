@@ -161,6 +161,8 @@ def _build(job: _Job, model: Any, example_inputs: Any, backend_passes: list[Pass
             start = quantization_inputs(
                 source, job.data.get("calibration"), recipe.quantize.calibration_samples, job.data.get("eval")
             )
+            source = replace(source, notes=(*source.notes, *_calibration_notes(start, recipe)))
+            start = replace(start, source=source)  # the artifact's notes.json says it too
         passes = _front_passes(source, recipe, job.graph_passes) + backend_passes
         state, chain = _run(passes, replace(start, reports=MappingProxyType(reports)), store, job.progress, out_dir)
         manifest = write_artifact(
@@ -175,6 +177,16 @@ def _build(job: _Job, model: Any, example_inputs: Any, backend_passes: list[Pass
     finally:
         shutil.rmtree(build_dir, ignore_errors=True)
     return manifest, source.notes
+
+
+def _calibration_notes(state: BuildState, recipe: Recipe) -> list[str]:
+    """Fewer calibration examples than asked for is said: all the data's were used."""
+    used, asked = state.calibration and state.calibration.samples, recipe.quantize.calibration_samples
+    if not used or used >= asked:
+        return []
+    return [
+        f"calibration data {state.calibration.source} has {used} examples: all used (--calibration-samples {asked})"
+    ]
 
 
 def _resolved(recipe: Recipe, backend: str) -> Recipe:

@@ -181,10 +181,13 @@ def test_static_int8_calibrates_on_an_unlabelled_folder(folders, tmp_path):
     for path in photos()[:10]:
         shutil.copy(path, calibration / path.name)
     recipe = Recipe.from_flags(
-        backend="onnxruntime", quantize="static", calibration=str(calibration), calibration_samples=10
+        backend="onnxruntime", quantize="static", calibration=str(calibration), calibration_samples=12
     )
     result = compile(folders["resnet"], "host", tmp_path / "int8", recipe)
     assert result.manifest.precision.value == "int8"
+    assert f"calibration data {calibration} has 10 examples: all used (--calibration-samples 12)" in result.notes
+    bench = json.loads((result.path / "reports" / "quantize.json").read_text())["bench"]
+    assert "sequence" not in bench and bench["batch"] == 1  # an image model has no sequence length
     predictions = load(result.path).predict([photo("chelsea.png")])
     assert predictions[0].label in LABELS
 

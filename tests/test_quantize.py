@@ -59,6 +59,7 @@ def test_int8_logits_stay_close_to_float(classifier, float_artifact, mode, tmp_p
     assert report["chosen"] == mode and result.manifest.precision is Precision.INT8
     assert result.manifest.quantization.mode == mode
     assert report["speedup"] > 0 and report["float_ms"] > 0
+    assert report["bench"]["sequence"] == 64  # the target's longest bucket (128), cut to the model's 64 positions
     assert report["layers"] and all(row["sqnr_db"] is not None for row in report["layers"])
     weighted = [row for row in report["layers"] if row["weight_min"] is not None]
     assert weighted and all(row["int8"] for row in weighted), "a MatMul with weights was left in float"

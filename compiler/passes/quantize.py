@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
 from edgekiln.runtime.cpus import available_cpus
@@ -25,7 +24,7 @@ from ..onnx_external import copy_compact, remove_model
 from ..quantization.bias_correction import correct_biases
 from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode, types_for_profile
 from ..quantization.conv_ops import CNN_OP_TYPES, static_op_types
-from ..quantization.evaluation import Evaluator, Score, latency_ms, points_lost
+from ..quantization.evaluation import Evaluator, Score, bench_point, latency_ms, points_lost
 from ..quantization.fallback import ranked_layers, within, within_budget
 from ..quantization.input_channels import pad_input_channels
 from ..quantization.ort_quantize import quantizable_nodes, quantize_model
@@ -89,13 +88,14 @@ class Attempt:
 @register_pass
 class QuantizeOrt(Pass):
     name = "quantize"
-    version = 7  # 2: static int8 of a convolutional graph quantizes its activations, Adds and pools too
+    version = 8  # 2: static int8 of a convolutional graph quantizes its activations, Adds and pools too
     # 3: ... and its Conv/Gemm biases are corrected empirically (bias_correction.py)
     # 4: ... after its conv weights' int8 codes are chosen by GPTQ (weight_rounding.py)
     # 5: static int8 leaves a Gemm/MatMul graph output (logits) in float (ort_quantize.float_outputs)
     # 6: ... and pads an RGB stem's input channels to 4 for ONNX Runtime's fast kernels (input_channels.py)
     # 7: a Conv whose activation the quantizer folds has an SQNR row (the fallback ranked such layers last),
     # and the fallback never returns every layer to float
+    # 8: the report names a sequence length only for inputs that have one
     Config = QuantizePassConfig
     changes_model = True
 
@@ -137,7 +137,7 @@ class QuantizeOrt(Pass):
         evaluator = None if state.evaluation is None else make_evaluator(state, self.config.threads)
         float_score = evaluator.score(float_path) if evaluator else None
         attempts = [self._attempt(mode, state, out_dir, nodes, evaluator, float_score) for mode in self._modes(state)]
-        feeds = state.source.make_feeds(1, self.config.bench_sequence, np.random.default_rng(0))
+        feeds, bench = bench_point(state.source, self.config.bench_sequence, self.config.threads)
         float_ms, *timings = latency_ms([float_path] + [a.path for a in attempts], feeds, self.config.threads)
         for attempt, timing in zip(attempts, timings):
             attempt.latency_ms = timing
@@ -147,7 +147,7 @@ class QuantizeOrt(Pass):
             "metric": evaluator.metric if evaluator else None,
             "float_metric": float_score.value if float_score else None,
             "float_ms": float_ms,
-            "bench": {"batch": 1, "sequence": self.config.bench_sequence, "threads": self.config.threads},
+            "bench": bench,
             "attempts": [attempt.row(float_score) for attempt in attempts],
         }
         chosen = self._choose(attempts, float_ms, report)

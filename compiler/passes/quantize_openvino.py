@@ -25,7 +25,7 @@ from ..graph_io import refuse_quantized
 from ..onnx_external import data_files
 from ..quantization.config import CalibrationMethod, IntType, QuantizeConfig, QuantMode, types_for_profile
 from ..quantization.conv_ops import CNN_OP_TYPES, is_convolutional_ir, static_op_types
-from ..quantization.evaluation import Evaluator, Score, latency_ms, points_lost
+from ..quantization.evaluation import Evaluator, Score, bench_point, latency_ms, points_lost
 from ..quantization.fallback import ranked_layers, within, within_budget
 from ..quantization.openvino_layers import kept_float_layers, openvino_layer_report
 from ..quantization.openvino_qdq import qdq_int8_ir
@@ -72,12 +72,13 @@ class QuantizeOpenVinoConfig(PassConfig):
 @register_pass
 class QuantizeOpenVino(Pass):
     name = "quantize_openvino"
-    version = 8  # 2: per-layer SQNR rows and the layers returned to float; 3: no SmoothQuant under a budget
+    version = 9  # 2: per-layer SQNR rows and the layers returned to float; 3: no SmoothQuant under a budget
     # 4: a convolutional image model is quantized as a CNN, not as a transformer
     # 5: a CNN gets NNCF's full bias correction, and no overflow fix where the target does not saturate
     # 6: a CNN without a budget is quantized as a QDQ graph with GPTQ codes (openvino_qdq.py)
     # 7: ... and with a budget too, its least accurate layers returned to float (fallback.py)
     # 8: a Conv whose activation the quantizer folds has an SQNR row; never every layer in float
+    # 9: the report names a sequence length only for inputs that have one
     Config = QuantizeOpenVinoConfig
     changes_model = False
     lowers_to = (IR_MODEL, IR_WEIGHTS)
@@ -116,7 +117,7 @@ class QuantizeOpenVino(Pass):
         route = self._quantize_qdq if self._gptq_route(state) else self._quantize_nncf
         int8 = route(state, out_dir, staging / IR_MODEL, evaluator, float_score)
         quantized, plain, method, drop = int8.model, int8.plain, int8.method, int8.drop
-        feeds = state.source.make_feeds(1, self.config.bench_sequence, np.random.default_rng(0))
+        feeds, bench = bench_point(state.source, self.config.bench_sequence, self.config.threads)
         float_ms, int8_ms = latency_ms([float_ir, staging / IR_MODEL], feeds, self.config.threads)
         budget = self.config.accuracy_budget
         if not within(budget, drop):
@@ -158,7 +159,7 @@ class QuantizeOpenVino(Pass):
             int8_ms=int8_ms,
             int8_slower_than_float=int8_ms >= float_ms,
             excluded_nodes=() if keep_float else kept,
-            bench={"batch": 1, "sequence": self.config.bench_sequence, "threads": self.config.threads},
+            bench=bench,
             attempts=(attempt,),
         )
         if not keep_float:  # what was kept, against float: per layer, and at the outputs

@@ -69,6 +69,18 @@ def points_lost(reference: Score | None, candidate: Score | None) -> float | Non
     return None if reference is None or candidate is None else round((reference.value - candidate.value) * 100, 3)
 
 
+def bench_point(source: ModelSource, sequence: int, threads: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """The batch-1 feeds float and int8 are timed on, and how the report names them: with the sequence
+    length the inputs got (`sequence`, or the model's maximum if shorter), and none where they have no
+    sequence axis (an image model's)."""
+    feeds = source.make_feeds(1, sequence, np.random.default_rng(0))
+    other = source.make_feeds(1, 1 if sequence > 1 else 2, np.random.default_rng(0))
+    lengths = [
+        size for name in feeds for size, alt in zip(feeds[name].shape, other[name].shape, strict=False) if size != alt
+    ]
+    return feeds, {"batch": 1, **({"sequence": lengths[0]} if lengths else {}), "threads": threads}
+
+
 def latency_ms(paths: list[Path], feeds: dict[str, np.ndarray], threads: int, rounds: int = 3) -> list[float]:
     """Median p50 of each model, measured in interleaved rounds so drift hits all alike."""
     runners = [model_runner(path, threads) for path in paths]

@@ -229,11 +229,12 @@ def _benchmark(report: dict[str, Any], _folder: Path) -> str:
 def _quantization(raw: dict[str, Any], folder: Path) -> str:
     report = QuantizationReport.model_validate(raw)
     drop = report.accuracy_drop
+    sequence = f"sequence {report.bench['sequence']}, " if "sequence" in report.bench else ""
     head = (
         f"<p>{escape(report.backend)} ({escape(report.method)}): requested <code>{escape(report.requested)}"
         f"</code>; kept <b>{escape(report.chosen)}</b>. Accuracy drop {'n/a' if drop is None else f'{drop:.2f} points'}"
-        f" (budget {report.budget_points}), speed-up {report.speedup:.2f}× over float at batch 1, sequence "
-        f"{report.bench['sequence']}, {report.bench['threads']} threads (float {report.float_ms:.2f} ms).</p>"
+        f" (budget {report.budget_points}), speed-up {report.speedup:.2f}× over float at batch 1, {sequence}"
+        f"{report.bench.get('threads', '?')} threads (float {report.float_ms:.2f} ms).</p>"
     )
     if report.int8_slower_than_float:
         head += "<p class='bad'>int8 was not faster than float on this machine.</p>"
