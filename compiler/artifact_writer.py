@@ -30,7 +30,7 @@ from edgekiln.targets import TargetProfile
 from .diagnostics.plots import write_plots
 from .errors import CompileError
 from .folders import check_parent, move_into_place
-from .graph_io import file_io
+from .graph_io import file_io, quantized_ops
 from .onnx_external import copy_model
 from .passes.base import MODEL_FILE, BuildState
 from .recipe import RECIPE_FILE, Recipe
@@ -192,7 +192,7 @@ def _fill(
         "target": TargetInfo(
             name=profile.name, arch=profile.arch.value, threads=profile.threads, accelerator=profile.accelerator
         ),
-        "precision": Precision.INT8 if quantization else recipe.precision,
+        "precision": Precision.INT8 if quantization or quantized_ops(state.model_path) else recipe.precision,
         "quantization": quantization,
         "task": source.task,
         "model_file": state.lowered[0].name if state.lowered else MODEL_FILE,

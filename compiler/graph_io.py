@@ -80,13 +80,18 @@ QUANTIZED_OPS = frozenset(
 )
 
 
-def refuse_quantized(path: Path, name: str) -> None:
-    """A model that is already int8 (QDQ or integer operators) is not quantized again: one error, not
-    the quantizer's failure deep inside."""
+def quantized_ops(path: Path) -> list[str]:
+    """The int8 operators (QDQ or integer) a model file holds, sorted: none for a float model."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    found = sorted({node.op_type for node in graph.node} & QUANTIZED_OPS)
+    return sorted({node.op_type for node in graph.node} & QUANTIZED_OPS)
+
+
+def refuse_quantized(path: Path, name: str) -> None:
+    """A model that is already int8 (QDQ or integer operators) is not quantized again: one error, not
+    the quantizer's failure deep inside."""
+    found = quantized_ops(path)
     if found:
         raise CompileError(
             f"{name} is already quantized (it holds {', '.join(found[:3])})",

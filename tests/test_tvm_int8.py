@@ -172,10 +172,22 @@ def test_a_qdq_onnx_file_compiles_for_tvm_with_integer_kernels(tmp_path):
     from edgekiln.compiler import Recipe, compile
 
     path, _ = _qdq_model(tmp_path, gemm=False)
-    out = compile(path, "host", tmp_path / "tvm", recipe=Recipe.from_flags(backend="tvm")).path
+    built = compile(path, "host", tmp_path / "tvm", recipe=Recipe.from_flags(backend="tvm"))
+    out = built.path
+    assert built.manifest.precision.value == "int8"  # the file's own int8, though nothing quantized it here
     report = json.loads((out / "reports" / "lower_tvm.json").read_text())
     assert report["details"]["cpu_default_schedules"].get("int8_matmul") == 2, report  # noqa: PLR2004
     assert report["passed"] and report["max_abs_diff"] <= 1e-4, report  # noqa: PLR2004
     stored = np.load(out / "tvm_params.npz")
     packed = [stored[k].shape for k in stored.files if stored[k].ndim == 4 and stored[k].dtype == np.int8]
     assert sorted(packed) == [(D // 16, H // 4, 16, 4), (H // 16, D // 4, 16, 4)], packed
+
+
+def test_an_int8_onnx_file_compiled_as_it_is_is_recorded_int8(tmp_path):
+    """No --quantize, but the file is QDQ int8: the manifest's precision says what runs (int8), so
+    `verify` holds it to the int8 check and `inspect` does not call it fp32."""
+    from edgekiln.compiler import Recipe, compile
+
+    path, _ = _qdq_model(tmp_path, gemm=False)
+    built = compile(path, "host", tmp_path / "ort", recipe=Recipe.from_flags(backend="onnxruntime"))
+    assert built.manifest.precision.value == "int8" and built.manifest.quantization is None
