@@ -148,3 +148,15 @@ def test_a_tiny_eval_set_for_a_budget_is_warned_about(bert_folders, tmp_path):
     source = resolve_source(str(bert_folders["sequence"]), work_dir=tmp_path)
     with pytest.warns(UserWarning, match="holds 1 examples: an accuracy drop is measured in steps of 100 points"):
         quantization_inputs(source, None, 8, str(dev))
+
+
+def test_eval_tags_the_token_model_lacks_are_refused_naming_the_model(bert_folders, tmp_path):
+    """Checked before calibration, naming the model folder (it named the build's float.onnx, after it)."""
+    from edgekiln.compiler.quantization.inputs import quantization_inputs
+    from edgekiln.compiler.sources import resolve_source
+
+    dev = tmp_path / "dev.conll"
+    dev.write_text("Paris B-CITY\nis O\n\nRome B-CITY\n")
+    source = resolve_source(str(bert_folders["token"]), work_dir=tmp_path)
+    with pytest.raises(DataError, match=rf"labels \['B-CITY'\] in {dev} are not among {source.description}'s"):
+        quantization_inputs(source, None, 8, str(dev))

@@ -71,10 +71,9 @@ def _check_labels(source: ModelSource, evaluation: Dataset) -> None:
     """The eval data's labels are the model's, before any calibration runs."""
     if not source.labels:
         raise DataError(f"{source.description} has no label names to compare {evaluation.source} with")
-    if evaluation.task in (DataTask.TEXT_CLASSIFICATION, DataTask.IMAGE_CLASSIFICATION):
-        from ..evaluate.predict import map_labels
+    from ..evaluate.predict import map_labels
 
-        map_labels(evaluation, source.labels, source.description)
+    map_labels(evaluation, source.labels, source.description)  # a token task's tags too
     if 0 < len(evaluation) < FEW_EXAMPLES and evaluation.task is not DataTask.TOKEN_CLASSIFICATION:
         warnings.warn(
             f"eval data {evaluation.source} holds {len(evaluation)} examples: an accuracy drop is measured in "
