@@ -205,3 +205,15 @@ def test_nncf_logits_sqnr_matches_the_runtime(nncf_artifacts):
     )
     logits = next(row for row in rows if row["node"] == "logits")
     assert logits["sqnr_db"] == pytest.approx(direct, abs=SQNR_TOLERANCE_DB)
+
+
+def test_a_calibration_method_nncf_would_not_use_is_refused(nncf_artifacts, tmp_path):
+    from edgekiln.compiler import CompileError, compile
+
+    root = nncf_artifacts["float"].parent
+    recipe = Recipe.from_flags(
+        backend="openvino", quantize="static", calibration=str(root / "cal.tsv"), calibration_method="percentile"
+    )
+    with pytest.raises(CompileError, match="--calibration-method percentile: OpenVINO quantizes .* with NNCF"):
+        compile(root / "bert", "x86-64-avx2", tmp_path / "int8", recipe=recipe)
+    assert not (tmp_path / "int8").exists()

@@ -96,6 +96,13 @@ class QuantizeOpenVino(Pass):
         refuse_quantized(state.model_path, state.source.description)
         if self.config.accuracy_budget is not None and state.evaluation is None:
             raise CompileError("--accuracy-budget needs labelled data", hint="pass --eval-data DEV")
+        method = self.config.calibration_method
+        if method is not CalibrationMethod.MINMAX and not self._gptq_route(state):
+            raise CompileError(  # it would be recorded in the recipe and not used
+                f"--calibration-method {method.value}: OpenVINO quantizes {state.source.description} with NNCF, "
+                "which sets its activation ranges itself",
+                hint="drop --calibration-method, or use --backend onnxruntime",
+            )
 
     def input_key(self, state: BuildState) -> str:
         return sha256_json(
