@@ -435,3 +435,22 @@ def test_auto_flags_become_the_selection_config(classifier, monkeypatch, tmp_pat
     with pytest.raises(SystemExit):
         main([*flags, *data, "--auto-prune-flops", "0.4,1.5"])
     assert "expected fractions between 0 and 1" in capsys.readouterr().err
+
+
+def test_the_selection_plot_numbers_candidates_and_joins_coinciding_labels(tmp_path):
+    from edgekiln.compiler.diagnostics.plots import _label_groups, selection_plot
+
+    rows = [
+        {"name": "onnxruntime-fp32", "p50_ms": 10.0, "metric": 90.0, "error": None},
+        {"name": "openvino-fp32", "p50_ms": 10.1, "metric": 90.0, "error": None},  # on top of the first
+        {"name": "onnxruntime-int8-static", "p50_ms": 5.0, "metric": 89.0, "error": None},
+        {"name": "tvm-fp32", "p50_ms": None, "metric": None, "error": "failed"},
+    ]
+    assert _label_groups(rows[:3]) == {(10.0, 90.0): ["1", "2"], (5.0, 89.0): ["3"]}
+    report = {
+        "candidates": rows,
+        "pareto": ["onnxruntime-int8-static", "onnxruntime-fp32"],
+        "winner": "onnxruntime-fp32",
+    }
+    path = selection_plot(report, tmp_path)
+    assert path is not None and path.stat().st_size > 1000

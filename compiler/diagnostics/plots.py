@@ -81,9 +81,22 @@ def _short(name: str) -> str:
 SELECTION_PLOT = "selection_pareto.png"
 
 
+def _label_groups(rows: list[dict]) -> dict[tuple[float, float], list[str]]:
+    """Candidate numbers (1-based) by the point that labels them: a candidate within 3 % of both axes'
+    spans of an earlier one joins its label."""
+    xs, ys = [row["p50_ms"] for row in rows], [row["metric"] for row in rows]
+    x_span, y_span = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    groups: dict[tuple[float, float], list[str]] = {}
+    for number, (x, y) in enumerate(zip(xs, ys), 1):
+        near = next((p for p in groups if abs(p[0] - x) < 0.03 * x_span and abs(p[1] - y) < 0.03 * y_span), None)
+        groups.setdefault(near or (x, y), []).append(str(number))
+    return groups
+
+
 def selection_plot(report: dict, reports_dir: Path) -> Path | None:
     """Latency against accuracy for every built candidate of `--backend auto`, the Pareto front joined,
-    the winner ringed."""
+    the winner ringed. Points carry numbers, named in a key beside the plot (candidates often sit close
+    together, where their names overlapped); points that nearly coincide share one label."""
     rows = [row for row in report["candidates"] if row["error"] is None]
     if not rows:
         return None
@@ -92,7 +105,7 @@ def selection_plot(report: dict, reports_dir: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    figure, axis = plt.subplots(figsize=(8.8, 4.0), dpi=110)
     front = sorted((row for row in rows if row["name"] in report["pareto"]), key=lambda row: row["p50_ms"])
     axis.plot(
         [row["p50_ms"] for row in front], [row["metric"] for row in front], color="#999", zorder=1, label="Pareto front"
@@ -107,14 +120,18 @@ def selection_plot(report: dict, reports_dir: Path) -> Path | None:
             color="#c0392b" if winner else "#3b6ea8",
             edgecolors="black" if winner else "none",
         )
-        axis.annotate(
-            row["name"], (row["p50_ms"], row["metric"]), fontsize=7, xytext=(4, 3), textcoords="offset points"
-        )
+    for (x, y), numbers in _label_groups(rows).items():
+        axis.annotate(",".join(numbers), (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    key = "\n".join(
+        f"{number}  {row['name'][:40]}{'  (chosen)' if row['name'] == report['winner'] else ''}"
+        for number, row in enumerate(rows, 1)
+    )
+    figure.text(0.70, 0.92, key, fontsize=7, va="top", family="monospace")
     axis.set_xlabel("p50 latency (ms), this machine")
     axis.set_ylabel("accuracy on the eval data (points)")
     axis.set_title("--backend auto: candidates")
     axis.legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 0.68, 1))
     path = reports_dir / SELECTION_PLOT
     figure.savefig(path)
     plt.close(figure)
