@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -15,7 +16,7 @@ def _positive(cast: Callable[[str], Number], what: str) -> Callable[[str], Numbe
             value = cast(text)
         except ValueError:
             value = None
-        if value is None or value <= 0:
+        if value is None or not math.isfinite(value) or value <= 0:  # nan and inf parse as floats
             raise argparse.ArgumentTypeError(f"expected a positive {what}, found {text!r}")
         return value
 
@@ -24,6 +25,21 @@ def _positive(cast: Callable[[str], Number], what: str) -> Callable[[str], Numbe
 
 positive_int = _positive(int, "integer")
 positive_float = _positive(float, "number")
+
+
+def bounded_float(low: float, high: float, unit: str) -> Callable[[str], float]:
+    """A finite number in [low, high] (`unit` names it in the error)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:  # nan fails too
+            raise argparse.ArgumentTypeError(f"expected {unit} from {low:g} to {high:g}, found {text!r}")
+        return value
+
+    return parse
 
 
 def unit_float(text: str) -> float:

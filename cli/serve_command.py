@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 
 from edgekiln.runtime.errors import InputError
+from edgekiln.runtime.serve.config import MAX_WAIT_MS
 
-from .parsing import positive_float, positive_int
+from .parsing import bounded_float, positive_float, positive_int
 
 
 def register(commands) -> None:
@@ -29,7 +30,7 @@ def register(commands) -> None:
     )
     serve.add_argument(
         "--max-wait-ms",
-        type=float,
+        type=bounded_float(0, MAX_WAIT_MS, "milliseconds"),
         default=2.0,
         help="how long a request waits for others to merge with (default 2; 0: merge only requests already queued)",
     )
@@ -40,6 +41,18 @@ def register(commands) -> None:
         help="requests queued per model before answering 503 (default 256)",
     )
     serve.add_argument("--max-body-mb", type=positive_float, default=8.0, help="request body limit (default 8)")
+    serve.add_argument(
+        "--max-request-rows",
+        type=positive_int,
+        default=512,
+        help="rows one request may hold: its batch, texts or images (default 512; more: 413)",
+    )
+    serve.add_argument(
+        "--body-timeout", type=positive_float, default=30.0, help="seconds a client has to send its body (default 30)"
+    )
+    serve.add_argument(
+        "--max-connections", type=positive_int, default=1024, help="open connections before 503 (default 1024)"
+    )
     serve.add_argument(
         "--max-text-chars", type=positive_int, default=10_000, help="characters per text for /predict (default 10000)"
     )
@@ -71,7 +84,10 @@ def cmd_serve(args) -> int:
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
         max_queue=args.max_queue,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_body_bytes=max(1024, int(args.max_body_mb * 1024 * 1024)),
+        max_request_rows=args.max_request_rows,
+        body_timeout_seconds=args.body_timeout,
+        max_connections=args.max_connections,
         max_text_chars=args.max_text_chars,
         threads=args.threads,
     )
@@ -87,7 +103,10 @@ def cmd_serve(args) -> int:
     host, port = listening.getsockname()[:2]
     print(f"listening on http://{host}:{port}", flush=True)
     uvicorn_config = uvicorn.Config(
-        server.app, log_level=args.log_level, timeout_graceful_shutdown=config.graceful_seconds
+        server.app,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=config.graceful_seconds,
+        limit_concurrency=config.max_connections,
     )
     uvicorn.Server(uvicorn_config).run(sockets=[listening])
     return 0

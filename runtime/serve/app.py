@@ -1,7 +1,7 @@
 """The ASGI app: Open Inference Protocol v2 routes, `/predict`, `/metrics`, and JSON errors only.
 
-Handlers run on the event loop and never call a model: they decode and check a request, hand it
-to the model's worker thread (batching.py) and await its answer. Every refusal is a ServeError,
+Handlers run on the event loop and never call a model, nor decode a body there: a few codec threads
+decode and check a request (and encode its answer), the model's worker thread (batching.py) runs it. Every refusal is a ServeError,
 sent as `{"error": "..."}` with its status; anything unexpected is a 500 with one line, no traceback.
 """
 
@@ -13,6 +13,7 @@ import binascii
 import contextlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from .openapi import docs_page, openapi
 from .tensors import HEADER_LENGTH, encode_infer_response, json_body, parse_infer_request
 
 log = logging.getLogger("edgekiln.serve")
+CODEC_THREADS = 4  # requests decoded or encoded at once (see Server.off_loop)
 
 
 class Server:
@@ -60,6 +62,7 @@ class Server:
             )
             self.metrics.watch_queue(model.name, lambda worker=worker: worker.depth)
             self.workers[model.name] = worker
+        self.codec = ThreadPoolExecutor(max_workers=CODEC_THREADS, thread_name_prefix="edgekiln-codec")
         self.app = Starlette(
             routes=_routes(self),
             lifespan=self._lifespan,
@@ -74,6 +77,7 @@ class Server:
         # uvicorn has stopped accepting and waited for the requests in flight: end the workers
         for worker in self.workers.values():
             worker.stop(self.config.graceful_seconds)
+        self.codec.shutdown(wait=False, cancel_futures=True)
 
     def model(self, request: Request) -> ServedModel:
         name = request.path_params["name"]
@@ -94,13 +98,26 @@ class Server:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise ServeError(413, f"the body has {declared} bytes, more than the limit {limit} (--max-body-mb)")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ServeError(413, f"the body is larger than the limit {limit} bytes (--max-body-mb)")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        timeout = self.config.body_timeout_seconds
+        try:
+            return await asyncio.wait_for(_read_body(request, limit), timeout)
+        except asyncio.TimeoutError:
+            raise ServeError(408, f"the body did not arrive within {timeout:g} s; send it whole, at once") from None
+
+    async def off_loop(self, function, *args) -> Any:
+        """Decoding, checking and encoding a request's tensors or texts, on the codec threads: the
+        event loop stays free for health checks and other requests, and the few threads bound the
+        memory that large bodies being decoded at once can take."""
+        return await asyncio.get_running_loop().run_in_executor(self.codec, function, *args)
+
+    def check_rows(self, rows: int) -> None:
+        limit = self.config.max_request_rows
+        if rows > limit:
+            raise ServeError(
+                413,
+                f"the request holds {rows} rows, more than the limit {limit} per request (--max-request-rows); "
+                "split it into smaller requests",
+            )
 
     async def run(self, model: ServedModel, runner, payload: Any, rows: int, key) -> Any:
         """Hand a request to the model's worker and await its share of the merged call."""
@@ -132,6 +149,9 @@ class Server:
         except ServeError as exc:
             self.metrics.errors.labels(label, endpoint, str(exc.status)).inc()
             raise
+        except Exception:  # answered by _internal_error: counted as the 500 it becomes
+            self.metrics.errors.labels(label, endpoint, "500").inc()
+            raise
         finally:
             self.metrics.latency.labels(label, endpoint).observe(time.perf_counter() - started)
 
@@ -153,14 +173,22 @@ def _routes(server: Server) -> list[Route]:
         return JSONResponse({"name": server.model(request).name, "ready": True})
 
     async def infer(request):
-        async def handle(model: ServedModel) -> Response:
-            parsed = parse_infer_request(await server.body(request), request.headers.get(HEADER_LENGTH))
+        def decode(model: ServedModel, body: bytes, header_length: str | None):
+            parsed = parse_infer_request(body, header_length)
             rows = model.check_inputs(parsed.inputs)
+            server.check_rows(rows)
             requested = None if parsed.outputs is None else [name for name, _ in parsed.outputs]
             names = model.output_names(requested)
             binary = dict(parsed.outputs) if parsed.outputs is not None else {n: parsed.binary_outputs for n in names}
+            return parsed, rows, names, binary
+
+        async def handle(model: ServedModel) -> Response:
+            body = await server.body(request)
+            parsed, rows, names, binary = await server.off_loop(decode, model, body, request.headers.get(HEADER_LENGTH))
             outputs = await server.run(model, model.run_infer, parsed.inputs, rows, model.infer_key(parsed.inputs))
-            body, header = encode_infer_response(model.name, parsed.id, {n: outputs[n] for n in names}, binary)
+            body, header = await server.off_loop(
+                encode_infer_response, model.name, parsed.id, {n: outputs[n] for n in names}, binary
+            )
             if header is None:
                 return Response(body, media_type="application/json")
             return Response(
@@ -170,8 +198,8 @@ def _routes(server: Server) -> list[Route]:
         return await server.measured(request, "infer", handle)
 
     async def predict(request):
-        async def handle(model: ServedModel) -> Response:
-            payload = json_body(await server.body(request))
+        def decode(model: ServedModel, body: bytes) -> list:
+            payload = json_body(body)
             if model.session.encoder is None:
                 raise ServeError(
                     400,
@@ -179,10 +207,10 @@ def _routes(server: Server) -> list[Route]:
                     f"use POST /v2/models/{model.name}/infer",
                 )
             if model.session.task is Task.IMAGE_CLASSIFICATION:
-                items = _images(payload, model.name)
-            else:
-                items = _texts(payload, server.config.max_text_chars)
-            answers = await server.run(model, model.run_predict, items, len(items), "predict")
+                return _images(payload, model.name, server.check_rows)
+            return _texts(payload, server.config.max_text_chars, server.check_rows)
+
+        def encode(model: ServedModel, answers: Any) -> Response:
             try:
                 return JSONResponse(
                     {"model_name": model.name, "task": model.session.task.value, "predictions": _answers_json(answers)}
@@ -191,6 +219,11 @@ def _routes(server: Server) -> list[Route]:
                 raise ServeError(
                     422, "the model's answers hold NaN or infinite values, which JSON cannot carry"
                 ) from None
+
+        async def handle(model: ServedModel) -> Response:
+            items = await server.off_loop(decode, model, await server.body(request))
+            answers = await server.run(model, model.run_predict, items, len(items), "predict")
+            return await server.off_loop(encode, model, answers)
 
         return await server.measured(request, "predict", handle)
 
@@ -224,12 +257,23 @@ def _routes(server: Server) -> list[Route]:
     ]
 
 
-def _texts(payload: dict[str, Any], max_chars: int) -> list[str]:
+async def _read_body(request: Request, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ServeError(413, f"the body is larger than the limit {limit} bytes (--max-body-mb)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _texts(payload: dict[str, Any], max_chars: int, check_rows) -> list[str]:
     texts = payload.get("texts")
     if isinstance(texts, str):
         texts = [texts]
     if not isinstance(texts, list) or not texts:
         raise ServeError(400, 'the body must be {"texts": ["...", ...]} with at least one text')
+    check_rows(len(texts))
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise ServeError(400, f"texts[{index}] is a {type(text).__name__}, not a string")
@@ -240,7 +284,7 @@ def _texts(payload: dict[str, Any], max_chars: int) -> list[str]:
     return texts
 
 
-def _images(payload: dict[str, Any], model: str) -> list[bytes]:
+def _images(payload: dict[str, Any], model: str, check_rows) -> list[bytes]:
     """The encoded image files of an image model's /predict body, base64 in JSON. A string is never
     taken as a path: a client names no file on the server."""
     images = payload.get("images")
@@ -251,6 +295,7 @@ def _images(payload: dict[str, Any], model: str) -> list[bytes]:
             f'model {model} classifies images: the body must be {{"images": ["<base64 of an image file>", ...]}} '
             f"with at least one image, found {found}",
         )
+    check_rows(len(images))
     decoded = []
     for index, image in enumerate(images):
         if not isinstance(image, str) or not image:

@@ -9,6 +9,7 @@ size in `parameters.binary_data_size`, in input order. Responses put outputs ask
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 from .errors import ServeError
 
 HEADER_LENGTH = "inference-header-content-length"
+MAX_RANK, MAX_DIMENSION = 8, 2**31 - 1  # beyond any model input; past them numpy's own limits fail
 
 # The protocol's datatype names and the numpy dtypes they travel as (little-endian in binary).
 DATATYPES: dict[str, np.dtype] = {
@@ -73,7 +75,7 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     if offset != len(binary):
         raise ServeError(400, f"the body has {len(binary) - offset} bytes of binary data that no input claims")
     parameters = _parameters(request.get("parameters"), "the request")
-    binary_default = parameters.get("binary_data_output", False) is True
+    binary_default = _flag(parameters, "binary_data_output", "the request")
     request_id = request.get("id")
     return InferRequest(
         str(request_id) if request_id is not None else None,
@@ -157,11 +159,17 @@ def _input_tensor(index: int, tensor: Any, binary: bytes, offset: int) -> tuple[
     shape = tensor.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise ServeError(400, f"input {name} needs a `shape`: a list of non-negative integers, found {shape!r}")
+    if len(shape) > MAX_RANK or any(d > MAX_DIMENSION for d in shape):
+        raise ServeError(
+            400, f"input {name} has shape {shape}: at most {MAX_RANK} dimensions of at most {MAX_DIMENSION} each"
+        )
     dtype = DATATYPES[datatype]
     size = _binary_size(name, _parameters(tensor.get("parameters"), f"input {name}"))
     if size is None:
         return name, _from_json(name, tensor.get("data"), dtype, shape), offset
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if "data" in tensor:
+        raise ServeError(400, f"input {name} gives both `data` and binary_data_size; send one of them")
+    expected = math.prod(shape) * dtype.itemsize  # Python integers: no overflow
     if size != expected:
         raise ServeError(
             400, f"input {name} says binary_data_size {size}, but shape {shape} of {datatype} takes {expected} bytes"
@@ -195,7 +203,7 @@ def _from_json(name: str, data: Any, dtype: np.dtype, shape: list[int]) -> np.nd
             400,
             f"input {name} data holds {array.dtype.kind!r}-kind values ({_describe_kind(array)}), not {_NAMES[dtype]}",
         )
-    expected = int(np.prod(shape, dtype=np.int64))
+    expected = math.prod(shape)
     if array.size != expected:
         raise ServeError(400, f"input {name} has {array.size} values, but shape {shape} needs {expected}")
     if dtype.kind in "iu" and array.size and array.dtype.kind in "iu":
@@ -234,6 +242,20 @@ def _requested_outputs(outputs: Any, binary_default: bool) -> tuple[tuple[str, b
         raise ServeError(400, "`outputs` must be a list of objects with a `name`")
     requested = []
     for output in outputs:
-        flag = _parameters(output.get("parameters"), f"output {output['name']}").get("binary_data", binary_default)
-        requested.append((output["name"], flag is True))
+        where = f"output {output['name']}"
+        parameters = _parameters(output.get("parameters"), where)
+        if "classification" in parameters:
+            raise ServeError(
+                400,
+                f"{where} asks for the classification extension (class_count), which this server does not offer; "
+                "POST the texts or images to /v2/models/NAME/predict for labels, or take the logits",
+            )
+        requested.append((output["name"], _flag(parameters, "binary_data", where, binary_default)))
     return tuple(requested)
+
+
+def _flag(parameters: dict[str, Any], key: str, where: str, default: bool = False) -> bool:
+    value = parameters.get(key, default)
+    if not isinstance(value, bool):
+        raise ServeError(400, f"parameter {key} of {where} must be true or false, found {value!r}")
+    return value
