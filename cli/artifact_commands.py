@@ -19,8 +19,8 @@ from edgekiln.runtime.artifact import read_manifest
 from edgekiln.runtime.backends import backend_names, backend_spec
 from edgekiln.runtime.bench import BenchConfig, benchmark, check_requested, format_table
 from edgekiln.runtime.errors import EdgekilnError, InputError
-from edgekiln.runtime.manifest import REPORTS_DIR
 from edgekiln.runtime.reports import write_report
+from edgekiln.runtime.reports.files import reports_dir, write_text
 
 from .parsing import int_list, positive_float, positive_int
 from .signing_commands import add_trusted_key_option
@@ -277,8 +277,7 @@ def save_bench_report(artifact: Path, report: dict) -> None:
 def save_report(artifact: Path, name: str, report: dict) -> None:
     """Add a report to reports/ (not hashed: reports describe, they are not run) and re-render the page."""
     try:
-        (artifact / REPORTS_DIR).mkdir(exist_ok=True)
-        (artifact / REPORTS_DIR / name).write_text(json.dumps(report, indent=2))
+        write_text(reports_dir(artifact), name, json.dumps(report, indent=2))
         path = write_report(artifact, read_manifest(artifact))
     except OSError as exc:
         print(f"note: could not update the artifact's report ({exc})", file=sys.stderr)

@@ -264,3 +264,30 @@ def test_malformed_tvm_params_are_one_error(damage, backend_artifacts, copy_of):
     edit_manifest(path, lambda m: None, reseal=True)
     with pytest.raises(ArtifactError, match="tvm_params.npz"):
         load(path)
+
+
+def test_bench_never_writes_through_links_in_reports(artifacts, copy_of, tmp_path, capsys):
+    """reports/ is not hashed: links placed there (to a file, or the folder itself) are replaced or
+    refused, never written through, and damaged reports do not stop the page."""
+    art = copy_of(artifacts["sequence"])
+    victim, victim_page = tmp_path / "victim.txt", tmp_path / "victim.html"
+    victim.write_text("precious")
+    victim_page.write_text("precious too")
+    (art / "reports" / "benchmark.json").symlink_to(victim)
+    (art / "reports" / "report.html").unlink()
+    (art / "reports" / "report.html").symlink_to(victim_page)
+    (art / "reports" / "damaged.json").write_text("[1, {")
+    (art / "reports" / "odd.json").write_text("[1]")
+    assert main(["bench", str(art), "--runs", "2", "--warmup", "1", "--batch", "1", "--seq", "8"]) == 0
+    assert victim.read_text() == "precious" and victim_page.read_text() == "precious too"
+    assert not (art / "reports" / "benchmark.json").is_symlink()
+    assert json.loads((art / "reports" / "benchmark.json").read_text())["points"]
+    page = (art / "reports" / "report.html").read_text()
+    assert "<h2>Latency benchmark</h2>" in page and "could not be read (AttributeError)" in page
+    assert "JSONDecodeError" in page  # damaged.json, shown as unreadable
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(art / "reports")
+    (art / "reports").symlink_to(elsewhere)
+    assert main(["bench", str(art), "--runs", "2", "--warmup", "1", "--batch", "1", "--seq", "8"]) == 0
+    assert "could not update the artifact's report" in capsys.readouterr().err and not list(elsewhere.iterdir())

@@ -15,7 +15,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from ..manifest import REPORTS_DIR, Manifest
+from ..manifest import Manifest
+from .files import is_plain_file, report_files, reports_dir, write_text
 from .schema import FidelityReport, QuantizationReport
 from .svg import bar_chart
 
@@ -53,9 +54,8 @@ def _fmt(value: Any) -> str:
 
 def write_report(folder: Path, manifest: Manifest) -> Path:
     """(Re)render `reports/report.html` from `reports/*.json` and the manifest."""
-    reports_dir = folder / REPORTS_DIR
-    reports_dir.mkdir(exist_ok=True)
-    reports = {path.stem: json.loads(path.read_text()) for path in sorted(reports_dir.glob("*.json"))}
+    directory = reports_dir(folder)
+    reports = {path.stem: _read(path) for path in report_files(directory)}
     ran = [p.name for p in manifest.passes]
     order = sorted(reports, key=lambda name: ran.index(name) if name in ran else len(ran))
     sections = [_summary(manifest)]
@@ -68,15 +68,28 @@ def write_report(folder: Path, manifest: Manifest) -> Path:
         )
         if kind == "fidelity":
             title = FIDELITY_TITLES.get(name, f"{name}: numerical check")
-        sections.append(f"<h2>{escape(title)}</h2>{render(reports[name], reports_dir)}")
+        sections.append(f"<h2>{escape(title)}</h2>{_section(render, reports[name], directory)}")
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>edgekiln report: "
         f"{escape(manifest.source)}</title><style>{_STYLE}</style></head><body>"
         f"<h1>edgekiln artifact {escape(manifest.artifact_id)}</h1>{''.join(sections)}</body></html>"
     )
-    path = reports_dir / REPORT_HTML
-    path.write_text(page)
-    return path
+    return write_text(directory, REPORT_HTML, page)
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return {"unreadable": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def _section(render: Renderer, report: Any, directory: Path) -> str:
+    """A report's section; one that does not have its kind's fields (edited, damaged) says so instead."""
+    try:
+        return render(report, directory)
+    except Exception as exc:  # noqa: BLE001 - reports are for people: a damaged one must not stop the page
+        return f"<p class='bad'>this report could not be read ({escape(type(exc).__name__)}).</p>"
 
 
 def _summary(manifest: Manifest) -> str:
@@ -101,7 +114,7 @@ def _summary(manifest: Manifest) -> str:
 
 def image(path: Path, alt: str) -> str:
     """A PNG inlined as a data URI, so the page stays one self-contained file."""
-    if not path.is_file():
+    if not is_plain_file(path):  # a link could point anywhere on the machine
         return ""
     data = base64.b64encode(path.read_bytes()).decode()
     return f"<p><img alt='{escape(alt)}' src='data:image/png;base64,{data}' style='max-width:100%'></p>"

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..manifest import REPORTS_DIR
+from .files import report_files
 
 
 class _Report(BaseModel):
@@ -141,10 +142,10 @@ def parse_report(raw: Any) -> _Report | dict:
 def read_reports(folder: Path, order: list[str] | None = None) -> Reports:
     """Every `reports/*.json` of an artifact, typed by kind; `order` lists pass names as they ran."""
     found: dict[str, Any] = {}
-    for path in sorted((Path(folder) / REPORTS_DIR).glob("*.json")):
+    for path in report_files(Path(folder) / REPORTS_DIR):
         try:
             found[path.stem] = parse_report(json.loads(path.read_text()))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValidationError):
             continue  # a report is for people; a damaged one must not stop the artifact from loading
     ranked = sorted(found, key=lambda name: (order or []).index(name) if name in (order or []) else len(found))
     reports = Reports()
