@@ -8,6 +8,7 @@ from edgekiln.runtime.errors import InputError
 from edgekiln.runtime.serve.config import MAX_WAIT_MS
 
 from .parsing import bounded_float, positive_float, positive_int
+from .signing_commands import add_trusted_key_option
 
 
 def register(commands) -> None:
@@ -63,6 +64,7 @@ def register(commands) -> None:
         help="start listening without a warm-up call per model (and per static sequence length of OpenVINO/TVM "
         "artifacts): the first requests then pay for it",
     )
+    add_trusted_key_option(serve)
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(handler=cmd_serve)
 
@@ -92,7 +94,10 @@ def cmd_serve(args) -> int:
         threads=args.threads,
     )
     listening = bind(config.host, config.port)  # before the models load: a taken port fails at once
-    server = Server(load_models(args.artifacts, threads=config.threads, warm_up=not args.no_warm_up), config)
+    models = load_models(
+        args.artifacts, threads=config.threads, warm_up=not args.no_warm_up, trusted_keys=args.trusted_key
+    )
+    server = Server(models, config)
     for name, model in server.models.items():
         warm = f"; {model.warm.describe()}" if model.warm else ""
         print(

@@ -131,3 +131,39 @@ def test_the_json_of_a_body_is_not_echoed_into_errors(served):
     body = json.dumps({"inputs": [[[]]] * 20000}).encode()
     status, _, got = request(served.port, "POST", "/v2/models/sequence/infer", body)
     assert status == 400 and len(got["error"]) < 200, got
+
+
+def test_an_input_without_a_batch_axis_does_not_count_as_the_batch(tmp_path):
+    """x[N, 5] with a fixed c[2, 3] beside it: one row of x is a batch of one, whatever c's first size."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgekiln.compiler import Recipe, compile
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Relu", ["c"], ["z"])],
+        "two",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5]),
+            helper.make_tensor_value_info("c", TensorProto.FLOAT, [2, 3]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3]),
+        ],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "two.onnx")
+    art = compile(tmp_path / "two.onnx", "host", tmp_path / "art", recipe=Recipe.from_flags(backend="onnxruntime"))
+    body = {
+        "inputs": [
+            {"name": "x", "datatype": "FP32", "shape": [1, 5], "data": [-1.0, 2.0, -3.0, 4.0, 5.0]},
+            {"name": "c", "datatype": "FP32", "shape": [2, 3], "data": [1.0, -1.0, 0.0, 2.0, -2.0, 3.0]},
+        ]
+    }
+    with serving(Server([ServedModel("two", load(art.path))], ServeConfig())) as running:
+        status, _, got = request(running.port, "POST", "/v2/models/two/infer", body)
+    assert status == 200, got
+    assert {o["name"]: o["data"] for o in got["outputs"]} == {
+        "y": [0.0, 2.0, 0.0, 4.0, 5.0],
+        "z": [1.0, 0.0, 0.0, 2.0, 0.0, 3.0],
+    }

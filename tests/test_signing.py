@@ -122,6 +122,8 @@ def test_cli_keygen_sign_and_trusted_key_on_run_verify_bench(artifacts, tmp_path
     assert "not trusted here" in one_line_error(capsys)
     assert main(["bench", str(path), "--trusted-key", stranger, "--runs", "1", "--seq", "8", "--no-save"]) == 2
     assert "not trusted here" in one_line_error(capsys)
+    assert main(["serve", str(path), "--port", "0", "--no-warm-up", "--trusted-key", stranger]) == 2
+    assert "not trusted here" in one_line_error(capsys)  # refused before it listens
 
 
 def test_compile_sign_writes_a_signature_the_device_checks(bert_folders, tmp_path, capsys):

@@ -117,7 +117,7 @@ class ServedModel:
             )
         for name, array in arrays.items():
             self._check_input(self.inputs[name], array)
-        rows = {array.shape[0] for array in arrays.values() if array.ndim}
+        rows = {array.shape[0] for name, array in arrays.items() if array.ndim and self._in_axes[name].batch}
         if len(rows) > 1:
             raise ServeError(400, f"inputs disagree on the batch size: {sorted(rows)}")
         sizes: dict[str, set[int]] = {}  # per axis name: an image's H and W are two axes, a text's one sequence
@@ -233,15 +233,17 @@ class ServedModel:
         return np.ascontiguousarray(array[tuple(index)])
 
 
-def load_models(args: Sequence[str], threads: int | None = None, *, warm_up: bool = True) -> list[ServedModel]:
-    """Each `ART` or `NAME=ART` loaded (hashes checked), named, and with `warm_up` run once per static
-    shape (warmup.py) so that no request pays for a first call."""
+def load_models(
+    args: Sequence[str], threads: int | None = None, *, warm_up: bool = True, trusted_keys: Sequence | None = None
+) -> list[ServedModel]:
+    """Each `ART` or `NAME=ART` loaded (hashes checked; signed by one of `trusted_keys` when given), named,
+    and with `warm_up` run once per static shape (warmup.py) so that no request pays for a first call."""
     from ..session import load
 
     models = []
     for arg in args:
         name, path = parse_model_arg(arg)
-        session = load(path, threads=threads)
+        session = load(path, threads=threads, trusted_keys=trusted_keys)
         model = ServedModel(name or default_name(session.manifest.source, path), session)
         model.warm = _warm(model, path) if warm_up else None
         models.append(model)
