@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import operator
 import os
 import warnings
@@ -21,6 +22,8 @@ from .outputs import check_outputs
 from .postprocess import Classification, TokenTag
 from .preprocess import TextEncoder
 from .tasks import task_spec
+
+PREDICT_BATCH = 32  # items per model call in predict
 
 
 class Session:
@@ -60,15 +63,25 @@ class Session:
         check_outputs(outputs, feeds, self.manifest)
         return outputs
 
-    def predict(self, items: Sequence[str] | str, **options):
+    def predict(self, items: Sequence[str] | str, *, batch_size: int = PREDICT_BATCH, **options):
         """Answers by task: Classifications, per-word tags, or a float32 array [n, dim] of embeddings.
-        Images (paths, bytes, PIL images, uint8 arrays) for an image classifier, which takes `top=5`."""
+        Images (paths, bytes, PIL images, uint8 arrays) for an image classifier, which takes `top=5`.
+        A list runs `batch_size` items per model call, so memory stays bounded however long it is."""
         if items is None or isinstance(items, Mapping):
             raise InputError(
                 f"predict: expected a text or a list of items, found {type(items).__name__}",
                 hint="pass e.g. ['a first text', 'a second'] (images: paths, bytes, PIL images or arrays)",
             )
-        return self.task_spec.predict(self, items, **options)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise InputError(f"predict: batch_size must be a positive integer, found {batch_size!r}")
+        batched = isinstance(items, (list, tuple)) or (isinstance(items, np.ndarray) and items.ndim == 4)  # noqa: PLR2004
+        if not batched or len(items) <= batch_size:
+            return self.task_spec.predict(self, items, **options)
+        parts = [
+            self.task_spec.predict(self, items[start : start + batch_size], **options)
+            for start in range(0, len(items), int(batch_size))
+        ]
+        return np.concatenate(parts) if isinstance(parts[0], np.ndarray) else [one for part in parts for one in part]
 
     def warm_up(self, batches: Sequence[int] = (1,)):
         """Run the one-time work of the first calls now (see warmup.py); returns a `WarmUp` (what ran, how long)."""

@@ -278,6 +278,15 @@ def test_serve_predict_takes_base64_images_and_never_reads_a_path(vit_artifact, 
         assert status == 400 and "\n" not in body["error"]
         status, body = post({"images": [encoded[0], 7]})
         assert status == 400 and "images[1]" in body["error"]
+        status, body = post({"images": [encoded[0], base64.b64encode(b"not an image").decode()]})
+        assert status == 400 and body["error"].startswith("images[1]: ")  # which one, by its place
+        status, body = post({"images": encoded[:1], "top": 2})
+        assert status == 200 and len(body["predictions"][0]["scores"]) == 2
+        for top in (0, "2", True):
+            status, body = post({"images": encoded[:1], "top": top})
+            assert status == 400 and "`top` must be a positive integer" in body["error"]
+        status, body = post({"images": encoded[:1], "topk": 2})
+        assert status == 400 and "keys ['topk'] this model does not take" in body["error"]
 
 
 def test_pooling_is_refused_where_it_would_be_ignored(folders, tmp_path):
@@ -288,3 +297,32 @@ def test_pooling_is_refused_where_it_would_be_ignored(folders, tmp_path):
     ):
         compile(folders["vit"], "host", tmp_path / "art", Recipe.from_flags(pooling="mean"))
     assert not (tmp_path / "art").exists()
+
+
+def test_predict_runs_long_lists_in_batches_and_takes_every_documented_input(vit_artifact):
+    """Many images run `batch_size` at a time (memory bounded), with the answers of one call; a
+    memoryview, numpy integers for `top`, an empty batch and a closed image are handled in one line."""
+    import io
+
+    from PIL import Image
+
+    from edgekiln.runtime.errors import InputError
+
+    session = load(vit_artifact)
+    paths = [photo(name) for name in ("chelsea.png", "rocket.jpg", "coffee.png", "astronaut.png", "camera.png")]
+    whole = session.predict(paths, top=3)
+    chunked = session.predict(paths, top=3, batch_size=2)
+    assert [p.label for p in chunked] == [p.label for p in whole]
+    for one, other in zip(chunked, whole):
+        assert list(one.scores) == list(other.scores)
+        np.testing.assert_allclose(list(one.scores.values()), list(other.scores.values()), rtol=1e-5, atol=1e-6)
+    data = photo("rocket.jpg").read_bytes()
+    assert session.predict(memoryview(data), top=np.int64(2))[0].label == whole[1].label
+    with pytest.raises(InputError, match="no images given"):
+        session.predict(np.zeros((0, 32, 32, 3), np.uint8))
+    with pytest.raises(InputError, match="batch_size must be a positive integer"):
+        session.predict(paths, batch_size=0)
+    with Image.open(io.BytesIO(data)) as image:
+        pass
+    with pytest.raises(InputError, match="was closed before its pixels were loaded"):
+        session.predict([image])

@@ -73,6 +73,11 @@ def load_rgb(item: Any) -> Any:
         return _to_rgb(image, name)
     except InputError:
         raise
+    except AssertionError:  # Pillow's check that a lazily read image still has its file
+        raise InputError(
+            f"{name} cannot be read: it was closed before its pixels were loaded",
+            hint="pass it while its file is open, or call image.load() before closing it",
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise InputError(
             f"{name} is truncated or corrupt ({_first_line(exc)})", hint="re-encode or re-download the image"

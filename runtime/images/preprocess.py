@@ -59,10 +59,10 @@ class ImagePreprocessor:
 
 def check_images(images: Any) -> list:
     """A batch from one image or a sequence of them (a lone path, bytes or array is one image)."""
-    if isinstance(images, (str, bytes, bytearray)) or hasattr(images, "__fspath__") or hasattr(images, "getbands"):
+    if isinstance(images, (str, bytes, bytearray, memoryview)) or hasattr(images, "__fspath__"):
         return [images]
-    if isinstance(images, np.ndarray):
-        return [images] if images.ndim in (2, 3) else list(images)
+    if hasattr(images, "getbands") or (isinstance(images, np.ndarray) and images.ndim in (2, 3)):
+        return [images]
     try:
         items = list(images)
     except TypeError:

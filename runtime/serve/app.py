@@ -24,7 +24,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import EdgekilnError, InputError
+from ..images.decode import check_header
 from ..manifest import Task
+from ..tasks.image_classification import DEFAULT_TOP
 from .batching import Job, ModelWorker
 from .config import ServeConfig
 from .errors import ServeError
@@ -207,8 +209,12 @@ def _routes(server: Server) -> list[Route]:
                     f"use POST /v2/models/{model.name}/infer",
                 )
             if model.session.task is Task.IMAGE_CLASSIFICATION:
-                return _images(payload, model.name, server.check_rows)
-            return _texts(payload, server.config.max_text_chars, server.check_rows)
+                images = _images(payload, model.name, server.check_rows)
+                _known_keys(payload, {"images", "top"})
+                return images, _top(payload.get("top", DEFAULT_TOP))
+            texts = _texts(payload, server.config.max_text_chars, server.check_rows)
+            _known_keys(payload, {"texts"})
+            return texts, None
 
         def encode(model: ServedModel, answers: Any) -> Response:
             try:
@@ -221,8 +227,8 @@ def _routes(server: Server) -> list[Route]:
                 ) from None
 
         async def handle(model: ServedModel) -> Response:
-            items = await server.off_loop(decode, model, await server.body(request))
-            answers = await server.run(model, model.run_predict, items, len(items), "predict")
+            items, top = await server.off_loop(decode, model, await server.body(request))
+            answers = await server.run(model, model.run_predict, (items, top), len(items), ("predict", top))
             return await server.off_loop(encode, model, answers)
 
         return await server.measured(request, "predict", handle)
@@ -304,7 +310,23 @@ def _images(payload: dict[str, Any], model: str, check_rows) -> list[bytes]:
             decoded.append(base64.b64decode(image, validate=True))
         except (binascii.Error, ValueError) as exc:
             raise ServeError(400, f"images[{index}] is not valid base64 ({exc})") from None
+        try:
+            check_header(decoded[-1])  # not an image, too small or a bomb: named here, before any decoding
+        except InputError as exc:
+            raise ServeError(400, f"images[{index}]: {exc.message}") from None
     return decoded
+
+
+def _known_keys(payload: dict[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(payload) - known)
+    if unknown:
+        raise ServeError(400, f"the body has keys {unknown} this model does not take; it takes {sorted(known)}")
+
+
+def _top(top: Any) -> int:
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ServeError(400, f"`top` must be a positive integer, found {top!r}")
+    return top
 
 
 def _answers_json(answers: Any) -> list[Any]:

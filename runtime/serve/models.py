@@ -200,11 +200,14 @@ class ServedModel:
             start += rows
         return results
 
-    def run_predict(self, requests: list[list[str] | list[bytes]]) -> list[Any]:
-        """Texts, or an image model's encoded image files, of several requests in one call."""
-        answers = self.session.predict([item for items in requests for item in items])
+    def run_predict(self, requests: list[tuple[list[str] | list[bytes], int | None]]) -> list[Any]:
+        """Texts, or an image model's encoded image files (and its `top`, the same for requests merged:
+        it is part of their key), of several requests in one call."""
+        top = requests[0][1]
+        options = {} if top is None else {"top": top}
+        answers = self.session.predict([item for items, _ in requests for item in items], **options)
         results, start = [], 0
-        for items in requests:
+        for items, _ in requests:
             results.append(answers[start : start + len(items)])
             start += len(items)
         return results

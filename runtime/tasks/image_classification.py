@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,11 @@ class ImageClassification(TaskSpec):
                 "this image-classification artifact records no image preprocessing",
                 hint=f"call run(feeds) with arrays for its inputs {[spec.name for spec in session.manifest.inputs]}",
             )
-        if not isinstance(top, int) or top < 1:
+        if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:
             raise InputError(f"top must be a positive integer, found {top!r}")
         feeds, _ = session.encoder.encode(items)
         logits = next(iter(session.run_checked(feeds).values()))
-        return top_k(np.asarray(logits), distinct_labels(labels_of(session.manifest, logits)), top)
+        return top_k(np.asarray(logits), distinct_labels(labels_of(session.manifest, logits)), int(top))
 
     def describe(self, items: list, predictions: list[Classification]) -> tuple[list[dict], list[str]]:
         records = [{"image": str(item), **p.to_dict()} for item, p in zip(items, predictions)]
