@@ -326,3 +326,27 @@ def test_predict_runs_long_lists_in_batches_and_takes_every_documented_input(vit
         pass
     with pytest.raises(InputError, match="was closed before its pixels were loaded"):
         session.predict([image])
+
+
+def test_a_model_that_does_not_take_rgb_images_is_one_error(folders, tmp_path):
+    """A 1-channel Hugging Face folder, and a module whose declared layout is not the one it takes."""
+    import torch
+    from torch import nn
+
+    from edgekiln.compiler.errors import CompileError
+    from edgekiln.runtime.images.spec import ImagePreprocessSpec
+
+    grey = tmp_path / "grey"
+    shutil.copytree(folders["vit"], grey)
+    config = json.loads((grey / "config.json").read_text())
+    (grey / "config.json").write_text(json.dumps({**config, "num_channels": 1}))
+    with pytest.raises(CompileError, match="grey takes 1-channel images .* gives 3 \\(RGB\\)"):
+        compile(grey, "host", tmp_path / "art", Recipe.from_flags(backend="onnxruntime"))
+    spec = ImagePreprocessSpec(
+        input="images", resize="exact", size=(32, 32), mean=(0.5,) * 3, std=(0.5,) * 3, layout="NHWC"
+    )
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())  # takes NCHW
+    torch.manual_seed(0)
+    with pytest.raises(CompileError, match=r"Sequential failed on the images .* \(float32 \[2, 32, 32, 3\], NHWC"):
+        compile(module, "host", tmp_path / "mod", Recipe.from_flags(backend="onnxruntime", image=spec))
+    assert not (tmp_path / "art").exists() and not (tmp_path / "mod").exists()

@@ -44,6 +44,13 @@ _RESAMPLE = {0: Interpolation.NEAREST, 1: Interpolation.LANCZOS, 2: Interpolatio
 
 
 def load_hf_image_folder(folder: Path, config: dict, task: Task, labels: tuple[str, ...] | None) -> ModelSource:
+    channels = config.get("num_channels", 3)
+    if channels != 3:  # noqa: PLR2004 - the runtime's images are RGB
+        raise CompileError(
+            f"{folder.name} takes {channels}-channel images (config.json num_channels); edgekiln's image "
+            "preprocessing gives 3 (RGB)",
+            hint="fine-tune a 3-channel model, or compile it as an ONNX file fed raw tensors",
+        )
     spec = image_spec(folder)
     settings = {"task": task.value, "image": spec.model_dump(mode="json")}
     from .hf import folder_hashes

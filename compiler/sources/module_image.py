@@ -33,8 +33,18 @@ def from_image_module(
         )
     example = synthetic_images(spec, 2, 0, np.random.default_rng(0))
     module.eval()
-    with torch.inference_mode():
-        logits = module(torch.from_numpy(example[spec.input]))
+    shape = list(example[spec.input].shape)
+    try:
+        with torch.inference_mode():
+            logits = module(torch.from_numpy(example[spec.input]))
+    except Exception as exc:  # noqa: BLE001 - the user's module: its own error, named, in one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise CompileError(
+            f"{type(module).__name__} failed on the images its declared preprocessing gives (float32 {shape}, "
+            f"{spec.layout.value}, 3 channels): {type(exc).__name__}: {first}",
+            hint="declare the layout and size the module takes (image.layout, image.size / crop); "
+            "edgekiln's images are RGB, 3 channels",
+        ) from None
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
         raise CompileError(
             f"{type(module).__name__} must return one logits tensor [batch, classes] for images, "
