@@ -48,9 +48,20 @@ def graph_io(model) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     return inputs, outputs
 
 
+_NOT_TENSORS = {"sequence_type": "a sequence", "map_type": "a map", "optional_type": "an optional value"}
+
+
 def _spec(value) -> TensorSpec:
     import onnx
 
+    kind = value.type.WhichOneof("value")
+    if kind != "tensor_type" or not value.type.tensor_type.elem_type:
+        what = _NOT_TENSORS.get(kind, "a sparse tensor" if kind == "sparse_tensor_type" else "untyped")
+        raise CompileError(
+            f"graph input or output {value.name!r} is {what}, not a tensor; edgekiln's artifacts take and give tensors",
+            hint="export the model without it (scikit-learn classifiers: skl2onnx options={'zipmap': False}), "
+            "or end the graph at tensors",
+        )
     tensor_type = value.type.tensor_type
     dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name
     shape = []

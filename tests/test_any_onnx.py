@@ -532,3 +532,21 @@ def test_a_shape_too_large_to_allocate_is_refused_before_anything_is_allocated(t
     with pytest.raises(CompileError) as caught:
         _compile(unet(tmp_path / "unet.onnx"), tmp_path / "out", "onnxruntime", "x:1x3x99999968x99999968")
     assert "up to 29,999,980,800,003,072 values" in _one_line(caught.value)
+
+
+def test_a_sequence_output_is_one_error_naming_it(tmp_path):
+    """ZipMap (scikit-learn's classifier output) or SplitToSequence give sequences, not tensors."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("SplitToSequence", ["x"], ["parts"], axis=1)],
+        "seq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_sequence_value_info("parts", TensorProto.FLOAT, None)],
+    )
+    path = tmp_path / "seq.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(CompileError, match="'parts' is a sequence, not a tensor.*zipmap"):
+        compile(path, "host", tmp_path / "art")
+    assert not (tmp_path / "art").exists()
