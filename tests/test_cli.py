@@ -52,6 +52,8 @@ def test_missing_tokenizer(capsys, bert_folders, tmp_path, out_dir):
 def test_hub_id_while_offline(capsys, out_dir):
     code, _, err = run_cli(capsys, "compile", "sentence-transformers/all-MiniLM-L6-v2", "-o", str(out_dir))
     assert_one_line_error(code, err, "never downloads", "huggingface-cli download")
+    code, _, err = run_cli(capsys, "compile", "models/missing.onnx", "-o", str(out_dir))  # a file's path, not an id
+    assert_one_line_error(code, err, "model path models/missing.onnx does not exist")
 
 
 def test_unknown_target(capsys, bert_folders, out_dir):

@@ -12,6 +12,7 @@ from ..errors import CompileError
 from .base import ModelSource, SourceKind, TorchSpec, is_timm, is_timm_folder
 from .wrappers import Pooling
 
+_FILE_SUFFIXES = (".onnx", ".pt", ".pth", ".bin", ".safetensors")  # a file's name, not a hub id
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
@@ -61,7 +62,7 @@ def resolve_source(
         )
     path = Path(model).expanduser()
     if not path.exists():
-        if isinstance(model, str) and _HUB_ID.match(model):
+        if isinstance(model, str) and _HUB_ID.match(model) and path.suffix.lower() not in _FILE_SUFFIXES:
             raise CompileError(
                 f"{model!r} is not a local folder and edgekiln never downloads from the Hugging Face Hub",
                 hint=f"on a connected machine run `huggingface-cli download {model} --local-dir DIR`, "
