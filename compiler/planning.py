@@ -139,6 +139,14 @@ def _cpu_isa_problem(spec: BackendSpec, profile: TargetProfile, precision: Preci
 
 def cannot_build(spec: BackendSpec, profile: TargetProfile, recipe: Recipe) -> tuple[str, str] | None:
     """Why `spec` cannot build `recipe` for `profile` (message, hint), or None."""
+    accelerator = profile.accelerator.value
+    if accelerator not in spec.accelerators:
+        others = [name for name in backend_names() if accelerator in backend_spec(name).accelerators]
+        return (
+            f"does not run on {profile.name}'s accelerator ({accelerator}): it runs on "
+            + " and ".join("the CPU" if name == "none" else name for name in spec.accelerators),
+            f"use --backend {' or '.join(others)}" if others else "choose a target without an accelerator",
+        )
     mode = recipe.quantize.mode
     if mode is not QuantMode.NONE:
         quantizer = spec.quantizers.get(mode.value)

@@ -183,6 +183,7 @@ SPEC = BackendSpec(
     finishing="edgekiln.compiler.passes.openvino_static:make_static_shapes",
     profiler="edgekiln.runtime.profile.openvino:profile",
     precisions=("fp32", "bf16"),
+    accelerators=("none",),  # its CPU plugin: a CUDA target's artifact would never load
     cpu_precision_isa={"bf16": ("avx512_bf16", "amx_bf16")},  # bf16 on the CPU, whatever else the target has
     emulation_refusal="OpenVINO's CPU plugin did not start under qemu-user",
 )

@@ -42,6 +42,7 @@ class BackendSpec:
     # a float precision it runs on an x86 CPU, and the ISA features (any one) the target's CPU needs for it
     cpu_precision_isa: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     target_fields: tuple[str, ...] = ()  # target-profile fields it needs, e.g. ("tvm_target",)
+    accelerators: tuple[str, ...] = ("none", "cuda")  # the target accelerators it runs on ("none": the CPU)
     options: str | None = None  # "module:Class": the pydantic model of its own recipe options
     opened_files: str | None = None  # "module:function(folder, manifest)": files it opens besides model_file
     profiler: str | None = None  # "module:function" -> per-operator times (runtime/profile), for bench --profile
