@@ -36,3 +36,14 @@ def test_tampered_reference_and_wrong_machine_are_one_line_errors(artifacts, tmp
     assert main(["verify", str(artifacts["sequence"]), "--emulate"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("edgekiln: error: --emulate runs aarch64 artifacts") and "\n" not in err, err
+
+
+def test_emulating_a_cuda_artifact_is_refused_before_qemu_starts(bert_folders, tmp_path, capsys):
+    from edgekiln.compiler import compile
+
+    path = compile(bert_folders["sequence"], "jetson-orin", tmp_path / "orin").path  # ONNX Runtime, CUDA
+    capsys.readouterr()
+    assert main(["verify", str(path), "--emulate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--emulate runs the CPU only, and this artifact runs on jetson-orin's cuda accelerator" in err, err
+    assert "\n" not in err

@@ -33,6 +33,12 @@ def verify_emulated(artifact: Path, cache_root: Path, say: Callable[[str], None]
             f"--emulate runs aarch64 artifacts; this one targets {manifest.target.arch}",
             hint="run `edgekiln verify ARTIFACT` without --emulate on a machine of that kind",
         )
+    if manifest.target.accelerator.value != "none":
+        raise CompileError(
+            f"--emulate runs the CPU only, and this artifact runs on {manifest.target.name}'s "
+            f"{manifest.target.accelerator.value} accelerator",
+            hint="run `edgekiln verify ARTIFACT` on the device",
+        )
     qemu = qemu_binary()
     if qemu is None:
         raise CompileError("--emulate needs qemu-user", hint="apt-get install qemu-user-static")
