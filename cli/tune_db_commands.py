@@ -72,6 +72,13 @@ def cmd_import(args) -> int:
         ) from None
     exported = parse_export(text, str(args.file))
     folder, profile, target = _database(args, args.target or exported.profile)
+    here, there = _machine(target), _machine(exported.target)
+    if here != there:
+        raise CompileError(
+            f"{args.file} was tuned for {there[0]} {there[1]}, and {profile} compiles for {here[0]} {here[1]}: "
+            "its schedules were measured on another kind of processor",
+            hint="import it for a target of that kind (--target), or tune for this one",
+        )
     added, held = merge(folder, exported)
     print(f"imported {added} new tuning records for {profile} ({held} in all) into {folder}")
     differs = sorted(key for key in set(target) | set(exported.target) if target.get(key) != exported.target.get(key))
@@ -81,6 +88,11 @@ def cmd_import(args) -> int:
             f"(differs in {', '.join(differs)}): the schedules apply, their speed may differ"
         )
     return 0
+
+
+def _machine(target: dict) -> tuple[str, str]:
+    """(TVM target kind, CPU architecture of its triple): what tuning records cannot cross."""
+    return str(target.get("kind", "?")), str(target.get("mtriple", "?")).split("-")[0]
 
 
 def cmd_show(args) -> int:

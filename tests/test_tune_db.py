@@ -72,6 +72,18 @@ def test_exporting_an_empty_database_is_one_clear_error(tmp_path):
         export_database(tmp_path / "absent", "x86-64-avx2", TARGET)
 
 
+def test_records_tuned_on_another_kind_of_processor_are_not_imported(tmp_path, capsys):
+    _write_db(tmp_path / "db", [["2", "mod-a"]], [_record(0, 1e-5)])
+    x86 = {"kind": "llvm", "num-cores": 2, "mcpu": "haswell", "mtriple": "x86_64-linux-gnu"}
+    exported = tmp_path / "x86.json"
+    exported.write_text(export_database(tmp_path / "db", "x86-64-avx2", x86).model_dump_json())
+    cache = str(tmp_path / "cache")
+    assert main(["tune-db", "import", str(exported), "--target", "arm64-cortex-a72", "--cache-dir", cache]) == 2
+    err = capsys.readouterr().err
+    assert "was tuned for llvm x86_64, and arm64-cortex-a72 compiles for llvm aarch64" in err, err
+    assert not (tmp_path / "cache" / "tvm-tuning").exists() or not any((tmp_path / "cache" / "tvm-tuning").iterdir())
+
+
 def test_a_file_from_another_tvm_version_or_malformed_is_refused(tmp_path):
     _write_db(tmp_path, [["2", "mod-a"]], [_record(0, 1e-5)])
     good = json.loads(export_database(tmp_path, "x86-64-avx2", TARGET).model_dump_json())
