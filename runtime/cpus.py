@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 
 
 def allowed_cpus() -> list[int]:
@@ -17,3 +18,26 @@ def available_cpus() -> int:
     one core (taskset, a cpuset, a test worker given its share) would start a thread per machine core
     and spin them against each other."""
     return max(1, len(allowed_cpus()))
+
+
+def cpu_flags(cpuinfo: str) -> set[str]:
+    """The feature flags /proc/cpuinfo lists (x86 `flags`, ARM `Features`)."""
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return flags
+
+
+def x86_isa() -> set[str] | None:
+    """This x86-64 CPU's instruction-set features, named as target profiles name them (`sse4.2`, `avx2`,
+    `avx512_vnni`); None on another architecture or where /proc/cpuinfo cannot be read."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = cpu_flags(handle.read())
+    except OSError:
+        return None
+    return {flag.replace("_", ".") if flag.startswith("sse4_") else flag for flag in flags} or None

@@ -6,7 +6,7 @@ import platform
 import shutil
 from pathlib import Path
 
-from edgekiln.runtime.cpus import available_cpus
+from edgekiln.runtime.cpus import available_cpus, cpu_flags
 from edgekiln.runtime.manifest import Accelerator, Precision
 
 from .schema import Arch, TargetProfile, TvmKind, TvmTarget
@@ -24,17 +24,29 @@ _X86_FEATURES = (
     "amx_bf16",
     "amx_int8",
     "avx_vnni",
+    # more that LLVM generates code for with -mcpu=native (the host profile's TVM builds): an artifact
+    # built here records them, and does not load on a CPU without them (runtime/backends/tvm.py)
+    "sse4_1",
+    "ssse3",
+    "popcnt",
+    "f16c",
+    "bmi1",
+    "bmi2",
+    "movbe",
+    "avx512cd",
+    "avx512dq",
+    "avx512ifma",
+    "avx512vbmi",
+    "avx512_vbmi2",
+    "avx512_bitalg",
+    "avx512_vpopcntdq",
+    "avx512_fp16",
+    "gfni",
+    "vaes",
+    "vpclmulqdq",
+    "amx_tile",
 )
 _ARM_FEATURES = {"asimd": "neon", "fphp": "fp16", "asimddp": "dotprod", "i8mm": "i8mm", "bf16": "bf16"}
-
-
-def cpu_flags(cpuinfo: str) -> set[str]:
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            flags.update(value.split())
-    return flags
 
 
 def detect_host() -> TargetProfile:
@@ -52,7 +64,7 @@ def detect_host() -> TargetProfile:
     except OSError:
         flags = set()
     if arch is Arch.X86_64:
-        isa = tuple(flag.replace("sse4_2", "sse4.2") for flag in _X86_FEATURES if flag in flags)
+        isa = tuple(flag.replace("sse4_", "sse4.") for flag in _X86_FEATURES if flag in flags)
         base = load_profile("x86-64-avx512-vnni" if "avx512_vnni" in flags else "x86-64-avx2")
     else:
         isa = tuple(name for flag, name in _ARM_FEATURES.items() if flag in flags) or ("neon",)

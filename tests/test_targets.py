@@ -4,7 +4,7 @@ import pytest
 
 from edgekiln.runtime.manifest import Precision
 from edgekiln.targets import ProfileError, load_profile, parse_profile_file, profile_names
-from edgekiln.targets.host import cpu_flags
+from edgekiln.targets.host import cpu_flags, detect_host
 from edgekiln.targets.registry import builtin_profile_dir
 
 REQUIRED = {"x86-64-avx2", "x86-64-avx512-vnni", "arm64-cortex-a72", "arm64-cortex-a76", "jetson-orin", "nvidia-cuda"}
@@ -70,3 +70,31 @@ def test_profile_from_a_toml_path(tmp_path):
 def test_cpu_flags_parse_x86_and_arm_cpuinfo():
     assert {"avx2", "fma"} <= cpu_flags("processor: 0\nflags\t\t: fpu avx2 fma\n")
     assert "asimddp" in cpu_flags("Features\t: fp asimd asimddp\n")
+
+
+def test_a_tvm_library_for_features_this_cpu_lacks_is_refused_before_it_loads(monkeypatch):
+    """An AVX-512 build on an AVX2 machine stopped at SIGILL with no message."""
+    from edgekiln.runtime.backends import tvm as tvm_backend
+    from edgekiln.runtime.backends.tvm_index import Bucket, TvmIndex
+    from edgekiln.runtime.errors import BackendUnavailableError
+
+    bucket = Bucket(batch=1, sequence=None, library="b.so", params=())
+    index = TvmIndex(
+        arch="x86_64", isa=("avx2", "avx512f", "avx512_vnni"), device="cpu", target={}, inputs=("x",), buckets=(bucket,)
+    )
+    monkeypatch.setattr(tvm_backend, "x86_isa", lambda: {"sse4.2", "avx", "avx2", "fma"})
+    with pytest.raises(BackendUnavailableError, match="uses avx512_vnni, avx512f, which this CPU lacks"):
+        tvm_backend._check_isa(index)
+    monkeypatch.setattr(tvm_backend, "x86_isa", lambda: {"avx2", "avx512f", "avx512_vnni", "amx_tile"})
+    tvm_backend._check_isa(index)  # has them all
+    monkeypatch.setattr(tvm_backend, "x86_isa", lambda: None)  # unknown (no /proc/cpuinfo): not checked
+    tvm_backend._check_isa(index)
+
+
+def test_this_machine_reads_as_having_the_features_its_host_profile_records():
+    from edgekiln.runtime.cpus import x86_isa
+
+    here = x86_isa()
+    if here is None:
+        pytest.skip("not an x86-64 machine with /proc/cpuinfo")
+    assert set(detect_host().isa) <= here and "sse4.2" in here

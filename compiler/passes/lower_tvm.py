@@ -36,6 +36,7 @@ from .verify_fidelity import ort_runner
 class LowerTvmConfig(PassConfig):
     target: dict  # TVM target in dict form (tvm_build.target.target_dict)
     arch: str  # CPU architecture the libraries run on
+    isa: tuple[str, ...] = ()  # the target's instruction-set features (recorded: checked before a load)
     sequence_buckets: tuple[int, ...] = (32, 64, 128)
     # asked for with --sequence-buckets (not the profile's default): refused for a model without a sequence
     # axis, before the cache is asked (so out of the cache key: it changes no output)
@@ -56,7 +57,8 @@ class LowerTvm(Pass):
     name = "lower_tvm"
     # 2: CUDA kernels are compiled to a fatbin (version 1 stored their source only); 3: CPU default schedules;
     # 4: QDQ int8 products as integer kernels on CPU (int8_rewrites); 5: the check pads to every bucket
-    version = 5
+    # 6: tvm.json records the target's ISA features, checked before a load
+    version = 6
     Config = LowerTvmConfig
     changes_model = False
     lowers_to = (INDEX_FILE, PARAMS_FILE)
@@ -186,6 +188,7 @@ class LowerTvm(Pass):
             )
         specs = {spec.name: spec for spec in inputs}
         index = _index(state, [specs[name] for name in taken.pop()], axes, target, arch, buckets)
+        index = index.model_copy(update={"isa": self.config.isa})
         (out_dir / INDEX_FILE).write_text(index.model_dump_json(indent=2))
         return index, trials
 

@@ -99,6 +99,7 @@ def make_lowering(context) -> LowerTvm:
         LowerTvmConfig(
             target=target,
             arch=profile.arch.value,
+            isa=profile.isa,
             sequence_buckets=options.sequence_buckets or profile.sequence_buckets,
             sequence_buckets_given=options.sequence_buckets is not None,
             batch_buckets=profile.batch_buckets,

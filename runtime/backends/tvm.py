@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from ..artifact import first_error
-from ..cpus import allowed_cpus
+from ..cpus import allowed_cpus, x86_isa
 from ..errors import ArtifactError, BackendUnavailableError
 from ..feeds import token_limit
 from ..manifest import Manifest
@@ -144,6 +144,19 @@ def _pad_fits(manifest: Manifest, name: str, value: int) -> bool:
     return value >= 0 and (limit is None or value < limit) and value < 2**31
 
 
+def _check_isa(index: TvmIndex) -> None:
+    """An x86 library compiled for features this CPU lacks would stop at an illegal instruction (SIGILL,
+    no message): refused first. (aarch64 is not checked: under qemu-user /proc/cpuinfo is the host's.)"""
+    here = x86_isa() if index.device == "cpu" and index.arch == "x86_64" else None
+    missing = sorted(set(index.isa) - here) if here else []
+    if missing:
+        raise BackendUnavailableError(
+            f"this TVM artifact's code uses {', '.join(missing)}, which this CPU lacks (it would stop at an "
+            "illegal instruction)",
+            hint="compile it for a target this CPU has: --target host here, or x86-64-avx2",
+        )
+
+
 def open_buckets(folder: Path, index: TvmIndex, output_names: list[str], options: BackendOptions) -> TvmSession:
     """Load every bucket's library with its weights (shared between buckets) onto the device."""
     if index.arch != host_arch():
@@ -151,6 +164,7 @@ def open_buckets(folder: Path, index: TvmIndex, output_names: list[str], options
             f"this TVM artifact was compiled for {index.arch}; this machine is {host_arch()}",
             hint="run it on the target device, or check it here with `edgekiln verify ARTIFACT --emulate`",
         )
+    _check_isa(index)
     libraries = {bucket: inside(folder, bucket.library) for bucket in index.buckets}  # all, before loading any
     stored = read_arrays(inside(folder, PARAMS_FILE), PARAMS_FILE)
     missing = sorted({key for bucket in index.buckets for key in bucket.params} - set(stored))

@@ -36,6 +36,7 @@ class Bucket(_Frozen):
 class TvmIndex(_Frozen):
     format: int = INDEX_FORMAT
     arch: str  # CPU architecture the libraries were compiled for (platform.machine() spelling)
+    isa: tuple[str, ...] = ()  # the target's instruction-set features, which the libraries' code may use
     device: str = Field(pattern="^(cpu|cuda)$")
     target: dict  # the TVM target, for people and for `inspect`
     inputs: tuple[str, ...]  # model inputs, in the order `main` takes them
