@@ -37,6 +37,10 @@ def read_manifest(folder: Path, *, trusted_keys: TrustedKeys | None = None) -> M
             hint="pass the folder `edgekiln compile -o` wrote",
         )
     path = folder / MANIFEST_FILE
+    if path.is_symlink():  # its hashes vouch for the other files; it must be this folder's own
+        raise ArtifactError(
+            f"{path} is a symbolic link; an artifact's manifest is a file in its folder", hint=_RECOMPILE
+        )
     if not path.is_file():
         raise ArtifactError(
             f"{folder} is not an edgekiln artifact: it has no {MANIFEST_FILE}",

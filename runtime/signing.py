@@ -130,6 +130,11 @@ def check_signature(folder: Path, manifest_bytes: bytes, trusted_keys: Iterable[
             "trusted_keys is empty: no artifact could be accepted",
             hint="pass the public key (.pub) of whoever signs your artifacts",
         )
+    if (Path(folder) / SIGNATURE_FILE).is_symlink():
+        raise ArtifactError(
+            f"{SIGNATURE_FILE} is a symbolic link; a signature is a file in the artifact's folder",
+            hint="sign the artifact again: edgekiln sign ART --key KEY",
+        )
     record = _read_signature(Path(folder) / SIGNATURE_FILE)
     try:
         public = base64.b64decode(record.public_key, validate=True)

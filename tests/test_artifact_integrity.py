@@ -291,3 +291,17 @@ def test_bench_never_writes_through_links_in_reports(artifacts, copy_of, tmp_pat
     (art / "reports").symlink_to(elsewhere)
     assert main(["bench", str(art), "--runs", "2", "--warmup", "1", "--batch", "1", "--seq", "8"]) == 0
     assert "could not update the artifact's report" in capsys.readouterr().err and not list(elsewhere.iterdir())
+
+
+def test_a_manifest_or_signature_that_is_a_link_is_refused(artifacts, copy_of, tmp_path):
+    art = copy_of(artifacts["sequence"])
+    elsewhere = tmp_path / "manifest-elsewhere.json"
+    shutil.move(art / "manifest.json", elsewhere)
+    (art / "manifest.json").symlink_to(elsewhere)
+    with pytest.raises(ArtifactError, match="manifest.json is a symbolic link"):
+        load(art)
+    from edgekiln.runtime.signing import check_signature
+
+    (art / "signature.json").symlink_to(elsewhere)
+    with pytest.raises(ArtifactError, match="signature.json is a symbolic link"):
+        check_signature(art, elsewhere.read_bytes(), [b"\0" * 32])
