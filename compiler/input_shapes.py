@@ -208,6 +208,7 @@ def plan_shapes(inputs: tuple[TensorSpec, ...], declared: InputShapes | None) ->
         given = declared.get(spec.name)
         if given is None:
             dims[spec.name] = tuple(_model_dim(d) for d in spec.shape)
+            _check_size(spec, dims[spec.name], declared=False)
             continue
         if len(given) != len(spec.shape):
             raise CompileError(
@@ -226,18 +227,22 @@ def plan_shapes(inputs: tuple[TensorSpec, ...], declared: InputShapes | None) ->
     return ShapePlan(inputs, dims)
 
 
-MAX_ELEMENTS = 1 << 31  # one input's largest declared shape: 8 GiB of float32
+# One input's largest shape: 512 MiB of float32. The compile's checks hold several batches of it and
+# their outputs at once (a declared 400M-value input was killed for memory at 16 GB).
+MAX_ELEMENTS = 1 << 27
 
 
-def _check_size(spec: TensorSpec, dims: tuple) -> None:
-    """A declared shape whose largest case would not fit in memory is refused before anything is allocated."""
+def _check_size(spec: TensorSpec, dims: tuple, *, declared: bool = True) -> None:
+    """A shape whose largest case would not fit in memory is refused before anything is allocated."""
     largest = 1
     for dim in dims:
         largest *= dim.max if isinstance(dim, DimRange) else dim if isinstance(dim, int) else 1
     if largest > MAX_ELEMENTS:
+        where = f"{FLAG} gives" if declared else "the model declares"
         raise CompileError(
-            f"{FLAG} gives input {spec.name!r} up to {largest:,} values ({MAX_ELEMENTS:,} at most)",
-            hint="declare the sizes the model really takes",
+            f"{where} input {spec.name!r} up to {largest:,} values; the compile's checks run at most "
+            f"{MAX_ELEMENTS:,} per input",
+            hint=f"declare the sizes the model really takes ({FLAG} NAME:SIZES)",
         )
 
 

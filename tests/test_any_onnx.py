@@ -532,6 +532,24 @@ def test_a_shape_too_large_to_allocate_is_refused_before_anything_is_allocated(t
     with pytest.raises(CompileError) as caught:
         _compile(unet(tmp_path / "unet.onnx"), tmp_path / "out", "onnxruntime", "x:1x3x99999968x99999968")
     assert "up to 29,999,980,800,003,072 values" in _one_line(caught.value)
+    with pytest.raises(CompileError, match="gives input 'x' up to 300,000,000 values"):  # killed at 16 GB before
+        _compile(unet(tmp_path / "unet.onnx"), tmp_path / "out", "onnxruntime", "x:1x3x10000x10000")
+
+
+def test_a_model_declaring_a_huge_static_input_is_refused_up_front(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "huge",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [100000, 100000])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [100000, 100000])],
+    )
+    path = tmp_path / "huge.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(CompileError, match="the model declares input 'x' up to 10,000,000,000 values"):
+        compile(path, "host", tmp_path / "art")
 
 
 def test_a_sequence_output_is_one_error_naming_it(tmp_path):
