@@ -114,7 +114,7 @@ def load(
         device = Device(device)
     except ValueError:
         raise InputError(f"unknown device {device!r}", hint=f"use one of {[d.value for d in Device]}") from None
-    backend = open_backend(folder, manifest, BackendOptions(threads=threads, device=device))
+    backend = open_backend(folder, manifest, BackendOptions(threads=threads, device=device, verified=verify))
     encoder = task_spec(manifest.task).preprocessor(folder, manifest)
     return Session(folder, manifest, backend, encoder, threads)
 

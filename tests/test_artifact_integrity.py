@@ -305,3 +305,21 @@ def test_a_manifest_or_signature_that_is_a_link_is_refused(artifacts, copy_of, t
     (art / "signature.json").symlink_to(elsewhere)
     with pytest.raises(ArtifactError, match="signature.json is a symbolic link"):
         check_signature(art, elsewhere.read_bytes(), [b"\0" * 32])
+
+
+def test_a_model_swapped_after_the_check_is_not_what_runs(artifacts, copy_of, monkeypatch):
+    """ONNX Runtime loads the bytes it hashes: a file replaced between the check and the load is refused."""
+    from edgekiln.runtime import session as session_module
+
+    art = copy_of(artifacts["sequence"])
+    checked = session_module.check_artifact
+
+    def check_then_swap(folder, manifest, **options):
+        checked(folder, manifest, **options)
+        data = bytearray((art / "model.onnx").read_bytes())
+        data[-1] ^= 1
+        (art / "model.onnx").write_bytes(bytes(data))
+
+    monkeypatch.setattr(session_module, "check_artifact", check_then_swap)
+    with pytest.raises(ArtifactError, match="model.onnx changed while the artifact was loading"):
+        load(art)

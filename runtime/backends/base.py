@@ -19,6 +19,7 @@ class Device(str, Enum):
 class BackendOptions:
     threads: int
     device: Device = Device.AUTO
+    verified: bool = True  # the artifact's files were hash-checked: a backend may check what it reads again
 
 
 class BackendSession(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +43,10 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
     settings.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     settings.log_severity_level = 3
     providers = _providers(manifest, options.device, ort.get_available_providers())
+    model = _model(folder, manifest, options.verified)
     try:
         session = ort.InferenceSession(
-            str(inside(folder, manifest.model_file)),
+            model,
             settings,
             providers=providers,
             disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS) if providers == [_CPU] else None,
@@ -56,6 +58,21 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
         ) from None
     _check_io(session, manifest)
     return OnnxRuntimeSession(session, [spec.name for spec in manifest.outputs])
+
+
+def _model(folder: Path, manifest: Manifest, verified: bool) -> str | bytes:
+    """A one-file model as the bytes whose hash is checked here, so that a file swapped after the
+    artifact's check (a race) is not what runs; a model with external weights loads by path."""
+    path = inside(folder, manifest.model_file)
+    if opened_files(folder, manifest):
+        return str(path)
+    data = path.read_bytes()
+    expected = manifest.files.get(manifest.model_file)
+    if verified and expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise ArtifactError(
+            f"artifact file {manifest.model_file} changed while the artifact was loading", hint="load it again"
+        )
+    return data
 
 
 def _check_io(session, manifest: Manifest) -> None:
