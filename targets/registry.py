@@ -69,7 +69,14 @@ def load_profile(name_or_path: str) -> TargetProfile:
     if candidate.suffix == ".toml":
         if not candidate.is_file():
             raise ProfileError(f"target profile file {candidate} does not exist")
-        return parse_profile_file(candidate)
+        profile = parse_profile_file(candidate)
+        registered = _profile_files().get(profile.name)
+        if profile.name == HOST or (registered is not None and registered.resolve() != candidate.resolve()):
+            raise ProfileError(  # an artifact records the name: it would claim that profile's device
+                f"target profile {candidate} takes the name {profile.name!r} of a shipped profile",
+                hint="give it a name of its own",
+            )
+        return profile
     known = _profile_files()
     if name_or_path not in known:
         raise ProfileError(
@@ -91,13 +98,14 @@ def parse_profile_file(path: Path) -> TargetProfile:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ProfileError(f"target profile {path} is not valid TOML: {exc}") from None
     try:
-        return TargetProfile.model_validate(data)
+        profile = TargetProfile.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())
         raise ProfileError(
             f"target profile {path}: {problems}",
             hint="compare it with a shipped profile (edgekiln/targets/profiles/*.toml; README: Target profiles)",
         ) from None
+    return profile
 
 
 def _describe(error: dict) -> str:

@@ -62,9 +62,28 @@ def test_bad_profile_values_are_rejected(tmp_path):
 
 
 def test_profile_from_a_toml_path(tmp_path):
-    assert load_profile(str(_write(tmp_path, ""))).name == "x86-64-avx2"
+    path = _write(tmp_path, "")
+    path.write_text(path.read_text().replace('name = "x86-64-avx2"', 'name = "my-box"'))
+    assert load_profile(str(path)).name == "my-box"
     with pytest.raises(ProfileError, match="does not exist"):
         load_profile(str(tmp_path / "missing.toml"))
+
+
+def test_a_profile_file_may_not_take_a_shipped_name_nor_contradict_its_arch(tmp_path):
+    """An artifact records the profile's name (a custom A53 named arm64-cortex-a72 claimed that board); a
+    triple for another arch failed at link time, after the whole build."""
+    with pytest.raises(ProfileError, match="takes the name 'x86-64-avx2' of a shipped profile"):
+        load_profile(str(_write(tmp_path, "")))
+    assert load_profile(str(builtin_profile_dir() / "x86-64-avx2.toml")).name == "x86-64-avx2"  # the shipped file
+    text = (
+        (builtin_profile_dir() / "arm64-cortex-a72.toml")
+        .read_text()
+        .replace('name = "arm64-cortex-a72"', 'name = "odd-board"')
+    )
+    path = tmp_path / "odd.toml"
+    path.write_text(text.replace("aarch64-linux-gnu", "x86_64-linux-gnu"))
+    with pytest.raises(ProfileError, match="mtriple 'x86_64-linux-gnu' is not for the profile's arch aarch64"):
+        load_profile(str(path))
 
 
 def test_cpu_flags_parse_x86_and_arm_cpuinfo():
