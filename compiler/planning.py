@@ -72,8 +72,8 @@ class Plan:
 
 
 def plan_build(profile: TargetProfile, recipe: Recipe, cache_root: Path) -> Plan:
+    _check_target(profile, recipe)  # first: what the target cannot do, no backend's choice changes
     spec, notes = choose_backend(profile, recipe)
-    _check_target(profile, recipe)
     options = _options(spec, recipe)
     return Plan(spec, BuildContext(profile, recipe, cache_root, options), tuple(notes))
 
@@ -168,7 +168,7 @@ def cannot_build(spec: BackendSpec, profile: TargetProfile, recipe: Recipe) -> t
         return (
             f"does not compile {recipe.precision.value} (it compiles {', '.join(spec.precisions)})",
             "--precision bf16 is OpenVINO's float mode: use --backend openvino without --quantize"
-            if recipe.precision is Precision.BF16
+            if recipe.precision is Precision.BF16 and Precision.BF16 in profile.precisions
             else "use --precision fp32",
         )
     missing = [field for field in spec.target_fields if getattr(profile, field, None) is None]

@@ -75,10 +75,11 @@ class SelectionConfig(BaseModel):
     @model_validator(mode="after")
     def _one_goal(self) -> SelectionConfig:
         if (self.accuracy_budget is None) == (self.latency_budget_ms is None):
+            given = "both were given" if self.accuracy_budget is not None else "neither was given"
             raise CompileError(
-                "--backend auto chooses by one goal",
-                hint="pass --accuracy-budget POINTS (the fastest "
-                "within it) or --latency-budget MS (the most accurate under it), not both",
+                f"--backend auto chooses by one goal, and {given}",
+                hint="pass --accuracy-budget POINTS (the fastest within it) or --latency-budget MS "
+                "(the most accurate under it)",
             )
         return self
 

@@ -386,8 +386,10 @@ def test_selection_rules_without_timing():
     assert pareto(pool) == ["fp32", "int8", "pruned-int8"]
     with pytest.raises(CompileError, match="no candidate runs under 1.0 ms"):
         choose(pool, SelectionConfig(latency_budget_ms=1.0))
-    with pytest.raises(CompileError, match="chooses by one goal"):
+    with pytest.raises(CompileError, match="chooses by one goal, and both were given"):
         SelectionConfig(accuracy_budget=1.0, latency_budget_ms=3.0)
+    with pytest.raises(CompileError, match="chooses by one goal, and neither was given"):
+        SelectionConfig()
 
 
 def test_in_memory_datasets_are_named_by_fingerprint_in_the_recipe(classifier, tmp_path):

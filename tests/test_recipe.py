@@ -95,6 +95,8 @@ def test_planning_rules_need_the_target_and_the_registry():
         plan_build(load_profile("x86-64-avx2"), Recipe.from_flags(backend="tvm", tune_trials=-2), cache_root=None)
     with pytest.raises(CompileError, match="openvino backend quantizes auto from calibration data"):
         plan_build(load_profile("x86-64-avx2"), Recipe.from_flags(backend="openvino", quantize="auto"), cache_root=None)
+    with pytest.raises(CompileError, match="target arm64-cortex-a76 does not list bf16"):  # not: use openvino
+        plan_build(load_profile("arm64-cortex-a76"), Recipe.from_flags(precision="bf16"), cache_root=None)
     for cuda in ("nvidia-cuda", "jetson-orin"):  # an artifact no runtime would load
         with pytest.raises(CompileError, match=r"does not run on .*accelerator \(cuda\): it runs on the CPU"):
             plan_build(load_profile(cuda), Recipe.from_flags(backend="openvino"), cache_root=None)
