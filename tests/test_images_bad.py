@@ -120,3 +120,13 @@ def test_exif_orientation_is_applied():
 def test_greyscale_and_palette_become_rgb():
     grey = np.asarray(load_rgb(photo("camera.png")))
     assert grey.shape[2] == 3 and (grey[..., 0] == grey[..., 1]).all()
+
+
+def test_pillows_warnings_name_the_image(tmp_path):
+    """A corrupt EXIF block is a warning, not an error; in a run over many files it says which one."""
+    base = _encoded(Image.new("RGB", (40, 40), (90, 20, 30)), "JPEG")
+    payload = b"Exif\x00\x00MM\x00\x2a\x00\x00\xff\xff"  # an IFD offset past the block
+    path = tmp_path / "odd-exif.jpg"
+    path.write_bytes(base[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + base[2:])
+    with pytest.warns(UserWarning, match=f"^{path}: Corrupt EXIF data"):
+        assert load_rgb(path).size == (40, 40)

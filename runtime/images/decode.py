@@ -66,10 +66,13 @@ def load_rgb(item: Any) -> Any:
         )
     _check_size(image.size, name)
     try:
-        if getattr(image, "is_animated", False):
-            image.seek(0)  # the first frame
-        image.load()
-        image = ImageOps.exif_transpose(image)
+        with warnings.catch_warnings(record=True) as caught:  # Pillow's (corrupt EXIF...) name no file
+            warnings.simplefilter("always")
+            if getattr(image, "is_animated", False):
+                image.seek(0)  # the first frame
+            image.load()
+            image = ImageOps.exif_transpose(image)
+        _named(caught, name)
         return _to_rgb(image, name)
     except InputError:
         raise
@@ -92,6 +95,12 @@ def check_header(item: Any) -> None:
         _check_size(image.size, describe(item))
 
 
+def _named(caught: list, name: str) -> None:
+    """Pillow's warnings (corrupt EXIF, oversized tags) again, naming the image they are about."""
+    for warning in caught:
+        warnings.warn(f"{name}: {warning.message}", UserWarning, stacklevel=3)
+
+
 def _open(item: Any, name: str) -> Any:
     Image, _ = pillow()
     if isinstance(item, (str, os.PathLike)):
@@ -102,9 +111,12 @@ def _open(item: Any, name: str) -> Any:
     else:
         source = io.BytesIO(bytes(item))
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is an error, not a warning
-            return Image.open(source)
+            image = Image.open(source)
+        _named(caught, name)
+        return image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(
             f"{name} declares more than {_max_pixels():,} pixels (a decompression bomb?)",
