@@ -59,6 +59,20 @@ def test_a_class_folders_sub_folders_are_read_as_imagefolder_does(tmp_path):
     assert load_dataset(str(only_nested)).labels == ("a", "b")  # class a was lost before
 
 
+def test_linked_folders_in_a_class_are_followed_once(tmp_path):
+    """As torchvision's ImageFolder (os.walk followlinks=True); a link loop ends."""
+    root = _folder(tmp_path / "data", {"cat": ["chelsea.png"], "rocket": ["rocket.jpg"]})
+    elsewhere = _folder(tmp_path / "more", {"shots": ["coffee.png", "astronaut.png"]})
+    (root / "cat" / "linked").symlink_to(elsewhere / "shots", target_is_directory=True)
+    (elsewhere / "shots" / "loop").symlink_to(elsewhere / "shots", target_is_directory=True)
+    data = load_dataset(str(root))
+    assert sorted(e.path.split("/")[-1] for e in data.examples if e.label == "cat") == [
+        "astronaut.png",
+        "chelsea.png",
+        "coffee.png",
+    ]
+
+
 def test_an_image_table_with_a_byte_order_mark(tmp_path):
     shutil.copy(photo("chelsea.png"), tmp_path / "cat.png")
     (tmp_path / "images.csv").write_text("path,label\ncat.png,cat\n", encoding="utf-8-sig")

@@ -141,22 +141,36 @@ def holds_images(folder: Path) -> bool:
 
 def _any_image_below(folder: Path) -> bool:
     """Whether a folder holds an image at any depth (stops at the first: no sorted walk of a million files)."""
-    for _root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    for _root, _dirs, files in _walk(folder):
         if any(Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".") for name in files):
             return True
     return False
 
 
 def _images_below(folder: Path):
-    """A class folder's images, its sub-folders' included (as torchvision's ImageFolder walks them)."""
-    return (
-        path
-        for path in sorted(folder.rglob("*"))
-        if path.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-        and path.is_file()
-    )
+    """A class folder's images, its sub-folders' included and linked folders followed (as torchvision's
+    ImageFolder walks them), in sorted order."""
+    found = []
+    for root, _dirs, files in _walk(folder):
+        found += [
+            Path(root) / name
+            for name in files
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".")
+        ]
+    return (path for path in sorted(found) if path.is_file())
+
+
+def _walk(folder: Path):
+    """os.walk following links to folders, each real folder once (a link loop ends), hidden ones skipped."""
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield root, dirs, files
 
 
 def _images(folder: Path):
