@@ -86,8 +86,9 @@ def register(commands) -> None:
 
 
 def cmd_run(args) -> int:
-    texts = _stdin_lines() if args.texts == ["-"] else iter(args.texts)
-    if args.texts == ["-"] and read_manifest(args.artifact).image is not None:  # a blank line names no image
+    images = args.texts == ["-"] and read_manifest(args.artifact).image is not None
+    texts = _stdin_lines(images) if args.texts == ["-"] else iter(args.texts)
+    if images:  # a blank line names no image
         texts = (line for line in texts if line.strip())
     batches = _batches(texts, args.batch_size)
     first = next(batches, None)
@@ -111,8 +112,8 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _stdin_lines() -> Iterator[str]:
-    """stdin one line at a time (never read whole), each checked to be UTF-8."""
+def _stdin_lines(paths: bool = False) -> Iterator[str]:
+    """stdin one line at a time (never read whole), each checked to be UTF-8 (`paths`: image paths)."""
     if sys.stdin is None:  # started with stdin closed
         raise InputError("'-' reads texts from stdin, which is closed", hint="pipe one text per line into it")
     stream = getattr(sys.stdin, "buffer", None)
@@ -125,7 +126,10 @@ def _stdin_lines() -> Iterator[str]:
         except UnicodeDecodeError as exc:
             raise InputError(
                 f"stdin line {number} is not valid UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start})",
-                hint="convert the text to UTF-8, e.g. with iconv -t utf-8",
+                hint="for an image model stdin takes image paths, one per line (pass the files as arguments, "
+                "or e.g. ls *.jpg | edgekiln run ART -)"
+                if paths
+                else "convert the text to UTF-8, e.g. with iconv -t utf-8",
             ) from None
         yield line.rstrip("\n").removesuffix("\r")
 

@@ -350,3 +350,12 @@ def test_a_model_that_does_not_take_rgb_images_is_one_error(folders, tmp_path):
     with pytest.raises(CompileError, match=r"Sequential failed on the images .* \(float32 \[2, 32, 32, 3\], NHWC"):
         compile(module, "host", tmp_path / "mod", Recipe.from_flags(backend="onnxruntime", image=spec))
     assert not (tmp_path / "art").exists() and not (tmp_path / "mod").exists()
+
+
+def test_image_bytes_piped_to_run_are_told_that_stdin_takes_paths(capsys, monkeypatch, vit_artifact):
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(photo("rocket.jpg").read_bytes())))
+    code, _, err = run_cli(capsys, "run", str(vit_artifact), "-")
+    assert_one_line_error(code, err, "stdin line 1 is not valid UTF-8", "stdin takes image paths, one per line")
