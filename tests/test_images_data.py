@@ -115,6 +115,7 @@ def test_a_text_csv_is_still_text(tmp_path):
     "content, message",
     [
         ("path,label\nmissing.png,cat\n", "line 2: image .*missing.png does not exist"),
+        ("path,label\nimg/cat.png,cat\nimg,cat\n", "line 3: image .*img is a folder"),
         ("path,label\nx.png\n", "line 2 has 1 fields, its header 2"),
         ("path,label\n", "lists no images"),
         ("picture,cls\nimg/cat.png,cat\n", "lists image files in column 'picture'; an image table names"),

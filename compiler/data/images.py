@@ -106,8 +106,8 @@ def read_image_table(path: Path, label_column: str | None = None) -> Dataset | N
         image = image if image.is_absolute() else path.parent / image
         if not image.is_file():
             raise DataError(
-                f"{path} line {line}: image {image} does not exist",
-                hint="paths are read relative to the CSV/TSV file's folder",
+                f"{path} line {line}: image {image} " + ("is a folder" if image.is_dir() else "does not exist"),
+                hint="list image files; paths are read relative to the CSV/TSV file's folder",
             )
         examples.append(ImageExample(str(image), row[label_column].strip() if label_column is not None else ""))
     if not examples:
