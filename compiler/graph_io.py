@@ -14,12 +14,25 @@ def load_onnx(path: Path, *, load_external_data: bool = True):
 
     if not path.is_file():
         raise CompileError(f"ONNX file {path} does not exist")
+    from onnx.external_data_helper import load_external_data_for_model
+
+    from .onnx_external import data_files
+
     try:
-        model = onnx.load(str(path), load_external_data=load_external_data)
-    except Exception as exc:  # protobuf DecodeError, missing external data, ...
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError, ...
         raise CompileError(
             f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc})",
             hint="the file may be truncated or not ONNX; re-export or re-download it",
+        ) from None
+    data_files(path, model)  # its data files lie in its folder, as files: checked before any is read
+    try:
+        if load_external_data:
+            load_external_data_for_model(model, str(path.parent))
+    except Exception as exc:  # a data file shorter than its tensors, ...
+        raise CompileError(
+            f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc})",
+            hint="the external-data files may be truncated; re-export or re-download them",
         ) from None
     try:
         onnx.checker.check_model(str(path))

@@ -45,6 +45,12 @@ def data_files(path: Path, model=None) -> list[Path]:
     for tensor in external_tensors(model):
         location = _entries(tensor).get("location", "")
         resolved = (folder / location).resolve()
+        plain = bool(location) and not Path(location).is_absolute() and ".." not in Path(location).parts
+        if plain and folder not in resolved.parents:  # a link (a Hugging Face cache's blobs/): copy the files
+            raise CompileError(
+                f"{path.name} stores tensor {tensor.name!r} in {location}, a link to {resolved} outside its folder",
+                hint=f"copy the model and its data into one folder as files (cp -L {path.name} {location} DIR/)",
+            )
         if not location or Path(location).is_absolute() or folder not in resolved.parents:
             raise CompileError(
                 f"{path.name} stores tensor {tensor.name!r} at {location!r}, outside its folder",
@@ -69,8 +75,10 @@ def model_sha256(path: Path) -> str:
     files = model_files(path)
     if len(files) == 1:
         return _file_sha256(path)
-    root = path.parent.resolve()
-    return sha256_json({file.resolve().relative_to(root).as_posix(): _file_sha256(file) for file in files})
+    root = path.parent.resolve()  # data files lie there (data_files); the model itself may be a link
+    return sha256_json(
+        {path.name: _file_sha256(path)} | {file.relative_to(root).as_posix(): _file_sha256(file) for file in files[1:]}
+    )
 
 
 def _file_sha256(path: Path) -> str:

@@ -298,6 +298,27 @@ def test_external_data_outside_the_folder_is_refused(tmp_path):
         _compile(path, tmp_path / "out", "onnxruntime")
 
 
+def test_linked_model_and_linked_data_files(tmp_path):
+    """A model file that is a link (its data beside the link) compiles; data linked from a Hugging Face
+    cache's blobs/ is refused with the fix (copy the files), not "re-export it"."""
+    import shutil
+
+    path, reference = external_matmul(tmp_path / "model", one_file=True)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "net.onnx").symlink_to(path)
+    shutil.copy(tmp_path / "model" / "weights.bin", linked / "weights.bin")
+    _compile(linked / "net.onnx", tmp_path / "out", "onnxruntime")  # an internal ValueError before
+    x = RNG.standard_normal((2, 16)).astype(np.float32)
+    np.testing.assert_allclose(load(tmp_path / "out").run({"x": x})["y"], reference(x), rtol=1e-4, atol=1e-4)
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    shutil.copy(path, snapshot / "net.onnx")
+    (snapshot / "weights.bin").symlink_to(tmp_path / "model" / "weights.bin")
+    with pytest.raises(CompileError, match=r"weights.bin, a link to .* outside its folder \(copy the model and"):
+        _compile(snapshot / "net.onnx", tmp_path / "out2", "onnxruntime")
+
+
 ROWS, WIDTH = 4_687_500, 64  # two tables of 300M floats: 2.4 GB of weights
 
 
