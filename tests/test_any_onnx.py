@@ -568,3 +568,33 @@ def test_a_sequence_output_is_one_error_naming_it(tmp_path):
     with pytest.raises(CompileError, match="'parts' is a sequence, not a tensor.*zipmap"):
         compile(path, "host", tmp_path / "art")
     assert not (tmp_path / "art").exists()
+
+
+def test_a_graph_onnxruntime_cannot_load_is_named_with_the_right_fix(tmp_path):
+    """Inconsistent shapes are the file's fault (re-export it); an unknown operator is a missing kernel."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    bad = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "bad",
+        [x],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [5, 3], [0.0] * 15)],
+    )
+    onnx.save(helper.make_model(bad, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "bad.onnx"))
+    with pytest.raises(CompileError) as caught:
+        compile(tmp_path / "bad.onnx", "host", tmp_path / "a", recipe=Recipe.from_flags(backend="onnxruntime"))
+    assert "cannot load bad.onnx" in str(caught.value) and "disagrees with itself" in caught.value.hint
+    custom = helper.make_graph(
+        [helper.make_node("Foo", ["x"], ["y"], domain="com.x")],
+        "custom",
+        [x],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.x", 1)]
+    onnx.save(helper.make_model(custom, opset_imports=opsets), str(tmp_path / "custom.onnx"))
+    with pytest.raises(CompileError) as caught:
+        compile(tmp_path / "custom.onnx", "host", tmp_path / "b", recipe=Recipe.from_flags(backend="onnxruntime"))
+    assert "operator or opset this onnxruntime lacks" in caught.value.hint

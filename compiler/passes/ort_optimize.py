@@ -51,14 +51,23 @@ class OrtOptimize(Pass):
             try:
                 ort.InferenceSession(str(state.model_path), options, providers=["CPUExecutionProvider"])
             except Exception as exc:  # onnxruntime's own exception types
+                first = str(exc).splitlines()[0].replace(str(state.model_path), state.source.description)
                 raise CompileError(
-                    f"onnxruntime {ort.__version__} cannot load the model: {str(exc).splitlines()[0]}",
-                    hint=_load_hint(state),
+                    f"onnxruntime {ort.__version__} cannot load {state.source.description}: {first}",
+                    hint=_load_hint(state, first),
                 ) from None
         return {"level": self.config.level.value, "nodes_before": before, "nodes_after": _node_count(target)}
 
 
-def _load_hint(state: BuildState) -> str:
+_MISSING_KERNEL = ("NOT_IMPLEMENTED", "Could not find an implementation", "not a registered", "opset", "domain")
+
+
+def _load_hint(state: BuildState, error: str) -> str:
+    if not any(marker in error for marker in _MISSING_KERNEL):  # shapes, types, data: the graph disagrees
+        return (
+            "the graph disagrees with itself (shapes, types, or its weights' data files); re-export it, "
+            "and check it with `python -m onnx.checker --full-check`"
+        )
     if state.source.torch is None:  # a user's file: its opset is not ours to choose
         return (
             f"the file uses an operator or opset this onnxruntime lacks; `edgekiln inspect "
