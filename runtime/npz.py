@@ -19,6 +19,7 @@ _UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotI
 def read_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
     """Every array of the archive at `path` by key; `what` names the file for people."""
     try:
+        _check_sizes(path, what)
         stored = np.load(path, allow_pickle=False)
         if not isinstance(stored, NpzFile):
             raise ArtifactError(f"{what} is not an .npz archive", hint=_HINT)
@@ -34,3 +35,36 @@ def read_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
                 f"{what}: array {key!r} has dtype {array.dtype}; expected native-order numbers", hint=_HINT
             )
     return arrays
+
+
+_BOMB_RATIO, _BOMB_BYTES = 64, 64 << 20  # expands 64x, to more than 64 MiB: not an artifact's arrays
+
+
+def _check_sizes(path: Path, what: str) -> None:
+    """Before anything is allocated: no member expands like a decompression bomb, and no array header
+    declares more data than its member holds (numpy would allocate the declared size first)."""
+    if not zipfile.is_zipfile(path):
+        return  # np.load's own error names it
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.file_size > _BOMB_BYTES and info.file_size > _BOMB_RATIO * max(info.compress_size, 1):
+                raise ArtifactError(
+                    f"{what}: {info.filename} expands from {info.compress_size:,} to {info.file_size:,} bytes "
+                    "(a decompression bomb?)",
+                    hint=_HINT,
+                )
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version not in ((1, 0), (2, 0)):
+                    continue  # np.load reads (or refuses) the rarer formats itself
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(member)
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize + member.tell()
+            if declared > info.file_size:
+                raise ArtifactError(
+                    f"{what}: array {info.filename[:-4]!r} declares shape {list(shape)}, more data than the "
+                    f"{info.file_size:,} bytes stored",
+                    hint=_HINT,
+                )

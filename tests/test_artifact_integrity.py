@@ -323,3 +323,26 @@ def test_a_model_swapped_after_the_check_is_not_what_runs(artifacts, copy_of, mo
     monkeypatch.setattr(session_module, "check_artifact", check_then_swap)
     with pytest.raises(ArtifactError, match="model.onnx changed while the artifact was loading"):
         load(art)
+
+
+def test_an_npz_that_would_allocate_more_than_it_holds_is_refused_first(tmp_path):
+    """A header declaring 500M x 4 floats over a few bytes, and a member that expands a thousandfold."""
+    import io
+    import zipfile
+
+    from edgekiln.runtime.npz import read_arrays
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (500_000_000, 4)})
+    lying = tmp_path / "lying.npz"
+    with zipfile.ZipFile(lying, "w") as archive:
+        archive.writestr("0/output/y.npy", header.getvalue() + b"\0" * 64)  # magic, header, 64 bytes
+    with pytest.raises(ArtifactError, match=r"declares shape \[500000000, 4\], more data than"):
+        read_arrays(lying, "reference.npz")
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        buffer = io.BytesIO()
+        np.save(buffer, np.zeros((100 << 20) // 4, np.float32))
+        archive.writestr("0/output/y.npy", buffer.getvalue())
+    with pytest.raises(ArtifactError, match="a decompression bomb"):
+        read_arrays(bomb, "reference.npz")
