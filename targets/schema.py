@@ -71,8 +71,9 @@ class TargetProfile(BaseModel):
     @field_validator("sequence_buckets", "batch_buckets")
     @classmethod
     def _buckets_sorted(cls, buckets: tuple[int, ...], info) -> tuple[int, ...]:
-        if list(buckets) != sorted(set(buckets)) or buckets[0] < 1:
-            raise ValueError(f"{info.field_name} must be increasing positive sizes, found {list(buckets)}")
+        top = 1 << 16 if info.field_name == "batch_buckets" else 1 << 20  # what an artifact's index admits
+        if list(buckets) != sorted(set(buckets)) or buckets[0] < 1 or buckets[-1] > top:
+            raise ValueError(f"{info.field_name} must be increasing positive sizes up to {top}, found {list(buckets)}")
         return buckets
 
     @field_validator("preferred_backends")

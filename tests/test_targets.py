@@ -117,3 +117,18 @@ def test_this_machine_reads_as_having_the_features_its_host_profile_records():
     if here is None:
         pytest.skip("not an x86-64 machine with /proc/cpuinfo")
     assert set(detect_host().isa) <= here and "sse4.2" in here
+
+
+def test_bucket_sizes_are_bounded_as_an_artifact_index_admits_them(tmp_path):
+    from edgekiln.compiler.errors import CompileError
+    from edgekiln.compiler.tvm_build.shapes import check_buckets
+    from edgekiln.runtime.backends.tvm_index import Bucket
+
+    path = _write(tmp_path, "batch_buckets = [1, 1000000000000]\n")
+    path.write_text(path.read_text().replace('name = "x86-64-avx2"', 'name = "big"'))
+    with pytest.raises(ProfileError, match="batch_buckets must be increasing positive sizes up to 65536"):
+        load_profile(str(path))
+    with pytest.raises(CompileError, match="up to 1048576"):
+        check_buckets((32, 1 << 21))
+    with pytest.raises(ValueError, match="less than or equal to 65536"):  # a forged tvm.json: refused, not allocated
+        Bucket(batch=10**12, library="b.so", params=())

@@ -78,9 +78,9 @@ def pad_values(inputs: tuple[TensorSpec, ...], tokenizer) -> dict[str, int]:
 
 def check_buckets(buckets: tuple[int, ...] | None) -> tuple[int, ...] | None:
     """`--sequence-buckets` as given: increasing positive lengths (or None: the default)."""
-    if buckets is not None and (list(buckets) != sorted(set(buckets)) or buckets[0] < 1):
+    if buckets is not None and (list(buckets) != sorted(set(buckets)) or buckets[0] < 1 or buckets[-1] > 1 << 20):
         raise CompileError(
-            f"bad sequence buckets {list(buckets)}: they must be increasing positive lengths",
+            f"bad sequence buckets {list(buckets)}: they must be increasing positive lengths up to {1 << 20}",
             hint="e.g. --sequence-buckets 32,64,128",
         )
     return buckets

@@ -26,8 +26,8 @@ class CudaKernels(_Frozen):
 
 
 class Bucket(_Frozen):
-    batch: int = Field(gt=0)
-    sequence: int | None = Field(default=None, gt=0)  # None: the model has no sequence axis
+    batch: int = Field(gt=0, le=1 << 16)  # bounded: a warm-up allocates a bucket's inputs
+    sequence: int | None = Field(default=None, gt=0, le=1 << 20)  # None: the model has no sequence axis
     library: RelativePath  # file name in the artifact folder (never an absolute path or `..`)
     params: tuple[str, ...]  # keys in PARAMS_FILE, in the order the library's `main` takes them
     kernels: tuple[CudaKernels, ...] = ()  # CUDA builds: the library's device code
