@@ -132,3 +132,15 @@ def test_bucket_sizes_are_bounded_as_an_artifact_index_admits_them(tmp_path):
         check_buckets((32, 1 << 21))
     with pytest.raises(ValueError, match="less than or equal to 65536"):  # a forged tvm.json: refused, not allocated
         Bucket(batch=10**12, library="b.so", params=())
+
+
+def test_an_mcpu_llvm_does_not_know_is_refused_before_a_tvm_build():
+    pytest.importorskip("tvm")
+    from edgekiln.compiler.errors import CompileError
+    from edgekiln.compiler.tvm_build.target import check_cpu_name
+
+    a72 = load_profile("arm64-cortex-a72")
+    check_cpu_name(a72)  # a CPU LLVM knows
+    typo = a72.model_copy(update={"tvm_target": a72.tvm_target.model_copy(update={"mcpu": "cortex-a999"})})
+    with pytest.raises(CompileError, match="mcpu 'cortex-a999' is not a CPU LLVM knows for aarch64-linux-gnu"):
+        check_cpu_name(typo)

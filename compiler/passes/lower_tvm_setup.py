@@ -9,7 +9,7 @@ from edgekiln.targets.schema import TvmKind
 from ..errors import CompileError
 from ..tvm_build.remote import parse_remote
 from ..tvm_build.shapes import SequenceBuckets
-from ..tvm_build.target import local_target, runs_here
+from ..tvm_build.target import check_cpu_name, local_target, runs_here
 from ..tvm_build.tuning import database_dir
 from ..tvm_build.tuning_db import fingerprint
 from .lower_tvm import LowerTvm, LowerTvmConfig
@@ -82,6 +82,7 @@ def make_lowering(context) -> LowerTvm:
             "onnxruntime or openvino for ranges",
         )
     profile, options = context.profile, context.options or TvmOptions()
+    check_cpu_name(profile)
     tuning = bool(options.tune_trials or options.tune_minutes)
     if tuning and options.tune_remote and profile.tvm_target.kind is not TvmKind.LLVM:
         raise CompileError(

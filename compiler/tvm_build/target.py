@@ -55,3 +55,23 @@ def _native_cpu() -> str:
     from tvm.target import codegen
 
     return codegen.llvm_get_system_cpu()
+
+
+def check_cpu_name(profile: TargetProfile) -> None:
+    """A profile's mcpu must be a CPU LLVM knows for its triple: LLVM only warns and builds generic code
+    (about fifty lines of it), while tvm.json and the manifest would name the CPU asked for."""
+    from tvm.target import Target, codegen
+
+    from ..errors import CompileError
+
+    spec = profile.tvm_target
+    if spec.kind is not TvmKind.LLVM or spec.mcpu in (None, "native"):
+        return
+    triple = spec.mtriple or _TRIPLES[profile.arch]
+    known = list(codegen.llvm_get_cpu_archlist(Target({"kind": "llvm", "mtriple": triple})))
+    if known and spec.mcpu not in known:
+        near = [name for name in known if name.startswith(spec.mcpu.split("-")[0])][:6]
+        raise CompileError(
+            f"target {profile.name}: mcpu {spec.mcpu!r} is not a CPU LLVM knows for {triple}",
+            hint=f"use one LLVM names ({', '.join(near) or ', '.join(known[:6])}, ...), or drop mcpu",
+        )
