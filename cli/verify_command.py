@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edgekiln.runtime.artifact import check_artifact, read_manifest
 from edgekiln.runtime.errors import EdgekilnError
+from edgekiln.runtime.images.reference import LEVELS
 from edgekiln.runtime.verify import verify_artifact
 
 from .parsing import positive_int
@@ -60,6 +61,21 @@ def cmd_verify(args) -> int:
             f"{len(report['cases'])} reference cases, max abs diff {report['max_abs_diff']:.2e}, "
             f"min cosine {report['min_cosine']:.6f} -> {'PASS' if report['passed'] else 'FAIL'} "
             f"(threshold {report['threshold']})"
+        )
+        pre = report.get("preprocess")
+        if pre and "skipped" not in pre:
+            print(
+                f"image preprocessing (decode, resize, normalise a stored test image): max abs diff "
+                f"{pre['max_abs_diff']:.2e} -> {'PASS' if pre['passed'] else 'FAIL'} (threshold {pre['threshold']:.3g})"
+            )
+        elif pre:
+            print(f"image preprocessing not checked: {pre['skipped']}")
+    pre = report.get("preprocess") or {}
+    if pre.get("passed") is False:
+        raise VerifyFailed(
+            f"this machine's image preprocessing differs from the build machine's by {pre['max_abs_diff']:.3g} "
+            f"(more than {LEVELS} pixel levels)",
+            hint="install the Pillow version the artifact was built with (inspect shows its tool versions)",
         )
     if not report["passed"]:
         raise VerifyFailed(

@@ -176,6 +176,12 @@ def _fill(
     reference = write_reference(
         staging, state, [spec.name for spec in outputs], longest or (tokenizer.max_length if tokenizer else None)
     )
+    if source.image is not None:  # the device's decode and preprocessing, checked by verify too
+        from edgekiln.runtime.images.reference import write_image_reference
+
+        from .evaluate.predictors import image_encoder
+
+        write_image_reference(staging, image_encoder(source.image))
     if source.tokenizer_file is not None:
         shutil.copyfile(source.tokenizer_file, staging / source.tokenizer.file)
         vocab = _vocab_size(staging / source.tokenizer.file)

@@ -6,7 +6,7 @@ import platform
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 
-_PACKAGES = ("edgekiln", "torch", "transformers", "onnx", "onnxscript", "onnxruntime", "tokenizers", "numpy")
+_PACKAGES = ("edgekiln", "torch", "transformers", "onnx", "onnxscript", "onnxruntime", "tokenizers", "numpy", "pillow")
 
 
 @lru_cache(maxsize=1)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ArtifactError, InputError
+from .images.reference import IMAGE_REFERENCE_FILE, check_image_reference
 from .manifest import Manifest, Precision
 from .npz import read_arrays
 from .paths import inside
@@ -62,7 +63,19 @@ def verify_artifact(
     else:
         report["threshold"] = {"min_cosine": QUANTIZED_MIN_COSINE}
         report["passed"] = report["min_cosine"] >= QUANTIZED_MIN_COSINE
+    if IMAGE_REFERENCE_FILE in manifest.files and manifest.image is not None and session.encoder is not None:
+        report["preprocess"] = _preprocess(folder, session.encoder, manifest)
+        report["passed"] = report["passed"] and report["preprocess"].get("passed", True)
     return report
+
+
+def _preprocess(folder, encoder, manifest: Manifest) -> dict:
+    try:
+        import PIL  # noqa: F401
+    except ImportError:  # the model cases need no Pillow: they still count
+        return {"skipped": "Pillow is not installed here (pip install 'edgekiln[vision]')"}
+    arrays = read_arrays(inside(folder, IMAGE_REFERENCE_FILE), IMAGE_REFERENCE_FILE)
+    return check_image_reference(arrays, encoder, manifest.image)
 
 
 def _cases(arrays: dict[str, np.ndarray], manifest: Manifest) -> dict[int, tuple[dict, dict]]:

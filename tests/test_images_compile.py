@@ -359,3 +359,17 @@ def test_image_bytes_piped_to_run_are_told_that_stdin_takes_paths(capsys, monkey
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(photo("rocket.jpg").read_bytes())))
     code, _, err = run_cli(capsys, "run", str(vit_artifact), "-")
     assert_one_line_error(code, err, "stdin line 1 is not valid UTF-8", "stdin takes image paths, one per line")
+
+
+def test_verify_checks_the_image_preprocessing_where_it_runs(capsys, vit_artifact, tmp_path, monkeypatch):
+    """A stored test image is decoded and preprocessed here and compared with the build's tensor: a
+    device whose resize differs (another Pillow) fails verify, though the model cases pass."""
+    from edgekiln.runtime.images import preprocess
+
+    assert "reference_image.npz" in load(vit_artifact).manifest.files
+    code, out, _ = run_cli(capsys, "verify", str(vit_artifact))
+    assert code == 0 and "image preprocessing" in out and "max abs diff 0.00e+00 -> PASS" in out
+    resize = preprocess.resize
+    monkeypatch.setattr(preprocess, "resize", lambda image, spec: resize(image.transpose(0), spec))  # mirrored
+    code, _, err = run_cli(capsys, "verify", str(vit_artifact))
+    assert_one_line_error(code, err, "this machine's image preprocessing differs from the build machine's")
