@@ -106,6 +106,18 @@ def test_an_unsupported_processor_is_refused(tmp_path):
         image_spec(tmp_path)
 
 
+def test_a_convnext_processor_sized_by_height_and_width_is_refused(tmp_path):
+    """Its crop_pct needs a shortest edge (transformers' processor refuses it too): it was dropped silently."""
+    from edgekiln.compiler.errors import CompileError
+
+    processor = tf.ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=0.875)
+    processor.save_pretrained(tmp_path)
+    config = tmp_path / "preprocessor_config.json"
+    config.write_text(config.read_text().replace('"shortest_edge": 32', '"height": 32, "width": 32'))
+    with pytest.raises(CompileError, match="ConvNeXt resizes by shortest_edge"):
+        image_spec(tmp_path)
+
+
 def test_a_processor_that_neither_resizes_nor_crops_is_refused(tmp_path):
     """ConvNeXt's crop_pct crop belongs to its resize: without do_resize the whole image goes in, at its
     own size, which a fixed-size artifact cannot take (it was centre-cropped to 224 without a word)."""

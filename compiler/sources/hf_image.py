@@ -99,6 +99,12 @@ def image_spec(folder: Path) -> ImagePreprocessSpec:
         )
     size, crop = processor.size, _crop(processor)
     resize, sizes = _resize(folder, size)
+    if kind == "ConvNextImageProcessor" and not size.shortest_edge and getattr(processor, "do_resize", True):
+        raise CompileError(  # transformers' own processor refuses it too: its crop_pct needs an edge
+            f"{folder}: its ConvNextImageProcessor gives size {dict(size)}; ConvNeXt resizes by "
+            "shortest_edge (then crops crop_pct)",
+            hint='set "size": {"shortest_edge": N} in preprocessor_config.json',
+        )
     if kind == "ConvNextImageProcessor" and size.shortest_edge:  # crop_pct: resize larger, then crop
         edge = size.shortest_edge
         resize, sizes = (
