@@ -162,7 +162,8 @@ def open_buckets(folder: Path, index: TvmIndex, output_names: list[str], options
     if index.arch != host_arch():
         raise BackendUnavailableError(
             f"this TVM artifact was compiled for {index.arch}; this machine is {host_arch()}",
-            hint="run it on the target device, or check it here with `edgekiln verify ARTIFACT --emulate`",
+            hint="run it on the target device"
+            + ("" if index.device == "cuda" else ", or check it here with `edgekiln verify ARTIFACT --emulate`"),
         )
     _check_isa(index)
     libraries = {bucket: inside(folder, bucket.library) for bucket in index.buckets}  # all, before loading any
