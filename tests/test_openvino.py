@@ -163,20 +163,22 @@ def test_bf16_precision_on_a_cpu_that_has_it(bert_folders, artifacts, tmp_path):
             tmp_path / "no",
             recipe=Recipe.from_flags(backend="openvino", precision="bf16"),
         )
-    with pytest.raises(CompileError, match="nvidia-cuda's CPU ISA .* has none of avx512_bf16, amx_bf16"):
-        compile(  # that profile's bf16 is its GPU's; OpenVINO's runs on the CPU
+    from edgekiln.compiler.planning import plan_build
+    from edgekiln.targets import load_profile
+
+    avx2 = load_profile("x86-64-avx2")
+    listed = avx2.model_copy(update={"name": "bf16-claimed", "precisions": (*avx2.precisions, Precision.BF16)})
+    with pytest.raises(CompileError, match="bf16-claimed's CPU ISA .* has none of avx512_bf16, amx_bf16"):
+        plan_build(listed, Recipe.from_flags(backend="openvino", precision="bf16"), cache_root=None)
+    with pytest.raises(CompileError, match="does not run on nvidia-cuda's accelerator"):
+        compile(  # that profile's bf16 is its GPU's; OpenVINO runs on the CPU only
             bert_folders["sequence"],
             "nvidia-cuda",
             tmp_path / "no",
             recipe=Recipe.from_flags(backend="openvino", precision="bf16"),
         )
-    with pytest.raises(CompileError, match="OpenVINO's float mode"):
-        compile(
-            bert_folders["sequence"],
-            "x86-64-avx2",
-            tmp_path / "no",
-            recipe=Recipe.from_flags(backend="onnxruntime", precision="bf16"),
-        )
+    with pytest.raises(CompileError, match="OpenVINO's float mode"):  # a target listing bf16, another backend
+        plan_build(listed, Recipe.from_flags(backend="onnxruntime", precision="bf16"), cache_root=None)
     if Precision.BF16 not in detect_host().precisions:
         pytest.skip("this CPU has neither AVX-512 BF16 nor AMX")
     path = compile(
@@ -192,3 +194,18 @@ def test_bf16_precision_on_a_cpu_that_has_it(bert_folders, artifacts, tmp_path):
     ours, theirs = session.predict(TEXTS), load(artifacts["encoder"]).predict(TEXTS)
     cosine = (ours * theirs).sum(axis=1)  # unit-norm embeddings
     assert cosine.min() >= 0.99, f"bf16 embeddings' cosine to fp32 is {cosine.min():.4f}"
+
+
+def test_a_manifest_naming_other_outputs_than_the_ir_is_refused(ov_artifacts, tmp_path):
+    """A forged (resealed, unsigned) manifest renaming the output: runs answered under the IR's name."""
+    import shutil
+
+    from edgekiln.runtime import ArtifactError
+
+    from .artifact_tools import edit_manifest
+
+    copy = tmp_path / "copy"
+    shutil.copytree(ov_artifacts["sequence"], copy)
+    edit_manifest(copy, lambda m: m["outputs"][0].update(name="zz"), reseal=True)
+    with pytest.raises(ArtifactError, match=r"the manifest's inputs .* and outputs \['zz'\] are not model.xml's"):
+        load(copy)

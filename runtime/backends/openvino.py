@@ -84,6 +84,7 @@ def compile_ir(
                     if name in parked:
                         request.set_tensor(name, parked[name])
 
+    run.names = (frozenset(dtypes), tuple(name for _, name in outputs))  # type: ignore[attr-defined]
     return run
 
 
@@ -136,6 +137,7 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
     ir = inside(folder, manifest.model_file)
     try:
         run = compile_ir(ir, threads=options.threads, cache_dir=cache, precision=precision)
+        _check_io(run.names, manifest)
         if SHAPES_FILE in manifest.files:
             shapes = read_shapes(inside(folder, SHAPES_FILE))
 
@@ -152,6 +154,18 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
             f"OpenVINO cannot load {manifest.model_file}: {str(exc).splitlines()[0]}",
             hint="recompile the artifact with this edgekiln version",
         ) from None
+
+
+def _check_io(names: tuple[frozenset, tuple[str, ...]], manifest: Manifest) -> None:
+    """The manifest's inputs and outputs must be the IR's, or a run would answer under other names."""
+    inputs, outputs = names
+    declared_in, declared_out = [spec.name for spec in manifest.inputs], [spec.name for spec in manifest.outputs]
+    if not set(declared_in) <= inputs or sorted(declared_out) != sorted(outputs):
+        raise ArtifactError(
+            f"the manifest's inputs {declared_in} and outputs {declared_out} are not {manifest.model_file}'s "
+            f"({sorted(inputs)} and {list(outputs)})",
+            hint="recompile the artifact",
+        )
 
 
 def opened_files(folder: Path, manifest: Manifest) -> list[str]:
