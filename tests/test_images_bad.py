@@ -130,3 +130,30 @@ def test_pillows_warnings_name_the_image(tmp_path):
     path.write_bytes(base[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + base[2:])
     with pytest.warns(UserWarning, match=f"^{path}: Corrupt EXIF data"):
         assert load_rgb(path).size == (40, 40)
+
+
+def test_capturing_pillows_warnings_from_many_threads_leaves_the_settings_as_they_were(tmp_path):
+    """catch_warnings swaps process-wide state: overlapping threads (serve) restored each other's."""
+    import threading
+    import warnings
+
+    from edgekiln.runtime.images.decode import check_header
+
+    base = _encoded(Image.new("RGB", (40, 40), (90, 20, 30)), "JPEG")
+    payload = b"Exif\x00\x00MM\x00\x2a\x00\x00\xff\xff"
+    data = base[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + base[2:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        filters, show = list(warnings.filters), warnings.showwarning
+
+        def work():
+            for _ in range(40):
+                check_header(data)
+                load_rgb(data)
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert warnings.filters == filters and warnings.showwarning is show

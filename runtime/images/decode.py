@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -66,11 +67,11 @@ def load_rgb(item: Any) -> Any:
         )
     _check_size(image.size, name)
     try:
-        with warnings.catch_warnings(record=True) as caught:  # Pillow's (corrupt EXIF...) name no file
+        if getattr(image, "is_animated", False):
+            image.seek(0)  # the first frame
+        image.load()
+        with _CAPTURE, warnings.catch_warnings(record=True) as caught:  # Pillow's (corrupt EXIF) name no file
             warnings.simplefilter("always")
-            if getattr(image, "is_animated", False):
-                image.seek(0)  # the first frame
-            image.load()
             image = ImageOps.exif_transpose(image)
         _named(caught, name)
         return _to_rgb(image, name)
@@ -95,6 +96,12 @@ def check_header(item: Any) -> None:
         _check_size(image.size, describe(item))
 
 
+# catch_warnings swaps the process's warning settings: threads that overlap (serve's codec threads and
+# model workers) would restore each other's, and warnings would vanish. Held only around header reads
+# and EXIF parsing (cheap), never around decoding pixels.
+_CAPTURE = threading.Lock()
+
+
 def _named(caught: list, name: str) -> None:
     """Pillow's warnings (corrupt EXIF, oversized tags) again, naming the image they are about."""
     for warning in caught:
@@ -111,7 +118,7 @@ def _open(item: Any, name: str) -> Any:
     else:
         source = io.BytesIO(bytes(item))
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with _CAPTURE, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is an error, not a warning
             image = Image.open(source)
