@@ -49,7 +49,7 @@ def cmd_export(args) -> int:
     from edgekiln.compiler.tvm_build.tuning_db import export_database, tvm_version
 
     folder, profile, target = _database(args, args.target)
-    exported = export_database(folder, profile, target)
+    exported = export_database(folder, profile, _with_triple(target))  # the file says its machine's arch
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(exported.model_dump_json())
     print(
@@ -72,8 +72,9 @@ def cmd_import(args) -> int:
         ) from None
     exported = parse_export(text, str(args.file))
     folder, profile, target = _database(args, args.target or exported.profile)
+    target = _with_triple(target)
     here, there = _machine(target), _machine(exported.target)
-    if here != there:
+    if there[1] != "?" and here != there:  # an export without a triple (older edgekiln): its arch is unknown
         raise CompileError(
             f"{args.file} was tuned for {there[0]} {there[1]}, and {profile} compiles for {here[0]} {here[1]}: "
             "its schedules were measured on another kind of processor",
@@ -93,6 +94,14 @@ def cmd_import(args) -> int:
 def _machine(target: dict) -> tuple[str, str]:
     """(TVM target kind, CPU architecture of its triple): what tuning records cannot cross."""
     return str(target.get("kind", "?")), str(target.get("mtriple", "?")).split("-")[0]
+
+
+def _with_triple(target: dict) -> dict:
+    """A target compiled on this machine names no triple for this machine's arch (target_dict): named."""
+    from edgekiln.compiler.tvm_build.target import triple_of
+    from edgekiln.runtime.backends.tvm import host_arch
+
+    return target if "mtriple" in target else {**target, "mtriple": triple_of(host_arch())}
 
 
 def cmd_show(args) -> int:

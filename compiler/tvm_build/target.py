@@ -10,6 +10,11 @@ _TRIPLES = {Arch.X86_64: "x86_64-linux-gnu", Arch.AARCH64: "aarch64-linux-gnu"}
 CROSS_COMPILERS = {"aarch64": "aarch64-linux-gnu-gcc"}  # by target arch, from an x86-64 machine
 
 
+def triple_of(arch: str) -> str:
+    """The LLVM triple edgekiln builds for a CPU architecture (platform.machine() spelling)."""
+    return _TRIPLES[Arch(arch)]
+
+
 def target_dict(profile: TargetProfile, *, cores: int | None = None) -> dict:
     spec = profile.tvm_target
     host = _llvm(profile, cores)
