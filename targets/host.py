@@ -9,43 +9,9 @@ from pathlib import Path
 from edgekiln.runtime.cpus import available_cpus, cpu_flags
 from edgekiln.runtime.manifest import Accelerator, Precision
 
-from .schema import Arch, TargetProfile, TvmKind, TvmTarget
+from .schema import X86_ISA, Arch, TargetProfile, TvmKind, TvmTarget
 
-_X86_FEATURES = (
-    "sse4_2",
-    "avx",
-    "avx2",
-    "fma",
-    "avx512f",
-    "avx512bw",
-    "avx512vl",
-    "avx512_vnni",
-    "avx512_bf16",
-    "amx_bf16",
-    "amx_int8",
-    "avx_vnni",
-    # more that LLVM generates code for with -mcpu=native (the host profile's TVM builds): an artifact
-    # built here records them, and does not load on a CPU without them (runtime/backends/tvm.py)
-    "sse4_1",
-    "ssse3",
-    "popcnt",
-    "f16c",
-    "bmi1",
-    "bmi2",
-    "movbe",
-    "avx512cd",
-    "avx512dq",
-    "avx512ifma",
-    "avx512vbmi",
-    "avx512_vbmi2",
-    "avx512_bitalg",
-    "avx512_vpopcntdq",
-    "avx512_fp16",
-    "gfni",
-    "vaes",
-    "vpclmulqdq",
-    "amx_tile",
-)
+_X86_FEATURES = tuple(name.replace("sse4.", "sse4_") for name in X86_ISA)  # as /proc/cpuinfo spells them
 _ARM_FEATURES = {"asimd": "neon", "fphp": "fp16", "asimddp": "dotprod", "i8mm": "i8mm", "bf16": "bf16"}
 
 

@@ -8,6 +8,45 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from edgekiln.runtime.manifest import Accelerator, BackendName, Precision
 
+# The instruction-set names a profile's `isa` may use (x86: /proc/cpuinfo's spelling, sse4.x with a
+# dot). TVM artifacts record them and refuse to load on a CPU without them, and the int8 passes choose
+# by them, so a misspelt name is refused when the profile is read.
+X86_ISA = (
+    "sse4.2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_bf16",
+    "amx_int8",
+    "avx_vnni",
+    # more that LLVM generates code for with -mcpu=native (the host profile's TVM builds)
+    "sse4.1",
+    "ssse3",
+    "popcnt",
+    "f16c",
+    "bmi1",
+    "bmi2",
+    "movbe",
+    "avx512cd",
+    "avx512dq",
+    "avx512ifma",
+    "avx512vbmi",
+    "avx512_vbmi2",
+    "avx512_bitalg",
+    "avx512_vpopcntdq",
+    "avx512_fp16",
+    "gfni",
+    "vaes",
+    "vpclmulqdq",
+    "amx_tile",
+)
+ARM_ISA = ("neon", "fp16", "dotprod", "i8mm", "bf16", "sve", "sve2")
+
 
 class Arch(str, Enum):
     X86_64 = "x86_64"
@@ -75,6 +114,16 @@ class TargetProfile(BaseModel):
         if list(buckets) != sorted(set(buckets)) or buckets[0] < 1 or buckets[-1] > top:
             raise ValueError(f"{info.field_name} must be increasing positive sizes up to {top}, found {list(buckets)}")
         return buckets
+
+    @field_validator("isa")
+    @classmethod
+    def _known_isa(cls, isa: tuple[str, ...], info) -> tuple[str, ...]:
+        arch = info.data.get("arch")
+        known = X86_ISA if arch is Arch.X86_64 else ARM_ISA if arch is Arch.AARCH64 else None
+        unknown = [name for name in isa if known is not None and name not in known]
+        if unknown:
+            raise ValueError(f"unknown {arch.value} isa names {unknown}; known: {', '.join(known)}")
+        return isa
 
     @field_validator("preferred_backends")
     @classmethod

@@ -144,3 +144,12 @@ def test_an_mcpu_llvm_does_not_know_is_refused_before_a_tvm_build():
     typo = a72.model_copy(update={"tvm_target": a72.tvm_target.model_copy(update={"mcpu": "cortex-a999"})})
     with pytest.raises(CompileError, match="mcpu 'cortex-a999' is not a CPU LLVM knows for aarch64-linux-gnu"):
         check_cpu_name(typo)
+
+
+def test_isa_names_are_checked_when_a_profile_is_read(tmp_path):
+    """A misspelt feature (cpuinfo's sse4_2, avx512vnni) made every TVM artifact refuse to load."""
+    path = _write(tmp_path, "")
+    text = path.read_text().replace('name = "x86-64-avx2"', 'name = "typo"')
+    path.write_text(text.replace('"sse4.2"', '"avx512vnni"'))
+    with pytest.raises(ProfileError, match=r"unknown x86_64 isa names \['avx512vnni'\]; known: sse4.2"):
+        load_profile(str(path))
