@@ -227,9 +227,10 @@ def plan_shapes(inputs: tuple[TensorSpec, ...], declared: InputShapes | None) ->
     return ShapePlan(inputs, dims)
 
 
-# One input's largest shape: 512 MiB of float32. The compile's checks hold several batches of it and
-# their outputs at once (a declared 400M-value input was killed for memory at 16 GB).
-MAX_ELEMENTS = 1 << 27
+# One input's largest declared shape: 1 GiB of float32. The compile's checks hold several batches of it
+# and their outputs at once (a declared 400M-value input was killed for memory at 16 GB). A model's own
+# fixed shape is held to 8 GiB: past that nothing could allocate it.
+MAX_ELEMENTS, MAX_FIXED_ELEMENTS = 1 << 28, 1 << 31
 
 
 def _check_size(spec: TensorSpec, dims: tuple, *, declared: bool = True) -> None:
@@ -237,12 +238,18 @@ def _check_size(spec: TensorSpec, dims: tuple, *, declared: bool = True) -> None
     largest = 1
     for dim in dims:
         largest *= dim.max if isinstance(dim, DimRange) else dim if isinstance(dim, int) else 1
-    if largest > MAX_ELEMENTS:
-        where = f"{FLAG} gives" if declared else "the model declares"
+    if declared and largest > MAX_ELEMENTS:
         raise CompileError(
-            f"{where} input {spec.name!r} up to {largest:,} values; the compile's checks run at most "
+            f"{FLAG} gives input {spec.name!r} up to {largest:,} values; the compile's checks run at most "
             f"{MAX_ELEMENTS:,} per input",
-            hint=f"declare the sizes the model really takes ({FLAG} NAME:SIZES)",
+            hint="declare the sizes the model really takes",
+        )
+    if not declared and largest > MAX_FIXED_ELEMENTS:
+        raise CompileError(
+            f"the model fixes input {spec.name!r} at {largest:,} values, more than the compile's checks can "
+            f"allocate ({MAX_FIXED_ELEMENTS:,})",
+            hint="export it with the sizes it really takes, or with dynamic axes and declare them with "
+            f"{FLAG} NAME:SIZES",
         )
 
 

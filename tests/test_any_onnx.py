@@ -548,7 +548,7 @@ def test_a_model_declaring_a_huge_static_input_is_refused_up_front(tmp_path):
     )
     path = tmp_path / "huge.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    with pytest.raises(CompileError, match="the model declares input 'x' up to 10,000,000,000 values"):
+    with pytest.raises(CompileError, match="the model fixes input 'x' at 10,000,000,000 values"):
         compile(path, "host", tmp_path / "art")
 
 
