@@ -46,7 +46,12 @@ def register(commands) -> None:
         "--max-request-rows",
         type=positive_int,
         default=512,
-        help="rows one request may hold: its batch, texts or images (default 512; more: 413)",
+        help="texts or images one /predict request may hold (default 512; more: 413)",
+    )
+    serve.add_argument(
+        "--max-infer-rows",
+        type=positive_int,
+        help="batch rows one /infer request may hold (default: only --max-body-mb bounds it; more: 413)",
     )
     serve.add_argument(
         "--body-timeout", type=positive_float, default=30.0, help="seconds a client has to send its body (default 30)"
@@ -88,6 +93,7 @@ def cmd_serve(args) -> int:
         max_queue=args.max_queue,
         max_body_bytes=max(1024, int(args.max_body_mb * 1024 * 1024)),
         max_request_rows=args.max_request_rows,
+        max_infer_rows=args.max_infer_rows,
         body_timeout_seconds=args.body_timeout,
         max_connections=args.max_connections,
         max_text_chars=args.max_text_chars,

@@ -27,7 +27,7 @@ ROWS = 4
 @pytest.fixture(scope="module")
 def served(artifacts):
     model = ServedModel("sequence", load(artifacts["sequence"]))
-    config = ServeConfig(max_request_rows=ROWS, body_timeout_seconds=0.5)
+    config = ServeConfig(max_request_rows=ROWS, max_infer_rows=ROWS, body_timeout_seconds=0.5)
     with serving(Server([model], config)) as running:
         yield running
 
@@ -66,7 +66,10 @@ def test_a_request_holds_at_most_max_request_rows(served):
     status, _, got = request(served.port, "POST", "/v2/models/sequence/infer", _ids(ROWS))
     assert status == 200, got
     status, _, got = request(served.port, "POST", "/v2/models/sequence/infer", _ids(ROWS + 1))
-    assert status == 413 and f"holds {ROWS + 1} rows, more than the limit {ROWS}" in got["error"]
+    assert (
+        status == 413
+        and f"holds {ROWS + 1} rows, more than the limit {ROWS} per request (--max-infer-rows)" in (got["error"])
+    )
     status, _, got = request(served.port, "POST", "/v2/models/sequence/predict", {"texts": ["a fine film"] * 5})
     assert status == 413 and "--max-request-rows" in got["error"]
     status, _, got = request(served.port, "POST", "/v2/models/sequence/predict", {"texts": ["a fine film"] * 4})

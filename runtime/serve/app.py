@@ -112,12 +112,16 @@ class Server:
         memory that large bodies being decoded at once can take."""
         return await asyncio.get_running_loop().run_in_executor(self.codec, function, *args)
 
-    def check_rows(self, rows: int) -> None:
-        limit = self.config.max_request_rows
-        if rows > limit:
+    def check_rows(self, rows: int, *, tensors: bool = False) -> None:
+        limit, flag = (
+            (self.config.max_infer_rows, "--max-infer-rows")
+            if tensors
+            else (self.config.max_request_rows, "--max-request-rows")
+        )
+        if limit is not None and rows > limit:
             raise ServeError(
                 413,
-                f"the request holds {rows} rows, more than the limit {limit} per request (--max-request-rows); "
+                f"the request holds {rows} rows, more than the limit {limit} per request ({flag}); "
                 "split it into smaller requests",
             )
 
@@ -178,7 +182,7 @@ def _routes(server: Server) -> list[Route]:
         def decode(model: ServedModel, body: bytes, header_length: str | None):
             parsed = parse_infer_request(body, header_length)
             rows = model.check_inputs(parsed.inputs)
-            server.check_rows(rows)
+            server.check_rows(rows, tensors=True)
             requested = None if parsed.outputs is None else [name for name, _ in parsed.outputs]
             names = model.output_names(requested)
             binary = dict(parsed.outputs) if parsed.outputs is not None else {n: parsed.binary_outputs for n in names}

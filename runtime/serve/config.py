@@ -18,7 +18,10 @@ class ServeConfig(BaseModel):
     )
     max_queue: int = Field(default=256, ge=1, description="requests waiting or running per model before 503")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    max_request_rows: int = Field(default=512, ge=1, description="rows (texts, images, batch) one request may hold")
+    max_request_rows: int = Field(default=512, ge=1, description="texts or images one /predict request may hold")
+    max_infer_rows: int | None = Field(
+        default=None, ge=1, description="batch rows of one /infer (None: the body limit)"
+    )
     body_timeout_seconds: float = Field(default=30.0, gt=0, description="time a client has to send its body")
     max_connections: int = Field(default=1024, ge=1, description="open connections before 503")
     max_text_chars: int = Field(default=10_000, ge=1, description="characters per text for /predict")

@@ -72,11 +72,14 @@ def openapi(models: list[str], version: str) -> dict[str, Any]:
     }
     predict_body = {
         "type": "object",
-        "description": 'a text model: {"texts": [...]}; an image model: {"images": [base64 of each image file]}',
+        "description": 'a text model: {"texts": [...]}; an image model: {"images": [base64 of each image '
+        'file], "top": N}',
         "properties": {
             "texts": {"type": "array", "items": {"type": "string"}},
             "images": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}},
+            "top": {"type": "integer", "minimum": 1, "default": 5, "description": "image models: labels returned"},
         },
+        "additionalProperties": False,
     }
     model_paths = {
         "/v2/models/{model_name}": {
@@ -88,7 +91,7 @@ def openapi(models: list[str], version: str) -> dict[str, Any]:
                 "run the model on tensors (JSON, or the binary tensor extension with Inference-Header-Content-Length)",
                 infer_answer,
                 infer_body,
-                (400, 404, 413, 415, 503),
+                (400, 404, 408, 413, 415, 503),
             )
         },
         "/v2/models/{model_name}/predict": {
@@ -96,7 +99,7 @@ def openapi(models: list[str], version: str) -> dict[str, Any]:
                 "labels, tags or embeddings for texts, or the top labels of images, through the model's task",
                 {"type": "object"},
                 predict_body,
-                (400, 404, 413, 422, 503),
+                (400, 404, 408, 413, 422, 503),
             )
         },
     }
