@@ -107,6 +107,14 @@ def _written_by_edgekiln(relative: str, manifest: Manifest) -> bool:
     return PurePosixPath(relative).parent == PurePosixPath(REPORTS_DIR)
 
 
+def _precision(recipe: Recipe, quantization, model_path: Path) -> Precision:
+    """int8 when quantized, or when an fp32 build's file is already int8 (QDQ or integer operators);
+    else the recipe's (bf16 stays bf16: OpenVINO runs the rest of such a file in bf16)."""
+    if quantization or (recipe.precision is Precision.FP32 and quantized_ops(model_path)):
+        return Precision.INT8
+    return recipe.precision
+
+
 def write_artifact(
     out_dir: Path,
     *,
@@ -198,7 +206,7 @@ def _fill(
         "target": TargetInfo(
             name=profile.name, arch=profile.arch.value, threads=profile.threads, accelerator=profile.accelerator
         ),
-        "precision": Precision.INT8 if quantization or quantized_ops(state.model_path) else recipe.precision,
+        "precision": _precision(recipe, quantization, state.model_path),
         "quantization": quantization,
         "task": source.task,
         "model_file": state.lowered[0].name if state.lowered else MODEL_FILE,

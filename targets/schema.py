@@ -142,6 +142,8 @@ class TargetProfile(BaseModel):
                 f"tvm_target kind {self.tvm_target.kind.value} does not fit accelerator {self.accelerator.value}"
             )
         triple = self.tvm_target.mtriple
-        if triple and triple.split("-")[0] != self.arch.value:  # caught here, not by the linker after the build
+        machine = triple.split("-")[0] if triple else None
+        if machine and {"arm64": "aarch64", "amd64": "x86_64"}.get(machine, machine) != self.arch.value:
+            # caught here, not by the linker after the build
             raise ValueError(f"tvm_target mtriple {triple!r} is not for the profile's arch {self.arch.value}")
         return self

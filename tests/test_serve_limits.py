@@ -170,3 +170,20 @@ def test_an_input_without_a_batch_axis_does_not_count_as_the_batch(tmp_path):
         "y": [0.0, 2.0, 0.0, 4.0, 5.0],
         "z": [1.0, 0.0, 0.0, 2.0, 0.0, 3.0],
     }
+
+
+def test_a_client_leaving_mid_body_is_not_a_server_error(served):
+    import time
+
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v2/models/sequence/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"texts": '
+        )
+    deadline = time.monotonic() + 5
+    text = ""
+    while 'status="499"' not in text and time.monotonic() < deadline:
+        time.sleep(0.05)
+        text = request(served.port, "GET", "/metrics")[2].decode()
+    assert 'edgekiln_request_errors_total{endpoint="predict",model="sequence",status="499"} 1.0' in text
+    assert 'endpoint="predict",model="sequence",status="500"' not in text

@@ -60,11 +60,15 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
     return OnnxRuntimeSession(session, [spec.name for spec in manifest.outputs])
 
 
+_FROM_BYTES_LIMIT = 256 << 20  # past it, the transient copy costs more memory than a small board has
+
+
 def _model(folder: Path, manifest: Manifest, verified: bool) -> str | bytes:
-    """A one-file model as the bytes whose hash is checked here, so that a file swapped after the
-    artifact's check (a race) is not what runs; a model with external weights loads by path."""
+    """A one-file model up to 256 MiB as the bytes whose hash is checked here, so that a file swapped after
+    the artifact's check (a race) is not what runs; a larger model, or one with external weights, loads by
+    path (ONNX Runtime would hold the bytes and its own copy at once)."""
     path = inside(folder, manifest.model_file)
-    if opened_files(folder, manifest):
+    if opened_files(folder, manifest) or path.stat().st_size > _FROM_BYTES_LIMIT:
         return str(path)
     data = path.read_bytes()
     expected = manifest.files.get(manifest.model_file)

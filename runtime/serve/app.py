@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -36,6 +36,7 @@ from .openapi import docs_page, openapi
 from .tensors import HEADER_LENGTH, encode_infer_response, json_body, parse_infer_request
 
 log = logging.getLogger("edgekiln.serve")
+CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection before the answer
 CODEC_THREADS = 4  # requests decoded or encoded at once (see Server.off_loop)
 
 
@@ -68,7 +69,12 @@ class Server:
         self.app = Starlette(
             routes=_routes(self),
             lifespan=self._lifespan,
-            exception_handlers={ServeError: _serve_error, HTTPException: _http_error, Exception: _internal_error},
+            exception_handlers={
+                ServeError: _serve_error,
+                HTTPException: _http_error,
+                ClientDisconnect: _client_left,
+                Exception: _internal_error,
+            },
         )
 
     @contextlib.asynccontextmanager
@@ -154,6 +160,9 @@ class Server:
             return await handler(self.model(request))
         except ServeError as exc:
             self.metrics.errors.labels(label, endpoint, str(exc.status)).inc()
+            raise
+        except ClientDisconnect:  # the client left mid-body: nobody to answer, no server fault
+            self.metrics.errors.labels(label, endpoint, str(CLIENT_CLOSED)).inc()
             raise
         except Exception:  # answered by _internal_error: counted as the 500 it becomes
             self.metrics.errors.labels(label, endpoint, "500").inc()
@@ -374,6 +383,10 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
         405: f"{request.method} is not allowed on {request.url.path}",
     }.get(exc.status_code, str(exc.detail))
     return JSONResponse({"error": message}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _client_left(request: Request, exc: ClientDisconnect) -> Response:
+    return Response(status_code=CLIENT_CLOSED)  # never sent: the connection is gone
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
