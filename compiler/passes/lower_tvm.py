@@ -188,7 +188,8 @@ class LowerTvm(Pass):
             )
         specs = {spec.name: spec for spec in inputs}
         index = _index(state, [specs[name] for name in taken.pop()], axes, target, arch, buckets)
-        index = index.model_copy(update={"isa": self.config.isa})
+        # the profile's features; a twin built for this machine's CPU (HOST_TWIN: generic code) assumes none
+        index = index.model_copy(update={"isa": () if target is HOST_TWIN else self.config.isa})
         (out_dir / INDEX_FILE).write_text(index.model_dump_json(indent=2))
         return index, trials
 
