@@ -1,8 +1,9 @@
 """The ASGI app: Open Inference Protocol v2 routes, `/predict`, `/metrics`, and JSON errors only.
 
 Handlers run on the event loop and never call a model, nor decode a body there: a few codec threads
-decode and check a request (and encode its answer), the model's worker thread (batching.py) runs it. Every refusal is a ServeError,
-sent as `{"error": "..."}` with its status; anything unexpected is a 500 with one line, no traceback.
+decode and check a request (and encode its answer), the model's worker thread (batching.py) runs it.
+Every refusal is a ServeError, sent as `{"error": "..."}` with its status; anything unexpected is a 500
+with one line, no traceback.
 """
 
 from __future__ import annotations
