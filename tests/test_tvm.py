@@ -298,3 +298,22 @@ def test_buckets_equal_to_the_checked_lengths_still_check_padding(tmp_path):
         compile(path, "x86-64-avx2", tmp_path / "out", recipe)
     assert "padding a request to this model's sequence buckets changes its results" in error.value.hint
     assert not (tmp_path / "out").exists()
+
+
+def test_tuning_for_a_board_or_a_gpu_gives_a_hint_that_works(bert_folders, tmp_path):
+    """A board: tune over RPC; a CUDA target: no tuning at all (--tune-remote measures CPU kernels)."""
+    from edgekiln.compiler import CompileError, Recipe, compile
+
+    with pytest.raises(CompileError) as board:
+        compile(
+            bert_folders["sequence"],
+            "arm64-cortex-a72",
+            tmp_path / "a",
+            Recipe.from_flags(backend="tvm", tune_minutes=1),
+        )
+    assert "--tune-remote HOST:PORT" in board.value.hint
+    with pytest.raises(CompileError) as gpu:
+        compile(
+            bert_folders["sequence"], "nvidia-cuda", tmp_path / "b", Recipe.from_flags(backend="tvm", tune_minutes=1)
+        )
+    assert "dlight schedules them" in str(gpu.value) and gpu.value.hint == "drop --tune-trials/--tune-minutes"

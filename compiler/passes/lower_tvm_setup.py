@@ -90,9 +90,13 @@ def make_lowering(context) -> LowerTvm:
             hint="drop --tune-remote (GPU builds use dlight's schedules)",
         )
     if tuning and not options.tune_remote and not runs_here(profile):
+        gpu = profile.tvm_target.kind is not TvmKind.LLVM  # --tune-remote measures CPU kernels only
         raise CompileError(
-            f"tuning measures kernels on the machine that runs them; {profile.name} is not this machine",
-            hint="tune on the board over TVM's RPC with --tune-remote HOST:PORT, or drop --tune-trials/--tune-minutes",
+            f"tuning measures kernels on the machine that runs them; {profile.name} is not this machine"
+            + (f" ({profile.tvm_target.kind.value} kernels are not tuned: dlight schedules them)" if gpu else ""),
+            hint="drop --tune-trials/--tune-minutes"
+            if gpu
+            else "tune on the board over TVM's RPC with --tune-remote HOST:PORT, or drop --tune-trials/--tune-minutes",
         )
     target = local_target(profile)
     database, records = _database(context.cache_root, target, bool(options.tune_trials or options.tune_minutes))

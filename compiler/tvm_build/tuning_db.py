@@ -108,7 +108,8 @@ def export_database(folder: Path, profile: str, target: dict) -> TuneDbFile:
     if not records:
         raise CompileError(
             f"the tuning database for {profile} ({target}) holds no records",
-            hint=f"tune first: edgekiln compile MODEL --target {profile} --backend tvm --tune-trials N",
+            hint=f"tune first: edgekiln compile MODEL --target {profile} --backend tvm --tune-trials N "
+            "(on the board itself, or from here with --tune-remote HOST:PORT for a board's profile)",
         )
     new_index: dict[int, int] = {}
     kept, out = [], []
