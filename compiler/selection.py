@@ -186,6 +186,14 @@ def select_build(
             "--backend auto compares accuracy on labelled data; a raw-tensor model has no labelled metric",
             hint="pick the backend yourself with --backend NAME",
         )
+    from edgekiln.targets.host import cuda_here
+
+    if profile.accelerator.value == "cuda" and not cuda_here():
+        raise CompileError(  # before any candidate is built: none could be timed here
+            f"--backend auto times its candidates on this machine, and {profile.name}'s artifacts run on a CUDA "
+            "GPU, which this machine lacks",
+            hint="run the selection on a machine with the GPU, or pick the backend yourself with --backend NAME",
+        )
     output = Path(output).expanduser().resolve()
     with output_lock(candidates_folder(output)):  # one selection per output at a time
         _remove_stale(output)

@@ -15,6 +15,11 @@ _X86_FEATURES = tuple(name.replace("sse4.", "sse4_") for name in X86_ISA)  # as 
 _ARM_FEATURES = {"asimd": "neon", "fphp": "fp16", "asimddp": "dotprod", "i8mm": "i8mm", "bf16": "bf16"}
 
 
+def cuda_here() -> bool:
+    """Whether this machine has an NVIDIA GPU and its driver."""
+    return shutil.which("nvidia-smi") is not None and Path("/dev/nvidiactl").exists()
+
+
 def detect_host() -> TargetProfile:
     from .registry import ProfileError, load_profile
 
@@ -36,7 +41,7 @@ def detect_host() -> TargetProfile:
         isa = tuple(name for flag, name in _ARM_FEATURES.items() if flag in flags) or ("neon",)
         base = load_profile("arm64-cortex-a76" if "dotprod" in isa else "arm64-cortex-a72")
     cores = available_cpus()
-    cuda = shutil.which("nvidia-smi") is not None and Path("/dev/nvidiactl").exists()
+    cuda = cuda_here()
     precisions = base.precisions
     if arch is Arch.X86_64 and {"avx512_bf16", "amx_bf16"} & flags and Precision.BF16 not in precisions:
         precisions = (*precisions, Precision.BF16)

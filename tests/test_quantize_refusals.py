@@ -88,6 +88,17 @@ def test_backend_auto_refuses_before_building_anything(tmp_path, monkeypatch):
     quantized = Recipe.from_flags(eval_data=str(dev), quantize="dynamic")
     with pytest.raises(CompileError, match="builds its own int8 candidates"):
         select_build("some-folder", profile, tmp_path / "out", quantized, SelectionConfig(accuracy_budget=1))
+    import edgekiln.targets.host as host
+
+    monkeypatch.setattr(host, "cuda_here", lambda: False)
+    with pytest.raises(CompileError, match="nvidia-cuda's artifacts run on a CUDA GPU, which this machine lacks"):
+        select_build(
+            "some-folder",
+            load_profile("nvidia-cuda"),
+            tmp_path / "out",
+            Recipe.from_flags(eval_data=str(dev)),
+            SelectionConfig(accuracy_budget=1),
+        )
 
 
 def test_backend_auto_removes_an_interrupted_selections_candidates(tmp_path):
