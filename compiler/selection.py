@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import json
+import platform
 import re
 import shutil
 import statistics
@@ -230,6 +231,8 @@ def _select(model, profile, output: Path, base: Recipe, config: SelectionConfig,
         dataset = _evaluate(built, base, progress)
         _time(built, config, dataset)
         winner, reason = choose(built, config)
+        if profile.arch.value != platform.machine().lower():  # a board's candidates timed on this CPU instead
+            reason += f"; timed on this {platform.machine()} machine, not on {profile.name}"
         progress(f"auto: {winner.name} ({reason})")
         result = compile(model, profile, output, winner.recipe, force=force, progress=progress)
     finally:
@@ -398,6 +401,7 @@ def _write_report(folder: Path, pool: list[Candidate], winner: Candidate, reason
 
     built = [c for c in pool if c.error is None]
     report = {
+        "timed_on": platform.machine(),
         "goal": config.model_dump(mode="json"),
         "winner": winner.name,
         "reason": reason,

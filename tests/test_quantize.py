@@ -4,6 +4,7 @@ and one clear error per bad input."""
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -347,6 +348,7 @@ def test_backend_auto_measures_the_candidates_and_keeps_the_fastest_within_budge
     assert "Build selection" in (out / "reports" / "report.html").read_text()
     assert (out / "reports" / "selection_pareto.png").is_file()
     assert report["goal"]["timing"] == "data" and "per eval example" in report["reason"]
+    assert report["timed_on"] == platform.machine() and "timed on this" not in report["reason"]  # a local target
 
     from edgekiln.compiler.selection import Candidate, SelectionConfig, Timing, _time
 
