@@ -187,3 +187,23 @@ def test_a_client_leaving_mid_body_is_not_a_server_error(served):
         text = request(served.port, "GET", "/metrics")[2].decode()
     assert 'edgekiln_request_errors_total{endpoint="predict",model="sequence",status="499"} 1.0' in text
     assert 'endpoint="predict",model="sequence",status="500"' not in text
+
+
+def test_one_large_infer_request_runs_in_chunks_with_the_same_answers(artifacts):
+    import numpy as np
+
+    from edgekiln.runtime.serve.models import CHUNK_ROWS
+
+    session = load(artifacts["token"])
+    model = ServedModel("token", session)
+    rows = 2 * CHUNK_ROWS + 5
+    feeds = session.encoder.encode(["john visited paris and rome"] * rows)[0]
+    calls = []
+    run = session.run
+    session.run = lambda arrays: calls.append(len(next(iter(arrays.values())))) or run(arrays)
+    (got,) = model.run_infer([feeds])
+    assert calls == [CHUNK_ROWS, CHUNK_ROWS, 5]  # activations bounded by the chunk, not the request
+    expected = run(feeds)
+    assert set(got) == set(expected)
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6)
