@@ -91,7 +91,12 @@ class ServedModel:
         self.max_length = tokenizer.max_length if tokenizer else None
         self.id_limit = _id_limit(session) if self._ids else None
         self.batchable = all(axes.batch for axes in self._in_axes.values())
-        self.chunkable = self.batchable and all(_axes(spec).batch for spec in manifest.outputs)
+        # one request may run in row chunks when every output's first axis is the inputs' batch axis (by
+        # name: a detector's "boxes" axis is not, and chunks would mix its rows)
+        batch_names = {spec.shape[0] for spec in manifest.inputs if spec.shape and isinstance(spec.shape[0], str)}
+        self.chunkable = self.batchable and all(
+            spec.shape and spec.shape[0] in batch_names for spec in manifest.outputs
+        )
         # a declared batch range (N[1..4]) bounds a merged call's rows
         highs = [range_of(spec.shape[0])[1] for spec in manifest.inputs if spec.shape and _ranged(spec.shape[0])]
         self.max_rows = min(highs) if highs else None
