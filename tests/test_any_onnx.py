@@ -598,3 +598,24 @@ def test_a_graph_onnxruntime_cannot_load_is_named_with_the_right_fix(tmp_path):
     with pytest.raises(CompileError) as caught:
         compile(tmp_path / "custom.onnx", "host", tmp_path / "b", recipe=Recipe.from_flags(backend="onnxruntime"))
     assert "operator or opset this onnxruntime lacks" in caught.value.hint
+
+
+def test_an_empty_output_from_a_backend_is_not_blamed_on_input_sizes(tmp_path):
+    """OpenVINO's converter turns a graph whose output is its input into one with a second input; the
+    check saw [0, 2] against [1, 2] and suggested --input-shape, which cannot help."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [],
+        "passthrough",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "p.onnx"))
+    with pytest.raises(CompileError) as caught:
+        compile(tmp_path / "p.onnx", "host", tmp_path / "a", recipe=Recipe.from_flags(backend="openvino"))
+    assert "an empty output" in str(caught.value) and caught.value.hint.endswith("use --backend onnxruntime")
+    built = compile(tmp_path / "p.onnx", "host", tmp_path / "b", recipe=Recipe.from_flags(backend="onnxruntime"))
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    np.testing.assert_array_equal(load(built.path).run({"x": x})["x"], x)  # the suggested backend runs it
