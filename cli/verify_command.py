@@ -48,6 +48,7 @@ def cmd_verify(args) -> int:
         )
     else:
         report = verify_artifact(args.artifact, threads=args.threads, trusted_keys=args.trusted_key)
+    pre = report.get("preprocess") or {}  # image artifacts: the decoding and preprocessing check
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -62,7 +63,6 @@ def cmd_verify(args) -> int:
             f"min cosine {report['min_cosine']:.6f} -> {'PASS' if report['passed'] else 'FAIL'} "
             f"(threshold {report['threshold']})"
         )
-        pre = report.get("preprocess")
         if pre and "skipped" not in pre:
             print(
                 f"image preprocessing (decode, resize, normalise a stored test image): max abs diff "
@@ -70,7 +70,6 @@ def cmd_verify(args) -> int:
             )
         elif pre:
             print(f"image preprocessing not checked: {pre['skipped']}")
-    pre = report.get("preprocess") or {}
     if pre.get("passed") is False:
         raise VerifyFailed(
             f"this machine's image preprocessing differs from the build machine's by {pre['max_abs_diff']:.3g} "

@@ -40,6 +40,7 @@ from .sources import ModelSource, resolve_source
 from .sources.base import is_timm
 
 DATA_ROLES = tuple(DATA_PATHS)
+ATTEMPTS_NOTE = "; the attempts are described in "  # a failed budget's report, kept beside the output
 
 
 @dataclass(frozen=True)
@@ -302,7 +303,7 @@ def _run(passes: list[Pass], start: BuildState, store: PassCache, progress, out_
     except BudgetError as exc:  # keep the best attempts' report beside the (unwritten) output
         kept = out_dir.parent / f"{out_dir.name}.quantization-failed.json"
         kept.write_text(json.dumps(exc.report, indent=2))
-        raise CompileError(f"{exc.message}; the attempts are described in {kept}", hint=exc.hint) from None
+        raise CompileError(f"{exc.message}{ATTEMPTS_NOTE}{kept}", hint=exc.hint) from None
 
 
 def _front_passes(source: ModelSource, recipe: Recipe, graph: tuple[Pass, ...] = ()) -> list[Pass]:

@@ -30,7 +30,7 @@ from edgekiln.targets import TargetProfile
 from .diagnostics.plots import write_plots
 from .errors import CompileError
 from .folders import check_parent, move_into_place
-from .graph_io import file_io, quantized_ops
+from .graph_io import graph_io, load_graph, quantized_ops
 from .onnx_external import copy_model
 from .passes.base import MODEL_FILE, BuildState
 from .recipe import RECIPE_FILE, Recipe
@@ -107,10 +107,10 @@ def _written_by_edgekiln(relative: str, manifest: Manifest) -> bool:
     return PurePosixPath(relative).parent == PurePosixPath(REPORTS_DIR)
 
 
-def _precision(recipe: Recipe, quantization, model_path: Path) -> Precision:
+def _precision(recipe: Recipe, quantization, model) -> Precision:
     """int8 when quantized, or when an fp32 build's file is already int8 (QDQ or integer operators);
     else the recipe's (bf16 stays bf16: OpenVINO runs the rest of such a file in bf16)."""
-    if quantization or (recipe.precision is Precision.FP32 and quantized_ops(model_path)):
+    if quantization or (recipe.precision is Precision.FP32 and quantized_ops(model)):
         return Precision.INT8
     return recipe.precision
 
@@ -180,7 +180,8 @@ def _fill(
     tokenizer = source.tokenizer
     if tokenizer is not None and longest is not None and longest < tokenizer.max_length:
         tokenizer = tokenizer.model_copy(update={"max_length": longest})  # fixed-shape backends: the longest bucket
-    inputs, outputs = file_io(state.model_path)
+    graph = load_graph(state.model_path)  # once: its inputs and outputs, and whether it is already int8
+    inputs, outputs = graph_io(graph)
     reference = write_reference(
         staging, state, [spec.name for spec in outputs], longest or (tokenizer.max_length if tokenizer else None)
     )
@@ -206,7 +207,7 @@ def _fill(
         "target": TargetInfo(
             name=profile.name, arch=profile.arch.value, threads=profile.threads, accelerator=profile.accelerator
         ),
-        "precision": _precision(recipe, quantization, state.model_path),
+        "precision": _precision(recipe, quantization, graph),
         "quantization": quantization,
         "task": source.task,
         "model_file": state.lowered[0].name if state.lowered else MODEL_FILE,

@@ -46,11 +46,16 @@ def load_onnx(path: Path, *, load_external_data: bool = True):
     return model
 
 
-def file_io(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """`graph_io` of an ONNX file, read without its weights."""
+def load_graph(path: Path):
+    """An ONNX file's ModelProto without its external weights."""
     import onnx
 
-    return graph_io(onnx.load(str(path), load_external_data=False))
+    return onnx.load(str(path), load_external_data=False)
+
+
+def file_io(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """`graph_io` of an ONNX file, read without its weights."""
+    return graph_io(load_graph(path))
 
 
 def graph_io(model) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
@@ -104,12 +109,12 @@ QUANTIZED_OPS = frozenset(
 )
 
 
-def quantized_ops(path: Path) -> list[str]:
-    """The int8 operators (QDQ or integer) a model file holds, sorted: none for a float model."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return sorted({node.op_type for node in graph.node} & QUANTIZED_OPS)
+def quantized_ops(model) -> list[str]:
+    """The int8 operators (QDQ or integer) a model (a loaded ModelProto, or a file) holds, sorted: none
+    for a float model."""
+    if isinstance(model, (str, Path)):
+        model = load_graph(Path(model))
+    return sorted({node.op_type for node in model.graph.node} & QUANTIZED_OPS)
 
 
 def refuse_quantized(path: Path, name: str) -> None:

@@ -250,7 +250,7 @@ def candidates_folder(output: Path) -> Path:
 def _build(candidate: Candidate, model, profile, work: Path, progress) -> None:
     import time
 
-    from .api import compile
+    from .api import ATTEMPTS_NOTE, compile
 
     progress(f"auto: building {candidate.name} …")
     started = time.perf_counter()
@@ -261,9 +261,7 @@ def _build(candidate: Candidate, model, profile, work: Path, progress) -> None:
             warnings.simplefilter("ignore", SlowerInt8Warning)
             result = compile(model, profile, work / candidate.name, candidate.recipe, force=True)
     except CompileError as exc:  # e.g. int8 over the budget: the candidate is out, with its reason
-        candidate.error = exc.message.split("; the attempts are described in ")[
-            0
-        ]  # that file goes with the work folder
+        candidate.error = exc.message.split(ATTEMPTS_NOTE)[0]  # that file goes with the work folder
         return
     candidate.path, candidate.build_s = result.path, round(time.perf_counter() - started, 1)
     candidate.size_mb = round(sum(p.stat().st_size for p in result.path.rglob("*") if p.is_file()) / 1e6, 2)

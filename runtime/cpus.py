@@ -40,4 +40,9 @@ def x86_isa() -> set[str] | None:
             flags = cpu_flags(handle.read())
     except OSError:
         return None
-    return {flag.replace("_", ".") if flag.startswith("sse4_") else flag for flag in flags} or None
+    return profile_isa_names(flags) or None
+
+
+def profile_isa_names(flags: set[str]) -> set[str]:
+    """cpuinfo's x86 flags as target profiles spell them (sse4_2 -> sse4.2; the rest as they are)."""
+    return {flag.replace("sse4_", "sse4.") for flag in flags}

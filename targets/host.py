@@ -6,12 +6,11 @@ import platform
 import shutil
 from pathlib import Path
 
-from edgekiln.runtime.cpus import available_cpus, cpu_flags
+from edgekiln.runtime.cpus import available_cpus, cpu_flags, profile_isa_names
 from edgekiln.runtime.manifest import Accelerator, Precision
 
 from .schema import X86_ISA, Arch, TargetProfile, TvmKind, TvmTarget
 
-_X86_FEATURES = tuple(name.replace("sse4.", "sse4_") for name in X86_ISA)  # as /proc/cpuinfo spells them
 _ARM_FEATURES = {"asimd": "neon", "fphp": "fp16", "asimddp": "dotprod", "i8mm": "i8mm", "bf16": "bf16"}
 
 
@@ -35,7 +34,8 @@ def detect_host() -> TargetProfile:
     except OSError:
         flags = set()
     if arch is Arch.X86_64:
-        isa = tuple(flag.replace("sse4_", "sse4.") for flag in _X86_FEATURES if flag in flags)
+        named = profile_isa_names(flags)
+        isa = tuple(name for name in X86_ISA if name in named)
         base = load_profile("x86-64-avx512-vnni" if "avx512_vnni" in flags else "x86-64-avx2")
     else:
         isa = tuple(name for flag, name in _ARM_FEATURES.items() if flag in flags) or ("neon",)

@@ -98,14 +98,13 @@ def parse_profile_file(path: Path) -> TargetProfile:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ProfileError(f"target profile {path} is not valid TOML: {exc}") from None
     try:
-        profile = TargetProfile.model_validate(data)
+        return TargetProfile.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())
         raise ProfileError(
             f"target profile {path}: {problems}",
             hint="compare it with a shipped profile (edgekiln/targets/profiles/*.toml; README: Target profiles)",
         ) from None
-    return profile
 
 
 def _describe(error: dict) -> str:

@@ -23,13 +23,14 @@ def layer_report(
     import onnx
 
     float_model = onnx.load(str(float_path), load_external_data=False)  # weights read one tensor at a time
-    pairs = _node_outputs(float_model, nodes, onnx.load(str(quant_path), load_external_data=False))
+    quant_model = onnx.load(str(quant_path), load_external_data=False)
+    pairs = _node_outputs(float_model, nodes, quant_model)
     feeds = calibration.feeds[:4] if calibration is not None else fallback_feeds
     reference = _intermediates(float_path, [ref for ref, _, _ in pairs.values()], feeds)
     quantized = _intermediates(quant_path, [got for _, got, _ in pairs.values()], feeds)
     weights = _weight_ranges(float_model, float_path.parent)
     ops = {node.name: node.op_type for node in float_model.graph.node}
-    integer = integer_nodes(onnx.load(str(quant_path), load_external_data=False), nodes)
+    integer = integer_nodes(quant_model, nodes)
     rows = []
     for node, (ref_tensor, got_tensor, clamp) in pairs.items():
         ref, got = reference.get(ref_tensor), quantized.get(got_tensor)
@@ -98,6 +99,7 @@ def _node_outputs(model, nodes: list[str], quantized_model) -> dict[str, tuple[s
             consumers.setdefault(name, []).append(node)
     present = {v for node in quantized_model.graph.node for v in node.output}
     constants = {init.name: init for init in model.graph.initializer}
+    dequantized = _dequantized(quantized_model)
     pairs = {}
     for node in model.graph.node:
         if node.name not in wanted:
@@ -108,7 +110,7 @@ def _node_outputs(model, nodes: list[str], quantized_model) -> dict[str, tuple[s
             continue
         folded = after[0].output[0]
         clamp = _clamp(after[0], constants)
-        got = folded if clamp is not None else _dequantized(quantized_model).get(folded, folded)
+        got = folded if clamp is not None else dequantized.get(folded, folded)
         pairs[node.name] = (folded, got, clamp)
     return pairs
 

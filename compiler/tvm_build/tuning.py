@@ -105,13 +105,12 @@ def tune(
     with tvm_target:
         mod = tvm.transform.Sequential([*prepare_passes(target), relax.get_pipeline("zero")])(mod)
     builder = ms.builder.LocalBuilder(max_workers=workers, f_build=build_candidate, **export)
-    seed_defaults(mod, tvm_target, database, builder, runner)
-    if deadline is not None and time.monotonic() >= deadline:  # the seeding spent the budget
-        release_log_files(database)
-        return 0
     measured = [0]
     stop = [] if deadline is None else [_stop_at(deadline)]
     try:
+        seed_defaults(mod, tvm_target, database, builder, runner)
+        if deadline is not None and time.monotonic() >= deadline:  # the seeding spent the budget
+            return 0
         ms.relax_integration.tune_relax(
             mod,
             params={},

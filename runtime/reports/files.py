@@ -17,13 +17,12 @@ from pathlib import Path
 from ..manifest import REPORTS_DIR
 
 
-def reports_dir(folder: Path, *, create: bool = True) -> Path:
-    """`folder/reports`, refused (OSError) if it is a link or not a folder."""
+def reports_dir(folder: Path) -> Path:
+    """`folder/reports`, made if absent, refused (OSError) if it is a link or not a folder."""
     path = Path(folder) / REPORTS_DIR
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise OSError(errno.ELOOP, f"{path} is a symbolic link or not a folder; no report is written through it")
-    if create:
-        path.mkdir(exist_ok=True)
+    path.mkdir(exist_ok=True)
     return path
 
 
@@ -46,7 +45,7 @@ def report_files(directory: Path, pattern: str = "*.json") -> list[Path]:
     """The plain files (not links) in `directory` matching `pattern`, sorted."""
     if directory.is_symlink() or not directory.is_dir():
         return []
-    return [path for path in sorted(directory.glob(pattern)) if path.is_file() and not path.is_symlink()]
+    return [path for path in sorted(directory.glob(pattern)) if is_plain_file(path)]
 
 
 def is_plain_file(path: Path) -> bool:

@@ -210,8 +210,8 @@ class ServedModel:
     def _run_in_chunks(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One request, CHUNK_ROWS rows per call when every input and output has a batch axis: a model's
         activations grow with the batch (a 5,400-row request to a token model took 1 GB)."""
-        rows = next(iter(arrays.values())).shape[0] if arrays and next(iter(arrays.values())).ndim else 0
-        if not self.chunkable or rows <= CHUNK_ROWS:
+        rows = next(iter(arrays.values())).shape[0] if self.chunkable else 0  # every input has a batch axis
+        if rows <= CHUNK_ROWS:
             return self.session.run(arrays)
         parts = [
             self.session.run({name: array[start : start + CHUNK_ROWS] for name, array in arrays.items()})
