@@ -173,6 +173,13 @@ def test_bad_requests_are_json_errors(served, sessions):
             400,
             "not INT64",
         ),
+        (
+            "POST",
+            "/v2/models/sequence/infer",
+            _infer_body(feeds, input_ids={"data": [1] * (feeds["input_ids"].size - 1) + [True]}),
+            400,
+            "holds booleans",
+        ),
         ("POST", "/v2/models/sequence/infer", _infer_body({"input_ids": feeds["input_ids"]}), 400, "missing"),
         (
             "POST",

@@ -198,6 +198,8 @@ def _from_json(name: str, data: Any, dtype: np.dtype, shape: list[int]) -> np.nd
         array = np.asarray(data)
     except ValueError:
         raise ServeError(400, f"input {name} has ragged `data`: nested lists must have equal lengths") from None
+    if dtype.kind != "b" and array.dtype.kind != "b" and _holds_bool(data):  # numpy reads [1, true] as [1, 1]
+        raise ServeError(400, f"input {name} data holds booleans (true/false), not {_NAMES[dtype]}")
     if array.size and array.dtype.kind not in _JSON_KINDS[dtype.kind]:
         raise ServeError(
             400,
@@ -217,6 +219,18 @@ def _from_json(name: str, data: Any, dtype: np.dtype, shape: list[int]) -> np.nd
             400, f"input {name} has values beyond its range (±{np.finfo(dtype).max:.4g} for {_NAMES[dtype]})"
         )
     return converted
+
+
+def _holds_bool(data: list) -> bool:
+    """Whether a decoded JSON array holds `true` or `false` at any depth."""
+    pending = [data]
+    while pending:
+        for value in pending.pop():
+            if value.__class__ is bool:
+                return True
+            if value.__class__ is list:
+                pending.append(value)
+    return False
 
 
 def _describe_kind(array: np.ndarray) -> str:
