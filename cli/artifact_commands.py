@@ -289,6 +289,9 @@ def save_report(artifact: Path, name: str, report: dict) -> None:
     print(f"report: {path}")
 
 
+LABELS_SHOWN = 10  # inspect's labels row: an ImageNet model has 1,000
+
+
 def cmd_inspect(args) -> int:
     if args.artifact.suffix.lower() == ".onnx" and args.artifact.is_file():
         from edgekiln.compiler.onnx_inspect import print_description  # needs the compiler's onnx package
@@ -327,7 +330,14 @@ def cmd_inspect(args) -> int:
     rows += [(f"input {t.name}", f"{t.dtype} {list(t.shape)}") for t in manifest.inputs]
     rows += [(f"output {t.name}", f"{t.dtype} {list(t.shape)}") for t in manifest.outputs]
     if manifest.labels:
-        rows.append(("labels", ", ".join(manifest.labels)))
+        shown = ", ".join(manifest.labels[:LABELS_SHOWN])
+        more = len(manifest.labels) - LABELS_SHOWN
+        rows.append(
+            (
+                "labels",
+                f"{len(manifest.labels)}: {shown}" + (f", … ({more} more; --json lists all)" if more > 0 else ""),
+            )
+        )
     if manifest.image:
         rows.append(("image", " ".join(f"{k}={v}" for k, v in manifest.image.model_dump(mode="json").items())))
     if manifest.tokenizer:

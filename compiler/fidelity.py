@@ -43,18 +43,25 @@ def is_classifier(state: BuildState) -> bool:
 
 
 def fidelity_feeds(state: BuildState, config: FidelityConfig, longest: int | None = None) -> list[tuple]:
-    """(batch, sequence, feeds) for each of the config's shapes; sequences capped at `longest`."""
+    """(batch, sequence, feeds) for each of the config's shapes; sequences capped at `longest`, and None
+    where no input has a sequence axis (an image model: the cases differ by batch only)."""
     rng = np.random.default_rng(config.seed)
     plan = state.source.shape_plan
     if plan is not None and plan.has_ranges:  # declared ranges: their smallest, middle and largest shapes
         from .input_shapes import shape_cases
 
         return shape_cases(plan, config.shapes, rng)
+    has_sequence = state.source.image is None and (plan is None or plan.uses_sequence)
     cases = []
     for batch, sequence in config.shapes:
         sequence = min(sequence, longest) if longest else sequence
-        cases.append((batch, sequence, state.source.make_feeds(batch, sequence, rng)))
+        cases.append((batch, sequence if has_sequence else None, state.source.make_feeds(batch, sequence, rng)))
     return cases
+
+
+def where(batch: int, sequence: int | None) -> str:
+    """`batch 2, sequence 17`, or `batch 2` for a model without a sequence axis."""
+    return f"batch {batch}" + ("" if sequence is None else f", sequence {sequence}")
 
 
 def check(
@@ -188,8 +195,7 @@ def require(report: FidelityReport, hint: str) -> FidelityReport:
             f"{report.min_cosine:.6f} (limit {limits['min_cosine']:g})"
         )
     raise FidelityError(
-        f"{report.candidate} differs from {report.reference}: {what}; worst at batch {worst.batch}, "
-        f"sequence {worst.sequence}",
+        f"{report.candidate} differs from {report.reference}: {what}; worst at {where(worst.batch, worst.sequence)}",
         hint=hint,
     )
 
@@ -214,7 +220,7 @@ def compare(
         if ref.shape != out.shape:
             raise FidelityError(
                 f"output shape {list(out.shape)} differs from the reference's {list(ref.shape)} "
-                f"at batch {batch}, sequence {sequence}"
+                f"at {where(batch, sequence)}"
             )
         max_abs = max(max_abs, float(np.abs(ref - out).max(initial=0.0)))
         min_cos = min(min_cos, _min_cosine(ref, out, cosine_floor))

@@ -162,6 +162,15 @@ class ShapePlan:
     def has_dynamic(self) -> bool:
         return any(isinstance(d, str) for dims in self.dims.values() for d in dims)
 
+    @property
+    def uses_sequence(self) -> bool:
+        """Whether some undeclared dynamic axis takes the sequence size (see `shape`)."""
+        return any(
+            isinstance(d, str) and d != BATCH_AXIS and (axis > 0 or d == SEQUENCE_AXIS)
+            for dims in self.dims.values()
+            for axis, d in enumerate(dims)
+        )
+
     def shape(self, name: str, batch: int, sequence: int, pick: Pick | None = None) -> list[int]:
         """Concrete sizes: fixed ones; a range's `pick` (none: the batch clamped into it on axis 0, else its
         middle); an undeclared dynamic axis as of old (batch on axis 0 or `batch`, else `sequence`)."""

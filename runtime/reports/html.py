@@ -141,6 +141,8 @@ def _fidelity(raw: dict[str, Any], _folder: Path) -> str:
         head += table(["detail", "value"], [[key, value] for key, value in report.details.items()])
     header = ["batch", "sequence", "max abs diff", "min cosine"]
     rows = [[r.batch, r.sequence, r.max_abs_diff, r.min_cosine] for r in report.shapes]
+    if all(r.sequence is None for r in report.shapes):  # no sequence axis (an image model)
+        header, rows = [header[0], *header[2:]], [[row[0], *row[2:]] for row in rows]
     if report.output_kind == "classifier":
         header += ["top-1 agreement", "max error / logit range"]
         rows = [row + [r.argmax_agreement, r.max_relative_error] for row, r in zip(rows, report.shapes)]
