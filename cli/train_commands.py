@@ -67,6 +67,11 @@ def register(commands) -> None:
     check.add_argument("--labels", type=Path, help="that timm model's class names, one a line (or a JSON list)")
     check.add_argument("--batch-size", type=positive_int, default=32)
     check.add_argument("--json", metavar="OUT", type=Path, help="write the results as JSON to OUT")
+    check.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave images that cannot be decoded out of the evaluation, and list them (default: stop at the first)",
+    )
     _columns(check)
     check.set_defaults(handler=cmd_eval)
 
@@ -163,7 +168,13 @@ def cmd_eval(args) -> int:
         args.data, text_column=args.text_column, label_column=args.label_column, format=args.data_format
     )
     report = evaluate(
-        args.target, dataset, against=args.against, batch_size=args.batch_size, weights=args.weights, labels=labels
+        args.target,
+        dataset,
+        against=args.against,
+        batch_size=args.batch_size,
+        weights=args.weights,
+        labels=labels,
+        skip_bad_images=args.skip_bad_images,
     )
     print(format_evaluation(report))
     if args.json:

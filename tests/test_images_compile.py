@@ -67,6 +67,8 @@ def test_compiled_classifier_matches_pytorch_on_photos(kind, backend, folders, t
     predictions = session.predict(paths, top=3)
     assert [p.label for p in predictions] == [LABELS[i] for i in expected.argmax(-1)]
     assert all(len(p.scores) == 3 and list(p.scores)[0] == p.label for p in predictions)
+    fidelity = json.loads((result.path / "reports" / "verify_fidelity.json").read_text())
+    assert [row["sequence"] for row in fidelity["shapes"]] == [None] * 3  # an image has no sequence axis
 
 
 def test_run_prints_the_top_labels(capsys, vit_artifact, folders):
@@ -87,6 +89,14 @@ def _rgb(path):
     from edgekiln.runtime.images.decode import load_rgb
 
     return load_rgb(path)
+
+
+def test_inspect_shows_the_first_labels_and_how_many_more(capsys, vit_artifact, monkeypatch):
+    monkeypatch.setattr("edgekiln.cli.artifact_commands.LABELS_SHOWN", 3)
+    code, out, _ = run_cli(capsys, "inspect", str(vit_artifact))
+    assert code == 0 and "7: cat, coffee, rocket, … (4 more; --json lists all)" in out
+    code, out, _ = run_cli(capsys, "inspect", "--json", str(vit_artifact))
+    assert json.loads(out)["labels"] == list(LABELS)
 
 
 def test_run_on_a_bad_image_is_one_error(capsys, vit_artifact, tmp_path):
@@ -141,6 +151,37 @@ def test_eval_on_an_image_folder_and_against_the_checkpoint(capsys, vit_artifact
     assert [row["label"] for row in report["per_class"]] == ["cat", "rocket", *predicted]  # data's, then predicted
     assert report["micro_f1"] == pytest.approx(report["accuracy"])
     assert "top-5 accuracy" in out
+
+
+def test_eval_skips_unreadable_images_only_when_asked(capsys, vit_artifact, folders, tmp_path):
+    data = _image_folder(tmp_path / "data")
+    broken = data / "cat" / "broken.jpg"
+    broken.write_bytes(photo("chelsea.png").read_bytes()[:300])  # a truncated file
+    (data / "rocket" / "notes.png").write_text("not an image")
+    code, _, err = run_cli(capsys, "eval", str(vit_artifact), "--data", str(data))
+    assert_one_line_error(code, err, str(broken))
+    assert "--skip-bad-images" in err
+    report_file = tmp_path / "report.json"
+    args = ["--data", str(data), "--skip-bad-images", "--json", str(report_file), "--batch-size", "3"]
+    code, out, err = run_cli(capsys, "eval", str(vit_artifact), *args, "--against", str(folders["vit"]))
+    assert code == 0, err
+    report = json.loads(report_file.read_text())
+    assert [row["path"] for row in report["skipped_images"]] == [str(broken), str(data / "rocket" / "notes.png")]
+    assert report["examples"] == 5 and report["against"]["examples"] == 5 and report["agreement"] == 1.0
+    assert "note: 2 unreadable images left out (first: " in out
+    shutil.rmtree(data / "rocket")
+    broken.unlink()
+    code, out, err = run_cli(capsys, "eval", str(vit_artifact), "--data", str(data), "--json", str(report_file))
+    clean = json.loads(report_file.read_text())
+    assert code == 0 and "skipped_images" not in clean and clean["examples"] == 2
+    assert clean["accuracy"] == pytest.approx(report["per_class"][0]["recall"])  # the same 2 cats scored
+
+
+def test_skip_bad_images_on_text_data_is_refused(capsys, artifacts, tmp_path):
+    table = tmp_path / "dev.tsv"
+    table.write_text("sentence\tlabel\na good film\tpositive\n")
+    code, _, err = run_cli(capsys, "eval", str(artifacts["sequence"]), "--data", str(table), "--skip-bad-images")
+    assert_one_line_error(code, err, "--skip-bad-images is for image data")
 
 
 def test_eval_of_text_data_on_an_image_model_names_both_tasks(capsys, vit_artifact, tmp_path):

@@ -7,24 +7,28 @@ from pathlib import Path
 from ..data import DataError, Dataset, DataTask
 from ..errors import CompileError
 from ..sources.base import is_timm, is_timm_folder
-from .images import evaluate_images
+from .images import evaluate_images, without
 from .metrics import agreement, classification_metrics, entity_metrics
 from .predict import label_mapping, predict_dataset
 from .predictors import Predictor, open_predictor
 
 
-def evaluate_predictor(predictor: Predictor, dataset: Dataset, *, batch_size: int = 32) -> tuple[dict, list]:
+def evaluate_predictor(
+    predictor: Predictor, dataset: Dataset, *, batch_size: int = 32, skip_bad_images: bool = False
+) -> tuple[dict, list]:
     """Metrics of `predictor` on `dataset`, and its predictions (in the dataset's label names)."""
     if dataset.task is DataTask.IMAGE_CLASSIFICATION:
         if predictor.task.value != dataset.task.value:
             raise DataError(f"{dataset.source} is image data but {predictor.name} does {predictor.task.value}")
-        metrics, predictions = evaluate_images(predictor, dataset, batch_size=batch_size)
+        metrics, predictions = evaluate_images(predictor, dataset, batch_size=batch_size, skip_bad=skip_bad_images)
         return {"target": predictor.name, "data": dataset.source, "task": dataset.task.value, **metrics}, predictions
     if predictor.task.value == DataTask.IMAGE_CLASSIFICATION.value:
         raise DataError(
             f"{dataset.source} is {dataset.task.value} data but {predictor.name} does image-classification",
             hint="give image data: a folder of class sub-folders, or a CSV/TSV with path and label columns",
         )
+    if skip_bad_images:
+        raise DataError(f"--skip-bad-images is for image data; {dataset.source} is {dataset.task.value} data")
     mapping = label_mapping(dataset, predictor)
     back = {model: data for data, model in mapping.items()}
     unseen: list[int] = []
@@ -47,16 +51,22 @@ def evaluate(
     batch_size: int = 32,
     weights: str | Path | None = None,
     labels: tuple[str, ...] | None = None,
+    skip_bad_images: bool = False,
 ) -> dict:
     """Evaluate `target` (artifact, checkpoint, or timm:NAME with its `weights` file and optional class
     `labels`); with `against`, evaluate both on the same data and report the differences and how often
-    their predictions agree."""
+    their predictions agree. With `skip_bad_images`, images that cannot be decoded are left out of both
+    and listed in the report."""
     for_target, for_against = timm_options(target, against, weights, labels)
-    report, predictions = evaluate_predictor(open_predictor(target, **for_target), dataset, batch_size=batch_size)
+    report, predictions = evaluate_predictor(
+        open_predictor(target, **for_target), dataset, batch_size=batch_size, skip_bad_images=skip_bad_images
+    )
     if against is None:
         return report
+    if report.get("skipped_images"):  # the same images for both
+        dataset = without(dataset, report["skipped_images"])
     other, other_predictions = evaluate_predictor(
-        open_predictor(against, **for_against), dataset, batch_size=batch_size
+        open_predictor(against, **for_against), dataset, batch_size=batch_size, skip_bad_images=skip_bad_images
     )
     report["against"] = other
     report["agreement"] = agreement(predictions, other_predictions)

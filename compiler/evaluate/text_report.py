@@ -42,6 +42,13 @@ def _one(report: dict) -> str:
             f"note: {report['words_past_max_length']} words fell past the model's longest sequence and "
             "were scored as O (the model never saw them)"
         )
+    skipped = report.get("skipped_images")
+    if skipped:
+        first = skipped[0]
+        lines.append(
+            f"note: {len(skipped)} unreadable image{'s' if len(skipped) > 1 else ''} left out "
+            f"(first: {first['path']}: {first['error']}; all in the JSON report)"
+        )
     return "\n".join(lines)
 
 
