@@ -59,11 +59,59 @@ def file_io(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]
 
 
 def graph_io(model) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """Input and output specs of a graph; initializers listed as inputs are left out."""
+    """Input and output specs of a graph; initializers listed as inputs are left out. An integer input
+    that only indexes fixed tables carries the values they accept (`value_range`)."""
     initializers = {init.name for init in model.graph.initializer}
-    inputs = tuple(_spec(value) for value in model.graph.input if value.name not in initializers)
+    ranges = index_ranges(model.graph)
+    inputs = tuple(
+        _spec(value).model_copy(update={"value_range": ranges.get(value.name)})
+        for value in model.graph.input
+        if value.name not in initializers
+    )
     outputs = tuple(_spec(value) for value in model.graph.output)
     return inputs, outputs
+
+
+def index_ranges(graph) -> dict[str, tuple[int, int]]:
+    """For each graph input whose every use is the indices of a Gather from an initializer: the indices
+    all those tables accept, [-rows, rows - 1] (ONNX counts negative ones from the end). An input used
+    anywhere else (another operator, a subgraph) has none: its values may mean something else there."""
+    rows = {init.name: list(init.dims) for init in graph.initializer}
+    uses: dict[str, list] = {}
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            uses.setdefault(name, []).append((node, position))
+    in_subgraphs = _subgraph_inputs(graph)
+    ranges = {}
+    for value in graph.input:
+        limits = [_gathered_rows(node, position, rows) for node, position in uses.get(value.name, ())]
+        if limits and None not in limits and value.name not in in_subgraphs:
+            smallest = min(limits)
+            ranges[value.name] = (-smallest, smallest - 1)
+    return ranges
+
+
+def _gathered_rows(node, position: int, rows: dict[str, list[int]]) -> int | None:
+    """The rows of the table a Gather indexes with its input `position`, or None for any other use."""
+    if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or position != 1 or node.input[0] not in rows:
+        return None
+    dims = rows[node.input[0]]
+    axis = next((attr.i for attr in node.attribute if attr.name == "axis"), 0)
+    if not dims or not -len(dims) <= axis < len(dims) or dims[axis] <= 0:
+        return None
+    return int(dims[axis])
+
+
+def _subgraph_inputs(graph) -> set[str]:
+    """Every name a node inside an If/Loop/Scan body reads (they may read the outer graph's inputs)."""
+    names: set[str] = set()
+    for node in graph.node:
+        for attr in node.attribute:
+            for body in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                for inner in body.node:
+                    names.update(inner.input)
+                names |= _subgraph_inputs(body)
+    return names
 
 
 _NOT_TENSORS = {"sequence_type": "a sequence", "map_type": "a map", "optional_type": "an optional value"}

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from .errors import ArtifactError
 from .hashing import sha256_file
-from .manifest import MANIFEST_FILE, SCHEMA_VERSION, Manifest, artifact_identity
+from .manifest import MANIFEST_FILE, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION, Manifest, artifact_identity
 from .paths import inside
 
 _RECOMPILE = "recompile it with `edgekiln compile`"
@@ -97,9 +97,10 @@ def _check_schema_version(path: Path, version: object) -> None:
             f"{path}: artifact schema version {version} is newer than this runtime supports ({SCHEMA_VERSION})",
             hint="upgrade edgekiln on this machine: pip install -U edgekiln",
         )
-    if version < SCHEMA_VERSION:
+    if version < OLDEST_SCHEMA_VERSION:
         raise ArtifactError(
-            f"{path}: artifact schema version {version} is older than this runtime supports ({SCHEMA_VERSION})",
+            f"{path}: artifact schema version {version} is older than this runtime supports "
+            f"({OLDEST_SCHEMA_VERSION} to {SCHEMA_VERSION})",
             hint=_RECOMPILE,
         )
 

@@ -3,7 +3,8 @@
 Names, ranks and fixed sizes as the manifest declares; numbers only (no strings or objects that
 numpy would parse); floats for integer inputs only when they are whole numbers; values that fit
 the input's dtype; every named axis (batch, sequence) the same size in every input; sequences no
-longer than the model's maximum; token ids inside the vocabulary. Each failure is one InputError.
+longer than the model's maximum; token ids inside the vocabulary, and an index input's values inside
+the tables it indexes (the manifest's `value_range`). Each failure is one InputError.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def check_feeds(
     checked = {name: _check_array(name, feeds[name], spec) for name, spec in specs.items()}
     _check_named_axes(checked, specs)
     if tokenizer is not None:
-        _check_token_inputs(checked, specs, tokenizer)
+        _check_token_inputs(checked, specs, tokenizer)  # first: token ids are named as such
+    for name, spec in specs.items():
+        if spec.value_range is not None:
+            _check_indices(name, checked[name], spec.value_range)
     return checked
 
 
@@ -79,6 +83,17 @@ def _check_array(name: str, value, spec: TensorSpec) -> np.ndarray:
     ):
         _check_no_overflow(name, array, converted)
     return converted
+
+
+def _check_indices(name: str, array: np.ndarray, allowed: tuple[int, int]) -> None:
+    """An index input's values lie where the tables it indexes have rows (negative ones count from the end)."""
+    low, high = array.min(), array.max()
+    if low < allowed[0] or high > allowed[1]:
+        raise InputError(
+            f"input {name} holds values {low}..{high}; it indexes a table of {allowed[1] + 1} rows, so it "
+            f"takes {allowed[0]}..{allowed[1]}",
+            hint="check the indices you pass",
+        )
 
 
 def _check_range(name: str, axis: int, dimension: str, size: int) -> None:

@@ -15,7 +15,8 @@ from .hashing import sha256_json
 from .images.spec import ImagePreprocessSpec
 from .paths import RelativePath
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: inputs may carry `value_range`
+OLDEST_SCHEMA_VERSION = 2  # still read: what 3 added is optional
 MANIFEST_FILE = "manifest.json"
 REPORTS_DIR = "reports"
 ARTIFACT_ID_PATTERN = "^[0-9a-f]{16}$"
@@ -58,6 +59,9 @@ class TensorSpec(_Frozen):
     name: str
     dtype: str  # numpy dtype name, e.g. "int64", "float32"
     shape: tuple[int | str, ...]  # a string is a named dynamic axis ("batch", "sequence")
+    # An index input (it feeds only Gathers of fixed tables): the values they accept, both ends included.
+    # The runtime refuses others on every backend (OpenVINO would answer an index past a table with zeros).
+    value_range: tuple[int, int] | None = None
 
 
 class TokenizerSpec(_Frozen):

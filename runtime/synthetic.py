@@ -50,6 +50,8 @@ def make_tensor_feeds(
             feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind == "b":
             feeds[spec.name] = np.ones(shape, dtype=dtype)
+        elif spec.value_range is not None:  # an index input: any row of its tables
+            feeds[spec.name] = rng.integers(0, spec.value_range[1] + 1, size=shape).astype(dtype)
         else:
             feeds[spec.name] = rng.integers(0, 2, size=shape).astype(dtype)
     return feeds
