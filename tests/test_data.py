@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edgekiln.compiler.data import DataError, DataFormat, DataTask, load_dataset, split_off
+from edgekiln.compiler.data import DataError, DataFormat, Dataset, DataTask, TextExample, load_dataset, split_off
 from edgekiln.compiler.data.conll import to_bio
 
 from .conftest import SHARED_DATA
@@ -57,6 +57,19 @@ def test_folder_splits_and_seeded_fraction(tmp_path):
         load_dataset(f"{tmp_path}:test")
     with pytest.raises(DataError, match="choose a split file"):
         load_dataset(tmp_path)
+
+
+def test_the_held_out_split_keeps_every_label_in_training_and_its_share_in_both():
+    examples = tuple(TextExample(f"t{i}", "pos" if i % 3 else "neg") for i in range(200))
+    data = Dataset(DataTask.TEXT_CLASSIFICATION, (*examples, TextExample("odd one", "rare")), "d.tsv")
+    for seed in range(40):  # a plain permutation held the single "rare" example out for 4 of these seeds
+        rest, held = split_off(data, 0.1, seed)
+        assert "rare" in rest.labels and len(held) == 20 and len(rest) == 181
+        assert sorted(e.label for e in held.examples).count("neg") == 7  # 67 of 201 negatives: 6.67 of 20
+    tiny = Dataset(DataTask.TEXT_CLASSIFICATION, tuple(TextExample(t, t[0]) for t in ("pa", "pb", "nc", "nd")), "t")
+    for seed in range(10):
+        rest, held = split_off(tiny, 0.5, seed)
+        assert rest.labels == held.labels == ("n", "p")
 
 
 def test_saved_datasets_folder(tmp_path):

@@ -148,6 +148,12 @@ def test_token_classification_reports_entity_f1(encoder_folder, tmp_path, capsys
     assert (
         0 < unseen < 200 and f"note: {unseen} words fell past the model's longest sequence" in capsys.readouterr().out
     )
+    longer = tmp_path / "longer.conll"  # a two-word person: training only ever showed one-word ones
+    longer.write_text(f"{PEOPLE[0]}\tB-person\n{PEOPLE[1]}\tI-person\nvisited\tO\n")
+    assert main(["eval", str(result.path), "--data", str(longer), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["tags_the_model_lacks"] == ["I-person"] and report["entity_recall"] < 1.0
+    assert "note: the data's tags ['I-person'] are not among the model's labels" in capsys.readouterr().out
 
 
 def test_lora_on_token_classification_trains_and_merges(encoder_folder, tmp_path):
@@ -321,7 +327,7 @@ def test_a_label_mismatch_with_many_classes_names_a_few_and_counts_the_rest():
     from edgekiln.compiler.evaluate.predict import label_mapping
 
     model = SimpleNamespace(name="imagenet.art", labels=tuple(f"class {i}" for i in range(1000)))
-    data = SimpleNamespace(source="photos/", labels=("cat", "dog"))
+    data = SimpleNamespace(source="photos/", labels=("cat", "dog"), task=DataTask.IMAGE_CLASSIFICATION)
     with pytest.raises(DataError) as raised:
         label_mapping(data, model)
     message = str(raised.value)

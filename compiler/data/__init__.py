@@ -171,18 +171,44 @@ def _read_file(
 
 
 def split_off(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
-    """Seeded random split: (the rest, `fraction` held out)."""
+    """Seeded random split: (the rest, `fraction` held out). Classification data is split per label
+    (stratified): each label keeps its share on both sides, and at least one example in the rest, so a
+    rare label never ends up held out alone."""
     if not 0 < fraction < 1:
         raise DataError(f"the split fraction must be between 0 and 1, found {fraction}")
-    order = np.random.default_rng(seed).permutation(len(dataset))
     cut = max(1, int(round(len(dataset) * fraction)))
     if cut >= len(dataset):
         raise DataError(f"{dataset.source} has {len(dataset)} examples: too few to hold out {fraction:.0%}")
-    held, rest = sorted(order[:cut].tolist()), sorted(order[cut:].tolist())
+    rng = np.random.default_rng(seed)
+    if dataset.task is DataTask.TOKEN_CLASSIFICATION:  # tags are per word: no label per example to keep
+        held = rng.permutation(len(dataset))[:cut].tolist()
+    else:
+        held = _stratified(dataset, cut, rng)
+    chosen = set(held)
+    rest = [i for i in range(len(dataset)) if i not in chosen]
     return (
         dataset.subset(rest, f"{dataset.source} ({1 - fraction:.0%}, seed {seed})"),
-        dataset.subset(held, f"{dataset.source} (held-out {fraction:.0%}, seed {seed})"),
+        dataset.subset(sorted(held), f"{dataset.source} (held-out {fraction:.0%}, seed {seed})"),
     )
+
+
+def _stratified(dataset: Dataset, cut: int, rng: np.random.Generator) -> list[int]:
+    """`cut` indices (or fewer, when every label is down to one example in the rest) drawn per label in
+    proportion to its size (largest remainders first)."""
+    groups: dict[str, list[int]] = {}
+    for index, example in enumerate(dataset.examples):
+        groups.setdefault(example.label, []).append(index)
+    labels = sorted(groups)
+    for label in labels:
+        groups[label] = [groups[label][i] for i in rng.permutation(len(groups[label]))]
+    share = {label: len(groups[label]) * cut / len(dataset) for label in labels}
+    quota = {label: min(int(share[label]), len(groups[label]) - 1) for label in labels}
+    for label in sorted(labels, key=lambda name: quota[name] - share[name]):  # largest remainder first
+        if sum(quota.values()) >= cut:
+            break
+        if quota[label] < len(groups[label]) - 1:
+            quota[label] += 1
+    return [index for label in labels for index in groups[label][: quota[label]]]
 
 
 __all__ = [

@@ -41,6 +41,11 @@ def read_conll(path: Path) -> Dataset:
     return Dataset(DataTask.TOKEN_CLASSIFICATION, tuple(sentences), str(path))
 
 
+def is_entity_tag(tag: str) -> bool:
+    """B-X or I-X: a tag a model without it simply never predicts (its entities count as missed)."""
+    return tag[:2] in ("B-", "I-") and len(tag) > 2
+
+
 def to_bio(tags: list[str]) -> tuple[str, ...]:
     """IOB1 -> BIO: an I-X that does not continue an X entity starts one. BIO input is unchanged."""
     result = []

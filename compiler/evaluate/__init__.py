@@ -9,7 +9,7 @@ from ..errors import CompileError
 from ..sources.base import is_timm, is_timm_folder
 from .images import evaluate_images, without
 from .metrics import agreement, classification_metrics, entity_metrics
-from .predict import label_mapping, predict_dataset
+from .predict import label_mapping, lacking_tags, predict_dataset
 from .predictors import Predictor, open_predictor
 
 
@@ -40,6 +40,9 @@ def evaluate_predictor(
         predictions = [[back.get(tag, tag) for tag in tags] for tags in raw]
         metrics = entity_metrics([e.tags for e in dataset.examples], predictions)
         metrics["words_past_max_length"] = sum(unseen)  # scored as O: the model never saw them
+        lacking = lacking_tags(dataset, predictor.labels)
+        if lacking:
+            metrics["tags_the_model_lacks"] = lacking  # their entities count as missed
     return {"target": predictor.name, "data": dataset.source, "task": dataset.task.value, **metrics}, predictions
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..data import DataError, Dataset, DataTask
+from ..data.conll import is_entity_tag
 from .predictors import Predictor
 
 Progress = Callable[[int], None]
@@ -28,6 +29,8 @@ def map_labels(dataset: Dataset, labels: tuple[str, ...], model: str) -> dict[st
         elif f"LABEL_{label}" in known:
             mapping[label] = f"LABEL_{label}"
     missing = [label for label in dataset.labels if label not in mapping]
+    if dataset.task is DataTask.TOKEN_CLASSIFICATION:  # entity tags it lacks: entities it cannot find
+        missing = [tag for tag in missing if not is_entity_tag(tag)]
     for label in missing:  # a name several classes share reads "crane (134)", "crane (517)" in the model
         shared = [name for name in labels if name.startswith(f"{label} (") and name.endswith(")")]
         if len(shared) > 1:
@@ -42,6 +45,13 @@ def map_labels(dataset: Dataset, labels: tuple[str, ...], model: str) -> dict[st
             hint="evaluate with data labelled like the model's training data",
         )
     return mapping
+
+
+def lacking_tags(dataset: Dataset, labels: tuple[str, ...]) -> list[str]:
+    """Token data: the entity tags in `dataset` that a model with `labels` never predicts."""
+    if dataset.task is not DataTask.TOKEN_CLASSIFICATION:
+        return []
+    return [tag for tag in dataset.labels if tag not in labels and is_entity_tag(tag)]
 
 
 def _some(names: list[str], shown: int = 8) -> str:

@@ -42,6 +42,11 @@ def _one(report: dict) -> str:
             f"note: {report['words_past_max_length']} words fell past the model's longest sequence and "
             "were scored as O (the model never saw them)"
         )
+    if report.get("tags_the_model_lacks"):
+        lines.append(
+            f"note: the data's tags {report['tags_the_model_lacks']} are not among the model's labels: "
+            "it never predicts them, so their entities count as missed"
+        )
     skipped = report.get("skipped_images")
     if skipped:
         first = skipped[0]
