@@ -77,7 +77,7 @@ def sentence_fidelity(artifact: Path, model: Path, sentences: tuple[str, ...] = 
     with tempfile.TemporaryDirectory(prefix="edgekiln-ref-") as work_dir:
         source = resolve_source(str(model), work_dir=Path(work_dir))
     module = source.torch.build()
-    tokenizer = AutoTokenizer.from_pretrained(str(model), local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(model), local_files_only=True, trust_remote_code=False)
     batch = tokenizer(
         list(sentences), padding=True, truncation=True, max_length=source.tokenizer.max_length, return_tensors="pt"
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..data import DataTask
 from ..errors import CompileError
+from ..sources.remote_code import NO_REMOTE_CODE, refuse_remote_code
 from ..tasks import auto_model_class, compiler_task
 from .config import FinetuneConfig
 
@@ -20,8 +21,9 @@ def check_model_fits(folder: Path, task: DataTask) -> None:
     image data, an image model given text)."""
     import transformers
 
+    refuse_remote_code(folder)
     try:
-        config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True, **NO_REMOTE_CODE)
     except Exception as exc:  # unknown model_type, malformed config.json
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CompileError(f"cannot read {folder / 'config.json'}: {first}") from None

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..data import DataTask
 from ..errors import CompileError
 from ..pruning.loading import load_pretrained, save_pretrained
+from ..sources.remote_code import NO_REMOTE_CODE
 from ..tasks import auto_model_class, compiler_task
 from .config import LoraSettings
 
@@ -144,7 +145,9 @@ def save_checkpoint(model, tokenizer_source: Path, folder: Path) -> None:
         if getattr(plain, "main_input_name", None) == "pixel_values":
             shutil.copyfile(tokenizer_source / PROCESSOR_FILE, folder / PROCESSOR_FILE)
             return
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_source), local_files_only=True)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            str(tokenizer_source), local_files_only=True, **NO_REMOTE_CODE
+        )
         tokenizer.save_pretrained(str(folder))
 
 

@@ -25,14 +25,18 @@ def pruned_shape(folder: Path) -> Shape | None:
 
 
 def load_pretrained(auto_class, folder: Path, **kwargs):
-    """`auto_class.from_pretrained(folder, **kwargs)`, for pruned folders too."""
+    """`auto_class.from_pretrained(folder, **kwargs)`, for pruned folders too; in float32 whatever the
+    saved dtype (transformers 5 keeps a float16/bfloat16 checkpoint's, and exports it so)."""
+    from ..sources.remote_code import NO_REMOTE_CODE, refuse_remote_code
+
+    refuse_remote_code(folder)
     shape = pruned_shape(folder)
     if shape is None:
-        return auto_class.from_pretrained(str(folder), local_files_only=True, **kwargs)
+        return auto_class.from_pretrained(str(folder), local_files_only=True, **NO_REMOTE_CODE, **kwargs).float()
     import transformers
     from safetensors.torch import load_file
 
-    config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True, **NO_REMOTE_CODE)
     head_width = config.num_labels if hasattr(config, "num_labels") else None
     for key in ("num_labels", "id2label", "label2id"):
         if key in kwargs:
@@ -49,7 +53,7 @@ def load_pretrained(auto_class, folder: Path, **kwargs):
     wrong = [k for k in missing if not k.startswith("classifier.")] + list(unexpected)
     if wrong:
         raise CompileError(f"the pruned weights in {folder} do not fit the recorded shapes ({wrong[:3]} …)")
-    return model.eval()
+    return model.float().eval()
 
 
 def save_pretrained(model, folder: Path) -> None:

@@ -15,6 +15,7 @@ from edgekiln.runtime.synthetic import make_text_feeds
 from ..errors import CompileError
 from ..tasks import all_tasks, auto_model_class, compiler_task
 from .base import ModelSource, SourceKind, TorchSpec
+from .remote_code import NO_REMOTE_CODE, refuse_remote_code
 from .wrappers import Pooling
 
 _FEEDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
@@ -28,6 +29,7 @@ _ST_POOLING = {
 
 def load_hf_folder(folder: Path, *, task: Task | None, pooling: Pooling | None, work_dir: Path) -> ModelSource:
     config = _read_json(folder / "config.json", folder)
+    refuse_remote_code(folder)
     task = task or detect_task(config, folder)
     if pooling is not None and task is not Task.SENTENCE_EMBEDDING:
         raise CompileError(
@@ -192,7 +194,7 @@ def _load_tokenizer(folder: Path):
             hint="save the tokenizer beside the model: tokenizer.save_pretrained(folder)",
         )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, use_fast=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, use_fast=True, **NO_REMOTE_CODE)
     except Exception as exc:  # transformers raises many types for broken tokenizer files
         raise CompileError(
             f"cannot load the tokenizer in {folder}: {exc}", hint="re-save it with tokenizer.save_pretrained(folder)"

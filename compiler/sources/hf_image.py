@@ -20,6 +20,7 @@ from edgekiln.runtime.synthetic import BATCH_AXIS
 
 from ..errors import CompileError
 from .base import ModelSource, SourceKind, TorchSpec
+from .remote_code import NO_REMOTE_CODE
 
 INPUT = "pixel_values"
 # Processors whose steps are resize / centre crop / rescale / normalise (+ ConvNeXt's crop_pct,
@@ -169,7 +170,7 @@ def _load_processor(folder: Path):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "falling back to the PIL backend": the one edgekiln reproduces
     try:
-        return AutoImageProcessor.from_pretrained(str(folder), local_files_only=True)
+        return AutoImageProcessor.from_pretrained(str(folder), local_files_only=True, **NO_REMOTE_CODE)
     except Exception as exc:  # transformers raises many types for a broken processor config
         raise CompileError(
             f"cannot load the image processor in {folder}: {str(exc).splitlines()[0]}",

@@ -1,0 +1,80 @@
+"""Hugging Face folders as users find them on the hub: weights saved in float16/bfloat16 compile to a
+float32 artifact (transformers 5 kept the saved dtype and the export failed), and a folder that asks
+for its own code (`auto_map`) is refused before anything loads it: its code is never run, and the
+built-in class it names would compute another model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edgekiln.cli.main import main
+from edgekiln.compiler import Recipe, compile
+from edgekiln.compiler.errors import CompileError
+from edgekiln.runtime import load
+
+transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+
+EVIL = """
+import pathlib
+pathlib.Path(__file__).with_name("RAN").write_text("the folder's code ran")
+from transformers import BertModel
+class EvilModel(BertModel):
+    pass
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_weights_compile_to_a_float32_artifact(dtype, bert_folders, tmp_path):
+    folder = tmp_path / dtype
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(bert_folders["sequence"]))
+    model.to(getattr(torch, dtype)).save_pretrained(str(folder))
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        if (bert_folders["sequence"] / name).is_file():
+            shutil.copy(bert_folders["sequence"] / name, folder / name)
+    assert json.loads((folder / "config.json").read_text()).get("dtype") == dtype
+    result = compile(folder, "host", tmp_path / "art", Recipe.from_flags(backend="onnxruntime", cache=False))
+    assert result.manifest.precision.value == "fp32"
+    session = load(result.path)
+    ids = np.array([[2, 11, 12, 13, 3]], np.int64)
+    got = session.run({"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": ids * 0})["logits"]
+    reference = model.float().eval()  # the saved weights, widened exactly
+    with torch.inference_mode():
+        expected = reference(input_ids=torch.from_numpy(ids)).logits.numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def _with_own_code(source, folder, model_type="bert"):
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type=model_type, auto_map={"AutoModelForSequenceClassification": "modeling_evil.EvilModel"})
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "modeling_evil.py").write_text(EVIL)
+    return folder
+
+
+@pytest.mark.parametrize("model_type", ["bert", "evilbert"])
+def test_a_folder_asking_for_its_own_code_is_refused_and_its_code_never_runs(model_type, bert_folders, tmp_path):
+    folder = _with_own_code(bert_folders["sequence"], tmp_path / "remote", model_type)
+    with pytest.raises(
+        CompileError,
+        match=r"maps AutoModelForSequenceClassification to the folder's own code "
+        r"\(modeling_evil\.py\); edgekiln runs no code",
+    ):
+        compile(folder, "host", tmp_path / "art", Recipe.from_flags(backend="onnxruntime", cache=False))
+    assert not (folder / "RAN").exists() and not (tmp_path / "art").exists()
+
+
+def test_finetune_and_eval_refuse_it_too(bert_folders, tmp_path, capsys):
+    folder = _with_own_code(bert_folders["sequence"], tmp_path / "remote")
+    data = tmp_path / "train.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"text {i}\t{'ab'[i % 2]}\n" for i in range(20)))
+    assert main(["finetune", str(folder), "--data", str(data), "-o", str(tmp_path / "tuned")]) == 2
+    assert main(["eval", str(folder), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("to the folder's own code (modeling_evil.py)") == 2 and "Traceback" not in err
+    assert not (folder / "RAN").exists()
