@@ -207,8 +207,42 @@ def _load_tokenizer(folder: Path):
     return tokenizer
 
 
+# Families whose position ids start after the padding id (fairseq's scheme): position i is row
+# pad_token_id + 1 + i, so max_position_embeddings rows hold pad_token_id + 1 fewer tokens (roberta-base:
+# 514 rows, 512 tokens). MPNet's padding id is fixed at 1; ESM's rotary variant has no position table.
+OFFSET_POSITIONS = frozenset(
+    (
+        "camembert",
+        "data2vec-text",
+        "esm",
+        "ibert",
+        "layoutlmv3",
+        "lilt",
+        "longformer",
+        "luke",
+        "markuplm",
+        "mpnet",
+        "roberta",
+        "roberta-prelayernorm",
+        "xlm-roberta",
+        "xlm-roberta-xl",
+        "xmod",
+    )
+)
+
+
+def position_limit(config: dict) -> int:
+    """The longest input the model's position table holds."""
+    rows = int(config.get("max_position_embeddings", 512))
+    model_type = config.get("model_type")
+    if model_type not in OFFSET_POSITIONS or config.get("position_embedding_type", "absolute") != "absolute":
+        return rows
+    pad = 1 if model_type == "mpnet" else config.get("pad_token_id")
+    return rows - (pad if isinstance(pad, int) and pad >= 0 else 1) - 1
+
+
 def _max_length(folder: Path, config: dict, tokenizer) -> int:
-    limits = [config.get("max_position_embeddings", 512)]
+    limits = [position_limit(config)]
     if 0 < getattr(tokenizer, "model_max_length", 0) < 100_000:
         limits.append(tokenizer.model_max_length)
     st_config = folder / "sentence_bert_config.json"

@@ -78,3 +78,22 @@ def test_finetune_and_eval_refuse_it_too(bert_folders, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("to the folder's own code (modeling_evil.py)") == 2 and "Traceback" not in err
     assert not (folder / "RAN").exists()
+
+
+@pytest.mark.parametrize(("family", "longest"), [("roberta", 65), ("mpnet", 64), ("bert", 64)])
+def test_the_longest_input_is_what_the_position_table_holds(family, longest, tmp_path):
+    """RoBERTa-style positions start after the padding id (pad 0 here: 66 rows hold 65 tokens; MPNet's
+    padding id is 1 whatever the config says): a longer input crashed ONNX Runtime and OpenVINO."""
+    from .coverage.families import make_family_folder
+
+    folder = make_family_folder(tmp_path / family, family, "sequence")
+    result = compile(folder, "host", tmp_path / "art", Recipe.from_flags(backend="onnxruntime", cache=False))
+    session = load(result.path)
+    assert session.manifest.tokenizer.max_length == longest
+    text = " ".join(["the"] * 200)
+    feeds, _ = session.encoder.encode([text])
+    assert feeds["input_ids"].shape == (1, longest)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    with torch.inference_mode():
+        expected = model(**{name: torch.from_numpy(value) for name, value in feeds.items()}).logits.numpy()
+    np.testing.assert_allclose(session.run(feeds)["logits"], expected, atol=1e-4)
