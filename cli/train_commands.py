@@ -89,7 +89,7 @@ def _columns(parser) -> None:
 def cmd_finetune(args) -> int:
     from edgekiln.compiler.data import DataTask, load_dataset
     from edgekiln.compiler.finetune import FinetuneConfig, LoraSettings, finetune
-    from edgekiln.compiler.finetune.state import STATE_FILE, partial_dir
+    from edgekiln.compiler.finetune.state import partial_dir, saved_position
     from edgekiln.compiler.finetune.tunable import check_model_path
 
     check_model_path(args.model, args.weights)  # before the data is read
@@ -123,9 +123,15 @@ def cmd_finetune(args) -> int:
             force=args.force,
         )
     except KeyboardInterrupt:
-        saved = partial_dir(args.output.expanduser().resolve()) / STATE_FILE
-        if saved.is_file():
-            print(f"edgekiln: state saved in {saved.parent}: the same command resumes from it", file=sys.stderr)
+        work = partial_dir(args.output.expanduser().resolve())
+        position = saved_position(work)
+        if position is not None:
+            print(
+                f"edgekiln: training state is saved every {FinetuneConfig.model_fields['save_every'].default} steps "
+                f"and at each epoch's end; the last save, in {work}, is at {position}: the same command resumes "
+                "from there",
+                file=sys.stderr,
+            )
         raise
     print(
         f"checkpoint: {result.path}\nbest dev {result.report['metric']}: {result.report['best_metric']:.4f} "

@@ -109,6 +109,10 @@ def test_saved_datasets_folder(tmp_path):
         ("null.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": null}\n', "null.jsonl:2: 'label' must be"),
         ("bool.jsonl", '{"text": "a", "label": true}\n', "bool.jsonl:1: 'label' must be a class name or number"),
         ("list.jsonl", '{"text": "a", "label": [1]}\n', r"found \[1\]"),
+        ("blank.tsv", "sentence\tlabel\ngood\tpos\n   \tneg\n", "blank.tsv:3: empty text"),
+        ("blank.jsonl", '{"text": "", "label": 1}\n', "blank.jsonl:1: empty text"),
+        ("twice.tsv", "sentence\tlabel\tlabel\nx\tpos\tneg\n", "twice.tsv has 2 columns named 'label'"),
+        ("twice.csv", "text,text,label\nx,y,pos\n", "twice.csv has 2 columns named 'text'"),
     ],
 )
 def test_bad_data_names_file_and_line(tmp_path, name, content, message):
@@ -219,3 +223,17 @@ def test_a_byte_order_mark_is_read_as_excel_writes_it(tmp_path, name, content):
     marked.write_text(content, encoding="utf-8-sig")
     assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
     assert load_dataset(marked).examples == load_dataset(plain).examples
+
+
+def test_length_grouped_batches_stay_grouped_when_the_last_one_is_short():
+    import numpy as np
+
+    from edgekiln.compiler.finetune.batches import epoch_order
+
+    lengths = np.arange(37) % 7 + 1  # five batches of 8, the last one 5 long
+    for seed in range(5):
+        order = epoch_order(lengths, 8, seed, epoch=1)
+        assert sorted(order.tolist()) == list(range(37))
+        batches = [lengths[order[i : i + 8]] for i in range(0, 37, 8)]
+        assert len(batches[-1]) == 5  # the short batch comes last, so slicing again gives the same batches
+        assert all(batch.max() - batch.min() <= 2 for batch in batches)  # similar lengths in each

@@ -17,7 +17,7 @@ from edgekiln.compiler.data import DataError, DataTask, load_dataset
 from edgekiln.compiler.errors import CompileError
 from edgekiln.compiler.evaluate import evaluate
 from edgekiln.compiler.finetune import FinetuneConfig, LoraSettings, finetune
-from edgekiln.compiler.finetune.state import STATE_FILE
+from edgekiln.compiler.finetune.state import STATE_FILE, saved_position
 
 from .conftest import make_bert_folder
 
@@ -192,6 +192,8 @@ def test_interrupted_run_resumes_to_the_same_result(encoder_folder, sentiment_da
         )
     saved = tmp_path / "resumed.partial"
     assert (saved / STATE_FILE).is_file() and not out.exists()
+    epoch, step = saved_position(saved).removeprefix("epoch ").split(", step ")  # what Ctrl-C's message names
+    assert epoch == "2" and int(step) > 0 and int(step) % 5 == 0  # the last save: every 5 steps here
     assert not list(saved.glob("*.pt")) and len(list(saved.glob("*.safetensors"))) == 1  # no pickle, one state
     messages = []
     result = finetune(

@@ -59,6 +59,8 @@ def read_jsonl(path: Path, *, text_column: str | None, label_column: str | None)
             raise DataError(f"{path}:{number}: record has no {missing[0]!r} key")
         if not isinstance(record[text_key], str):
             raise DataError(f"{path}:{number}: {text_key!r} must be a string, found {type(record[text_key]).__name__}")
+        if not record[text_key].strip():
+            raise DataError(f"{path}:{number}: empty text", hint="remove the record or give it its text")
         label = record[label_key]
         if isinstance(label, bool) or not isinstance(label, (str, int)) or not str(label).strip():
             found = "an empty string" if isinstance(label, str) else json.dumps(label)
@@ -87,6 +89,12 @@ def _columns(path: Path, header: list[str], text_column: str | None, label_colum
     names = [name.strip() for name in header]
     text = _pick(path, names, text_column, TEXT_COLUMNS, "text")
     label = _pick(path, names, label_column, LABEL_COLUMNS, "label")
+    for name in (text, label):
+        if names.count(name) > 1:
+            raise DataError(
+                f"{path} has {names.count(name)} columns named {name!r}: which one is meant is not clear",
+                hint="rename or remove the others",
+            )
     return names.index(text), names.index(label)
 
 
@@ -110,7 +118,10 @@ def _example(path: Path, number: int, row: list[str], text_at: int, label_at: in
     label = row[label_at].strip()
     if not label:
         raise DataError(f"{path}:{number}: empty label")
-    return TextExample(row[text_at].strip(), label)
+    text = row[text_at].strip()
+    if not text:
+        raise DataError(f"{path}:{number}: empty text", hint="remove the row or give it its text")
+    return TextExample(text, label)
 
 
 def _non_empty(path: Path, examples: tuple) -> Dataset:

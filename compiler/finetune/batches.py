@@ -22,7 +22,8 @@ GROUP = 50  # batches per length-sorted group
 
 def epoch_order(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> np.ndarray:
     """A seeded shuffle in which each batch holds examples of similar length (less padding, faster
-    steps), while the batches themselves come in random order."""
+    steps), while the batches themselves come in random order; a short last batch stays last, so that
+    slicing the order into batches again (`iterate_batches`) gives these very batches."""
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(lengths))
     span = batch_size * GROUP
@@ -30,7 +31,8 @@ def epoch_order(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> 
         chunk = order[start : start + span]
         order[start : start + span] = chunk[np.argsort(lengths[chunk], kind="stable")]
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
+    full = len(order) // batch_size
+    return np.concatenate([batches[i] for i in rng.permutation(full)] + batches[full:])
 
 
 def example_lengths(dataset: Dataset) -> np.ndarray:

@@ -104,6 +104,15 @@ def save_state(work: Path, model, optimizer, scheduler, progress: Progress) -> N
             old.unlink(missing_ok=True)
 
 
+def saved_position(work: Path) -> str | None:
+    """Where a resume of the run in `work` starts ("epoch 2, step 400"), or None without saved state."""
+    try:
+        progress = json.loads((work / STATE_FILE).read_text())["progress"]
+        return f"epoch {int(progress['epoch']) + 1}, step {int(progress['step_in_epoch'])}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_state(work: Path, model, optimizer, scheduler) -> Progress:
     import torch
     from safetensors.torch import load_file
