@@ -17,7 +17,7 @@ import numpy as np
 from edgekiln.runtime import load
 from edgekiln.runtime.artifact import read_manifest
 from edgekiln.runtime.backends import backend_names, backend_spec
-from edgekiln.runtime.bench import BenchConfig, benchmark, check_requested, format_table
+from edgekiln.runtime.bench import BenchConfig, benchmark, check_requested, fixed_batch, format_table
 from edgekiln.runtime.errors import EdgekilnError, InputError
 from edgekiln.runtime.reports import write_report
 from edgekiln.runtime.reports.files import reports_dir, write_text
@@ -51,7 +51,9 @@ def register(commands) -> None:
 
     bench = commands.add_parser("bench", help="measure an artifact's latency, optionally against PyTorch")
     bench.add_argument("artifact", type=Path)
-    bench.add_argument("--batch", type=int_list, default=(1,), help="batch sizes, e.g. 1,8 (default 1)")
+    bench.add_argument(
+        "--batch", type=int_list, help="batch sizes, e.g. 1,8 (default 1, or the one a fixed-batch model takes)"
+    )
     bench.add_argument(
         "--seq",
         type=int_list,
@@ -157,10 +159,21 @@ def _describe(texts: list[str], predictions) -> tuple[list[dict], list[str]]:
 
 
 def cmd_bench(args) -> int:
-    if args.seq is not None and read_manifest(args.artifact).image is not None:
+    manifest = read_manifest(args.artifact)
+    if args.seq is not None and manifest.image is not None:
         raise InputError(
             f"{args.artifact} is an image model: its input has one size, so --seq does not apply", hint="drop --seq"
         )
+    if (
+        args.seq is not None
+        and manifest.tokenizer is None
+        and not any(isinstance(size, str) for spec in manifest.inputs for size in spec.shape[1:])
+    ):
+        raise InputError(
+            f"{args.artifact}'s inputs have no sequence axis (no dynamic size past the batch), so --seq does not apply",
+            hint="drop --seq",
+        )
+    args.batch = args.batch or (fixed_batch(manifest.inputs) or 1,)
     if args.json:
         check_writable(args.json)
     if args.profile:

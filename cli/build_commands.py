@@ -316,6 +316,7 @@ def print_result(result) -> None:
             f"tvm: buckets (batch, sequence) {[tuple(b) for b in details['buckets']]}, {details['tune_trials']} "
             f"tuning trials; checked on {details['checked_on']}"
         )
+        _say_tvm_cut(details)
         database = details.get("tuning_database")
         if database:
             print(
@@ -325,3 +326,15 @@ def print_result(result) -> None:
     if reports.quantization is not None:
         print(reports.quantization.summary())
     print(f"written to {result.path} (recipe: {result.path / 'recipe.toml'})")
+
+
+def _say_tvm_cut(details: dict) -> None:
+    """Texts past the longest sequence bucket are cut there: say so when the model takes more."""
+    longest = max((sequence for _, sequence in details["buckets"] if sequence), default=None)
+    takes = details.get("model_max_length")
+    if longest is not None and takes is not None and longest < takes:
+        lengths = sorted({sequence for _, sequence in details["buckets"] if sequence} | {takes})
+        print(
+            f"tvm: texts longer than {longest} tokens are cut to {longest}, though the model takes {takes}: "
+            f"for longer ones add a bucket, e.g. --sequence-buckets {','.join(map(str, lengths))}"
+        )

@@ -70,9 +70,28 @@ def feeds_for(session: Session, batch: int, sequence: int, rng: np.random.Genera
     )
 
 
+def fixed_batch(inputs: Sequence[TensorSpec]) -> int | None:
+    """The one batch a model without a dynamic first axis takes: every input's first size when they
+    agree, else 1 (one call holds one item: inputs without a common batch axis); None when some input's
+    first axis is dynamic."""
+    if any(spec.shape and isinstance(spec.shape[0], str) for spec in inputs):
+        return None
+    sizes = {spec.shape[0] if spec.shape else 1 for spec in inputs}
+    return sizes.pop() if len(sizes) == 1 and min(sizes) >= 1 else 1
+
+
 def check_requested(inputs: Sequence[TensorSpec], batches: Sequence[int], sequences: Sequence[int] | None) -> None:
     """Sizes a user asked for (`bench --batch/--seq`) that an input's declared range does not take are
-    refused; sizes not asked for are brought into the range (and the report names the sizes run)."""
+    refused, as is a batch other than a fixed one; sizes not asked for are brought into the range (and
+    the report names the sizes run)."""
+    fixed = fixed_batch(inputs)
+    wrong = [batch for batch in batches if fixed is not None and batch != fixed]
+    if wrong:
+        raise InputError(
+            f"--batch {wrong[0]}: this artifact takes batch {fixed} only (input {inputs[0].name} is "
+            f"{list(inputs[0].shape)})",
+            hint=f"pass --batch {fixed}, or recompile with a dynamic or ranged batch axis (--input-shape)",
+        )
     for spec in inputs:
         for axis, dimension in enumerate(spec.shape):
             for wanted in (batches if axis == 0 else sequences or ()) if isinstance(dimension, str) else ():
@@ -90,7 +109,10 @@ def _ran(session: Session, feeds: dict[str, np.ndarray], batch: int, sequence: i
     if session.manifest.tokenizer is not None and session.task is not Task.RAW:
         return batch, sequence
     specs = session.manifest.inputs
-    batch = next((int(feeds[s.name].shape[0]) for s in specs if s.shape and isinstance(s.shape[0], str)), batch)
+    batch = next(
+        (int(feeds[s.name].shape[0]) for s in specs if s.shape and isinstance(s.shape[0], str)),
+        fixed_batch(specs) or batch,
+    )
     if sequence is not None:
         sizes = (feeds[s.name].shape[a] for s in specs for a, d in enumerate(s.shape) if a and isinstance(d, str))
         sequence = int(next(sizes, sequence))

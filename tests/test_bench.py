@@ -36,3 +36,29 @@ def test_time_budget_and_against_runner(artifacts):
     assert point["runs"] >= 2 and point["against"]["runs"] >= 2
     assert calls[0] == (1, 8)
     assert "other p50" in format_table(report)
+
+
+def test_a_fixed_batch_is_the_one_benched_and_others_are_refused(tmp_path, capsys):
+    """A model compiled with batch 4 fixed ran batch 4 under `--batch 1` (and `--batch 8` ran 4 while
+    reporting 8: its items/s were off by the ratio); `--seq` on inputs without a sequence axis was ignored."""
+    from .test_any_onnx import T, _compile, _save, _weights, h
+    from .test_cli import assert_one_line_error, run_cli
+
+    model = _save(
+        tmp_path / "lin.onnx",
+        [h.make_node("MatMul", ["x", "w"], ["y"])],
+        [h.make_tensor_value_info("x", T.FLOAT, [4, 16])],
+        [h.make_tensor_value_info("y", T.FLOAT, [4, 5])],
+        [_weights("w", (16, 5))],
+    )
+    artifact = _compile(model, tmp_path / "art", "onnxruntime").path
+    code, out, err = run_cli(
+        capsys, "bench", str(artifact), "--runs", "3", "--no-save", "--json", str(tmp_path / "b.json")
+    )
+    assert code == 0, err
+    point = __import__("json").loads((tmp_path / "b.json").read_text())["points"][0]
+    assert point["batch"] == 4 and point["throughput"] == pytest.approx(4000 / point["mean_ms"], rel=0.02)
+    code, _, err = run_cli(capsys, "bench", str(artifact), "--batch", "8", "--no-save")
+    assert_one_line_error(code, err, "--batch 8: this artifact takes batch 4 only", "--batch 4")
+    code, _, err = run_cli(capsys, "bench", str(artifact), "--seq", "64", "--no-save")
+    assert_one_line_error(code, err, "have no sequence axis", "drop --seq")

@@ -317,3 +317,18 @@ def test_tuning_for_a_board_or_a_gpu_gives_a_hint_that_works(bert_folders, tmp_p
             bert_folders["sequence"], "nvidia-cuda", tmp_path / "b", Recipe.from_flags(backend="tvm", tune_minutes=1)
         )
     assert "dlight schedules them" in str(gpu.value) and gpu.value.hint == "drop --tune-trials/--tune-minutes"
+
+
+def test_the_compile_says_when_the_buckets_cut_texts_the_model_takes(tvm_artifacts, artifacts, capsys):
+    from edgekiln.cli.build_commands import _say_tvm_cut
+
+    details = json.loads((tvm_artifacts["sequence"] / "reports" / "lower_tvm.json").read_text())["details"]
+    takes = json.loads((artifacts["sequence"] / "manifest.json").read_text())["tokenizer"]["max_length"]
+    assert details["model_max_length"] == takes > BUCKETS[-1]
+    _say_tvm_cut(details)
+    assert capsys.readouterr().out == (
+        f"tvm: texts longer than {BUCKETS[-1]} tokens are cut to {BUCKETS[-1]}, though the model takes {takes}: for "
+        f"longer ones add a bucket, e.g. --sequence-buckets {','.join(map(str, [*BUCKETS, takes]))}\n"
+    )
+    _say_tvm_cut(details | {"model_max_length": BUCKETS[-1]})
+    assert capsys.readouterr().out == ""

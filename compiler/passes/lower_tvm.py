@@ -103,6 +103,7 @@ class LowerTvm(Pass):
             "tune_minutes": cfg.tune_minutes,
             **({"tune_remote": cfg.tune_remote} if cfg.tune_remote and tuned else {}),
             "buckets": [[b.batch, b.sequence] for b in index.buckets],
+            "model_max_length": state.source.tokenizer.max_length if state.source.tokenizer else None,
             "cpu_default_schedules": defaults,
             "tuning_database": None
             if database is None
