@@ -208,14 +208,23 @@ def cmd_compile(args) -> int:
         check_private_key(args.sign)  # a bad key fails before the build, not after it
     if args.backend == "auto":
         return _compile_auto(args)
+    _refuse_auto_flags(args)
     recipe = recipe_from_args(args)
+    if args.data and recipe.prune is None:  # the flag, not a file's
+        raise CompileError(
+            "--data is training data for pruning (importance scores and recovery); nothing here uses it",
+            hint="add --prune-flops or --prune-heads, or drop --data",
+        )
     if args.calibration and recipe.quantize.mode.value == "none" and recipe.prune is None:  # the flag, not a file's
         raise CompileError(
             "--calibration is data for --quantize (and for pruning's label-free scores); nothing here uses it",
             hint="add --quantize static (or auto), or drop --calibration",
         )
     if args.save_recipe is not None:
-        print(f"recipe written to {recipe.save(args.save_recipe)}", file=sys.stderr)
+        from edgekiln.compiler.api import absolute_data
+
+        saved = absolute_data(recipe).save(args.save_recipe)  # data paths absolute: it works from any folder
+        print(f"recipe written to {saved}", file=sys.stderr)
         if args.output is None:
             return 0
     if args.output is None:
@@ -224,6 +233,30 @@ def cmd_compile(args) -> int:
     print_result(result)
     _sign(args, result.path)
     return 0
+
+
+def _refuse_auto_flags(args) -> None:
+    """The measured selection's flags apply to --backend auto only: elsewhere they would be ignored."""
+    given = [
+        flag
+        for flag, value, default in (
+            ("--latency-budget", args.latency_budget, None),
+            ("--auto-backends", args.auto_backends, None),
+            ("--auto-timing", args.auto_timing, "data"),
+            ("--auto-sequence", args.auto_sequence, 128),
+            ("--auto-prune-flops", args.auto_prune_flops, None),
+            ("--auto-keep-candidates", args.auto_keep_candidates, False),
+        )
+        if value != default
+    ]
+    if given:
+        from edgekiln.compiler.errors import CompileError
+
+        raise CompileError(
+            f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --backend auto (the measured "
+            "selection), which this compile does not use",
+            hint=f"add --backend auto, or drop {', '.join(given)}",
+        )
 
 
 def _sign(args, folder: Path) -> None:

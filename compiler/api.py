@@ -73,7 +73,7 @@ def compile(
             f"example_inputs are for a torch.nn.Module; {model} is a path, whose inputs come from the model itself",
             hint="drop example_inputs",
         )
-    recipe = _absolute_data(_with_datasets(_as_recipe(recipe), datasets or {}))
+    recipe = absolute_data(_with_datasets(_as_recipe(recipe), datasets or {}))
     out_dir = Path(output).expanduser().resolve()
     with output_lock(out_dir):  # held for the whole compile: a second one to the same -o fails at once
         check_output_folder(out_dir, force)
@@ -240,7 +240,7 @@ def _with_datasets(recipe: Recipe, datasets: Mapping[str, Dataset]) -> Recipe:
     )
 
 
-def _absolute_data(recipe: Recipe) -> Recipe:
+def absolute_data(recipe: Recipe) -> Recipe:
     """Data paths made absolute, so that the stored recipe rebuilds from any working folder."""
     updates = {}
     for role, ref in recipe.data_refs().items():

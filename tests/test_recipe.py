@@ -139,3 +139,26 @@ def test_cli_saved_recipe_rebuilds_the_same_artifact(capsys, bert_folders, tmp_p
     assert compile_cli("--recipe", stored, "--quantize", "none", "--save-recipe", tmp_path / "float.toml") == 0
     assert Recipe.from_file(tmp_path / "float.toml").quantize.mode.value == "none"
     assert Recipe.from_file(tmp_path / "float.toml").export.opset == 17
+
+
+def test_a_saved_recipe_names_its_data_absolutely_and_stray_flags_are_refused(capsys, bert_folders, tmp_path):
+    from .test_cli import assert_one_line_error
+
+    data = tmp_path / "calib.tsv"
+    data.write_text("sentence\tlabel\na good film\tpositive\n")
+    model = str(bert_folders["sequence"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)  # the user typed a relative path
+        flags = ["--quantize", "static", "--calibration", "calib.tsv", "--save-recipe", "int8.toml"]
+        assert main(["compile", model, *flags]) == 0
+    assert Recipe.from_file(tmp_path / "int8.toml").quantize.calibration == str(data)
+    for flags, refused in (
+        (["--latency-budget", "5"], "--latency-budget applies to --backend auto"),
+        (["--auto-keep-candidates", "--auto-sequence", "64"], "--auto-sequence, --auto-keep-candidates apply to"),
+        (["--data", str(data)], "--data is training data for pruning"),
+    ):
+        capsys.readouterr()
+        assert_one_line_error(
+            main(["compile", model, "-o", str(tmp_path / "x"), *flags]), capsys.readouterr().err, refused
+        )
+    assert not (tmp_path / "x").exists()
