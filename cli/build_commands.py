@@ -137,6 +137,10 @@ def register(commands) -> None:
         choices=["tsv", "csv", "jsonl", "conll", "hf-disk", "image-folder"],
         help="force the reader of every data file given (default: by extension, then by content)",
     )
+    build.add_argument(
+        "--text-column", help="text column of every TSV/CSV/JSONL data file given (default: sentence, text, …)"
+    )
+    build.add_argument("--label-column", help="label column of those files (default: label, labels, class, …)")
     quant = build.add_argument_group("quantization")
     quant.add_argument(
         "--quantize",

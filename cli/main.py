@@ -37,6 +37,7 @@ EXIT_USER_ERROR = 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgekiln", description="Compile models for edge devices and run them.")
     parser.add_argument("--debug", action="store_true", help="print the traceback of an unexpected error")
+    parser.add_argument("--version", action="version", version=f"edgekiln {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     build_commands.register(commands)
     quickstart_command.register(commands)
@@ -138,3 +139,12 @@ def _quiet_libraries() -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("edgekiln")
+    except PackageNotFoundError:  # a checkout that was never installed
+        return "(not installed)"

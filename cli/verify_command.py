@@ -61,7 +61,7 @@ def cmd_verify(args) -> int:
             f"artifact {report['artifact']} ({report['backend']}, {report['precision']}) on {where}: "
             f"{len(report['cases'])} reference cases, max abs diff {report['max_abs_diff']:.2e}, "
             f"min cosine {report['min_cosine']:.6f} -> {'PASS' if report['passed'] else 'FAIL'} "
-            f"(threshold {report['threshold']})"
+            f"({_limits(report['threshold'])})"
         )
         if pre and "skipped" not in pre:
             print(
@@ -78,7 +78,14 @@ def cmd_verify(args) -> int:
         )
     if not report["passed"]:
         raise VerifyFailed(
-            f"outputs differ from the stored reference beyond {report['threshold']}",
+            f"outputs differ from the stored reference beyond the limit ({_limits(report['threshold'])})",
             hint="recompile; if it persists, report the backend and target",
         )
     return 0
+
+
+def _limits(threshold) -> str:
+    """{"max_abs_diff": 0.0001} -> "limit: max abs diff 0.0001"."""
+    if not isinstance(threshold, dict):
+        return f"limit {threshold}"
+    return "limit: " + ", ".join(f"{key.replace('_', ' ')} {value:g}" for key, value in threshold.items())

@@ -204,12 +204,12 @@ class _DataRoles:
     def __init__(self, recipe: Recipe, datasets: Mapping[str, Dataset]) -> None:
         self._refs = recipe.data_refs()
         self._datasets = datasets
-        self._format = recipe.data.format
+        self._options = recipe.data.reader_options
 
     def get(self, role: str) -> str | Dataset | None:
         ref = self._refs[role]
-        if ref is not None and self._format is not None and not ref.startswith(MEMORY_PREFIX):
-            return load_dataset(ref, format=self._format)  # the recipe forces a reader
+        if ref is not None and self._options and not ref.startswith(MEMORY_PREFIX):
+            return load_dataset(ref, **self._options)  # the recipe forces a reader or names columns
         if ref is None or not ref.startswith(MEMORY_PREFIX):
             return ref
         dataset = self._datasets.get(role)

@@ -72,6 +72,14 @@ class DataRecipe(_Section):
         description="force a reader for every data file (train, eval, "
         "calibration); None: by extension, then by content",
     )
+    text_column: str | None = Field(default=None, description="of TSV/CSV/JSONL data; None: sentence, text, …")
+    label_column: str | None = Field(default=None, description="None: label, labels, class, …")
+
+    @property
+    def reader_options(self) -> dict[str, Any]:
+        """The load_dataset keywords the recipe sets (a forced format, named columns)."""
+        options = {"format": self.format, "text_column": self.text_column, "label_column": self.label_column}
+        return {key: value for key, value in options.items() if value is not None}
 
 
 class QuantizeRecipe(_Section):
@@ -263,6 +271,8 @@ FLAGS = {
     "data": "data.train",
     "eval_data": "data.eval",
     "data_format": "data.format",
+    "text_column": "data.text_column",
+    "label_column": "data.label_column",
     "prune": "prune",
     "prune_heads": "prune.heads",
     "prune_ffn": "prune.ffn",

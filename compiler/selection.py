@@ -281,7 +281,7 @@ def _evaluate(built: list[Candidate], base: Recipe, progress):
             f"--backend auto compares accuracy; a {task.value} model has no labelled metric",
             hint="pick the backend yourself with --backend NAME",
         )
-    dataset = load_dataset(base.data.eval, task=DataTask(task.value), format=base.data.format)
+    dataset = load_dataset(base.data.eval, task=DataTask(task.value), **base.data.reader_options)
     for candidate in built:
         progress(f"auto: evaluating {candidate.name} …")
         candidate.metric = round(100 * evaluate(candidate.path, dataset)[metric], 3)

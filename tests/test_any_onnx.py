@@ -619,3 +619,9 @@ def test_an_empty_output_from_a_backend_is_not_blamed_on_input_sizes(tmp_path):
     built = compile(tmp_path / "p.onnx", "host", tmp_path / "b", recipe=Recipe.from_flags(backend="onnxruntime"))
     x = np.arange(6, dtype=np.float32).reshape(3, 2)
     np.testing.assert_array_equal(load(built.path).run({"x": x})["x"], x)  # the suggested backend runs it
+
+
+def test_labels_for_an_onnx_file_say_what_an_onnx_file_gives(tmp_path):
+    model = unet(tmp_path / "u.onnx")
+    with pytest.raises(CompileError, match=r"u\.onnx is an ONNX file, compiled as raw tensors.*map them to labels"):
+        compile(str(model), "host", tmp_path / "out", Recipe.from_flags(backend="onnxruntime", labels=("a", "b")))

@@ -256,3 +256,11 @@ def test_library_deprecation_notices_are_not_shown_as_edgekiln_warnings(capsys):
         warnings.warn("old api", DeprecationWarning, stacklevel=1)
         warnings.warn("--threads 9 is more than this machine's 2 CPUs", UserWarning, stacklevel=1)
     assert capsys.readouterr().err == "edgekiln: warning: --threads 9 is more than this machine's 2 CPUs\n"
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out == f"edgekiln {version('edgekiln')}\n"

@@ -162,3 +162,16 @@ def test_a_saved_recipe_names_its_data_absolutely_and_stray_flags_are_refused(ca
             main(["compile", model, "-o", str(tmp_path / "x"), *flags]), capsys.readouterr().err, refused
         )
     assert not (tmp_path / "x").exists()
+
+
+def test_compile_reads_data_with_other_column_names(capsys, bert_folders, tmp_path):
+    from .conftest import LABELS_TEXT
+
+    data = tmp_path / "odd.jsonl"
+    data.write_text("".join(json.dumps({"body": f"film {i}", "y": LABELS_TEXT[i % 2]}) + "\n" for i in range(8)))
+    flags = ["compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2", "--quantize", "dynamic"]
+    flags += ["--accuracy-budget", "50", "--eval-data", str(data), "-o", str(tmp_path / "a")]
+    assert main(flags) == 2 and "has no text column (columns: body, y" in capsys.readouterr().err
+    assert main([*flags, "--text-column", "body", "--label-column", "y"]) == 0, capsys.readouterr().err
+    stored = Recipe.from_file(tmp_path / "a" / "recipe.toml").data
+    assert (stored.text_column, stored.label_column) == ("body", "y")

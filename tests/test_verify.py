@@ -14,6 +14,7 @@ def test_verify_passes_for_every_task(artifacts, capsys):
         assert main(["verify", str(path)]) == 0, f"{kind}: {capsys.readouterr().err}"
         out = capsys.readouterr().out
         assert "PASS" in out and "2 reference cases" in out, out
+        assert "(limit: max abs diff 0.0001)" in out and "{" not in out, out  # not a Python dict
 
 
 def test_reference_holds_inputs_and_outputs(artifacts):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,13 @@ def resolve_source(
 
         return from_image_module(model, image, labels, task, output_names)
     if image is not None or labels is not None:
+        onnx = isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx")
         raise CompileError(
-            "a declared image preprocessing and labels apply to a torch.nn.Module or timm image classifier",
-            hint="a Hugging Face folder brings its own (preprocessor_config.json, id2label)",
+            "a declared image preprocessing and labels apply to a torch.nn.Module or timm image classifier"
+            + (f"; {model} is an ONNX file, compiled as raw tensors in and out" if onnx else ""),
+            hint="an ONNX file's outputs are its tensors: map them to labels in your code"
+            if onnx
+            else "a Hugging Face folder brings its own (preprocessor_config.json, id2label)",
         )
     if _is_torch_module(model):
         from .module import from_module
