@@ -340,6 +340,12 @@ def print_result(result) -> None:
     built = reports.built_fidelity()
     if built is not None:
         print(f"fidelity: {built.summary()}")
+    if manifest.tokenizer is not None and manifest.tokenizer.pad_sensitive:
+        print(
+            "note: this model's answer for a text changes with the padding around it (it does not mask it out), "
+            "so the runtime runs it one text per call (reports/verify_fidelity.json: details.padding)",
+            file=sys.stderr,
+        )
     pruned = reports.other.get("pruning")
     if pruned is not None:
         drop = (

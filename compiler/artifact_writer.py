@@ -195,6 +195,9 @@ def _fill(
         shutil.copyfile(source.tokenizer_file, staging / source.tokenizer.file)
         vocab = _vocab_size(staging / source.tokenizer.file)
         tokenizer = tokenizer.model_copy(update={"vocab_size": min(vocab, tokenizer.vocab_size or vocab)})
+        padding = state.reports.get("verify_fidelity", {}).get("details", {}).get("padding") or {}
+        if padding.get("sensitive"):  # its answers would depend on the batch: the runtime runs one text per call
+            tokenizer = tokenizer.model_copy(update={"pad_sensitive": True})
     (staging / RECIPE_FILE).write_text(recipe.to_toml())  # hashed with the rest: the exact build
     quantization = _quantization(state.reports)
     files = {str(path.relative_to(staging)): sha256_file(path) for path in sorted(staging.rglob("*")) if path.is_file()}

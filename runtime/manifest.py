@@ -15,7 +15,7 @@ from .hashing import sha256_json
 from .images.spec import ImagePreprocessSpec
 from .paths import RelativePath
 
-SCHEMA_VERSION = 3  # 3: inputs may carry `value_range`
+SCHEMA_VERSION = 3  # 3: inputs may carry `value_range`, tokenizers `pad_sensitive`
 OLDEST_SCHEMA_VERSION = 2  # still read: what 3 added is optional
 MANIFEST_FILE = "manifest.json"
 REPORTS_DIR = "reports"
@@ -75,6 +75,9 @@ class TokenizerSpec(_Frozen):
     # the tokenizer's vocabulary, or the model's embedding rows where they are fewer; the type vocabulary.
     vocab_size: int | None = Field(default=None, gt=0)
     type_vocab_size: int | None = Field(default=None, gt=0)
+    # The model's answer for a text changes with the padding around it (it does not mask it out): texts
+    # run one per call, so no answer depends on its batch (schema 3).
+    pad_sensitive: bool = False
 
 
 class TargetInfo(_Frozen):

@@ -74,6 +74,8 @@ class Session:
             )
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise InputError(f"predict: batch_size must be a positive integer, found {batch_size!r}")
+        if self.manifest.tokenizer is not None and self.manifest.tokenizer.pad_sensitive:
+            batch_size = 1  # padding would change its answers: each text alone
         batched = isinstance(items, (list, tuple)) or (isinstance(items, np.ndarray) and items.ndim == 4)  # noqa: PLR2004
         if not batched or len(items) <= batch_size:
             return self.task_spec.predict(self, items, **options)

@@ -97,3 +97,22 @@ def test_the_longest_input_is_what_the_position_table_holds(family, longest, tmp
     with torch.inference_mode():
         expected = model(**{name: torch.from_numpy(value) for name, value in feeds.items()}).logits.numpy()
     np.testing.assert_allclose(session.run(feeds)["logits"], expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["nystromformer", "convbert"])
+def test_a_model_whose_answers_change_with_padding_runs_one_text_per_call(family, tmp_path, artifacts):
+    """Nyströmformer averages landmarks over padded positions and ConvBERT convolves into them: a text's
+    score depended on the texts batched with it (0.98 beside a long text, 0.80 alone)."""
+    from .coverage.families import make_family_folder
+
+    folder = make_family_folder(tmp_path / family, family, "sequence")
+    result = compile(folder, "host", tmp_path / "art", Recipe.from_flags(backend="onnxruntime", cache=False))
+    padding = json.loads((result.path / "reports" / "verify_fidelity.json").read_text())["details"]["padding"]
+    assert padding["sensitive"] and result.manifest.tokenizer.pad_sensitive
+    session = load(result.path)
+    short, long = "the film", " ".join(["a long and winding text"] * 8)
+    together = session.predict([short, long, short])
+    assert together[0].scores == session.predict([short])[0].scores == together[2].scores
+    bert = json.loads((artifacts["sequence"] / "reports" / "verify_fidelity.json").read_text())["details"]["padding"]
+    assert not bert["sensitive"] and bert["max_abs_diff"] < 1e-5
+    assert not load(artifacts["sequence"]).manifest.tokenizer.pad_sensitive

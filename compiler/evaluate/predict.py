@@ -75,6 +75,7 @@ def predict_dataset(
         raise DataError(
             f"{dataset.source} is {dataset.task.value} data but {predictor.name} does {predictor.task.value}"
         )
+    batch_size = 1 if predictor.one_at_a_time else batch_size
     lengths = [len(e.text) if dataset.task is DataTask.TEXT_CLASSIFICATION else len(e.tokens) for e in dataset.examples]
     order = np.argsort(lengths, kind="stable")  # similar lengths per batch: less padding
     results: list = [None] * len(dataset)

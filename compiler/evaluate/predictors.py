@@ -29,6 +29,7 @@ class Predictor:
     labels: tuple[str, ...]
     encoder: TextEncoder | ImagePreprocessor
     logits: Logits  # feeds -> [batch, labels] or [batch, seq, labels]
+    one_at_a_time: bool = False  # an artifact whose answers change with padding: one text per call
 
 
 def open_predictor(
@@ -56,6 +57,7 @@ def artifact_predictor(path: Path, *, threads: int | None = None) -> Predictor:
         _labels(session.manifest.labels, path),
         session.encoder,
         lambda feeds: session.run(feeds)[output],
+        one_at_a_time=bool(session.manifest.tokenizer and session.manifest.tokenizer.pad_sensitive),
     )
 
 

@@ -19,6 +19,7 @@ from ..fidelity import FidelityConfig, Runner, check, fidelity_feeds, is_classif
 from ..input_shapes import suggestion
 from ..onnx_reference import check_shipped, session_runner, shipped_cases, source_reference
 from ..ort_sessions import cpu_session
+from ..padding_check import padding_effect
 from .base import BuildState, Pass
 from .registry import register_pass
 
@@ -28,6 +29,7 @@ __all__ = ["FidelityConfig", "VerifyFidelity", "ort_runner"]
 @register_pass
 class VerifyFidelity(Pass):
     name = "verify_fidelity"
+    version = 2  # 2: text models' details hold the padding check
     Config = FidelityConfig
     changes_model = False
 
@@ -48,10 +50,15 @@ class VerifyFidelity(Pass):
                     f"{state.source.description}: max abs diff {worst['max_abs_diff']:.3g}",
                     hint=_hint(state),
                 )
+        shapes = fidelity_feeds(state, self.config)
+        if state.source.tokenizer is not None and state.source.torch is not None:
+            padding = padding_effect(reference, shapes)  # does a text's answer depend on its batch?
+            if padding is not None:
+                details["padding"] = padding
         report = check(
             reference,
             candidate,
-            fidelity_feeds(state, self.config),
+            shapes,
             self.config,
             classifier=is_classifier(state),
             names=(reference_name, "the compiled ONNX"),

@@ -87,7 +87,7 @@ class ServedModel:
         self._ids = [name for name, field in feeds.items() if field == "ids"]
         self._pad = {name: (tokenizer.pad_id if name in self._ids else 0) for name in self.inputs} if tokenizer else {}
         # Padding a merged batch is only harmless when the model masks it out.
-        self.pads_sequences = "attention_mask" in feeds.values()
+        self.pads_sequences = "attention_mask" in feeds.values() and not tokenizer.pad_sensitive
         self.max_length = tokenizer.max_length if tokenizer else None
         self.id_limit = _id_limit(session) if self._ids else None
         self.batchable = all(axes.batch for axes in self._in_axes.values())

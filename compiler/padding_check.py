@@ -1,0 +1,56 @@
+"""Whether a text model's answer for a text depends on the padding around it.
+
+Batched predictions pad every text to the batch's longest, and a model that masks its padding gives
+each text the answer it gives alone. Some do not (Nyströmformer's landmarks average over padded
+positions; ConvBERT's convolutions reach into them): for those, an answer would depend on which other
+texts shared the call. The check runs the reference model on each padded row of the fidelity feeds
+and on the same text alone; the artifact records the result (`TokenizerSpec.pad_sensitive`) and the
+runtime then runs such a model one text per call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .fidelity import Runner
+
+# Padding changes a masked model's outputs by float rounding only (~1e-6 of their scale).
+RELATIVE_LIMIT = 1e-4
+
+
+def padding_effect(reference: Runner, cases: list[tuple], mask_name: str = "attention_mask") -> dict | None:
+    """{"max_abs_diff", "scale", "sensitive"} over the padded rows of `cases` ((batch, sequence, feeds)),
+    or None when no case has a padded row."""
+    worst, scale, checked = 0.0, 0.0, 0
+    for _batch, _sequence, feeds in cases:
+        mask = feeds.get(mask_name)
+        if mask is None:
+            return None
+        batched = reference(feeds)
+        for row, length in enumerate(mask.sum(axis=1).astype(int)):
+            if length == mask.shape[1] or length == 0:
+                continue
+            alone = reference({name: value[row : row + 1, :length] for name, value in feeds.items()})
+            for together, single in zip(batched, alone):
+                together = _trimmed(np.asarray(together[row : row + 1]), length, mask.shape[1])
+                single = np.asarray(single)
+                if together.shape != single.shape:
+                    continue
+                worst = max(worst, float(np.abs(together - single).max(initial=0.0)))
+                scale = max(scale, float(np.abs(single).max(initial=0.0)))
+            checked += 1
+    if not checked:
+        return None
+    return {
+        "padded_rows": checked,
+        "max_abs_diff": worst,
+        "scale": scale,
+        "sensitive": worst > RELATIVE_LIMIT * max(scale, 1e-6),
+    }
+
+
+def _trimmed(output: np.ndarray, length: int, padded: int) -> np.ndarray:
+    """A token-level output ([1, padded, ...]) cut to the text's own tokens; others as they are."""
+    if output.ndim >= 2 and output.shape[1] == padded:  # noqa: PLR2004
+        return output[:, :length]
+    return output
