@@ -113,6 +113,11 @@ def test_a_model_whose_answers_change_with_padding_runs_one_text_per_call(family
     short, long = "the film", " ".join(["a long and winding text"] * 8)
     together = session.predict([short, long, short])
     assert together[0].scores == session.predict([short])[0].scores == together[2].scores
+    pytest.importorskip("starlette")
+    from edgekiln.runtime.serve.models import ServedModel
+
+    assert not ServedModel(family, session).pads_sequences  # serve merges only requests of equal length
+    assert ServedModel("bert", load(artifacts["sequence"])).pads_sequences
     bert = json.loads((artifacts["sequence"] / "reports" / "verify_fidelity.json").read_text())["details"]["padding"]
     assert not bert["sensitive"] and bert["max_abs_diff"] < 1e-5
     assert not load(artifacts["sequence"]).manifest.tokenizer.pad_sensitive
