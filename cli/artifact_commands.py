@@ -99,8 +99,11 @@ def cmd_run(args) -> int:
     session = load(args.artifact, threads=args.threads, device=args.device, trusted_keys=args.trusted_key)
     options = {} if args.top is None else {"top": args.top}
     sys.stdout.write("[\n" if args.json else "")
+    done = 0
     for index, batch in enumerate(itertools.chain([first], batches)):
         predictions = session.predict(batch, **options)
+        _say_cut(session, batch, done)
+        done += len(batch)
         items, lines = session.task_spec.describe(batch, predictions) or _describe(batch, predictions)
         if args.json:  # the same text as json.dumps(all items, indent=2), written a batch at a time
             sys.stdout.write(
@@ -112,6 +115,19 @@ def cmd_run(args) -> int:
         sys.stdout.flush()
     sys.stdout.write("\n]\n" if args.json else "")
     return 0
+
+
+def _say_cut(session, texts: list, done: int) -> None:
+    """A note on stderr for each text longer than the model's longest input (only its start was read)."""
+    encoder = session.encoder
+    if session.manifest.tokenizer is None or not hasattr(encoder, "cut"):
+        return
+    for number, cut in enumerate(encoder.cut(texts), start=done + 1):
+        if cut:
+            print(
+                f"note: text {number} is longer than the model's {encoder.max_length} tokens: only its start was read",
+                file=sys.stderr,
+            )
 
 
 def _stdin_lines(paths: bool = False) -> Iterator[str]:

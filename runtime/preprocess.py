@@ -56,6 +56,11 @@ class TextEncoder:
             for name, field in self._spec.feeds.items()
         }
 
+    def cut(self, texts: Sequence[str]) -> list[bool]:
+        """Per text, whether it holds more tokens than the model's longest input (then only the first
+        `max_length` reach the model)."""
+        return [bool(encoding.overflowing) for encoding in self._tokenizer.encode_batch(list(check_texts(texts)))]
+
     def encode_words(self, sentences: Sequence[Sequence[str]]) -> tuple[dict[str, np.ndarray], list]:
         """Encode pre-split words (token-classification data); `word_ids` map sub-tokens back."""
         encodings = self._tokenizer.encode_batch([list(words) for words in sentences], is_pretokenized=True)

@@ -137,6 +137,10 @@ def test_run_prints_predictions(capsys, artifacts):
     assert code == 0 and out.startswith("john/")
     code, out, _ = run_cli(capsys, "run", str(artifacts["encoder"]), "a sentence", "--json")
     assert code == 0 and len(json.loads(out)[0]["embedding"]) == 32
+    long = " ".join(["love"] * 100)  # past the tiny model's 64 tokens
+    code, out, err = run_cli(capsys, "run", str(artifacts["sequence"]), "i love it", long, "--batch-size", "1")
+    assert code == 0 and len(out.splitlines()) == 2
+    assert err == "note: text 2 is longer than the model's 64 tokens: only its start was read\n"
 
 
 def test_inspect_and_targets(capsys, artifacts):
