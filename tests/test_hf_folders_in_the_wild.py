@@ -121,3 +121,22 @@ def test_a_model_whose_answers_change_with_padding_runs_one_text_per_call(family
     bert = json.loads((artifacts["sequence"] / "reports" / "verify_fidelity.json").read_text())["details"]["padding"]
     assert not bert["sensitive"] and bert["max_abs_diff"] < 1e-5
     assert not load(artifacts["sequence"]).manifest.tokenizer.pad_sensitive
+
+
+def test_a_model_that_fails_in_pytorch_itself_is_blamed_not_the_exporters(bert_folders, tmp_path):
+    """X-MOD's forward raises until code sets a language: both exporters failed, and the hint sent the
+    user to --exporter and --opset, which cannot help."""
+    from edgekiln.compiler import ExportError
+
+    config = transformers.AutoConfig.for_model(
+        "xmod", vocab_size=120, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=66, pad_token_id=0, languages=["en_XX", "de_DE"],
+    )  # fmt: skip
+    folder = tmp_path / "xmod"
+    transformers.XmodForSequenceClassification(config).save_pretrained(str(folder))
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        if (bert_folders["sequence"] / name).is_file():
+            shutil.copy(bert_folders["sequence"] / name, folder / name)
+    with pytest.raises(ExportError, match="does not run in PyTorch on example inputs: .*language") as err:
+        compile(folder, "host", tmp_path / "art", Recipe.from_flags(backend="onnxruntime", cache=False))
+    assert "--exporter" not in str(err.value)

@@ -91,6 +91,13 @@ class ExportOnnx(Pass):
                     name: {str(k): v for k, v in axes.items()} for name, axes in spec.dynamic_axes.items()
                 },
             }
+        eager = _eager_failure(module, example)
+        if eager is not None:  # no exporter can trace what does not run
+            raise ExportError(
+                f"{state.source.description} does not run in PyTorch on example inputs: {eager}",
+                hint="the model needs something a plain forward call does not give it (e.g. a language or a "
+                "mode set in code): set it, save the folder again, and compile that",
+            )
         raise ExportError(
             f"ONNX export of {state.source.description} failed: {' | '.join(failures)}",
             hint="try another --exporter or --opset; if an operator is unsupported, replace that module "
@@ -248,3 +255,15 @@ def _silence_fd(fd: int):
     finally:
         os.dup2(saved, fd)
         os.close(saved)
+
+
+def _eager_failure(module, example) -> str | None:
+    """Why the module fails on its example inputs in plain PyTorch, or None when it runs."""
+    import torch
+
+    try:
+        with _quiet(), torch.no_grad():
+            module(*example)
+    except Exception as exc:  # noqa: BLE001 - the model's own error, reported as such
+        return _summarise(exc)
+    return None
