@@ -297,7 +297,7 @@ def run_bench(
         def pytorch():  # torch is imported only now, after the artifact's memory is measured
             from edgekiln.compiler.reference import pytorch_runner
 
-            return pytorch_runner(against, session.threads)
+            return pytorch_runner(against, session.threads, session.manifest)
 
         factory = ("pytorch", pytorch)
     return benchmark(session, config, load_seconds=load_seconds, against=factory)

@@ -14,14 +14,18 @@ from .sources import resolve_source
 Runner = Callable[[dict[str, np.ndarray]], object]
 
 
-def pytorch_runner(model: str | Path, threads: int) -> Runner:
-    """PyTorch eager in inference mode with `threads` intra-op threads, fed the artifact's arrays."""
+def pytorch_runner(model: str | Path, threads: int, manifest=None) -> Runner:
+    """PyTorch eager in inference mode with `threads` intra-op threads, fed the artifact's arrays; with the
+    artifact's `manifest`, a model of another task or label count is refused (its timings would compare
+    another computation)."""
     import torch
 
     with tempfile.TemporaryDirectory(prefix="edgekiln-ref-") as work_dir:
         source = resolve_source(str(model), work_dir=Path(work_dir))
     if source.torch is None:
         raise CompileError(f"--against needs a PyTorch model (a Hugging Face folder); {model} is not one")
+    if manifest is not None:
+        _check_same_model(model, source, manifest)
     torch.set_num_threads(threads)
     module = source.torch.build()
     names = source.torch.input_names
@@ -37,3 +41,15 @@ def pytorch_runner(model: str | Path, threads: int) -> Runner:
             return module(*(torch.from_numpy(feeds[name]) for name in names))
 
     return run
+
+
+def _check_same_model(model, source, manifest) -> None:
+    hint = "compare an artifact with the model it was compiled from"
+    if source.task.value != manifest.task.value:
+        raise CompileError(
+            f"--against {model} is a {source.task.value} model; the artifact does {manifest.task.value}", hint=hint
+        )
+    if source.labels is not None and manifest.labels is not None and len(source.labels) != len(manifest.labels):
+        raise CompileError(
+            f"--against {model} has {len(source.labels)} labels; the artifact {len(manifest.labels)}", hint=hint
+        )

@@ -268,3 +268,10 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--version"])
     assert exited.value.code == 0 and capsys.readouterr().out == f"edgekiln {version('edgekiln')}\n"
+
+
+def test_bench_against_another_model_is_refused(capsys, artifacts, bert_folders):
+    code, _, err = run_cli(
+        capsys, "bench", str(artifacts["sequence"]), "--no-save", "--runs", "2", "--against", str(bert_folders["token"])
+    )
+    assert_one_line_error(code, err, "is a token-classification model; the artifact does text-classification")
