@@ -6,7 +6,9 @@ layers that cost the most accuracy to float until the drop fits. Speed is measur
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,7 +124,8 @@ class QuantizeOpenVino(Pass):
         evaluator = None if state.evaluation is None else make_evaluator(state, self.config.threads)
         float_score = evaluator.score(float_ir) if evaluator else None
         route = self._quantize_qdq if self._gptq_route(state) else self._quantize_nncf
-        int8 = route(state, out_dir, staging / IR_MODEL, evaluator, float_score)
+        with nncf_quiet():
+            int8 = route(state, out_dir, staging / IR_MODEL, evaluator, float_score)
         quantized, plain, method, drop = int8.model, int8.plain, int8.method, int8.drop
         feeds, bench = bench_point(state.source, self.config.bench_sequence, self.config.threads)
         float_ms, int8_ms = latency_ms([float_ir, staging / IR_MODEL], feeds, self.config.threads)
@@ -340,3 +343,19 @@ def make_quantizer(context) -> QuantizeOpenVino:
 def _ir_runner(path: Path):
     compiled = compile_ir(path, threads=1, cache_dir=None)
     return lambda feeds: list(compiled(feeds).values())
+
+
+@contextlib.contextmanager
+def nncf_quiet():
+    """NNCF's progress bars go to stderr (compile's stdout holds its results) and its INFO lines are
+    dropped (edgekiln reports what it chose)."""
+    import logging
+
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        logger.setLevel(level)
