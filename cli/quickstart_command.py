@@ -22,14 +22,23 @@ def register(commands) -> None:
         help="compile, check and benchmark all-MiniLM-L6-v2 (and EfficientNet-Lite0, with edgekiln[image-model]) "
         "on this machine",
     )
-    quick.add_argument("-o", "--output", type=Path, default=Path("edgekiln-out/quickstart-minilm"))
     quick.add_argument(
-        "--image-output", type=Path, default=Path("edgekiln-out/quickstart-efficientnet-lite0"), help="image leg"
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("edgekiln-out/quickstart-minilm"),
+        help="text leg's artifact (default: %(default)s, under the current folder)",
+    )
+    quick.add_argument(
+        "--image-output",
+        type=Path,
+        default=Path("edgekiln-out/quickstart-efficientnet-lite0"),
+        help="image leg's artifact (default: %(default)s)",
     )
     quick.add_argument("--only", choices=LEGS, help="run one leg (default: both, images where installed)")
-    quick.add_argument("--batch", type=int_list, default=(1,))
-    quick.add_argument("--seq", type=int_list, default=(128,), help="text leg: sequence lengths")
-    quick.add_argument("--runs", type=positive_int, default=30)
+    quick.add_argument("--batch", type=int_list, default=(1,), help="batch sizes benchmarked (default 1)")
+    quick.add_argument("--seq", type=int_list, default=(128,), help="text leg: sequence lengths (default 128)")
+    quick.add_argument("--runs", type=positive_int, default=30, help="timed calls per point (default 30)")
     quick.set_defaults(handler=cmd_quickstart)
 
 
