@@ -22,7 +22,7 @@ from ..errors import CompileError
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
 DEB_PACKAGES = ("python3.11", "libstdc++6", "libgomp1")
 PYTHON = "usr/bin/python3.11"  # Debian bookworm's Python: the wheels are cp311
-COMMON_WHEELS = ("numpy", "pydantic", "tokenizers")
+COMMON_WHEELS = ("numpy", "pydantic", "tokenizers", "pillow")  # pillow: verify checks image preprocessing too
 # Versions that differ from this machine's for the emulated run: onnxruntime 1.32.0's aarch64 wheel
 # dies with SIGSEGV at import under qemu-user 7.2 (Debian bookworm), whatever -cpu is set; 1.20.1
 # imports and runs. The artifact's ONNX (opset 18) is what is checked, not the wheel.
