@@ -154,6 +154,10 @@ def test_token_classification_reports_entity_f1(encoder_folder, tmp_path, capsys
     report = json.loads(out.read_text())
     assert report["tags_the_model_lacks"] == ["I-person"] and report["entity_recall"] < 1.0
     assert "note: the data's tags ['I-person'] are not among the model's labels" in capsys.readouterr().out
+    other = tmp_path / "other.conll"  # a type the model does not know: data labelled otherwise, refused
+    other.write_text(f"{PEOPLE[0]}\tB-PER\nvisited\tO\n")
+    assert main(["eval", str(result.path), "--data", str(other)]) == 2
+    assert "labels ['B-PER'] in" in capsys.readouterr().err
 
 
 def test_lora_on_token_classification_trains_and_merges(encoder_folder, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..data import DataError, Dataset, DataTask
@@ -61,16 +62,22 @@ def evaluate(
     their predictions agree. With `skip_bad_images`, images that cannot be decoded are left out of both
     and listed in the report."""
     for_target, for_against = timm_options(target, against, weights, labels)
-    report, predictions = evaluate_predictor(
-        open_predictor(target, **for_target), dataset, batch_size=batch_size, skip_bad_images=skip_bad_images
-    )
+    first = open_predictor(target, **for_target)
+    report, predictions = evaluate_predictor(first, dataset, batch_size=batch_size, skip_bad_images=skip_bad_images)
     if against is None:
         return report
     if report.get("skipped_images"):  # the same images for both
         dataset = without(dataset, report["skipped_images"])
+    second = open_predictor(against, **for_against)
+    if first.one_at_a_time and not second.one_at_a_time:  # a padding-sensitive model: both run texts alone,
+        second = replace(second, one_at_a_time=True)  # so that agreement measures the compile, not padding
     other, other_predictions = evaluate_predictor(
-        open_predictor(against, **for_against), dataset, batch_size=batch_size, skip_bad_images=skip_bad_images
+        second, dataset, batch_size=batch_size, skip_bad_images=skip_bad_images
     )
+    if second.one_at_a_time and not first.one_at_a_time:
+        report, predictions = evaluate_predictor(
+            replace(first, one_at_a_time=True), dataset, batch_size=batch_size, skip_bad_images=skip_bad_images
+        )
     report["against"] = other
     report["agreement"] = agreement(predictions, other_predictions)
     keys = ("accuracy", "top5_accuracy", "macro_f1", "entity_f1")

@@ -30,7 +30,7 @@ def map_labels(dataset: Dataset, labels: tuple[str, ...], model: str) -> dict[st
             mapping[label] = f"LABEL_{label}"
     missing = [label for label in dataset.labels if label not in mapping]
     if dataset.task is DataTask.TOKEN_CLASSIFICATION:  # entity tags it lacks: entities it cannot find
-        missing = [tag for tag in missing if not is_entity_tag(tag)]
+        missing = [tag for tag in missing if tag not in lacking_tags(dataset, labels)]
     for label in missing:  # a name several classes share reads "crane (134)", "crane (517)" in the model
         shared = [name for name in labels if name.startswith(f"{label} (") and name.endswith(")")]
         if len(shared) > 1:
@@ -48,10 +48,13 @@ def map_labels(dataset: Dataset, labels: tuple[str, ...], model: str) -> dict[st
 
 
 def lacking_tags(dataset: Dataset, labels: tuple[str, ...]) -> list[str]:
-    """Token data: the entity tags in `dataset` that a model with `labels` never predicts."""
+    """Token data: the entity tags in `dataset` that a model with `labels` never predicts, of entity types
+    it knows (I-person where it has B-person: a longer entity than training showed). A type it does not
+    know at all (B-person against B-PER) is data labelled otherwise, not lacking tags."""
     if dataset.task is not DataTask.TOKEN_CLASSIFICATION:
         return []
-    return [tag for tag in dataset.labels if tag not in labels and is_entity_tag(tag)]
+    types = {label[2:] for label in labels if is_entity_tag(label)}
+    return [tag for tag in dataset.labels if tag not in labels and is_entity_tag(tag) and tag[2:] in types]
 
 
 def _some(names: list[str], shown: int = 8) -> str:
