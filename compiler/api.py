@@ -21,6 +21,7 @@ from edgekiln.targets import TargetProfile, load_profile
 from .artifact_writer import check_output_folder, write_artifact
 from .cache import PassCache, default_cache_dir
 from .data import Dataset, load_dataset, parse_spec
+from .data.images import holds_images
 from .errors import CompileError
 from .folders import output_lock
 from .passes.base import BuildState, Pass
@@ -208,8 +209,13 @@ class _DataRoles:
 
     def get(self, role: str) -> str | Dataset | None:
         ref = self._refs[role]
-        if ref is not None and self._options and not ref.startswith(MEMORY_PREFIX):
-            return load_dataset(ref, **self._options)  # the recipe forces a reader or names columns
+        options = (
+            self._options
+            if ref is None or _is_table(ref)
+            else {k: v for k, v in self._options.items() if k == "format"}
+        )
+        if ref is not None and options and not ref.startswith(MEMORY_PREFIX):
+            return load_dataset(ref, **options)  # the recipe forces a reader or names a table's columns
         if ref is None or not ref.startswith(MEMORY_PREFIX):
             return ref
         dataset = self._datasets.get(role)
@@ -219,6 +225,16 @@ class _DataRoles:
                 hint=f"pass it again with datasets={{{role!r}: dataset}}, or put a file path in the recipe",
             )
         return dataset
+
+
+_TABLES = (".tsv", ".tab", ".csv", ".jsonl")
+
+
+def _is_table(ref: str) -> bool:
+    """Data whose columns `--text-column`/`--label-column` name (a `.txt` of lines, CoNLL, an `.npz` or
+    an image folder have none: their own readers take them as they are)."""
+    path, _split = parse_spec(ref)
+    return path.suffix.lower() in _TABLES or (path.is_dir() and not holds_images(path))
 
 
 def _with_datasets(recipe: Recipe, datasets: Mapping[str, Dataset]) -> Recipe:

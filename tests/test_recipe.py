@@ -175,3 +175,12 @@ def test_compile_reads_data_with_other_column_names(capsys, bert_folders, tmp_pa
     assert main([*flags, "--text-column", "body", "--label-column", "y"]) == 0, capsys.readouterr().err
     stored = Recipe.from_file(tmp_path / "a" / "recipe.toml").data
     assert (stored.text_column, stored.label_column) == ("body", "y")
+    from edgekiln.compiler.api import _DataRoles
+
+    lines = tmp_path / "calib.txt"  # one text per line: no columns to name, read as it is
+    lines.write_text("hello world\nsecond line\n")
+    recipe = Recipe.from_flags(
+        quantize="static", calibration=str(lines), text_column="body", label_column="y", eval_data=str(data)
+    )
+    roles = _DataRoles(recipe, {})
+    assert roles.get("calibration") == str(lines) and len(roles.get("eval")) == 8
