@@ -295,9 +295,12 @@ def run_bench(
     if against:
 
         def pytorch():  # torch is imported only now, after the artifact's memory is measured
+            from edgekiln.compiler.recipe import Recipe
             from edgekiln.compiler.reference import pytorch_runner
 
-            return pytorch_runner(against, session.threads, session.manifest)
+            stored = artifact / "recipe.toml"
+            recipe = Recipe.from_file(stored) if stored.is_file() else None
+            return pytorch_runner(against, session.threads, session.manifest, recipe)
 
         factory = ("pytorch", pytorch)
     return benchmark(session, config, load_seconds=load_seconds, against=factory)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import CompileError
 from .fidelity import Runner
 
 # Padding changes a masked model's outputs by float rounding only (~1e-6 of their scale).
@@ -26,7 +27,10 @@ def padding_effect(reference: Runner, cases: list[tuple], mask_name: str = "atte
         mask = feeds.get(mask_name)
         if mask is None:
             return None
-        batched = reference(feeds)
+        try:
+            batched = reference(feeds)
+        except Exception:  # noqa: BLE001 - the fidelity check that follows reports a model failing at a shape
+            return None
         for row, length in enumerate(mask.sum(axis=1).astype(int)):
             if length == mask.shape[1] or length == 0:
                 continue
@@ -34,14 +38,16 @@ def padding_effect(reference: Runner, cases: list[tuple], mask_name: str = "atte
                 alone = reference({name: value[row : row + 1, :length] for name, value in feeds.items()})
             except Exception:  # noqa: BLE001 - a model that cannot run so short a text (Funnel): no verdict from it
                 continue
+            compared = False
             for together, single in zip(batched, alone):
-                together = _trimmed(np.asarray(together[row : row + 1]), length, mask.shape[1])
+                together = _trimmed(np.asarray(together[row : row + 1]), length)
                 single = np.asarray(single)
                 if together.shape != single.shape:
                     continue
                 worst = max(worst, float(np.abs(together - single).max(initial=0.0)))
                 scale = max(scale, float(np.abs(single).max(initial=0.0)))
-            checked += 1
+                compared = True
+            checked += compared
     if not checked:
         return None
     return {
@@ -52,8 +58,20 @@ def padding_effect(reference: Runner, cases: list[tuple], mask_name: str = "atte
     }
 
 
-def _trimmed(output: np.ndarray, length: int, padded: int) -> np.ndarray:
-    """A token-level output ([1, padded, ...]) cut to the text's own tokens; others as they are."""
-    if output.ndim >= 2 and output.shape[1] == padded:  # noqa: PLR2004
-        return output[:, :length]
-    return output
+def _trimmed(output: np.ndarray, length: int) -> np.ndarray:
+    """A token-level output ([1, sequence, features]) cut to the text's own tokens; a per-text output
+    ([1, labels] or [1, dim]) as it is, even where its width equals the padded length."""
+    return output[:, :length] if output.ndim >= 3 else output  # noqa: PLR2004
+
+
+def refuse_bucket_padding(state, padded_by: str) -> None:
+    """A padding-sensitive text model cannot run where every call is padded to a fixed length
+    (`padded_by`: TVM's buckets, OpenVINO's static shapes): its answers would be the padded text's."""
+    padding = ((state.reports.get("verify_fidelity") or {}).get("details") or {}).get("padding") or {}
+    if padding.get("sensitive"):
+        raise CompileError(
+            f"{state.source.description}'s answer for a text changes with the padding around it "
+            f"(max diff {padding['max_abs_diff']:.3g}), and {padded_by} pads every call to a fixed length: "
+            "its answers would not be the model's",
+            hint="compile it for onnxruntime, or for openvino without --sequence-buckets (one text per call, unpadded)",
+        )

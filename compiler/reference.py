@@ -14,14 +14,18 @@ from .sources import resolve_source
 Runner = Callable[[dict[str, np.ndarray]], object]
 
 
-def pytorch_runner(model: str | Path, threads: int, manifest=None) -> Runner:
+def pytorch_runner(model: str | Path, threads: int, manifest=None, recipe=None) -> Runner:
     """PyTorch eager in inference mode with `threads` intra-op threads, fed the artifact's arrays; with the
     artifact's `manifest`, a model of another task or label count is refused (its timings would compare
-    another computation)."""
+    another computation); the artifact's `recipe` gives the task and pooling it was compiled with."""
     import torch
 
     with tempfile.TemporaryDirectory(prefix="edgekiln-ref-") as work_dir:
         source = resolve_source(str(model), work_dir=Path(work_dir))
+        if manifest is not None and source.task.value != manifest.task.value and recipe is not None:
+            chosen = recipe.source  # compiled with --task (and --pooling): build the model the same way
+            if chosen.task is not None and chosen.task.value == manifest.task.value:
+                source = resolve_source(str(model), work_dir=Path(work_dir), task=chosen.task, pooling=chosen.pooling)
     if source.torch is None:
         raise CompileError(f"--against needs a PyTorch model (a Hugging Face folder); {model} is not one")
     if manifest is not None:

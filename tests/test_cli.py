@@ -270,8 +270,15 @@ def test_version(capsys):
     assert exited.value.code == 0 and capsys.readouterr().out == f"edgekiln {version('edgekiln')}\n"
 
 
-def test_bench_against_another_model_is_refused(capsys, artifacts, bert_folders):
+def test_bench_against_another_model_is_refused(capsys, artifacts, bert_folders, tmp_path):
     code, _, err = run_cli(
         capsys, "bench", str(artifacts["sequence"]), "--no-save", "--runs", "2", "--against", str(bert_folders["token"])
     )
     assert_one_line_error(code, err, "is a token-classification model; the artifact does text-classification")
+    embedder = tmp_path / "embedder"  # a classifier folder compiled with --task: benched against as built
+    flags = ["compile", str(bert_folders["sequence"]), "--task", "sentence-embedding", "-o", str(embedder)]
+    assert main([*flags, "--target", "x86-64-avx2"]) == 0
+    code, out, err = run_cli(
+        capsys, "bench", str(embedder), "--no-save", "--runs", "2", "--against", str(bert_folders["sequence"])
+    )
+    assert code == 0 and "speed-up" in out, err

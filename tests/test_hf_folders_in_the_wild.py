@@ -140,3 +140,43 @@ def test_a_model_that_fails_in_pytorch_itself_is_blamed_not_the_exporters(bert_f
     with pytest.raises(ExportError, match="does not run in PyTorch on example inputs: .*language") as err:
         compile(folder, "host", tmp_path / "art", Recipe.from_flags(backend="onnxruntime", cache=False))
     assert "--exporter" not in str(err.value)
+
+
+def test_own_code_nested_in_a_processor_config_or_named_in_modules_json_is_refused(bert_folders, tmp_path):
+    from edgekiln.compiler.sources.remote_code import refuse_remote_code
+
+    nested = tmp_path / "nested"
+    shutil.copytree(bert_folders["sequence"], nested)
+    (nested / "processor_config.json").write_text(
+        json.dumps(
+            {"image_processor": {"auto_map": {"AutoImageProcessor": {"pil": "proc.P", "torchvision": "proc.F"}}}}
+        )
+    )
+    with pytest.raises(CompileError, match=r"maps AutoImageProcessor to the folder's own code \(proc\.py\)"):
+        refuse_remote_code(nested)
+    custom = tmp_path / "custom"
+    shutil.copytree(bert_folders["encoder"], custom)
+    modules = json.loads((custom / "modules.json").read_text())
+    modules[1]["type"] = "custom_st.Pooling"
+    (custom / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(CompileError, match=r"declares modules of its own \(custom_st\.Pooling\)"):
+        compile(custom, "host", tmp_path / "art", Recipe.from_flags(backend="onnxruntime", cache=False))
+    refuse_remote_code(bert_folders["encoder"])  # sentence-transformers' own modules pass
+
+
+def test_the_padding_check_judges_per_text_outputs_as_they_are_and_leaves_failures_to_fidelity():
+    from edgekiln.compiler.padding_check import padding_effect
+
+    ids = np.array([[5] * 17, [3] * 10 + [0] * 7])
+    case = [(2, 17, {"input_ids": ids, "attention_mask": (ids > 0).astype(np.int64)})]
+
+    def averages_padding(feeds):  # [batch, 17] scores (17 labels, as long as the padded batch) that see padding
+        return [np.repeat(feeds["input_ids"].astype(np.float32).mean(axis=1, keepdims=True), 17, axis=1)]
+
+    effect = padding_effect(averages_padding, case)
+    assert effect["sensitive"] and effect["padded_rows"] == 1
+
+    def fails(feeds):
+        raise RuntimeError("cannot run this shape")
+
+    assert padding_effect(fails, case) is None

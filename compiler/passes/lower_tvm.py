@@ -20,6 +20,7 @@ from ..errors import CompileError
 from ..fidelity import FidelityConfig, check, fidelity_feeds, is_classifier, require
 from ..graph_io import file_io
 from ..input_shapes import suggestion
+from ..padding_check import refuse_bucket_padding
 from ..tvm_build import build as tvm_build
 from ..tvm_build import cuda
 from ..tvm_build.importer import import_fixed, main_inputs, param_key
@@ -65,6 +66,8 @@ class LowerTvm(Pass):
 
     def check_preconditions(self, state: BuildState) -> None:
         super().check_preconditions(state)
+        if state.source.tokenizer is not None:
+            refuse_bucket_padding(state, "TVM (its sequence buckets)")
         if not self.config.sequence_buckets_given:
             return
         if bucket_axes(*file_io(state.model_path)).sequence_name is None:

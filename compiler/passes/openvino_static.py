@@ -21,6 +21,7 @@ from edgekiln.runtime.hashing import sha256_file, sha256_json
 from ..errors import CompileError
 from ..fidelity import FidelityConfig, check, fidelity_feeds, is_classifier, require
 from ..graph_io import file_io
+from ..padding_check import refuse_bucket_padding
 from ..quantization.config import QuantMode
 from ..tvm_build.shapes import SequenceBuckets, bucket_axes, check_lengths, pad_values, sequence_buckets
 from .base import BuildState, Pass
@@ -66,6 +67,7 @@ class OpenVinoStaticShapes(Pass):
             raise CompileError(f"internal: pass {self.name} runs after the OpenVINO lowering")
         tokenizer = state.source.tokenizer
         check_lengths(self.config.sequence_buckets, tokenizer.max_length if tokenizer else None)
+        refuse_bucket_padding(state, "OpenVINO's static shapes (--sequence-buckets)")
 
     def input_key(self, state: BuildState) -> str:
         return sha256_json(

@@ -15,7 +15,9 @@ NO_REMOTE_CODE = {"trust_remote_code": False}  # every from_pretrained: refuse, 
 
 
 def refuse_remote_code(folder: Path) -> None:
-    """One CompileError when a config in `folder` maps a class to the folder's own code."""
+    """One CompileError when a config in `folder` maps a class to the folder's own code (an `auto_map` at
+    any depth: transformers 5 also reads one nested in processor_config.json's `image_processor`), or
+    its modules.json names a module that is not sentence-transformers' own."""
     for name in CONFIG_FILES:
         mapped = _auto_map(folder / name)
         if mapped:
@@ -24,23 +26,58 @@ def refuse_remote_code(folder: Path) -> None:
                 f"{folder / name} maps {', '.join(sorted(mapped)[:3])} to the folder's own code "
                 f"({', '.join(modules)}); edgekiln runs no code from model folders, and transformers' "
                 "built-in classes would compute another model",
-                hint="export the model to ONNX yourself with its code (if you trust it), then compile the .onnx file",
+                hint=HINT,
             )
+    foreign = _foreign_modules(folder / "modules.json")
+    if foreign:
+        raise CompileError(
+            f"{folder / 'modules.json'} declares modules of its own ({', '.join(foreign[:3])}); edgekiln "
+            "reads sentence-transformers' Transformer, Pooling and Normalize only, and runs no code from model folders",
+            hint=HINT,
+        )
+
+
+HINT = "export the model to ONNX yourself with its code (if you trust it), then compile the .onnx file"
 
 
 def _auto_map(path: Path) -> dict[str, str]:
+    """Class name -> module reference, from every `auto_map` in the JSON file (none if it is absent or broken:
+    the loaders that read it say so)."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # absent or broken: the loaders that read it say so
+    except (OSError, ValueError):
         return {}
-    mapped = config.get("auto_map") if isinstance(config, dict) else None
-    if not isinstance(mapped, dict):
-        return {}
-    return {
-        key: value if isinstance(value, str) else next((v for v in value if isinstance(v, str) and v), "?")
-        for key, value in mapped.items()
-        if isinstance(value, (str, list)) and value
-    }
+    found: dict[str, str] = {}
+    pending = [config]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            mapped = node.get("auto_map")
+            if isinstance(mapped, dict):
+                found.update({key: ref for key, value in mapped.items() if (ref := _reference(value))})
+            pending.extend(value for key, value in node.items() if key != "auto_map")
+        elif isinstance(node, list):
+            pending.extend(node)
+    return found
+
+
+def _reference(value) -> str | None:
+    """The first module reference in an auto_map entry: a string, a list (slow, fast) or a dict (per backend)."""
+    if isinstance(value, str):
+        return value or None
+    values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return next((item for item in values if isinstance(item, str) and item), None)
+
+
+def _foreign_modules(path: Path) -> list[str]:
+    try:
+        modules = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    types = (
+        [module.get("type", "") for module in modules if isinstance(module, dict)] if isinstance(modules, list) else []
+    )
+    return [kind for kind in types if isinstance(kind, str) and kind and not kind.startswith("sentence_transformers.")]
 
 
 def _module_file(reference: str) -> str:

@@ -18,12 +18,11 @@ UNSUPPORTED: dict[tuple[str, str, str], str] = {
     # [CLS] logits survive it)
     ("funnel", "token", "tvm"): "TVM differs from onnxruntime",
     ("funnel", "encoder", "tvm"): "TVM differs from onnxruntime",
-    # Nyströmformer's depthwise convolution over the values (conv_kernel_size 65) reaches into the
-    # padding TVM's bucket adds
-    ("nystromformer", "*", "tvm"): "TVM differs from onnxruntime",
-    # TVM's convolution kernels drift 0.1-0.8 % from ONNX Runtime on ConvBERT's span convolution
-    ("convbert", "token", "tvm"): "TVM differs from onnxruntime",
-    ("convbert", "encoder", "tvm"): "TVM differs from onnxruntime",
+    # Nyströmformer (landmarks and a depthwise convolution over padded positions) and ConvBERT (its span
+    # convolution) do not mask padding: the compile's padding check finds it, and TVM pads every call
+    # to its bucket (where the check passes for a task, the bucket's padding still moves the outputs)
+    ("nystromformer", "*", "tvm"): "changes with the padding around it|TVM differs from onnxruntime",
+    ("convbert", "*", "tvm"): "changes with the padding around it|TVM differs from onnxruntime",
 }
 
 # (family, task, backend) glob -> why it fails today
