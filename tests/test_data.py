@@ -237,3 +237,13 @@ def test_length_grouped_batches_stay_grouped_when_the_last_one_is_short():
         batches = [lengths[order[i : i + 8]] for i in range(0, 37, 8)]
         assert len(batches[-1]) == 5  # the short batch comes last, so slicing again gives the same batches
         assert all(batch.max() - batch.min() <= 2 for batch in batches)  # similar lengths in each
+
+
+def test_the_held_out_split_takes_its_full_size_from_labels_with_room():
+    big = tuple(TextExample(f"a{i}", "A") for i in range(100))
+    singles = tuple(TextExample(f"s{i}", f"L{i}") for i in range(10))
+    rest, held = split_off(Dataset(DataTask.TEXT_CLASSIFICATION, big + singles, "d"), 0.5, 0)
+    assert len(held) == 55 and all(label in rest.labels for label in ("A", *(f"L{i}" for i in range(10))))
+    lonely = Dataset(DataTask.TEXT_CLASSIFICATION, tuple(TextExample(f"t{i}", f"L{i}") for i in range(5)), "one.tsv")
+    with pytest.raises(DataError, match="one.tsv: every label has a single example"):
+        split_off(lonely, 0.2, 0)

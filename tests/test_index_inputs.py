@@ -56,7 +56,12 @@ def test_an_input_used_otherwise_is_not_limited(tmp_path):
 
 def test_schema_2_artifacts_still_load_and_older_ones_do_not(tmp_path):
     path = _compile(_lookup(tmp_path / "m.onnx", also_added=True), tmp_path / "art", "onnxruntime").path
-    edit_manifest(path, lambda m: m.update(schema_version=2), reseal=True)
+    def as_schema_2(manifest):  # without the fields schema 3 added, as a schema 2 compiler wrote it
+        manifest["schema_version"] = 2
+        for spec in manifest["inputs"]:
+            del spec["value_range"]
+
+    edit_manifest(path, as_schema_2, reseal=True)
     assert load(path).run({"ids": np.zeros((1, 3), np.int64)})["y"].shape == (1, 3, 4)
     edit_manifest(path, lambda m: m.update(schema_version=1), reseal=True)
     with pytest.raises(ArtifactError, match="schema version 1 is older than this runtime supports"):

@@ -184,6 +184,12 @@ def split_off(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Da
         held = rng.permutation(len(dataset))[:cut].tolist()
     else:
         held = _stratified(dataset, cut, rng)
+        if not held:
+            raise DataError(
+                f"{dataset.source}: every label has a single example, so none can be held out without "
+                "taking its label from training",
+                hint="give dev data (--eval-data), or more examples per label",
+            )
     chosen = set(held)
     rest = [i for i in range(len(dataset)) if i not in chosen]
     return (
@@ -193,8 +199,8 @@ def split_off(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Da
 
 
 def _stratified(dataset: Dataset, cut: int, rng: np.random.Generator) -> list[int]:
-    """`cut` indices (or fewer, when every label is down to one example in the rest) drawn per label in
-    proportion to its size (largest remainders first)."""
+    """`cut` indices (fewer only when every label is down to one example in the rest) drawn per label in
+    proportion to its size (then one at a time to the label furthest below its share)."""
     groups: dict[str, list[int]] = {}
     for index, example in enumerate(dataset.examples):
         groups.setdefault(example.label, []).append(index)
@@ -202,12 +208,14 @@ def _stratified(dataset: Dataset, cut: int, rng: np.random.Generator) -> list[in
     for label in labels:
         groups[label] = [groups[label][i] for i in rng.permutation(len(groups[label]))]
     share = {label: len(groups[label]) * cut / len(dataset) for label in labels}
-    quota = {label: min(int(share[label]), len(groups[label]) - 1) for label in labels}
-    for label in sorted(labels, key=lambda name: quota[name] - share[name]):  # largest remainder first
-        if sum(quota.values()) >= cut:
+    room = {label: len(groups[label]) - 1 for label in labels}  # one example of each stays in training
+    quota = {label: min(int(share[label]), room[label]) for label in labels}
+    while sum(quota.values()) < cut:
+        open_labels = [label for label in labels if quota[label] < room[label]]
+        if not open_labels:
             break
-        if quota[label] < len(groups[label]) - 1:
-            quota[label] += 1
+        label = max(open_labels, key=lambda name: (share[name] - quota[name], name))  # the furthest below its share
+        quota[label] += 1
     return [index for label in labels for index in groups[label][: quota[label]]]
 
 
