@@ -7,6 +7,7 @@ between threads takes one from a pool for each call."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,8 +27,11 @@ from .spec import BackendSpec, QuantizerSpec
 Compiled = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
+IrBytes = tuple[bytes, bytes]  # an IR's .xml and .bin, as read (and hash-checked) once
+
+
 def compile_ir(
-    path: Path,
+    path: Path | IrBytes,
     *,
     threads: int,
     cache_dir: Path | None,
@@ -36,7 +40,8 @@ def compile_ir(
 ) -> Compiled:
     """The IR compiled for the CPU, as a function of named arrays returning arrays the caller owns.
     `precision` is OpenVINO's inference precision: f32, or bf16 on CPUs with AVX-512 BF16 or AMX;
-    `shapes` fixes every input's shape (a static model), else the IR's own (dynamic) shapes."""
+    `shapes` fixes every input's shape (a static model), else the IR's own (dynamic) shapes. `path` may
+    be the IR's bytes (an artifact's, checked against its manifest: what runs is what was checked)."""
     import openvino as ov
 
     core = ov.Core()
@@ -54,11 +59,16 @@ def compile_ir(
             config["CACHE_DIR"] = str(cache_dir)
         except OSError:  # a read-only home on a device: run without the compiled-model cache
             pass
-    if shapes is None:  # from the path: with a cached blob OpenVINO does not read the IR at all
+    if shapes is None and not isinstance(path, tuple):  # from the path: a cached blob is all OpenVINO reads
         compiled = core.compile_model(str(path), "CPU", config)
     else:
-        model = core.read_model(str(path))
-        model.reshape({name: ov.PartialShape(shape) for name, shape in shapes.items()})
+        model = (
+            core.read_model(path[0], ov.Tensor(np.frombuffer(path[1], dtype=np.uint8)))
+            if isinstance(path, tuple)
+            else core.read_model(str(path))
+        )
+        if shapes is not None:
+            model.reshape({name: ov.PartialShape(shape) for name, shape in shapes.items()})
         compiled = core.compile_model(model, "CPU", config)
     requests = Pool(compiled.create_infer_request)
     requests.prime()
@@ -134,7 +144,7 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
     limit = limit_bytes()
     cache = cache_folder(manifest.artifact_id) if limit > 0 else None
     precision = "bf16" if manifest.precision is Precision.BF16 else "f32"  # int8 IR: f32 for the rest
-    ir = inside(folder, manifest.model_file)
+    ir = _ir(folder, manifest, options.verified)
     try:
         run = compile_ir(ir, threads=options.threads, cache_dir=cache, precision=precision)
         _check_io(run.names, manifest)
@@ -154,6 +164,27 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
             f"OpenVINO cannot load {manifest.model_file}: {str(exc).splitlines()[0]}",
             hint="recompile the artifact with this edgekiln version",
         ) from None
+
+
+_FROM_BYTES_LIMIT = 256 << 20  # as ONNX Runtime's: past it, the transient copy costs too much memory
+
+
+def _ir(folder: Path, manifest: Manifest, verified: bool) -> Path | IrBytes:
+    """The IR as the bytes whose hashes are checked here (up to 256 MiB together), so that a file swapped
+    after the artifact's check (a race) is not what runs; a larger IR loads by path."""
+    xml = inside(folder, manifest.model_file)
+    weights = xml.with_suffix(".bin")
+    if not weights.is_file() or xml.stat().st_size + weights.stat().st_size > _FROM_BYTES_LIMIT:
+        return xml  # (a missing .bin: OpenVINO says so, as before)
+    parts = []
+    for path in (xml, weights):
+        data = path.read_bytes()
+        name = str(path.relative_to(folder))
+        expected = manifest.files.get(name)
+        if verified and expected is not None and hashlib.sha256(data).hexdigest() != expected:
+            raise ArtifactError(f"artifact file {name} changed while the artifact was loading", hint="load it again")
+        parts.append(data)
+    return parts[0], parts[1]
 
 
 def _check_io(names: tuple[frozenset, tuple[str, ...]], manifest: Manifest) -> None:
