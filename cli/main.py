@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import signal
 import sys
 import threading
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad is not None:
         print(f"edgekiln: error: {bad}", file=sys.stderr)
         return EXIT_USER_ERROR
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     _quiet_libraries()
     try:
         with _terminate_like_interrupt(), _one_line_warnings():
@@ -148,3 +149,17 @@ def _version() -> str:
         return version("edgekiln")
     except PackageNotFoundError:  # a checkout that was never installed
         return "(not installed)"
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args, but an unknown flag is reported by its command's parser (its usage, not the top
+    level's) with the closest flag that command has."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+        command = commands.choices[args.command]
+        flags = [flag for action in command._actions for flag in action.option_strings]  # noqa: SLF001
+        unknown = next((extra for extra in extras if extra.startswith("-")), extras[0])
+        close = difflib.get_close_matches(unknown.split("=", 1)[0], flags, n=1)
+        command.error(f"unrecognized arguments: {' '.join(extras)}" + (f" (did you mean {close[0]}?)" if close else ""))
+    return args

@@ -282,3 +282,11 @@ def test_bench_against_another_model_is_refused(capsys, artifacts, bert_folders,
         capsys, "bench", str(embedder), "--no-save", "--runs", "2", "--against", str(bert_folders["sequence"])
     )
     assert code == 0 and "speed-up" in out, err
+
+
+def test_a_misspelt_flag_is_reported_by_its_command_with_the_closest_one(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["compile", "model", "--taget", "host", "-o", "out"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith("usage: edgekiln compile")
+    assert "edgekiln compile: error: unrecognized arguments: --taget host (did you mean --target?)" in err

@@ -56,6 +56,7 @@ def test_an_input_used_otherwise_is_not_limited(tmp_path):
 
 def test_schema_2_artifacts_still_load_and_older_ones_do_not(tmp_path):
     path = _compile(_lookup(tmp_path / "m.onnx", also_added=True), tmp_path / "art", "onnxruntime").path
+
     def as_schema_2(manifest):  # without the fields schema 3 added, as a schema 2 compiler wrote it
         manifest["schema_version"] = 2
         for spec in manifest["inputs"]:
