@@ -73,5 +73,5 @@ def refuse_bucket_padding(state, padded_by: str) -> None:
             f"{state.source.description}'s answer for a text changes with the padding around it "
             f"(max diff {padding['max_abs_diff']:.3g}), and {padded_by} pads every call to a fixed length: "
             "its answers would not be the model's",
-            hint="compile it for onnxruntime, or for openvino without --sequence-buckets (one text per call, unpadded)",
+            hint="compile it for onnxruntime, or for openvino without --sequence-buckets: they run it one text per call, unpadded",
         )
