@@ -138,10 +138,6 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -163,3 +159,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
         close = difflib.get_close_matches(unknown.split("=", 1)[0], flags, n=1)
         command.error(f"unrecognized arguments: {' '.join(extras)}" + (f" (did you mean {close[0]}?)" if close else ""))
     return args
+
+
+if __name__ == "__main__":
+    sys.exit(main())
