@@ -177,9 +177,8 @@ def _ir(folder: Path, manifest: Manifest, verified: bool) -> Path | IrBytes:
     if not weights.is_file() or xml.stat().st_size + weights.stat().st_size > _FROM_BYTES_LIMIT:
         return xml  # (a missing .bin: OpenVINO says so, as before)
     parts = []
-    for path in (xml, weights):
+    for path, name in ((xml, manifest.model_file), (weights, str(Path(manifest.model_file).with_suffix(".bin")))):
         data = path.read_bytes()
-        name = str(path.relative_to(folder))
         expected = manifest.files.get(name)
         if verified and expected is not None and hashlib.sha256(data).hexdigest() != expected:
             raise ArtifactError(f"artifact file {name} changed while the artifact was loading", hint="load it again")
