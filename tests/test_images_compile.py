@@ -158,6 +158,8 @@ def test_eval_skips_unreadable_images_only_when_asked(capsys, vit_artifact, fold
     broken = data / "cat" / "broken.jpg"
     broken.write_bytes(photo("chelsea.png").read_bytes()[:300])  # a truncated file
     (data / "rocket" / "notes.png").write_text("not an image")
+    (data / "horse").mkdir()  # a class whose one image is unreadable: scored by neither model
+    (data / "horse" / "zz.png").write_text("not an image either")
     code, _, err = run_cli(capsys, "eval", str(vit_artifact), "--data", str(data))
     assert_one_line_error(code, err, str(broken))
     assert "--skip-bad-images" in err
@@ -166,10 +168,15 @@ def test_eval_skips_unreadable_images_only_when_asked(capsys, vit_artifact, fold
     code, out, err = run_cli(capsys, "eval", str(vit_artifact), *args, "--against", str(folders["vit"]))
     assert code == 0, err
     report = json.loads(report_file.read_text())
-    assert [row["path"] for row in report["skipped_images"]] == [str(broken), str(data / "rocket" / "notes.png")]
+    skipped = [str(broken), str(data / "horse" / "zz.png"), str(data / "rocket" / "notes.png")]
+    assert [row["path"] for row in report["skipped_images"]] == skipped
+    assert [row["path"] for row in report["against"]["skipped_images"]] == skipped
     assert report["examples"] == 5 and report["against"]["examples"] == 5 and report["agreement"] == 1.0
-    assert "note: 2 unreadable images left out (first: " in out
+    assert "horse" not in [row["label"] for row in report["per_class"]]
+    assert report["difference"] == {key: 0.0 for key in report["difference"]}
+    assert "note: 3 unreadable images left out (first: " in out
     shutil.rmtree(data / "rocket")
+    shutil.rmtree(data / "horse")
     broken.unlink()
     code, out, err = run_cli(capsys, "eval", str(vit_artifact), "--data", str(data), "--json", str(report_file))
     clean = json.loads(report_file.read_text())

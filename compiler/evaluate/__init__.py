@@ -74,6 +74,8 @@ def evaluate(
     other, other_predictions = evaluate_predictor(
         second, dataset, batch_size=batch_size, skip_bad_images=skip_bad_images
     )
+    if report.get("skipped_images"):
+        other["skipped_images"] = report["skipped_images"]  # left out of both
     if second.one_at_a_time and not first.one_at_a_time:
         report, predictions = evaluate_predictor(
             replace(first, one_at_a_time=True), dataset, batch_size=batch_size, skip_bad_images=skip_bad_images

@@ -45,7 +45,8 @@ def evaluate_images(
         raise DataError(
             f"no image of {dataset.source} could be read (e.g. {skipped[0]['path']}: {skipped[0]['error']})"
         )
-    metrics = classification_metrics([e.label for e in kept], top1, dataset.labels)
+    labels = dataset.labels if not skipped else replace(dataset, examples=tuple(kept)).labels  # classes scored
+    metrics = classification_metrics([e.label for e in kept], top1, labels)
     if len(predictor.labels) > TOP_K:
         metrics["top5_accuracy"] = float(np.mean(in_top))
     if skip_bad:
