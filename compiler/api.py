@@ -215,7 +215,7 @@ class _DataRoles:
             else {k: v for k, v in self._options.items() if k == "format"}
         )
         if ref is not None and options and not ref.startswith(MEMORY_PREFIX):
-            return load_dataset(ref, **options)  # the recipe forces a reader or names a table's columns
+            return load_dataset(ref, **options, labels_optional=role == "calibration")  # (calibration: texts only)
         if ref is None or not ref.startswith(MEMORY_PREFIX):
             return ref
         dataset = self._datasets.get(role)

@@ -184,3 +184,15 @@ def test_compile_reads_data_with_other_column_names(capsys, bert_folders, tmp_pa
     )
     roles = _DataRoles(recipe, {})
     assert roles.get("calibration") == str(lines) and len(roles.get("eval")) == 8
+
+
+def test_calibration_tables_need_no_label_column(capsys, bert_folders, tmp_path):
+    texts = tmp_path / "unlabelled.tsv"
+    texts.write_text("sentence\n" + "".join(f"a film {i}\n" for i in range(8)))
+    named = tmp_path / "named.jsonl"
+    named.write_text("".join(json.dumps({"body": f"a film {i}"}) + "\n" for i in range(8)))
+    flags = ["compile", str(bert_folders["sequence"]), "--target", "x86-64-avx2", "--quantize", "static"]
+    assert main([*flags, "--calibration", str(texts), "-o", str(tmp_path / "a")]) == 0, capsys.readouterr().err
+    assert main([*flags, "--calibration", str(named), "--text-column", "body", "-o", str(tmp_path / "b")]) == 0, (
+        capsys.readouterr().err
+    )

@@ -42,11 +42,13 @@ def load_dataset(
     label_column: str | None = None,
     task: DataTask | None = None,
     format: DataFormat | str | None = None,
+    labels_optional: bool = False,
 ) -> Dataset:
     """Load `PATH` or `PATH:SPLIT` (a split of a `datasets` folder, or the file SPLIT.* in a folder);
     `format` (tsv, csv, jsonl, conll, hf-disk, image-folder) forces a reader, whatever the file is called.
     Image data (see images.py): a folder of class folders of images (PATH:SPLIT: its SPLIT sub-folder),
-    a folder of images (unlabelled), or a CSV/TSV with a path column."""
+    a folder of images (unlabelled), or a CSV/TSV with a path column. `labels_optional` (calibration): a
+    text table without a label column reads with empty labels."""
     chosen = _format(format)
     path, split = parse_spec(str(spec))
     images = read_image_data(path, split, chosen, label_column)  # class folders, or a CSV/TSV of image paths
@@ -56,7 +58,7 @@ def load_dataset(
         if chosen is DataFormat.HF_DISK or (chosen is None and is_saved_dataset(path)):
             dataset = read_saved_dataset(path, split, text_column=text_column, label_column=label_column)
         else:
-            dataset = _read_file(_split_file(path, split), text_column, label_column, chosen)
+            dataset = _read_file(_split_file(path, split), text_column, label_column, chosen, labels_optional)
     elif split is not None:
         raise DataError(
             f"{path} is a file; ':{split}' selects a split only in a folder",
@@ -65,7 +67,7 @@ def load_dataset(
     elif chosen is DataFormat.HF_DISK:
         raise DataError(f"{path} is a file; the hf-disk format is a folder written by datasets' save_to_disk")
     else:
-        dataset = _read_file(path, text_column, label_column, chosen)
+        dataset = _read_file(path, text_column, label_column, chosen, labels_optional)
     if task is not None and dataset.task is not task:
         raise DataError(f"{dataset.source} is {dataset.task.value} data, but the task is {task.value}")
     _check_columns_apply(dataset, text_column, label_column)
@@ -137,7 +139,11 @@ def _split_file(folder: Path, split: str | None) -> Path:
 
 
 def _read_file(
-    path: Path, text_column: str | None, label_column: str | None, chosen: DataFormat | None = None
+    path: Path,
+    text_column: str | None,
+    label_column: str | None,
+    chosen: DataFormat | None = None,
+    labels_optional: bool = False,
 ) -> Dataset:
     try:
         if path.stat().st_size == 0:
@@ -156,9 +162,13 @@ def _read_file(
         if kind is DataFormat.CONLL:
             return read_conll(path)
         if kind is DataFormat.JSONL:
-            return read_jsonl(path, text_column=text_column, label_column=label_column)
+            return read_jsonl(path, text_column=text_column, label_column=label_column, labels_optional=labels_optional)
         return read_delimited(
-            path, text_column=text_column, label_column=label_column, delimiter="\t" if kind is DataFormat.TSV else ","
+            path,
+            text_column=text_column,
+            label_column=label_column,
+            delimiter="\t" if kind is DataFormat.TSV else ",",
+            labels_optional=labels_optional,
         )
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None

@@ -14,9 +14,15 @@ LABEL_COLUMNS = ("label", "labels", "class", "sentiment", "category")
 
 
 def read_delimited(
-    path: Path, *, text_column: str | None, label_column: str | None, delimiter: str | None = None
+    path: Path,
+    *,
+    text_column: str | None,
+    label_column: str | None,
+    delimiter: str | None = None,
+    labels_optional: bool = False,
 ) -> Dataset:
-    """TSV (tab, no quoting) or CSV (comma, quoted fields); by default the extension decides which."""
+    """TSV (tab, no quoting) or CSV (comma, quoted fields); by default the extension decides which.
+    `labels_optional` (calibration texts): a table without a label column reads with empty labels."""
     if delimiter is None:
         delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
@@ -26,7 +32,7 @@ def read_delimited(
             header = next(reader, None)
             if header is None:
                 raise DataError(f"{path} is empty", hint="a header row naming the text and label columns is expected")
-            text_at, label_at = _columns(path, header, text_column, label_column)
+            text_at, label_at = _columns(path, header, text_column, label_column, labels_optional)
             rows = ((number, row) for number, row in enumerate(reader, start=2) if any(cell.strip() for cell in row))
             examples = tuple(_example(path, number, row, text_at, label_at, len(header)) for number, row in rows)
         except csv.Error as exc:
@@ -47,20 +53,26 @@ def _csv_error(path: Path, line: int, exc: csv.Error, delimiter: str) -> DataErr
     return DataError(f"{path}:{line}: not well-formed {kind} ({exc})")
 
 
-def read_jsonl(path: Path, *, text_column: str | None, label_column: str | None) -> Dataset:
+def read_jsonl(
+    path: Path, *, text_column: str | None, label_column: str | None, labels_optional: bool = False
+) -> Dataset:
     examples = []
     text_key = label_key = None
     for number, record in _json_lines(path):
         if text_key is None:
             text_key = _pick(path, list(record), text_column, TEXT_COLUMNS, "text")
-            label_key = _pick(path, list(record), label_column, LABEL_COLUMNS, "label")
-        missing = [key for key in (text_key, label_key) if key not in record]
+            unlabelled = labels_optional and label_column is None and not any(key in record for key in LABEL_COLUMNS)
+            label_key = None if unlabelled else _pick(path, list(record), label_column, LABEL_COLUMNS, "label")
+        missing = [key for key in (text_key, label_key) if key is not None and key not in record]
         if missing:
             raise DataError(f"{path}:{number}: record has no {missing[0]!r} key")
         if not isinstance(record[text_key], str):
             raise DataError(f"{path}:{number}: {text_key!r} must be a string, found {type(record[text_key]).__name__}")
         if not record[text_key].strip():
             raise DataError(f"{path}:{number}: empty text", hint="remove the record or give it its text")
+        if label_key is None:
+            examples.append(TextExample(record[text_key], ""))
+            continue
         label = record[label_key]
         if isinstance(label, bool) or not isinstance(label, (str, int)) or not str(label).strip():
             found = "an empty string" if isinstance(label, str) else json.dumps(label)
@@ -85,17 +97,20 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
             yield number, record
 
 
-def _columns(path: Path, header: list[str], text_column: str | None, label_column: str | None) -> tuple[int, int]:
+def _columns(
+    path: Path, header: list[str], text_column: str | None, label_column: str | None, labels_optional: bool = False
+) -> tuple[int, int | None]:
     names = [name.strip() for name in header]
     text = _pick(path, names, text_column, TEXT_COLUMNS, "text")
-    label = _pick(path, names, label_column, LABEL_COLUMNS, "label")
-    for name in (text, label):
+    unlabelled = labels_optional and label_column is None and not any(name in names for name in LABEL_COLUMNS)
+    label = None if unlabelled else _pick(path, names, label_column, LABEL_COLUMNS, "label")
+    for name in (text, label) if label is not None else (text,):
         if names.count(name) > 1:
             raise DataError(
                 f"{path} has {names.count(name)} columns named {name!r}: which one is meant is not clear",
                 hint="rename or remove the others",
             )
-    return names.index(text), names.index(label)
+    return names.index(text), None if label is None else names.index(label)
 
 
 def _pick(path: Path, names: list[str], chosen: str | None, defaults: tuple[str, ...], what: str) -> str:
@@ -112,11 +127,11 @@ def _pick(path: Path, names: list[str], chosen: str | None, defaults: tuple[str,
     )
 
 
-def _example(path: Path, number: int, row: list[str], text_at: int, label_at: int, width: int) -> TextExample:
+def _example(path: Path, number: int, row: list[str], text_at: int, label_at: int | None, width: int) -> TextExample:
     if len(row) != width:
         raise DataError(f"{path}:{number}: expected {width} columns, found {len(row)}")
-    label = row[label_at].strip()
-    if not label:
+    label = row[label_at].strip() if label_at is not None else ""
+    if not label and label_at is not None:
         raise DataError(f"{path}:{number}: empty label")
     text = row[text_at].strip()
     if not text:
