@@ -219,6 +219,19 @@ def cmd_compile(args) -> int:
             "--data is training data for pruning (importance scores and recovery); nothing here uses it",
             hint="add --prune-flops or --prune-heads, or drop --data",
         )
+    if args.eval_data and recipe.prune is None and recipe.quantize.mode.value == "none":
+        raise CompileError(
+            "--eval-data scores quantization against --accuracy-budget (and pruning); nothing here uses it",
+            hint="add --quantize with --accuracy-budget, or drop --eval-data",
+        )
+    given = [
+        flag for flag, value in (("--text-column", args.text_column), ("--label-column", args.label_column)) if value
+    ]
+    if given and not any(recipe.data_refs().values()):
+        raise CompileError(
+            f"{' and '.join(given)} name columns of the data files, and this compile reads none",
+            hint=f"drop {' and '.join(given)}, or give --calibration, --eval-data or --data",
+        )
     if args.calibration and recipe.quantize.mode.value == "none" and recipe.prune is None:  # the flag, not a file's
         raise CompileError(
             "--calibration is data for --quantize (and for pruning's label-free scores); nothing here uses it",

@@ -156,6 +156,8 @@ def test_a_saved_recipe_names_its_data_absolutely_and_stray_flags_are_refused(ca
         (["--latency-budget", "5"], "--latency-budget applies to --backend auto"),
         (["--auto-keep-candidates", "--auto-sequence", "64"], "--auto-sequence, --auto-keep-candidates apply to"),
         (["--data", str(data)], "--data is training data for pruning"),
+        (["--eval-data", str(data)], "--eval-data scores quantization"),
+        (["--text-column", "body"], "--text-column name columns of the data files, and this compile reads none"),
     ):
         capsys.readouterr()
         assert_one_line_error(
