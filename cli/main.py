@@ -148,17 +148,30 @@ def _version() -> str:
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """parse_args, but an unknown flag is reported by its command's parser (its usage, not the top
-    level's) with the closest flag that command has."""
+    """parse_args, but an unknown command or flag gets the closest one there is, and a flag is reported
+    by the parser it was given to (its command's usage, not the top level's, past the command)."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    position = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), None)
+    if position is not None and argv[position] not in commands.choices:
+        close = difflib.get_close_matches(argv[position], list(commands.choices), n=1)
+        parser.error(f"unknown command {argv[position]!r}" + (f" (did you mean {close[0]}?)" if close else ""))
     args, extras = parser.parse_known_args(argv)
     if extras:
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
-        command = commands.choices[args.command]
-        flags = [flag for action in command._actions for flag in action.option_strings]  # noqa: SLF001
-        unknown = next((extra for extra in extras if extra.startswith("-")), extras[0])
-        close = difflib.get_close_matches(unknown.split("=", 1)[0], flags, n=1)
-        command.error(f"unrecognized arguments: {' '.join(extras)}" + (f" (did you mean {close[0]}?)" if close else ""))
+        before = [extra for extra in extras if position is not None and extra in argv[:position]]
+        owner = parser if before else commands.choices[args.command]
+        owner.error(f"unrecognized arguments: {' '.join(extras)}{_suggestions(owner, before or extras)}")
     return args
+
+
+def _suggestions(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """` (did you mean --target? --quantize?)` for each unknown flag that is close to one `parser` has."""
+    flags = [flag for action in parser._actions for flag in action.option_strings]  # noqa: SLF001
+    close = [
+        match[0]
+        for extra in extras
+        if extra.startswith("-") and (match := difflib.get_close_matches(extra.split("=", 1)[0], flags, n=1))
+    ]
+    return f" (did you mean {' '.join(flag + '?' for flag in close)})" if close else ""
 
 
 if __name__ == "__main__":

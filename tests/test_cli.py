@@ -290,3 +290,11 @@ def test_a_misspelt_flag_is_reported_by_its_command_with_the_closest_one(capsys)
     err = capsys.readouterr().err
     assert exited.value.code == 2 and err.startswith("usage: edgekiln compile")
     assert "edgekiln compile: error: unrecognized arguments: --taget host (did you mean --target?)" in err
+    for argv, expected in (
+        (["compile", "m", "--tagret", "host", "--quantise", "static"], "(did you mean --target? --quantize?)"),
+        (["--debg", "targets"], "edgekiln: error: unrecognized arguments: --debg (did you mean --debug?)"),
+        (["bnech", "art"], "edgekiln: error: unknown command 'bnech' (did you mean bench?)"),
+    ):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert expected in capsys.readouterr().err
