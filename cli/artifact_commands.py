@@ -99,10 +99,10 @@ def cmd_run(args) -> int:
     session = load(args.artifact, threads=args.threads, device=args.device, trusted_keys=args.trusted_key)
     options = {} if args.top is None else {"top": args.top}
     sys.stdout.write("[\n" if args.json else "")
-    done = 0
+    done, cut = 0, []
     for index, batch in enumerate(itertools.chain([first], batches)):
         predictions = session.predict(batch, **options)
-        _say_cut(session, batch, done)
+        cut += _say_cut(session, batch, done, already=len(cut))
         done += len(batch)
         items, lines = session.task_spec.describe(batch, predictions) or _describe(batch, predictions)
         if args.json:  # the same text as json.dumps(all items, indent=2), written a batch at a time
@@ -114,20 +114,30 @@ def cmd_run(args) -> int:
             sys.stdout.write("".join(line + "\n" for line in lines))
         sys.stdout.flush()
     sys.stdout.write("\n]\n" if args.json else "")
+    if len(cut) > CUT_NOTES:
+        print(
+            f"note: {len(cut)} texts in all were longer than the model's input (the first {CUT_NOTES} named above)",
+            file=sys.stderr,
+        )
     return 0
 
 
-def _say_cut(session, texts: list, done: int) -> None:
-    """A note on stderr for each text longer than the model's longest input (only its start was read)."""
+CUT_NOTES = 10  # texts named one by one; past them, one count at the end
+
+
+def _say_cut(session, texts: list, done: int, already: int) -> list[int]:
+    """A note on stderr for each text longer than the model's longest input (only its start was read),
+    up to CUT_NOTES in all; returns the numbers of those texts in this batch."""
     encoder = session.encoder
     if session.manifest.tokenizer is None or not hasattr(encoder, "cut"):
-        return
-    for number, cut in enumerate(encoder.cut(texts), start=done + 1):
-        if cut:
-            print(
-                f"note: text {number} is longer than the model's {encoder.max_length} tokens: only its start was read",
-                file=sys.stderr,
-            )
+        return []
+    numbers = [number for number, cut in enumerate(encoder.cut(texts), start=done + 1) if cut]
+    for number in numbers[: max(0, CUT_NOTES - already)]:
+        print(
+            f"note: text {number} is longer than the model's {encoder.max_length} tokens: only its start was read",
+            file=sys.stderr,
+        )
+    return numbers
 
 
 def _stdin_lines(paths: bool = False) -> Iterator[str]:

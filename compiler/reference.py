@@ -50,8 +50,10 @@ def pytorch_runner(model: str | Path, threads: int, manifest=None, recipe=None) 
 def _check_same_model(model, source, manifest) -> None:
     hint = "compare an artifact with the model it was compiled from"
     if source.task.value != manifest.task.value:
+        article = "an" if source.task.value[0] in "aeiou" else "a"
         raise CompileError(
-            f"--against {model} is a {source.task.value} model; the artifact does {manifest.task.value}", hint=hint
+            f"--against {model} is {article} {source.task.value} model; the artifact does {manifest.task.value}",
+            hint=hint,
         )
     if source.labels is not None and manifest.labels is not None and len(source.labels) != len(manifest.labels):
         raise CompileError(

@@ -141,6 +141,9 @@ def test_run_prints_predictions(capsys, artifacts):
     code, out, err = run_cli(capsys, "run", str(artifacts["sequence"]), "i love it", long, "--batch-size", "1")
     assert code == 0 and len(out.splitlines()) == 2
     assert err == "note: text 2 is longer than the model's 64 tokens: only its start was read\n"
+    code, out, err = run_cli(capsys, "run", str(artifacts["sequence"]), *[long] * 12, "--batch-size", "5")
+    assert code == 0 and len(out.splitlines()) == 12 and err.count("note: text ") == 10
+    assert err.endswith("note: 12 texts in all were longer than the model's input (the first 10 named above)\n")
 
 
 def test_inspect_and_targets(capsys, artifacts):

@@ -62,7 +62,7 @@ def test_a_folder_asking_for_its_own_code_is_refused_and_its_code_never_runs(mod
     folder = _with_own_code(bert_folders["sequence"], tmp_path / "remote", model_type)
     with pytest.raises(
         CompileError,
-        match=r"maps AutoModelForSequenceClassification to the folder's own code "
+        match=r"maps AutoModelForSequenceClassification to code of its own "
         r"\(modeling_evil\.py\); edgekiln runs no code",
     ):
         compile(folder, "host", tmp_path / "art", Recipe.from_flags(backend="onnxruntime", cache=False))
@@ -76,7 +76,7 @@ def test_finetune_and_eval_refuse_it_too(bert_folders, tmp_path, capsys):
     assert main(["finetune", str(folder), "--data", str(data), "-o", str(tmp_path / "tuned")]) == 2
     assert main(["eval", str(folder), "--data", str(data)]) == 2
     err = capsys.readouterr().err
-    assert err.count("to the folder's own code (modeling_evil.py)") == 2 and "Traceback" not in err
+    assert err.count("to code of its own (modeling_evil.py)") == 2 and "Traceback" not in err
     assert not (folder / "RAN").exists()
 
 
@@ -152,8 +152,16 @@ def test_own_code_nested_in_a_processor_config_or_named_in_modules_json_is_refus
             {"image_processor": {"auto_map": {"AutoImageProcessor": {"pil": "proc.P", "torchvision": "proc.F"}}}}
         )
     )
-    with pytest.raises(CompileError, match=r"maps AutoImageProcessor to the folder's own code \(proc\.py\)"):
+    with pytest.raises(
+        CompileError, match=r"maps AutoImageProcessor to code of its own \(proc\.py, not in the folder\)"
+    ):
         refuse_remote_code(nested)
+    hub = tmp_path / "hub"
+    shutil.copytree(bert_folders["sequence"], hub)
+    config = json.loads((hub / "config.json").read_text())
+    (hub / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "owner/repo--modeling_x.Y"}}))
+    with pytest.raises(CompileError, match=r"to code of its own \(modeling_x\.py of owner/repo\)"):
+        refuse_remote_code(hub)
     custom = tmp_path / "custom"
     shutil.copytree(bert_folders["encoder"], custom)
     modules = json.loads((custom / "modules.json").read_text())

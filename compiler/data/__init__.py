@@ -202,9 +202,10 @@ def split_off(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Da
             )
     chosen = set(held)
     rest = [i for i in range(len(dataset)) if i not in chosen]
+    total = len(dataset)
     return (
-        dataset.subset(rest, f"{dataset.source} ({1 - fraction:.0%}, seed {seed})"),
-        dataset.subset(sorted(held), f"{dataset.source} (held-out {fraction:.0%}, seed {seed})"),
+        dataset.subset(rest, f"{dataset.source} ({len(rest)} of {total}, seed {seed})"),
+        dataset.subset(sorted(held), f"{dataset.source} (held-out {len(held)} of {total}, seed {seed})"),
     )
 
 

@@ -21,11 +21,10 @@ def refuse_remote_code(folder: Path) -> None:
     for name in CONFIG_FILES:
         mapped = _auto_map(folder / name)
         if mapped:
-            modules = sorted({_module_file(reference) for reference in mapped.values()})
             raise CompileError(
-                f"{folder / name} maps {', '.join(sorted(mapped)[:3])} to the folder's own code "
-                f"({', '.join(modules)}); edgekiln runs no code from model folders, and transformers' "
-                "built-in classes would compute another model",
+                f"{folder / name} maps {', '.join(sorted(mapped)[:3])} to code of its own "
+                f"({', '.join(sorted({_where(folder, ref) for ref in mapped.values()}))}); edgekiln runs no code from "
+                "model folders, and transformers' built-in classes would compute another model",
                 hint=HINT,
             )
     foreign = _foreign_modules(folder / "modules.json")
@@ -37,7 +36,7 @@ def refuse_remote_code(folder: Path) -> None:
         )
 
 
-HINT = "export the model to ONNX yourself with its code (if you trust it), then compile the .onnx file"
+HINT = "export the model to ONNX yourself with its code, if you trust it, then compile the .onnx file"
 
 
 def _auto_map(path: Path) -> dict[str, str]:
@@ -80,6 +79,11 @@ def _foreign_modules(path: Path) -> list[str]:
     return [kind for kind in types if isinstance(kind, str) and kind and not kind.startswith("sentence_transformers.")]
 
 
-def _module_file(reference: str) -> str:
-    """`modeling_x.JinaBert` -> `modeling_x.py` (a hub reference `repo--module.Class` keeps its repo)."""
-    return reference.rsplit(".", 1)[0] + ".py"
+def _where(folder: Path, reference: str) -> str:
+    """Where a reference's code lives: `modeling_x.JinaBert` -> `modeling_x.py` (or `modeling_x.py, not in the
+    folder`); a hub reference `owner/repo--module.Class` -> `module.py of owner/repo`."""
+    repo, _, local = reference.rpartition("--")
+    module = local.rsplit(".", 1)[0] + ".py"
+    if repo:
+        return f"{module} of {repo}"
+    return module if (folder / module).is_file() else f"{module}, not in the folder"
