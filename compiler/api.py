@@ -209,12 +209,13 @@ class _DataRoles:
 
     def get(self, role: str) -> str | Dataset | None:
         ref = self._refs[role]
+        in_memory = ref is not None and ref.startswith(MEMORY_PREFIX)
         options = (
             self._options
-            if ref is None or _is_table(ref)
+            if ref is None or in_memory or _is_table(ref)
             else {k: v for k, v in self._options.items() if k == "format"}
         )
-        if ref is not None and options and not ref.startswith(MEMORY_PREFIX):
+        if ref is not None and options and not in_memory:
             return load_dataset(ref, **options, labels_optional=role == "calibration")  # (calibration: texts only)
         if ref is None or not ref.startswith(MEMORY_PREFIX):
             return ref
