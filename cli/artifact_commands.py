@@ -22,7 +22,7 @@ from edgekiln.runtime.errors import EdgekilnError, InputError
 from edgekiln.runtime.reports import write_report
 from edgekiln.runtime.reports.files import reports_dir, write_text
 
-from .parsing import int_list, positive_float, positive_int
+from .parsing import given_flags, int_list, positive_float, positive_int
 from .signing_commands import add_trusted_key_option
 
 WARMUP = 5
@@ -229,15 +229,11 @@ def cmd_bench(args) -> int:
 
 def _refuse_with_profile(args) -> None:
     """--profile times operators in one pass of its own: latency options would be ignored."""
-    given = [
-        flag
-        for flag, value, default in (
-            ("--against", args.against, None),
-            ("--seconds", args.seconds, None),
-            ("--warmup", args.warmup, WARMUP),
-        )
-        if value != default
-    ]
+    given = given_flags(
+        ("--against", args.against, None),
+        ("--seconds", args.seconds, None),
+        ("--warmup", args.warmup, WARMUP),
+    )
     if given:
         raise InputError(
             f"--profile times each operator over --runs calls; {' and '.join(given)} "

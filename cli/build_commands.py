@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edgekiln.runtime.manifest import Task
 
-from .parsing import fraction_list, int_list, key_value, name_list, positive_int
+from .parsing import fraction_list, given_flags, int_list, key_value, name_list, positive_int
 
 
 def register(commands) -> None:
@@ -224,9 +224,7 @@ def cmd_compile(args) -> int:
             "--eval-data scores quantization against --accuracy-budget (and pruning); nothing here uses it",
             hint="add --quantize with --accuracy-budget, or drop --eval-data",
         )
-    given = [
-        flag for flag, value in (("--text-column", args.text_column), ("--label-column", args.label_column)) if value
-    ]
+    given = given_flags(("--text-column", args.text_column, None), ("--label-column", args.label_column, None))
     if given and not any(recipe.data_refs().values()):
         raise CompileError(
             f"{' and '.join(given)} name columns of the data files, and this compile reads none",
@@ -254,18 +252,14 @@ def cmd_compile(args) -> int:
 
 def _refuse_auto_flags(args) -> None:
     """The measured selection's flags apply to --backend auto only: elsewhere they would be ignored."""
-    given = [
-        flag
-        for flag, value, default in (
-            ("--latency-budget", args.latency_budget, None),
-            ("--auto-backends", args.auto_backends, None),
-            ("--auto-timing", args.auto_timing, "data"),
-            ("--auto-sequence", args.auto_sequence, 128),
-            ("--auto-prune-flops", args.auto_prune_flops, None),
-            ("--auto-keep-candidates", args.auto_keep_candidates, False),
-        )
-        if value != default
-    ]
+    given = given_flags(
+        ("--latency-budget", args.latency_budget, None),
+        ("--auto-backends", args.auto_backends, None),
+        ("--auto-timing", args.auto_timing, "data"),
+        ("--auto-sequence", args.auto_sequence, 128),
+        ("--auto-prune-flops", args.auto_prune_flops, None),
+        ("--auto-keep-candidates", args.auto_keep_candidates, False),
+    )
     if given:
         from edgekiln.compiler.errors import CompileError
 

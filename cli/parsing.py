@@ -97,3 +97,8 @@ def name_list(text: str) -> tuple[str, ...]:
     if not names:
         raise argparse.ArgumentTypeError(f"expected comma-separated names like onnxruntime,openvino, found {text!r}")
     return names
+
+
+def given_flags(*flags: tuple[str, object, object]) -> list[str]:
+    """The names of the (flag, value, default) triples whose value is not the default: what the user gave."""
+    return [flag for flag, value, default in flags if value != default]

@@ -32,6 +32,7 @@ from .errors import CompileError
 from .folders import check_parent, move_into_place
 from .graph_io import graph_io, load_graph, quantized_ops
 from .onnx_external import copy_model
+from .padding_check import recorded_padding
 from .passes.base import MODEL_FILE, BuildState
 from .recipe import RECIPE_FILE, Recipe
 from .reference_outputs import write_reference
@@ -195,8 +196,9 @@ def _fill(
         shutil.copyfile(source.tokenizer_file, staging / source.tokenizer.file)
         vocab = _vocab_size(staging / source.tokenizer.file)
         tokenizer = tokenizer.model_copy(update={"vocab_size": min(vocab, tokenizer.vocab_size or vocab)})
-        padding = state.reports.get("verify_fidelity", {}).get("details", {}).get("padding") or {}
-        if padding.get("sensitive"):  # its answers would depend on the batch: the runtime runs one text per call
+        if recorded_padding(state.reports).get(
+            "sensitive"
+        ):  # its answers would depend on the batch: the runtime runs one text per call
             tokenizer = tokenizer.model_copy(update={"pad_sensitive": True})
     (staging / RECIPE_FILE).write_text(recipe.to_toml())  # hashed with the rest: the exact build
     quantization = _quantization(state.reports)

@@ -64,10 +64,15 @@ def _trimmed(output: np.ndarray, length: int) -> np.ndarray:
     return output[:, :length] if output.ndim >= 3 else output  # noqa: PLR2004
 
 
+def recorded_padding(reports) -> dict:
+    """The padding check verify_fidelity recorded in a build's reports ({} where none ran)."""
+    return ((reports.get("verify_fidelity") or {}).get("details") or {}).get("padding") or {}
+
+
 def refuse_bucket_padding(state, padded_by: str) -> None:
     """A padding-sensitive text model cannot run where every call is padded to a fixed length
     (`padded_by`: TVM's buckets, OpenVINO's static shapes): its answers would be the padded text's."""
-    padding = ((state.reports.get("verify_fidelity") or {}).get("details") or {}).get("padding") or {}
+    padding = recorded_padding(state.reports)
     if padding.get("sensitive"):
         raise CompileError(
             f"{state.source.description}'s answer for a text changes with the padding around it "

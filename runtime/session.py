@@ -74,7 +74,7 @@ class Session:
             )
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise InputError(f"predict: batch_size must be a positive integer, found {batch_size!r}")
-        if self.manifest.tokenizer is not None and self.manifest.tokenizer.pad_sensitive:
+        if self.pad_sensitive:
             batch_size = 1  # padding would change its answers: each text alone
         batched = isinstance(items, (list, tuple)) or (isinstance(items, np.ndarray) and items.ndim == 4)  # noqa: PLR2004
         if not batched or len(items) <= batch_size:
@@ -84,6 +84,11 @@ class Session:
             for start in range(0, len(items), int(batch_size))
         ]
         return np.concatenate(parts) if isinstance(parts[0], np.ndarray) else [one for part in parts for one in part]
+
+    @property
+    def pad_sensitive(self) -> bool:
+        """A text model whose answers change with padding (the manifest says so): one text per call."""
+        return self.manifest.tokenizer is not None and self.manifest.tokenizer.pad_sensitive
 
     def warm_up(self, batches: Sequence[int] = (1,)):
         """Run the one-time work of the first calls now (see warmup.py); returns a `WarmUp` (what ran, how long)."""

@@ -57,7 +57,7 @@ def artifact_predictor(path: Path, *, threads: int | None = None) -> Predictor:
         _labels(session.manifest.labels, path),
         session.encoder,
         lambda feeds: session.run(feeds)[output],
-        one_at_a_time=bool(session.manifest.tokenizer and session.manifest.tokenizer.pad_sensitive),
+        one_at_a_time=session.pad_sensitive,
     )
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from edgekiln.runtime.cpus import available_cpus
 
-from ..data import DataError, Dataset, DataTask, ImageExample, load_dataset, split_off
-from ..data.conll import is_entity_tag
+from ..data import DataError, Dataset, ImageExample, load_dataset, split_off
 from ..errors import CompileError
+from ..evaluate.predict import lacking_tags
 from ..folders import check_parent, move_into_place, output_lock
 from ..tasks import compiler_task
 from ..tool_versions import tool_versions
@@ -120,9 +120,8 @@ def _check_labels(train_set: Dataset, dev_set: Dataset) -> tuple[str, ...]:
         )
     labels = train_set.labels
     unknown = sorted(set(dev_set.labels) - set(labels))
-    if dev_set.task is DataTask.TOKEN_CLASSIFICATION:  # an entity tag training never shows: missed entities
-        types = {tag[2:] for tag in labels if is_entity_tag(tag)}
-        unknown = [tag for tag in unknown if not (is_entity_tag(tag) and tag[2:] in types)]
+    lacking = lacking_tags(dev_set, labels)  # entity tags of known types training never shows: missed entities
+    unknown = [tag for tag in unknown if tag not in lacking]
     if unknown:
         raise DataError(f"{dev_set.source} has labels {unknown} that {train_set.source} never uses")
     if len(labels) < 2:

@@ -51,6 +51,7 @@ class VerifyFidelity(Pass):
                     hint=_hint(state),
                 )
         shapes = fidelity_feeds(state, self.config)
+        reference = _once_per_case(reference, shapes)  # the padding check and the comparison share its runs
         if state.source.tokenizer is not None and state.source.torch is not None:
             padding = padding_effect(reference, shapes)  # does a text's answer depend on its batch?
             if padding is not None:
@@ -67,6 +68,22 @@ class VerifyFidelity(Pass):
         )
         require(report, hint=_hint(state))
         return report.model_dump(mode="json")
+
+
+def _once_per_case(runner: Runner, cases: list[tuple]) -> Runner:
+    """`runner`, remembering its outputs for the cases' own feeds (other feeds run each time)."""
+    tracked = {id(feeds) for _batch, _sequence, feeds in cases}  # the cases keep these dicts alive
+    outputs: dict[int, list[np.ndarray]] = {}
+
+    def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        key = id(feeds)
+        if key not in tracked:
+            return runner(feeds)
+        if key not in outputs:
+            outputs[key] = runner(feeds)
+        return outputs[key]
+
+    return run
 
 
 def _hint(state: BuildState) -> str:

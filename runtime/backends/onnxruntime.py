@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import numpy as np
 from ..errors import ArtifactError, BackendUnavailableError
 from ..manifest import Accelerator, Manifest
 from ..paths import inside
-from .base import BackendOptions, Device
+from .base import FROM_BYTES_LIMIT, BackendOptions, Device, checked_bytes
 from .spec import BackendSpec, QuantizerSpec
 
 _CUDA = "CUDAExecutionProvider"
@@ -60,23 +59,14 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
     return OnnxRuntimeSession(session, [spec.name for spec in manifest.outputs])
 
 
-_FROM_BYTES_LIMIT = 256 << 20  # past it, the transient copy costs more memory than a small board has
-
-
 def _model(folder: Path, manifest: Manifest, verified: bool) -> str | bytes:
     """A one-file model up to 256 MiB as the bytes whose hash is checked here, so that a file swapped after
     the artifact's check (a race) is not what runs; a larger model, or one with external weights, loads by
     path (ONNX Runtime would hold the bytes and its own copy at once)."""
     path = inside(folder, manifest.model_file)
-    if opened_files(folder, manifest) or path.stat().st_size > _FROM_BYTES_LIMIT:
+    if opened_files(folder, manifest) or path.stat().st_size > FROM_BYTES_LIMIT:
         return str(path)
-    data = path.read_bytes()
-    expected = manifest.files.get(manifest.model_file)
-    if verified and expected is not None and hashlib.sha256(data).hexdigest() != expected:
-        raise ArtifactError(
-            f"artifact file {manifest.model_file} changed while the artifact was loading", hint="load it again"
-        )
-    return data
+    return checked_bytes(path, manifest.model_file, manifest.files, verified)
 
 
 def _check_io(session, manifest: Manifest) -> None:

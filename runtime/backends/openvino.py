@@ -7,7 +7,6 @@ between threads takes one from a pool for each call."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from ..artifact import first_error
 from ..errors import ArtifactError, BackendUnavailableError
 from ..manifest import Accelerator, Manifest, Precision
 from ..paths import inside
-from .base import BackendOptions, Device
+from .base import FROM_BYTES_LIMIT, BackendOptions, Device, checked_bytes
 from .openvino_cache import cache_folder, limit_bytes, mark_used, trim
 from .openvino_shapes import SHAPES_FILE, StaticDispatch, StaticShapes
 from .pool import Pool
@@ -166,24 +165,18 @@ def open_session(folder: Path, manifest: Manifest, options: BackendOptions) -> O
         ) from None
 
 
-_FROM_BYTES_LIMIT = 256 << 20  # as ONNX Runtime's: past it, the transient copy costs too much memory
-
-
 def _ir(folder: Path, manifest: Manifest, verified: bool) -> Path | IrBytes:
     """The IR as the bytes whose hashes are checked here (up to 256 MiB together), so that a file swapped
     after the artifact's check (a race) is not what runs; a larger IR loads by path."""
     xml = inside(folder, manifest.model_file)
     weights = xml.with_suffix(".bin")
-    if not weights.is_file() or xml.stat().st_size + weights.stat().st_size > _FROM_BYTES_LIMIT:
+    if not weights.is_file() or xml.stat().st_size + weights.stat().st_size > FROM_BYTES_LIMIT:
         return xml  # (a missing .bin: OpenVINO says so, as before)
-    parts = []
-    for path, name in ((xml, manifest.model_file), (weights, str(Path(manifest.model_file).with_suffix(".bin")))):
-        data = path.read_bytes()
-        expected = manifest.files.get(name)
-        if verified and expected is not None and hashlib.sha256(data).hexdigest() != expected:
-            raise ArtifactError(f"artifact file {name} changed while the artifact was loading", hint="load it again")
-        parts.append(data)
-    return parts[0], parts[1]
+    bin_name = str(Path(manifest.model_file).with_suffix(".bin"))
+    return (
+        checked_bytes(xml, manifest.model_file, manifest.files, verified),
+        checked_bytes(weights, bin_name, manifest.files, verified),
+    )
 
 
 def _check_io(names: tuple[frozenset, tuple[str, ...]], manifest: Manifest) -> None:
